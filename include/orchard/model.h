@@ -1,0 +1,103 @@
+// Models and inference contexts: load a model from GGUF, a Hugging Face folder or a llama2.c
+// checkpoint, and compute logits with a KV cache.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace orchard {
+
+enum class KernelChoice { reference, fast };
+
+enum class RopeStyle {
+  interleaved,  // rotates pairs (2i, 2i+1): GGUF llama and llama2.c weights
+  neox,         // rotates pairs (i, i + head_dim/2): Hugging Face llama, all Qwen
+};
+
+struct ModelConfig {
+  std::string architecture;  // "llama", "qwen2", "qwen3"
+  std::string source_format; // "gguf", "safetensors", "llama2.c"
+  int64_t n_vocab = 0;
+  int64_t dim = 0;           // hidden size
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t ffn_dim = 0;
+  int64_t context_length = 0;  // trained context
+  float rms_norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  int64_t rope_dims = 0;       // leading dimensions of each head that RoPE rotates
+  RopeStyle rope_style = RopeStyle::neox;
+  bool has_rope_freq_factors = false;  // llama3 scaling
+  bool qkv_bias = false;
+  bool qk_norm = false;
+  bool tied_output = false;
+};
+
+struct TensorSummary {
+  std::string name;
+  std::string type;            // "F32", "Q4_K", ...
+  std::vector<int64_t> shape;  // fastest dimension first, as GGUF writes it
+};
+
+struct LoadOptions {
+  KernelChoice kernels = KernelChoice::fast;
+};
+
+class Model {
+ public:
+  // Loads a .gguf file, a Hugging Face folder (config.json + safetensors) or a llama2.c .bin.
+  // Throws orchard::Error naming the file and the problem on bad input.
+  static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
+
+  ~Model();
+  const ModelConfig& config() const;
+  const std::string& path() const;
+  std::vector<TensorSummary> tensors() const;
+  int64_t parameter_count() const;
+  uint64_t file_bytes() const;  // total size of the files that hold the weights
+  // The llama3 RoPE frequency divisors per rotated pair (empty when the model has none).
+  const std::vector<float>& rope_freq_factors() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct ContextOptions {
+  int64_t n_ctx = 0;  // 0: the model's trained context length (capped at 4096)
+  KernelChoice kernels = KernelChoice::fast;
+};
+
+// One sequence's inference state: the KV cache and scratch buffers.
+class Context {
+ public:
+  explicit Context(std::shared_ptr<const Model> model, const ContextOptions& options = {});
+  ~Context();
+
+  // Runs `tokens` at positions n_past() .. n_past()+n-1 (all of them in one batch) and returns
+  // their logits, row-major [n, n_vocab]. Throws orchard::Error for ids out of range or when the
+  // tokens do not fit in the context.
+  std::vector<float> eval(std::span<const int32_t> tokens);
+  // Same, but only the last position's logits.
+  std::vector<float> eval_last(std::span<const int32_t> tokens);
+
+  int64_t n_past() const;
+  int64_t n_ctx() const;
+  // Forgets positions >= n (keeps the cached prefix).
+  void truncate(int64_t n);
+  void reset() { truncate(0); }
+  const Model& model() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace orchard

@@ -1,0 +1,4 @@
+// Orchard: on-device-first generative AI engine. This umbrella header is the public C++ API.
+#pragma once
+#include "orchard/error.h"
+#include "orchard/model.h"

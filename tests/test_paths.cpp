@@ -1,0 +1,20 @@
+#include "test_paths.h"
+
+#include <cstdlib>
+
+namespace orchard::test {
+
+std::string shared_dir() {
+  if (const char* env = std::getenv("ORCHARD_SHARED"); env && *env) return env;
+  return ORCHARD_SHARED_DIR_DEFAULT;
+}
+
+std::string shared_path(const std::string& relative) { return shared_dir() + "/" + relative; }
+
+std::string source_path(const std::string& relative) {
+  return std::string(ORCHARD_SOURCE_DIR) + "/" + relative;
+}
+
+std::string cli_path() { return ORCHARD_CLI_PATH; }
+
+}  // namespace orchard::test
