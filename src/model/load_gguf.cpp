@@ -20,12 +20,12 @@ TensorTable load_gguf_model(const std::string& path, std::shared_ptr<const Blob>
   const GgufFile& f = *gguf;
   ModelConfig& c = impl.config;
   c.source_format = "gguf";
+  if (f.tensors().empty())
+    fail(path, ": holds no tensors (a vocab-only GGUF is a tokenizer, not a model)");
   auto arch = f.get_string("general.architecture");
   if (!arch) fail(path, ": missing metadata key 'general.architecture'");
   if (*arch != "llama" && *arch != "qwen2" && *arch != "qwen3")
     fail(path, ": unknown architecture '", *arch, "' (supported: llama, qwen2, qwen3)");
-  if (f.tensors().empty())
-    fail(path, ": holds no tensors (a vocab-only GGUF is a tokenizer, not a model)");
   c.architecture = *arch;
   const std::string a = *arch + ".";
   c.dim = require_positive(f, a + "embedding_length");

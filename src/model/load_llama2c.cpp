@@ -23,7 +23,7 @@ TensorTable load_llama2c_model(const std::string& path, std::shared_ptr<const Bl
   auto in_range = [&](int64_t v) { return v > 0 && v <= limit; };
   if (!in_range(h.dim) || !in_range(h.ffn_dim) || !in_range(h.n_layers) || !in_range(h.n_heads) ||
       !in_range(h.n_kv_heads) || !in_range(vocab) || !in_range(h.seq_len))
-    fail(path, ": not a GGUF file, a Hugging Face folder or a llama2.c checkpoint (header values out of range)");
+    fail(path, ": unrecognized model file: no GGUF magic, not a Hugging Face folder, and its header is not a valid llama2.c checkpoint");
   if (h.dim % h.n_heads != 0 || h.n_heads % h.n_kv_heads != 0)
     fail(path, ": llama2.c header: dim ", h.dim, ", n_heads ", h.n_heads, ", n_kv_heads ",
          h.n_kv_heads, " are inconsistent");

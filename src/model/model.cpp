@@ -17,6 +17,13 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// A GGUF file, or else a llama2.c checkpoint (which has no magic of its own).
+TensorTable load_single_file(const std::string& path, std::shared_ptr<const Blob> blob, Model::Impl& impl) {
+  if (blob->size() >= 4 && std::memcmp(blob->data(), "GGUF", 4) == 0)
+    return load_gguf_model(path, std::move(blob), impl);
+  return load_llama2c_model(path, std::move(blob), impl);
+}
+
 }  // namespace
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -33,12 +40,18 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     impl->path = parent_folder(path);
     tensors = load_hf_model(impl->path, *impl);
   } else {
-    auto blob = map_file(path);
-    if (blob->size() >= 4 && std::memcmp(blob->data(), "GGUF", 4) == 0)
-      tensors = load_gguf_model(path, std::move(blob), *impl);
-    else
-      tensors = load_llama2c_model(path, std::move(blob), *impl);
+    tensors = load_single_file(path, map_file(path), *impl);
   }
+  bind_weights(tensors, *impl);
+  (void)options;
+  return std::shared_ptr<const Model>(new Model(std::move(impl)));
+}
+
+std::shared_ptr<const Model> Model::load_from_memory(std::vector<uint8_t> bytes, const std::string& name,
+                                                     const LoadOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = name;
+  TensorTable tensors = load_single_file(name, blob_from_bytes(std::move(bytes), name), *impl);
   bind_weights(tensors, *impl);
   (void)options;
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
