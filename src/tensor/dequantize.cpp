@@ -4,10 +4,11 @@
 #include "base/half.h"
 #include "tensor/le_bytes.h"
 
-// Every formula below keeps the float32 operation order of the formats' reference decoders
-// (ggml's dequantize_row_*): e.g. K-quants round `d * scale` to float before multiplying by the
-// quant. The build compiles this file with -ffp-contract=off so that `a * b - c` is never fused
-// into one rounding, which would change the last bit.
+// The formulas follow the operation order of the formats' reference decoders (ggml's
+// dequantize_row_*). The order cannot change a result anyway: an f16 scale has 11 significant
+// bits and the integers it meets (6-bit scale times quant, int8 scale times 6-bit quant, ...)
+// at most 13, so every product is exact in float32 and only a final `+ m` or `- dmin * min`
+// rounds, once. A fused multiply-add gives the same bits for the same reason.
 
 namespace orchard {
 namespace {

@@ -1,7 +1,7 @@
 // Hand-built blocks: the bytes are written here from the block layouts (ggml's block_* structs),
-// element by element, and the expected values come from each format's formula. Scales are chosen
-// so that every product is exact in float32, which makes the expected values independent of the
-// order of operations.
+// element by element, and the expected values come from each format's formula in float32. The
+// products involved are exact (f16 scale times small integers); the random-block tests use scales
+// with full f16 mantissas so that the final `+ m` / `- dmin * min` rounds as it does in real files.
 #include "tensor/dequantize.h"
 
 #include <gtest/gtest.h>
@@ -76,9 +76,16 @@ int uniform(std::mt19937& rng, int lo, int hi) {
   return std::uniform_int_distribution<int>(lo, hi)(rng);
 }
 
-// Per-block scales with few mantissa bits, different per block to catch block-stride errors.
-const float kScales[] = {0.375f, -1.25f, 0.0625f};
-const float kMins[] = {0.5f, 0.125f, -0.75f};
+// A float32 product rounded once (the exact product of two floats fits in a double), written so
+// that the compiler cannot fuse it with a following addition.
+float mul(float a, float b) { return static_cast<float>(static_cast<double>(a) * b); }
+float mul(float a, int b) { return mul(a, static_cast<float>(b)); }
+
+float f16_rounded(float x) { return f16_to_f32(f32_to_f16(x)); }
+
+// Per-block scales (as stored in f16), different per block to catch block-stride errors.
+const float kScales[] = {f16_rounded(0.1f), f16_rounded(-1.3f), 0.375f};
+const float kMins[] = {f16_rounded(0.0371f), 0.125f, f16_rounded(-0.77f)};
 
 // ---- Random blocks against the formula ----------------------------------------------------
 
@@ -90,7 +97,7 @@ TEST(DequantizeBlocks, Q4_0) {
     for (int e = 0; e < 32; ++e) {
       const int q = uniform(rng, 0, 15);
       put_bits(c.bytes, 2 + e % 16, 4 * (e / 16), q);
-      c.expected.push_back(static_cast<float>(q - 8) * kScales[b]);
+      c.expected.push_back(mul(kScales[b], q - 8));
     }
     return c;
   });
@@ -105,7 +112,7 @@ TEST(DequantizeBlocks, Q4_1) {
     for (int e = 0; e < 32; ++e) {
       const int q = uniform(rng, 0, 15);
       put_bits(c.bytes, 4 + e % 16, 4 * (e / 16), q);
-      c.expected.push_back(static_cast<float>(q) * kScales[b] + kMins[b]);
+      c.expected.push_back(mul(kScales[b], q) + kMins[b]);
     }
     return c;
   });
@@ -120,7 +127,7 @@ TEST(DequantizeBlocks, Q5_0) {
       const int q = uniform(rng, 0, 31);
       put_bits(c.bytes, 2 + e / 8, e % 8, q >> 4);
       put_bits(c.bytes, 6 + e % 16, 4 * (e / 16), q & 15);
-      c.expected.push_back(static_cast<float>(q - 16) * kScales[b]);
+      c.expected.push_back(mul(kScales[b], q - 16));
     }
     return c;
   });
@@ -136,7 +143,7 @@ TEST(DequantizeBlocks, Q5_1) {
       const int q = uniform(rng, 0, 31);
       put_bits(c.bytes, 4 + e / 8, e % 8, q >> 4);
       put_bits(c.bytes, 8 + e % 16, 4 * (e / 16), q & 15);
-      c.expected.push_back(static_cast<float>(q) * kScales[b] + kMins[b]);
+      c.expected.push_back(mul(kScales[b], q) + kMins[b]);
     }
     return c;
   });
@@ -150,7 +157,7 @@ TEST(DequantizeBlocks, Q8_0) {
     for (int e = 0; e < 32; ++e) {
       const int q = uniform(rng, -128, 127);
       c.bytes[2 + e] = static_cast<uint8_t>(q & 0xff);
-      c.expected.push_back(static_cast<float>(q) * kScales[b]);
+      c.expected.push_back(mul(kScales[b], q));
     }
     return c;
   });
@@ -179,8 +186,7 @@ TEST(DequantizeBlocks, Q2_K) {
     for (int e = 0; e < 256; ++e) {
       const int q = uniform(rng, 0, 3);
       put_bits(c.bytes, 16 + two_bit_byte(e), two_bit_shift(e), q);
-      c.expected.push_back(d * static_cast<float>(scale[e / 16] * q) -
-                           dmin * static_cast<float>(min[e / 16]));
+      c.expected.push_back(mul(mul(d, scale[e / 16]), q) - mul(dmin, min[e / 16]));
     }
     return c;
   });
@@ -213,7 +219,7 @@ TEST(DequantizeBlocks, Q3_K) {
       const int stored = q + 4;
       put_bits(c.bytes, e % 32, e / 32, stored >> 2);  // hmask: byte e % 32, bit e / 32
       put_bits(c.bytes, 32 + two_bit_byte(e), two_bit_shift(e), stored & 3);
-      c.expected.push_back(d * static_cast<float>((raw[e / 16] - 32) * q));
+      c.expected.push_back(mul(mul(d, raw[e / 16] - 32), q));
     }
     return c;
   });
@@ -250,8 +256,7 @@ TEST(DequantizeBlocks, Q4_K) {
     for (int e = 0; e < 256; ++e) {
       const int q = uniform(rng, 0, 15);
       put_bits(c.bytes, 16 + k4_nibble_byte(e), k4_nibble_shift(e), q);
-      c.expected.push_back(d * static_cast<float>(scale[e / 32] * q) -
-                           dmin * static_cast<float>(min[e / 32]));
+      c.expected.push_back(mul(mul(d, scale[e / 32]), q) - mul(dmin, min[e / 32]));
     }
     return c;
   });
@@ -275,8 +280,7 @@ TEST(DequantizeBlocks, Q5_K) {
       const int q = uniform(rng, 0, 31);
       put_bits(c.bytes, 16 + e % 32, e / 32, q >> 4);
       put_bits(c.bytes, 48 + k4_nibble_byte(e), k4_nibble_shift(e), q & 15);
-      c.expected.push_back(d * static_cast<float>(scale[e / 32] * q) -
-                           dmin * static_cast<float>(min[e / 32]));
+      c.expected.push_back(mul(mul(d, scale[e / 32]), q) - mul(dmin, min[e / 32]));
     }
     return c;
   });
@@ -301,7 +305,7 @@ TEST(DequantizeBlocks, Q6_K) {
       const int stored = q + 32;
       put_bits(c.bytes, 64 * h + 32 * (g % 2) + l, 4 * (g / 2), stored & 15);
       put_bits(c.bytes, 128 + 32 * h + l, 2 * g, stored >> 4);
-      c.expected.push_back(d * static_cast<float>(scale[e / 16] * q));
+      c.expected.push_back(mul(mul(d, scale[e / 16]), q));
     }
     return c;
   });
