@@ -38,7 +38,9 @@ void expect_refused(std::vector<uint8_t> bytes, const std::string& what, const s
   EXPECT_NE(message, "") << what << ": loaded without an error";
   EXPECT_EQ(message.find('\n'), std::string::npos) << what << ": message is not one line";
   EXPECT_NE(message.find("corrupt.gguf"), std::string::npos) << what << ": message does not name the file: " << message;
-  if (!needle.empty()) EXPECT_NE(message.find(needle), std::string::npos) << what << ": " << message;
+  if (!needle.empty()) {
+    EXPECT_NE(message.find(needle), std::string::npos) << what << ": " << message;
+  }
 }
 
 // Offset of the tensor-table entry of `name` (just after its name), found by its bytes.
@@ -122,7 +124,7 @@ TEST(CorruptGguf, RandomByteFlipsNeverCrash) {
     std::vector<uint8_t> bytes = whole;
     for (int k = 0; k < 3; ++k) bytes[where(rng)] ^= static_cast<uint8_t>(1u << (rng() % 8));
     const std::string message = load_and_run(std::move(bytes));
-    if (!message.empty()) EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    if (!message.empty()) { EXPECT_EQ(message.find('\n'), std::string::npos) << message; }
   }
 }
 
