@@ -1,6 +1,7 @@
 // Access to the golden logits oracles in ../shared/golden (see ../shared/README.md).
 #pragma once
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ struct GoldenCase {
   double fast_tolerance_kl = 0;
   std::string label() const;  // usable as a test name
 };
+
+// gtest prints parameters with this (instead of their bytes).
+inline void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.label(); }
 
 // Every (model, sequence) case of golden/manifest.json, HF folders expanded per sequence.
 std::vector<GoldenCase> golden_cases();
