@@ -33,7 +33,9 @@ class MalformedTokenizer : public ::testing::Test {
       Tokenizer::load(path);
     } catch (const Error& e) {
       const std::string message = e.what();
-      if (names_tokenizer_json) EXPECT_NE(message.find(path), std::string::npos) << message;
+      if (names_tokenizer_json) {
+        EXPECT_NE(message.find(path), std::string::npos) << message;
+      }
       return message;
     }
     return {};
