@@ -20,8 +20,6 @@ enum TokenType : int64_t {
   kByte = 6,
 };
 
-constexpr const char* kSpaceMarker = "\xE2\x96\x81";  // U+2581, SentencePiece's space
-
 // `tokenizer.ggml.pre` names whose pre-tokenizer regex is one we implement.
 std::optional<SplitPattern> split_for_pre(const std::string& pre) {
   if (pre == "gpt-2" || pre == "phi-2" || pre == "jina-es" || pre == "jina-de") return SplitPattern::kGpt2;
@@ -75,11 +73,12 @@ std::unique_ptr<TokenizerParts> load_gguf_tokenizer(const GgufFile& gguf) {
       std::transform(values->begin(), values->end(), scores.begin(), [](double s) { return float(s); });
     }
     parts->model = std::make_unique<SpmModel>(parts->vocab, std::move(scores), unknown_id);
+    parts->split_at_space_markers_if_exact();
     // llama.cpp writes spaces as U+2581 and, by default, starts each text with one.
     const bool space_prefix = gguf.get_bool("tokenizer.ggml.add_space_prefix").value_or(true);
-    parts->normalizer.add_replace(" ", kSpaceMarker);
-    if (space_prefix) parts->normalizer.add_prepend(kSpaceMarker);
-    decoder.replacements.emplace_back(kSpaceMarker, " ");
+    parts->normalizer.add_replace(" ", std::string(kSpaceMarker));
+    if (space_prefix) parts->normalizer.add_prepend(std::string(kSpaceMarker));
+    decoder.replacements.emplace_back(std::string(kSpaceMarker), " ");
     decoder.byte_fallback = true;
     decoder.strip_leading_spaces = space_prefix ? 1 : 0;
     parts->add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token").value_or(true);

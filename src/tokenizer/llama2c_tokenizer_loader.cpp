@@ -11,8 +11,6 @@
 namespace orchard::detail {
 namespace {
 
-constexpr const char* kSpaceMarker = "\xE2\x96\x81";
-
 // llama2.c's fixed ids (SentencePiece defaults).
 constexpr int32_t kUnknownId = 0, kBosId = 1, kEosId = 2;
 
@@ -65,10 +63,11 @@ std::unique_ptr<TokenizerParts> load_llama2c_tokenizer(const std::string& path) 
   if (scores.size() <= size_t(kEosId)) fail(path, ": llama2.c tokenizer has only ", scores.size(), " tokens");
 
   parts->model = std::make_unique<SpmModel>(parts->vocab, std::move(scores), kUnknownId);
-  parts->normalizer.add_replace(" ", kSpaceMarker);
-  parts->normalizer.add_prepend(kSpaceMarker);
+  parts->split_at_space_markers_if_exact();
+  parts->normalizer.add_replace(" ", std::string(kSpaceMarker));
+  parts->normalizer.add_prepend(std::string(kSpaceMarker));
   DecoderSpec decoder;
-  decoder.replacements.emplace_back(kSpaceMarker, " ");
+  decoder.replacements.emplace_back(std::string(kSpaceMarker), " ");
   decoder.byte_fallback = true;
   decoder.strip_leading_spaces = 1;
   parts->build_decoder(decoder);

@@ -141,8 +141,30 @@ std::optional<SplitPattern> split_pattern_from_regex(std::string_view regex) {
   return std::nullopt;
 }
 
+namespace {
+
+void split_at_space_marker_runs(std::string_view text, std::vector<std::string_view>& words) {
+  size_t start = 0;
+  for (size_t pos = text.find(kSpaceMarker, 1); pos != std::string_view::npos;
+       pos = text.find(kSpaceMarker, pos + kSpaceMarker.size())) {
+    const bool continues_run =
+        pos >= kSpaceMarker.size() && text.substr(pos - kSpaceMarker.size(), kSpaceMarker.size()) == kSpaceMarker;
+    if (!continues_run && pos > start) {
+      words.push_back(text.substr(start, pos - start));
+      start = pos;
+    }
+  }
+  words.push_back(text.substr(start));
+}
+
+}  // namespace
+
 void split_words(std::string_view text, SplitPattern pattern, std::vector<std::string_view>& words) {
   if (text.empty()) return;
+  if (pattern == SplitPattern::kSpaceMarkerRuns) {
+    split_at_space_marker_runs(text, words);
+    return;
+  }
   Splitter(text, pattern).split(text, words);
 }
 

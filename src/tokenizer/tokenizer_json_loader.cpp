@@ -330,6 +330,7 @@ std::unique_ptr<TokenizerParts> load_tokenizer_json(const std::string& path) {
     merges.push_back({*left_id, *right_id, *merged_id});
   }
   parts->model = std::make_unique<BpeModel>(parts->vocab, merges, options);
+  if (!options.byte_level) parts->split_at_space_markers_if_exact();
 
   DecoderSpec decoder;
   load_decoder(f, root.value("decoder", json()), "decoder", decoder);

@@ -32,6 +32,12 @@ struct TokenizerParts {
   bool add_bos = false;
   std::string chat_template;
 
+  // SentencePiece-style models run on whole text segments; when the vocabulary makes it exact,
+  // split them into words at space markers so that words are cached (see kSpaceMarkerRuns).
+  void split_at_space_markers_if_exact() {
+    if (!split && space_marker_splits_are_exact(vocab.texts())) split = SplitPattern::kSpaceMarkerRuns;
+  }
+
   // Called by loaders once vocab, added tokens and special flags are final.
   void build_decoder(const DecoderSpec& spec) {
     std::vector<bool> raw_text(size_t(vocab.size()), false);

@@ -18,6 +18,7 @@ class Vocab {
   const std::string& text(int32_t id) const { return texts_[size_t(id)]; }
   bool contains_id(int32_t id) const { return id >= 0 && size_t(id) < texts_.size(); }
   int64_t size() const { return int64_t(texts_.size()); }
+  const std::vector<std::string>& texts() const { return texts_; }
 
  private:
   struct Hash {
