@@ -36,6 +36,8 @@ struct VocabSource {
   std::string tokenizer;  // what encodes them, under shared/
 };
 
+void PrintTo(const VocabSource& source, std::ostream* os) { *os << source.vectors; }
+
 class LlamaCppVectors : public ::testing::TestWithParam<VocabSource> {};
 
 TEST_P(LlamaCppVectors, MatchLlamaCpp) {
