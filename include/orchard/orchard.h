@@ -2,3 +2,4 @@
 #pragma once
 #include "orchard/error.h"
 #include "orchard/model.h"
+#include "orchard/tokenizer.h"
