@@ -1,0 +1,57 @@
+// orchard run --model PATH --prompt TEXT [--raw] [sampling options] [--max-tokens N]
+// Streams exactly the generated text to stdout; everything else goes to stderr.
+#include <cstdio>
+
+#include "base/error.h"
+#include "command.h"
+#include "model_options.h"
+#include "orchard/model.h"
+#include "orchard/tokenizer.h"
+#include "runtime/model_tokenizer.h"
+#include "runtime/generate.h"
+
+namespace orchard::cli {
+namespace {
+
+SamplingParams sampling_params(Args& args) {
+  SamplingParams p;
+  p.temperature = static_cast<float>(args.get_double("temperature").value_or(p.temperature));
+  p.top_k = static_cast<int32_t>(args.get_int("top-k").value_or(p.top_k));
+  p.top_p = static_cast<float>(args.get_double("top-p").value_or(p.top_p));
+  p.min_p = static_cast<float>(args.get_double("min-p").value_or(p.min_p));
+  p.repeat_penalty = static_cast<float>(args.get_double("repeat-penalty").value_or(p.repeat_penalty));
+  p.seed = static_cast<uint64_t>(args.get_int("seed").value_or(0));
+  return p;
+}
+
+int run_generation(Args& args) {
+  const std::string path = args.require("model");
+  const std::string prompt = args.require("prompt");
+  const bool raw = args.flag("raw");
+  const std::optional<std::string> tokenizer_path = args.get("tokenizer");
+  const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
+  const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
+  const KernelChoice kernels = kernel_choice(args);
+  GenerateOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
+  args.finish();
+  if (max_tokens && *max_tokens < 0) fail("orchard run: --max-tokens must be >= 0");
+
+  auto model = Model::load(path, {.kernels = kernels});
+  auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));
+  const std::vector<int32_t> prompt_ids = tokenizer->encode(prompt, tokenizer->adds_bos());
+  (void)raw;
+  Context context(model, {.n_ctx = n_ctx.value_or(0), .kernels = kernels});
+  generate(context, *tokenizer, prompt_ids, options, [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  std::fputc('\n', stdout);
+  return 0;
+}
+
+const RegisterCommand kRun("run", "generate text from a prompt (chat template applied unless --raw)",
+                           run_generation, {"raw"});
+
+}  // namespace
+}  // namespace orchard::cli
