@@ -9,3 +9,5 @@ model=models/stories260K/stories260K.gguf
 ./build/bin/orchard info --model "$model"
 ./build/bin/orchard logits --model "$model" --tokens 1,403,407,261,378 --out build/stories260K.logits.f32
 echo "logits of 5 positions x 512 tokens written to build/stories260K.logits.f32"
+echo "--- orchard run (greedy):"
+./build/bin/orchard run --model "$model" --prompt "Once upon a time" --raw --temperature 0 --max-tokens 120
