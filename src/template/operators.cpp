@@ -28,8 +28,10 @@ const char* symbol(Operator op) {
   fault("unsupported operand type(s) for ", symbol(op), ": '", left.type_name(), "' and '", right.type_name(), "'");
 }
 
-Value checked(bool overflow, int64_t result) {
-  if (overflow) fault("integer overflow in template arithmetic");
+template <typename Operation>
+Value checked(Operation operation, int64_t a, int64_t b) {
+  int64_t result = 0;
+  if (operation(a, b, &result)) fault("integer overflow in template arithmetic");
   return Value::integer(result);
 }
 
@@ -85,11 +87,10 @@ Value arithmetic(Operator op, const Value& left, const Value& right) {
     }
   }
   const int64_t a = left.as_int(), b = right.as_int();
-  int64_t result = 0;
   switch (op) {
-    case Operator::add: return checked(__builtin_add_overflow(a, b, &result), result);
-    case Operator::subtract: return checked(__builtin_sub_overflow(a, b, &result), result);
-    case Operator::multiply: return checked(__builtin_mul_overflow(a, b, &result), result);
+    case Operator::add: return checked([](int64_t x, int64_t y, int64_t* r) { return __builtin_add_overflow(x, y, r); }, a, b);
+    case Operator::subtract: return checked([](int64_t x, int64_t y, int64_t* r) { return __builtin_sub_overflow(x, y, r); }, a, b);
+    case Operator::multiply: return checked([](int64_t x, int64_t y, int64_t* r) { return __builtin_mul_overflow(x, y, r); }, a, b);
     case Operator::divide:
       if (b == 0) fault("division by zero");
       return Value::floating(static_cast<double>(a) / static_cast<double>(b));
