@@ -177,27 +177,32 @@ Interpreter::Flow Interpreter::execute_for(const Statement& statement, std::stri
   }
 
   const int64_t length = static_cast<int64_t>(items.size());
+  // loop.cycle is made once per loop and reads the current index through a shared counter.
+  auto current_index = std::make_shared<int64_t>(0);
+  const Value cycle = make_native_function("loop.cycle", [current_index](Interpreter&, const CallArgs& args) {
+    if (args.positional.empty()) fault("loop.cycle() needs at least one value");
+    return args.positional[static_cast<size_t>(*current_index) % args.positional.size()];
+  });
   for (int64_t index = 0; index < length; ++index) {
     count_step();
+    *current_index = index;
     ScopeSwitch iteration(scope_, std::make_shared<Scope>(scope_));
+    // Keys are distinct, so entries are appended directly rather than through DictData::set.
     DictData loop;
-    loop.set(Value::string("index"), Value::integer(index + 1));
-    loop.set(Value::string("index0"), Value::integer(index));
-    loop.set(Value::string("revindex"), Value::integer(length - index));
-    loop.set(Value::string("revindex0"), Value::integer(length - index - 1));
-    loop.set(Value::string("first"), Value::boolean(index == 0));
-    loop.set(Value::string("last"), Value::boolean(index == length - 1));
-    loop.set(Value::string("length"), Value::integer(length));
-    loop.set(Value::string("depth"), Value::integer(1));
-    loop.set(Value::string("depth0"), Value::integer(0));
-    loop.set(Value::string("previtem"), index > 0 ? items[static_cast<size_t>(index - 1)]
-                                                  : Value::undefined("there is no previous item"));
-    loop.set(Value::string("nextitem"), index + 1 < length ? items[static_cast<size_t>(index + 1)]
-                                                           : Value::undefined("there is no next item"));
-    loop.set(Value::string("cycle"), make_native_function("loop.cycle", [index](Interpreter&, const CallArgs& args) {
-               if (args.positional.empty()) fault("loop.cycle() needs at least one value");
-               return args.positional[static_cast<size_t>(index) % args.positional.size()];
-             }));
+    loop.entries.reserve(12);
+    auto add = [&loop](const char* key, Value value) { loop.entries.emplace_back(Value::string(key), std::move(value)); };
+    add("index", Value::integer(index + 1));
+    add("index0", Value::integer(index));
+    add("revindex", Value::integer(length - index));
+    add("revindex0", Value::integer(length - index - 1));
+    add("first", Value::boolean(index == 0));
+    add("last", Value::boolean(index == length - 1));
+    add("length", Value::integer(length));
+    add("depth", Value::integer(1));
+    add("depth0", Value::integer(0));
+    add("previtem", index > 0 ? items[static_cast<size_t>(index - 1)] : Value::undefined());
+    add("nextitem", index + 1 < length ? items[static_cast<size_t>(index + 1)] : Value::undefined());
+    add("cycle", cycle);
     scope_->set("loop", Value::dict(std::move(loop)));
     assign(statement.target, items[static_cast<size_t>(index)]);
     const Flow flow = execute(statement.body, out);

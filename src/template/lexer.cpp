@@ -28,6 +28,8 @@ size_t whitespace_run(std::string_view text, size_t pos) {
   return end - pos;
 }
 
+char closing_bracket(char open) { return open == '(' ? ')' : (open == '[' ? ']' : '}'); }
+
 bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
@@ -155,12 +157,15 @@ class Lexer {
     begin.value = is_block ? "{%" : "{{";
     locate(begin, tag);
     tokens_.push_back(begin);
-    int depth = 0;
+    std::vector<size_t> open_brackets;  // positions of unclosed ( [ {
     size_t pos = inner;
     while (true) {
-      if (pos >= source_.size())
+      if (pos >= source_.size()) {
+        if (!open_brackets.empty())
+          fail_at(open_brackets.back(), "'", source_[open_brackets.back()], "' was never closed");
         fail_at(tag, "unclosed tag: '", begin.value, "' has no matching '", is_block ? "%}" : "}}", "'");
-      if (depth == 0) {
+      }
+      if (open_brackets.empty()) {
         if (size_t after = match_closer(pos, is_block); after != std::string::npos) {
           Token end;
           end.kind = is_block ? TokenKind::block_end : TokenKind::variable_end;
@@ -183,7 +188,7 @@ class Lexer {
         push(TokenKind::name, source_.substr(pos, end - pos), pos);
         pos = end;
       } else {
-        pos = lex_operator(pos, depth);
+        pos = lex_operator(pos, open_brackets);
       }
     }
   }
@@ -201,14 +206,21 @@ class Lexer {
     return std::string::npos;
   }
 
-  size_t lex_operator(size_t pos, int& depth) {
+  size_t lex_operator(size_t pos, std::vector<size_t>& open_brackets) {
     for (const char* op : kOperators) {
       const size_t length = std::strlen(op);
       if (source_.compare(pos, length, op) != 0) continue;
       if (length == 1) {
         const char c = op[0];
-        if (c == '(' || c == '[' || c == '{') ++depth;
-        if ((c == ')' || c == ']' || c == '}') && depth > 0) --depth;
+        if (c == '(' || c == '[' || c == '{') open_brackets.push_back(pos);
+        if (c == ')' || c == ']' || c == '}') {
+          const char expected = open_brackets.empty() ? 0 : closing_bracket(source_[open_brackets.back()]);
+          if (c != expected) {
+            if (open_brackets.empty()) fail_at(pos, "unexpected '", c, "'");
+            fail_at(pos, "unexpected '", c, "': the '", source_[open_brackets.back()], "' before it is not closed");
+          }
+          open_brackets.pop_back();
+        }
       }
       push(TokenKind::op, op, pos);
       return pos + length;

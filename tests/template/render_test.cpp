@@ -264,6 +264,9 @@ const RenderCase kCases[] = {
      "reply"},
 };
 
+// gtest prints parameters by name rather than as raw bytes.
+void PrintTo(const RenderCase& c, std::ostream* out) { *out << c.name; }
+
 class RenderMatchesJinja2 : public testing::TestWithParam<RenderCase> {};
 
 TEST_P(RenderMatchesJinja2, Case) {
