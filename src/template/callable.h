@@ -30,6 +30,8 @@ class Callable {
  public:
   virtual ~Callable() = default;
   virtual std::string name() const = 0;
+  // What str() shows for it.
+  virtual std::string repr() const { return "<function " + name() + ">"; }
   virtual Value call(Interpreter& interpreter, const CallArgs& args) = 0;
 };
 

@@ -17,6 +17,20 @@ namespace orchard::jinja {
 
 namespace {
 
+// Indent widths beyond this are refused rather than allocated.
+constexpr int64_t kMaxIndentWidth = 1024;
+
+std::string indent_spaces(int64_t width, const char* filter) {
+  if (width > kMaxIndentWidth) fault(filter, "(): indent width ", width, " is larger than ", kMaxIndentWidth);
+  return std::string(static_cast<size_t>(std::max<int64_t>(0, width)), ' ');
+}
+
+int64_t integer_argument(const Value& value, const char* filter, const char* parameter) {
+  if (!value.is_int() && !value.is_bool())
+    fault(filter, "(): argument '", parameter, "' must be an integer, not ", value.type_name());
+  return value.as_int();
+}
+
 Value text_result(Interpreter& interpreter, std::string text) {
   interpreter.check_string_size(text.size());
   return Value::string(std::move(text));
@@ -29,7 +43,7 @@ Value tojson(Interpreter& interpreter, const Value& input, const CallArgs& args)
   JsonDumpOptions options;
   options.ensure_ascii = a[0] && a[0]->truthy();
   if (a[1] && !a[1]->is_none()) {
-    if (a[1]->is_int()) options.indent = std::string(static_cast<size_t>(std::max<int64_t>(0, a[1]->as_int())), ' ');
+    if (a[1]->is_int()) options.indent = indent_spaces(a[1]->as_int(), "tojson");
     else if (a[1]->is_string()) options.indent = a[1]->as_string();
     else fault("tojson(): indent must be an integer or a string, not ", a[1]->type_name());
   }
@@ -199,7 +213,8 @@ std::optional<int64_t> float_to_int(double value) {
 Value to_int(Interpreter&, const Value& input, const CallArgs& args) {
   auto a = bind_arguments(args, {"default", "base"}, "int");
   const Value fallback = a[0] ? *a[0] : Value::integer(0);
-  const int64_t base = a[1] ? a[1]->as_int() : 10;
+  const int64_t base = a[1] ? integer_argument(*a[1], "int", "base") : 10;
+  if (base < 2 || base > 36) fault("int(): base must be between 2 and 36");
   if (input.is_int() || input.is_bool()) return Value::integer(input.as_int());
   if (input.is_float()) {
     if (auto value = float_to_int(input.as_double())) return Value::integer(*value);
@@ -292,7 +307,7 @@ Value rejectattr(Interpreter& i, const Value& input, const CallArgs& args) { ret
 Value replace(Interpreter& interpreter, const Value& input, const CallArgs& args) {
   auto a = bind_arguments(args, {"old", "new", "count"}, "replace");
   if (!a[0] || !a[1]) fault("replace() needs the old and new text");
-  const int64_t count = a[2] && !a[2]->is_none() ? a[2]->as_int() : -1;
+  const int64_t count = a[2] && !a[2]->is_none() ? integer_argument(*a[2], "replace", "count") : -1;
   return text_result(interpreter, python_replace(python_str(input), python_str(*a[0]), python_str(*a[1]), count));
 }
 
@@ -329,7 +344,7 @@ Value abs_value(Interpreter&, const Value& input, const CallArgs& args) {
 
 Value round_value(Interpreter&, const Value& input, const CallArgs& args) {
   auto a = bind_arguments(args, {"precision", "method"}, "round");
-  const int64_t precision = a[0] ? a[0]->as_int() : 0;
+  const int64_t precision = a[0] ? integer_argument(*a[0], "round", "precision") : 0;
   const std::string method = a[1] ? python_str(*a[1]) : "common";
   if (!input.is_number()) fault("round(): expected a number, got ", input.type_name());
   if (precision < 0 || precision > 30) fault("round(): precision must be between 0 and 30");
@@ -396,7 +411,7 @@ Value sort(Interpreter&, const Value& input, const CallArgs& args) {
 Value indent(Interpreter& interpreter, const Value& input, const CallArgs& args) {
   auto a = bind_arguments(args, {"width", "first", "blank"}, "indent");
   std::string prefix = "    ";
-  if (a[0]) prefix = a[0]->is_string() ? a[0]->as_string() : std::string(static_cast<size_t>(std::max<int64_t>(0, a[0]->as_int())), ' ');
+  if (a[0]) prefix = a[0]->is_string() ? a[0]->as_string() : indent_spaces(integer_argument(*a[0], "indent", "width"), "indent");
   const bool indent_first = a[1] && a[1]->truthy();
   const bool indent_blank = a[2] && a[2]->truthy();
   const std::vector<std::string> lines = python_splitlines(python_str(input) + "\n", false);

@@ -26,6 +26,7 @@ class Macro : public Callable {
   Macro(const Statement& definition, std::weak_ptr<Scope> defined_in)
       : definition_(definition), defined_in_(std::move(defined_in)) {}
   std::string name() const override { return definition_.macro_name; }
+  std::string repr() const override { return "<Macro '" + definition_.macro_name + "'>"; }
   Value call(Interpreter& interpreter, const CallArgs& args) override { return interpreter.invoke_macro(*this, args); }
 
   const Statement& definition() const { return definition_; }

@@ -259,7 +259,7 @@ class Lexer {
     token.value = text;
     if (is_float) {
       token.kind = TokenKind::floating;
-      token.float_value = std::stod(text);
+      token.float_value = std::strtod(text.c_str(), nullptr);  // overflow gives inf, as in Python
     } else {
       token.kind = TokenKind::integer;
       errno = 0;

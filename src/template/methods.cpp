@@ -120,7 +120,15 @@ std::string python_format_method(const std::string& format, const CallArgs& args
       fault("format(): format specs and field attributes are not supported ('{", field, "}')");
     const Value* value = nullptr;
     if (field.empty() || std::isdigit(static_cast<unsigned char>(field[0]))) {
-      const size_t index = field.empty() ? automatic++ : std::stoul(field);
+      size_t index = 0;
+      if (field.empty()) {
+        index = automatic++;
+      } else {
+        for (char digit : field) {
+          if (!std::isdigit(static_cast<unsigned char>(digit)) || index > 1'000'000) fault("format(): bad field '{", field, "}'");
+          index = index * 10 + static_cast<size_t>(digit - '0');
+        }
+      }
       if (index >= args.positional.size()) fault("format(): replacement index ", index, " out of range");
       value = &args.positional[index];
     } else {

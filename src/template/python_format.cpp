@@ -67,7 +67,7 @@ void append_repr(std::string& out, const Value& value, int depth) {
       append_dict(out, value.namespace_data(), depth);
       out += '>';
       return;
-    case Value::Kind::callable: out += "<function " + value.function()->name() + ">"; return;
+    case Value::Kind::callable: out += value.function()->repr(); return;
   }
 }
 
