@@ -8,7 +8,7 @@ namespace orchard::jinja {
 
 namespace {
 
-std::string object_label(const Value& object) { return "'" + object.type_name() + " object'"; }
+std::string object_label(const Value& object) { return str_cat("'", object.type_name(), " object'"); }
 
 Value missing_attribute(const Value& object, const std::string& name) {
   return Value::undefined(object_label(object) + " has no attribute '" + name + "'");

@@ -152,26 +152,19 @@ class Lexer {
   // Expression tokens up to the closing delimiter. Inside brackets a `}}` or `%}` is not a
   // closer (jinja2 balances brackets the same way), so `{{ {'a': {'b': 1}} }}` works.
   size_t lex_tag(size_t tag, size_t inner, bool is_block) {
-    Token begin;
-    begin.kind = is_block ? TokenKind::block_begin : TokenKind::variable_begin;
-    begin.value = is_block ? "{%" : "{{";
-    locate(begin, tag);
-    tokens_.push_back(begin);
+    const char* opener = is_block ? "{%" : "{{";
+    push(is_block ? TokenKind::block_begin : TokenKind::variable_begin, opener, tag);
     std::vector<size_t> open_brackets;  // positions of unclosed ( [ {
     size_t pos = inner;
     while (true) {
       if (pos >= source_.size()) {
         if (!open_brackets.empty())
           fail_at(open_brackets.back(), "'", source_[open_brackets.back()], "' was never closed");
-        fail_at(tag, "unclosed tag: '", begin.value, "' has no matching '", is_block ? "%}" : "}}", "'");
+        fail_at(tag, "unclosed tag: '", opener, "' has no matching '", is_block ? "%}" : "}}", "'");
       }
       if (open_brackets.empty()) {
         if (size_t after = match_closer(pos, is_block); after != std::string::npos) {
-          Token end;
-          end.kind = is_block ? TokenKind::block_end : TokenKind::variable_end;
-          end.value = is_block ? "%}" : "}}";
-          locate(end, pos);
-          tokens_.push_back(end);
+          push(is_block ? TokenKind::block_end : TokenKind::variable_end, is_block ? "%}" : "}}", pos);
           return after;
         }
       }
