@@ -52,6 +52,9 @@ class Model {
   // Loads a .gguf file, a Hugging Face folder (config.json + safetensors) or a llama2.c .bin.
   // Throws orchard::Error naming the file and the problem on bad input.
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
+  // Loads a GGUF or llama2.c model from bytes in memory; `name` stands for the file in messages.
+  static std::shared_ptr<const Model> load_from_memory(std::vector<uint8_t> bytes, const std::string& name,
+                                                       const LoadOptions& options = {});
 
   ~Model();
   const ModelConfig& config() const;

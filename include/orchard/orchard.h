@@ -3,3 +3,4 @@
 #include "orchard/chat_template.h"
 #include "orchard/error.h"
 #include "orchard/model.h"
+#include "orchard/tokenizer.h"

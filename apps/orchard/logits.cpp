@@ -1,0 +1,38 @@
+// orchard logits --model PATH --tokens 1,2,3 --out FILE [--kernels reference|fast]
+// Writes the logits of every position as little-endian float32, shape [n_tokens, n_vocab].
+#include <algorithm>
+#include <bit>
+#include <cstdio>
+
+#include "command.h"
+#include "model_options.h"
+#include "orchard/model.h"
+
+namespace orchard::cli {
+namespace {
+
+int run_logits(Args& args) {
+  const std::string path = args.require("model");
+  const std::vector<int32_t> tokens = parse_token_list(args.require("tokens"), "--tokens");
+  const std::string out = args.require("out");
+  const KernelChoice kernels = kernel_choice(args);
+  const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
+  args.finish();
+
+  auto model = Model::load(path, {.kernels = kernels});
+  ContextOptions options{.n_ctx = n_ctx.value_or(0), .kernels = kernels};
+  if (options.n_ctx == 0 && static_cast<int64_t>(tokens.size()) > std::min<int64_t>(model->config().context_length, 4096))
+    options.n_ctx = model->config().context_length;
+  Context context(model, options);
+  const std::vector<float> logits = context.eval(tokens);
+  static_assert(std::endian::native == std::endian::little, "logits are written in host order");
+  write_file_atomically(out, logits.data(), logits.size() * sizeof(float));
+  std::fprintf(stderr, "wrote %zu x %lld logits to %s\n", tokens.size(),
+               (long long)model->config().n_vocab, out.c_str());
+  return 0;
+}
+
+const RegisterCommand kLogits("logits", "write the logits of every position of a token sequence", run_logits);
+
+}  // namespace
+}  // namespace orchard::cli

@@ -1,0 +1,21 @@
+// Options shared by the subcommands that load a model.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "orchard/model.h"
+
+namespace orchard::cli {
+
+// --kernels reference|fast (default fast).
+KernelChoice kernel_choice(Args& args);
+
+// "1,2,3" -> ids; orchard::Error naming --tokens when malformed.
+std::vector<int32_t> parse_token_list(const std::string& text, const std::string& option);
+
+// Writes `bytes` to `path` through a temporary file and a rename, so that a failure never
+// leaves a half-written file in place of an old one.
+void write_file_atomically(const std::string& path, const void* bytes, size_t size);
+
+}  // namespace orchard::cli

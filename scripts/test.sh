@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds Orchard and runs the test suite.
+#   bash scripts/test.sh              # Release build in build/
+#   bash scripts/test.sh --sanitize   # AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/
+# The shared test data is expected at ../shared (override with ORCHARD_SHARED=/path).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+if [ "${1:-}" = "--sanitize" ]; then
+  dir=build-asan
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORCHARD_SANITIZE=ON >/dev/null
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+  dir=build
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$dir" -j"$jobs"
+cd "$dir" && ctest -j"$jobs" --output-on-failure --timeout 900

@@ -1,0 +1,91 @@
+// Scalar reference kernels: plain loops, float32 accumulation. They define what every fast
+// kernel must compute.
+#include <cmath>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "tensor/dequantize.h"
+
+namespace orchard {
+namespace {
+
+void matmul_reference(const TensorRef& w, const float* x, int64_t n_tokens, float* y) {
+  const int64_t in = w.row_length(), out = w.rows();
+  std::vector<float> row(static_cast<size_t>(in));
+  for (int64_t o = 0; o < out; ++o) {
+    dequantize_row(w.type, w.row(o), row.data(), in);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = x + t * in;
+      float sum = 0.0f;
+      for (int64_t i = 0; i < in; ++i) sum += row[i] * xt[i];
+      y[t * out + o] = sum;
+    }
+  }
+}
+
+void rmsnorm_reference(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  float sum_squares = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum_squares += x[i] * x[i];
+  const float inv_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(n) + eps);
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv_rms * weight[i];
+}
+
+void rope_reference(float* head, int64_t rope_dims, RopeStyle style, int64_t position,
+                    const double* freq) {
+  const int64_t half = rope_dims / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const double angle = static_cast<double>(position) * freq[i];
+    const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+    float& a = style == RopeStyle::interleaved ? head[2 * i] : head[i];
+    float& b = style == RopeStyle::interleaved ? head[2 * i + 1] : head[i + half];
+    const float a0 = a, b0 = b;
+    a = a0 * c - b0 * s;
+    b = a0 * s + b0 * c;
+  }
+}
+
+void attend_reference(const float* q, const float* keys, const float* values, int64_t n_keys,
+                      int64_t stride, int64_t head_dim, float scale, float* scores, float* out) {
+  float max_score = -INFINITY;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const float* k = keys + j * stride;
+    float dot = 0.0f;
+    for (int64_t d = 0; d < head_dim; ++d) dot += q[d] * k[d];
+    scores[j] = dot * scale;
+    max_score = std::max(max_score, scores[j]);
+  }
+  float total = 0.0f;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    scores[j] = std::exp(scores[j] - max_score);
+    total += scores[j];
+  }
+  for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const float p = scores[j] / total;
+    const float* v = values + j * stride;
+    for (int64_t d = 0; d < head_dim; ++d) out[d] += p * v[d];
+  }
+}
+
+void swiglu_reference(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+}  // namespace
+
+const Kernels& reference_kernels() {
+  static const Kernels kernels{"reference", matmul_reference, rmsnorm_reference, rope_reference,
+                               attend_reference, swiglu_reference};
+  return kernels;
+}
+
+const Kernels& select_kernels(KernelChoice choice) {
+  // Until the fast kernels land, `fast` runs the reference kernels.
+  (void)choice;
+  return reference_kernels();
+}
+
+}  // namespace orchard

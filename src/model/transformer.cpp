@@ -1,0 +1,127 @@
+#include "model/transformer.h"
+
+#include <cmath>
+
+#include "tensor/dequantize.h"
+
+namespace orchard {
+
+std::vector<double> rope_frequencies(const ModelConfig& c, const std::vector<float>& factors) {
+  std::vector<double> freq(static_cast<size_t>(c.rope_dims / 2));
+  for (int64_t i = 0; i < c.rope_dims / 2; ++i) {
+    double f = std::pow(static_cast<double>(c.rope_theta),
+                        -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dims));
+    if (!factors.empty()) f /= factors[static_cast<size_t>(i)];
+    freq[static_cast<size_t>(i)] = f;
+  }
+  return freq;
+}
+
+Transformer::Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx)
+    : model_(model),
+      config_(model.config),
+      kernels_(kernels),
+      cache_(model.config.n_layers, n_ctx, model.config.n_kv_heads * model.config.head_dim),
+      rope_freq_(rope_frequencies(model.config, model.weights.rope_freq_factors)) {}
+
+void Transformer::ensure_batch(int64_t n) {
+  if (n <= batch_capacity_) return;
+  const auto& c = config_;
+  const size_t rows = static_cast<size_t>(n);
+  x_.resize(rows * c.dim);
+  normed_.resize(rows * c.dim);
+  q_.resize(rows * c.n_heads * c.head_dim);
+  k_.resize(rows * c.n_kv_heads * c.head_dim);
+  v_.resize(rows * c.n_kv_heads * c.head_dim);
+  attn_out_.resize(rows * c.n_heads * c.head_dim);
+  proj_.resize(rows * c.dim);
+  gate_.resize(rows * c.ffn_dim);
+  up_.resize(rows * c.ffn_dim);
+  batch_capacity_ = n;
+}
+
+// x[n, dim] += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)) over the cache.
+void Transformer::attention(int64_t l, int64_t n, int64_t start) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = model_.weights.layers[static_cast<size_t>(l)];
+  const int64_t dim = c.dim, hd = c.head_dim;
+  const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
+
+  for (int64_t t = 0; t < n; ++t)
+    kernels_.rmsnorm(&x_[t * dim], w.attn_norm.data(), dim, c.rms_norm_eps, &normed_[t * dim]);
+  kernels_.matmul(w.wq, normed_.data(), n, q_.data());   // [n, q_dim]
+  kernels_.matmul(w.wk, normed_.data(), n, k_.data());   // [n, kv_dim]
+  kernels_.matmul(w.wv, normed_.data(), n, v_.data());   // [n, kv_dim]
+
+  for (int64_t t = 0; t < n; ++t) {
+    float* q = &q_[t * q_dim];
+    float* k = &k_[t * kv_dim];
+    if (!w.bq.empty()) for (int64_t i = 0; i < q_dim; ++i) q[i] += w.bq[i];
+    if (!w.bk.empty()) for (int64_t i = 0; i < kv_dim; ++i) k[i] += w.bk[i];
+    if (!w.bv.empty()) for (int64_t i = 0; i < kv_dim; ++i) v_[t * kv_dim + i] += w.bv[i];
+    for (int64_t h = 0; h < c.n_heads; ++h) {
+      float* head = q + h * hd;
+      if (c.qk_norm) kernels_.rmsnorm(head, w.q_norm.data(), hd, c.rms_norm_eps, head);
+      kernels_.rope(head, c.rope_dims, c.rope_style, start + t, rope_freq_.data());
+    }
+    for (int64_t h = 0; h < c.n_kv_heads; ++h) {
+      float* head = k + h * hd;
+      if (c.qk_norm) kernels_.rmsnorm(head, w.k_norm.data(), hd, c.rms_norm_eps, head);
+      kernels_.rope(head, c.rope_dims, c.rope_style, start + t, rope_freq_.data());
+    }
+    std::copy(k, k + kv_dim, cache_.key(l, start + t));
+    std::copy(&v_[t * kv_dim], &v_[t * kv_dim] + kv_dim, cache_.value(l, start + t));
+  }
+
+  // Token t attends to cached positions 0 .. start+t; query heads share KV heads in groups.
+  const int64_t group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  scores_.resize(static_cast<size_t>(start + n));
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < c.n_heads; ++h) {
+      const int64_t kv_head = h / group;
+      kernels_.attend(&q_[t * q_dim + h * hd], cache_.key(l, 0) + kv_head * hd,
+                      cache_.value(l, 0) + kv_head * hd, start + t + 1, kv_dim, hd, scale,
+                      scores_.data(), &attn_out_[t * q_dim + h * hd]);
+    }
+  }
+  kernels_.matmul(w.wo, attn_out_.data(), n, proj_.data());  // [n, dim]
+  for (int64_t i = 0; i < n * dim; ++i) x_[i] += proj_[i];
+}
+
+// x[n, dim] += W_down · (silu(W_gate · norm(x)) * (W_up · norm(x)))
+void Transformer::feed_forward(int64_t l, int64_t n) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = model_.weights.layers[static_cast<size_t>(l)];
+  for (int64_t t = 0; t < n; ++t)
+    kernels_.rmsnorm(&x_[t * c.dim], w.ffn_norm.data(), c.dim, c.rms_norm_eps, &normed_[t * c.dim]);
+  kernels_.matmul(w.w_gate, normed_.data(), n, gate_.data());  // [n, ffn_dim]
+  kernels_.matmul(w.w_up, normed_.data(), n, up_.data());      // [n, ffn_dim]
+  kernels_.swiglu(gate_.data(), up_.data(), n * c.ffn_dim);
+  kernels_.matmul(w.w_down, gate_.data(), n, proj_.data());    // [n, dim]
+  for (int64_t i = 0; i < n * c.dim; ++i) x_[i] += proj_[i];
+}
+
+void Transformer::forward(std::span<const int32_t> tokens, int64_t start, bool all_logits,
+                          float* logits) {
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return;
+  ensure_batch(n);
+  const TensorRef& embedding = model_.weights.token_embedding;
+  for (int64_t t = 0; t < n; ++t)
+    dequantize_row(embedding.type, embedding.row(tokens[t]), &x_[t * c.dim], c.dim);
+
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    attention(l, n, start);
+    feed_forward(l, n);
+  }
+
+  const int64_t first = all_logits ? 0 : n - 1;
+  for (int64_t t = first; t < n; ++t)
+    kernels_.rmsnorm(&x_[t * c.dim], model_.weights.output_norm.data(), c.dim, c.rms_norm_eps,
+                     &normed_[(t - first) * c.dim]);
+  kernels_.matmul(model_.weights.output, normed_.data(), n - first, logits);
+}
+
+}  // namespace orchard

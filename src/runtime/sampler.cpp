@@ -1,0 +1,128 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+#include "base/error.h"
+
+namespace orchard {
+
+// xoshiro256** seeded through splitmix64.
+Rng::Rng(uint64_t seed) {
+  for (uint64_t& s : state_) {
+    seed += 0x9e3779b97f4a7c15ull;
+    uint64_t z = seed;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    s = z ^ (z >> 31);
+  }
+}
+
+uint64_t Rng::next() {
+  auto rotl = [](uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
+  const uint64_t result = rotl(state_[1] * 5, 7) * 9;
+  const uint64_t t = state_[1] << 17;
+  state_[2] ^= state_[0];
+  state_[3] ^= state_[1];
+  state_[1] ^= state_[2];
+  state_[0] ^= state_[3];
+  state_[2] ^= t;
+  state_[3] = rotl(state_[3], 45);
+  return result;
+}
+
+double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {
+  if (!std::isfinite(params.temperature)) fail("temperature must be a finite number");
+  if (!(params.top_p > 0.0f)) fail("top-p must be greater than 0");
+  if (!(params.min_p >= 0.0f && params.min_p <= 1.0f)) fail("min-p must be between 0 and 1");
+  if (!(params.repeat_penalty > 0.0f)) fail("repeat penalty must be greater than 0");
+}
+
+void Sampler::remember(int32_t token) {
+  if (params_.repeat_last_n <= 0) return;
+  recent_.push_back(token);
+  while (static_cast<int32_t>(recent_.size()) > params_.repeat_last_n) recent_.pop_front();
+}
+
+void Sampler::reset() {
+  recent_.clear();
+  rng_ = Rng(params_.seed);
+}
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  if (n == 0) fail("sample: empty logits");
+  candidates_.resize(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) candidates_[i] = {i, logits[i]};
+
+  // Penalize each distinct recent token once: shrink positive logits, push negative ones down.
+  if (params_.repeat_penalty != 1.0f) {
+    std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
+    for (int32_t id : seen) {
+      if (id < 0 || id >= n) continue;
+      float& l = candidates_[id].logit;
+      l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
+    }
+  }
+
+  int32_t chosen;
+  if (params_.temperature <= 0.0f) {
+    chosen = 0;
+    for (int32_t i = 1; i < n; ++i)
+      if (candidates_[i].logit > candidates_[chosen].logit) chosen = i;
+  } else {
+    auto by_logit = [](const Candidate& a, const Candidate& b) {
+      return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+    };
+    size_t kept = candidates_.size();
+    if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < kept) {
+      kept = static_cast<size_t>(params_.top_k);
+      std::partial_sort(candidates_.begin(), candidates_.begin() + kept, candidates_.end(), by_logit);
+    } else {
+      std::sort(candidates_.begin(), candidates_.end(), by_logit);
+    }
+    // Probabilities at temperature 1 decide top-p and min-p.
+    std::vector<double> prob(kept);
+    const double max_logit = candidates_[0].logit;
+    double total = 0;
+    for (size_t i = 0; i < kept; ++i) total += prob[i] = std::exp(candidates_[i].logit - max_logit);
+    for (double& p : prob) p /= total;
+    if (params_.top_p < 1.0f) {
+      double cumulative = 0;
+      for (size_t i = 0; i < kept; ++i) {
+        cumulative += prob[i];
+        if (cumulative >= params_.top_p) {
+          kept = i + 1;
+          break;
+        }
+      }
+    }
+    if (params_.min_p > 0.0f) {
+      const double threshold = params_.min_p * prob[0];
+      size_t i = 1;
+      while (i < kept && prob[i] >= threshold) ++i;
+      kept = i;
+    }
+    // Temperature reshapes what survived; then one draw.
+    std::vector<double> weight(kept);
+    double weight_total = 0;
+    for (size_t i = 0; i < kept; ++i)
+      weight_total += weight[i] = std::exp((candidates_[i].logit - max_logit) / params_.temperature);
+    double r = rng_.uniform() * weight_total;
+    chosen = candidates_[kept - 1].id;
+    for (size_t i = 0; i < kept; ++i) {
+      r -= weight[i];
+      if (r < 0) {
+        chosen = candidates_[i].id;
+        break;
+      }
+    }
+  }
+  remember(chosen);
+  return chosen;
+}
+
+}  // namespace orchard

@@ -1,0 +1,117 @@
+#include "runtime/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+namespace orchard {
+namespace {
+
+SamplingParams unfiltered(float temperature, uint64_t seed = 7) {
+  SamplingParams p;
+  p.temperature = temperature;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.seed = seed;
+  return p;
+}
+
+std::vector<float> logits_for(const std::vector<double>& probs) {
+  std::vector<float> l;
+  for (double p : probs) l.push_back(static_cast<float>(std::log(p)));
+  return l;
+}
+
+std::map<int32_t, int> histogram(Sampler& s, const std::vector<float>& logits, int draws) {
+  std::map<int32_t, int> counts;
+  for (int i = 0; i < draws; ++i) counts[s.sample(logits)]++;
+  return counts;
+}
+
+TEST(Sampler, GreedyTakesTheArgmaxAndTheLowestIdOnTies) {
+  Sampler s(unfiltered(0.0f));
+  EXPECT_EQ(s.sample(std::vector<float>{0.1f, 3.0f, -1.0f, 2.9f}), 1);
+  EXPECT_EQ(s.sample(std::vector<float>{1.0f, 5.0f, 5.0f}), 1);
+}
+
+TEST(Sampler, SameSeedSameTokensOtherSeedOtherTokens) {
+  const std::vector<float> logits(50, 0.0f);
+  Sampler a(unfiltered(1.0f, 42)), b(unfiltered(1.0f, 42)), c(unfiltered(1.0f, 43));
+  std::vector<int32_t> ta, tb, tc;
+  for (int i = 0; i < 40; ++i) {
+    ta.push_back(a.sample(logits));
+    tb.push_back(b.sample(logits));
+    tc.push_back(c.sample(logits));
+  }
+  EXPECT_EQ(ta, tb);
+  EXPECT_NE(ta, tc);
+}
+
+TEST(Sampler, DrawsFollowTheDistributionAtTemperatureOne) {
+  Sampler s(unfiltered(1.0f));
+  const int draws = 40000;
+  auto counts = histogram(s, logits_for({0.6, 0.3, 0.1}), draws);
+  EXPECT_NEAR(counts[0] / double(draws), 0.6, 0.015);
+  EXPECT_NEAR(counts[1] / double(draws), 0.3, 0.015);
+  EXPECT_NEAR(counts[2] / double(draws), 0.1, 0.015);
+}
+
+TEST(Sampler, LowTemperatureSharpens) {
+  Sampler s(unfiltered(0.5f));
+  const int draws = 40000;
+  // p^2 normalized: 0.36, 0.09, 0.01 over 0.46.
+  auto counts = histogram(s, logits_for({0.6, 0.3, 0.1}), draws);
+  EXPECT_NEAR(counts[0] / double(draws), 0.36 / 0.46, 0.015);
+  EXPECT_NEAR(counts[2] / double(draws), 0.01 / 0.46, 0.01);
+}
+
+TEST(Sampler, TopKTopPAndMinPCutTheTail) {
+  const auto logits = logits_for({0.5, 0.25, 0.15, 0.1});
+  SamplingParams k = unfiltered(1.5f);
+  k.top_k = 2;
+  Sampler top_k(k);
+  auto counts = histogram(top_k, logits, 5000);
+  EXPECT_EQ(counts.count(2) + counts.count(3), 0u);
+  EXPECT_GT(counts[1], 0);
+
+  SamplingParams p = unfiltered(1.0f);
+  p.top_p = 0.8f;  // 0.5 + 0.25 < 0.8 <= 0.9: keeps three
+  Sampler top_p(p);
+  counts = histogram(top_p, logits, 5000);
+  EXPECT_EQ(counts.count(3), 0u);
+  EXPECT_GT(counts[2], 0);
+
+  SamplingParams m = unfiltered(1.0f);
+  m.min_p = 0.4f;  // keeps p >= 0.2: ids 0 and 1
+  Sampler min_p(m);
+  counts = histogram(min_p, logits, 5000);
+  EXPECT_EQ(counts.count(2) + counts.count(3), 0u);
+  EXPECT_GT(counts[1], 0);
+}
+
+TEST(Sampler, RepeatPenaltyDiscouragesRecentTokens) {
+  SamplingParams p = unfiltered(0.0f);
+  p.repeat_penalty = 2.0f;
+  Sampler s(p);
+  const std::vector<float> logits = {3.0f, 2.0f, -1.0f};
+  s.remember(0);  // 3.0 / 2 = 1.5 < 2.0
+  EXPECT_EQ(s.sample(logits), 1);
+  // Now both 0 and 1 are recent: 1.5 vs 1.0.
+  EXPECT_EQ(s.sample(logits), 0);
+}
+
+TEST(Sampler, RejectsNonsenseParameters) {
+  SamplingParams p = unfiltered(1.0f);
+  p.top_p = 0.0f;
+  EXPECT_ANY_THROW(Sampler{p});
+  p = unfiltered(NAN);
+  EXPECT_ANY_THROW(Sampler{p});
+  p = unfiltered(1.0f);
+  p.repeat_penalty = -1.0f;
+  EXPECT_ANY_THROW(Sampler{p});
+}
+
+}  // namespace
+}  // namespace orchard
