@@ -7,6 +7,7 @@
 #include "model_options.h"
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
+#include "runtime/chat_prompt.h"
 #include "runtime/model_tokenizer.h"
 #include "runtime/generate.h"
 
@@ -38,8 +39,8 @@ int run_generation(Args& args) {
 
   auto model = Model::load(path, {.kernels = kernels});
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));
-  const std::vector<int32_t> prompt_ids = tokenizer->encode(prompt, tokenizer->adds_bos());
-  (void)raw;
+  const std::vector<int32_t> prompt_ids = raw ? tokenizer->encode(prompt, tokenizer->adds_bos())
+                                              : chat_prompt_ids(*tokenizer, prompt);
   Context context(model, {.n_ctx = n_ctx.value_or(0), .kernels = kernels});
   generate(context, *tokenizer, prompt_ids, options, [](std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
