@@ -33,7 +33,7 @@ int run_generation(Args& args) {
   const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
   const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
   const KernelChoice kernels = kernel_choice(args);
-  GenerateOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
+  StreamOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
   args.finish();
   if (max_tokens && *max_tokens < 0) fail("orchard run: --max-tokens must be >= 0");
 
