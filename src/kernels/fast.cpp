@@ -1,5 +1,7 @@
 // The fast kernels: picks the ISA table, quantizes activations once per matmul, and spreads
 // every operation over the thread pool.
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "base/error.h"
@@ -11,24 +13,35 @@ namespace {
 
 // Quantized activations of the last matmul; reused so that decode allocates nothing.
 struct ActivationBuffer {
-  std::vector<int8_t> qs;
+  std::vector<int8_t> qs, lo;
   std::vector<float> d;
   std::vector<int32_t> sums;
 
-  QuantizedActivations prepare(int64_t n, int64_t in) {
+  QuantizedActivations prepare(int64_t n, int64_t in, bool residual) {
     const int64_t blocks = in / kBlock;
     qs.resize(static_cast<size_t>(n * in));
+    if (residual) lo.resize(qs.size());
     d.resize(static_cast<size_t>(n * blocks));
     sums.resize(static_cast<size_t>(n * blocks * 2));
-    return {n, in, blocks, qs.data(), d.data(), sums.data()};
+    return {n, in, blocks, qs.data(), residual ? lo.data() : nullptr, d.data(), sums.data()};
   }
 };
+
+// Residual (two-level int8) activations unless ORCHARD_ACTIVATIONS=int8 asks for the plain,
+// faster and coarser form (see QuantizedActivations) for speed comparisons.
+bool residual_activations() {
+  static const bool residual = [] {
+    const char* env = std::getenv("ORCHARD_ACTIVATIONS");
+    return !(env && std::string_view(env) == "int8");
+  }();
+  return residual;
+}
 
 void matmul(const IsaKernels& k, const MatmulWeight& w, const float* x, int64_t n, float* y,
             ThreadPool& pool) {
   if (const PackedMatrix* p = w.packed) {
     thread_local ActivationBuffer buffer;
-    QuantizedActivations q = buffer.prepare(n, p->in);
+    QuantizedActivations q = buffer.prepare(n, p->in, residual_activations());
     pool.parallel_for(n, [&](int64_t b, int64_t e) { k.quantize(x, b, e, q); });
     // Threads take contiguous ranges of tiles, so each streams its own part of the weights.
     pool.parallel_for(p->tiles, [&](int64_t b, int64_t e) { k.matmul_packed(*p, q, 0, n, b, e, y); });

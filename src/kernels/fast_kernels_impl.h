@@ -71,14 +71,22 @@ void quantize(const float* x, int64_t t_begin, int64_t t_end, QuantizedActivatio
       const float m = V::freduce_max(amax);
       const float d = m / 127.0f;
       const typename V::F inv = V::fset1(d > 0.0f ? 127.0f / m : 0.0f);
-      int8_t* dst = q.qs + t * q.in + b * kBlock;
+      const int64_t at = t * q.in + b * kBlock;
       int32_t half_sums[2] = {0, 0};
       for (int k = 0; k < kVectors; ++k) {
-        const typename V::I qi = V::cvt_round(V::fmul(v[k], inv));
-        V::store_i8(dst + k * V::L, qi);
+        const typename V::F scaled = V::fmul(v[k], inv);
+        typename V::I qi = V::cvt_round(scaled);
+        V::store_i8(q.qs + at + k * V::L, qi);
+        if (q.lo) {
+          // The remainder, in [-0.5, 0.5] steps, at 1/256 step (+0.5 saturates to 127/256).
+          const typename V::F rest = V::fmul(V::fsub(scaled, V::cvt(qi)), V::fset1(256.0f));
+          const typename V::I lo = V::cvt_round(V::fmin(rest, V::fset1(127.0f)));
+          V::store_i8(q.lo + at + k * V::L, lo);
+          qi = V::add(V::template slli<8>(qi), lo);
+        }
         half_sums[k * V::L / 16] += V::ireduce(qi);
       }
-      q.d[t * q.blocks + b] = d;
+      q.d[t * q.blocks + b] = q.lo ? d / 256.0f : d;
       q.sums[(t * q.blocks + b) * 2] = half_sums[0];
       q.sums[(t * q.blocks + b) * 2 + 1] = half_sums[1];
     }
@@ -94,15 +102,24 @@ template <typename V>
 struct TokenView {
   const QuantizedActivations& x;
   const int8_t* quants(int64_t t, int64_t block) const { return x.qs + t * x.in + block * kBlock; }
+  const int8_t* low(int64_t t, int64_t block) const { return x.lo + t * x.in + block * kBlock; }
   float d(int64_t t, int64_t block) const { return x.d[t * x.blocks + block]; }
   const int32_t* sums(int64_t t, int64_t block) const { return x.sums + (t * x.blocks + block) * 2; }
 };
 
-// sum over v in [first, last) of w[v] . quants[4v .. 4v+3]
-template <typename V, int first, int last>
-typename V::I block_dot(const typename V::I* w, const int8_t* quants) {
+// sum over v in [first, last) of w[v] . a[4v .. 4v+3], a the integer activation of token t in
+// block b (qs, or 256 * qs + lo when kResidual).
+template <typename V, int first, int last, bool kResidual>
+typename V::I block_dot(const typename V::I* w, const TokenView<V>& x, int64_t t, int64_t b) {
+  const int8_t* quants = x.quants(t, b);
   typename V::I acc = V::izero();
   for (int v = first; v < last; ++v) acc = V::dpbusd(acc, w[v], V::bcast4(quants + 4 * v));
+  if constexpr (kResidual) {
+    const int8_t* low = x.low(t, b);
+    typename V::I acc_low = V::izero();
+    for (int v = first; v < last; ++v) acc_low = V::dpbusd(acc_low, w[v], V::bcast4(low + 4 * v));
+    acc = V::add(V::template slli<8>(acc), acc_low);
+  }
   return acc;
 }
 
@@ -128,7 +145,7 @@ void store_rows(const typename V::F* acc, float* y, int64_t out, int64_t t0, int
   }
 }
 
-template <typename V, int T>
+template <typename V, int T, bool R>
 void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
                int64_t row0, float* y) {
   for (int s = 0; s < kTileRows / V::L; ++s) {
@@ -142,7 +159,7 @@ void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
       for (int t = 0; t < T; ++t) {
         const int32_t* sums = x.sums(t0 + t, b);
         // weight = d * (u - 8): subtract 8 * sum(x) once per block.
-        const typename V::I dotv = V::sub(block_dot<V, 0, 8>(wv, x.quants(t0 + t, b)), V::set1(8 * (sums[0] + sums[1])));
+        const typename V::I dotv = V::sub(block_dot<V, 0, 8, R>(wv, x, t0 + t, b), V::set1(8 * (sums[0] + sums[1])));
         acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(x.d(t0 + t, b))), acc[t]);
       }
     }
@@ -150,7 +167,7 @@ void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
   }
 }
 
-template <typename V, int T>
+template <typename V, int T, bool R>
 void tile_q8_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
                int64_t row0, float* y) {
   for (int s = 0; s < kTileRows / V::L; ++s) {
@@ -164,7 +181,7 @@ void tile_q8_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
       for (int t = 0; t < T; ++t) {
         const int32_t* sums = x.sums(t0 + t, b);
         // weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
-        const typename V::I dotv = V::sub(block_dot<V, 0, 8>(wv, x.quants(t0 + t, b)), V::set1(128 * (sums[0] + sums[1])));
+        const typename V::I dotv = V::sub(block_dot<V, 0, 8, R>(wv, x, t0 + t, b), V::set1(128 * (sums[0] + sums[1])));
         acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(x.d(t0 + t, b))), acc[t]);
       }
     }
@@ -172,7 +189,7 @@ void tile_q8_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
   }
 }
 
-template <typename V, int T>
+template <typename V, int T, bool R>
 void tile_q4_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
                int64_t row0, float* y) {
   for (int s = 0; s < kTileRows / V::L; ++s) {
@@ -192,7 +209,7 @@ void tile_q4_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
         for (int t = 0; t < T; ++t) {
           const int32_t* sums = x.sums(t0 + t, b);
           const float dx = x.d(t0 + t, b);
-          const typename V::I dotv = block_dot<V, 0, 8>(wv, x.quants(t0 + t, b));
+          const typename V::I dotv = block_dot<V, 0, 8, R>(wv, x, t0 + t, b);
           acc[t] = V::fma(V::cvt(dotv), V::fmul(step, V::fset1(dx)), acc[t]);
           acc[t] = V::fnmadd(offset, V::fset1(dx * static_cast<float>(sums[0] + sums[1])), acc[t]);
         }
@@ -202,7 +219,7 @@ void tile_q4_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
   }
 }
 
-template <typename V, int T>
+template <typename V, int T, bool R>
 void tile_q6_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
                int64_t row0, float* y) {
   using I = typename V::I;
@@ -230,10 +247,9 @@ void tile_q6_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
         }
         for (int t = 0; t < T; ++t) {
           const int32_t* sums = x.sums(t0 + t, b);
-          const int8_t* quants = x.quants(t0 + t, b);
           const typename V::F dx = V::fset1(x.d(t0 + t, b));
-          const I dot0 = V::sub(block_dot<V, 0, 4>(wv, quants), V::set1(32 * sums[0]));
-          const I dot1 = V::sub(block_dot<V, 4, 8>(wv, quants), V::set1(32 * sums[1]));
+          const I dot0 = V::sub(block_dot<V, 0, 4, R>(wv, x, t0 + t, b), V::set1(32 * sums[0]));
+          const I dot1 = V::sub(block_dot<V, 4, 8, R>(wv, x, t0 + t, b), V::set1(32 * sums[1]));
           acc[t] = V::fma(V::cvt(dot0), V::fmul(step0, dx), acc[t]);
           acc[t] = V::fma(V::cvt(dot1), V::fmul(step1, dx), acc[t]);
         }
@@ -243,21 +259,21 @@ void tile_q6_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
   }
 }
 
-template <typename V, int T>
+template <typename V, int T, bool R>
 void run_tile(const PackedMatrix& w, int64_t tile, const TokenView<V>& x, int64_t t0, float* y) {
   const uint8_t* data = w.tile(tile);
   const int64_t row0 = tile * kTileRows;
   switch (w.format) {
-    case PackedFormat::q4_0: return tile_q4_0<V, T>(w, data, x, t0, row0, y);
-    case PackedFormat::q8_0: return tile_q8_0<V, T>(w, data, x, t0, row0, y);
-    case PackedFormat::q4_k: return tile_q4_k<V, T>(w, data, x, t0, row0, y);
-    case PackedFormat::q6_k: return tile_q6_k<V, T>(w, data, x, t0, row0, y);
+    case PackedFormat::q4_0: return tile_q4_0<V, T, R>(w, data, x, t0, row0, y);
+    case PackedFormat::q8_0: return tile_q8_0<V, T, R>(w, data, x, t0, row0, y);
+    case PackedFormat::q4_k: return tile_q4_k<V, T, R>(w, data, x, t0, row0, y);
+    case PackedFormat::q6_k: return tile_q6_k<V, T, R>(w, data, x, t0, row0, y);
   }
 }
 
-template <typename V>
-void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
-                   int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
+template <typename V, bool R>
+void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
+                         int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
   const TokenView<V> x{q};
   // Tokens in blocks whose activations stay in L2 while the tiles stream past; within a block
   // each tile's weights stay in L1/L2 while micro-kernels of up to kMaxTokens run over them.
@@ -266,13 +282,20 @@ void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t
     const int64_t te = std::min(t_end, tb + kTokenBlock);
     for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
       int64_t t = tb;
-      for (; t + V::kMaxTokens <= te; t += V::kMaxTokens) run_tile<V, V::kMaxTokens>(w, tile, x, t, y);
-      if (V::kMaxTokens > 4 && t + 4 <= te) { run_tile<V, 4>(w, tile, x, t, y); t += 4; }
-      if (t + 2 <= te) { run_tile<V, 2>(w, tile, x, t, y); t += 2; }
-      if (t + 2 <= te) { run_tile<V, 2>(w, tile, x, t, y); t += 2; }
-      if (t < te) run_tile<V, 1>(w, tile, x, t, y);
+      for (; t + V::kMaxTokens <= te; t += V::kMaxTokens) run_tile<V, V::kMaxTokens, R>(w, tile, x, t, y);
+      if (V::kMaxTokens > 4 && t + 4 <= te) { run_tile<V, 4, R>(w, tile, x, t, y); t += 4; }
+      if (t + 2 <= te) { run_tile<V, 2, R>(w, tile, x, t, y); t += 2; }
+      if (t + 2 <= te) { run_tile<V, 2, R>(w, tile, x, t, y); t += 2; }
+      if (t < te) run_tile<V, 1, R>(w, tile, x, t, y);
     }
   }
+}
+
+template <typename V>
+void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
+                   int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
+  if (q.lo) matmul_packed_tiles<V, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
+  else matmul_packed_tiles<V, false>(w, q, t_begin, t_end, tile_begin, tile_end, y);
 }
 
 // ---- Float matmul (unpacked weights of any type) -------------------------------------------

@@ -10,12 +10,19 @@
 
 namespace orchard {
 
-// Activations quantized to int8 per block of 32: x[t][i] ~= d[t][i / 32] * qs[t][i].
-// sums[t][b][h] = sum of the 16 quants of half h of block b (the kernels use them to apply the
-// weights' offsets once per block instead of once per element).
+// Activations quantized to int8 per block of 32, in one of two precisions:
+//   plain:    x[t][i] ~= d[t][i / 32] * qs[t][i]                      (error up to d/2 per element)
+//   residual: x[t][i] ~= d[t][i / 32] * (256 * qs[t][i] + lo[t][i])  (error up to d/2, d 256x smaller)
+// The residual form quantizes what the first int8 missed with a second int8 at 1/256 of its step:
+// the kernels run two int8 dot products per block on the same unpacked weights and combine them
+// in int32, so the weights (the memory traffic) and the float work per block are unchanged.
+// Plain int8 (as llama.cpp does) is too coarse for some golden models' tolerances.
+// sums[t][b][h] = sum over half h (16 elements) of block b of the integer activation
+// (qs, or 256 * qs + lo): the kernels apply the weights' offsets with it once per block.
 struct QuantizedActivations {
   int64_t n = 0, in = 0, blocks = 0;
   int8_t* qs = nullptr;     // [n, in]
+  int8_t* lo = nullptr;     // [n, in] when residual, else null
   float* d = nullptr;       // [n, blocks]
   int32_t* sums = nullptr;  // [n, blocks, 2]
 };

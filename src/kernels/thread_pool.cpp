@@ -18,7 +18,9 @@ namespace {
 
 // Workers spin this long for the next job before sleeping: consecutive operations of one forward
 // pass follow each other within microseconds, and a futex wake-up costs more than that.
-constexpr auto kSpinTime = std::chrono::microseconds(2000);
+constexpr auto kSpinTime = std::chrono::microseconds(1000);
+// Pause-spins (about 10-40 ns each) before a waiting thread starts yielding its core.
+constexpr int kSpinsBeforeYield = 2000;
 
 }  // namespace
 
@@ -62,7 +64,12 @@ void ThreadPool::run_raw(RawFn fn, void* ctx) {
   }
   wake_.notify_all();
   fn(ctx, 0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) ORCHARD_CPU_RELAX();
+  // Spin briefly, then yield: when there are more runnable threads than cores (other processes,
+  // parallel test runs), the worker we wait for may need this core to finish.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinsBeforeYield) ORCHARD_CPU_RELAX();
+    else sched_yield();
+  }
 }
 
 void ThreadPool::worker_loop(int thread) {
@@ -71,8 +78,12 @@ void ThreadPool::worker_loop(int thread) {
     const auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
     int spins = 0;
     while (generation_.load(std::memory_order_acquire) == seen) {
-      ORCHARD_CPU_RELAX();
-      if (++spins % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
+      if (++spins < kSpinsBeforeYield) {
+        ORCHARD_CPU_RELAX();
+        continue;
+      }
+      sched_yield();
+      if (std::chrono::steady_clock::now() > spin_until) {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
         break;
