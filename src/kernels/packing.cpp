@@ -194,6 +194,55 @@ void pack_tiles(const TensorRef& w, PackedMatrix& p, int64_t begin, int64_t end)
   (void)ge;
 }
 
+void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
+  const uint8_t* tile = p.tile(row / kTileRows);
+  const int r = static_cast<int>(row % kTileRows);
+  // Element 4c + i of a 32-element nibble block sits in chunk c (low nibble) and element
+  // 16 + 4c + i in the high nibble of the same byte.
+  auto nibble = [&](const uint8_t* blk, int e) {
+    const uint8_t byte = blk[64 * ((e % 16) / 4) + 4 * r + e % 4];
+    return e < 16 ? byte & 0x0f : byte >> 4;
+  };
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const uint8_t* grp = tile + g * p.group_bytes;
+    switch (p.format) {
+      case PackedFormat::q4_0: {
+        const float d = f16_to_f32(load_u16(grp + 256 + 2 * r));
+        for (int e = 0; e < 32; ++e) *out++ = static_cast<float>(nibble(grp, e) - 8) * d;
+        break;
+      }
+      case PackedFormat::q8_0: {
+        const float d = f16_to_f32(load_u16(grp + 512 + 2 * r));
+        for (int e = 0; e < 32; ++e)
+          *out++ = static_cast<float>(static_cast<int>(grp[64 * (e / 4) + 4 * r + e % 4]) - 128) * d;
+        break;
+      }
+      case PackedFormat::q4_k: {
+        const float d = f16_to_f32(load_u16(grp + 2 * r)), dmin = f16_to_f32(load_u16(grp + 32 + 2 * r));
+        for (int j = 0; j < 8; ++j) {
+          const float step = d * static_cast<float>(grp[64 + 16 * j + r]);
+          const float offset = dmin * static_cast<float>(grp[192 + 16 * j + r]);
+          for (int e = 0; e < 32; ++e) *out++ = step * static_cast<float>(nibble(grp + 320 + 256 * j, e)) - offset;
+        }
+        break;
+      }
+      case PackedFormat::q6_k: {
+        const float d = f16_to_f32(load_u16(grp + 2 * r));
+        for (int j = 0; j < 8; ++j) {
+          const uint8_t* blk = grp + 288 + 384 * j;
+          for (int e = 0; e < 32; ++e) {
+            const int s = 2 * j + e / 16;
+            const float scale = static_cast<float>(static_cast<int8_t>(grp[32 + 16 * s + r]));
+            const int high = (blk[256 + 64 * (e / 16) + 4 * r + e % 4] >> (2 * ((e % 16) / 4))) & 3;
+            *out++ = d * scale * static_cast<float>((nibble(blk, e) | (high << 4)) - 32);
+          }
+        }
+        break;
+      }
+    }
+  }
+}
+
 size_t PackedWeights::bytes() const {
   size_t n = 0;
   for (const auto& [key, p] : by_data_) n += static_cast<size_t>(p.tiles) * p.tile_bytes;

@@ -56,6 +56,11 @@ std::optional<PackedFormat> packed_format_for(DType type);
 PackedMatrix allocate_packed(const TensorRef& w, PackedFormat format);
 void pack_tiles(const TensorRef& w, PackedMatrix& p, int64_t begin, int64_t end);
 
+// Row `row` of a packed matrix as float32, bit-identical to dequantize_row() of the original
+// (same float operations in the same order): the tied token embedding is looked up here, so the
+// file pages the packed copy replaced are never faulted back in.
+void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out);
+
 // Packed forms of a model's matrices, keyed by the address of their bytes in the file.
 class PackedWeights {
  public:

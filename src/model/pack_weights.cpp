@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "kernels/thread_pool.h"
 #include "model/model_impl.h"
 
@@ -35,10 +37,20 @@ void pack_weights(Model::Impl& impl) {
     auto format = packed_format_for(t->type);
     if (!format) continue;
     PackedMatrix p = allocate_packed(*t, *format);
-    pool.parallel_for(p.tiles, [&](int64_t b, int64_t e) { pack_tiles(*t, p, b, e); });
+    // In slices of rows, releasing each slice's file pages once packed, so that a large matrix
+    // (the 150k-row embedding) never sits in memory twice. Only file mappings can be released:
+    // GGUF tensors live in the mapped file.
+    constexpr int64_t kSliceTiles = 512;
+    for (int64_t first = 0; first < p.tiles; first += kSliceTiles) {
+      const int64_t last = std::min(p.tiles, first + kSliceTiles);
+      pool.parallel_for(last - first, [&](int64_t b, int64_t e) { pack_tiles(*t, p, first + b, first + e); });
+      if (impl.gguf) {
+        const int64_t row_end = std::min(p.out, last * kTileRows);
+        const uint8_t* begin = t->row(first * kTileRows);
+        release_mapped_range(begin, static_cast<uint64_t>(t->row(row_end) - begin));
+      }
+    }
     impl.packed.add(*t, std::move(p));
-    // Only file mappings can be released: GGUF tensors live in the mapped file.
-    if (impl.gguf) release_mapped_range(t->data, t->nbytes);
   }
 }
 

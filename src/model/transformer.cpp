@@ -1,5 +1,6 @@
 #include "model/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/dequantize.h"
@@ -49,8 +50,8 @@ void Transformer::ensure_batch(int64_t n) {
   v_.resize(rows * c.n_kv_heads * c.head_dim);
   attn_out_.resize(rows * c.n_heads * c.head_dim);
   proj_.resize(rows * c.dim);
-  gate_.resize(rows * c.ffn_dim);
-  up_.resize(rows * c.ffn_dim);
+  gate_.resize(static_cast<size_t>(std::min(n, kFfnChunk)) * c.ffn_dim);
+  up_.resize(gate_.size());
   batch_capacity_ = n;
 }
 
@@ -103,15 +104,21 @@ void Transformer::attention(int64_t l, int64_t n, int64_t start) {
 }
 
 // x[n, dim] += W_down · (silu(W_gate · norm(x)) * (W_up · norm(x)))
+// In chunks of kFfnChunk tokens: the [n, ffn_dim] intermediates are the largest activations, and
+// chunks this long already amortize each weight pass over many tokens.
 void Transformer::feed_forward(int64_t l, int64_t n) {
   const ModelConfig& c = config_;
   const LayerWeights& w = model_.weights.layers[static_cast<size_t>(l)];
   for (int64_t t = 0; t < n; ++t)
     kernels_.rmsnorm(&x_[t * c.dim], w.ffn_norm.data(), c.dim, c.rms_norm_eps, &normed_[t * c.dim]);
-  matmul(w.w_gate, normed_.data(), n, gate_.data());  // [n, ffn_dim]
-  matmul(w.w_up, normed_.data(), n, up_.data());      // [n, ffn_dim]
-  kernels_.swiglu(gate_.data(), up_.data(), n * c.ffn_dim, pool_);
-  matmul(w.w_down, gate_.data(), n, proj_.data());    // [n, dim]
+  for (int64_t t0 = 0; t0 < n; t0 += kFfnChunk) {
+    const int64_t m = std::min(kFfnChunk, n - t0);
+    const float* in = &normed_[t0 * c.dim];
+    matmul(w.w_gate, in, m, gate_.data());  // [m, ffn_dim]
+    matmul(w.w_up, in, m, up_.data());      // [m, ffn_dim]
+    kernels_.swiglu(gate_.data(), up_.data(), m * c.ffn_dim, pool_);
+    matmul(w.w_down, gate_.data(), m, &proj_[t0 * c.dim]);  // [m, dim]
+  }
   for (int64_t i = 0; i < n * c.dim; ++i) x_[i] += proj_[i];
 }
 
@@ -123,8 +130,11 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t start, bool a
   ensure_batch(n);
   rope_angles(rope_freq_, start, n, rope_cos_, rope_sin_);
   const TensorRef& embedding = model_.weights.token_embedding;
-  for (int64_t t = 0; t < n; ++t)
-    dequantize_row(embedding.type, embedding.row(tokens[t]), &x_[t * c.dim], c.dim);
+  const PackedMatrix* packed_embedding = model_.packed.find(embedding);  // tied output
+  for (int64_t t = 0; t < n; ++t) {
+    if (packed_embedding) packed_row_to_f32(*packed_embedding, tokens[t], &x_[t * c.dim]);
+    else dequantize_row(embedding.type, embedding.row(tokens[t]), &x_[t * c.dim], c.dim);
+  }
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     attention(l, n, start);

@@ -21,6 +21,8 @@ void rope_angles(const std::vector<double>& freq, int64_t start, int64_t n, std:
 
 class Transformer {
  public:
+  static constexpr int64_t kFfnChunk = 256;  // tokens per feed-forward pass in prefill
+
   // n_threads <= 0: one per available CPU.
   Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx, int n_threads = 0);
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -214,6 +215,22 @@ TEST_P(FastKernels, ElementwiseMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, FastKernels, ::testing::ValuesIn(supported_isas()), isa_label);
+
+TEST(Packing, RowsDecodeBitIdenticalToDequantize) {
+  std::mt19937 rng(5);
+  for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t in = 512, out = 21;
+    RandomMatrix w = random_matrix(type, in, out, rng);
+    PackedMatrix p = allocate_packed(w.ref, *packed_format_for(type));
+    pack_tiles(w.ref, p, 0, p.tiles);
+    std::vector<float> expect(in), got(in);
+    for (int64_t r = 0; r < out; ++r) {
+      dequantize_row(type, w.ref.row(r), expect.data(), in);
+      packed_row_to_f32(p, r, got.data());
+      ASSERT_EQ(0, std::memcmp(expect.data(), got.data(), sizeof(float) * in)) << dtype_name(type) << " row " << r;
+    }
+  }
+}
 
 TEST(ThreadPool, EveryIndexOnceAcrossManyRuns) {
   ThreadPool pool(3);
