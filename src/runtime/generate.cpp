@@ -26,7 +26,14 @@ GenerateResult generate(Context& context, const Tokenizer& tokenizer, std::span<
       result.stop = StopReason::max_tokens;
       break;
     }
+    if (options.constraint) {
+      // The constraint steers to a close within whichever limit comes first.
+      int64_t left = context.n_ctx() - context.n_past() + 1;
+      if (options.max_tokens >= 0) left = std::min<int64_t>(left, options.max_tokens - int64_t(result.tokens.size()));
+      options.constraint->apply(logits, left);
+    }
     const int32_t next = sampler.sample(logits);
+    if (options.constraint) options.constraint->accept(next);
     if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
       result.stop = StopReason::end_of_sequence;
       break;
@@ -36,6 +43,10 @@ GenerateResult generate(Context& context, const Tokenizer& tokenizer, std::span<
     if (!piece.empty() && !on_text(piece)) {
       result.stop = StopReason::cancelled;
       return result;
+    }
+    if (options.constraint && options.constraint->finished()) {
+      result.stop = StopReason::end_of_sequence;  // only end of sequence could follow
+      break;
     }
     if (context.n_past() >= context.n_ctx()) {
       result.stop = StopReason::context_full;

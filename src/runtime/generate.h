@@ -9,6 +9,7 @@
 
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
+#include "runtime/logit_constraint.h"
 #include "runtime/sampler.h"
 
 namespace orchard {
@@ -16,6 +17,9 @@ namespace orchard {
 struct GenerateOptions {
   SamplingParams sampling;
   int64_t max_tokens = -1;  // < 0: until end of sequence or a full context
+  // Restricts the tokens (e.g. JsonSchemaConstraint); not owned, used by one generation at a time.
+  // Generation stops as end_of_sequence once it is finished.
+  LogitConstraint* constraint = nullptr;
 };
 
 enum class StopReason { end_of_sequence, max_tokens, context_full, cancelled };
