@@ -386,7 +386,10 @@ class Compiler {
     const int64_t copies = max >= 0 ? max : std::max<int64_t>(min, 1);
     int32_t last = -1, last_start = -1;
     for (int64_t i = 1; i <= copies; ++i) {
-      last_start = i == 1 ? body : separator(last);
+      // A state of its own: `body` may also lead to the end (an empty sequence), which the
+      // loop back below must not.
+      last_start = nfa_.add_state();
+      nfa_.add_epsilon(i == 1 ? body : separator(last), last_start);
       last = item(last_start);
       if (i >= min) nfa_.add_epsilon(last, done);
     }
