@@ -27,16 +27,15 @@ const TokenMask& CompiledSchema::mask(int32_t state) const {
 }
 
 const TokenMask& CompiledSchema::steering_mask(int32_t state, int64_t budget) const {
-  const auto key = std::make_pair(state, budget);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = steering_.find(key);
-    if (it != steering_.end()) return *it->second;
+    auto it = steering_.find(state);
+    if (it != steering_.end()) return it->second->for_budget(budget);
   }
-  auto computed = std::make_unique<TokenMask>(compute_mask(dfa_, *vocab_, state, budget));
+  auto computed = std::make_unique<SteeringTable>(compute_steering(dfa_, *vocab_, state));
   std::lock_guard<std::mutex> lock(mutex_);
-  auto [it, inserted] = steering_.emplace(key, std::move(computed));
-  return *it->second;
+  auto [it, inserted] = steering_.emplace(state, std::move(computed));
+  return it->second->for_budget(budget);
 }
 
 void CompiledSchema::precompute_all() const {

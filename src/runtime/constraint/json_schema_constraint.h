@@ -62,7 +62,7 @@ class CompiledSchema {
   mutable std::vector<std::atomic<const TokenMask*>> masks_;
   mutable std::mutex mutex_;
   mutable std::vector<std::unique_ptr<TokenMask>> owned_;
-  mutable std::map<std::pair<int32_t, int64_t>, std::unique_ptr<TokenMask>> steering_;
+  mutable std::map<int32_t, std::unique_ptr<SteeringTable>> steering_;
 };
 
 }  // namespace constraint

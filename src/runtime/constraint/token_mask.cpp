@@ -52,31 +52,46 @@ void walk(const Dfa& dfa, const TokenVocabulary& vocab, int32_t state, Visit&& v
 
 }  // namespace
 
-TokenMask compute_mask(const Dfa& dfa, const TokenVocabulary& vocab, int32_t state, int64_t budget) {
+TokenMask compute_mask(const Dfa& dfa, const TokenVocabulary& vocab, int32_t state) {
   TokenMask mask;
   mask.words.assign((vocab.size() + 63) / 64, 0);
-  auto allow = [&](int32_t id, uint32_t distance) {
+  if (state == Dfa::dead) return mask;
+  walk(dfa, vocab, state, [&](int32_t id, int32_t s) {
     mask.words[size_t(id) >> 6] |= uint64_t(1) << (id & 63);
     ++mask.allowed;
-    mask.max_distance_after = std::max(mask.max_distance_after, distance);
-  };
-  if (state == Dfa::dead) return mask;
-  if (budget < 0) {
-    walk(dfa, vocab, state, [&](int32_t id, int32_t s) { allow(id, dfa.closing_distance(s)); });
-    return mask;
-  }
-  uint32_t closest = Dfa::unreachable;
-  walk(dfa, vocab, state, [&](int32_t id, int32_t s) {
-    const uint32_t distance = dfa.closing_distance(s);
-    closest = std::min(closest, distance);
-    if (distance <= uint64_t(budget)) allow(id, distance);
+    mask.max_distance_after = std::max(mask.max_distance_after, dfa.closing_distance(s));
   });
-  if (mask.allowed == 0 && closest != Dfa::unreachable) {
-    walk(dfa, vocab, state, [&](int32_t id, int32_t s) {
-      if (dfa.closing_distance(s) == closest) allow(id, closest);
-    });
-  }
   return mask;
+}
+
+const TokenMask& SteeringTable::for_budget(int64_t budget) const {
+  const auto it = std::upper_bound(distances.begin(), distances.end(), uint64_t(std::max<int64_t>(budget, 0)),
+                                   [](uint64_t b, uint32_t d) { return b < d; });
+  return masks[it == distances.begin() ? 0 : size_t(it - distances.begin()) - 1];
+}
+
+SteeringTable compute_steering(const Dfa& dfa, const TokenVocabulary& vocab, int32_t state) {
+  std::vector<std::pair<uint32_t, int32_t>> by_distance;
+  walk(dfa, vocab, state, [&](int32_t id, int32_t s) { by_distance.push_back({dfa.closing_distance(s), id}); });
+  std::sort(by_distance.begin(), by_distance.end());
+  SteeringTable table;
+  TokenMask running;
+  running.words.assign((vocab.size() + 63) / 64, 0);
+  for (size_t i = 0; i < by_distance.size(); ++i) {
+    const auto [distance, id] = by_distance[i];
+    running.words[size_t(id) >> 6] |= uint64_t(1) << (id & 63);
+    ++running.allowed;
+    running.max_distance_after = distance;
+    if (i + 1 == by_distance.size() || by_distance[i + 1].first != distance) {
+      table.distances.push_back(distance);
+      table.masks.push_back(running);
+    }
+  }
+  if (table.masks.empty()) {  // a dead state: nothing is allowed at any budget
+    table.distances.push_back(0);
+    table.masks.push_back(running);
+  }
+  return table;
 }
 
 }  // namespace orchard::constraint

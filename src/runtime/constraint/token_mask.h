@@ -22,9 +22,19 @@ struct TokenMask {
   void apply(std::span<float> logits) const;
 };
 
-// The tokens whose bytes, appended in `state`, leave a live state. With `budget` >= 0 only those
-// whose resulting state can close within `budget` single-byte tokens; if none can, those that
-// come closest (best effort when the budget was already too small).
-TokenMask compute_mask(const Dfa& dfa, const TokenVocabulary& vocab, int32_t state, int64_t budget = -1);
+// The tokens whose bytes, appended in `state`, leave a live state.
+TokenMask compute_mask(const Dfa& dfa, const TokenVocabulary& vocab, int32_t state);
+
+// Budget steering for one state: the allowed tokens grouped by the closing distance of the state
+// each leads to. masks[i] holds the tokens whose distance is at most distances[i] (ascending), so
+// the mask for any budget is a lookup, and one trie walk per state serves every budget.
+struct SteeringTable {
+  std::vector<uint32_t> distances;
+  std::vector<TokenMask> masks;
+  // Tokens after which the value can close within `budget` single-byte tokens; if none can,
+  // those that come closest (best effort when the budget was already too small).
+  const TokenMask& for_budget(int64_t budget) const;
+};
+SteeringTable compute_steering(const Dfa& dfa, const TokenVocabulary& vocab, int32_t state);
 
 }  // namespace orchard::constraint
