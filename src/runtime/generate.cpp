@@ -10,7 +10,11 @@ GenerateResult generate(Context& context, const Tokenizer& tokenizer, std::span<
   if (prompt.empty()) fail("generate: the prompt has no tokens");
   if (context.n_past() >= static_cast<int64_t>(prompt.size()))
     fail("generate: the context already holds the whole prompt");
-  TokenStream stream(tokenizer, prompt, options);
+  // The constraint steers to a close within what the context leaves when no budget is set.
+  StreamOptions bounded = options;
+  const int64_t room = context.n_ctx() - static_cast<int64_t>(prompt.size());
+  if (bounded.max_tokens < 0 || bounded.max_tokens > room) bounded.max_tokens = room;
+  TokenStream stream(tokenizer, prompt, bounded);
   GenerateResult result;
   auto end = [&](StopReason reason) {
     const TokenStep last = stream.finish(reason);

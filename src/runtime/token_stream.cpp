@@ -59,7 +59,7 @@ TokenStep TokenStream::next(std::span<float> logits) {
   if (options_.top_logprobs >= 0) original.assign(logits.begin(), logits.end());
   const bool constrained = options_.constraint != nullptr;
   if (constrained) {
-    const int64_t left = options_.max_tokens >= 0 ? options_.max_tokens - generated_ : INT64_MAX;
+    const int64_t left = options_.max_tokens >= 0 ? options_.max_tokens - generated_ : -1;
     options_.constraint->apply(logits, left);
   }
   TokenStep step;
@@ -79,7 +79,8 @@ TokenStep TokenStream::next(std::span<float> logits) {
     step.stop = StopReason::stop_string;
     return step;
   }
-  if (constrained && options_.constraint->complete()) {
+  // Nothing but end of sequence could follow: stop without spending a decode step on it.
+  if (constrained && options_.constraint->finished()) {
     TokenStep end = finish(StopReason::constraint_complete);
     step.text += end.text;
     step.stop = end.stop;

@@ -9,21 +9,11 @@
 #include <vector>
 
 #include "orchard/tokenizer.h"
+#include "runtime/logit_constraint.h"
 #include "runtime/sampler.h"
 #include "runtime/stop_strings.h"
 
 namespace orchard {
-
-// Restricts which tokens may come next (e.g. JSON-schema constrained decoding).
-class LogitConstraint {
- public:
-  virtual ~LogitConstraint() = default;
-  // Sets the logits of disallowed tokens to -infinity; `tokens_left` lets it steer to a close.
-  virtual void apply(std::span<float> logits, int64_t tokens_left) = 0;
-  virtual void accept(int32_t token) = 0;
-  // The output so far is a complete value: end of sequence is allowed (and generation stops).
-  virtual bool complete() const = 0;
-};
 
 enum class StopReason { none, end_of_sequence, stop_string, max_tokens, context_full, cancelled, constraint_complete };
 
@@ -36,7 +26,7 @@ struct StreamOptions {
   SamplingParams sampling;
   int64_t max_tokens = -1;  // < 0: no limit but the context
   std::vector<std::string> stop;
-  std::shared_ptr<LogitConstraint> constraint;
+  std::shared_ptr<LogitConstraint> constraint;  // e.g. JSON-schema constrained decoding
   int top_logprobs = -1;  // < 0: no logprobs; 0: the chosen token's only
 };
 
