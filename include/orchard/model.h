@@ -2,6 +2,7 @@
 // checkpoint, and compute logits with a KV cache.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -45,6 +46,8 @@ struct TensorSummary {
 
 struct LoadOptions {
   KernelChoice kernels = KernelChoice::fast;
+  // Called with the fraction done (0 to 1) while the weights are prepared for the kernels.
+  std::function<void(double)> on_progress;
 };
 
 class Model {

@@ -43,7 +43,8 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     tensors = load_single_file(path, map_file(path), *impl);
   }
   bind_weights(tensors, *impl);
-  if (options.kernels == KernelChoice::fast) pack_weights(*impl);
+  if (options.kernels == KernelChoice::fast) pack_weights(*impl, options.on_progress);
+  if (options.on_progress) options.on_progress(1.0);
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 

@@ -50,7 +50,7 @@ struct Model::Impl {
 
 // Repacks every matrix the fast kernels have a packed format for (see kernels/packing.h) and
 // releases the mapped pages they came from.
-void pack_weights(Model::Impl& impl);
+void pack_weights(Model::Impl& impl, const std::function<void(double)>& on_progress = {});
 
 // Loaders: each fills config, files and tensors of `impl` and returns the tensors by GGUF name.
 TensorTable load_gguf_model(const std::string& path, std::shared_ptr<const Blob> blob, Model::Impl& impl);

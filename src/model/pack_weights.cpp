@@ -23,7 +23,7 @@ void release_mapped_range(const uint8_t* data, uint64_t bytes) {
 
 }  // namespace
 
-void pack_weights(Model::Impl& impl) {
+void pack_weights(Model::Impl& impl, const std::function<void(double)>& on_progress) {
   std::vector<const TensorRef*> matrices;
   ModelWeights& w = impl.weights;
   for (const LayerWeights& l : w.layers)
@@ -32,7 +32,11 @@ void pack_weights(Model::Impl& impl) {
   matrices.push_back(&w.output);
 
   ThreadPool pool(0);
+  uint64_t total_bytes = 0, done_bytes = 0;
+  for (const TensorRef* t : matrices) total_bytes += t->nbytes;
   for (const TensorRef* t : matrices) {
+    done_bytes += t->nbytes;
+    if (on_progress && total_bytes > 0) on_progress(static_cast<double>(done_bytes) / static_cast<double>(total_bytes));
     if (impl.packed.find(*t)) continue;  // tied or shared
     auto format = packed_format_for(t->type);
     if (!format) continue;
