@@ -170,19 +170,15 @@ void Scheduler::run() {
       targets[i]->submitted = admitted[i].second;
       admit(*targets[i], std::move(admitted[i].first));
     }
-    int64_t active = 0;
     std::vector<Slot*> continuing;
     for (auto& s : slots_)
-      if (s->job) {
-        ++active;
-        if (sample(*s)) continuing.push_back(s.get());
-      }
-    metrics_.set_active(active);
+      if (s->job && sample(*s)) continuing.push_back(s.get());
     try {
       decode(continuing);
     } catch (const std::exception& e) {
       for (Slot* s : continuing) finish(*s, StopReason::cancelled, e.what());
     }
+    metrics_.set_active(static_cast<int64_t>(continuing.size()));
   }
   for (auto& s : slots_)
     if (s->job) finish(*s, StopReason::cancelled, "the server is shutting down");

@@ -198,6 +198,32 @@ await check('malformed and invalid requests get 4xx error objects', async () => 
   assert.equal(still.choices[0].message.role, 'assistant');
 });
 
+await check('a client that disconnects cancels its generation', async () => {
+  const metric = async (name) => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    return Number(text.match(new RegExp(`^${name} (\\d+)`, 'm'))[1]);
+  };
+  const before = await metric('orchard_generated_tokens_total');
+  // The server runs with a 1024-token context: uncancelled, this would generate ~1000 tokens.
+  const stream = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Go on forever.' }], max_tokens: 100000, stream: true, seed: 11,
+  });
+  let chunks = 0;
+  for await (const chunk of stream) {
+    if (++chunks === 3) break;  // leaving the loop aborts the HTTP request
+  }
+  let active = 1;
+  for (let i = 0; i < 50 && active !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    active = await metric('orchard_requests_active');
+  }
+  assert.equal(active, 0, 'generation still running after the client left');
+  const generated = await metric('orchard_generated_tokens_total');
+  assert.ok(generated - before < 500, `${generated - before} tokens generated for a client that read 3 chunks`);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await metric('orchard_generated_tokens_total'), generated);
+});
+
 await check('metrics', async () => {
   const text = await (await fetch(`${base}/metrics`)).text();
   assert.match(text, /orchard_requests_total\{endpoint="\/v1\/chat\/completions",status="200"\} \d+/);
