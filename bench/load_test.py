@@ -60,7 +60,7 @@ def one_request(port, max_tokens, seed, endpoint):
 
 def run_clients(port, n_clients, seconds, max_tokens, endpoint):
     stop_at = time.time() + seconds
-    results = {"ok": 0, "failed": 0, "tokens": 0}
+    results = {"ok": 0, "failed": 0, "tokens": 0, "errors": []}
     lock = threading.Lock()
 
     def client(i):
@@ -69,8 +69,12 @@ def run_clients(port, n_clients, seconds, max_tokens, endpoint):
             seed += 1
             try:
                 ok, tokens = one_request(port, max_tokens, seed, endpoint)
-            except Exception:
-                ok, tokens = False, 0
+                error = None if ok else "stream ended without [DONE] or non-200 status"
+            except Exception as e:
+                ok, tokens, error = False, 0, repr(e)
+            if error:
+                with lock:
+                    results["errors"].append(error)
             with lock:
                 results["ok" if ok else "failed"] += 1
                 results["tokens"] += tokens
@@ -130,6 +134,8 @@ def main():
         sampler.join()
         print(f"{args.clients} clients: {many['ok']} ok, {many['failed']} failed, {many['tps']:.1f} tokens/s "
               f"({many['tps'] / single['tps']:.2f}x one client)")
+        for error in sorted(set(single["errors"] + many["errors"])):
+            print(f"  failure: {error}")
         first, last = samples[: max(1, len(samples) // 4)], samples[-max(1, len(samples) // 4):]
         print(f"server RSS MiB: min {min(samples):.0f}, max {max(samples):.0f}, "
               f"first quarter mean {sum(first) / len(first):.0f}, last quarter mean {sum(last) / len(last):.0f}")

@@ -242,6 +242,7 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   http.new_task_queue = [] { return new httplib::ThreadPool(64); };
   http.set_payload_max_length(options.max_body_bytes);
   http.set_read_timeout(30, 0);
+  http.set_tcp_nodelay(true);  // streamed tokens are small writes: never wait on Nagle
   auto guarded = [&](void (Api::*handler)(const httplib::Request&, httplib::Response&)) {
     return [&, handler](const httplib::Request& req, httplib::Response& res) {
       try {

@@ -37,6 +37,12 @@ code=$(curl -s -o /tmp/orchard-bad.json -w '%{http_code}' "$base/v1/chat/complet
 [ "$code" = 400 ] && grep -q '"error"' /tmp/orchard-bad.json
 code=$(curl -s -o /dev/null -w '%{http_code}' "$base/v1/nothing")
 [ "$code" = 404 ]
+# A body over the 4 MiB limit is refused with 413 and an error object.
+big=$(mktemp)
+head -c 5000000 /dev/zero | tr '\0' 'a' | sed 's/^/{"messages":[{"role":"user","content":"/; s/$/"}]}/' > "$big"
+code=$(curl -s -o /tmp/orchard-big.json -w '%{http_code}' "$base/v1/chat/completions" --data-binary "@$big")
+rm -f "$big"
+[ "$code" = 413 ] && grep -q '"error"' /tmp/orchard-big.json
 curl -fsS "$base/v1/completions" -d '{"prompt":"Once","max_tokens":3}' | grep -q '"text_completion"'
 
 node "$npm_dir/openai_client.mjs" "$base"
