@@ -4,7 +4,8 @@ chat requests with a nested json_schema response_format against the same request
 (one request at a time, same model, same prompt).
 
     python3 bench/make_models.py --shape qwen2.5-1.5b --type q4_0 --out /tmp/models/qwen2.5-1.5b-q4_0.gguf
-    bench/constrained_overhead.py --orchard build/bin/orchard --model /tmp/models/qwen2.5-1.5b-q4_0.gguf
+    bench/constrained_overhead.py --orchard build/bin/orchard --model /tmp/models/qwen2.5-1.5b-q4_0.gguf \
+        --tokenizer ../shared/tokenizers/qwen3
 
 Per-token time is measured between the first and the last streamed token, so prefill is not in it.
 Standard library only.
@@ -73,9 +74,11 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--requests", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--tokenizer", default="../shared/tokenizers/qwen3",
+                    help="a tokenizer with a chat template (the random-weight bench models have none)")
     args = ap.parse_args()
     server = subprocess.Popen([args.orchard, "serve", "--model", args.model, "--port", "0", "--parallel", "1",
-                               "--ctx-size", "512"], stderr=subprocess.PIPE, text=True)
+                               "--ctx-size", "512", "--tokenizer", args.tokenizer], stderr=subprocess.PIPE, text=True)
     port = None
     for line in server.stderr:
         m = re.search(r"http://[^:]+:(\d+)", line)

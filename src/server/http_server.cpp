@@ -269,7 +269,7 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   // OpenAI-style error body too.
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    const std::string message = res.status == 404 ? "no route " + req.method + " " + req.path
+    const std::string message = res.status == 404 ? str_cat("no route ", req.method, " ", req.path)
                                 : res.status == 413 ? "the request body is too large"
                                                     : "the request could not be processed";
     send_json(res, res.status, error_body(message, "invalid_request_error"));
