@@ -126,6 +126,7 @@ TEST(ScaleSearch, RejectsPartialBlocks) {
 // llama.cpp quantized the same golden weights; on every tensor it stored as `type`, the search
 // must not do worse (llama.cpp's K-quants already search scales, its Q4_0/Q8_0 round to nearest).
 struct LlamaCppCase {
+  const char* base;
   const char* file;
   DType type;
   double max_ratio;  // our squared error / llama.cpp's, summed over the tensors
@@ -135,7 +136,7 @@ class AgainstLlamaCpp : public testing::TestWithParam<LlamaCppCase> {};
 
 TEST_P(AgainstLlamaCpp, LowerErrorOnTheSameWeights) {
   const LlamaCppCase c = GetParam();
-  auto f32 = GgufFile::open(test::shared_path("golden/llama-f32.gguf"));
+  auto f32 = GgufFile::open(test::shared_path(std::string("golden/") + c.base));
   auto quantized = GgufFile::open(test::shared_path(std::string("golden/") + c.file));
   double ours = 0, theirs = 0;
   int tensors = 0;
@@ -156,11 +157,18 @@ TEST_P(AgainstLlamaCpp, LowerErrorOnTheSameWeights) {
 }
 
 INSTANTIATE_TEST_SUITE_P(GoldenLlama, AgainstLlamaCpp,
-                         testing::Values(LlamaCppCase{"llama-q4_0.gguf", DType::Q4_0, 0.92},
-                                         LlamaCppCase{"llama-q8_0.gguf", DType::Q8_0, 1.0},
-                                         LlamaCppCase{"llama-q4_k_m.gguf", DType::Q4_K, 1.0},
-                                         LlamaCppCase{"llama-q6_k.gguf", DType::Q6_K, 1.0}),
-                         [](const auto& info) { return std::string(dtype_name(info.param.type)); });
+                         testing::Values(LlamaCppCase{"llama-f32.gguf", "llama-q4_0.gguf", DType::Q4_0, 0.92},
+                                         LlamaCppCase{"llama-f32.gguf", "llama-q8_0.gguf", DType::Q8_0, 1.0},
+                                         LlamaCppCase{"llama-f32.gguf", "llama-q4_k_m.gguf", DType::Q4_K, 1.0},
+                                         LlamaCppCase{"llama-f32.gguf", "llama-q6_k.gguf", DType::Q6_K, 1.0},
+                                         LlamaCppCase{"qwen2-f32.gguf", "qwen2-q4_0.gguf", DType::Q4_0, 0.92},
+                                         LlamaCppCase{"qwen2-f32.gguf", "qwen2-q4_k_m.gguf", DType::Q4_K, 1.0},
+                                         LlamaCppCase{"qwen2-f32.gguf", "qwen2-q4_k_m.gguf", DType::Q6_K, 1.0}),
+                         [](const auto& info) {
+                           std::string name = std::string(info.param.file) + "_" + std::string(dtype_name(info.param.type));
+                           for (char& c : name) if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace orchard
