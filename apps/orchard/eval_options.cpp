@@ -1,28 +1,11 @@
 #include "eval_options.h"
 
-#include <cctype>
-
 #include "base/error.h"
 #include "base/mapped_file.h"
 #include "model_options.h"
 #include "runtime/model_tokenizer.h"
 
 namespace orchard::cli {
-namespace {
-
-std::vector<int32_t> read_token_file(const std::string& path) {
-  std::string text = read_text_file(path);
-  for (char& c : text)
-    if (std::isspace(static_cast<unsigned char>(c))) c = ',';
-  std::string joined;
-  for (char c : text)
-    if (!(c == ',' && (joined.empty() || joined.back() == ','))) joined += c;
-  while (!joined.empty() && joined.back() == ',') joined.pop_back();
-  if (joined.empty()) fail(path, ": holds no token ids");
-  return parse_token_list(joined, path);
-}
-
-}  // namespace
 
 TokenSequences evaluation_sequences(Args& args, const Model& model, int64_t default_seq_len) {
   const auto text_file = args.get("text-file");

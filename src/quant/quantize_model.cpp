@@ -92,10 +92,12 @@ QuantizeResult quantize_model(const Model& model, const std::string& out_path, c
   GgufWriter writer;
   write_metadata(m, recipe, writer);
   QuantizeResult result;
-  std::vector<DType> types;
-  for (const SourceTensor& s : sources) {
-    const DType type = choose_type(recipe, s.info, m.config.n_layers);
-    types.push_back(type);
+  std::vector<TensorInfo> infos;
+  for (const SourceTensor& s : sources) infos.push_back(s.info);
+  const std::vector<DType> types = choose_types(recipe, infos, m.config.n_layers);
+  for (size_t k = 0; k < sources.size(); ++k) {
+    const SourceTensor& s = sources[k];
+    const DType type = types[k];
     const size_t index = writer.add_tensor(s.info.name, s.info.shape, type);
     int64_t elements = 1;
     for (int64_t d : s.info.shape) elements *= d;
