@@ -75,64 +75,50 @@ struct AffineFit {
   float s = 0, m = 0;
 };
 
-// Weighted least-squares (s, m) for fixed quants q, with m kept <= 0 as the K types require.
-AffineFit fit_affine(const float* x, const float* w, const float* q, int n) {
-  double sw = 0, swq = 0, swqq = 0, swx = 0, swxq = 0;
-  for (int i = 0; i < n; ++i) {
-    sw += w[i];
-    swq += double(w[i]) * q[i];
-    swqq += double(w[i]) * q[i] * q[i];
-    swx += double(w[i]) * x[i];
-    swxq += double(w[i]) * x[i] * q[i];
-  }
-  const double det = sw * swqq - swq * swq;
-  AffineFit f;
-  if (det > 0) {
-    f.s = static_cast<float>((sw * swxq - swq * swx) / det);
-    f.m = static_cast<float>((swqq * swx - swq * swxq) / det);
-  }
-  if (!(det > 0) || f.m > 0) {
-    f.m = 0;
-    f.s = swqq > 0 ? static_cast<float>(swxq / swqq) : 0.0f;
-  }
-  return f;
-}
-
-double affine_error(const float* x, const float* w, int n, float s, float m, int qmax, float* q) {
-  const float inverse = s > 0 ? 1.0f / s : 0.0f;
-  double error = 0;
-  for (int i = 0; i < n; ++i) {
-    q[i] = clampf(round_nearest((x[i] - m) * inverse), 0.0f, float(qmax));
-    const float e = x[i] - (s * q[i] + m);
-    error += double(w[i]) * e * e;
-  }
-  return error;
-}
-
-// Tries ranges [min(xmin, 0), xmax] split into k steps for k around qmax, refits (s, m) to each
-// candidate's quants, and keeps the fit with the smallest weighted error.
+// Tries ranges [min(xmin, 0), xmax] split into k steps for k around qmax; for each candidate's
+// quants, fits (s, m) by weighted least squares and scores the fit in closed form from the same
+// sums (one pass per candidate), keeping the fit with the smallest weighted error.
 AffineFit search_affine(const float* x, const float* w, int n, int qmax, int steps, float span) {
   float lo = 0, hi = x[0];
+  float sw = 0, swx = 0, swxx = 0;
   for (int i = 0; i < n; ++i) {
     lo = std::min(lo, x[i]);
     hi = std::max(hi, x[i]);
+    sw += w[i];
+    swx += w[i] * x[i];
+    swxx += w[i] * x[i] * x[i];
   }
   AffineFit best{0, lo};
   if (hi <= lo) return best;
-  float q[64];
-  double best_error = affine_error(x, w, n, (hi - lo) / float(qmax), lo, qmax, q);
-  best = {(hi - lo) / float(qmax), lo};
-  for (int s = 0; s <= steps; ++s) {
-    const float k = float(qmax) - span + 2.0f * span * float(s) / float(steps);
+  double best_error = INFINITY;
+  for (int c = 0; c <= steps; ++c) {
+    const float k = float(qmax) - span + 2.0f * span * float(c) / float(steps);
     if (k < 1) continue;
-    const float step = (hi - lo) / k;
-    affine_error(x, w, n, step, lo, qmax, q);
-    const AffineFit fit = fit_affine(x, w, q, n);
-    if (!(fit.s > 0)) continue;
-    const double error = affine_error(x, w, n, fit.s, fit.m, qmax, q);
+    const float inverse = k / (hi - lo);
+    float swq = 0, swqq = 0, swxq = 0;
+    for (int i = 0; i < n; ++i) {
+      const float q = clampf(round_nearest((x[i] - lo) * inverse), 0.0f, float(qmax));
+      swq += w[i] * q;
+      swqq += w[i] * q * q;
+      swxq += w[i] * x[i] * q;
+    }
+    // Minimize E(s, m) = sum w (x - s q - m)^2 with m <= 0.
+    const double det = double(sw) * swqq - double(swq) * swq;
+    double s_fit = 0, m_fit = 0;
+    if (det > 0) {
+      s_fit = (double(sw) * swxq - double(swq) * swx) / det;
+      m_fit = (double(swqq) * swx - double(swq) * swxq) / det;
+    }
+    if (!(det > 0) || m_fit > 0) {
+      m_fit = 0;
+      s_fit = swqq > 0 ? swxq / double(swqq) : 0.0;
+    }
+    if (!(s_fit > 0)) continue;
+    const double error = swxx - 2 * s_fit * swxq - 2 * m_fit * swx + s_fit * s_fit * swqq +
+                         2 * s_fit * m_fit * swq + m_fit * m_fit * sw;
     if (error < best_error) {
       best_error = error;
-      best = fit;
+      best = {static_cast<float>(s_fit), static_cast<float>(m_fit)};
     }
   }
   return best;
@@ -179,7 +165,7 @@ void block_q4_k(const float* x, const float* w, uint8_t* out) {
   AffineFit fits[kSub];
   float max_s = 0, max_m = 0;
   for (int j = 0; j < kSub; ++j) {
-    fits[j] = search_affine(x + kLen * j, w + kLen * j, kLen, kQmax, 20, 1.0f);
+    fits[j] = search_affine(x + kLen * j, w + kLen * j, kLen, kQmax, 16, 1.0f);
     max_s = std::max(max_s, fits[j].s);
     max_m = std::max(max_m, -fits[j].m);
   }

@@ -21,7 +21,7 @@ bool is_head(const TensorInfo& t) {
 
 const std::vector<Recipe>& quantization_recipes() {
   static const std::vector<Recipe> recipes = {
-      {"q4_os", "Orchard compact 4-bit: Q4_K (Q4_0 where rows are not 256-wide) and Q6_K within 4.56 bits per weight", 14},
+      {"q4_os", "Orchard compact 4-bit: Q4_K (Q4_0 where rows are not 256-wide) and Q6_K within 4.53 bits per weight", 14},
       {"q4_om", "Orchard 4-bit mix: Q4_K and Q6_K within the size of llama.cpp's Q4_K_M layout", 15},
       {"q4_0", "Q4_0 with searched scales, Q6_K output head (llama.cpp's Q4_0 layout)", 2},
       {"q4_k_m", "llama.cpp's Q4_K_M layout (Q6_K head, attn_v/ffn_down of some layers) with searched scales", 15},
@@ -113,7 +113,7 @@ std::vector<DType> choose_types(const Recipe& recipe, const std::vector<TensorIn
     weights += n;
     if (recipe.name == "q4_om") budget += tensor_bits(tensors[i], layout_type("q4_k_m", tensors[i], n_layers));
   }
-  if (recipe.name == "q4_os") budget = static_cast<uint64_t>(4.56 * static_cast<double>(weights));
+  if (recipe.name == "q4_os") budget = static_cast<uint64_t>(4.53 * static_cast<double>(weights));
 
   std::vector<size_t> order;
   for (size_t i = 0; i < tensors.size(); ++i)

@@ -1,5 +1,5 @@
 // Which GGUF type each tensor gets for a quantization recipe. Matrices get the recipe's base
-// type; Orchard's 4-bit recipes then spend a budget of bits (4.56 bits per weight for q4_os,
+// type; Orchard's 4-bit recipes then spend a budget of bits (4.53 bits per weight for q4_os,
 // the size of llama.cpp's Q4_K_M layout for q4_om) on upgrading to Q6_K the tensors whose errors
 // cost the most per bit: measured on the golden models (KL against f32), the attention
 // matrices (v, k, then q and output) pay most, then the output head (or tied embedding), then
