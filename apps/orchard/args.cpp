@@ -11,9 +11,11 @@ Args::Args(std::string command, std::vector<std::string> argv, std::set<std::str
     : command_(std::move(command)) {
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& word = argv[i];
-    if (word.size() < 3 || word.rfind("--", 0) != 0)
+    // "-p" is short for "--p" (llama-bench style single-letter options).
+    const bool short_option = word.size() == 2 && word[0] == '-' && word[1] != '-';
+    if (!short_option && (word.size() < 3 || word.rfind("--", 0) != 0))
       fail("orchard ", command_, ": unexpected argument '", word, "' (options look like --name)");
-    std::string name = word.substr(2);
+    std::string name = word.substr(short_option ? 1 : 2);
     std::string value;
     bool has_inline_value = false;
     if (auto eq = name.find('='); eq != std::string::npos) {

@@ -7,6 +7,7 @@
 #include "model_options.h"
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
+#include "runtime/chat_prompt.h"
 #include "runtime/model_tokenizer.h"
 #include "runtime/generate.h"
 
@@ -32,14 +33,14 @@ int run_generation(Args& args) {
   const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
   const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
   const KernelChoice kernels = kernel_choice(args);
-  GenerateOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
+  StreamOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
   args.finish();
   if (max_tokens && *max_tokens < 0) fail("orchard run: --max-tokens must be >= 0");
 
   auto model = Model::load(path, {.kernels = kernels});
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));
-  const std::vector<int32_t> prompt_ids = tokenizer->encode(prompt, tokenizer->adds_bos());
-  (void)raw;
+  const std::vector<int32_t> prompt_ids = raw ? tokenizer->encode(prompt, tokenizer->adds_bos())
+                                              : chat_prompt_ids(*tokenizer, prompt);
   Context context(model, {.n_ctx = n_ctx.value_or(0), .kernels = kernels});
   generate(context, *tokenizer, prompt_ids, options, [](std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);

@@ -6,19 +6,22 @@
 #include "base/error.h"
 #include "base/mapped_file.h"
 #include "command.h"
+#include "orchard/model.h"
+#include "runtime/model_tokenizer.h"
 #include "orchard/tokenizer.h"
 
 namespace orchard::cli {
 namespace {
 
-// --tokenizer PATH (tokenizer.json, folder, .gguf, tokenizer.bin) or --model PATH (a .gguf or
-// a model folder with tokenizer.json).
+// --tokenizer PATH (tokenizer.json, folder, .gguf, tokenizer.bin) or --model PATH (any model
+// Orchard loads; its own tokenizer).
 std::shared_ptr<const Tokenizer> tokenizer_from_args(Args& args) {
   auto tokenizer = args.get("tokenizer");
   auto model = args.get("model");
   if (tokenizer && model) fail("give either --tokenizer or --model, not both");
   if (!tokenizer && !model) fail("missing --tokenizer PATH (or --model PATH)");
-  return Tokenizer::load(tokenizer ? *tokenizer : *model);
+  if (tokenizer) return Tokenizer::load(*tokenizer);
+  return load_model_tokenizer(*Model::load(*model));
 }
 
 // Ids separated by commas and/or white space, optionally inside a JSON array's brackets.

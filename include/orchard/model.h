@@ -76,6 +76,7 @@ class Model {
 struct ContextOptions {
   int64_t n_ctx = 0;  // 0: the model's trained context length (capped at 4096)
   KernelChoice kernels = KernelChoice::fast;
+  int n_threads = 0;  // threads of the context's pool; 0: one per available CPU
 };
 
 // One sequence's inference state: the KV cache and scratch buffers.

@@ -3,37 +3,62 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cpu_features.h"
 #include "orchard/model.h"
 #include "tensor/tensor.h"
 
 namespace orchard {
 
+struct PackedMatrix;
+class ThreadPool;
+
+// A weight matrix {in, out} as stored, and its repacked form when the model has one.
+struct MatmulWeight {
+  const TensorRef& ref;
+  const PackedMatrix* packed = nullptr;
+};
+
+enum class KvType { f32, f16 };
+
+// Causal attention of a batch of query tokens over the KV cache of one layer.
+// Token t (position start + t) attends to cached positions 0 .. start + t.
+struct AttentionBatch {
+  const float* q;          // [n_tokens, n_heads * head_dim]
+  const void* keys;        // [n_ctx, n_kv_heads * head_dim] of kv_type
+  const void* values;      // same
+  KvType kv_type;
+  int64_t n_tokens, start;
+  int64_t n_heads, n_kv_heads, head_dim;
+  float scale;             // applied to q.k before the softmax
+  float* out;              // [n_tokens, n_heads * head_dim]
+};
+
 struct Kernels {
   const char* name;
+  KvType kv_type;  // what the KV cache stores for these kernels
 
   // y[t][o] = sum_i w[o][i] * x[t][i] for t < n_tokens.
   // w: {in, out} of any weight type; x: [n_tokens, in]; y: [n_tokens, out].
-  void (*matmul)(const TensorRef& w, const float* x, int64_t n_tokens, float* y);
+  void (*matmul)(const MatmulWeight& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
 
   // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], for one vector of length n.
   void (*rmsnorm)(const float* x, const float* weight, int64_t n, float eps, float* out);
 
-  // Rotates one head in place: pairs chosen by `style`, angle of pair i = position * freq[i].
-  // freq: [rope_dims / 2] angles per unit position.
-  void (*rope)(float* head, int64_t rope_dims, RopeStyle style, int64_t position, const double* freq);
+  // Rotates one head in place: pairs chosen by `style`; pair i turns by the angle whose cosine
+  // and sine are cos[i], sin[i] (see rope_angles in transformer.h).
+  void (*rope)(float* head, int64_t rope_dims, RopeStyle style, const float* cos, const float* sin);
 
-  // Causal attention of one query head over its cached keys and values.
-  // q: [head_dim]; keys/values: n_keys rows, `stride` floats apart; out: [head_dim].
-  // scratch: at least n_keys floats.
-  void (*attend)(const float* q, const float* keys, const float* values, int64_t n_keys,
-                 int64_t stride, int64_t head_dim, float scale, float* scratch, float* out);
+  void (*attention)(const AttentionBatch& batch, ThreadPool& pool);
 
   // gate[i] = silu(gate[i]) * up[i], n elements.
-  void (*swiglu)(float* gate, const float* up, int64_t n);
+  void (*swiglu)(float* gate, const float* up, int64_t n, ThreadPool& pool);
 };
 
 const Kernels& reference_kernels();
-// The kernels for `choice` on this CPU.
+// The fast kernels on one instruction-set path (which must be supported by this CPU).
+const Kernels& fast_kernels(Isa isa);
+// The kernels for `choice` on this CPU: for `fast`, the path selected_isa() names, or the
+// reference kernels when ORCHARD_ISA=reference.
 const Kernels& select_kernels(KernelChoice choice);
 
 }  // namespace orchard

@@ -1,15 +1,20 @@
-// Scalar reference kernels: plain loops, float32 accumulation. They define what every fast
-// kernel must compute.
+// Scalar reference kernels: plain loops, float32 accumulation, one thread. They define what
+// every fast kernel must compute.
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
+#include "base/error.h"
 #include "kernels/kernels.h"
 #include "tensor/dequantize.h"
 
 namespace orchard {
 namespace {
 
-void matmul_reference(const TensorRef& w, const float* x, int64_t n_tokens, float* y) {
+void matmul_reference(const MatmulWeight& weight, const float* x, int64_t n_tokens, float* y,
+                      ThreadPool&) {
+  const TensorRef& w = weight.ref;
   const int64_t in = w.row_length(), out = w.rows();
   std::vector<float> row(static_cast<size_t>(in));
   for (int64_t o = 0; o < out; ++o) {
@@ -30,12 +35,11 @@ void rmsnorm_reference(const float* x, const float* weight, int64_t n, float eps
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv_rms * weight[i];
 }
 
-void rope_reference(float* head, int64_t rope_dims, RopeStyle style, int64_t position,
-                    const double* freq) {
+void rope_reference(float* head, int64_t rope_dims, RopeStyle style, const float* cos,
+                    const float* sin) {
   const int64_t half = rope_dims / 2;
   for (int64_t i = 0; i < half; ++i) {
-    const double angle = static_cast<double>(position) * freq[i];
-    const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+    const float c = cos[i], s = sin[i];
     float& a = style == RopeStyle::interleaved ? head[2 * i] : head[i];
     float& b = style == RopeStyle::interleaved ? head[2 * i + 1] : head[i + half];
     const float a0 = a, b0 = b;
@@ -44,8 +48,9 @@ void rope_reference(float* head, int64_t rope_dims, RopeStyle style, int64_t pos
   }
 }
 
-void attend_reference(const float* q, const float* keys, const float* values, int64_t n_keys,
-                      int64_t stride, int64_t head_dim, float scale, float* scores, float* out) {
+// One query head over n_keys cached rows `stride` floats apart.
+void attend_one(const float* q, const float* keys, const float* values, int64_t n_keys,
+                int64_t stride, int64_t head_dim, float scale, float* scores, float* out) {
   float max_score = -INFINITY;
   for (int64_t j = 0; j < n_keys; ++j) {
     const float* k = keys + j * stride;
@@ -67,7 +72,22 @@ void attend_reference(const float* q, const float* keys, const float* values, in
   }
 }
 
-void swiglu_reference(float* gate, const float* up, int64_t n) {
+void attention_reference(const AttentionBatch& a, ThreadPool&) {
+  if (a.kv_type != KvType::f32) fail("reference attention reads a float32 KV cache only");
+  const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd;
+  const int64_t group = a.n_heads / a.n_kv_heads;
+  const auto* keys = static_cast<const float*>(a.keys);
+  const auto* values = static_cast<const float*>(a.values);
+  std::vector<float> scores(static_cast<size_t>(a.start + a.n_tokens));
+  for (int64_t t = 0; t < a.n_tokens; ++t)
+    for (int64_t h = 0; h < a.n_heads; ++h) {
+      const int64_t kv_head = h / group;
+      attend_one(a.q + t * q_dim + h * hd, keys + kv_head * hd, values + kv_head * hd,
+                 a.start + t + 1, kv_dim, hd, a.scale, scores.data(), a.out + t * q_dim + h * hd);
+    }
+}
+
+void swiglu_reference(float* gate, const float* up, int64_t n, ThreadPool&) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -77,15 +97,17 @@ void swiglu_reference(float* gate, const float* up, int64_t n) {
 }  // namespace
 
 const Kernels& reference_kernels() {
-  static const Kernels kernels{"reference", matmul_reference, rmsnorm_reference, rope_reference,
-                               attend_reference, swiglu_reference};
+  static const Kernels kernels{"reference",       KvType::f32,         matmul_reference,
+                               rmsnorm_reference, rope_reference,      attention_reference,
+                               swiglu_reference};
   return kernels;
 }
 
 const Kernels& select_kernels(KernelChoice choice) {
-  // Until the fast kernels land, `fast` runs the reference kernels.
-  (void)choice;
-  return reference_kernels();
+  if (choice == KernelChoice::reference) return reference_kernels();
+  if (const char* env = std::getenv("ORCHARD_ISA"); env && std::string_view(env) == "reference")
+    return reference_kernels();
+  return fast_kernels(selected_isa());
 }
 
 }  // namespace orchard

@@ -43,7 +43,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     tensors = load_single_file(path, map_file(path), *impl);
   }
   bind_weights(tensors, *impl);
-  (void)options;
+  if (options.kernels == KernelChoice::fast) pack_weights(*impl);
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 
@@ -80,8 +80,8 @@ struct Context::Impl {
   Transformer transformer;
   int64_t n_past = 0;
 
-  Impl(std::shared_ptr<const Model> m, const Kernels& kernels, int64_t n_ctx)
-      : model(std::move(m)), transformer(model->impl(), kernels, n_ctx) {}
+  Impl(std::shared_ptr<const Model> m, const Kernels& kernels, int64_t n_ctx, int n_threads)
+      : model(std::move(m)), transformer(model->impl(), kernels, n_ctx, n_threads) {}
 };
 
 Context::Context(std::shared_ptr<const Model> model, const ContextOptions& options) {
@@ -89,7 +89,8 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
   int64_t n_ctx = options.n_ctx;
   if (n_ctx <= 0) n_ctx = std::min<int64_t>(model->config().context_length, 4096);
   if (n_ctx > (int64_t{1} << 24)) fail("context size ", n_ctx, " is too large");
-  impl_ = std::make_unique<Impl>(std::move(model), select_kernels(options.kernels), n_ctx);
+  impl_ = std::make_unique<Impl>(std::move(model), select_kernels(options.kernels), n_ctx,
+                                 options.n_threads);
 }
 
 Context::~Context() = default;

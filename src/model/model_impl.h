@@ -8,6 +8,7 @@
 
 #include "base/mapped_file.h"
 #include "formats/gguf.h"
+#include "kernels/packing.h"
 #include "orchard/model.h"
 #include "tensor/tensor.h"
 
@@ -44,7 +45,12 @@ struct Model::Impl {
   std::shared_ptr<const GgufFile> gguf;            // set when loaded from GGUF
   std::vector<TensorRef> tensors;                  // as stored, for `orchard info`
   ModelWeights weights;
+  PackedWeights packed;  // repacked matrices for the fast kernels (empty for reference loads)
 };
+
+// Repacks every matrix the fast kernels have a packed format for (see kernels/packing.h) and
+// releases the mapped pages they came from.
+void pack_weights(Model::Impl& impl);
 
 // Loaders: each fills config, files and tensors of `impl` and returns the tensors by GGUF name.
 TensorTable load_gguf_model(const std::string& path, std::shared_ptr<const Blob> blob, Model::Impl& impl);

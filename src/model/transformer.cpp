@@ -1,7 +1,9 @@
 #include "model/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "base/error.h"
 #include "tensor/dequantize.h"
 
 namespace orchard {
@@ -17,12 +19,30 @@ std::vector<double> rope_frequencies(const ModelConfig& c, const std::vector<flo
   return freq;
 }
 
-Transformer::Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx)
+void rope_angles(const std::vector<double>& freq, std::span<const int64_t> positions, std::vector<float>& cos,
+                 std::vector<float>& sin) {
+  const size_t pairs = freq.size();
+  cos.resize(positions.size() * pairs);
+  sin.resize(cos.size());
+  for (size_t t = 0; t < positions.size(); ++t)
+    for (size_t i = 0; i < pairs; ++i) {
+      const double angle = static_cast<double>(positions[t]) * freq[i];
+      cos[t * pairs + i] = static_cast<float>(std::cos(angle));
+      sin[t * pairs + i] = static_cast<float>(std::sin(angle));
+    }
+}
+
+Transformer::Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx, int n_threads,
+                         int64_t n_sequences)
     : model_(model),
       config_(model.config),
       kernels_(kernels),
-      cache_(model.config.n_layers, n_ctx, model.config.n_kv_heads * model.config.head_dim),
-      rope_freq_(rope_frequencies(model.config, model.weights.rope_freq_factors)) {}
+      pool_(n_threads),
+      rope_freq_(rope_frequencies(model.config, model.weights.rope_freq_factors)) {
+  for (int64_t s = 0; s < std::max<int64_t>(1, n_sequences); ++s)
+    caches_.emplace_back(model.config.n_layers, n_ctx, model.config.n_kv_heads * model.config.head_dim,
+                         kernels.kv_type);
+}
 
 void Transformer::ensure_batch(int64_t n) {
   if (n <= batch_capacity_) return;
@@ -35,93 +55,135 @@ void Transformer::ensure_batch(int64_t n) {
   v_.resize(rows * c.n_kv_heads * c.head_dim);
   attn_out_.resize(rows * c.n_heads * c.head_dim);
   proj_.resize(rows * c.dim);
-  gate_.resize(rows * c.ffn_dim);
-  up_.resize(rows * c.ffn_dim);
+  gate_.resize(static_cast<size_t>(std::min(n, kFfnChunk)) * c.ffn_dim);
+  up_.resize(gate_.size());
   batch_capacity_ = n;
 }
 
-// x[n, dim] += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)) over the cache.
-void Transformer::attention(int64_t l, int64_t n, int64_t start) {
+void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y) {
+  kernels_.matmul(MatmulWeight{w, model_.packed.find(w)}, x, n, y, pool_);
+}
+
+// x[n, dim] += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)) over each row's
+// own sequence cache; the n rows are the batch entries' tokens, in order.
+void Transformer::attention(int64_t l, std::span<const SequenceTokens> batch, int64_t n) {
   const ModelConfig& c = config_;
   const LayerWeights& w = model_.weights.layers[static_cast<size_t>(l)];
-  const int64_t dim = c.dim, hd = c.head_dim;
+  const int64_t dim = c.dim, hd = c.head_dim, pairs = c.rope_dims / 2;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
 
   for (int64_t t = 0; t < n; ++t)
     kernels_.rmsnorm(&x_[t * dim], w.attn_norm.data(), dim, c.rms_norm_eps, &normed_[t * dim]);
-  kernels_.matmul(w.wq, normed_.data(), n, q_.data());   // [n, q_dim]
-  kernels_.matmul(w.wk, normed_.data(), n, k_.data());   // [n, kv_dim]
-  kernels_.matmul(w.wv, normed_.data(), n, v_.data());   // [n, kv_dim]
+  matmul(w.wq, normed_.data(), n, q_.data());   // [n, q_dim]
+  matmul(w.wk, normed_.data(), n, k_.data());   // [n, kv_dim]
+  matmul(w.wv, normed_.data(), n, v_.data());   // [n, kv_dim]
 
-  for (int64_t t = 0; t < n; ++t) {
+  int64_t t = 0;
+  for (const SequenceTokens& entry : batch) {
+    KvCache& cache = caches_[static_cast<size_t>(entry.sequence)];
+    for (size_t i = 0; i < entry.tokens.size(); ++i, ++t) {
     float* q = &q_[t * q_dim];
     float* k = &k_[t * kv_dim];
     if (!w.bq.empty()) for (int64_t i = 0; i < q_dim; ++i) q[i] += w.bq[i];
     if (!w.bk.empty()) for (int64_t i = 0; i < kv_dim; ++i) k[i] += w.bk[i];
     if (!w.bv.empty()) for (int64_t i = 0; i < kv_dim; ++i) v_[t * kv_dim + i] += w.bv[i];
+    const float* cos = &rope_cos_[t * pairs];
+    const float* sin = &rope_sin_[t * pairs];
     for (int64_t h = 0; h < c.n_heads; ++h) {
       float* head = q + h * hd;
       if (c.qk_norm) kernels_.rmsnorm(head, w.q_norm.data(), hd, c.rms_norm_eps, head);
-      kernels_.rope(head, c.rope_dims, c.rope_style, start + t, rope_freq_.data());
+      kernels_.rope(head, c.rope_dims, c.rope_style, cos, sin);
     }
     for (int64_t h = 0; h < c.n_kv_heads; ++h) {
       float* head = k + h * hd;
       if (c.qk_norm) kernels_.rmsnorm(head, w.k_norm.data(), hd, c.rms_norm_eps, head);
-      kernels_.rope(head, c.rope_dims, c.rope_style, start + t, rope_freq_.data());
+      kernels_.rope(head, c.rope_dims, c.rope_style, cos, sin);
     }
-    std::copy(k, k + kv_dim, cache_.key(l, start + t));
-    std::copy(&v_[t * kv_dim], &v_[t * kv_dim] + kv_dim, cache_.value(l, start + t));
+    cache.store(l, entry.start + static_cast<int64_t>(i), k, &v_[t * kv_dim]);
+    }
   }
 
-  // Token t attends to cached positions 0 .. start+t; query heads share KV heads in groups.
-  const int64_t group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  scores_.resize(static_cast<size_t>(start + n));
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t h = 0; h < c.n_heads; ++h) {
-      const int64_t kv_head = h / group;
-      kernels_.attend(&q_[t * q_dim + h * hd], cache_.key(l, 0) + kv_head * hd,
-                      cache_.value(l, 0) + kv_head * hd, start + t + 1, kv_dim, hd, scale,
-                      scores_.data(), &attn_out_[t * q_dim + h * hd]);
-    }
+  // Query heads share KV heads in groups (grouped-query attention).
+  t = 0;
+  for (const SequenceTokens& entry : batch) {
+    const KvCache& cache = caches_[static_cast<size_t>(entry.sequence)];
+    const int64_t rows = static_cast<int64_t>(entry.tokens.size());
+    const AttentionBatch rows_of_entry{&q_[t * q_dim], cache.keys(l), cache.values(l), cache.type(),
+                                       rows,           entry.start,   c.n_heads,       c.n_kv_heads,
+                                       hd,             1.0f / std::sqrt(static_cast<float>(hd)),
+                                       &attn_out_[t * q_dim]};
+    kernels_.attention(rows_of_entry, pool_);
+    t += rows;
   }
-  kernels_.matmul(w.wo, attn_out_.data(), n, proj_.data());  // [n, dim]
+  matmul(w.wo, attn_out_.data(), n, proj_.data());  // [n, dim]
   for (int64_t i = 0; i < n * dim; ++i) x_[i] += proj_[i];
 }
 
 // x[n, dim] += W_down · (silu(W_gate · norm(x)) * (W_up · norm(x)))
+// In chunks of kFfnChunk tokens: the [n, ffn_dim] intermediates are the largest activations, and
+// chunks this long already amortize each weight pass over many tokens.
 void Transformer::feed_forward(int64_t l, int64_t n) {
   const ModelConfig& c = config_;
   const LayerWeights& w = model_.weights.layers[static_cast<size_t>(l)];
   for (int64_t t = 0; t < n; ++t)
     kernels_.rmsnorm(&x_[t * c.dim], w.ffn_norm.data(), c.dim, c.rms_norm_eps, &normed_[t * c.dim]);
-  kernels_.matmul(w.w_gate, normed_.data(), n, gate_.data());  // [n, ffn_dim]
-  kernels_.matmul(w.w_up, normed_.data(), n, up_.data());      // [n, ffn_dim]
-  kernels_.swiglu(gate_.data(), up_.data(), n * c.ffn_dim);
-  kernels_.matmul(w.w_down, gate_.data(), n, proj_.data());    // [n, dim]
+  for (int64_t t0 = 0; t0 < n; t0 += kFfnChunk) {
+    const int64_t m = std::min(kFfnChunk, n - t0);
+    const float* in = &normed_[t0 * c.dim];
+    matmul(w.w_gate, in, m, gate_.data());  // [m, ffn_dim]
+    matmul(w.w_up, in, m, up_.data());      // [m, ffn_dim]
+    kernels_.swiglu(gate_.data(), up_.data(), m * c.ffn_dim, pool_);
+    matmul(w.w_down, gate_.data(), m, &proj_[t0 * c.dim]);  // [m, dim]
+  }
   for (int64_t i = 0; i < n * c.dim; ++i) x_[i] += proj_[i];
 }
 
 void Transformer::forward(std::span<const int32_t> tokens, int64_t start, bool all_logits,
                           float* logits) {
+  const SequenceTokens only{.sequence = 0, .start = start, .tokens = tokens, .all_logits = all_logits};
+  forward(std::span<const SequenceTokens>(&only, 1), logits);
+}
+
+void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) {
   const ModelConfig& c = config_;
-  const int64_t n = static_cast<int64_t>(tokens.size());
+  int64_t n = 0;
+  positions_.clear();
+  for (const SequenceTokens& entry : batch) {
+    if (entry.tokens.empty() || entry.sequence < 0 || entry.sequence >= n_sequences() ||
+        entry.start < 0 || entry.start + static_cast<int64_t>(entry.tokens.size()) > n_ctx())
+      fail("transformer: batch entry for sequence ", entry.sequence, " is empty or outside its cache");
+    n += static_cast<int64_t>(entry.tokens.size());
+    for (size_t i = 0; i < entry.tokens.size(); ++i) positions_.push_back(entry.start + static_cast<int64_t>(i));
+  }
   if (n == 0) return;
   ensure_batch(n);
+  rope_angles(rope_freq_, positions_, rope_cos_, rope_sin_);
   const TensorRef& embedding = model_.weights.token_embedding;
-  for (int64_t t = 0; t < n; ++t)
-    dequantize_row(embedding.type, embedding.row(tokens[t]), &x_[t * c.dim], c.dim);
+  const PackedMatrix* packed_embedding = model_.packed.find(embedding);  // tied output
+  int64_t t = 0;
+  for (const SequenceTokens& entry : batch)
+    for (int32_t token : entry.tokens) {
+      if (packed_embedding) packed_row_to_f32(*packed_embedding, token, &x_[t * c.dim]);
+      else dequantize_row(embedding.type, embedding.row(token), &x_[t * c.dim], c.dim);
+      ++t;
+    }
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    attention(l, n, start);
+    attention(l, batch, n);
     feed_forward(l, n);
   }
 
-  const int64_t first = all_logits ? 0 : n - 1;
-  for (int64_t t = first; t < n; ++t)
-    kernels_.rmsnorm(&x_[t * c.dim], model_.weights.output_norm.data(), c.dim, c.rms_norm_eps,
-                     &normed_[(t - first) * c.dim]);
-  kernels_.matmul(model_.weights.output, normed_.data(), n - first, logits);
+  // Normalize only the rows whose logits are wanted, packed together for one output matmul.
+  int64_t rows_out = 0;
+  t = 0;
+  for (const SequenceTokens& entry : batch) {
+    const int64_t rows = static_cast<int64_t>(entry.tokens.size());
+    for (int64_t i = entry.all_logits ? 0 : rows - 1; i < rows; ++i, ++rows_out)
+      kernels_.rmsnorm(&x_[(t + i) * c.dim], model_.weights.output_norm.data(), c.dim, c.rms_norm_eps,
+                       &normed_[rows_out * c.dim]);
+    t += rows;
+  }
+  matmul(model_.weights.output, normed_.data(), rows_out, logits);
 }
 
 }  // namespace orchard

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/thread_pool.h"
 #include "model/kv_cache.h"
 #include "model/model_impl.h"
 
@@ -13,28 +14,58 @@ namespace orchard {
 // Per-pair RoPE frequencies: theta^(-2i/rope_dims), divided by the llama3 factors if any.
 std::vector<double> rope_frequencies(const ModelConfig& config, const std::vector<float>& freq_factors);
 
+// cos and sin of position * freq[i] for each of `positions`: [n, rope_dims / 2] each.
+// Computed in double once per forward pass and shared by every layer and head.
+void rope_angles(const std::vector<double>& freq, std::span<const int64_t> positions, std::vector<float>& cos,
+                 std::vector<float>& sin);
+
+// Tokens of one sequence in a batch: they go at positions start .. start+n-1 of its cache.
+struct SequenceTokens {
+  int64_t sequence = 0;
+  int64_t start = 0;
+  std::span<const int32_t> tokens;
+  bool all_logits = false;  // logits of every token, or of the last one only
+};
+
 class Transformer {
  public:
-  Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx);
+  static constexpr int64_t kFfnChunk = 256;  // tokens per feed-forward pass in prefill
 
-  // Runs `tokens` at positions start .. start+n-1, filling the cache at those positions.
+  // n_threads <= 0: one per available CPU. Each of `n_sequences` sequences has its own KV
+  // cache of n_ctx positions; one forward pass can advance several of them together, reading
+  // the weights once for all (continuous batching).
+  Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx, int n_threads = 0,
+              int64_t n_sequences = 1);
+
+  // Runs `tokens` of sequence 0 at positions start .. start+n-1, filling its cache there.
   // logits: [n, n_vocab] when all_logits, else [n_vocab] for the last token only.
   void forward(std::span<const int32_t> tokens, int64_t start, bool all_logits, float* logits);
 
-  int64_t n_ctx() const { return cache_.n_ctx(); }
+  // Runs every entry of `batch` in one pass. logits: the entries' rows in order ([n, n_vocab]
+  // for an entry with all_logits, [n_vocab] otherwise).
+  void forward(std::span<const SequenceTokens> batch, float* logits);
+
+  int64_t n_ctx() const { return caches_.front().n_ctx(); }
+  int64_t n_sequences() const { return static_cast<int64_t>(caches_.size()); }
+  const KvCache& cache(int64_t sequence = 0) const { return caches_[static_cast<size_t>(sequence)]; }
+  int n_threads() const { return pool_.size(); }
 
  private:
-  void attention(int64_t layer, int64_t n, int64_t start);
+  void attention(int64_t layer, std::span<const SequenceTokens> batch, int64_t n);
   void feed_forward(int64_t layer, int64_t n);
   void ensure_batch(int64_t n);
+  void matmul(const TensorRef& w, const float* x, int64_t n, float* y);
 
   const Model::Impl& model_;
   const ModelConfig& config_;
   const Kernels& kernels_;
-  KvCache cache_;
+  ThreadPool pool_;
+  std::vector<KvCache> caches_;
   std::vector<double> rope_freq_;
+  std::vector<int64_t> positions_;
+  std::vector<float> rope_cos_, rope_sin_;
   // Activations for a batch of n tokens, row-major [n, width].
-  std::vector<float> x_, normed_, q_, k_, v_, attn_out_, proj_, gate_, up_, scores_;
+  std::vector<float> x_, normed_, q_, k_, v_, attn_out_, proj_, gate_, up_;
   int64_t batch_capacity_ = 0;
 };
 

@@ -1,51 +1,40 @@
 #include "runtime/generate.h"
 
-#include <algorithm>
-
 #include "base/error.h"
 
 namespace orchard {
 
 GenerateResult generate(Context& context, const Tokenizer& tokenizer, std::span<const int32_t> prompt,
-                        const GenerateOptions& options,
-                        const std::function<bool(std::string_view)>& on_text) {
+                        const StreamOptions& options, const std::function<bool(std::string_view)>& on_text,
+                        const std::atomic<bool>* cancel) {
   if (prompt.empty()) fail("generate: the prompt has no tokens");
-  const std::vector<int32_t> eos = tokenizer.eos_ids();
-  Sampler sampler(options.sampling);
-  for (int32_t t : prompt) sampler.remember(t);
-
-  // The decoder sees the prompt first so that the generated text is decoded in context (a
-  // SentencePiece decoder, for one, strips the space only at the very start of a text).
-  StreamingDecoder decoder(tokenizer);
-  for (int32_t t : prompt) decoder.push(t);
-
+  if (context.n_past() >= static_cast<int64_t>(prompt.size()))
+    fail("generate: the context already holds the whole prompt");
+  // The constraint steers to a close within what the context leaves when no budget is set.
+  StreamOptions bounded = options;
+  const int64_t room = context.n_ctx() - static_cast<int64_t>(prompt.size());
+  if (bounded.max_tokens < 0 || bounded.max_tokens > room) bounded.max_tokens = room;
+  TokenStream stream(tokenizer, prompt, bounded);
   GenerateResult result;
-  std::vector<float> logits = context.eval_last(prompt);
+  auto end = [&](StopReason reason) {
+    const TokenStep last = stream.finish(reason);
+    if (!last.text.empty() && reason != StopReason::cancelled) on_text(last.text);
+    result.stop = reason;
+    return result;
+  };
+  std::vector<float> logits = context.eval_last(prompt.subspan(static_cast<size_t>(context.n_past())));
   while (true) {
-    if (options.max_tokens >= 0 && static_cast<int64_t>(result.tokens.size()) >= options.max_tokens) {
-      result.stop = StopReason::max_tokens;
-      break;
-    }
-    const int32_t next = sampler.sample(logits);
-    if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
-      result.stop = StopReason::end_of_sequence;
-      break;
-    }
-    result.tokens.push_back(next);
-    const std::string piece = decoder.push(next);
-    if (!piece.empty() && !on_text(piece)) {
-      result.stop = StopReason::cancelled;
+    if (cancel && cancel->load()) return end(StopReason::cancelled);
+    const TokenStep step = stream.next(logits);
+    if (step.token >= 0 && step.stop != StopReason::end_of_sequence) result.tokens.push_back(step.token);
+    if (!step.text.empty() && !on_text(step.text)) return end(StopReason::cancelled);
+    if (step.stop != StopReason::none) {
+      result.stop = step.stop;
       return result;
     }
-    if (context.n_past() >= context.n_ctx()) {
-      result.stop = StopReason::context_full;
-      break;
-    }
-    logits = context.eval_last(std::span<const int32_t>(&next, 1));
+    if (context.n_past() >= context.n_ctx()) return end(StopReason::context_full);
+    logits = context.eval_last(std::span<const int32_t>(&step.token, 1));
   }
-  const std::string rest = decoder.finish();
-  if (!rest.empty()) on_text(rest);
-  return result;
 }
 
 }  // namespace orchard

@@ -1,6 +1,8 @@
-// Text generation: prefill a prompt, then sample token by token until an end-of-sequence token,
-// the token budget, the context limit, or the caller says stop.
+// Text generation for one sequence: prefill a prompt, then sample token by token until an
+// end-of-sequence token, a stop string, the token budget, the context limit, or the caller says
+// stop.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -9,27 +11,21 @@
 
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
-#include "runtime/sampler.h"
+#include "runtime/token_stream.h"
 
 namespace orchard {
 
-struct GenerateOptions {
-  SamplingParams sampling;
-  int64_t max_tokens = -1;  // < 0: until end of sequence or a full context
-};
-
-enum class StopReason { end_of_sequence, max_tokens, context_full, cancelled };
-
 struct GenerateResult {
   std::vector<int32_t> tokens;  // generated, without the end-of-sequence token
-  StopReason stop = StopReason::end_of_sequence;
+  StopReason stop = StopReason::none;
 };
 
-// Runs `prompt` through `context` (after what it already holds) and generates. `on_text`
+// Generates after `prompt`. The context must hold a prefix of the prompt (its first
+// context.n_past() tokens, at least one fewer than the whole); the rest is prefilled. `on_text`
 // receives the generated text in pieces that are always whole UTF-8 characters; returning
-// false stops generation.
+// false, or `cancel` becoming true, cancels.
 GenerateResult generate(Context& context, const Tokenizer& tokenizer, std::span<const int32_t> prompt,
-                        const GenerateOptions& options,
-                        const std::function<bool(std::string_view)>& on_text);
+                        const StreamOptions& options, const std::function<bool(std::string_view)>& on_text,
+                        const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace orchard

@@ -112,7 +112,11 @@ int32_t Sampler::sample(std::span<const float> logits) {
     for (size_t i = 0; i < kept; ++i)
       weight_total += weight[i] = std::exp((candidates_[i].logit - max_logit) / params_.temperature);
     double r = rng_.uniform() * weight_total;
-    chosen = candidates_[kept - 1].id;
+    // If rounding leaves r >= 0 after every weight, take the last candidate with any weight
+    // (never one with zero weight: a constraint may have set its logit to -inf).
+    size_t last = kept - 1;
+    while (last > 0 && weight[last] == 0) --last;
+    chosen = candidates_[last].id;
     for (size_t i = 0; i < kept; ++i) {
       r -= weight[i];
       if (r < 0) {

@@ -45,7 +45,10 @@ TEST(TokenizeCli, PrintsIdsAndTextBack) {
   const CliResult text = run_cli("detokenize --tokenizer " + qwen3 + " --ids-file " + ids_file);
   EXPECT_EQ(text.exit_code, 0);
   EXPECT_EQ(text.output, "Hello world<|im_end|>\n");
-  EXPECT_EQ(run_cli("detokenize --model " + qwen3 + " --ids 9707,1879").output, "Hello world");
+  EXPECT_EQ(run_cli("detokenize --tokenizer " + qwen3 + " --ids 9707,1879").output, "Hello world");
+  // --model takes a model (here a llama2.c checkpoint needs its tokenizer, so it is refused).
+  const CliResult no_tokenizer = run_cli("detokenize --model " + shared_path("models/stories260K/stories260K.bin") + " --ids 1");
+  EXPECT_EQ(no_tokenizer.exit_code, 2);
 
   const CliResult gguf = run_cli("tokenize --model " + shared_path("models/stories260K/stories260K.gguf") +
                            " --text-file " + temp_file("Once upon a time"));

@@ -1,0 +1,127 @@
+// orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]
+// Prefill and decode speed in the manner of llama-bench: a prompt of random tokens, an empty
+// cache before each repetition, tokens per second as mean +- sd over the repetitions.
+// pp: one batch of p tokens; tg: n tokens decoded one at a time from an empty cache.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "base/error.h"
+#include "command.h"
+#include "kernels/kernels.h"
+#include "kernels/thread_pool.h"
+#include "model_options.h"
+#include "orchard/model.h"
+
+namespace orchard::cli {
+namespace {
+
+struct Stats {
+  double mean = 0, sd = 0;
+};
+
+Stats stats(const std::vector<double>& v) {
+  Stats s;
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  if (v.size() > 1) {
+    for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+    s.sd = std::sqrt(s.sd / static_cast<double>(v.size() - 1));
+  }
+  return s;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int64_t option(Args& args, const std::string& short_name, const std::string& long_name, int64_t fallback) {
+  auto a = args.get_int(short_name), b = args.get_int(long_name);
+  if (a && b) fail("orchard bench: give -", short_name, " or --", long_name, ", not both");
+  const int64_t v = a ? *a : b ? *b : fallback;
+  if (v < 0) fail("orchard bench: --", long_name, " must not be negative");
+  return v;
+}
+
+int context_threads(int requested) { return requested > 0 ? requested : available_cpus(); }
+
+int run_bench(Args& args) {
+  const std::string path = args.require("model");
+  const int64_t n_prompt = option(args, "p", "n-prompt", 512);
+  const int64_t n_gen = option(args, "n", "n-gen", 128);
+  const int64_t reps = std::max<int64_t>(1, option(args, "r", "repetitions", 3));
+  const int n_threads = static_cast<int>(option(args, "t", "threads", 0));
+  const KernelChoice kernels = kernel_choice(args);
+  const bool json = args.flag("json");
+  args.finish();
+
+  const auto load_start = std::chrono::steady_clock::now();
+  auto model = Model::load(path, {.kernels = kernels});
+  const double load_seconds = seconds_since(load_start);
+  const int64_t n_ctx = std::max<int64_t>(n_prompt + n_gen, 1);
+  Context context(model, {.n_ctx = n_ctx, .kernels = kernels, .n_threads = n_threads});
+
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(model->config().n_vocab - 1));
+  std::vector<int32_t> prompt(static_cast<size_t>(n_prompt));
+  for (int32_t& t : prompt) t = token(rng);
+
+  // Warm-up (page faults, caches, thread start) outside the timed runs, as llama-bench does.
+  const std::vector<int32_t> warm(prompt.begin(), prompt.begin() + std::min<int64_t>(n_prompt, 32));
+  if (!warm.empty()) context.eval_last(warm);
+  context.reset();
+  context.eval_last(std::vector<int32_t>{token(rng)});
+
+  std::vector<double> pp, tg;
+  for (int64_t r = 0; r < reps; ++r) {
+    if (n_prompt > 0) {
+      context.reset();
+      const auto start = std::chrono::steady_clock::now();
+      context.eval_last(prompt);
+      pp.push_back(static_cast<double>(n_prompt) / seconds_since(start));
+    }
+    if (n_gen > 0) {
+      context.reset();
+      int32_t next = token(rng);
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < n_gen; ++i) context.eval_last(std::span<const int32_t>(&next, 1));
+      tg.push_back(static_cast<double>(n_gen) / seconds_since(start));
+    }
+  }
+  const Stats p = stats(pp), g = stats(tg);
+  const ModelConfig& c = model->config();
+  const double kv_bytes = static_cast<double>(n_ctx * c.n_layers * c.n_kv_heads * c.head_dim * 2) *
+                          (select_kernels(kernels).kv_type == KvType::f16 ? 2.0 : 4.0);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double peak_rss = static_cast<double>(usage.ru_maxrss) * 1024.0;
+  const char* kernel_name = select_kernels(kernels).name;
+  if (json) {
+    std::printf(
+        "{\"model\": \"%s\", \"file_bytes\": %llu, \"kernels\": \"%s\", \"threads\": %d, \"n_prompt\": %lld, "
+        "\"n_gen\": %lld, \"repetitions\": %lld, \"pp_tps\": %.3f, \"pp_tps_sd\": %.3f, \"tg_tps\": %.3f, "
+        "\"tg_tps_sd\": %.3f, \"load_seconds\": %.3f, \"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %.0f}\n",
+        path.c_str(), (unsigned long long)model->file_bytes(), kernel_name, context_threads(n_threads),
+        (long long)n_prompt, (long long)n_gen, (long long)reps, p.mean, p.sd, g.mean, g.sd, load_seconds,
+        peak_rss, kv_bytes);
+  } else {
+    std::printf("model: %s (%.0f MiB), kernels %s, %d threads, load %.2f s\n", path.c_str(),
+                static_cast<double>(model->file_bytes()) / 1048576.0, kernel_name, context_threads(n_threads),
+                load_seconds);
+    if (n_prompt > 0) std::printf("pp%-6lld %10.2f +- %.2f t/s\n", (long long)n_prompt, p.mean, p.sd);
+    if (n_gen > 0) std::printf("tg%-6lld %10.2f +- %.2f t/s\n", (long long)n_gen, g.mean, g.sd);
+    std::printf("peak RSS %.0f MiB (file %.0f MiB + KV cache %.0f MiB)\n", peak_rss / 1048576.0,
+                static_cast<double>(model->file_bytes()) / 1048576.0, kv_bytes / 1048576.0);
+  }
+  return 0;
+}
+
+const RegisterCommand kBench("bench", "prefill and decode speed (llama-bench style)", run_bench, {"json"});
+
+}  // namespace
+}  // namespace orchard::cli

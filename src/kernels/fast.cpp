@@ -1,0 +1,140 @@
+// The fast kernels: picks the ISA table, quantizes activations once per matmul, and spreads
+// every operation over the thread pool.
+#include <cstdlib>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+#include "kernels/isa_kernels.h"
+#include "kernels/thread_pool.h"
+
+namespace orchard {
+namespace {
+
+// Quantized activations of the last matmul; reused so that decode allocates nothing.
+struct ActivationBuffer {
+  std::vector<int8_t> qs, lo;
+  std::vector<float> d;
+  std::vector<int32_t> sums;
+
+  QuantizedActivations prepare(int64_t n, int64_t in, bool residual) {
+    const int64_t blocks = in / kBlock;
+    qs.resize(static_cast<size_t>(n * in));
+    if (residual) lo.resize(qs.size());
+    d.resize(static_cast<size_t>(n * blocks));
+    sums.resize(static_cast<size_t>(n * blocks * 2));
+    return {n, in, blocks, qs.data(), residual ? lo.data() : nullptr, d.data(), sums.data()};
+  }
+};
+
+// Residual (two-level int8) activations unless ORCHARD_ACTIVATIONS=int8 asks for the plain,
+// faster and coarser form (see QuantizedActivations) for speed comparisons.
+bool residual_activations() {
+  static const bool residual = [] {
+    const char* env = std::getenv("ORCHARD_ACTIVATIONS");
+    return !(env && std::string_view(env) == "int8");
+  }();
+  return residual;
+}
+
+void matmul(const IsaKernels& k, const MatmulWeight& w, const float* x, int64_t n, float* y,
+            ThreadPool& pool) {
+  if (const PackedMatrix* p = w.packed) {
+    thread_local ActivationBuffer buffer;
+    QuantizedActivations q = buffer.prepare(n, p->in, residual_activations());
+    pool.parallel_for(n, [&](int64_t b, int64_t e) { k.quantize(x, b, e, q); });
+    // Threads take contiguous ranges of tiles, so each streams its own part of the weights.
+    pool.parallel_for(p->tiles, [&](int64_t b, int64_t e) { k.matmul_packed(*p, q, 0, n, b, e, y); });
+    return;
+  }
+  pool.parallel_for(w.ref.rows(), [&](int64_t b, int64_t e) { k.matmul_float(w.ref, x, n, b, e, y); });
+}
+
+void attention(const IsaKernels& k, const AttentionBatch& a, ThreadPool& pool) {
+  // Heads are independent; with few tokens (decode) split heads, else also split query rows so
+  // that both threads get work when heads do not divide evenly.
+  if (a.n_tokens < 32 || a.n_heads % pool.size() == 0) {
+    pool.parallel_for(a.n_heads, [&](int64_t b, int64_t e) { k.attention(a, b, e, 0, a.n_tokens); });
+    return;
+  }
+  const int64_t tiles = (a.n_tokens + 15) / 16;
+  pool.parallel_for(a.n_heads * tiles, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t h = i / tiles, t0 = (i % tiles) * 16;
+      k.attention(a, h, h + 1, t0, std::min(a.n_tokens, t0 + 16));
+    }
+  });
+}
+
+void swiglu(const IsaKernels& k, float* gate, const float* up, int64_t n, ThreadPool& pool) {
+  constexpr int64_t kChunk = 4096;
+  if (n < 2 * kChunk) return k.swiglu(gate, up, n);
+  pool.parallel_for((n + kChunk - 1) / kChunk, [&](int64_t b, int64_t e) {
+    const int64_t first = b * kChunk, last = std::min(n, e * kChunk);
+    k.swiglu(gate + first, up + first, last - first);
+  });
+}
+
+void rope(float* head, int64_t rope_dims, RopeStyle style, const float* cos, const float* sin) {
+  const int64_t half = rope_dims / 2;
+  if (style == RopeStyle::neox) {
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = head[i], b = head[i + half];
+      head[i] = a * cos[i] - b * sin[i];
+      head[i + half] = a * sin[i] + b * cos[i];
+    }
+  } else {
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = head[2 * i], b = head[2 * i + 1];
+      head[2 * i] = a * cos[i] - b * sin[i];
+      head[2 * i + 1] = a * sin[i] + b * cos[i];
+    }
+  }
+}
+
+// One Kernels table per ISA: plain function pointers, so each instantiation binds its table.
+template <Isa isa>
+struct FastTable {
+  static const IsaKernels& k() { return isa_kernels(isa); }
+  static void matmul(const MatmulWeight& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
+    orchard::matmul(k(), w, x, n, y, pool);
+  }
+  static void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+    k().rmsnorm(x, weight, n, eps, out);
+  }
+  static void attention(const AttentionBatch& a, ThreadPool& pool) { orchard::attention(k(), a, pool); }
+  static void swiglu(float* gate, const float* up, int64_t n, ThreadPool& pool) {
+    orchard::swiglu(k(), gate, up, n, pool);
+  }
+  static const Kernels& table() {
+    static const std::string name = "fast-" + std::string(isa_name(isa));
+    static const Kernels kernels{name.c_str(), KvType::f16, matmul, rmsnorm, orchard::rope, attention, swiglu};
+    return kernels;
+  }
+};
+
+}  // namespace
+
+const IsaKernels& isa_kernels(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case Isa::avx2: return isa_kernels_avx2();
+    case Isa::avx512: return isa_kernels_avx512();
+    case Isa::avx512vnni: return isa_kernels_avx512vnni();
+#endif
+    default: return isa_kernels_generic();
+  }
+}
+
+const Kernels& fast_kernels(Isa isa) {
+  if (!isa_supported(isa)) fail("the ", isa_name(isa), " kernels cannot run on this CPU");
+  switch (isa) {
+    case Isa::generic: return FastTable<Isa::generic>::table();
+    case Isa::avx2: return FastTable<Isa::avx2>::table();
+    case Isa::avx512: return FastTable<Isa::avx512>::table();
+    case Isa::avx512vnni: return FastTable<Isa::avx512vnni>::table();
+  }
+  return FastTable<Isa::generic>::table();
+}
+
+}  // namespace orchard

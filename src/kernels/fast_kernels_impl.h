@@ -1,0 +1,470 @@
+// The fast kernels as templates over vector traits V (simd_*.h). Each ISA file includes this
+// once, inside its own compiler flags, and instantiates make_isa_kernels<V>(). Everything here
+// is in an anonymous namespace so that the copies built with different flags never mix.
+//
+// Shapes follow the engine's convention: x [n, in] row-major, y [n, out], weights {in, out}.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "base/half.h"
+#include "kernels/isa_kernels.h"
+#include "tensor/dequantize.h"
+
+namespace orchard {
+namespace {
+
+// ---- Helpers -------------------------------------------------------------------------------
+
+// exp(x) for each lane: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial (relative
+// error ~1e-7), 2^n put into the exponent bits. Lanes below -87 give ~0, not denormals.
+template <typename V>
+typename V::F vexp(typename V::F x) {
+  using F = typename V::F;
+  x = V::fmax(V::fmin(x, V::fset1(88.0f)), V::fset1(-87.0f));
+  const typename V::I n = V::cvt_round(V::fmul(x, V::fset1(1.44269504088896341f)));
+  const F nf = V::cvt(n);
+  F r = V::fnmadd(nf, V::fset1(0.693359375f), x);
+  r = V::fnmadd(nf, V::fset1(-2.12194440e-4f), r);
+  F p = V::fset1(1.9875691500e-4f);
+  p = V::fma(p, r, V::fset1(1.3981999507e-3f));
+  p = V::fma(p, r, V::fset1(8.3334519073e-3f));
+  p = V::fma(p, r, V::fset1(4.1665795894e-2f));
+  p = V::fma(p, r, V::fset1(1.6666665459e-1f));
+  p = V::fma(p, r, V::fset1(5.0000001201e-1f));
+  p = V::fma(p, V::fmul(r, r), V::fadd(r, V::fset1(1.0f)));
+  const F scale = V::as_float(V::template slli<23>(V::add(n, V::set1(127))));
+  return V::fmul(p, scale);
+}
+
+template <typename V>
+float dot(const float* a, const float* b, int64_t n) {
+  typename V::F acc0 = V::fzero(), acc1 = V::fzero();
+  int64_t i = 0;
+  for (; i + 2 * V::L <= n; i += 2 * V::L) {
+    acc0 = V::fma(V::fload(a + i), V::fload(b + i), acc0);
+    acc1 = V::fma(V::fload(a + i + V::L), V::fload(b + i + V::L), acc1);
+  }
+  for (; i + V::L <= n; i += V::L) acc0 = V::fma(V::fload(a + i), V::fload(b + i), acc0);
+  if (i < n) {
+    const int rest = static_cast<int>(n - i);
+    acc1 = V::fma(V::fload_n(a + i, rest), V::fload_n(b + i, rest), acc1);
+  }
+  return V::freduce(V::fadd(acc0, acc1));
+}
+
+// ---- Activation quantization ---------------------------------------------------------------
+
+template <typename V>
+void quantize(const float* x, int64_t t_begin, int64_t t_end, QuantizedActivations& q) {
+  constexpr int kVectors = kBlock / V::L;
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    for (int64_t b = 0; b < q.blocks; ++b) {
+      const float* src = x + t * q.in + b * kBlock;
+      typename V::F v[kVectors];
+      typename V::F amax = V::fzero();
+      for (int k = 0; k < kVectors; ++k) {
+        v[k] = V::fload(src + k * V::L);
+        amax = V::fmax(amax, V::fabs(v[k]));
+      }
+      const float m = V::freduce_max(amax);
+      const float d = m / 127.0f;
+      const typename V::F inv = V::fset1(d > 0.0f ? 127.0f / m : 0.0f);
+      const int64_t at = t * q.in + b * kBlock;
+      int32_t half_sums[2] = {0, 0};
+      for (int k = 0; k < kVectors; ++k) {
+        const typename V::F scaled = V::fmul(v[k], inv);
+        typename V::I qi = V::cvt_round(scaled);
+        V::store_i8(q.qs + at + k * V::L, qi);
+        if (q.lo) {
+          // The remainder, in [-0.5, 0.5] steps, at 1/256 step (+0.5 saturates to 127/256).
+          const typename V::F rest = V::fmul(V::fsub(scaled, V::cvt(qi)), V::fset1(256.0f));
+          const typename V::I lo = V::cvt_round(V::fmin(rest, V::fset1(127.0f)));
+          V::store_i8(q.lo + at + k * V::L, lo);
+          qi = V::add(V::template slli<8>(qi), lo);
+        }
+        half_sums[k * V::L / 16] += V::ireduce(qi);
+      }
+      q.d[t * q.blocks + b] = q.lo ? d / 256.0f : d;
+      q.sums[(t * q.blocks + b) * 2] = half_sums[0];
+      q.sums[(t * q.blocks + b) * 2 + 1] = half_sums[1];
+    }
+  }
+}
+
+// ---- Packed int8 matmul micro-kernels ------------------------------------------------------
+// Each computes one sub-tile of V::L rows (s-th of the tile's 16 / V::L) for T tokens from t0.
+// The weights of one 32-input block are unpacked into 8 vectors w[v] (lane r: inputs 4v..4v+3 of
+// row r) once and multiplied with every token's activations, so unpacking is paid once per T.
+
+template <typename V>
+struct TokenView {
+  const QuantizedActivations& x;
+  const int8_t* quants(int64_t t, int64_t block) const { return x.qs + t * x.in + block * kBlock; }
+  const int8_t* low(int64_t t, int64_t block) const { return x.lo + t * x.in + block * kBlock; }
+  float d(int64_t t, int64_t block) const { return x.d[t * x.blocks + block]; }
+  const int32_t* sums(int64_t t, int64_t block) const { return x.sums + (t * x.blocks + block) * 2; }
+};
+
+// sum over v in [first, last) of w[v] . a[4v .. 4v+3], a the integer activation of token t in
+// block b (qs, or 256 * qs + lo when kResidual).
+template <typename V, int first, int last, bool kResidual>
+typename V::I block_dot(const typename V::I* w, const TokenView<V>& x, int64_t t, int64_t b) {
+  const int8_t* quants = x.quants(t, b);
+  typename V::I acc = V::izero();
+  for (int v = first; v < last; ++v) acc = V::dpbusd(acc, w[v], V::bcast4(quants + 4 * v));
+  if constexpr (kResidual) {
+    const int8_t* low = x.low(t, b);
+    typename V::I acc_low = V::izero();
+    for (int v = first; v < last; ++v) acc_low = V::dpbusd(acc_low, w[v], V::bcast4(low + 4 * v));
+    acc = V::add(V::template slli<8>(acc), acc_low);
+  }
+  return acc;
+}
+
+// Splits 32 nibble-packed inputs (4 chunks of 64 bytes) into 8 vectors in input order.
+template <typename V>
+void unpack_nibbles(const uint8_t* chunks, int s, typename V::I* w) {
+  const typename V::I low4 = V::set1_8(0x0f);
+  for (int c = 0; c < 4; ++c) {
+    const typename V::I raw = V::load(chunks + 64 * c + 4 * V::L * s);
+    w[c] = V::and_(raw, low4);
+    w[c + 4] = V::and_(V::template srli<4>(raw), low4);
+  }
+}
+
+template <typename V, int T>
+void store_rows(const typename V::F* acc, float* y, int64_t out, int64_t t0, int64_t row0) {
+  const int64_t valid = std::min<int64_t>(V::L, out - row0);
+  if (valid <= 0) return;
+  for (int t = 0; t < T; ++t) {
+    float* dst = y + (t0 + t) * out + row0;
+    if (valid == V::L) V::fstore(dst, acc[t]);
+    else V::fstore_n(dst, acc[t], static_cast<int>(valid));
+  }
+}
+
+template <typename V, int T, bool R>
+void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
+               int64_t row0, float* y) {
+  for (int s = 0; s < kTileRows / V::L; ++s) {
+    typename V::F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = V::fzero();
+    for (int64_t b = 0; b < w.groups; ++b) {
+      const uint8_t* blk = tile + b * w.group_bytes;
+      typename V::I wv[8];
+      unpack_nibbles<V>(blk, s, wv);
+      const typename V::F scale = V::load_f16(blk + 256 + 2 * V::L * s);
+      for (int t = 0; t < T; ++t) {
+        const int32_t* sums = x.sums(t0 + t, b);
+        // weight = d * (u - 8): subtract 8 * sum(x) once per block.
+        const typename V::I dotv = V::sub(block_dot<V, 0, 8, R>(wv, x, t0 + t, b), V::set1(8 * (sums[0] + sums[1])));
+        acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(x.d(t0 + t, b))), acc[t]);
+      }
+    }
+    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
+  }
+}
+
+template <typename V, int T, bool R>
+void tile_q8_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
+               int64_t row0, float* y) {
+  for (int s = 0; s < kTileRows / V::L; ++s) {
+    typename V::F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = V::fzero();
+    for (int64_t b = 0; b < w.groups; ++b) {
+      const uint8_t* blk = tile + b * w.group_bytes;
+      typename V::I wv[8];
+      for (int v = 0; v < 8; ++v) wv[v] = V::load(blk + 64 * v + 4 * V::L * s);
+      const typename V::F scale = V::load_f16(blk + 512 + 2 * V::L * s);
+      for (int t = 0; t < T; ++t) {
+        const int32_t* sums = x.sums(t0 + t, b);
+        // weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
+        const typename V::I dotv = V::sub(block_dot<V, 0, 8, R>(wv, x, t0 + t, b), V::set1(128 * (sums[0] + sums[1])));
+        acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(x.d(t0 + t, b))), acc[t]);
+      }
+    }
+    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
+  }
+}
+
+template <typename V, int T, bool R>
+void tile_q4_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
+               int64_t row0, float* y) {
+  for (int s = 0; s < kTileRows / V::L; ++s) {
+    typename V::F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = V::fzero();
+    for (int64_t g = 0; g < w.groups; ++g) {
+      const uint8_t* sb = tile + g * w.group_bytes;
+      const typename V::F d = V::load_f16(sb + 2 * V::L * s);
+      const typename V::F dmin = V::load_f16(sb + 32 + 2 * V::L * s);
+      for (int j = 0; j < 8; ++j) {
+        const int64_t b = g * 8 + j;
+        // weight = (d * scale) * u - (dmin * min), rounded as dequantize_row rounds them.
+        const typename V::F step = V::fmul(d, V::load_u8(sb + 64 + 16 * j + V::L * s));
+        const typename V::F offset = V::fmul(dmin, V::load_u8(sb + 192 + 16 * j + V::L * s));
+        typename V::I wv[8];
+        unpack_nibbles<V>(sb + 320 + 256 * j, s, wv);
+        for (int t = 0; t < T; ++t) {
+          const int32_t* sums = x.sums(t0 + t, b);
+          const float dx = x.d(t0 + t, b);
+          const typename V::I dotv = block_dot<V, 0, 8, R>(wv, x, t0 + t, b);
+          acc[t] = V::fma(V::cvt(dotv), V::fmul(step, V::fset1(dx)), acc[t]);
+          acc[t] = V::fnmadd(offset, V::fset1(dx * static_cast<float>(sums[0] + sums[1])), acc[t]);
+        }
+      }
+    }
+    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
+  }
+}
+
+template <typename V, int T, bool R>
+void tile_q6_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
+               int64_t row0, float* y) {
+  using I = typename V::I;
+  for (int s = 0; s < kTileRows / V::L; ++s) {
+    typename V::F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = V::fzero();
+    for (int64_t g = 0; g < w.groups; ++g) {
+      const uint8_t* sb = tile + g * w.group_bytes;
+      const typename V::F d = V::load_f16(sb + 2 * V::L * s);
+      const I bits45 = V::set1_8(0x30);
+      for (int j = 0; j < 8; ++j) {
+        const int64_t b = g * 8 + j;
+        // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
+        const typename V::F step0 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j) + V::L * s));
+        const typename V::F step1 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j + 1) + V::L * s));
+        const uint8_t* blk = sb + 288 + 384 * j;
+        I wv[8];
+        unpack_nibbles<V>(blk, s, wv);
+        for (int h = 0; h < 2; ++h) {
+          const I high = V::load(blk + 256 + 64 * h + 4 * V::L * s);
+          wv[4 * h + 0] = V::or_(wv[4 * h + 0], V::and_(V::template slli<4>(high), bits45));
+          wv[4 * h + 1] = V::or_(wv[4 * h + 1], V::and_(V::template slli<2>(high), bits45));
+          wv[4 * h + 2] = V::or_(wv[4 * h + 2], V::and_(high, bits45));
+          wv[4 * h + 3] = V::or_(wv[4 * h + 3], V::and_(V::template srli<2>(high), bits45));
+        }
+        for (int t = 0; t < T; ++t) {
+          const int32_t* sums = x.sums(t0 + t, b);
+          const typename V::F dx = V::fset1(x.d(t0 + t, b));
+          const I dot0 = V::sub(block_dot<V, 0, 4, R>(wv, x, t0 + t, b), V::set1(32 * sums[0]));
+          const I dot1 = V::sub(block_dot<V, 4, 8, R>(wv, x, t0 + t, b), V::set1(32 * sums[1]));
+          acc[t] = V::fma(V::cvt(dot0), V::fmul(step0, dx), acc[t]);
+          acc[t] = V::fma(V::cvt(dot1), V::fmul(step1, dx), acc[t]);
+        }
+      }
+    }
+    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
+  }
+}
+
+template <typename V, int T, bool R>
+void run_tile(const PackedMatrix& w, int64_t tile, const TokenView<V>& x, int64_t t0, float* y) {
+  const uint8_t* data = w.tile(tile);
+  const int64_t row0 = tile * kTileRows;
+  switch (w.format) {
+    case PackedFormat::q4_0: return tile_q4_0<V, T, R>(w, data, x, t0, row0, y);
+    case PackedFormat::q8_0: return tile_q8_0<V, T, R>(w, data, x, t0, row0, y);
+    case PackedFormat::q4_k: return tile_q4_k<V, T, R>(w, data, x, t0, row0, y);
+    case PackedFormat::q6_k: return tile_q6_k<V, T, R>(w, data, x, t0, row0, y);
+  }
+}
+
+template <typename V, bool R>
+void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
+                         int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
+  const TokenView<V> x{q};
+  // Tokens in blocks whose activations stay in L2 while the tiles stream past; within a block
+  // each tile's weights stay in L1/L2 while micro-kernels of up to kMaxTokens run over them.
+  constexpr int64_t kTokenBlock = 64;
+  for (int64_t tb = t_begin; tb < t_end; tb += kTokenBlock) {
+    const int64_t te = std::min(t_end, tb + kTokenBlock);
+    for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+      int64_t t = tb;
+      for (; t + V::kMaxTokens <= te; t += V::kMaxTokens) run_tile<V, V::kMaxTokens, R>(w, tile, x, t, y);
+      if (V::kMaxTokens > 4 && t + 4 <= te) { run_tile<V, 4, R>(w, tile, x, t, y); t += 4; }
+      if (t + 2 <= te) { run_tile<V, 2, R>(w, tile, x, t, y); t += 2; }
+      if (t + 2 <= te) { run_tile<V, 2, R>(w, tile, x, t, y); t += 2; }
+      if (t < te) run_tile<V, 1, R>(w, tile, x, t, y);
+    }
+  }
+}
+
+template <typename V>
+void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
+                   int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
+  if (q.lo) matmul_packed_tiles<V, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
+  else matmul_packed_tiles<V, false>(w, q, t_begin, t_end, tile_begin, tile_end, y);
+}
+
+// ---- Float matmul (unpacked weights of any type) -------------------------------------------
+
+template <typename V>
+void row_to_f32(const TensorRef& w, int64_t row, float* dst) {
+  const int64_t n = w.row_length();
+  const uint8_t* src = w.row(row);
+  int64_t i = 0;
+  switch (w.type) {
+    case DType::F16:
+      for (; i + V::L <= n; i += V::L) V::fstore(dst + i, V::load_f16(src + 2 * i));
+      break;
+    case DType::BF16:
+      for (; i + V::L <= n; i += V::L) V::fstore(dst + i, V::load_bf16(src + 2 * i));
+      break;
+    default:
+      dequantize_row(w.type, src, dst, n);
+      return;
+  }
+  if (i < n) dequantize_row(w.type, src + 2 * i, dst + i, n - i);
+}
+
+template <typename V>
+void matmul_float(const TensorRef& w, const float* x, int64_t n, int64_t row_begin,
+                  int64_t row_end, float* y) {
+  const int64_t in = w.row_length(), out = w.rows();
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < static_cast<size_t>(in)) buffer.resize(static_cast<size_t>(in));
+  for (int64_t o = row_begin; o < row_end; ++o) {
+    const float* row = buffer.data();
+    if (w.type == DType::F32 && reinterpret_cast<uintptr_t>(w.row(o)) % alignof(float) == 0)
+      row = reinterpret_cast<const float*>(w.row(o));
+    else
+      row_to_f32<V>(w, o, buffer.data());
+    for (int64_t t = 0; t < n; ++t) y[t * out + o] = dot<V>(row, x + t * in, in);
+  }
+}
+
+// ---- Attention -------------------------------------------------------------------------------
+// Flash-attention style: queries in tiles of kQueryTile tokens of one head, keys and values in
+// tiles of kKeyTile positions converted to float32 once per tile and shared by the tile's
+// queries, softmax computed online (running max m, running sum l, output rescaled when m grows).
+
+constexpr int64_t kQueryTile = 16;
+constexpr int64_t kKeyTile = 64;
+
+template <typename V>
+void kv_rows_to_f32(const AttentionBatch& a, const void* base, int64_t kv_head, int64_t first,
+                    int64_t count, float* dst) {
+  const int64_t hd = a.head_dim, kv_dim = a.n_kv_heads * hd;
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t offset = (first + j) * kv_dim + kv_head * hd;
+    float* row = dst + j * hd;
+    if (a.kv_type == KvType::f32) {
+      std::copy_n(static_cast<const float*>(base) + offset, hd, row);
+    } else {
+      const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
+      int64_t d = 0;
+      for (; d + V::L <= hd; d += V::L) V::fstore(row + d, V::load_f16(src + d));
+      for (; d < hd; ++d) row[d] = f16_to_f32(src[d]);
+    }
+  }
+}
+
+// out[d] = out[d] * c + p * v[d]
+template <typename V>
+void scale_add(float* out, float c, float p, const float* v, int64_t n) {
+  int64_t d = 0;
+  const typename V::F cv = V::fset1(c), pv = V::fset1(p);
+  for (; d + V::L <= n; d += V::L) V::fstore(out + d, V::fma(pv, V::fload(v + d), V::fmul(cv, V::fload(out + d))));
+  for (; d < n; ++d) out[d] = out[d] * c + p * v[d];
+}
+
+template <typename V>
+void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, int64_t t_begin,
+               int64_t t_end) {
+  const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, group = a.n_heads / a.n_kv_heads;
+  thread_local std::vector<float> scratch;
+  const size_t need = static_cast<size_t>(2 * kKeyTile * hd + kQueryTile * hd + 2 * kQueryTile + kKeyTile);
+  if (scratch.size() < need) scratch.resize(need);
+  float* keys = scratch.data();
+  float* values = keys + kKeyTile * hd;
+  float* acc = values + kKeyTile * hd;      // [kQueryTile, hd]
+  float* running_max = acc + kQueryTile * hd;
+  float* running_sum = running_max + kQueryTile;
+  float* p = running_sum + kQueryTile;      // [kKeyTile]
+
+  for (int64_t h = head_begin; h < head_end; ++h) {
+    const int64_t kv_head = h / group;
+    for (int64_t q0 = t_begin; q0 < t_end; q0 += kQueryTile) {
+      const int64_t nq = std::min(kQueryTile, t_end - q0);
+      std::fill_n(acc, nq * hd, 0.0f);
+      std::fill_n(running_max, nq, -INFINITY);
+      std::fill_n(running_sum, nq, 0.0f);
+      const int64_t n_keys = a.start + q0 + nq;  // keys the last query of the tile sees
+      for (int64_t k0 = 0; k0 < n_keys; k0 += kKeyTile) {
+        const int64_t nk = std::min(kKeyTile, n_keys - k0);
+        kv_rows_to_f32<V>(a, a.keys, kv_head, k0, nk, keys);
+        kv_rows_to_f32<V>(a, a.values, kv_head, k0, nk, values);
+        for (int64_t i = 0; i < nq; ++i) {
+          const int64_t visible = std::min(nk, a.start + q0 + i + 1 - k0);  // causal limit
+          if (visible <= 0) continue;
+          const float* q = a.q + (q0 + i) * q_dim + h * hd;
+          float tile_max = -INFINITY;
+          for (int64_t j = 0; j < visible; ++j) {
+            p[j] = dot<V>(q, keys + j * hd, hd) * a.scale;
+            tile_max = std::max(tile_max, p[j]);
+          }
+          const float new_max = std::max(running_max[i], tile_max);
+          const float correction = std::exp(running_max[i] - new_max);
+          int64_t j = 0;
+          typename V::F sum = V::fzero();
+          const typename V::F m = V::fset1(new_max);
+          for (; j + V::L <= visible; j += V::L) {
+            const typename V::F e = vexp<V>(V::fsub(V::fload(p + j), m));
+            V::fstore(p + j, e);
+            sum = V::fadd(sum, e);
+          }
+          float tile_sum = V::freduce(sum);
+          for (; j < visible; ++j) {
+            p[j] = std::exp(p[j] - new_max);
+            tile_sum += p[j];
+          }
+          running_sum[i] = running_sum[i] * correction + tile_sum;
+          running_max[i] = new_max;
+          float* o = acc + i * hd;
+          scale_add<V>(o, correction, p[0], values, hd);
+          for (int64_t jj = 1; jj < visible; ++jj) scale_add<V>(o, 1.0f, p[jj], values + jj * hd, hd);
+        }
+      }
+      for (int64_t i = 0; i < nq; ++i) {
+        float* out = a.out + (q0 + i) * q_dim + h * hd;
+        const float inv = 1.0f / running_sum[i];
+        for (int64_t d = 0; d < hd; ++d) out[d] = acc[i * hd + d] * inv;
+      }
+    }
+  }
+}
+
+// ---- Element-wise ----------------------------------------------------------------------------
+
+template <typename V>
+void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  const float mean_square = dot<V>(x, x, n) / static_cast<float>(n);
+  const float inv_rms = 1.0f / std::sqrt(mean_square + eps);
+  const typename V::F s = V::fset1(inv_rms);
+  int64_t i = 0;
+  for (; i + V::L <= n; i += V::L) V::fstore(out + i, V::fmul(V::fmul(V::fload(x + i), s), V::fload(weight + i)));
+  for (; i < n; ++i) out[i] = x[i] * inv_rms * weight[i];
+}
+
+template <typename V>
+void swiglu(float* gate, const float* up, int64_t n) {
+  int64_t i = 0;
+  const typename V::F one = V::fset1(1.0f);
+  for (; i + V::L <= n; i += V::L) {
+    const typename V::F g = V::fload(gate + i);
+    const typename V::F e = vexp<V>(V::fsub(V::fzero(), g));
+    V::fstore(gate + i, V::fmul(V::fdiv(g, V::fadd(one, e)), V::fload(up + i)));
+  }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+template <typename V>
+IsaKernels make_isa_kernels(Isa isa) {
+  return IsaKernels{isa,           quantize<V>,      matmul_packed<V>, matmul_float<V>,
+                    attention<V>, rmsnorm<V>, swiglu<V>};
+}
+
+}  // namespace
+}  // namespace orchard

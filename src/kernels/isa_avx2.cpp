@@ -1,0 +1,15 @@
+// The fast kernels built for the avx2 path (compiler flags set per file in CMakeLists.txt).
+#if defined(__x86_64__)
+#include "kernels/simd_avx2.h"
+#include "kernels/fast_kernels_impl.h"
+
+namespace orchard {
+
+const IsaKernels& isa_kernels_avx2() {
+  static const IsaKernels kernels = make_isa_kernels<simd::Avx2>(Isa::avx2);
+  return kernels;
+}
+
+}  // namespace orchard
+
+#endif  // __x86_64__

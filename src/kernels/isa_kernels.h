@@ -1,0 +1,56 @@
+// The per-instruction-set building blocks of the fast kernels. Each ISA file compiles the same
+// templates (fast_kernels_impl.h) with its own compiler flags and vector traits; fast.cpp picks a
+// table at run time and spreads the work over the thread pool.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cpu_features.h"
+#include "kernels/kernels.h"
+#include "kernels/packing.h"
+
+namespace orchard {
+
+// Activations quantized to int8 per block of 32, in one of two precisions:
+//   plain:    x[t][i] ~= d[t][i / 32] * qs[t][i]                      (error up to d/2 per element)
+//   residual: x[t][i] ~= d[t][i / 32] * (256 * qs[t][i] + lo[t][i])  (error up to d/2, d 256x smaller)
+// The residual form quantizes what the first int8 missed with a second int8 at 1/256 of its step:
+// the kernels run two int8 dot products per block on the same unpacked weights and combine them
+// in int32, so the weights (the memory traffic) and the float work per block are unchanged.
+// Plain int8 (as llama.cpp does) is too coarse for some golden models' tolerances.
+// sums[t][b][h] = sum over half h (16 elements) of block b of the integer activation
+// (qs, or 256 * qs + lo): the kernels apply the weights' offsets with it once per block.
+struct QuantizedActivations {
+  int64_t n = 0, in = 0, blocks = 0;
+  int8_t* qs = nullptr;     // [n, in]
+  int8_t* lo = nullptr;     // [n, in] when residual, else null
+  float* d = nullptr;       // [n, blocks]
+  int32_t* sums = nullptr;  // [n, blocks, 2]
+};
+
+struct IsaKernels {
+  Isa isa;
+  // Quantizes rows [t_begin, t_end) of x [n, in] (in a multiple of 32) into q.
+  void (*quantize)(const float* x, int64_t t_begin, int64_t t_end, QuantizedActivations& q);
+  // y[t][rows of tiles [tile_begin, tile_end)] for tokens [t_begin, t_end); y: [n, w.out].
+  void (*matmul_packed)(const PackedMatrix& w, const QuantizedActivations& x, int64_t t_begin,
+                        int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y);
+  // Float path for any weight type: y[t][o] for rows [row_begin, row_end), all n tokens.
+  void (*matmul_float)(const TensorRef& w, const float* x, int64_t n, int64_t row_begin,
+                       int64_t row_end, float* y);
+  // Query heads [head_begin, head_end) of tokens [t_begin, t_end).
+  void (*attention)(const AttentionBatch& a, int64_t head_begin, int64_t head_end, int64_t t_begin,
+                    int64_t t_end);
+  void (*rmsnorm)(const float* x, const float* weight, int64_t n, float eps, float* out);
+  void (*swiglu)(float* gate, const float* up, int64_t n);
+};
+
+const IsaKernels& isa_kernels(Isa isa);
+
+#if defined(__x86_64__)
+const IsaKernels& isa_kernels_avx2();
+const IsaKernels& isa_kernels_avx512();
+const IsaKernels& isa_kernels_avx512vnni();
+#endif
+const IsaKernels& isa_kernels_generic();
+
+}  // namespace orchard

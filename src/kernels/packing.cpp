@@ -1,0 +1,252 @@
+#include "kernels/packing.h"
+
+#include <sys/mman.h>
+
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "base/error.h"
+#include "base/half.h"
+
+namespace orchard {
+namespace {
+
+uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+void store_u16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v);
+  p[1] = static_cast<uint8_t>(v >> 8);
+}
+
+// One row of one group decoded into integers, before interleaving into the tile.
+struct GroupQuants {
+  uint8_t u[256];          // unsigned quants, in element order
+  uint16_t d = 0, dmin = 0;  // f16 bits
+  uint8_t scale[16] = {}, min[16] = {};  // K-quant sub-block scales (i8 bits for Q6_K)
+};
+
+int64_t group_elements(PackedFormat f) {
+  return f == PackedFormat::q4_k || f == PackedFormat::q6_k ? 256 : 32;
+}
+
+size_t group_bytes(PackedFormat f) {
+  switch (f) {
+    case PackedFormat::q4_0: return 288;
+    case PackedFormat::q8_0: return 544;
+    case PackedFormat::q4_k: return 2368;
+    case PackedFormat::q6_k: return 3360;
+  }
+  return 0;
+}
+
+size_t file_block_bytes(PackedFormat f) {
+  switch (f) {
+    case PackedFormat::q4_0: return 18;
+    case PackedFormat::q8_0: return 34;
+    case PackedFormat::q4_k: return 144;
+    case PackedFormat::q6_k: return 210;
+  }
+  return 0;
+}
+
+// The file's block layouts are documented in tensor/dequantize.cpp; these read the same bits.
+void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
+  switch (f) {
+    case PackedFormat::q4_0:
+      g.d = load_u16(b);
+      for (int j = 0; j < 16; ++j) {
+        g.u[j] = b[2 + j] & 0x0f;
+        g.u[j + 16] = b[2 + j] >> 4;
+      }
+      return;
+    case PackedFormat::q8_0:
+      g.d = load_u16(b);
+      for (int j = 0; j < 32; ++j) g.u[j] = static_cast<uint8_t>(b[2 + j] ^ 0x80);  // q + 128
+      return;
+    case PackedFormat::q4_k: {
+      g.d = load_u16(b);
+      g.dmin = load_u16(b + 2);
+      const uint8_t* sc = b + 4;
+      for (int j = 0; j < 8; ++j) {
+        if (j < 4) {
+          g.scale[j] = sc[j] & 0x3f;
+          g.min[j] = sc[j + 4] & 0x3f;
+        } else {
+          g.scale[j] = static_cast<uint8_t>((sc[j + 4] & 0x0f) | ((sc[j - 4] >> 6) << 4));
+          g.min[j] = static_cast<uint8_t>((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4));
+        }
+        const uint8_t* q = b + 16 + 32 * (j / 2);
+        for (int l = 0; l < 32; ++l) g.u[32 * j + l] = (q[l] >> (4 * (j % 2))) & 0x0f;
+      }
+      return;
+    }
+    case PackedFormat::q6_k: {
+      const uint8_t* ql = b;
+      const uint8_t* qh = b + 128;
+      for (int s = 0; s < 16; ++s) g.scale[s] = b[192 + s];
+      g.d = load_u16(b + 208);
+      for (int half = 0; half < 2; ++half)
+        for (int group = 0; group < 4; ++group)
+          for (int l = 0; l < 32; ++l) {
+            const int low = (ql[64 * half + 32 * (group % 2) + l] >> (4 * (group / 2))) & 0x0f;
+            const int high = (qh[32 * half + l] >> (2 * group)) & 3;
+            g.u[128 * half + 32 * group + l] = static_cast<uint8_t>(low | (high << 4));
+          }
+      return;
+    }
+  }
+}
+
+// Nibbles of 32 quants (low 4 bits of u[0..32)) for row r into a 256-byte Q4_0-style block.
+void put_nibbles(uint8_t* dst, int r, const uint8_t* u) {
+  for (int c = 0; c < 4; ++c)
+    for (int i = 0; i < 4; ++i)
+      dst[64 * c + 4 * r + i] = static_cast<uint8_t>((u[4 * c + i] & 0x0f) | ((u[16 + 4 * c + i] & 0x0f) << 4));
+}
+
+void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
+  switch (f) {
+    case PackedFormat::q4_0:
+      put_nibbles(dst, r, g.u);
+      store_u16(dst + 256 + 2 * r, g.d);
+      return;
+    case PackedFormat::q8_0:
+      for (int c = 0; c < 8; ++c)
+        for (int i = 0; i < 4; ++i) dst[64 * c + 4 * r + i] = g.u[4 * c + i];
+      store_u16(dst + 512 + 2 * r, g.d);
+      return;
+    case PackedFormat::q4_k:
+      store_u16(dst + 2 * r, g.d);
+      store_u16(dst + 32 + 2 * r, g.dmin);
+      for (int j = 0; j < 8; ++j) {
+        dst[64 + 16 * j + r] = g.scale[j];
+        dst[192 + 16 * j + r] = g.min[j];
+        put_nibbles(dst + 320 + 256 * j, r, g.u + 32 * j);
+      }
+      return;
+    case PackedFormat::q6_k:
+      store_u16(dst + 2 * r, g.d);
+      for (int s = 0; s < 16; ++s) dst[32 + 16 * s + r] = g.scale[s];
+      for (int j = 0; j < 8; ++j) {
+        uint8_t* blk = dst + 288 + 384 * j;
+        const uint8_t* u = g.u + 32 * j;
+        put_nibbles(blk, r, u);
+        for (int h = 0; h < 2; ++h)
+          for (int i = 0; i < 4; ++i) {
+            uint8_t bits = 0;
+            for (int jj = 0; jj < 4; ++jj) bits |= static_cast<uint8_t>((u[16 * h + 4 * jj + i] >> 4) << (2 * jj));
+            blk[256 + 64 * h + 4 * r + i] = bits;
+          }
+      }
+      return;
+  }
+}
+
+}  // namespace
+
+std::optional<PackedFormat> packed_format_for(DType type) {
+  switch (type) {
+    case DType::Q4_0: return PackedFormat::q4_0;
+    case DType::Q8_0: return PackedFormat::q8_0;
+    case DType::Q4_K: return PackedFormat::q4_k;
+    case DType::Q6_K: return PackedFormat::q6_k;
+    default: return std::nullopt;
+  }
+}
+
+PackedMatrix allocate_packed(const TensorRef& w, PackedFormat format) {
+  PackedMatrix p;
+  p.format = format;
+  p.in = w.row_length();
+  p.out = w.rows();
+  const int64_t ge = group_elements(format);
+  if (p.in % ge != 0) fail("pack: tensor '", w.name, "' rows of ", p.in, " are not whole blocks of ", ge);
+  p.tiles = (p.out + kTileRows - 1) / kTileRows;
+  p.groups = p.in / ge;
+  p.group_bytes = group_bytes(format);
+  p.tile_bytes = static_cast<size_t>(p.groups) * p.group_bytes;
+  const size_t total = static_cast<size_t>(p.tiles) * p.tile_bytes;
+  // Anonymous pages of their own (not the heap), so that they are returned to the OS on unload.
+  void* mem = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::bad_alloc();
+  p.memory = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(mem),
+                                      [total](uint8_t* q) { ::munmap(q, total); });
+  return p;
+}
+
+void pack_tiles(const TensorRef& w, PackedMatrix& p, int64_t begin, int64_t end) {
+  const int64_t ge = group_elements(p.format);
+  const size_t fbb = file_block_bytes(p.format);
+  GroupQuants g;
+  for (int64_t t = begin; t < end; ++t) {
+    uint8_t* tile = p.memory.get() + static_cast<size_t>(t) * p.tile_bytes;
+    std::memset(tile, 0, p.tile_bytes);
+    for (int r = 0; r < kTileRows; ++r) {
+      const int64_t row = t * kTileRows + r;
+      if (row >= p.out) break;
+      const uint8_t* src = w.row(row);
+      for (int64_t k = 0; k < p.groups; ++k) {
+        decode_group(p.format, src + k * fbb, g);
+        put_group(p.format, tile + k * p.group_bytes, r, g);
+      }
+    }
+  }
+  (void)ge;
+}
+
+void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
+  const uint8_t* tile = p.tile(row / kTileRows);
+  const int r = static_cast<int>(row % kTileRows);
+  // Element 4c + i of a 32-element nibble block sits in chunk c (low nibble) and element
+  // 16 + 4c + i in the high nibble of the same byte.
+  auto nibble = [&](const uint8_t* blk, int e) {
+    const uint8_t byte = blk[64 * ((e % 16) / 4) + 4 * r + e % 4];
+    return e < 16 ? byte & 0x0f : byte >> 4;
+  };
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const uint8_t* grp = tile + g * p.group_bytes;
+    switch (p.format) {
+      case PackedFormat::q4_0: {
+        const float d = f16_to_f32(load_u16(grp + 256 + 2 * r));
+        for (int e = 0; e < 32; ++e) *out++ = static_cast<float>(nibble(grp, e) - 8) * d;
+        break;
+      }
+      case PackedFormat::q8_0: {
+        const float d = f16_to_f32(load_u16(grp + 512 + 2 * r));
+        for (int e = 0; e < 32; ++e)
+          *out++ = static_cast<float>(static_cast<int>(grp[64 * (e / 4) + 4 * r + e % 4]) - 128) * d;
+        break;
+      }
+      case PackedFormat::q4_k: {
+        const float d = f16_to_f32(load_u16(grp + 2 * r)), dmin = f16_to_f32(load_u16(grp + 32 + 2 * r));
+        for (int j = 0; j < 8; ++j) {
+          const float step = d * static_cast<float>(grp[64 + 16 * j + r]);
+          const float offset = dmin * static_cast<float>(grp[192 + 16 * j + r]);
+          for (int e = 0; e < 32; ++e) *out++ = step * static_cast<float>(nibble(grp + 320 + 256 * j, e)) - offset;
+        }
+        break;
+      }
+      case PackedFormat::q6_k: {
+        const float d = f16_to_f32(load_u16(grp + 2 * r));
+        for (int j = 0; j < 8; ++j) {
+          const uint8_t* blk = grp + 288 + 384 * j;
+          for (int e = 0; e < 32; ++e) {
+            const int s = 2 * j + e / 16;
+            const float scale = static_cast<float>(static_cast<int8_t>(grp[32 + 16 * s + r]));
+            const int high = (blk[256 + 64 * (e / 16) + 4 * r + e % 4] >> (2 * ((e % 16) / 4))) & 3;
+            *out++ = d * scale * static_cast<float>((nibble(blk, e) | (high << 4)) - 32);
+          }
+        }
+        break;
+      }
+    }
+  }
+}
+
+size_t PackedWeights::bytes() const {
+  size_t n = 0;
+  for (const auto& [key, p] : by_data_) n += static_cast<size_t>(p.tiles) * p.tile_bytes;
+  return n;
+}
+
+}  // namespace orchard

@@ -1,0 +1,57 @@
+// Load-time repacking for the fast kernels: every matrix with a packed format is copied once into
+// anonymous memory in the layout the kernels stream, and the file pages it came from are
+// released, so the process holds one copy of the weights rather than two.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "kernels/thread_pool.h"
+#include "model/model_impl.h"
+
+namespace orchard {
+namespace {
+
+// Drops the mapped pages wholly inside [data, data + bytes) from this process; a later read
+// (an embedding lookup, the reference kernels) faults them back in from the file.
+void release_mapped_range(const uint8_t* data, uint64_t bytes) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+}  // namespace
+
+void pack_weights(Model::Impl& impl) {
+  std::vector<const TensorRef*> matrices;
+  ModelWeights& w = impl.weights;
+  for (const LayerWeights& l : w.layers)
+    for (const TensorRef* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      matrices.push_back(t);
+  matrices.push_back(&w.output);
+
+  ThreadPool pool(0);
+  for (const TensorRef* t : matrices) {
+    if (impl.packed.find(*t)) continue;  // tied or shared
+    auto format = packed_format_for(t->type);
+    if (!format) continue;
+    PackedMatrix p = allocate_packed(*t, *format);
+    // In slices of rows, releasing each slice's file pages once packed, so that a large matrix
+    // (the 150k-row embedding) never sits in memory twice. Only file mappings can be released:
+    // GGUF tensors live in the mapped file.
+    constexpr int64_t kSliceTiles = 512;
+    for (int64_t first = 0; first < p.tiles; first += kSliceTiles) {
+      const int64_t last = std::min(p.tiles, first + kSliceTiles);
+      pool.parallel_for(last - first, [&](int64_t b, int64_t e) { pack_tiles(*t, p, first + b, first + e); });
+      if (impl.gguf) {
+        const int64_t row_end = std::min(p.out, last * kTileRows);
+        const uint8_t* begin = t->row(first * kTileRows);
+        release_mapped_range(begin, static_cast<uint64_t>(t->row(row_end) - begin));
+      }
+    }
+    impl.packed.add(*t, std::move(p));
+  }
+}
+
+}  // namespace orchard

@@ -1,0 +1,97 @@
+#include "runtime/token_stream.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace orchard {
+namespace {
+
+// log-softmax of the chosen token and the `top` most likely ones, from the model's own logits.
+void fill_logprobs(std::span<const float> logits, int top, TokenStep& step) {
+  float max_logit = -INFINITY;
+  for (float l : logits) max_logit = std::max(max_logit, l);
+  double total = 0;
+  for (float l : logits) total += std::exp(static_cast<double>(l - max_logit));
+  const float log_norm = max_logit + static_cast<float>(std::log(total));
+  step.chosen = {step.token, logits[step.token] - log_norm};
+  if (top <= 0) return;
+  std::vector<int32_t> ids(logits.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+  const size_t k = std::min<size_t>(static_cast<size_t>(top), ids.size());
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  for (size_t i = 0; i < k; ++i) step.top.push_back({ids[i], logits[ids[i]] - log_norm});
+}
+
+}  // namespace
+
+TokenStream::TokenStream(const Tokenizer& tokenizer, std::span<const int32_t> prompt, StreamOptions options)
+    : tokenizer_(tokenizer),
+      options_(std::move(options)),
+      sampler_(options_.sampling),
+      decoder_(tokenizer),
+      stops_(options_.stop),
+      eos_(tokenizer.eos_ids()) {
+  // The decoder sees the prompt so that the generated text is decoded in context (a
+  // SentencePiece decoder, for one, strips a leading space only at the very start of a text).
+  for (int32_t t : prompt) {
+    sampler_.remember(t);
+    decoder_.push(t);
+  }
+}
+
+std::string TokenStream::release(std::string text) { return stops_.push(text); }
+
+TokenStep TokenStream::finish(StopReason reason) {
+  TokenStep step;
+  if (done_) return step;
+  done_ = true;
+  step.stop = reason;
+  step.text = stops_.push(decoder_.finish());
+  step.text += stops_.flush();
+  return step;
+}
+
+TokenStep TokenStream::next(std::span<float> logits) {
+  if (done_) return TokenStep{.stop = StopReason::cancelled};
+  if (options_.max_tokens >= 0 && generated_ >= options_.max_tokens) return finish(StopReason::max_tokens);
+  std::vector<float> original;
+  if (options_.top_logprobs >= 0) original.assign(logits.begin(), logits.end());
+  const bool constrained = options_.constraint != nullptr;
+  if (constrained) {
+    const int64_t left = options_.max_tokens >= 0 ? options_.max_tokens - generated_ : -1;
+    options_.constraint->apply(logits, left);
+  }
+  TokenStep step;
+  step.token = sampler_.sample(logits);
+  if (!original.empty()) fill_logprobs(original, options_.top_logprobs, step);
+  const bool is_eos = std::find(eos_.begin(), eos_.end(), step.token) != eos_.end();
+  if (is_eos) {
+    TokenStep end = finish(StopReason::end_of_sequence);
+    end.token = step.token;
+    return end;
+  }
+  ++generated_;
+  if (constrained) options_.constraint->accept(step.token);
+  step.text = stops_.push(decoder_.push(step.token));
+  if (stops_.stopped()) {
+    done_ = true;
+    step.stop = StopReason::stop_string;
+    return step;
+  }
+  // Nothing but end of sequence could follow: stop without spending a decode step on it.
+  if (constrained && options_.constraint->finished()) {
+    TokenStep end = finish(StopReason::constraint_complete);
+    step.text += end.text;
+    step.stop = end.stop;
+    return step;
+  }
+  if (options_.max_tokens >= 0 && generated_ >= options_.max_tokens) {
+    TokenStep end = finish(StopReason::max_tokens);
+    step.text += end.text;
+    step.stop = end.stop;
+  }
+  return step;
+}
+
+}  // namespace orchard

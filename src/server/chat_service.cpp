@@ -1,0 +1,126 @@
+#include "server/chat_service.h"
+
+#include "orchard/error.h"
+#include "template/chat_template.h"
+
+namespace orchard::server {
+
+std::string finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::stop: return "stop";
+    case FinishReason::length: return "length";
+    case FinishReason::tool_calls: return "tool_calls";
+  }
+  return "stop";
+}
+
+FinishReason finish_reason_of(StopReason stop) {
+  return stop == StopReason::max_tokens || stop == StopReason::context_full ? FinishReason::length : FinishReason::stop;
+}
+
+ChatService::ChatService(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+                         std::string model_name, int64_t n_ctx)
+    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), model_name_(std::move(model_name)), n_ctx_(n_ctx) {
+  if (auto bos = tokenizer_->bos_id()) bos_text_ = tokenizer_->token_text(*bos);
+  if (!tokenizer_->eos_ids().empty()) eos_text_ = tokenizer_->token_text(tokenizer_->eos_ids().front());
+  vocabulary_ = TokenVocabulary::build(*tokenizer_);
+}
+
+std::shared_ptr<const CompiledSchema> ChatService::compiled(const json& schema, const std::string& prefix,
+                                                            const std::string& suffix) {
+  const std::string key = prefix + '\x1f' + schema.dump() + '\x1f' + suffix;
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  if (auto it = schema_cache_.find(key); it != schema_cache_.end()) return it->second;
+  SchemaOptions options;
+  options.prefix = prefix;
+  options.suffix = suffix;
+  std::shared_ptr<const CompiledSchema> result;
+  try {
+    result = JsonSchemaConstraint::compile(schema, vocabulary_, options);
+  } catch (const Error& e) {
+    throw RequestError(400, std::string("unsupported JSON schema: ") + e.what(), "response_format", "invalid_schema");
+  }
+  if (schema_cache_.size() >= 64) schema_cache_.clear();  // bounded: schemas are per application
+  schema_cache_[key] = result;
+  return result;
+}
+
+void ChatService::finish_options(PreparedJob& job, std::optional<int64_t> max_tokens) {
+  const int64_t prompt = static_cast<int64_t>(job.prompt.size());
+  if (prompt == 0) throw RequestError(400, "the prompt is empty", "messages");
+  if (prompt >= n_ctx_)
+    throw RequestError(400,
+                       "the prompt has " + std::to_string(prompt) + " tokens; this model's context holds " +
+                           std::to_string(n_ctx_) + " (prompt and completion together)",
+                       "messages", "context_length_exceeded");
+  const int64_t room = n_ctx_ - prompt;
+  job.options.max_tokens = max_tokens ? std::min(*max_tokens, room) : room;
+}
+
+PreparedJob ChatService::prepare(const ChatRequest& r) {
+  PreparedJob job;
+  const bool tools = !r.tools.is_null() && r.tool_choice != ToolChoiceMode::none;
+  json extra = r.template_kwargs.is_null() ? json::object() : r.template_kwargs;
+  if (tokenizer_->chat_template().empty())
+    throw RequestError(400, "this model has no chat template; use /v1/completions", "messages", "no_chat_template");
+  std::string text;
+  try {
+    text = render_chat(tokenizer_->chat_template(), r.messages, tools ? r.tools : json(nullptr), true, bos_text_,
+                       eos_text_, extra);
+  } catch (const Error& e) {
+    throw RequestError(400, std::string("the chat template could not render these messages: ") + e.what(), "messages");
+  }
+  job.prompt = tokenizer_->encode(text, false);
+  job.options.sampling = r.sampling;
+  job.options.stop = r.stop;
+  job.options.top_logprobs = r.logprobs ? r.top_logprobs : -1;
+  job.tools_enabled = tools;
+
+  if (tools && (r.tool_choice == ToolChoiceMode::required || r.tool_choice == ToolChoiceMode::function)) {
+    // A call to one of the allowed functions, with arguments that match its parameters.
+    json choices = json::array();
+    for (const json& t : r.tools) {
+      const std::string name = t["function"]["name"];
+      if (r.tool_choice == ToolChoiceMode::function && name != r.forced_function) continue;
+      json parameters = t["function"].contains("parameters") ? t["function"]["parameters"] : json{{"type", "object"}};
+      choices.push_back({{"type", "object"},
+                         {"properties", {{"name", {{"const", name}}}, {"arguments", parameters}}},
+                         {"required", {"name", "arguments"}},
+                         {"additionalProperties", false}});
+    }
+    const json call = choices.size() == 1 ? choices[0] : json{{"anyOf", choices}};
+    job.options.constraint = std::make_shared<JsonSchemaConstraint>(
+        compiled(call, std::string(kToolCallOpen) + "\n", "\n" + std::string(kToolCallClose)));
+  } else if (r.response_format == "json_object") {
+    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(json{{"type", "object"}}, "", ""));
+  } else if (r.response_format == "json_schema") {
+    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(r.response_schema, "", ""));
+  }
+  finish_options(job, r.max_tokens);
+  return job;
+}
+
+PreparedJob ChatService::prepare(const CompletionRequest& r) {
+  PreparedJob job;
+  job.prompt = tokenizer_->encode(r.prompt, tokenizer_->adds_bos());
+  job.options.sampling = r.sampling;
+  job.options.stop = r.stop;
+  job.options.top_logprobs = r.logprobs;
+  finish_options(job, r.max_tokens);
+  return job;
+}
+
+json ChatService::token_logprob_json(const TokenStep& step) const {
+  auto entry = [&](const TokenLogprob& t) {
+    const std::string bytes = tokenizer_->token_bytes(t.token);
+    json b = json::array();
+    for (unsigned char c : bytes) b.push_back(static_cast<int>(c));
+    return json{{"token", bytes}, {"logprob", t.logprob}, {"bytes", b}};
+  };
+  json out = entry(step.chosen);
+  out["top_logprobs"] = json::array();
+  for (const TokenLogprob& t : step.top) out["top_logprobs"].push_back(entry(t));
+  return out;
+}
+
+}  // namespace orchard::server

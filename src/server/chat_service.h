@@ -1,0 +1,58 @@
+// The model behind the OpenAI API: turns validated requests into generation jobs (chat
+// template, tools, constrained output) and finished generations into response JSON.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "orchard/model.h"
+#include "orchard/tokenizer.h"
+#include "runtime/constraint/json_schema_constraint.h"
+#include "runtime/token_stream.h"
+#include "runtime/tool_calls.h"
+#include "server/openai_protocol.h"
+
+namespace orchard::server {
+
+enum class FinishReason { stop, length, tool_calls };
+std::string finish_reason_name(FinishReason reason);
+FinishReason finish_reason_of(StopReason stop);
+
+struct PreparedJob {
+  std::vector<int32_t> prompt;
+  StreamOptions options;
+  bool tools_enabled = false;  // the reply may hold tool calls to parse
+};
+
+class ChatService {
+ public:
+  ChatService(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, std::string model_name,
+              int64_t n_ctx);
+
+  // Throw RequestError for requests the model cannot serve (prompt beyond the context, a
+  // schema Orchard cannot compile, ...).
+  PreparedJob prepare(const ChatRequest& request);
+  PreparedJob prepare(const CompletionRequest& request);
+
+  const std::string& model_name() const { return model_name_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+  // Logprobs of one token in the API's shape.
+  json token_logprob_json(const TokenStep& step) const;
+
+ private:
+  std::shared_ptr<const CompiledSchema> compiled(const json& schema, const std::string& prefix, const std::string& suffix);
+  void finish_options(PreparedJob& job, std::optional<int64_t> max_tokens);
+
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::string model_name_;
+  int64_t n_ctx_;
+  std::string bos_text_, eos_text_;
+  std::shared_ptr<const TokenVocabulary> vocabulary_;
+  std::mutex cache_mutex_;
+  std::map<std::string, std::shared_ptr<const CompiledSchema>> schema_cache_;
+};
+
+}  // namespace orchard::server

@@ -1,0 +1,291 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "base/error.h"
+#include "runtime/model_tokenizer.h"
+#include "server/chat_service.h"
+#include "server/metrics.h"
+#include "server/request_channel.h"
+#include "server/scheduler.h"
+
+namespace orchard::server {
+namespace {
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string new_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s-%llx%06llx", prefix, static_cast<unsigned long long>(unix_time()),
+                static_cast<unsigned long long>(counter.fetch_add(1)));
+  return buf;
+}
+
+// Generated text may end in the middle of nothing worse than a replaced character, but token
+// strings in logprobs can be partial UTF-8: never let dump() throw on them.
+std::string to_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(to_text(body), "application/json");
+}
+
+void send_error(httplib::Response& res, const RequestError& e) {
+  send_json(res, e.status, error_body(e.what(), e.status >= 500 ? "server_error" : "invalid_request_error", e.param, e.code));
+}
+
+json usage_json(const JobSummary& s) {
+  return json{{"prompt_tokens", s.prompt_tokens},
+              {"completion_tokens", s.completion_tokens},
+              {"total_tokens", s.prompt_tokens + s.completion_tokens},
+              {"prompt_tokens_details", {{"cached_tokens", s.cached_prompt_tokens}}}};
+}
+
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json call = {{"id", new_id("call")}, {"type", "function"},
+                 {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments_json}}}};
+    if (with_index) call["index"] = i;
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+class Api {
+ public:
+  Api(ChatService& service, Scheduler& scheduler, Metrics& metrics)
+      : service_(service), scheduler_(scheduler), metrics_(metrics) {}
+
+  void chat(const httplib::Request& req, httplib::Response& res) {
+    const ChatRequest request = parse_chat_request(parse_body(req.body));
+    PreparedJob prepared = service_.prepare(request);
+    auto channel = submit(prepared);
+    if (request.stream) stream_chat(res, request, prepared, channel);
+    else answer_chat(res, request, prepared, *channel);
+  }
+
+  void completion(const httplib::Request& req, httplib::Response& res) {
+    const CompletionRequest request = parse_completion_request(parse_body(req.body));
+    PreparedJob prepared = service_.prepare(request);
+    auto channel = submit(prepared);
+    const std::string id = new_id("cmpl"), echo = request.echo ? request.prompt : "";
+    auto choice = [&](const std::string& text, const json& finish) {
+      return json{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}};
+    };
+    auto envelope = [&](json choices) {
+      return json{{"id", id}, {"object", "text_completion"}, {"created", unix_time()}, {"model", service_.model_name()}, {"choices", std::move(choices)}};
+    };
+    if (!request.stream) {
+      std::string text = echo;
+      while (auto step = channel->next()) text += step->text;
+      const JobSummary summary = channel->summary();
+      if (!summary.error.empty()) throw RequestError(500, summary.error);
+      json body = envelope(json::array({choice(text, finish_reason_name(finish_reason_of(summary.stop)))}));
+      body["usage"] = usage_json(summary);
+      send_json(res, 200, body);
+      return;
+    }
+    const bool usage = request.include_usage;
+    res.set_chunked_content_provider("text/event-stream", [=, this](size_t, httplib::DataSink& sink) {
+      auto write = [&](const json& chunk) { return write_event(sink, to_text(chunk)); };
+      bool open = echo.empty() || write(envelope(json::array({choice(echo, nullptr)})));
+      while (auto step = channel->next()) {
+        if (open && !step->text.empty()) open = write(envelope(json::array({choice(step->text, nullptr)})));
+        if (!open) channel->cancel();
+      }
+      const JobSummary summary = channel->summary();
+      if (open) open = write(envelope(json::array({choice("", finish_reason_name(finish_reason_of(summary.stop)))})));
+      if (open && usage) {
+        json last = envelope(json::array());
+        last["usage"] = usage_json(summary);
+        open = write(last);
+      }
+      if (open) write_event(sink, "[DONE]");
+      sink.done();
+      return true;
+    });
+  }
+
+ private:
+  static bool write_event(httplib::DataSink& sink, const std::string& data) {
+    const std::string event = "data: " + data + "\n\n";
+    return sink.is_writable() && sink.write(event.data(), event.size());
+  }
+
+  std::shared_ptr<RequestChannel> submit(const PreparedJob& prepared) {
+    auto channel = std::make_shared<RequestChannel>();
+    auto job = std::make_shared<GenerationJob>();
+    job->prompt = prepared.prompt;
+    job->options = prepared.options;
+    job->on_step = [channel](const TokenStep& step) { return channel->push(step); };
+    job->on_done = [channel](const JobSummary& summary) { channel->close(summary); };
+    scheduler_.submit(job);
+    return channel;
+  }
+
+  json chat_envelope(const std::string& id, const char* object, json choice) const {
+    return json{{"id", id}, {"object", object}, {"created", unix_time()}, {"model", service_.model_name()},
+                {"system_fingerprint", "orchard"}, {"choices", json::array({std::move(choice)})}};
+  }
+
+  void answer_chat(httplib::Response& res, const ChatRequest& request, const PreparedJob& prepared, RequestChannel& channel) {
+    std::string text;
+    json logprobs = json::array();
+    while (auto step = channel.next()) {
+      text += step->text;
+      if (request.logprobs && step->token >= 0) logprobs.push_back(service_.token_logprob_json(*step));
+    }
+    const JobSummary summary = channel.summary();
+    if (!summary.error.empty()) throw RequestError(500, summary.error);
+    json message = {{"role", "assistant"}, {"content", text}};
+    FinishReason finish = finish_reason_of(summary.stop);
+    if (prepared.tools_enabled) {
+      ParsedReply reply = parse_tool_calls(text);
+      if (!reply.tool_calls.empty()) {
+        message["content"] = reply.content.empty() ? json(nullptr) : json(reply.content);
+        message["tool_calls"] = tool_calls_json(reply.tool_calls, false);
+        finish = FinishReason::tool_calls;
+      }
+    }
+    json choice = {{"index", 0}, {"message", message}, {"logprobs", nullptr}, {"finish_reason", finish_reason_name(finish)}};
+    if (request.logprobs) choice["logprobs"] = {{"content", logprobs}};
+    json body = chat_envelope(new_id("chatcmpl"), "chat.completion", choice);
+    body["usage"] = usage_json(summary);
+    send_json(res, 200, body);
+  }
+
+  void stream_chat(httplib::Response& res, const ChatRequest& request, const PreparedJob& prepared,
+                   std::shared_ptr<RequestChannel> channel) {
+    const std::string id = new_id("chatcmpl");
+    const bool tools = prepared.tools_enabled, logprobs = request.logprobs, usage = request.include_usage;
+    res.set_chunked_content_provider("text/event-stream", [=, this](size_t, httplib::DataSink& sink) {
+      auto chunk = [&](json delta, json finish, json lp = nullptr) {
+        json choice = {{"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(lp)}, {"finish_reason", std::move(finish)}};
+        return write_event(sink, to_text(chat_envelope(id, "chat.completion.chunk", std::move(choice))));
+      };
+      bool open = chunk({{"role", "assistant"}, {"content", ""}}, nullptr);
+      // With tools, text that may be the start of a tool call is held until that is decided.
+      std::string held, full;
+      bool holding = tools;
+      while (auto step = channel->next()) {
+        full += step->text;
+        json lp = logprobs && step->token >= 0 ? json{{"content", json::array({service_.token_logprob_json(*step)})}} : json(nullptr);
+        std::string out = step->text;
+        if (holding) {
+          held += step->text;
+          if (may_start_tool_call(held)) out.clear();
+          else out = std::move(held), holding = false;
+        }
+        if (open && (!out.empty() || !lp.is_null())) open = chunk({{"content", out}}, nullptr, lp);
+        if (!open) channel->cancel();
+      }
+      const JobSummary summary = channel->summary();
+      FinishReason finish = finish_reason_of(summary.stop);
+      if (holding && !held.empty()) {
+        ParsedReply reply = parse_tool_calls(full);
+        if (!reply.tool_calls.empty()) {
+          if (open && !reply.content.empty()) open = chunk({{"content", reply.content}}, nullptr);
+          if (open) open = chunk({{"tool_calls", tool_calls_json(reply.tool_calls, true)}}, nullptr);
+          finish = FinishReason::tool_calls;
+        } else if (open) {
+          open = chunk({{"content", held}}, nullptr);
+        }
+      }
+      if (open && !summary.error.empty())
+        open = write_event(sink, to_text(error_body(summary.error, "server_error")));
+      if (open) open = chunk(json::object(), finish_reason_name(finish));
+      if (open && usage) {
+        json last = chat_envelope(id, "chat.completion.chunk", nullptr);
+        last["choices"] = json::array();
+        last["usage"] = usage_json(summary);
+        open = write_event(sink, to_text(last));
+      }
+      if (open) write_event(sink, "[DONE]");
+      sink.done();
+      return true;
+    });
+  }
+
+  ChatService& service_;
+  Scheduler& scheduler_;
+  Metrics& metrics_;
+};
+
+std::string base_name(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.find_last_of('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+}  // namespace
+
+void serve(const std::string& model_path, const ServerOptions& options, const std::function<void(int)>& on_ready,
+           const std::function<bool()>& should_stop) {
+  auto model = Model::load(model_path, {.kernels = options.kernels});
+  auto tokenizer = load_model_tokenizer(*model, options.tokenizer_path);
+  Metrics metrics;
+  Scheduler scheduler(model, tokenizer, options.parallel, options.n_ctx, options.kernels, metrics);
+  ChatService service(model, tokenizer, base_name(model_path), scheduler.n_ctx());
+  Api api(service, scheduler, metrics);
+
+  httplib::Server http;
+  http.new_task_queue = [] { return new httplib::ThreadPool(64); };
+  http.set_payload_max_length(options.max_body_bytes);
+  http.set_read_timeout(30, 0);
+  auto guarded = [&](void (Api::*handler)(const httplib::Request&, httplib::Response&)) {
+    return [&, handler](const httplib::Request& req, httplib::Response& res) {
+      try {
+        (api.*handler)(req, res);
+      } catch (const RequestError& e) {
+        send_error(res, e);
+      } catch (const std::exception& e) {
+        send_json(res, 500, error_body(std::string("internal error: ") + e.what(), "server_error"));
+      }
+    };
+  };
+  http.Post("/v1/chat/completions", guarded(&Api::chat));
+  http.Post("/v1/completions", guarded(&Api::completion));
+  http.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, json{{"object", "list"},
+                             {"data", json::array({{{"id", service.model_name()}, {"object", "model"},
+                                                    {"created", unix_time()}, {"owned_by", "orchard"}}})}});
+  });
+  http.Get("/health", [&](const httplib::Request&, httplib::Response& res) { send_json(res, 200, json{{"status", "ok"}}); });
+  http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.render(), "text/plain; version=0.0.4");
+  });
+  // Statuses httplib sets itself (unknown route, body too large, bad request line) get an
+  // OpenAI-style error body too.
+  http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    const std::string message = res.status == 404 ? "no route " + req.method + " " + req.path
+                                : res.status == 413 ? "the request body is too large"
+                                                    : "the request could not be processed";
+    send_json(res, res.status, error_body(message, "invalid_request_error"));
+  });
+  http.set_logger([&](const httplib::Request& req, const httplib::Response& res) { metrics.count_request(req.path, res.status); });
+
+  int port = options.port;
+  if (port == 0) port = http.bind_to_any_port(options.host);
+  else if (!http.bind_to_port(options.host, port)) fail("cannot listen on ", options.host, ":", port);
+  if (port < 0) fail("cannot listen on ", options.host);
+  std::thread watcher([&] {
+    while (!should_stop()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    http.stop();
+  });
+  if (on_ready) on_ready(port);
+  http.listen_after_bind();
+  watcher.join();
+}
+
+}  // namespace orchard::server

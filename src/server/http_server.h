@@ -1,0 +1,27 @@
+// `orchard serve`: the OpenAI-compatible HTTP API over one model, with continuous batching.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "orchard/model.h"
+
+namespace orchard::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int parallel = 4;            // requests decoded together
+  int64_t n_ctx = 0;           // per request; 0: the model's (capped at 4096)
+  size_t max_body_bytes = 4u << 20;
+  KernelChoice kernels = KernelChoice::fast;
+  std::string tokenizer_path;  // override
+};
+
+// Loads the model and serves until `should_stop` returns true (polled) or the process ends.
+// `on_ready` is called with the bound port once the server listens.
+void serve(const std::string& model_path, const ServerOptions& options,
+           const std::function<void(int port)>& on_ready, const std::function<bool()>& should_stop);
+
+}  // namespace orchard::server

@@ -1,0 +1,70 @@
+#include "server/metrics.h"
+
+#include <cstdio>
+
+namespace orchard::server {
+namespace {
+
+std::string number(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
+
+void Histogram::observe(double value) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  size_t bucket = 0;
+  while (bucket < bounds_.size() && value > bounds_[bucket]) ++bucket;
+  counts_[bucket]++;
+  sum_ += value;
+  total_++;
+}
+
+void Histogram::render(const std::string& name, const std::string& help, std::string& out) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  out += "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    out += name + "_bucket{le=\"" + number(bounds_[i]) + "\"} " + std::to_string(cumulative) + "\n";
+  }
+  out += name + "_bucket{le=\"+Inf\"} " + std::to_string(total_) + "\n";
+  out += name + "_sum " + number(sum_) + "\n" + name + "_count " + std::to_string(total_) + "\n";
+}
+
+Metrics::Metrics()
+    : ttft_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}),
+      token_latency_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}) {}
+
+void Metrics::count_request(const std::string& endpoint, int status) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  requests_[{endpoint, status}]++;
+}
+
+std::string Metrics::render() const {
+  std::string out;
+  out += "# HELP orchard_requests_total HTTP requests by endpoint and status.\n# TYPE orchard_requests_total counter\n";
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [key, count] : requests_)
+      out += "orchard_requests_total{endpoint=\"" + key.first + "\",status=\"" + std::to_string(key.second) +
+             "\"} " + std::to_string(count) + "\n";
+  }
+  out += "# HELP orchard_prompt_tokens_total Prompt tokens processed.\n# TYPE orchard_prompt_tokens_total counter\n";
+  out += "orchard_prompt_tokens_total " + std::to_string(prompt_tokens_.load()) + "\n";
+  out += "# HELP orchard_generated_tokens_total Tokens generated.\n# TYPE orchard_generated_tokens_total counter\n";
+  out += "orchard_generated_tokens_total " + std::to_string(generated_tokens_.load()) + "\n";
+  out += "# HELP orchard_queue_depth Requests waiting for a slot.\n# TYPE orchard_queue_depth gauge\n";
+  out += "orchard_queue_depth " + std::to_string(queue_depth_.load()) + "\n";
+  out += "# HELP orchard_requests_active Requests being decoded.\n# TYPE orchard_requests_active gauge\n";
+  out += "orchard_requests_active " + std::to_string(active_.load()) + "\n";
+  ttft_.render("orchard_time_to_first_token_seconds", "Time from request to its first generated token.", out);
+  token_latency_.render("orchard_token_latency_seconds", "Time between consecutive generated tokens.", out);
+  return out;
+}
+
+}  // namespace orchard::server

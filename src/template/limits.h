@@ -1,0 +1,18 @@
+// Bounds that keep a hostile template from exhausting time, memory or the native stack. Python
+// jinja2 has its own (sandbox MAX_RANGE, the interpreter's recursion limit); these stand in for
+// them and are generous for any real chat template.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace orchard::jinja {
+
+struct RenderLimits {
+  int64_t max_steps = 5'000'000;          // expression evaluations plus loop iterations
+  int max_call_depth = 64;                // nested macro calls
+  size_t max_string_bytes = 64u << 20;    // any one string, the output included
+  size_t max_list_items = 1u << 20;       // any one list built by the template
+  int64_t max_range = 100'000;            // jinja2 sandbox's MAX_RANGE
+};
+
+}  // namespace orchard::jinja

@@ -1,0 +1,248 @@
+// Every fast kernel against its scalar reference, on every ISA path this CPU runs, on awkward
+// shapes: row counts that are not a multiple of the 16-row tile, a single row, a single token,
+// token counts past the micro-kernel and token-block widths, contexts longer than a key tile.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/half.h"
+#include "kernels/isa_kernels.h"
+#include "kernels/kernels.h"
+#include "kernels/packing.h"
+#include "kernels/thread_pool.h"
+#include "tensor/dequantize.h"
+
+namespace orchard {
+namespace {
+
+std::string isa_label(const ::testing::TestParamInfo<Isa>& info) { return std::string(isa_name(info.param)); }
+
+// Byte offsets of the f16 scale fields in one block of `type`: random bytes elsewhere are valid
+// quants, but scales must be finite and moderate.
+std::vector<int> f16_fields(DType type) {
+  switch (type) {
+    case DType::Q4_0: case DType::Q8_0: case DType::Q5_0: return {0};
+    case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
+    case DType::Q2_K: return {80, 82};
+    case DType::Q3_K: return {108};
+    case DType::Q6_K: return {208};
+    default: return {};
+  }
+}
+
+struct RandomMatrix {
+  std::vector<uint8_t> bytes;
+  TensorRef ref;
+};
+
+RandomMatrix random_matrix(DType type, int64_t in, int64_t out, std::mt19937& rng) {
+  RandomMatrix m;
+  const DTypeTraits t = traits(type);
+  m.bytes.resize(row_bytes(type, in) * static_cast<size_t>(out));
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.002f, 0.02f), value(-1.0f, 1.0f);
+  for (uint8_t& b : m.bytes) b = static_cast<uint8_t>(byte(rng));
+  auto put_f16 = [&](size_t at, float v) {
+    const uint16_t h = f32_to_f16(v);
+    m.bytes[at] = static_cast<uint8_t>(h);
+    m.bytes[at + 1] = static_cast<uint8_t>(h >> 8);
+  };
+  if (type == DType::F16) {
+    for (size_t i = 0; i < m.bytes.size(); i += 2) put_f16(i, value(rng));
+  } else if (type == DType::F32) {
+    for (size_t i = 0; i < m.bytes.size(); i += 4) {
+      const float v = value(rng);
+      std::memcpy(&m.bytes[i], &v, 4);
+    }
+  } else {
+    for (size_t block = 0; block < m.bytes.size(); block += t.block_bytes)
+      for (int field : f16_fields(type)) put_f16(block + static_cast<size_t>(field), scale(rng));
+  }
+  m.ref = TensorRef{"w", type, {in, out}, m.bytes.data(), m.bytes.size()};
+  return m;
+}
+
+std::vector<float> random_floats(size_t n, std::mt19937& rng, float range = 1.0f) {
+  std::uniform_real_distribution<float> d(-range, range);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// Round-to-nearest-even int8 quantization per block of 32, as the kernels define it (see
+// QuantizedActivations): plain, or with the residual second int8 at 1/256 of the step.
+std::vector<float> quantize_dequantize(const std::vector<float>& x, bool residual) {
+  std::vector<float> out(x.size());
+  for (size_t b = 0; b < x.size(); b += kBlock) {
+    float amax = 0;
+    for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(x[b + i]));
+    const float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < kBlock; ++i) {
+      const float scaled = x[b + i] * inv, q = std::nearbyint(scaled);
+      const float lo = std::nearbyint(std::min((scaled - q) * 256.0f, 127.0f));
+      out[b + i] = residual ? d / 256.0f * (256.0f * q + lo) : d * q;
+    }
+  }
+  return out;
+}
+
+class FastKernels : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(FastKernels, ActivationQuantizationMatchesScalar) {
+  std::mt19937 rng(1);
+  const IsaKernels& k = isa_kernels(GetParam());
+  const int64_t n = 3, in = 96;
+  std::vector<float> x = random_floats(n * in, rng, 3.0f);
+  std::fill_n(x.begin() + 32, 32, 0.0f);  // an all-zero block
+  for (bool residual : {false, true}) {
+    std::vector<int8_t> qs(n * in), lo(n * in);
+    std::vector<float> d(n * in / 32);
+    std::vector<int32_t> sums(n * in / 32 * 2);
+    QuantizedActivations q{n, in, in / 32, qs.data(), residual ? lo.data() : nullptr, d.data(), sums.data()};
+    k.quantize(x.data(), 0, n, q);
+    const std::vector<float> expect = quantize_dequantize(x, residual);
+    auto value = [&](int64_t i) { return residual ? 256 * qs[i] + lo[i] : qs[i]; };
+    for (int64_t i = 0; i < n * in; ++i) {
+      EXPECT_EQ(d[i / 32] * static_cast<float>(value(i)), expect[i]) << i;
+      EXPECT_NEAR(expect[i], x[i], residual ? 3.0f / 127 / 256 : 3.0f / 127 / 2 + 1e-6f);
+    }
+    for (int64_t b = 0; b < n * in / 32; ++b)
+      for (int h = 0; h < 2; ++h) {
+        int32_t s = 0;
+        for (int i = 0; i < 16; ++i) s += value(b * 32 + h * 16 + i);
+        EXPECT_EQ(sums[b * 2 + h], s);
+      }
+  }
+}
+
+struct MatmulCase {
+  DType type;
+  int64_t in, out, n;
+};
+
+TEST_P(FastKernels, MatmulMatchesReference) {
+  const Kernels& fast = fast_kernels(GetParam());
+  ThreadPool pool(2);
+  std::mt19937 rng(2);
+  const std::vector<MatmulCase> cases = {
+      {DType::Q4_0, 64, 1, 1},   {DType::Q4_0, 96, 17, 3},  {DType::Q4_0, 32, 40, 75},
+      {DType::Q8_0, 64, 33, 1},  {DType::Q8_0, 160, 16, 9}, {DType::Q8_0, 32, 5, 70},
+      {DType::Q4_K, 256, 1, 2},  {DType::Q4_K, 512, 23, 1}, {DType::Q4_K, 256, 48, 67},
+      {DType::Q6_K, 256, 7, 1},  {DType::Q6_K, 512, 31, 5}, {DType::Q6_K, 256, 16, 66},
+      {DType::F16, 40, 9, 3},    {DType::F32, 33, 5, 2},    {DType::Q5_K, 256, 3, 4},
+      {DType::Q4_1, 64, 5, 2},   {DType::Q2_K, 256, 2, 1},  {DType::Q3_K, 256, 3, 2},
+  };
+  for (const MatmulCase& c : cases) {
+    SCOPED_TRACE(std::string(dtype_name(c.type)) + " in " + std::to_string(c.in) + " out " +
+                 std::to_string(c.out) + " n " + std::to_string(c.n));
+    RandomMatrix w = random_matrix(c.type, c.in, c.out, rng);
+    const std::vector<float> x = random_floats(c.n * c.in, rng);
+    std::optional<PackedMatrix> packed;
+    if (auto format = packed_format_for(c.type)) {
+      packed = allocate_packed(w.ref, *format);
+      pack_tiles(w.ref, *packed, 0, packed->tiles);
+    }
+    // Packed paths quantize activations: the reference gets the same quantized activations, so
+    // the two differ only by float summation order.
+    const std::vector<float> x_ref = packed ? quantize_dequantize(x, /*residual=*/true) : x;
+    std::vector<float> expect(c.n * c.out), got(c.n * c.out, NAN), magnitude(c.n * c.out);
+    reference_kernels().matmul({w.ref, nullptr}, x_ref.data(), c.n, expect.data(), pool);
+    fast.matmul({w.ref, packed ? &*packed : nullptr}, x.data(), c.n, got.data(), pool);
+    std::vector<float> row(c.in);
+    for (int64_t o = 0; o < c.out; ++o) {
+      dequantize_row(c.type, w.ref.row(o), row.data(), c.in);
+      for (int64_t t = 0; t < c.n; ++t)
+        for (int64_t i = 0; i < c.in; ++i) magnitude[t * c.out + o] += std::fabs(row[i] * x_ref[t * c.in + i]);
+    }
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], expect[i], 2e-5f * magnitude[i] + 1e-6f) << "output " << i;
+  }
+}
+
+TEST_P(FastKernels, AttentionMatchesReference) {
+  const Kernels& fast = fast_kernels(GetParam());
+  ThreadPool pool(2);
+  std::mt19937 rng(3);
+  struct Case { int64_t head_dim, n_tokens, start; };
+  for (const Case& c : {Case{64, 1, 0}, Case{96, 5, 3}, Case{8, 70, 0}, Case{64, 1, 150}, Case{16, 40, 90}}) {
+    SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " n " + std::to_string(c.n_tokens) +
+                 " start " + std::to_string(c.start));
+    const int64_t n_heads = 6, n_kv = 2, kv_dim = n_kv * c.head_dim, n_ctx = c.start + c.n_tokens;
+    const std::vector<float> q = random_floats(c.n_tokens * n_heads * c.head_dim, rng, 2.0f);
+    std::vector<float> k = random_floats(n_ctx * kv_dim, rng, 2.0f), v = random_floats(n_ctx * kv_dim, rng);
+    std::vector<uint16_t> k16(k.size()), v16(v.size());
+    for (size_t i = 0; i < k.size(); ++i) {
+      k16[i] = f32_to_f16(k[i]);
+      v16[i] = f32_to_f16(v[i]);
+      k[i] = f16_to_f32(k16[i]);  // the reference sees the same rounded cache
+      v[i] = f16_to_f32(v16[i]);
+    }
+    std::vector<float> expect(q.size()), got(q.size(), NAN);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    AttentionBatch a{q.data(), k.data(), v.data(), KvType::f32, c.n_tokens, c.start, n_heads, n_kv,
+                     c.head_dim, scale, expect.data()};
+    reference_kernels().attention(a, pool);
+    a.keys = k16.data();
+    a.values = v16.data();
+    a.kv_type = KvType::f16;
+    a.out = got.data();
+    fast.attention(a, pool);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f) << i;
+  }
+}
+
+TEST_P(FastKernels, ElementwiseMatchReference) {
+  const Kernels& fast = fast_kernels(GetParam());
+  ThreadPool pool(2);
+  std::mt19937 rng(4);
+  for (int64_t n : {1, 7, 16, 37, 9000}) {
+    const std::vector<float> x = random_floats(n, rng, 4.0f), weight = random_floats(n, rng);
+    std::vector<float> expect(n), got(n);
+    reference_kernels().rmsnorm(x.data(), weight.data(), n, 1e-6f, expect.data());
+    fast.rmsnorm(x.data(), weight.data(), n, 1e-6f, got.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f * (1 + std::fabs(expect[i])));
+
+    std::vector<float> gate = random_floats(n, rng, 20.0f), gate2 = gate;
+    const std::vector<float> up = random_floats(n, rng);
+    reference_kernels().swiglu(gate.data(), up.data(), n, pool);
+    fast.swiglu(gate2.data(), up.data(), n, pool);
+    for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(gate2[i], gate[i], 1e-5f * (1 + std::fabs(gate[i])));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, FastKernels, ::testing::ValuesIn(supported_isas()), isa_label);
+
+TEST(Packing, RowsDecodeBitIdenticalToDequantize) {
+  std::mt19937 rng(5);
+  for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t in = 512, out = 21;
+    RandomMatrix w = random_matrix(type, in, out, rng);
+    PackedMatrix p = allocate_packed(w.ref, *packed_format_for(type));
+    pack_tiles(w.ref, p, 0, p.tiles);
+    std::vector<float> expect(in), got(in);
+    for (int64_t r = 0; r < out; ++r) {
+      dequantize_row(type, w.ref.row(r), expect.data(), in);
+      packed_row_to_f32(p, r, got.data());
+      ASSERT_EQ(0, std::memcmp(expect.data(), got.data(), sizeof(float) * in)) << dtype_name(type) << " row " << r;
+    }
+  }
+}
+
+TEST(ThreadPool, EveryIndexOnceAcrossManyRuns) {
+  ThreadPool pool(3);
+  for (int run = 0; run < 200; ++run) {
+    const int64_t n = run % 17;
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    pool.parallel_for(n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+    });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+  }
+}
+
+}  // namespace
+}  // namespace orchard

@@ -1,0 +1,67 @@
+#include "runtime/session.h"
+
+#include <gtest/gtest.h>
+
+#include "runtime/model_tokenizer.h"
+#include "test_paths.h"
+
+namespace orchard {
+namespace {
+
+StreamOptions greedy(int64_t max_tokens) {
+  StreamOptions o;
+  o.sampling.temperature = 0.0f;
+  o.max_tokens = max_tokens;
+  return o;
+}
+
+TEST(Session, FollowUpTurnPrefillsOnlyItsNewTokensAndMatchesAFreshContext) {
+  auto model = Model::load(test::source_path("models/stories260K/stories260K.gguf"));
+  auto tokenizer = load_model_tokenizer(*model);
+  Session session(model, tokenizer, {.n_ctx = 256, .kernels = KernelChoice::reference});
+  const std::vector<int32_t> first = tokenizer->encode("Once upon a time", true);
+  std::string first_text;
+  const GenerateResult r1 = session.reply(first, greedy(20), [&](std::string_view t) { first_text += t; return true; });
+  ASSERT_EQ(r1.tokens.size(), 20u);
+  EXPECT_EQ(session.last_reused_tokens(), 0);
+
+  std::vector<int32_t> second = first;
+  second.insert(second.end(), r1.tokens.begin(), r1.tokens.end());
+  const std::vector<int32_t> follow_up = tokenizer->encode(" The dog said", false);
+  second.insert(second.end(), follow_up.begin(), follow_up.end());
+  std::string second_text;
+  session.reply(second, greedy(15), [&](std::string_view t) { second_text += t; return true; });
+  // Everything evaluated in turn one (all but its last sampled token) came from the cache.
+  EXPECT_EQ(session.last_reused_tokens(), static_cast<int64_t>(first.size() + r1.tokens.size() - 1));
+
+  Context fresh(model, {.n_ctx = 256, .kernels = KernelChoice::reference});
+  std::string fresh_text;
+  generate(fresh, *tokenizer, second, greedy(15), [&](std::string_view t) { fresh_text += t; return true; });
+  EXPECT_EQ(second_text, fresh_text);
+  EXPECT_FALSE(second_text.empty());
+}
+
+TEST(Session, CancelStopsGenerationAndStopStringsCutTheText) {
+  auto model = Model::load(test::source_path("models/stories260K/stories260K.gguf"));
+  auto tokenizer = load_model_tokenizer(*model);
+  Session session(model, tokenizer, {.n_ctx = 256});
+  const std::vector<int32_t> prompt = tokenizer->encode("Once upon a time", true);
+  std::atomic<bool> cancel{false};
+  int pieces = 0;
+  const GenerateResult r = session.reply(prompt, greedy(100), [&](std::string_view) {
+    if (++pieces == 3) cancel = true;
+    return true;
+  }, &cancel);
+  EXPECT_EQ(r.stop, StopReason::cancelled);
+  EXPECT_LE(r.tokens.size(), 4u);
+
+  StreamOptions stop = greedy(100);
+  stop.stop = {"Lily"};  // greedy text: ", there was a little girl named Lily. ..."
+  std::string text;
+  const GenerateResult s = session.reply(prompt, stop, [&](std::string_view t) { text += t; return true; });
+  EXPECT_EQ(s.stop, StopReason::stop_string);
+  EXPECT_EQ(text, ", there was a little girl named ");
+}
+
+}  // namespace
+}  // namespace orchard

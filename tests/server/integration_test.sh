@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Starts `orchard serve` on the tiny chat model and drives it with curl and the official
+# `openai` npm client (installed from the npm registry into the build folder).
+#   integration_test.sh ORCHARD_BINARY SHARED_DIR NPM_DIR
+set -euo pipefail
+orchard=$1 shared=$2 npm_dir=$3
+here=$(cd "$(dirname "$0")" && pwd)
+model="$shared/models/tiny-chat/tiny-qwen2-chat-q8_0.gguf"
+
+mkdir -p "$npm_dir"
+cp "$here/package.json" "$here/openai_client.mjs" "$npm_dir/"
+[ -f "$here/package-lock.json" ] && cp "$here/package-lock.json" "$npm_dir/"
+if [ ! -d "$npm_dir/node_modules/openai" ]; then
+  (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+log=$(mktemp)
+"$orchard" serve --model "$model" --port 0 --parallel 4 --ctx-size 1024 2>"$log" &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 300); do
+  grep -q "serving" "$log" && break
+  kill -0 $server 2>/dev/null || { cat "$log"; echo "server exited"; exit 1; }
+  sleep 0.1
+done
+port=$(sed -n 's/.*http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$log" | head -1)
+[ -n "$port" ] || { cat "$log"; echo "no port"; exit 1; }
+base="http://127.0.0.1:$port"
+
+# curl: health, a plain request, a streamed one ending in [DONE], and an error object.
+curl -fsS "$base/health" | grep -q '"ok"'
+curl -fsS "$base/v1/chat/completions" -H 'content-type: application/json' \
+  -d '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4}' | grep -q '"chat.completion"'
+curl -fsS -N "$base/v1/chat/completions" -H 'content-type: application/json' \
+  -d '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"stream":true}' | tail -2 | grep -q '^data: \[DONE\]'
+code=$(curl -s -o /tmp/orchard-bad.json -w '%{http_code}' "$base/v1/chat/completions" -d '{"messages":')
+[ "$code" = 400 ] && grep -q '"error"' /tmp/orchard-bad.json
+code=$(curl -s -o /dev/null -w '%{http_code}' "$base/v1/nothing")
+[ "$code" = 404 ]
+curl -fsS "$base/v1/completions" -d '{"prompt":"Once","max_tokens":3}' | grep -q '"text_completion"'
+
+node "$npm_dir/openai_client.mjs" "$base"
+kill -0 $server  # still serving after everything above

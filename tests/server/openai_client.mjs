@@ -1,0 +1,210 @@
+// Drives a running `orchard serve` with the official `openai` npm client. Usage:
+//   node openai_client.mjs http://127.0.0.1:PORT
+// Exits non-zero with a message on the first failed check.
+import OpenAI from 'openai';
+import assert from 'node:assert/strict';
+
+const base = process.argv[2];
+const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
+
+async function check(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    console.error(`FAIL ${name}: ${e.stack || e}`);
+    process.exit(1);
+  }
+}
+
+// A validator for the schema used below, written apart from the server's compiler.
+function validatePerson(value) {
+  assert.equal(typeof value, 'object');
+  assert.ok(value !== null && !Array.isArray(value));
+  assert.deepEqual(Object.keys(value).sort(), ['age', 'name', 'tags']);
+  assert.ok(Number.isInteger(value.age) && value.age >= 0 && value.age <= 120, `age ${value.age}`);
+  assert.equal(typeof value.name, 'string');
+  assert.ok([...value.name].length >= 1 && [...value.name].length <= 12, `name ${value.name}`);
+  assert.ok(Array.isArray(value.tags) && value.tags.length <= 2);
+  for (const t of value.tags) assert.ok(['a', 'b', 'c'].includes(t), `tag ${t}`);
+}
+
+const personSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 12 },
+    age: { type: 'integer', minimum: 0, maximum: 120 },
+    tags: { type: 'array', items: { enum: ['a', 'b', 'c'] }, maxItems: 2 },
+  },
+  required: ['name', 'age', 'tags'],
+  additionalProperties: false,
+};
+
+const weatherTool = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'Current weather in a city',
+    parameters: {
+      type: 'object',
+      properties: { city: { type: 'string', maxLength: 16 }, days: { type: 'integer', minimum: 1, maximum: 7 } },
+      required: ['city', 'days'],
+      additionalProperties: false,
+    },
+  },
+};
+
+let model;
+await check('model list', async () => {
+  const list = await client.models.list();
+  assert.ok(list.data.length >= 1);
+  model = list.data[0].id;
+  assert.match(model, /tiny-qwen2-chat/);
+});
+
+await check('plain chat', async () => {
+  const r = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 12, seed: 7, temperature: 0.7,
+  });
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices.length, 1);
+  assert.equal(r.choices[0].message.role, 'assistant');
+  assert.equal(typeof r.choices[0].message.content, 'string');
+  assert.ok(['stop', 'length'].includes(r.choices[0].finish_reason));
+  assert.ok(r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0 && r.usage.completion_tokens <= 12);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+  // Same seed, same text.
+  const again = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 12, seed: 7, temperature: 0.7,
+  });
+  assert.equal(again.choices[0].message.content, r.choices[0].message.content);
+});
+
+await check('streamed chat', async () => {
+  const stream = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Tell me a story.' }], max_tokens: 16, stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = '', chunks = 0, finish = null, usage = null;
+  for await (const chunk of stream) {
+    chunks++;
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      text += c.delta?.content ?? '';
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.ok(chunks >= 3, `only ${chunks} chunks`);
+  assert.equal(finish, 'length');
+  assert.equal(usage.completion_tokens, 16);
+  assert.ok(text.length > 0);
+});
+
+await check('forced tool call and the answer after its result', async () => {
+  const messages = [{ role: 'user', content: 'What is the weather in Paris?' }];
+  const r = await client.chat.completions.create({
+    model, messages, tools: [weatherTool], tool_choice: { type: 'function', function: { name: 'get_weather' } },
+    max_tokens: 60, seed: 3,
+  });
+  const choice = r.choices[0];
+  assert.equal(choice.finish_reason, 'tool_calls');
+  assert.equal(choice.message.tool_calls.length, 1);
+  const call = choice.message.tool_calls[0];
+  assert.equal(call.type, 'function');
+  assert.equal(call.function.name, 'get_weather');
+  const args = JSON.parse(call.function.arguments);
+  assert.equal(typeof args.city, 'string');
+  assert.ok(Number.isInteger(args.days) && args.days >= 1 && args.days <= 7);
+  messages.push(choice.message);
+  messages.push({ role: 'tool', tool_call_id: call.id, content: JSON.stringify({ temperature_c: 18, sky: 'clear' }) });
+  const answer = await client.chat.completions.create({ model, messages, tools: [weatherTool], max_tokens: 12, seed: 4 });
+  assert.equal(answer.choices[0].message.role, 'assistant');
+  assert.ok(answer.usage.prompt_tokens > r.usage.prompt_tokens, 'the tool result went through the template');
+  // "required" with the tool list forces a call too, streamed.
+  const stream = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Weather?' }], tools: [weatherTool], tool_choice: 'required',
+    max_tokens: 60, stream: true, seed: 5,
+  });
+  let streamedCall = null, finish = null;
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      if (c.delta?.tool_calls) streamedCall = c.delta.tool_calls[0];
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(finish, 'tool_calls');
+  assert.equal(streamedCall.function.name, 'get_weather');
+  JSON.parse(streamedCall.function.arguments);
+});
+
+await check('json_schema output parses and validates', async () => {
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.create({
+      model, messages: [{ role: 'user', content: 'Describe a person as JSON.' }], seed, max_tokens: 80,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema: personSchema, strict: true } },
+    });
+    validatePerson(JSON.parse(r.choices[0].message.content));
+  }
+  const obj = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Any JSON object.' }], max_tokens: 40, seed: 9,
+    response_format: { type: 'json_object' },
+  });
+  const parsed = JSON.parse(obj.choices[0].message.content);
+  assert.equal(typeof parsed, 'object');
+});
+
+await check('several concurrent streams', async () => {
+  const run = async (i) => {
+    const stream = await client.chat.completions.create({
+      model, messages: [{ role: 'user', content: `Stream number ${i}` }], max_tokens: 20, stream: true, seed: i,
+    });
+    let text = '', finish = null;
+    for await (const chunk of stream)
+      for (const c of chunk.choices) {
+        text += c.delta?.content ?? '';
+        if (c.finish_reason) finish = c.finish_reason;
+      }
+    assert.equal(finish, 'length');
+    return text;
+  };
+  const texts = await Promise.all([0, 1, 2, 3, 4, 5].map(run));
+  assert.equal(texts.length, 6);
+  for (const t of texts) assert.ok(t.length > 0);
+});
+
+await check('malformed and invalid requests get 4xx error objects', async () => {
+  const post = (body) => fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  let res = await post('{"messages": [');
+  assert.equal(res.status, 400);
+  let body = await res.json();
+  assert.equal(typeof body.error.message, 'string');
+  assert.equal(body.error.type, 'invalid_request_error');
+  res = await post(JSON.stringify({ model, messages: [{ role: 'user', content: 'x' }], n: 2 }));
+  assert.equal(res.status, 400);
+  assert.equal((await res.json()).error.param, 'n');
+  res = await post(JSON.stringify({ model, messages: 'hello' }));
+  assert.equal(res.status, 400);
+  res = await post(JSON.stringify({ model, messages: [{ role: 'user', content: 'x'.repeat(20000) }] }));
+  assert.equal(res.status, 400);
+  assert.equal((await res.json()).error.code, 'context_length_exceeded');
+  // The official client raises a typed error for a 400.
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], temperature: 'hot' }),
+    (e) => e.status === 400);
+  const health = await fetch(`${base}/health`);
+  assert.equal(health.status, 200);
+  const still = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Still there?' }], max_tokens: 4 });
+  assert.equal(still.choices[0].message.role, 'assistant');
+});
+
+await check('metrics', async () => {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  assert.match(text, /orchard_requests_total\{endpoint="\/v1\/chat\/completions",status="200"\} \d+/);
+  assert.match(text, /orchard_requests_total\{endpoint="\/v1\/chat\/completions",status="400"\} \d+/);
+  assert.match(text, /orchard_generated_tokens_total \d+/);
+  assert.match(text, /orchard_time_to_first_token_seconds_bucket\{le="\+Inf"\} \d+/);
+  assert.match(text, /orchard_token_latency_seconds_count \d+/);
+  assert.match(text, /orchard_queue_depth \d+/);
+});
+console.log('all checks passed');
