@@ -23,15 +23,16 @@ struct Recorder {
 Recorder* g_recorder = nullptr;
 std::mutex g_recorder_mutex;
 
-void recording_matmul(const TensorRef& w, const float* x, int64_t n, float* y) {
+void recording_matmul(const MatmulWeight& mw, const float* x, int64_t n, float* y, ThreadPool& pool) {
   Recorder& r = *g_recorder;
+  const TensorRef& w = mw.ref;
   const int64_t in = w.row_length();
   std::vector<double>& sums = r.sums[w.data];
   sums.resize(static_cast<size_t>(in), 0.0);
   for (int64_t t = 0; t < n; ++t)
     for (int64_t i = 0; i < in; ++i) sums[i] += double(x[t * in + i]) * x[t * in + i];
   r.rows[w.data] += n;
-  r.inner->matmul(w, x, n, y);
+  r.inner->matmul(mw, x, n, y, pool);
 }
 
 }  // namespace
