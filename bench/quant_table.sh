@@ -5,7 +5,8 @@
 # Golden models: random weights, so KL is measured on 20 random sequences of 64 tokens (seed 1)
 # and calibration uses random ids of another seed (--calibration-tokens-file). stories260K (a
 # trained model): KL over its own greedy generations (shared expected_generation.json), both
-# without calibration and calibrated on the same text.
+# without calibration and calibrated on the same text. KL runs on the reference kernels (exact
+# float32), so the figures do not include the fast kernels' activation rounding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 orchard=${1:-build/bin/orchard}
@@ -20,7 +21,7 @@ print(' '.join(str(r.randrange(1024)) for _ in range(4096)))" > "$out/calibratio
 row() {  # file base kld-args...
   local file=$1 base=$2; shift 2
   local kl
-  kl=$("$orchard" kld --base "$base" --model "$file" "$@" | awk '/mean KL/ {print $3, $4, $5}')
+  kl=$("$orchard" kld --kernels reference --base "$base" --model "$file" "$@" | awk '/mean KL/ {print $3, $4, $5}')
   printf "| %s | %d | %s |\n" "$(basename "$file")" "$(stat -c %s "$file")" "$kl"
 }
 
