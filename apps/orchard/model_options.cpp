@@ -1,5 +1,6 @@
 #include "model_options.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -7,6 +8,7 @@
 #include <limits>
 
 #include "base/error.h"
+#include "base/mapped_file.h"
 
 namespace orchard::cli {
 
@@ -35,6 +37,19 @@ std::vector<int32_t> parse_token_list(const std::string& text, const std::string
   }
   return ids;
 }
+
+std::vector<int32_t> read_token_file(const std::string& path) {
+  std::string text = read_text_file(path);
+  for (char& c : text)
+    if (std::isspace(static_cast<unsigned char>(c))) c = ',';
+  std::string joined;
+  for (char c : text)
+    if (!(c == ',' && (joined.empty() || joined.back() == ','))) joined += c;
+  while (!joined.empty() && joined.back() == ',') joined.pop_back();
+  if (joined.empty()) fail(path, ": holds no token ids");
+  return parse_token_list(joined, path);
+}
+
 
 void write_file_atomically(const std::string& path, const void* bytes, size_t size) {
   const std::string temp = path + ".tmp";

@@ -14,6 +14,9 @@ KernelChoice kernel_choice(Args& args);
 // "1,2,3" -> ids; orchard::Error naming --tokens when malformed.
 std::vector<int32_t> parse_token_list(const std::string& text, const std::string& option);
 
+// Token ids separated by commas or whitespace; orchard::Error naming the file when malformed.
+std::vector<int32_t> read_token_file(const std::string& path);
+
 // Writes `bytes` to `path` through a temporary file and a rename, so that a failure never
 // leaves a half-written file in place of an old one.
 void write_file_atomically(const std::string& path, const void* bytes, size_t size);
