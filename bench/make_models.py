@@ -35,12 +35,20 @@ ALIGN = 32
 def f16_bits(x):
     return struct.unpack("<H", struct.pack("<e", x))[0]
 
+def random_bytes(n, rng):
+    # randbytes draws n*8 bits in one integer, which overflows for multi-GB tensors: go by chunks.
+    chunk = 16 << 20
+    buf = bytearray()
+    while len(buf) < n:
+        buf += rng.randbytes(min(chunk, n - len(buf)))
+    return buf
+
 def random_tensor_bytes(ttype, n_elements, rng):
     tid, be, bb, scales = TYPES[ttype]
     n_blocks = n_elements // be
     if ttype == "F32":
         return struct.pack(f"<{n_elements}f", *(rng.uniform(-1, 1) for _ in range(n_elements)))
-    buf = bytearray(rng.randbytes(n_blocks * bb))
+    buf = random_bytes(n_blocks * bb, rng)
     if ttype == "F16":
         # Keep magnitudes between ~2^-9 and ~2^-4 (exponent fields 6..11): finite, like trained weights.
         table = bytes(((b & 0x80) | (((6 + (b & 0x7f) % 6) << 2) | (b & 3))) for b in range(256))
