@@ -100,11 +100,14 @@ def main():
     ap.add_argument("--parallel", type=int, default=16)
     ap.add_argument("--ctx-size", type=int, default=1024)
     ap.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
+    ap.add_argument("--tokenizer", help="override, e.g. ../shared/tokenizers/qwen3 for the bench models (no chat template)")
     args = ap.parse_args()
 
-    server = subprocess.Popen([args.orchard, "serve", "--model", args.model, "--port", "0", "--parallel",
-                               str(args.parallel), "--ctx-size", str(args.ctx_size)],
-                              stderr=subprocess.PIPE, text=True)
+    command = [args.orchard, "serve", "--model", args.model, "--port", "0", "--parallel", str(args.parallel),
+               "--ctx-size", str(args.ctx_size)]
+    if args.tokenizer:
+        command += ["--tokenizer", args.tokenizer]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     port = None
     for line in server.stderr:
         m = re.search(r"http://[^:]+:(\d+)", line)

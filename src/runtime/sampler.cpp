@@ -82,15 +82,25 @@ int32_t Sampler::sample(std::span<const float> logits) {
       kept = static_cast<size_t>(params_.top_k);
       std::partial_sort(candidates_.begin(), candidates_.begin() + kept, candidates_.end(), by_logit);
     } else {
-      std::sort(candidates_.begin(), candidates_.end(), by_logit);
+      // Sorting a 150k vocabulary every token would cost more than the rest of sampling: first
+      // drop what cannot matter (weight below e^-30 of the best even after the temperature),
+      // and sort only when top-p needs the order.
+      float best = -INFINITY;
+      for (const Candidate& c : candidates_) best = std::max(best, c.logit);
+      const float floor = best - 30.0f * std::max(1.0f, params_.temperature);
+      kept = static_cast<size_t>(std::partition(candidates_.begin(), candidates_.end(),
+                                                [&](const Candidate& c) { return c.logit >= floor; }) -
+                                 candidates_.begin());
+      if (params_.top_p < 1.0f) std::sort(candidates_.begin(), candidates_.begin() + kept, by_logit);
+      else std::iter_swap(candidates_.begin(), std::min_element(candidates_.begin(), candidates_.begin() + kept, by_logit));
     }
-    // Probabilities at temperature 1 decide top-p and min-p.
+    // Probabilities at temperature 1 decide top-p and min-p; candidates_[0] is the best.
     std::vector<double> prob(kept);
     const double max_logit = candidates_[0].logit;
     double total = 0;
     for (size_t i = 0; i < kept; ++i) total += prob[i] = std::exp(candidates_[i].logit - max_logit);
     for (double& p : prob) p /= total;
-    if (params_.top_p < 1.0f) {
+    if (params_.top_p < 1.0f) {  // candidates are sorted here
       double cumulative = 0;
       for (size_t i = 0; i < kept; ++i) {
         cumulative += prob[i];
@@ -100,11 +110,15 @@ int32_t Sampler::sample(std::span<const float> logits) {
         }
       }
     }
-    if (params_.min_p > 0.0f) {
+    if (params_.min_p > 0.0f) {  // keeps every candidate at least min_p as likely as the best
       const double threshold = params_.min_p * prob[0];
-      size_t i = 1;
-      while (i < kept && prob[i] >= threshold) ++i;
-      kept = i;
+      size_t out = 0;
+      for (size_t i = 0; i < kept; ++i)
+        if (i == 0 || prob[i] >= threshold) {
+          candidates_[out] = candidates_[i];
+          prob[out++] = prob[i];
+        }
+      kept = out;
     }
     // Temperature reshapes what survived; then one draw.
     std::vector<double> weight(kept);
