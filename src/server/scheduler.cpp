@@ -14,6 +14,7 @@ struct Scheduler::Slot {
   int64_t sequence = 0;          // its KV cache in the transformer
   std::vector<int32_t> cached;  // tokens whose keys and values are in the cache
   int32_t next_token = -1;      // sampled, to be decoded in the next batch
+  std::vector<int32_t> prefill;  // prompt tokens still to run (a newly admitted request)
   std::shared_ptr<GenerationJob> job;
   std::unique_ptr<TokenStream> stream;
   std::vector<float> logits;  // of the last evaluated position
@@ -73,12 +74,9 @@ void Scheduler::admit(Slot& slot, std::shared_ptr<GenerationJob> job) {
     slot.cached.resize(common);
     slot.summary.cached_prompt_tokens = static_cast<int64_t>(common);
     slot.stream = std::make_unique<TokenStream>(*tokenizer_, prompt, slot.job->options);
-    const std::span<const int32_t> fresh = std::span<const int32_t>(prompt).subspan(common);
-    slot.logits.resize(static_cast<size_t>(vocab));
-    const SequenceTokens entry{slot.sequence, static_cast<int64_t>(common), fresh, false};
-    transformer_->forward(std::span<const SequenceTokens>(&entry, 1), slot.logits.data());
-    slot.cached.insert(slot.cached.end(), fresh.begin(), fresh.end());
-    metrics_.add_prompt_tokens(static_cast<int64_t>(fresh.size()));
+    // The new prompt tokens go into the next batched pass beside the other requests' decode.
+    slot.prefill.assign(prompt.begin() + static_cast<long>(common), prompt.end());
+    metrics_.add_prompt_tokens(static_cast<int64_t>(slot.prefill.size()));
   } catch (const std::exception& e) {
     finish(slot, StopReason::cancelled, e.what());
   }
@@ -121,18 +119,28 @@ bool Scheduler::sample(Slot& slot) {
   return true;
 }
 
-// One forward pass for every continuing slot: the weights are read once for the whole batch.
+// One forward pass for every slot: decoding slots add their sampled token, newly admitted ones
+// their prompt; the weights are read once for the whole batch.
 void Scheduler::decode(const std::vector<Slot*>& slots) {
   if (slots.empty()) return;
   const size_t vocab = static_cast<size_t>(model_->config().n_vocab);
   std::vector<SequenceTokens> batch;
-  for (Slot* s : slots)
-    batch.push_back({s->sequence, static_cast<int64_t>(s->cached.size()), std::span<const int32_t>(&s->next_token, 1), false});
+  for (Slot* s : slots) {
+    const std::span<const int32_t> tokens =
+        s->prefill.empty() ? std::span<const int32_t>(&s->next_token, 1) : std::span<const int32_t>(s->prefill);
+    batch.push_back({s->sequence, static_cast<int64_t>(s->cached.size()), tokens, false});
+  }
   std::vector<float> logits(slots.size() * vocab);
   transformer_->forward(batch, logits.data());
   for (size_t i = 0; i < slots.size(); ++i) {
-    slots[i]->cached.push_back(slots[i]->next_token);
-    slots[i]->logits.assign(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+    Slot& s = *slots[i];
+    if (s.prefill.empty()) {
+      s.cached.push_back(s.next_token);
+    } else {
+      s.cached.insert(s.cached.end(), s.prefill.begin(), s.prefill.end());
+      s.prefill.clear();
+    }
+    s.logits.assign(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
   }
 }
 
@@ -171,8 +179,10 @@ void Scheduler::run() {
       admit(*targets[i], std::move(admitted[i].first));
     }
     std::vector<Slot*> continuing;
-    for (auto& s : slots_)
-      if (s->job && sample(*s)) continuing.push_back(s.get());
+    for (auto& s : slots_) {
+      if (!s->job) continue;
+      if (!s->prefill.empty() || sample(*s)) continuing.push_back(s.get());
+    }
     try {
       decode(continuing);
     } catch (const std::exception& e) {
