@@ -1,6 +1,7 @@
 #include "flash/residency.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "base/error.h"
 #include "flash/buffer_pool.h"
@@ -64,6 +65,10 @@ ResidencyPlan plan(const ModelWeights& w, const uint8_t* base, uint64_t budget, 
   const TensorRef& out = w.output;
   const uint64_t out_row_bytes = std::max<uint64_t>(1, loaded_bytes(out, pack) / static_cast<uint64_t>(out.rows()));
   int64_t chunk_rows = static_cast<int64_t>(layer_cap / out_row_bytes) / kTileRows * kTileRows;
+  // ORCHARD_FLASH_CHUNK_ROWS caps the chunks (a multiple of 16): for tests on tiny models, whose
+  // output matrix is smaller than a layer, and for tuning the prefetch granularity.
+  if (const char* env = std::getenv("ORCHARD_FLASH_CHUNK_ROWS"); env && std::atoll(env) >= kTileRows)
+    chunk_rows = std::min<int64_t>(chunk_rows, std::atoll(env) / kTileRows * kTileRows);
   chunk_rows = std::clamp<int64_t>(chunk_rows, kTileRows, std::max<int64_t>(kTileRows, out.rows()));
   uint64_t staging_cap = 0;
   const auto staging_for = [&](const TensorRef& r) {

@@ -4,7 +4,10 @@
 
 #include <cstring>
 
+#include <cstdlib>
+
 #include "flash/buffer_pool.h"
+#include "flash/flash_weights.h"
 #include "flash/memory_budget.h"
 #include "flash/residency.h"
 #include "golden.h"
@@ -125,6 +128,31 @@ INSTANTIATE_TEST_SUITE_P(Golden, FlashStreaming,
                              if (ch == '-') ch = '_';
                            return name + (info.param.kernels == KernelChoice::fast ? "_fast" : "_reference");
                          });
+
+// The output matrix streamed in chunks of 48 rows (the tiny models' output is smaller than a
+// layer, so it is otherwise one chunk): each logit lands in its place, bitwise.
+TEST(FlashStreaming, OutputInChunks) {
+  for (const KernelChoice kernels : {KernelChoice::reference, KernelChoice::fast}) {
+    const std::string path = test::shared_path("golden/qwen2-q4_0.gguf");
+    auto mapped = Model::load(path, {.kernels = kernels});
+    const std::vector<float> expected = run(mapped, kernels);
+    ::setenv("ORCHARD_FLASH_CHUNK_ROWS", "48", 1);
+    const uint64_t minimum = minimum_memory_budget(mapped->impl().weights, mapped->impl().files.front()->data(),
+                                                   kernels == KernelChoice::fast);
+    std::shared_ptr<const Model> streamed;
+    try {
+      streamed = Model::load(path, {.kernels = kernels, .memory_budget = minimum});
+    } catch (...) {
+      ::unsetenv("ORCHARD_FLASH_CHUNK_ROWS");
+      throw;
+    }
+    ::unsetenv("ORCHARD_FLASH_CHUNK_ROWS");
+    EXPECT_GT(streamed->impl().flash->plan.units.size(), 2 + 1024 / 48u);  // 2 layers, 22 chunks
+    const std::vector<float> actual = run(streamed, kernels);
+    ASSERT_EQ(actual.size(), expected.size());
+    EXPECT_EQ(std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)), 0);
+  }
+}
 
 TEST(FlashStreaming, BudgetTooSmallNamesTheOption) {
   const std::string path = test::shared_path("golden/llama-q4_0.gguf");
