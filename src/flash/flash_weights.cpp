@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "kernels/packing.h"
 
@@ -27,12 +29,27 @@ void load_resident(FlashWeights& f, TensorRef& ref, const uint8_t* file_base, Bu
   const uint64_t offset = static_cast<uint64_t>(ref.data - file_base);
   BufferPool::Buffer buffer = f.resident_pool->allocate(loaded_bytes(ref, f.pack));
   if (f.pack && packed_format_for(ref.type)) {
-    BufferPool::Buffer staging = staging_pool.allocate(WeightStore::span_bytes(ref.nbytes));
-    TensorRef raw = ref;
-    raw.data = f.store->read(offset, ref.nbytes, staging.data(), staging.size(), nullptr);
-    PackedMatrix p = describe_packed(raw, *packed_format_for(ref.type));
+    PackedMatrix p = describe_packed(ref, *packed_format_for(ref.type));
     p.memory = std::shared_ptr<uint8_t>(buffer.data(), [](uint8_t*) {});  // the pool owns it
-    pack_tiles(raw, p, 0, p.tiles);
+    // In slices of whole tiles that fit the staging buffer (the stream reserve, not yet in use at
+    // load): a resident output matrix can be far larger than it. Tiles are independent, so the
+    // slice's tiles are exactly the whole matrix's tiles at the same place.
+    BufferPool::Buffer staging = staging_pool.allocate(staging_pool.capacity());
+    const uint64_t stride = ref.row_stride();
+    const int64_t slice_rows =
+        std::max<int64_t>(kTileRows, static_cast<int64_t>((staging.size() - 2 * WeightStore::kAlignment) / stride) /
+                                         kTileRows * kTileRows);
+    for (int64_t first = 0; first < ref.rows(); first += slice_rows) {
+      const int64_t rows = std::min(slice_rows, ref.rows() - first);
+      TensorRef raw = ref;
+      raw.shape = {ref.row_length(), rows};
+      raw.nbytes = static_cast<uint64_t>(rows) * stride;
+      raw.data = f.store->read(offset + static_cast<uint64_t>(first) * stride, raw.nbytes, staging.data(),
+                               staging.size(), nullptr);
+      PackedMatrix slice = describe_packed(raw, p.format);
+      slice.memory = std::shared_ptr<uint8_t>(buffer.data() + (first / kTileRows) * p.tile_bytes, [](uint8_t*) {});
+      pack_tiles(raw, slice, 0, slice.tiles);
+    }
     packed.add(ref, std::move(p));
   } else {
     ref.data = f.store->read(offset, ref.nbytes, buffer.data(), buffer.size(), nullptr);
