@@ -46,7 +46,7 @@ TensorRef row_range(const TensorRef& ref, int64_t first, int64_t rows) {
 
 bool is_packed(const TensorRef& ref, bool pack) { return pack && packed_format_for(ref.type).has_value(); }
 
-// Plans with `budget`; `check` false skips the final fit test (to compute the minimum).
+// Plans for `budget` without checking that the result fits (minimum_memory_budget plans for 0).
 ResidencyPlan plan(const ModelWeights& w, const uint8_t* base, uint64_t budget, bool pack) {
   ResidencyPlan p;
   p.budget = budget;

@@ -52,8 +52,7 @@ void WeightStreamer::load(int64_t unit, Slot& slot, uint64_t* read_bytes) {
       slot.packed.push_back(std::move(p));
     } else {
       ref.data = flash_.store->read(s.offset, ref.nbytes, dest, s.loaded_bytes, read_bytes);
-      slot.packed.emplace_back();  // keeps packed[i] beside refs[i]
-      slot.packed.back().memory = nullptr;
+      slot.packed.emplace_back();  // no memory: not packed; keeps packed[i] beside refs[i]
     }
     slot.refs.push_back(ref);
     cursor += s.loaded_bytes;
@@ -110,10 +109,10 @@ const PackedMatrix* WeightStreamer::find_packed(const TensorRef& w) const {
 
 void WeightStreamer::embedding_row(int32_t token, float* out) {
   const TensorRef& e = flash_.embedding;
-  std::vector<uint8_t> row(e.row_stride());
-  flash_.store->read_small(flash_.embedding_offset + static_cast<uint64_t>(token) * e.row_stride(), row.size(),
-                           row.data(), &bytes_read_);
-  dequantize_row(e.type, row.data(), out, e.row_length());
+  embedding_row_.resize(e.row_stride());
+  flash_.store->read_small(flash_.embedding_offset + static_cast<uint64_t>(token) * e.row_stride(),
+                           embedding_row_.size(), embedding_row_.data(), &bytes_read_);
+  dequantize_row(e.type, embedding_row_.data(), out, e.row_length());
 }
 
 void WeightStreamer::end_pass(int64_t tokens, double seconds) {

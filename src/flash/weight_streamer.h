@@ -64,6 +64,7 @@ class WeightStreamer {
   std::vector<int64_t> output_units_;  // plan units of the output chunks
   std::vector<LayerWeights> views_;    // per layer: resident weights, streamed refs patched in
   TensorRef output_view_;
+  std::vector<uint8_t> embedding_row_;  // one row as the file holds it
 
   uint64_t prefetch_read_ = 0;  // written by the I/O thread between submit and wait
   uint64_t bytes_read_ = 0;
