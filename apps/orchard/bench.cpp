@@ -1,4 +1,5 @@
 // orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]
+//               [--memory-budget SIZE] [--verbose]
 // Prefill and decode speed in the manner of llama-bench: a prompt of random tokens, an empty
 // cache before each repetition, tokens per second as mean +- sd over the repetitions.
 // pp: one batch of p tokens; tg: n tokens decoded one at a time from an empty cache.
@@ -58,10 +59,12 @@ int run_bench(Args& args) {
   const int n_threads = static_cast<int>(option(args, "t", "threads", 0));
   const KernelChoice kernels = kernel_choice(args);
   const bool json = args.flag("json");
+  const uint64_t budget = memory_budget(args);
+  const bool verbose = args.flag("verbose");
   args.finish();
 
   const auto load_start = std::chrono::steady_clock::now();
-  auto model = Model::load(path, {.kernels = kernels});
+  auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
   const double load_seconds = seconds_since(load_start);
   const int64_t n_ctx = std::max<int64_t>(n_prompt + n_gen, 1);
   Context context(model, {.n_ctx = n_ctx, .kernels = kernels, .n_threads = n_threads});
@@ -78,6 +81,7 @@ int run_bench(Args& args) {
   context.eval_last(std::vector<int32_t>{token(rng)});
 
   std::vector<double> pp, tg;
+  FlashStats decode_flash;  // limited-memory figures summed over the decode runs only
   for (int64_t r = 0; r < reps; ++r) {
     if (n_prompt > 0) {
       context.reset();
@@ -88,9 +92,15 @@ int run_bench(Args& args) {
     if (n_gen > 0) {
       context.reset();
       int32_t next = token(rng);
+      const FlashStats before = context.flash_stats();
       const auto start = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < n_gen; ++i) context.eval_last(std::span<const int32_t>(&next, 1));
       tg.push_back(static_cast<double>(n_gen) / seconds_since(start));
+      const FlashStats after = context.flash_stats();
+      decode_flash.bytes_read += after.bytes_read - before.bytes_read;
+      decode_flash.io_wait_s += after.io_wait_s - before.io_wait_s;
+      decode_flash.compute_s += after.compute_s - before.compute_s;
+      decode_flash.tokens += after.tokens - before.tokens;
     }
   }
   const Stats p = stats(pp), g = stats(tg);
@@ -101,12 +111,22 @@ int run_bench(Args& args) {
   getrusage(RUSAGE_SELF, &usage);
   const double peak_rss = static_cast<double>(usage.ru_maxrss) * 1024.0;
   const char* kernel_name = select_kernels(kernels).name;
+  const FlashStats flash = context.flash_stats();
+  const double decode_tokens = static_cast<double>(std::max<int64_t>(1, decode_flash.tokens));
   if (json) {
+    // Limited-memory figures per decoded token (zeros when the weights are mapped).
+    std::string flash_json = str_cat(
+        "\"flash_active\": ", flash.active ? "true" : "false", ", \"flash_budget_bytes\": ", flash.budget_bytes,
+        ", \"flash_resident_bytes\": ", flash.resident_bytes, ", \"flash_stream_buffer_bytes\": ",
+        flash.stream_buffer_bytes, ", \"flash_direct_io\": ", flash.direct_io ? "true" : "false",
+        ", \"flash_bytes_read_per_token\": ", static_cast<uint64_t>(static_cast<double>(decode_flash.bytes_read) / decode_tokens),
+        ", \"flash_io_wait_s\": ", decode_flash.io_wait_s / decode_tokens,
+        ", \"flash_compute_s\": ", decode_flash.compute_s / decode_tokens, ", ");
     std::printf(
-        "{\"model\": \"%s\", \"file_bytes\": %llu, \"kernels\": \"%s\", \"threads\": %d, \"n_prompt\": %lld, "
+        "{%s\"model\": \"%s\", \"file_bytes\": %llu, \"kernels\": \"%s\", \"threads\": %d, \"n_prompt\": %lld, "
         "\"n_gen\": %lld, \"repetitions\": %lld, \"pp_tps\": %.3f, \"pp_tps_sd\": %.3f, \"tg_tps\": %.3f, "
         "\"tg_tps_sd\": %.3f, \"load_seconds\": %.3f, \"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %.0f}\n",
-        path.c_str(), (unsigned long long)model->file_bytes(), kernel_name, context_threads(n_threads),
+        flash_json.c_str(), path.c_str(), (unsigned long long)model->file_bytes(), kernel_name, context_threads(n_threads),
         (long long)n_prompt, (long long)n_gen, (long long)reps, p.mean, p.sd, g.mean, g.sd, load_seconds,
         peak_rss, kv_bytes);
   } else {
@@ -117,11 +137,16 @@ int run_bench(Args& args) {
     if (n_gen > 0) std::printf("tg%-6lld %10.2f +- %.2f t/s\n", (long long)n_gen, g.mean, g.sd);
     std::printf("peak RSS %.0f MiB (file %.0f MiB + KV cache %.0f MiB)\n", peak_rss / 1048576.0,
                 static_cast<double>(model->file_bytes()) / 1048576.0, kv_bytes / 1048576.0);
+    if (flash.active)
+      std::printf("flash: %.2f MiB read, I/O wait %.4f s, compute %.4f s per decoded token\n",
+                  static_cast<double>(decode_flash.bytes_read) / decode_tokens / 1048576.0,
+                  decode_flash.io_wait_s / decode_tokens, decode_flash.compute_s / decode_tokens);
   }
+  if (verbose) print_flash_stats(context);
   return 0;
 }
 
-const RegisterCommand kBench("bench", "prefill and decode speed (llama-bench style)", run_bench, {"json"});
+const RegisterCommand kBench("bench", "prefill and decode speed (llama-bench style)", run_bench, {"json", "verbose"});
 
 }  // namespace
 }  // namespace orchard::cli

@@ -79,6 +79,7 @@ int run_chat(Args& args) {
   const std::string tokenizer_path = args.get_or("tokenizer", "");
   std::string system_prompt = args.get_or("system", "");
   const KernelChoice kernels = kernel_choice(args);
+  const uint64_t budget = memory_budget(args);
   const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
   const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
   StreamOptions options;
@@ -87,7 +88,7 @@ int run_chat(Args& args) {
   options.max_tokens = max_tokens.value_or(-1);
   args.finish();
 
-  LoadOptions load{.kernels = kernels};
+  LoadOptions load{.kernels = kernels, .memory_budget = budget};
   if (isatty(STDERR_FILENO)) load.on_progress = draw_progress;
   auto model = Model::load(path, load);
   if (load.on_progress) std::fputs("\n", stderr);

@@ -1,4 +1,5 @@
 // orchard logits --model PATH --tokens 1,2,3 --out FILE [--kernels reference|fast] [--threads N]
+//                [--memory-budget SIZE] [--verbose]
 // Writes the logits of every position as little-endian float32, shape [n_tokens, n_vocab].
 #include <algorithm>
 #include <bit>
@@ -16,11 +17,13 @@ int run_logits(Args& args) {
   const std::vector<int32_t> tokens = parse_token_list(args.require("tokens"), "--tokens");
   const std::string out = args.require("out");
   const KernelChoice kernels = kernel_choice(args);
+  const uint64_t budget = memory_budget(args);
+  const bool verbose = args.flag("verbose");
   const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
   const int n_threads = static_cast<int>(args.get_int("threads").value_or(0));
   args.finish();
 
-  auto model = Model::load(path, {.kernels = kernels});
+  auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
   ContextOptions options{.n_ctx = n_ctx.value_or(0), .kernels = kernels, .n_threads = n_threads};
   if (options.n_ctx == 0 && static_cast<int64_t>(tokens.size()) > std::min<int64_t>(model->config().context_length, 4096))
     options.n_ctx = model->config().context_length;
@@ -30,10 +33,12 @@ int run_logits(Args& args) {
   write_file_atomically(out, logits.data(), logits.size() * sizeof(float));
   std::fprintf(stderr, "wrote %zu x %lld logits to %s\n", tokens.size(),
                (long long)model->config().n_vocab, out.c_str());
+  if (verbose) print_flash_stats(context);
   return 0;
 }
 
-const RegisterCommand kLogits("logits", "write the logits of every position of a token sequence", run_logits);
+const RegisterCommand kLogits("logits", "write the logits of every position of a token sequence", run_logits,
+                            {"verbose"});
 
 }  // namespace
 }  // namespace orchard::cli

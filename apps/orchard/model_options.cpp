@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/mapped_file.h"
+#include "flash/memory_budget.h"
 
 namespace orchard::cli {
 
@@ -17,6 +18,25 @@ KernelChoice kernel_choice(Args& args) {
   if (kernels == "reference") return KernelChoice::reference;
   if (kernels == "fast") return KernelChoice::fast;
   fail("orchard ", args.command(), ": --kernels must be 'reference' or 'fast', got '", kernels, "'");
+}
+
+uint64_t memory_budget(Args& args) {
+  const std::optional<std::string> text = args.get("memory-budget");
+  return text ? parse_memory_budget(*text) : 0;
+}
+
+void print_flash_stats(const Context& context) {
+  const FlashStats s = context.flash_stats();
+  if (!s.active) return;
+  const double tokens = static_cast<double>(std::max<int64_t>(1, s.tokens));
+  std::fprintf(stderr,
+               "flash: budget %.1f MiB, resident %.1f MiB, stream buffers %.1f MiB, %s reads; "
+               "%lld tokens (prefill and decode) in %lld passes: per token %.2f MiB read, I/O wait %.4f s, "
+               "compute %.4f s\n",
+               static_cast<double>(s.budget_bytes) / 1048576.0, static_cast<double>(s.resident_bytes) / 1048576.0,
+               static_cast<double>(s.stream_buffer_bytes) / 1048576.0, s.direct_io ? "O_DIRECT" : "buffered",
+               (long long)s.tokens, (long long)s.passes, static_cast<double>(s.bytes_read) / tokens / 1048576.0,
+               s.io_wait_s / tokens, s.compute_s / tokens);
 }
 
 std::vector<int32_t> parse_token_list(const std::string& text, const std::string& option) {

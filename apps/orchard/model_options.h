@@ -11,6 +11,12 @@ namespace orchard::cli {
 // --kernels reference|fast (default fast).
 KernelChoice kernel_choice(Args& args);
 
+// --memory-budget SIZE (e.g. 800M, 1.5G): limited-memory mode; 0 when absent.
+uint64_t memory_budget(Args& args);
+
+// Limited-memory mode's figures of `context` on stderr, per token (nothing when inactive).
+void print_flash_stats(const Context& context);
+
 // "1,2,3" -> ids; orchard::Error naming --tokens when malformed.
 std::vector<int32_t> parse_token_list(const std::string& text, const std::string& option);
 

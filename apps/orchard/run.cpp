@@ -1,4 +1,5 @@
 // orchard run --model PATH --prompt TEXT [--raw] [sampling options] [--max-tokens N]
+//             [--memory-budget SIZE] [--verbose]
 // Streams exactly the generated text to stdout; everything else goes to stderr.
 #include <cstdio>
 
@@ -33,11 +34,13 @@ int run_generation(Args& args) {
   const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
   const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
   const KernelChoice kernels = kernel_choice(args);
+  const uint64_t budget = memory_budget(args);
+  const bool verbose = args.flag("verbose");
   StreamOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
   args.finish();
   if (max_tokens && *max_tokens < 0) fail("orchard run: --max-tokens must be >= 0");
 
-  auto model = Model::load(path, {.kernels = kernels});
+  auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));
   const std::vector<int32_t> prompt_ids = raw ? tokenizer->encode(prompt, tokenizer->adds_bos())
                                               : chat_prompt_ids(*tokenizer, prompt);
@@ -48,11 +51,12 @@ int run_generation(Args& args) {
     return true;
   });
   std::fputc('\n', stdout);
+  if (verbose) print_flash_stats(context);
   return 0;
 }
 
 const RegisterCommand kRun("run", "generate text from a prompt (chat template applied unless --raw)",
-                           run_generation, {"raw"});
+                           run_generation, {"raw", "verbose"});
 
 }  // namespace
 }  // namespace orchard::cli

@@ -1,4 +1,4 @@
-// orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N]
+// orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--memory-budget SIZE]
 // An OpenAI-compatible HTTP server (see src/server/).
 #include <csignal>
 #include <cstdio>
@@ -22,6 +22,7 @@ int run_serve(Args& args) {
   options.n_ctx = args.get_int("ctx-size").value_or(0);
   options.tokenizer_path = args.get_or("tokenizer", "");
   options.kernels = kernel_choice(args);
+  options.memory_budget = memory_budget(args);
   args.finish();
   if (options.port < 0 || options.port > 65535) fail("orchard serve: --port must be between 0 and 65535");
   if (options.parallel < 1 || options.parallel > 256) fail("orchard serve: --parallel must be between 1 and 256");

@@ -48,6 +48,24 @@ struct LoadOptions {
   KernelChoice kernels = KernelChoice::fast;
   // Called with the fraction done (0 to 1) while the weights are prepared for the kernels.
   std::function<void(double)> on_progress;
+  // Limited-memory mode (docs/flash.md): when the weights are larger than this many bytes, they
+  // are not mapped but read from the file as the forward pass needs them, holding at most this
+  // many bytes of weights (per context, for the stream buffers). 0: off.
+  uint64_t memory_budget = 0;
+};
+
+// What limited-memory mode did in a context, summed over its forward passes.
+struct FlashStats {
+  bool active = false;                   // false: the weights are mapped (no budget, or they fit)
+  bool direct_io = false;                // reads bypass the page cache with O_DIRECT
+  uint64_t budget_bytes = 0;
+  uint64_t resident_bytes = 0;           // weights held for the model's lifetime
+  uint64_t stream_buffer_bytes = 0;      // this context's stream slots and staging buffer
+  uint64_t streamed_bytes_per_pass = 0;  // file bytes read per forward pass (plus embedding rows)
+  uint64_t bytes_read = 0;               // from storage, in all passes so far
+  double io_wait_s = 0;                  // time the computation waited for reads
+  double compute_s = 0;                  // forward-pass time not spent waiting
+  int64_t passes = 0, tokens = 0;
 };
 
 class Model {
@@ -101,6 +119,8 @@ class Context {
   void truncate(int64_t n);
   void reset() { truncate(0); }
   const Model& model() const;
+  // Limited-memory mode's figures for this context (inactive when the model is mapped).
+  FlashStats flash_stats() const;
 
  private:
   struct Impl;

@@ -154,7 +154,7 @@ std::optional<PackedFormat> packed_format_for(DType type) {
   }
 }
 
-PackedMatrix allocate_packed(const TensorRef& w, PackedFormat format) {
+PackedMatrix describe_packed(const TensorRef& w, PackedFormat format) {
   PackedMatrix p;
   p.format = format;
   p.in = w.row_length();
@@ -165,6 +165,11 @@ PackedMatrix allocate_packed(const TensorRef& w, PackedFormat format) {
   p.groups = p.in / ge;
   p.group_bytes = group_bytes(format);
   p.tile_bytes = static_cast<size_t>(p.groups) * p.group_bytes;
+  return p;
+}
+
+PackedMatrix allocate_packed(const TensorRef& w, PackedFormat format) {
+  PackedMatrix p = describe_packed(w, format);
   const size_t total = static_cast<size_t>(p.tiles) * p.tile_bytes;
   // Anonymous pages of their own (not the heap), so that they are returned to the OS on unload.
   void* mem = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -54,6 +54,9 @@ std::optional<PackedFormat> packed_format_for(DType type);
 // Repacks `w` (any type packed_format_for accepts, `in` a multiple of its block). Rows of tile
 // ranges are independent: `pack_tiles` fills tiles [begin, end) so that loading can run in parallel.
 PackedMatrix allocate_packed(const TensorRef& w, PackedFormat format);
+// The layout allocate_packed would give `w`, without memory: limited-memory mode packs into
+// buffers of its own (bytes: tiles * tile_bytes).
+PackedMatrix describe_packed(const TensorRef& w, PackedFormat format);
 void pack_tiles(const TensorRef& w, PackedMatrix& p, int64_t begin, int64_t end);
 
 // Row `row` of a packed matrix as float32, bit-identical to dequantize_row() of the original

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "flash/flash_weights.h"
 #include "model/model_impl.h"
 #include "model/transformer.h"
 
@@ -43,7 +44,10 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     tensors = load_single_file(path, map_file(path), *impl);
   }
   bind_weights(tensors, *impl);
-  if (options.kernels == KernelChoice::fast) pack_weights(*impl, options.on_progress);
+  if (needs_streaming(*impl, options.memory_budget))
+    load_flash_weights(*impl, options.memory_budget, options.kernels == KernelChoice::fast, options.on_progress);
+  else if (options.kernels == KernelChoice::fast)
+    pack_weights(*impl, options.on_progress);
   if (options.on_progress) options.on_progress(1.0);
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
@@ -126,6 +130,7 @@ std::vector<float> Context::eval_last(std::span<const int32_t> tokens) {
 int64_t Context::n_past() const { return impl_->n_past; }
 int64_t Context::n_ctx() const { return impl_->transformer.n_ctx(); }
 const Model& Context::model() const { return *impl_->model; }
+FlashStats Context::flash_stats() const { return impl_->transformer.flash_stats(); }
 
 void Context::truncate(int64_t n) {
   if (n < 0 || n > impl_->n_past) fail("truncate: position ", n, " is outside the cached ", impl_->n_past);

@@ -14,6 +14,8 @@
 
 namespace orchard {
 
+struct FlashWeights;
+
 struct LayerWeights {
   std::vector<float> attn_norm;     // [dim]
   TensorRef wq;                     // {dim, n_heads * head_dim}
@@ -46,6 +48,8 @@ struct Model::Impl {
   std::vector<TensorRef> tensors;                  // as stored, for `orchard info`
   ModelWeights weights;
   PackedWeights packed;  // repacked matrices for the fast kernels (empty for reference loads)
+  // Set in limited-memory mode (src/flash/): the resident weights and what streaming needs.
+  std::shared_ptr<const FlashWeights> flash;
 };
 
 // Repacks every matrix the fast kernels have a packed format for (see kernels/packing.h) and

@@ -1,9 +1,12 @@
 #include "model/transformer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include "base/error.h"
+#include "flash/weight_streamer.h"
 #include "tensor/dequantize.h"
 
 namespace orchard {
@@ -42,7 +45,12 @@ Transformer::Transformer(const Model::Impl& model, const Kernels& kernels, int64
   for (int64_t s = 0; s < std::max<int64_t>(1, n_sequences); ++s)
     caches_.emplace_back(model.config.n_layers, n_ctx, model.config.n_kv_heads * model.config.head_dim,
                          kernels.kv_type);
+  if (model.flash) streamer_ = std::make_unique<WeightStreamer>(model);
 }
+
+Transformer::~Transformer() = default;
+
+FlashStats Transformer::flash_stats() const { return streamer_ ? streamer_->stats() : FlashStats{}; }
 
 void Transformer::ensure_batch(int64_t n) {
   if (n <= batch_capacity_) return;
@@ -61,14 +69,15 @@ void Transformer::ensure_batch(int64_t n) {
 }
 
 void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y) {
-  kernels_.matmul(MatmulWeight{w, model_.packed.find(w)}, x, n, y, pool_);
+  const PackedMatrix* packed = model_.packed.find(w);
+  if (!packed && streamer_) packed = streamer_->find_packed(w);
+  kernels_.matmul(MatmulWeight{w, packed}, x, n, y, pool_);
 }
 
 // x[n, dim] += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)) over each row's
 // own sequence cache; the n rows are the batch entries' tokens, in order.
-void Transformer::attention(int64_t l, std::span<const SequenceTokens> batch, int64_t n) {
+void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const SequenceTokens> batch, int64_t n) {
   const ModelConfig& c = config_;
-  const LayerWeights& w = model_.weights.layers[static_cast<size_t>(l)];
   const int64_t dim = c.dim, hd = c.head_dim, pairs = c.rope_dims / 2;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
 
@@ -122,9 +131,8 @@ void Transformer::attention(int64_t l, std::span<const SequenceTokens> batch, in
 // x[n, dim] += W_down · (silu(W_gate · norm(x)) * (W_up · norm(x)))
 // In chunks of kFfnChunk tokens: the [n, ffn_dim] intermediates are the largest activations, and
 // chunks this long already amortize each weight pass over many tokens.
-void Transformer::feed_forward(int64_t l, int64_t n) {
+void Transformer::feed_forward(const LayerWeights& w, int64_t n) {
   const ModelConfig& c = config_;
-  const LayerWeights& w = model_.weights.layers[static_cast<size_t>(l)];
   for (int64_t t = 0; t < n; ++t)
     kernels_.rmsnorm(&x_[t * c.dim], w.ffn_norm.data(), c.dim, c.rms_norm_eps, &normed_[t * c.dim]);
   for (int64_t t0 = 0; t0 < n; t0 += kFfnChunk) {
@@ -156,6 +164,7 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
     for (size_t i = 0; i < entry.tokens.size(); ++i) positions_.push_back(entry.start + static_cast<int64_t>(i));
   }
   if (n == 0) return;
+  const auto pass_start = std::chrono::steady_clock::now();
   ensure_batch(n);
   rope_angles(rope_freq_, positions_, rope_cos_, rope_sin_);
   const TensorRef& embedding = model_.weights.token_embedding;
@@ -163,14 +172,16 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
   int64_t t = 0;
   for (const SequenceTokens& entry : batch)
     for (int32_t token : entry.tokens) {
-      if (packed_embedding) packed_row_to_f32(*packed_embedding, token, &x_[t * c.dim]);
+      if (streamer_) streamer_->embedding_row(token, &x_[t * c.dim]);  // never through the mapping
+      else if (packed_embedding) packed_row_to_f32(*packed_embedding, token, &x_[t * c.dim]);
       else dequantize_row(embedding.type, embedding.row(token), &x_[t * c.dim], c.dim);
       ++t;
     }
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    attention(l, batch, n);
-    feed_forward(l, n);
+    const LayerWeights& w = streamer_ ? streamer_->layer(l) : model_.weights.layers[static_cast<size_t>(l)];
+    attention(l, w, batch, n);
+    feed_forward(w, n);
   }
 
   // Normalize only the rows whose logits are wanted, packed together for one output matmul.
@@ -183,7 +194,28 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
                        &normed_[rows_out * c.dim]);
     t += rows;
   }
-  matmul(model_.weights.output, normed_.data(), rows_out, logits);
+  output(rows_out, logits);
+  if (streamer_)
+    streamer_->end_pass(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count());
+}
+
+// logits[rows, n_vocab] = output · normed[rows, dim]. Streamed, the output matrix comes in chunks
+// of its rows; each logit is the same dot product whatever chunk its row is in, so the result is
+// bitwise that of one matmul.
+void Transformer::output(int64_t rows, float* logits) {
+  if (!streamer_) return matmul(model_.weights.output, normed_.data(), rows, logits);
+  const int64_t n_vocab = config_.n_vocab;
+  const size_t chunks = streamer_->output_chunks();
+  for (size_t i = 0; i < chunks; ++i) {
+    const WeightStreamer::Chunk chunk = streamer_->output_chunk(i);
+    const int64_t width = chunk.ref->rows();
+    if (width == n_vocab) return matmul(*chunk.ref, normed_.data(), rows, logits);
+    chunk_logits_.resize(static_cast<size_t>(rows * width));
+    matmul(*chunk.ref, normed_.data(), rows, chunk_logits_.data());
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(logits + r * n_vocab + chunk.first_row, &chunk_logits_[static_cast<size_t>(r * width)],
+                  static_cast<size_t>(width) * sizeof(float));
+  }
 }
 
 }  // namespace orchard

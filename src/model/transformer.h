@@ -1,6 +1,7 @@
 // The decoder-only transformer forward pass shared by llama, qwen2 and qwen3.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -27,6 +28,8 @@ struct SequenceTokens {
   bool all_logits = false;  // logits of every token, or of the last one only
 };
 
+class WeightStreamer;
+
 class Transformer {
  public:
   static constexpr int64_t kFfnChunk = 256;  // tokens per feed-forward pass in prefill
@@ -36,6 +39,7 @@ class Transformer {
   // the weights once for all (continuous batching).
   Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx, int n_threads = 0,
               int64_t n_sequences = 1);
+  ~Transformer();
 
   // Runs `tokens` of sequence 0 at positions start .. start+n-1, filling its cache there.
   // logits: [n, n_vocab] when all_logits, else [n_vocab] for the last token only.
@@ -49,10 +53,13 @@ class Transformer {
   int64_t n_sequences() const { return static_cast<int64_t>(caches_.size()); }
   const KvCache& cache(int64_t sequence = 0) const { return caches_[static_cast<size_t>(sequence)]; }
   int n_threads() const { return pool_.size(); }
+  // Limited-memory mode's figures (inactive when the model's weights are mapped).
+  FlashStats flash_stats() const;
 
  private:
-  void attention(int64_t layer, std::span<const SequenceTokens> batch, int64_t n);
-  void feed_forward(int64_t layer, int64_t n);
+  void attention(int64_t layer, const LayerWeights& w, std::span<const SequenceTokens> batch, int64_t n);
+  void feed_forward(const LayerWeights& w, int64_t n);
+  void output(int64_t rows, float* logits);
   void ensure_batch(int64_t n);
   void matmul(const TensorRef& w, const float* x, int64_t n, float* y);
 
@@ -67,6 +74,9 @@ class Transformer {
   // Activations for a batch of n tokens, row-major [n, width].
   std::vector<float> x_, normed_, q_, k_, v_, attn_out_, proj_, gate_, up_;
   int64_t batch_capacity_ = 0;
+  // Limited-memory mode: hands out each layer's weights, streamed from storage (else null).
+  std::unique_ptr<WeightStreamer> streamer_;
+  std::vector<float> chunk_logits_;  // one streamed output chunk's logits, [rows, chunk rows]
 };
 
 }  // namespace orchard

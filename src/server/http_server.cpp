@@ -231,7 +231,7 @@ std::string base_name(const std::string& path) {
 
 void serve(const std::string& model_path, const ServerOptions& options, const std::function<void(int)>& on_ready,
            const std::function<bool()>& should_stop) {
-  auto model = Model::load(model_path, {.kernels = options.kernels});
+  auto model = Model::load(model_path, {.kernels = options.kernels, .memory_budget = options.memory_budget});
   auto tokenizer = load_model_tokenizer(*model, options.tokenizer_path);
   Metrics metrics;
   Scheduler scheduler(model, tokenizer, options.parallel, options.n_ctx, options.kernels, metrics);

@@ -16,6 +16,7 @@ struct ServerOptions {
   int64_t n_ctx = 0;           // per request; 0: the model's (capped at 4096)
   size_t max_body_bytes = 4u << 20;
   KernelChoice kernels = KernelChoice::fast;
+  uint64_t memory_budget = 0;  // limited-memory mode (docs/flash.md); stream buffers per slot
   std::string tokenizer_path;  // override
 };
 
