@@ -53,6 +53,8 @@ class Transformer {
   int64_t n_sequences() const { return static_cast<int64_t>(caches_.size()); }
   const KvCache& cache(int64_t sequence = 0) const { return caches_[static_cast<size_t>(sequence)]; }
   int n_threads() const { return pool_.size(); }
+  // The workers, idle between forward passes (the server samples its batch on them).
+  ThreadPool& pool() { return pool_; }
   // Limited-memory mode's figures (inactive when the model's weights are mapped).
   FlashStats flash_stats() const;
 

@@ -95,11 +95,14 @@ int32_t Sampler::sample(std::span<const float> logits) {
       else std::iter_swap(candidates_.begin(), std::min_element(candidates_.begin(), candidates_.begin() + kept, by_logit));
     }
     // Probabilities at temperature 1 decide top-p and min-p; candidates_[0] is the best.
-    std::vector<double> prob(kept);
     const double max_logit = candidates_[0].logit;
-    double total = 0;
-    for (size_t i = 0; i < kept; ++i) total += prob[i] = std::exp(candidates_[i].logit - max_logit);
-    for (double& p : prob) p /= total;
+    std::vector<double> prob;
+    if (params_.top_p < 1.0f || params_.min_p > 0.0f) {
+      prob.resize(kept);
+      double total = 0;
+      for (size_t i = 0; i < kept; ++i) total += prob[i] = std::exp(candidates_[i].logit - max_logit);
+      for (double& p : prob) p /= total;
+    }
     if (params_.top_p < 1.0f) {  // candidates are sorted here
       double cumulative = 0;
       for (size_t i = 0; i < kept; ++i) {

@@ -15,6 +15,7 @@ struct Scheduler::Slot {
   std::vector<int32_t> cached;  // tokens whose keys and values are in the cache
   int32_t next_token = -1;      // sampled, to be decoded in the next batch
   std::vector<int32_t> prefill;  // prompt tokens still to run (a newly admitted request)
+  TokenStep step;                // picked from `logits`, not yet handed to the job
   std::shared_ptr<GenerationJob> job;
   std::unique_ptr<TokenStream> stream;
   std::vector<float> logits;  // of the last evaluated position
@@ -93,7 +94,7 @@ void Scheduler::finish(Slot& slot, StopReason reason, const std::string& error) 
 }
 
 bool Scheduler::sample(Slot& slot) {
-  TokenStep step = slot.stream->next(slot.logits);
+  TokenStep step = std::move(slot.step);
   const Clock::time_point now = Clock::now();
   if (step.token >= 0 && step.stop != StopReason::end_of_sequence) {
     metrics_.add_generated_tokens(1);
@@ -178,6 +179,14 @@ void Scheduler::run() {
       targets[i]->submitted = admitted[i].second;
       admit(*targets[i], std::move(admitted[i].first));
     }
+    // Pick every decoding slot's next token on the pool's threads (sampling a 150k vocabulary
+    // is not free), then hand the tokens to their jobs in order.
+    std::vector<Slot*> decoding;
+    for (auto& s : slots_)
+      if (s->job && s->prefill.empty()) decoding.push_back(s.get());
+    transformer_->pool().parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) decoding[i]->step = decoding[i]->stream->next(decoding[i]->logits);
+    });
     std::vector<Slot*> continuing;
     for (auto& s : slots_) {
       if (!s->job) continue;
