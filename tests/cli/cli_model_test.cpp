@@ -9,14 +9,8 @@
 namespace orchard {
 namespace {
 
+using test::expect_one_line_error;
 using test::run_cli;
-
-void expect_one_line_error(const test::CliResult& r, const std::string& needle) {
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  ASSERT_FALSE(r.err.empty());
-  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.err;
-}
 
 TEST(CliModel, InfoDescribesAModel) {
   const auto r = run_cli({"info", "--model", test::shared_path("golden/qwen3-q8_0.gguf")});
