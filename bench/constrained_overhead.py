@@ -13,12 +13,11 @@ Standard library only.
 import argparse
 import http.client
 import json
-import re
 import statistics
-import subprocess
 import sys
-import threading
 import time
+
+from orchard_server import start_server
 
 SCHEMA = {
     "type": "object",
@@ -77,15 +76,8 @@ def main():
     ap.add_argument("--tokenizer", default="../shared/tokenizers/qwen3",
                     help="a tokenizer with a chat template (the random-weight bench models have none)")
     args = ap.parse_args()
-    server = subprocess.Popen([args.orchard, "serve", "--model", args.model, "--port", "0", "--parallel", "1",
-                               "--ctx-size", "512", "--tokenizer", args.tokenizer], stderr=subprocess.PIPE, text=True)
-    port = None
-    for line in server.stderr:
-        m = re.search(r"http://[^:]+:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
+    server, port = start_server(args.orchard, args.model, "--parallel", "1", "--ctx-size", "512",
+                                "--tokenizer", args.tokenizer)
     try:
         base = {"messages": [{"role": "user", "content": "Describe a person."}], "max_tokens": args.max_tokens,
                 "stream": True, "temperature": 1.0}

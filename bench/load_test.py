@@ -12,11 +12,11 @@ import argparse
 import http.client
 import json
 import os
-import re
-import subprocess
 import sys
 import threading
 import time
+
+from orchard_server import start_server
 
 
 def rss_mib(pid):
@@ -103,20 +103,10 @@ def main():
     ap.add_argument("--tokenizer", help="override, e.g. ../shared/tokenizers/qwen3 for the bench models (no chat template)")
     args = ap.parse_args()
 
-    command = [args.orchard, "serve", "--model", args.model, "--port", "0", "--parallel", str(args.parallel),
-               "--ctx-size", str(args.ctx_size)]
+    extra = ["--parallel", str(args.parallel), "--ctx-size", str(args.ctx_size)]
     if args.tokenizer:
-        command += ["--tokenizer", args.tokenizer]
-    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    port = None
-    for line in server.stderr:
-        m = re.search(r"http://[^:]+:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    if port is None:
-        sys.exit("server did not start")
-    threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
+        extra += ["--tokenizer", args.tokenizer]
+    server, port = start_server(args.orchard, args.model, *extra)
 
     samples = []
     sampling = True
