@@ -62,8 +62,7 @@ json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
 
 class Api {
  public:
-  Api(ChatService& service, Scheduler& scheduler, Metrics& metrics)
-      : service_(service), scheduler_(scheduler), metrics_(metrics) {}
+  Api(ChatService& service, Scheduler& scheduler) : service_(service), scheduler_(scheduler) {}
 
   void chat(const httplib::Request& req, httplib::Response& res) {
     const ChatRequest request = parse_chat_request(parse_body(req.body));
@@ -217,7 +216,6 @@ class Api {
 
   ChatService& service_;
   Scheduler& scheduler_;
-  Metrics& metrics_;
 };
 
 std::string base_name(const std::string& path) {
@@ -236,7 +234,7 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   Metrics metrics;
   Scheduler scheduler(model, tokenizer, options.parallel, options.n_ctx, options.kernels, metrics);
   ChatService service(model, tokenizer, base_name(model_path), scheduler.n_ctx());
-  Api api(service, scheduler, metrics);
+  Api api(service, scheduler);
 
   httplib::Server http;
   http.new_task_queue = [] { return new httplib::ThreadPool(64); };
