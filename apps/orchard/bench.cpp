@@ -119,6 +119,7 @@ int run_bench(Args& args) {
         "\"flash_active\": ", flash.active ? "true" : "false", ", \"flash_budget_bytes\": ", flash.budget_bytes,
         ", \"flash_resident_bytes\": ", flash.resident_bytes, ", \"flash_stream_buffer_bytes\": ",
         flash.stream_buffer_bytes, ", \"flash_direct_io\": ", flash.direct_io ? "true" : "false",
+        ", \"flash_layout\": ", flash.flash_layout ? "true" : "false",
         ", \"flash_bytes_read_per_token\": ", static_cast<uint64_t>(static_cast<double>(decode_flash.bytes_read) / decode_tokens),
         ", \"flash_io_wait_s\": ", decode_flash.io_wait_s / decode_tokens,
         ", \"flash_compute_s\": ", decode_flash.compute_s / decode_tokens, ", ");

@@ -30,11 +30,12 @@ void print_flash_stats(const Context& context) {
   if (!s.active) return;
   const double tokens = static_cast<double>(std::max<int64_t>(1, s.tokens));
   std::fprintf(stderr,
-               "flash: budget %.1f MiB, resident %.1f MiB, stream buffers %.1f MiB, %s reads; "
+               "flash: budget %.1f MiB, resident %.1f MiB, stream buffers %.1f MiB, %s reads%s; "
                "%lld tokens (prefill and decode) in %lld passes: per token %.2f MiB read, I/O wait %.4f s, "
                "compute %.4f s\n",
                static_cast<double>(s.budget_bytes) / 1048576.0, static_cast<double>(s.resident_bytes) / 1048576.0,
                static_cast<double>(s.stream_buffer_bytes) / 1048576.0, s.direct_io ? "O_DIRECT" : "buffered",
+               s.flash_layout ? " from the flash layout" : "",
                (long long)s.tokens, (long long)s.passes, static_cast<double>(s.bytes_read) / tokens / 1048576.0,
                s.io_wait_s / tokens, s.compute_s / tokens);
 }

@@ -52,12 +52,20 @@ struct LoadOptions {
   // are not mapped but read from the file as the forward pass needs them, holding at most this
   // many bytes of weights (per context, for the stream buffers). 0: off.
   uint64_t memory_budget = 0;
+  // With the fast kernels, limited-memory mode reads the matrices already packed from a file it
+  // builds at the first such load (the flash layout, docs/flash.md) in this directory; empty:
+  // FlashLayout's default ($ORCHARD_CACHE_DIR, else $XDG_CACHE_HOME/orchard, else
+  // ~/.cache/orchard). When it cannot be written, or with flash_layout false, matrices are
+  // packed as they are read.
+  bool flash_layout = true;
+  std::string flash_layout_dir;
 };
 
 // What limited-memory mode did in a context, summed over its forward passes.
 struct FlashStats {
   bool active = false;                   // false: the weights are mapped (no budget, or they fit)
   bool direct_io = false;                // reads bypass the page cache with O_DIRECT
+  bool flash_layout = false;             // matrices come packed from the flash layout file
   uint64_t budget_bytes = 0;
   uint64_t resident_bytes = 0;           // weights held for the model's lifetime
   uint64_t stream_buffer_bytes = 0;      // this context's stream slots and staging buffer

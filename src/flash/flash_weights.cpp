@@ -20,15 +20,20 @@ uint64_t matrix_bytes(const ModelWeights& w) {
   return n;
 }
 
-// Reads `ref` into a resident buffer. Packable matrices (fast kernels) are packed from a staging
-// copy and registered in `packed` under their mapped address, as pack_weights does, so that the
-// transformer finds them the same way (the ref's data is then only a key, never read); the others
-// are pointed at their bytes in the buffer.
+// Reads a resident matrix into a buffer of its own. Packed ones (fast kernels) come from the
+// flash layout as they are, or are packed from a staging copy, and are registered in `packed`
+// under their mapped address, as pack_weights does, so that the transformer finds them the same
+// way (the ref's data is then only a key, never read); the others point at their bytes.
 void load_resident(FlashWeights& f, TensorRef& ref, const uint8_t* file_base, BufferPool& staging_pool,
                    PackedWeights& packed) {
-  const uint64_t offset = static_cast<uint64_t>(ref.data - file_base);
-  BufferPool::Buffer buffer = f.resident_pool->allocate(loaded_bytes(ref, f.pack));
-  if (f.pack && packed_format_for(ref.type)) {
+  const WeightSlice s = matrix_slice(ref, 0, ref.rows(), -1, file_base, f.pack, f.layout.get());
+  BufferPool::Buffer buffer = f.resident_pool->allocate(s.loaded_bytes);
+  if (s.from_layout) {
+    PackedMatrix p = describe_packed(ref, *packed_format_for(ref.type));
+    uint8_t* tiles = const_cast<uint8_t*>(f.layout->store().read(s.offset, s.read_bytes, buffer.data(), buffer.size(), nullptr));
+    p.memory = std::shared_ptr<uint8_t>(tiles, [](uint8_t*) {});  // the pool owns it
+    packed.add(ref, std::move(p));
+  } else if (f.pack && packed_format_for(ref.type)) {
     PackedMatrix p = describe_packed(ref, *packed_format_for(ref.type));
     p.memory = std::shared_ptr<uint8_t>(buffer.data(), [](uint8_t*) {});  // the pool owns it
     // In slices of whole tiles that fit the staging buffer (the stream reserve, not yet in use at
@@ -44,7 +49,7 @@ void load_resident(FlashWeights& f, TensorRef& ref, const uint8_t* file_base, Bu
       TensorRef raw = ref;
       raw.shape = {ref.row_length(), rows};
       raw.nbytes = static_cast<uint64_t>(rows) * stride;
-      raw.data = f.store->read(offset + static_cast<uint64_t>(first) * stride, raw.nbytes, staging.data(),
+      raw.data = f.store->read(s.offset + static_cast<uint64_t>(first) * stride, raw.nbytes, staging.data(),
                                staging.size(), nullptr);
       PackedMatrix slice = describe_packed(raw, p.format);
       slice.memory = std::shared_ptr<uint8_t>(buffer.data() + (first / kTileRows) * p.tile_bytes, [](uint8_t*) {});
@@ -52,7 +57,7 @@ void load_resident(FlashWeights& f, TensorRef& ref, const uint8_t* file_base, Bu
     }
     packed.add(ref, std::move(p));
   } else {
-    ref.data = f.store->read(offset, ref.nbytes, buffer.data(), buffer.size(), nullptr);
+    ref.data = f.store->read(s.offset, ref.nbytes, buffer.data(), buffer.size(), nullptr);
   }
   f.resident.push_back(std::move(buffer));
 }
@@ -63,13 +68,23 @@ bool needs_streaming(const Model::Impl& impl, uint64_t budget) {
   return budget > 0 && matrix_bytes(impl.weights) > budget;
 }
 
-void load_flash_weights(Model::Impl& impl, uint64_t budget, bool pack, const std::function<void(double)>& on_progress) {
+void load_flash_weights(Model::Impl& impl, uint64_t budget, bool pack, const std::string& layout_dir,
+                        const std::function<void(double)>& on_progress) {
   if (!impl.gguf || impl.files.size() != 1)
     fail("--memory-budget: streaming weights needs a single GGUF file; ", impl.path, " is not one");
   const Blob& file = *impl.files.front();
   auto f = std::make_shared<FlashWeights>();
   f->pack = pack;
-  f->plan = plan_residency(impl.weights, file.data(), budget, pack);
+  // Checks the budget before anything is read; building the layout takes two buffers of at most
+  // a stream slot each, which the budget holds since it holds the two slots.
+  const ResidencyPlan without_layout = plan_residency(impl.weights, file.data(), budget, pack);
+  std::function<void(double)> build_progress;
+  if (on_progress) build_progress = [&](double done) { on_progress(0.5 * done); };
+  if (pack && layout_dir.empty()) f->layout_note = "flash layout off";
+  if (pack && !layout_dir.empty())
+    f->layout = FlashLayout::open_or_build(impl, layout_dir, std::min<uint64_t>(without_layout.slot_bytes, 64u << 20),
+                                           &f->layout_note, build_progress);
+  f->plan = f->layout ? plan_residency(impl.weights, file.data(), budget, pack, f->layout.get()) : without_layout;
   f->store = std::make_unique<WeightStore>(impl.path);
   f->resident_pool = std::make_unique<BufferPool>(f->plan.resident_bytes, "resident weights");
   f->embedding = impl.weights.token_embedding;
@@ -78,11 +93,12 @@ void load_flash_weights(Model::Impl& impl, uint64_t budget, bool pack, const std
   BufferPool staging(f->plan.stream_bytes(), "staging buffer");
 
   const double total = static_cast<double>(impl.weights.layers.size()) + 1;
+  const double progress_from = f->layout && f->layout->built_now() ? 0.5 : 0.0;
   const auto resident = [&](TensorRef& ref) { load_resident(*f, ref, file.data(), staging, impl.packed); };
   for (size_t l = 0; l < impl.weights.layers.size(); ++l) {
     for (int m = 0; m < kLayerMatrices; ++m)
       if (f->plan.resident[l][m]) resident(layer_matrix(impl.weights.layers[l], m));
-    if (on_progress) on_progress(static_cast<double>(l + 1) / total);
+    if (on_progress) on_progress(progress_from + (1 - progress_from) * static_cast<double>(l + 1) / total);
   }
   // The embedding (tied or not) keeps its file offset in f->embedding: rows are read with pread.
   if (f->plan.output_resident) resident(impl.weights.output);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "flash/buffer_pool.h"
+#include "flash/flash_layout.h"
 #include "flash/residency.h"
 #include "flash/weight_store.h"
 #include "model/model_impl.h"
@@ -17,7 +18,9 @@ namespace orchard {
 struct FlashWeights {
   ResidencyPlan plan;
   bool pack = false;  // fast kernels: matrices with a packed format are packed as they are read
-  std::unique_ptr<WeightStore> store;
+  std::unique_ptr<WeightStore> store;    // the model file
+  std::unique_ptr<FlashLayout> layout;   // packed copies (fast kernels), or null
+  std::string layout_note;               // why there is no layout, when pack is set
   std::unique_ptr<BufferPool> resident_pool;
   std::vector<BufferPool::Buffer> resident;  // the resident matrices' bytes
   TensorRef embedding;            // rows are read one at a time with pread
@@ -28,8 +31,11 @@ struct FlashWeights {
 // embedding are larger than the budget.
 bool needs_streaming(const Model::Impl& impl, uint64_t budget);
 
-// Switches `impl` to limited-memory mode. Throws orchard::Error naming --memory-budget when the
-// model is not a single GGUF file or the budget cannot hold even two layers in flight.
-void load_flash_weights(Model::Impl& impl, uint64_t budget, bool pack, const std::function<void(double)>& on_progress);
+// Switches `impl` to limited-memory mode. With `pack` (fast kernels), the matrices are read from
+// the flash layout in `layout_dir` (built there first if needed; "" = no layout: packed as they
+// are read). Throws orchard::Error naming --memory-budget when the model is not a single GGUF file
+// or the budget cannot hold even two layers in flight.
+void load_flash_weights(Model::Impl& impl, uint64_t budget, bool pack, const std::string& layout_dir,
+                        const std::function<void(double)>& on_progress);
 
 }  // namespace orchard

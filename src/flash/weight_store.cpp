@@ -39,7 +39,8 @@ void WeightStore::buffered_read(uint64_t offset, uint64_t bytes, uint8_t* out) c
 const uint8_t* WeightStore::read(uint64_t offset, uint64_t bytes, uint8_t* buffer, uint64_t capacity,
                                  uint64_t* read_bytes) const {
   const uint64_t head = offset % kAlignment;
-  if (capacity < span_bytes(bytes) || reinterpret_cast<uintptr_t>(buffer) % kAlignment != 0)
+  if (capacity < (head + bytes + kAlignment - 1) / kAlignment * kAlignment ||
+      reinterpret_cast<uintptr_t>(buffer) % kAlignment != 0)
     fail(path_, ": internal: read buffer too small or misaligned");
   if (direct()) {
     const uint64_t start = offset - head;

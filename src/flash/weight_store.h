@@ -19,10 +19,11 @@ class WeightStore {
   WeightStore& operator=(const WeightStore&) = delete;
   ~WeightStore();
 
-  // Capacity a destination needs for read(): O_DIRECT reads whole aligned blocks around the range.
+  // Capacity a destination needs for read() whatever the offset: O_DIRECT reads whole aligned
+  // blocks around the range (exactly: offset % kAlignment + bytes, rounded up to kAlignment).
   static uint64_t span_bytes(uint64_t bytes) { return bytes + 2 * kAlignment; }
 
-  // Reads [offset, offset + bytes) into `buffer` (kAlignment-aligned, at least span_bytes(bytes))
+  // Reads [offset, offset + bytes) into `buffer` (kAlignment-aligned, room for the aligned span)
   // and returns where the first byte landed: at buffer + offset % kAlignment, so the data keeps
   // the alignment it has in the file (and had in the mapping). Adds the bytes taken from the
   // device to *read_bytes. Thread-safe.

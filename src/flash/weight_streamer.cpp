@@ -41,7 +41,15 @@ void WeightStreamer::load(int64_t unit, Slot& slot, uint64_t* read_bytes) {
     uint8_t* dest = slot.memory.data() + cursor;
     TensorRef ref = s.ref;
     const auto format = flash_.pack ? packed_format_for(ref.type) : std::nullopt;
-    if (format) {
+    if (s.from_layout) {
+      // Already packed: one aligned read, nothing to compute.
+      PackedMatrix p = describe_packed(ref, *packed_format_for(ref.type));
+      uint8_t* tiles = const_cast<uint8_t*>(
+          flash_.layout->store().read(s.offset, s.read_bytes, dest, s.loaded_bytes, read_bytes));
+      p.memory = std::shared_ptr<uint8_t>(tiles, [](uint8_t*) {});  // the slot owns it
+      ref.data = tiles;  // a key for find_packed
+      slot.packed.push_back(std::move(p));
+    } else if (format) {
       // Packed as the fast kernels' load-time path does, so the same kernel code runs on it.
       TensorRef raw = ref;
       raw.data = flash_.store->read(s.offset, ref.nbytes, staging_.data(), staging_.size(), read_bytes);
@@ -128,7 +136,8 @@ FlashStats WeightStreamer::stats() const {
   s.resident_bytes = flash_.plan.small_bytes + flash_.plan.resident_bytes;
   s.stream_buffer_bytes = pool_.capacity();
   s.streamed_bytes_per_pass = flash_.plan.streamed_bytes;
-  s.direct_io = flash_.store->direct();
+  s.direct_io = flash_.store->direct() && (!flash_.layout || flash_.layout->store().direct());
+  s.flash_layout = flash_.layout != nullptr;
   s.bytes_read = bytes_read_;
   s.io_wait_s = io_wait_s_;
   s.compute_s = std::max(0.0, compute_s_ - io_wait_s_);

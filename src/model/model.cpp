@@ -45,7 +45,11 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   }
   bind_weights(tensors, *impl);
   if (needs_streaming(*impl, options.memory_budget))
-    load_flash_weights(*impl, options.memory_budget, options.kernels == KernelChoice::fast, options.on_progress);
+    load_flash_weights(*impl, options.memory_budget, options.kernels == KernelChoice::fast,
+                       !options.flash_layout          ? std::string()
+                       : options.flash_layout_dir.empty() ? FlashLayout::default_directory()
+                                                          : options.flash_layout_dir,
+                       options.on_progress);
   else if (options.kernels == KernelChoice::fast)
     pack_weights(*impl, options.on_progress);
   if (options.on_progress) options.on_progress(1.0);

@@ -2,9 +2,10 @@
 // to the mapped model when the weights stream from storage under a budget smaller than them.
 #include <gtest/gtest.h>
 
-#include <cstring>
-
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "flash/buffer_pool.h"
 #include "flash/flash_weights.h"
@@ -14,6 +15,7 @@
 #include "model/model_impl.h"
 #include "orchard/error.h"
 #include "orchard/model.h"
+#include "temp_dir.h"
 #include "test_paths.h"
 
 namespace orchard {
@@ -95,21 +97,29 @@ TEST_P(FlashStreaming, LogitsBitwiseIdenticalToMapped) {
   const uint64_t weights = matrix_bytes(*mapped);
   // Everything streamed but the vectors, and (one byte short of the weights) most resident.
   const uint64_t minimum = minimum_memory_budget(w, mapped->impl().files.front()->data(), pack);
-  for (const uint64_t budget : {minimum, weights - 1}) {
-    SCOPED_TRACE("budget " + std::to_string(budget) + " of weights " + std::to_string(weights));
-    ASSERT_LT(budget, weights);
-    auto streamed = Model::load(path, {.kernels = c.kernels, .memory_budget = budget});
-    FlashStats stats;
-    const std::vector<float> actual = run(streamed, c.kernels, &stats);
-    EXPECT_TRUE(stats.active);
-    EXPECT_GT(stats.bytes_read, 0u);
-    EXPECT_LE(stats.resident_bytes + stats.stream_buffer_bytes, budget);
-    ASSERT_EQ(actual.size(), expected.size());
-    EXPECT_EQ(std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)), 0);
-    if (budget == minimum) {
-      EXPECT_GE(stats.bytes_read, 4 * stats.streamed_bytes_per_pass);  // 4 passes, each reads it all
+  // With the fast kernels, both ways of streaming: packed matrices read from the flash layout
+  // (built in a fresh folder), and packed as they are read.
+  const test::TempDir cache;
+  const bool packable = pack && packed_format_for(w.layers.front().wq.type).has_value();
+  for (const bool layout : {true, false})
+    for (const uint64_t budget : {minimum, weights - 1}) {
+      SCOPED_TRACE("budget " + std::to_string(budget) + " of weights " + std::to_string(weights) +
+                   (layout ? ", flash layout" : ", no flash layout"));
+      ASSERT_LT(budget, weights);
+      auto streamed = Model::load(path, {.kernels = c.kernels, .memory_budget = budget, .flash_layout = layout,
+                                         .flash_layout_dir = cache.path()});
+      FlashStats stats;
+      const std::vector<float> actual = run(streamed, c.kernels, &stats);
+      EXPECT_TRUE(stats.active);
+      EXPECT_EQ(stats.flash_layout, layout && packable);
+      EXPECT_GT(stats.bytes_read, 0u);
+      EXPECT_LE(stats.resident_bytes + stats.stream_buffer_bytes, budget);
+      ASSERT_EQ(actual.size(), expected.size());
+      EXPECT_EQ(std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)), 0);
+      if (budget == minimum) {
+        EXPECT_GE(stats.bytes_read, 4 * stats.streamed_bytes_per_pass);  // 4 passes, each reads it all
+      }
     }
-  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, FlashStreaming,
@@ -152,6 +162,58 @@ TEST(FlashStreaming, OutputInChunks) {
     ASSERT_EQ(actual.size(), expected.size());
     EXPECT_EQ(std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)), 0);
   }
+}
+
+// The smallest budget that streams `path` with the fast kernels, with or without a flash layout.
+uint64_t minimum_budget(const std::string& path) {
+  auto mapped = Model::load(path);
+  return minimum_memory_budget(mapped->impl().weights, mapped->impl().files.front()->data(), true);
+}
+
+// The flash layout is built once, reused by the next load, and rebuilt when its file is damaged
+// (cut short, or a header that does not match): every time with the mapped model's logits.
+TEST(FlashLayout, BuiltOnceReusedAndRebuiltWhenDamaged) {
+  const std::string path = test::shared_path("golden/llama-q4_0.gguf");
+  const std::vector<float> expected = run(Model::load(path), KernelChoice::fast);
+  const test::TempDir cache;
+  const auto load = [&] {
+    auto model = Model::load(path, {.memory_budget = minimum_budget(path), .flash_layout_dir = cache.path()});
+    EXPECT_EQ(run(model, KernelChoice::fast), expected);
+    return model;
+  };
+  const auto built_now = [](const std::shared_ptr<const Model>& m) {
+    return m->impl().flash && m->impl().flash->layout && m->impl().flash->layout->built_now();
+  };
+  auto first = load();
+  ASSERT_TRUE(built_now(first));
+  const std::string file = first->impl().flash->layout->path();
+  EXPECT_EQ(std::filesystem::path(file).parent_path(), std::filesystem::path(cache.path()));
+  EXPECT_FALSE(built_now(load()));
+
+  std::filesystem::resize_file(file, std::filesystem::file_size(file) - 4096);
+  EXPECT_TRUE(built_now(load()));
+  {
+    std::fstream header(file, std::ios::in | std::ios::out | std::ios::binary);
+    header.seekp(9);
+    header.put('\x7f');
+  }
+  EXPECT_TRUE(built_now(load()));
+  EXPECT_FALSE(built_now(load()));
+  // No temporary files left behind.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(cache.path()), {}), 1);
+}
+
+TEST(FlashLayout, UnwritableFolderFallsBackToPackingOnRead) {
+  const std::string path = test::shared_path("golden/llama-q4_0.gguf");
+  const std::vector<float> expected = run(Model::load(path), KernelChoice::fast);
+  const test::TempDir cache;
+  const std::string not_a_folder = cache.write("file", "x");
+  auto model = Model::load(path, {.memory_budget = minimum_budget(path), .flash_layout_dir = not_a_folder + "/cache"});
+  FlashStats stats;
+  EXPECT_EQ(run(model, KernelChoice::fast, &stats), expected);
+  EXPECT_TRUE(stats.active);
+  EXPECT_FALSE(stats.flash_layout);
+  EXPECT_FALSE(model->impl().flash->layout_note.empty());
 }
 
 TEST(FlashStreaming, BudgetTooSmallNamesTheOption) {
