@@ -37,15 +37,27 @@ void WeightStreamer::load(int64_t unit, Slot& slot, uint64_t* read_bytes) {
   slot.refs.clear();
   slot.packed.clear();
   uint64_t cursor = 0;
-  for (const WeightSlice& s : u.slices) {
+  size_t run_end = 0;  // slices before this one have been read
+  for (size_t i = 0; i < u.slices.size(); ++i) {
+    const WeightSlice& s = u.slices[i];
     uint8_t* dest = slot.memory.data() + cursor;
     TensorRef ref = s.ref;
     const auto format = flash_.pack ? packed_format_for(ref.type) : std::nullopt;
     if (s.from_layout) {
-      // Already packed: one aligned read, nothing to compute.
+      // Already packed: nothing to compute. Slices that follow each other in the layout (a
+      // layer's matrices are stored in the order they stream) are read together, as one request.
+      if (i >= run_end) {
+        uint64_t run_bytes = s.loaded_bytes;
+        for (run_end = i + 1; run_end < u.slices.size(); ++run_end) {
+          const WeightSlice& next = u.slices[run_end];
+          if (!next.from_layout || next.offset != s.offset + run_bytes) break;
+          run_bytes += next.loaded_bytes;
+        }
+        const uint64_t last = u.slices[run_end - 1].offset + u.slices[run_end - 1].read_bytes;
+        flash_.layout->store().read(s.offset, last - s.offset, dest, run_bytes, read_bytes);
+      }
+      uint8_t* tiles = dest + s.offset % WeightStore::kAlignment;
       PackedMatrix p = describe_packed(ref, *packed_format_for(ref.type));
-      uint8_t* tiles = const_cast<uint8_t*>(
-          flash_.layout->store().read(s.offset, s.read_bytes, dest, s.loaded_bytes, read_bytes));
       p.memory = std::shared_ptr<uint8_t>(tiles, [](uint8_t*) {});  // the slot owns it
       ref.data = tiles;  // a key for find_packed
       slot.packed.push_back(std::move(p));
