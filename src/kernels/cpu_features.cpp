@@ -7,14 +7,17 @@
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
 #endif
 
 namespace orchard {
 namespace {
 
-struct X86Features {
+struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false;
+  bool neon_dotprod = false, neon_i8mm = false;  // ARM, from the kernel's hardware capabilities
 };
 
 #if defined(__x86_64__)
@@ -24,8 +27,8 @@ uint64_t read_xcr0() {
   return (static_cast<uint64_t>(edx) << 32) | eax;
 }
 
-X86Features detect() {
-  X86Features f;
+CpuFeatures detect() {
+  CpuFeatures f;
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
   const bool osxsave = c & (1u << 27);
@@ -45,12 +48,23 @@ X86Features detect() {
   f.avx512vnni = zmm_os && (c & (1u << 11));
   return f;
 }
+#elif defined(__aarch64__)
+CpuFeatures detect() {
+  constexpr unsigned long kHwcapAsimdDp = 1ul << 20;  // HWCAP_ASIMDDP: SDOT/UDOT
+  constexpr unsigned long kHwcap2I8mm = 1ul << 13;    // HWCAP2_I8MM: USDOT, SMMLA
+  CpuFeatures f;
+  f.neon_dotprod = getauxval(AT_HWCAP) & kHwcapAsimdDp;
+  f.neon_i8mm = f.neon_dotprod && (getauxval(AT_HWCAP2) & kHwcap2I8mm);
+  return f;
+}
 #else
-X86Features detect() { return {}; }
+CpuFeatures detect() { return {}; }
 #endif
 
-const X86Features& features() {
-  static const X86Features f = detect();
+constexpr Isa kAllIsas[] = {Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512vnni, Isa::neon_dotprod, Isa::neon_i8mm};
+
+const CpuFeatures& features() {
+  static const CpuFeatures f = detect();
   return f;
 }
 
@@ -62,18 +76,20 @@ std::string_view isa_name(Isa isa) {
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
     case Isa::avx512vnni: return "avx512vnni";
+    case Isa::neon_dotprod: return "neon_dotprod";
+    case Isa::neon_i8mm: return "neon_i8mm";
   }
   return "?";
 }
 
 std::optional<Isa> parse_isa(std::string_view name) {
-  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512vnni})
+  for (Isa isa : kAllIsas)
     if (name == isa_name(isa)) return isa;
   return std::nullopt;
 }
 
 bool isa_supported(Isa isa) {
-  const X86Features& f = features();
+  const CpuFeatures& f = features();
   const bool avx2 = f.avx2 && f.fma && f.f16c;
   const bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
   switch (isa) {
@@ -81,13 +97,15 @@ bool isa_supported(Isa isa) {
     case Isa::avx2: return avx2;
     case Isa::avx512: return avx512;
     case Isa::avx512vnni: return avx512 && f.avx512vnni;
+    case Isa::neon_dotprod: return f.neon_dotprod;
+    case Isa::neon_i8mm: return f.neon_i8mm;
   }
   return false;
 }
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512vnni})
+  for (Isa isa : kAllIsas)
     if (isa_supported(isa)) out.push_back(isa);
   return out;
 }
@@ -97,7 +115,7 @@ Isa selected_isa() {
     const std::string_view name(env);
     if (name == "reference") return supported_isas().back();  // handled by select_kernels
     auto isa = parse_isa(name);
-    if (!isa) fail("ORCHARD_ISA='", name, "' is not one of generic, avx2, avx512, avx512vnni, reference");
+    if (!isa) fail("ORCHARD_ISA='", name, "' is not one of generic, avx2, avx512, avx512vnni, neon_dotprod, neon_i8mm, reference");
     if (!isa_supported(*isa)) fail("ORCHARD_ISA='", name, "': this CPU cannot run that path");
     return *isa;
   }

@@ -7,8 +7,8 @@
 
 namespace orchard {
 
-// Ordered from least to most capable on x86; `generic` is portable C++ (the only one on ARM).
-enum class Isa { generic, avx2, avx512, avx512vnni };
+// Ordered from least to most capable within each architecture; `generic` is portable C++.
+enum class Isa { generic, avx2, avx512, avx512vnni, neon_dotprod, neon_i8mm };
 
 std::string_view isa_name(Isa isa);
 std::optional<Isa> parse_isa(std::string_view name);

@@ -121,6 +121,9 @@ const IsaKernels& isa_kernels(Isa isa) {
     case Isa::avx2: return isa_kernels_avx2();
     case Isa::avx512: return isa_kernels_avx512();
     case Isa::avx512vnni: return isa_kernels_avx512vnni();
+#elif defined(__aarch64__)
+    case Isa::neon_dotprod: return isa_kernels_neon_dotprod();
+    case Isa::neon_i8mm: return isa_kernels_neon_i8mm();
 #endif
     default: return isa_kernels_generic();
   }
@@ -133,6 +136,8 @@ const Kernels& fast_kernels(Isa isa) {
     case Isa::avx2: return FastTable<Isa::avx2>::table();
     case Isa::avx512: return FastTable<Isa::avx512>::table();
     case Isa::avx512vnni: return FastTable<Isa::avx512vnni>::table();
+    case Isa::neon_dotprod: return FastTable<Isa::neon_dotprod>::table();
+    case Isa::neon_i8mm: return FastTable<Isa::neon_i8mm>::table();
   }
   return FastTable<Isa::generic>::table();
 }

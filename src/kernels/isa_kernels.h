@@ -50,6 +50,9 @@ const IsaKernels& isa_kernels(Isa isa);
 const IsaKernels& isa_kernels_avx2();
 const IsaKernels& isa_kernels_avx512();
 const IsaKernels& isa_kernels_avx512vnni();
+#elif defined(__aarch64__)
+const IsaKernels& isa_kernels_neon_dotprod();
+const IsaKernels& isa_kernels_neon_i8mm();
 #endif
 const IsaKernels& isa_kernels_generic();
 
