@@ -1,5 +1,5 @@
 // orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]
-//               [--memory-budget SIZE] [--verbose]
+//               [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]
 // Prefill and decode speed in the manner of llama-bench: a prompt of random tokens, an empty
 // cache before each repetition, tokens per second as mean +- sd over the repetitions.
 // pp: one batch of p tokens; tg: n tokens decoded one at a time from an empty cache.
@@ -60,6 +60,7 @@ int run_bench(Args& args) {
   const KernelChoice kernels = kernel_choice(args);
   const bool json = args.flag("json");
   const uint64_t budget = memory_budget(args);
+  const KvCacheType kv_cache = kv_cache_type(args);
   const bool verbose = args.flag("verbose");
   args.finish();
 
@@ -67,7 +68,7 @@ int run_bench(Args& args) {
   auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
   const double load_seconds = seconds_since(load_start);
   const int64_t n_ctx = std::max<int64_t>(n_prompt + n_gen, 1);
-  Context context(model, {.n_ctx = n_ctx, .kernels = kernels, .n_threads = n_threads});
+  Context context(model, {.n_ctx = n_ctx, .kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache});
 
   std::mt19937 rng(42);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(model->config().n_vocab - 1));
@@ -104,9 +105,7 @@ int run_bench(Args& args) {
     }
   }
   const Stats p = stats(pp), g = stats(tg);
-  const ModelConfig& c = model->config();
-  const double kv_bytes = static_cast<double>(n_ctx * c.n_layers * c.n_kv_heads * c.head_dim * 2) *
-                          (select_kernels(kernels).kv_type == KvType::f16 ? 2.0 : 4.0);
+  const double kv_bytes = static_cast<double>(context.kv_cache_bytes());
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   const double peak_rss = static_cast<double>(usage.ru_maxrss) * 1024.0;

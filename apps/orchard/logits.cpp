@@ -1,5 +1,5 @@
 // orchard logits --model PATH --tokens 1,2,3 --out FILE [--kernels reference|fast] [--threads N]
-//                [--memory-budget SIZE] [--verbose]
+//                [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]
 // Writes the logits of every position as little-endian float32, shape [n_tokens, n_vocab].
 #include <algorithm>
 #include <bit>
@@ -18,13 +18,14 @@ int run_logits(Args& args) {
   const std::string out = args.require("out");
   const KernelChoice kernels = kernel_choice(args);
   const uint64_t budget = memory_budget(args);
+  const KvCacheType kv_cache = kv_cache_type(args);
   const bool verbose = args.flag("verbose");
   const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
   const int n_threads = static_cast<int>(args.get_int("threads").value_or(0));
   args.finish();
 
   auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
-  ContextOptions options{.n_ctx = n_ctx.value_or(0), .kernels = kernels, .n_threads = n_threads};
+  ContextOptions options{.n_ctx = n_ctx.value_or(0), .kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache};
   if (options.n_ctx == 0 && static_cast<int64_t>(tokens.size()) > std::min<int64_t>(model->config().context_length, 4096))
     options.n_ctx = model->config().context_length;
   Context context(model, options);

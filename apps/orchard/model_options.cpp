@@ -20,6 +20,15 @@ KernelChoice kernel_choice(Args& args) {
   fail("orchard ", args.command(), ": --kernels must be 'reference' or 'fast', got '", kernels, "'");
 }
 
+KvCacheType kv_cache_type(Args& args) {
+  const std::optional<std::string> type = args.get("kv-type");
+  if (!type) return KvCacheType::automatic;
+  if (*type == "f32") return KvCacheType::f32;
+  if (*type == "f16") return KvCacheType::f16;
+  if (*type == "int8") return KvCacheType::int8;
+  fail("orchard ", args.command(), ": --kv-type must be f32, f16 or int8, got '", *type, "'");
+}
+
 uint64_t memory_budget(Args& args) {
   const std::optional<std::string> text = args.get("memory-budget");
   return text ? parse_memory_budget(*text) : 0;

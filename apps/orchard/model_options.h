@@ -11,6 +11,9 @@ namespace orchard::cli {
 // --kernels reference|fast (default fast).
 KernelChoice kernel_choice(Args& args);
 
+// --kv-type f32|f16|int8: what the KV cache stores (default: what the kernels prefer).
+KvCacheType kv_cache_type(Args& args);
+
 // --memory-budget SIZE (e.g. 800M, 1.5G): limited-memory mode; 0 when absent.
 uint64_t memory_budget(Args& args);
 

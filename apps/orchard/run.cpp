@@ -1,5 +1,5 @@
 // orchard run --model PATH --prompt TEXT [--raw] [sampling options] [--max-tokens N]
-//             [--memory-budget SIZE] [--verbose]
+//             [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]
 // Streams exactly the generated text to stdout; everything else goes to stderr.
 #include <cstdio>
 
@@ -35,6 +35,7 @@ int run_generation(Args& args) {
   const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
   const KernelChoice kernels = kernel_choice(args);
   const uint64_t budget = memory_budget(args);
+  const KvCacheType kv_cache = kv_cache_type(args);
   const bool verbose = args.flag("verbose");
   StreamOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
   args.finish();
@@ -44,7 +45,7 @@ int run_generation(Args& args) {
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));
   const std::vector<int32_t> prompt_ids = raw ? tokenizer->encode(prompt, tokenizer->adds_bos())
                                               : chat_prompt_ids(*tokenizer, prompt);
-  Context context(model, {.n_ctx = n_ctx.value_or(0), .kernels = kernels});
+  Context context(model, {.n_ctx = n_ctx.value_or(0), .kernels = kernels, .kv_cache = kv_cache});
   generate(context, *tokenizer, prompt_ids, options, [](std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);

@@ -102,10 +102,15 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
+// What the KV cache stores. automatic: float32 with the reference kernels, float16 with the fast
+// ones; int8: one byte per element plus a scale per position and KV head (half of float16).
+enum class KvCacheType { automatic, f32, f16, int8 };
+
 struct ContextOptions {
   int64_t n_ctx = 0;  // 0: the model's trained context length (capped at 4096)
   KernelChoice kernels = KernelChoice::fast;
   int n_threads = 0;  // threads of the context's pool; 0: one per available CPU
+  KvCacheType kv_cache = KvCacheType::automatic;
 };
 
 // One sequence's inference state: the KV cache and scratch buffers.
@@ -129,6 +134,8 @@ class Context {
   const Model& model() const;
   // Limited-memory mode's figures for this context (inactive when the model is mapped).
   FlashStats flash_stats() const;
+  // Bytes the KV cache holds (all layers, the whole context).
+  uint64_t kv_cache_bytes() const;
 
  private:
   struct Impl;

@@ -344,7 +344,7 @@ constexpr int64_t kQueryTile = 16;
 constexpr int64_t kKeyTile = 64;
 
 template <typename V>
-void kv_rows_to_f32(const AttentionBatch& a, const void* base, int64_t kv_head, int64_t first,
+void kv_rows_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t kv_head, int64_t first,
                     int64_t count, float* dst) {
   const int64_t hd = a.head_dim, kv_dim = a.n_kv_heads * hd;
   for (int64_t j = 0; j < count; ++j) {
@@ -352,11 +352,18 @@ void kv_rows_to_f32(const AttentionBatch& a, const void* base, int64_t kv_head, 
     float* row = dst + j * hd;
     if (a.kv_type == KvType::f32) {
       std::copy_n(static_cast<const float*>(base) + offset, hd, row);
-    } else {
+    } else if (a.kv_type == KvType::f16) {
       const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
       int64_t d = 0;
       for (; d + V::L <= hd; d += V::L) V::fstore(row + d, V::load_f16(src + d));
       for (; d < hd; ++d) row[d] = f16_to_f32(src[d]);
+    } else {  // q8: scale * q, as kv_row_to_f32
+      const int8_t* src = static_cast<const int8_t*>(base) + offset;
+      const float scale = scales[(first + j) * a.n_kv_heads + kv_head];
+      const typename V::F s = V::fset1(scale);
+      int64_t d = 0;
+      for (; d + V::L <= hd; d += V::L) V::fstore(row + d, V::fmul(s, V::load_s8(src + d)));
+      for (; d < hd; ++d) row[d] = scale * static_cast<float>(src[d]);
     }
   }
 }
@@ -394,8 +401,8 @@ void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, in
       const int64_t n_keys = a.start + q0 + nq;  // keys the last query of the tile sees
       for (int64_t k0 = 0; k0 < n_keys; k0 += kKeyTile) {
         const int64_t nk = std::min(kKeyTile, n_keys - k0);
-        kv_rows_to_f32<V>(a, a.keys, kv_head, k0, nk, keys);
-        kv_rows_to_f32<V>(a, a.values, kv_head, k0, nk, values);
+        kv_rows_to_f32<V>(a, a.keys, a.key_scales, kv_head, k0, nk, keys);
+        kv_rows_to_f32<V>(a, a.values, a.value_scales, kv_head, k0, nk, values);
         for (int64_t i = 0; i < nq; ++i) {
           const int64_t visible = std::min(nk, a.start + q0 + i + 1 - k0);  // causal limit
           if (visible <= 0) continue;

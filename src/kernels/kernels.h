@@ -18,7 +18,9 @@ struct MatmulWeight {
   const PackedMatrix* packed = nullptr;
 };
 
-enum class KvType { f32, f16 };
+// What the KV cache stores: float32, float16, or int8 per (position, KV head) row with one
+// float32 scale per row (x = scale * q, scale = max |x| / 127), half of f16's bytes.
+enum class KvType { f32, f16, q8 };
 
 // Causal attention of a batch of query tokens over the KV cache of one layer.
 // Token t (position start + t) attends to cached positions 0 .. start + t.
@@ -31,7 +33,14 @@ struct AttentionBatch {
   int64_t n_heads, n_kv_heads, head_dim;
   float scale;             // applied to q.k before the softmax
   float* out;              // [n_tokens, n_heads * head_dim]
+  const float* key_scales = nullptr;    // q8: [n_ctx, n_kv_heads]
+  const float* value_scales = nullptr;  // q8: same
 };
+
+// Row `position` of KV head `kv_head` of a cache of type `type` as float32 (head_dim values): the
+// conversion every attention kernel applies, scalar.
+void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t position, int64_t kv_head,
+                   int64_t n_kv_heads, int64_t head_dim, float* out);
 
 struct Kernels {
   const char* name;

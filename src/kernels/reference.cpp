@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/half.h"
 #include "kernels/kernels.h"
 #include "tensor/dequantize.h"
 
@@ -72,12 +73,23 @@ void attend_one(const float* q, const float* keys, const float* values, int64_t 
   }
 }
 
+// The cache's rows [0, n) as float32 ([n, n_kv_heads * head_dim]).
+std::vector<float> kv_rows_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t n) {
+  const int64_t hd = a.head_dim, kv_dim = a.n_kv_heads * hd;
+  std::vector<float> rows(static_cast<size_t>(n * kv_dim));
+  for (int64_t p = 0; p < n; ++p)
+    for (int64_t h = 0; h < a.n_kv_heads; ++h)
+      kv_row_to_f32(a.kv_type, base, scales, p, h, a.n_kv_heads, hd, &rows[static_cast<size_t>(p * kv_dim + h * hd)]);
+  return rows;
+}
+
 void attention_reference(const AttentionBatch& a, ThreadPool&) {
-  if (a.kv_type != KvType::f32) fail("reference attention reads a float32 KV cache only");
   const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd;
   const int64_t group = a.n_heads / a.n_kv_heads;
-  const auto* keys = static_cast<const float*>(a.keys);
-  const auto* values = static_cast<const float*>(a.values);
+  const std::vector<float> key_rows = kv_rows_f32(a, a.keys, a.key_scales, a.start + a.n_tokens);
+  const std::vector<float> value_rows = kv_rows_f32(a, a.values, a.value_scales, a.start + a.n_tokens);
+  const float* keys = key_rows.data();
+  const float* values = value_rows.data();
   std::vector<float> scores(static_cast<size_t>(a.start + a.n_tokens));
   for (int64_t t = 0; t < a.n_tokens; ++t)
     for (int64_t h = 0; h < a.n_heads; ++h) {
@@ -95,6 +107,24 @@ void swiglu_reference(float* gate, const float* up, int64_t n, ThreadPool&) {
 }
 
 }  // namespace
+
+void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t position, int64_t kv_head,
+                   int64_t n_kv_heads, int64_t head_dim, float* out) {
+  const int64_t offset = (position * n_kv_heads + kv_head) * head_dim;
+  switch (type) {
+    case KvType::f32:
+      std::copy_n(static_cast<const float*>(base) + offset, head_dim, out);
+      return;
+    case KvType::f16:
+      for (int64_t d = 0; d < head_dim; ++d) out[d] = f16_to_f32(static_cast<const uint16_t*>(base)[offset + d]);
+      return;
+    case KvType::q8: {
+      const float scale = scales[position * n_kv_heads + kv_head];
+      for (int64_t d = 0; d < head_dim; ++d) out[d] = scale * static_cast<float>(static_cast<const int8_t*>(base)[offset + d]);
+      return;
+    }
+  }
+}
 
 const Kernels& reference_kernels() {
   static const Kernels kernels{"reference",       KvType::f32,         matmul_reference,

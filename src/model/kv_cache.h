@@ -1,7 +1,9 @@
 // The attention KV cache: keys and values of every layer at every position, as float32 (the
-// reference kernels) or float16 (the fast kernels: half the memory and half the bytes that
-// attention reads per decoded token).
+// reference kernels), float16 (the fast kernels: half the memory and half the bytes that
+// attention reads per decoded token), or int8 with a scale per position and KV head (a quarter
+// of float32's; an option for long contexts).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -12,44 +14,64 @@ namespace orchard {
 
 class KvCache {
  public:
-  KvCache(int64_t n_layers, int64_t n_ctx, int64_t kv_dim, KvType type)
-      : n_ctx_(n_ctx), kv_dim_(kv_dim), type_(type),
-        keys_(static_cast<size_t>(n_layers * n_ctx * kv_dim) * element_bytes(type)),
-        values_(keys_.size()) {}
+  KvCache(int64_t n_layers, int64_t n_ctx, int64_t n_kv_heads, int64_t head_dim, KvType type)
+      : n_ctx_(n_ctx), n_kv_heads_(n_kv_heads), head_dim_(head_dim), kv_dim_(n_kv_heads * head_dim), type_(type),
+        keys_(static_cast<size_t>(n_layers * n_ctx * kv_dim_) * element_bytes(type)),
+        values_(keys_.size()),
+        key_scales_(type == KvType::q8 ? static_cast<size_t>(n_layers * n_ctx * n_kv_heads) : 0),
+        value_scales_(key_scales_.size()) {}
 
   int64_t n_ctx() const { return n_ctx_; }
   int64_t kv_dim() const { return kv_dim_; }
   KvType type() const { return type_; }
-  size_t bytes() const { return keys_.size() + values_.size(); }
+  size_t bytes() const { return keys_.size() + values_.size() + (key_scales_.size() + value_scales_.size()) * sizeof(float); }
 
   // Rows of `kv_dim` elements of layer `layer` from position 0, contiguous.
   const void* keys(int64_t layer) const { return keys_.data() + offset(layer, 0); }
   const void* values(int64_t layer) const { return values_.data() + offset(layer, 0); }
+  // q8: the scales of layer `layer`, [n_ctx, n_kv_heads]; null for the other types.
+  const float* key_scales(int64_t layer) const { return scales_of(key_scales_, layer); }
+  const float* value_scales(int64_t layer) const { return scales_of(value_scales_, layer); }
 
   // Stores one position's key and value rows, converting to the cache's type.
   void store(int64_t layer, int64_t position, const float* key, const float* value) {
-    put(keys_.data() + offset(layer, position), key);
-    put(values_.data() + offset(layer, position), value);
+    put(keys_.data() + offset(layer, position), key, key_scales_, layer, position);
+    put(values_.data() + offset(layer, position), value, value_scales_, layer, position);
   }
 
-  static size_t element_bytes(KvType type) { return type == KvType::f16 ? 2 : 4; }
+  static size_t element_bytes(KvType type) { return type == KvType::f32 ? 4 : type == KvType::f16 ? 2 : 1; }
 
  private:
   size_t offset(int64_t layer, int64_t position) const {
     return static_cast<size_t>((layer * n_ctx_ + position) * kv_dim_) * element_bytes(type_);
   }
-  void put(uint8_t* dst, const float* src) const {
+  const float* scales_of(const std::vector<float>& scales, int64_t layer) const {
+    return scales.empty() ? nullptr : scales.data() + layer * n_ctx_ * n_kv_heads_;
+  }
+  void put(uint8_t* dst, const float* src, std::vector<float>& scales, int64_t layer, int64_t position) const {
     if (type_ == KvType::f32) {
       std::copy(src, src + kv_dim_, reinterpret_cast<float*>(dst));
-    } else {
+    } else if (type_ == KvType::f16) {
       auto* h = reinterpret_cast<uint16_t*>(dst);
       for (int64_t i = 0; i < kv_dim_; ++i) h[i] = f32_to_f16(src[i]);
+    } else {
+      for (int64_t head = 0; head < n_kv_heads_; ++head) {
+        const float* x = src + head * head_dim_;
+        float amax = 0.0f;
+        for (int64_t i = 0; i < head_dim_; ++i) amax = std::max(amax, std::fabs(x[i]));
+        const float scale = amax / 127.0f;
+        const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+        auto* q = reinterpret_cast<int8_t*>(dst) + head * head_dim_;
+        for (int64_t i = 0; i < head_dim_; ++i) q[i] = static_cast<int8_t>(std::nearbyint(x[i] * inverse));
+        scales[static_cast<size_t>((layer * n_ctx_ + position) * n_kv_heads_ + head)] = scale;
+      }
     }
   }
 
-  int64_t n_ctx_, kv_dim_;
+  int64_t n_ctx_, n_kv_heads_, head_dim_, kv_dim_;
   KvType type_;
   std::vector<uint8_t> keys_, values_;
+  std::vector<float> key_scales_, value_scales_;
 };
 
 }  // namespace orchard

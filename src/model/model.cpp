@@ -89,9 +89,20 @@ struct Context::Impl {
   Transformer transformer;
   int64_t n_past = 0;
 
-  Impl(std::shared_ptr<const Model> m, const Kernels& kernels, int64_t n_ctx, int n_threads)
-      : model(std::move(m)), transformer(model->impl(), kernels, n_ctx, n_threads) {}
+  Impl(std::shared_ptr<const Model> m, const Kernels& kernels, int64_t n_ctx, int n_threads,
+       std::optional<KvType> kv_type)
+      : model(std::move(m)), transformer(model->impl(), kernels, n_ctx, n_threads, 1, kv_type) {}
 };
+
+static std::optional<KvType> kv_type_of(KvCacheType type) {
+  switch (type) {
+    case KvCacheType::automatic: return std::nullopt;
+    case KvCacheType::f32: return KvType::f32;
+    case KvCacheType::f16: return KvType::f16;
+    case KvCacheType::int8: return KvType::q8;
+  }
+  return std::nullopt;
+}
 
 Context::Context(std::shared_ptr<const Model> model, const ContextOptions& options) {
   if (!model) fail("Context: no model");
@@ -99,7 +110,7 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
   if (n_ctx <= 0) n_ctx = std::min<int64_t>(model->config().context_length, 4096);
   if (n_ctx > (int64_t{1} << 24)) fail("context size ", n_ctx, " is too large");
   impl_ = std::make_unique<Impl>(std::move(model), select_kernels(options.kernels), n_ctx,
-                                 options.n_threads);
+                                 options.n_threads, kv_type_of(options.kv_cache));
 }
 
 Context::~Context() = default;
@@ -135,6 +146,7 @@ int64_t Context::n_past() const { return impl_->n_past; }
 int64_t Context::n_ctx() const { return impl_->transformer.n_ctx(); }
 const Model& Context::model() const { return *impl_->model; }
 FlashStats Context::flash_stats() const { return impl_->transformer.flash_stats(); }
+uint64_t Context::kv_cache_bytes() const { return impl_->transformer.cache().bytes(); }
 
 void Context::truncate(int64_t n) {
   if (n < 0 || n > impl_->n_past) fail("truncate: position ", n, " is outside the cached ", impl_->n_past);

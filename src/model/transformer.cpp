@@ -36,15 +36,15 @@ void rope_angles(const std::vector<double>& freq, std::span<const int64_t> posit
 }
 
 Transformer::Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx, int n_threads,
-                         int64_t n_sequences)
+                         int64_t n_sequences, std::optional<KvType> kv_type)
     : model_(model),
       config_(model.config),
       kernels_(kernels),
       pool_(n_threads),
       rope_freq_(rope_frequencies(model.config, model.weights.rope_freq_factors)) {
   for (int64_t s = 0; s < std::max<int64_t>(1, n_sequences); ++s)
-    caches_.emplace_back(model.config.n_layers, n_ctx, model.config.n_kv_heads * model.config.head_dim,
-                         kernels.kv_type);
+    caches_.emplace_back(model.config.n_layers, n_ctx, model.config.n_kv_heads, model.config.head_dim,
+                         kv_type.value_or(kernels.kv_type));
   if (model.flash) streamer_ = std::make_unique<WeightStreamer>(model);
 }
 
@@ -120,7 +120,8 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
     const AttentionBatch rows_of_entry{&q_[t * q_dim], cache.keys(l), cache.values(l), cache.type(),
                                        rows,           entry.start,   c.n_heads,       c.n_kv_heads,
                                        hd,             1.0f / std::sqrt(static_cast<float>(hd)),
-                                       &attn_out_[t * q_dim]};
+                                       &attn_out_[t * q_dim],
+                                       cache.key_scales(l), cache.value_scales(l)};
     kernels_.attention(rows_of_entry, pool_);
     t += rows;
   }

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -36,9 +37,10 @@ class Transformer {
 
   // n_threads <= 0: one per available CPU. Each of `n_sequences` sequences has its own KV
   // cache of n_ctx positions; one forward pass can advance several of them together, reading
-  // the weights once for all (continuous batching).
+  // the weights once for all (continuous batching). kv_type: what the caches store (default:
+  // what the kernels prefer).
   Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx, int n_threads = 0,
-              int64_t n_sequences = 1);
+              int64_t n_sequences = 1, std::optional<KvType> kv_type = std::nullopt);
   ~Transformer();
 
   // Runs `tokens` of sequence 0 at positions start .. start+n-1, filling its cache there.

@@ -41,6 +41,8 @@ TEST(CliModel, BadInputGivesExitCode2AndOneLine) {
                         "token id 1024");
   expect_one_line_error(run_cli({"logits", "--model", model, "--tokens", "1,x", "--out", out}), "--tokens");
   expect_one_line_error(run_cli({"logits", "--model", model, "--tokens", "-1", "--out", out}), "token id -1");
+  expect_one_line_error(run_cli({"logits", "--model", model, "--tokens", "1", "--out", out, "--kv-type", "q4"}),
+                        "--kv-type");
   expect_one_line_error(run_cli({"logits", "--model", model, "--tokens", "1", "--out", out, "--kernels", "gpu"}),
                         "--kernels");
   expect_one_line_error(run_cli({"logits", "--model", dir.file("missing.gguf"), "--tokens", "1", "--out", out}),

@@ -14,6 +14,7 @@
 #include "kernels/kernels.h"
 #include "kernels/packing.h"
 #include "kernels/thread_pool.h"
+#include "model/kv_cache.h"
 #include "tensor/dequantize.h"
 
 namespace orchard {
@@ -189,6 +190,40 @@ TEST_P(FastKernels, AttentionMatchesReference) {
     a.keys = k16.data();
     a.values = v16.data();
     a.kv_type = KvType::f16;
+    a.out = got.data();
+    fast.attention(a, pool);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f) << i;
+  }
+}
+
+// The int8 KV cache: rows stored with a scale per position and KV head; the fast attention reads
+// it as the reference does, and each element is within half a step of what was stored.
+TEST_P(FastKernels, AttentionOverInt8CacheMatchesReference) {
+  const Kernels& fast = fast_kernels(GetParam());
+  ThreadPool pool(2);
+  std::mt19937 rng(5);
+  struct Case { int64_t head_dim, n_tokens, start; };
+  for (const Case& c : {Case{64, 1, 0}, Case{96, 5, 3}, Case{8, 70, 0}, Case{64, 1, 150}, Case{20, 40, 90}}) {
+    SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " n " + std::to_string(c.n_tokens) +
+                 " start " + std::to_string(c.start));
+    const int64_t n_heads = 6, n_kv = 2, kv_dim = n_kv * c.head_dim, n_ctx = c.start + c.n_tokens;
+    const std::vector<float> q = random_floats(c.n_tokens * n_heads * c.head_dim, rng, 2.0f);
+    const std::vector<float> k = random_floats(n_ctx * kv_dim, rng, 2.0f), v = random_floats(n_ctx * kv_dim, rng);
+    KvCache cache(1, n_ctx, n_kv, c.head_dim, KvType::q8);
+    for (int64_t p = 0; p < n_ctx; ++p) cache.store(0, p, &k[p * kv_dim], &v[p * kv_dim]);
+    EXPECT_EQ(cache.bytes(), static_cast<size_t>(2 * n_ctx * (kv_dim + n_kv * 4)));
+    std::vector<float> row(c.head_dim);
+    for (int64_t p = 0; p < n_ctx; ++p)
+      for (int64_t h = 0; h < n_kv; ++h) {
+        kv_row_to_f32(KvType::q8, cache.keys(0), cache.key_scales(0), p, h, n_kv, c.head_dim, row.data());
+        const float step = cache.key_scales(0)[p * n_kv + h];
+        for (int64_t d = 0; d < c.head_dim; ++d) ASSERT_LE(std::fabs(row[d] - k[p * kv_dim + h * c.head_dim + d]), 0.5f * step * 1.0001f);
+      }
+    std::vector<float> expect(q.size()), got(q.size(), NAN);
+    AttentionBatch a{q.data(), cache.keys(0), cache.values(0), KvType::q8, c.n_tokens, c.start, n_heads, n_kv,
+                     c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), expect.data(),
+                     cache.key_scales(0), cache.value_scales(0)};
+    reference_kernels().attention(a, pool);
     a.out = got.data();
     fast.attention(a, pool);
     for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f) << i;
