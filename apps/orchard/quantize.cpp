@@ -11,6 +11,7 @@
 #include "command.h"
 #include "model_options.h"
 #include "progress.h"
+#include "quant/activation_moments.h"
 #include "quant/quantize_model.h"
 #include "runtime/model_tokenizer.h"
 
@@ -59,8 +60,8 @@ int run_quantize(Args& args) {
   ProgressBar bar("quantizing");
   QuantizeOptions options;
   options.type = type;
-  // Without calibration, the norm weights estimate the activation statistics.
-  if (!calibration_source) importance = norm_importance(*model);
+  // Without calibration, the statistics are estimated from the weights.
+  if (!calibration_source) importance = estimate_activation_moments(*model);
   options.importance = &importance;
   options.threads = threads;
   options.progress = [&](uint64_t done, uint64_t total, const std::string& tensor) {
