@@ -36,7 +36,9 @@ TEST(QuantActivationMoments, CoversEveryMatrixWithPositiveFiniteMoments) {
         ASSERT_TRUE(std::isfinite(v) && v > 0) << arch << " " << name;
       }
     }
-    if (arch == "llama") EXPECT_TRUE(t.find("output.weight"));
+    if (arch == "llama") {
+      EXPECT_TRUE(t.find("output.weight"));
+    }
   }
 }
 

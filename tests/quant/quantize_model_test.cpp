@@ -155,7 +155,8 @@ TEST(QuantizeModel, Stories260KQuantizesWithFallbacksAndRuns) {
         EXPECT_EQ(t.type, DType::F16) << type;  // 172-wide rows
       }
       if (t.name.find("attn_q") != std::string::npos && type == "q4_os") {
-        EXPECT_EQ(t.type, DType::Q4_0);  // 64-wide rows
+        // 64-wide rows: Q4_0, or Q8_0 where the budget upgrades the tensor (Q6_K does not fit)
+        EXPECT_TRUE(t.type == DType::Q4_0 || t.type == DType::Q8_0) << t.name;
       }
     }
     auto model = Model::load(out);
