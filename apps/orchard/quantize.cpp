@@ -2,7 +2,8 @@
 //                  [--calibration-tokens N (default 4096)] [--calibration-chunk N (default 512)]
 //                  [--threads N]
 // Writes IN (GGUF, Hugging Face folder or llama2.c checkpoint) as a GGUF of standard block types,
-// with error-minimizing scales, weighted by activation statistics when a calibration text is given.
+// with error-minimizing scales, weighted by activation statistics: measured on a calibration text
+// when one is given, else estimated from the weights (quant/activation_moments.h).
 #include <cstdio>
 #include <thread>
 
