@@ -2,7 +2,8 @@
 //                  [--calibration-tokens N (default 4096)] [--calibration-chunk N (default 512)]
 //                  [--threads N]
 // Writes IN (GGUF, Hugging Face folder or llama2.c checkpoint) as a GGUF of standard block types,
-// with error-minimizing scales, weighted by activation statistics when a calibration text is given.
+// with error-minimizing scales, weighted by activation statistics: measured on a calibration text
+// when one is given, else estimated from the weights (quant/activation_moments.h).
 #include <cstdio>
 #include <thread>
 
@@ -11,6 +12,7 @@
 #include "command.h"
 #include "model_options.h"
 #include "progress.h"
+#include "quant/activation_moments.h"
 #include "quant/quantize_model.h"
 #include "runtime/model_tokenizer.h"
 
@@ -59,8 +61,8 @@ int run_quantize(Args& args) {
   ProgressBar bar("quantizing");
   QuantizeOptions options;
   options.type = type;
-  // Without calibration, the norm weights estimate the activation statistics.
-  if (!calibration_source) importance = norm_importance(*model);
+  // Without calibration, the statistics are estimated from the weights.
+  if (!calibration_source) importance = estimate_activation_moments(*model);
   options.importance = &importance;
   options.threads = threads;
   options.progress = [&](uint64_t done, uint64_t total, const std::string& tensor) {

@@ -83,30 +83,4 @@ ImportanceTable collect_importance(std::shared_ptr<const Model> model, std::span
   return table;
 }
 
-ImportanceTable norm_importance(const Model& model) {
-  const Model::Impl& impl = model.impl();
-  auto squares = [](const std::vector<float>& g) {
-    std::vector<float> out(g.size());
-    for (size_t i = 0; i < g.size(); ++i) out[i] = g[i] * g[i];
-    return out;
-  };
-  ImportanceTable table;
-  for (const SourceTensor& t : model_tensors(impl)) {
-    if (!t.matrix) continue;
-    const std::vector<float>* norm = nullptr;
-    const LayerWeights* layer = t.info.layer >= 0 ? &impl.weights.layers[static_cast<size_t>(t.info.layer)] : nullptr;
-    switch (t.info.role) {
-      case TensorRole::attn_q: case TensorRole::attn_k: case TensorRole::attn_v: norm = &layer->attn_norm; break;
-      case TensorRole::ffn_gate: case TensorRole::ffn_up: norm = &layer->ffn_norm; break;
-      case TensorRole::output: norm = &impl.weights.output_norm; break;
-      case TensorRole::token_embedding:
-        if (t.info.tied_output) norm = &impl.weights.output_norm;
-        break;
-      default: break;
-    }
-    if (norm && static_cast<int64_t>(norm->size()) == t.matrix->row_length()) table.by_tensor[t.info.name] = squares(*norm);
-  }
-  return table;
-}
-
 }  // namespace orchard

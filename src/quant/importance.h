@@ -30,10 +30,7 @@ ImportanceTable collect_importance(std::shared_ptr<const Model> model, std::span
                                    int64_t chunk,
                                    const std::function<void(int64_t, int64_t)>& progress = {});
 
-// Without calibration data: a matrix that reads an RMSNorm's output sees columns of mean square
-// about weight_i^2 (the normalized vector has unit mean square), so the squared norm weights
-// stand in for the statistics of attn_q/k/v, ffn_gate/up and the output head. Other matrices
-// (attn_output, ffn_down) get no entry, that is uniform importance.
-ImportanceTable norm_importance(const Model& model);
+// Without calibration data, estimate_activation_moments (quant/activation_moments.h) estimates
+// the same table from the weights.
 
 }  // namespace orchard

@@ -21,7 +21,7 @@ bool is_head(const TensorInfo& t) {
 
 const std::vector<Recipe>& quantization_recipes() {
   static const std::vector<Recipe> recipes = {
-      {"q4_os", "Orchard compact 4-bit: Q4_K (Q4_0 where rows are not 256-wide) and Q6_K within 4.53 bits per weight", 14},
+      {"q4_os", "Orchard compact 4-bit: Q4_K (Q4_0 where rows are not 256-wide) and Q6_K within 4.53 bits per weight + 128 KiB, at most Q4_0's size", 14},
       {"q4_om", "Orchard 4-bit mix: Q4_K and Q6_K within the size of llama.cpp's Q4_K_M layout", 15},
       {"q4_0", "Q4_0 with searched scales, Q6_K output head (llama.cpp's Q4_0 layout)", 2},
       {"q4_k_m", "llama.cpp's Q4_K_M layout (Q6_K head, attn_v/ffn_down of some layers) with searched scales", 15},
@@ -83,6 +83,14 @@ uint64_t tensor_bits(const TensorInfo& t, DType type) {
   return 8 * row_bytes(type, t.shape[0]) * static_cast<uint64_t>(rows);
 }
 
+// q4_os's budget: 4.53 bits per weight (28.5% of an f16 file at the 1.5B shape) plus a fixed
+// 128 KiB, never more than llama.cpp's Q4_0 layout. Upgrades go a whole tensor at a time, so a
+// budget proportional to the weights alone goes unspent on small models: on 1.4M weights,
+// 0.03 bits per weight is 5 KiB, less than the smallest upgrade (attn_v, 8 KiB). The fixed part
+// lets small models upgrade their most sensitive tensors; on a 1.5B model it is 0.004% of the file.
+constexpr double kCompactBitsPerWeight = 4.53;
+constexpr uint64_t kCompactFixedAllowanceBits = uint64_t{8} * 128 * 1024;
+
 // Upgrade order for the budgeted recipes, most KL saved per bit first.
 int upgrade_rank(const TensorInfo& t, int64_t n_layers) {
   switch (t.role) {
@@ -103,7 +111,7 @@ std::vector<DType> choose_types(const Recipe& recipe, const std::vector<TensorIn
   for (const TensorInfo& t : tensors) types.push_back(layout_type(recipe.name, t, n_layers));
   if (recipe.name != "q4_os" && recipe.name != "q4_om") return types;
 
-  uint64_t budget = 0, used = 0;
+  uint64_t budget = 0, used = 0, q4_0_layout = 0;
   int64_t weights = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (tensors[i].role == TensorRole::vector) continue;
@@ -112,8 +120,11 @@ std::vector<DType> choose_types(const Recipe& recipe, const std::vector<TensorIn
     for (int64_t d : tensors[i].shape) n *= d;
     weights += n;
     if (recipe.name == "q4_om") budget += tensor_bits(tensors[i], layout_type("q4_k_m", tensors[i], n_layers));
+    q4_0_layout += tensor_bits(tensors[i], layout_type("q4_0", tensors[i], n_layers));
   }
-  if (recipe.name == "q4_os") budget = static_cast<uint64_t>(4.53 * static_cast<double>(weights));
+  if (recipe.name == "q4_os")
+    budget = std::min(q4_0_layout, static_cast<uint64_t>(kCompactBitsPerWeight * static_cast<double>(weights)) +
+                                       kCompactFixedAllowanceBits);
 
   std::vector<size_t> order;
   for (size_t i = 0; i < tensors.size(); ++i)

@@ -1,6 +1,7 @@
 // Which GGUF type each tensor gets for a quantization recipe. Matrices get the recipe's base
-// type; Orchard's 4-bit recipes then spend a budget of bits (4.53 bits per weight for q4_os,
-// the size of llama.cpp's Q4_K_M layout for q4_om) on upgrading to Q6_K the tensors whose errors
+// type; Orchard's 4-bit recipes then spend a budget of bits (for q4_os 4.53 bits per weight
+// plus 128 KiB, at most the size of llama.cpp's Q4_0 layout; for q4_om the size of llama.cpp's
+// Q4_K_M layout) on upgrading to Q6_K the tensors whose errors
 // cost the most per bit: measured on the golden models (KL against f32), the attention
 // matrices (v, k, then q and output) pay most, then the output head (or tied embedding), then
 // ffn_down. MNN and llama.cpp's _M mixes give the embeddings and head more bits in the same spirit. A type whose blocks do not divide a tensor's rows falls back to

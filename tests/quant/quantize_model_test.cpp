@@ -9,6 +9,7 @@
 #include "formats/gguf.h"
 #include "golden.h"
 #include "orchard/model.h"
+#include "quant/activation_moments.h"
 #include "quant/importance.h"
 #include "quant/quantize_model.h"
 #include "temp_dir.h"
@@ -115,6 +116,31 @@ INSTANTIATE_TEST_SUITE_P(Golden, BeatsLlamaCpp,
                                          Acceptance{"qwen2", "q4_os", "q4_0"}, Acceptance{"qwen2", "q4_om", "q4_k_m"}),
                          [](const auto& info) { return info.param.arch + "_" + info.param.type; });
 
+// The same bar without calibration data: the activation statistics come from the weights
+// (estimate_activation_moments), as `orchard quantize` does when given no calibration text.
+class QuantizeWithoutCalibration : public testing::TestWithParam<Acceptance> {};
+
+TEST_P(QuantizeWithoutCalibration, BeatsLlamaCppAtNoLargerSize) {
+  const Acceptance& c = GetParam();
+  test::TempDir dir;
+  const std::string base = golden(c.arch + "-f32.gguf");
+  const std::string out = dir.file(c.type + ".gguf");
+  auto model = Model::load(base);
+  const ImportanceTable importance = estimate_activation_moments(*model);
+  quantize_model(*model, out, options(c.type, &importance));
+  const std::string theirs = golden(c.arch + "-" + c.llamacpp + ".gguf");
+  EXPECT_LE(std::filesystem::file_size(out), std::filesystem::file_size(theirs));
+  const double ours_kl = mean_kl(base, out), their_kl = mean_kl(base, theirs);
+  EXPECT_LT(ours_kl, their_kl) << ours_kl << " vs " << their_kl;
+  std::printf("%s %s uncalibrated: KL %.4f, llama.cpp %s %.4f\n", c.arch.c_str(), c.type.c_str(), ours_kl,
+              c.llamacpp.c_str(), their_kl);
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, QuantizeWithoutCalibration,
+                         testing::Values(Acceptance{"llama", "q4_os", "q4_0"}, Acceptance{"llama", "q4_om", "q4_k_m"},
+                                         Acceptance{"qwen2", "q4_os", "q4_0"}, Acceptance{"qwen2", "q4_om", "q4_k_m"}),
+                         [](const auto& info) { return info.param.arch + "_" + info.param.type; });
+
 TEST(QuantizeModel, Stories260KQuantizesWithFallbacksAndRuns) {
   test::TempDir dir;
   auto source = Model::load(test::shared_path("models/stories260K/stories260K.gguf"));
@@ -129,7 +155,8 @@ TEST(QuantizeModel, Stories260KQuantizesWithFallbacksAndRuns) {
         EXPECT_EQ(t.type, DType::F16) << type;  // 172-wide rows
       }
       if (t.name.find("attn_q") != std::string::npos && type == "q4_os") {
-        EXPECT_EQ(t.type, DType::Q4_0);  // 64-wide rows
+        // 64-wide rows: Q4_0, or Q8_0 where the budget upgrades the tensor (Q6_K does not fit)
+        EXPECT_TRUE(t.type == DType::Q4_0 || t.type == DType::Q8_0) << t.name;
       }
     }
     auto model = Model::load(out);
@@ -137,15 +164,6 @@ TEST(QuantizeModel, Stories260KQuantizesWithFallbacksAndRuns) {
     const double kl = test::mean_kl_divergence(base_logits, ctx.eval(prompt), model->config().n_vocab);
     EXPECT_LT(kl, type == "q8_0" ? 1e-3 : 0.1) << type;
   }
-}
-
-TEST(QuantizeModel, NormImportanceCoversTheNormedMatrices) {
-  auto model = Model::load(golden("qwen2-f32.gguf"));
-  const ImportanceTable t = norm_importance(*model);
-  EXPECT_TRUE(t.find("blk.0.attn_q.weight"));
-  EXPECT_TRUE(t.find("blk.1.ffn_up.weight"));
-  EXPECT_TRUE(t.find("token_embd.weight"));  // tied: the output head reads output_norm
-  EXPECT_FALSE(t.find("blk.0.ffn_down.weight"));
 }
 
 }  // namespace
