@@ -8,7 +8,7 @@ the CPU time the server and this client each spent.
     bench/load_test.py --model /tmp/models/qwen2.5-0.5b-q4_0.gguf --tokenizer ../shared/tokenizers/qwen3 \
         --max-tokens 32
 
-The client is one asyncio event loop speaking HTTP/1.1 over raw streams: on a small machine the
+The client is one asyncio event loop speaking HTTP/1.1 from protocol callbacks: on a small machine the
 client shares the cores with the server, and a thread per client parsing SSE through
 http.client would spend (under the GIL) a good part of the CPU the server needs. It still reads
 every event of every response, parses each as JSON, checks it for errors, counts the content
@@ -120,27 +120,69 @@ def request_bytes(port, endpoint, max_tokens, seed):
     return head.encode() + payload
 
 
+class StreamedResponse(asyncio.Protocol):
+    """One request on its own connection, read as it arrives: the status line and headers, then
+    the chunked transfer coding (size line, data, CRLF; a zero size ends it), each chunk's data
+    fed to a StreamCheck. Callbacks rather than a coroutine per read: this runs once per token."""
+
+    def __init__(self, request, endpoint, result):
+        self.request = request
+        self.check = StreamCheck(endpoint)
+        self.result = result  # future: (ok, tokens, error)
+        self.buffer = b""
+        self.state = "head"
+        self.need = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data):
+        self.buffer += data
+        while not self.result.done():
+            if self.state == "head":
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head, self.buffer = self.buffer[:end + 2], self.buffer[end + 4:]
+                status = int(head.split(b" ", 2)[1])
+                if status != 200:
+                    return self.finish((False, 0, f"HTTP status {status}"))
+                if b"transfer-encoding: chunked" not in head.lower():
+                    return self.finish((False, 0, "the response is not chunked"))
+                self.state = "size"
+            elif self.state == "size":
+                end = self.buffer.find(b"\r\n")
+                if end < 0:
+                    return
+                self.need = int(self.buffer[:end].split(b";")[0], 16)
+                self.buffer = self.buffer[end + 2:]
+                if self.need == 0:
+                    return self.finish(self.check.verdict())
+                self.state = "data"
+            else:
+                if len(self.buffer) < self.need + 2:
+                    return
+                self.check.feed(self.buffer[:self.need])
+                self.buffer = self.buffer[self.need + 2:]
+                self.state = "size"
+
+    def connection_lost(self, exc):
+        self.finish((False, 0, f"connection closed before the end of the response ({exc!r})"))
+
+    def finish(self, verdict):
+        if not self.result.done():
+            self.result.set_result(verdict)
+        self.transport.close()
+
+
 async def one_request(port, endpoint, max_tokens, seed):
     """One streamed request on a fresh connection: (ok, tokens, error)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-    try:
-        writer.write(request_bytes(port, endpoint, max_tokens, seed))
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        if status != 200:
-            return False, 0, f"HTTP status {status}"
-        if b"transfer-encoding: chunked" not in head.lower():
-            return False, 0, "the response is not chunked"
-        check = StreamCheck(endpoint)
-        while True:  # chunked transfer coding: size line, data, CRLF; a zero size ends it
-            size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
-            if size == 0:
-                break
-            data = await reader.readexactly(size + 2)
-            check.feed(data[:-2])
-        return check.verdict()
-    finally:
-        writer.close()
+    loop = asyncio.get_running_loop()
+    result = loop.create_future()
+    await loop.create_connection(lambda: StreamedResponse(request_bytes(port, endpoint, max_tokens, seed), endpoint, result),
+                                 "127.0.0.1", port)
+    return await result
 
 
 async def run_clients_async(port, n_clients, seconds, max_tokens, endpoint):
