@@ -8,6 +8,22 @@
 #include "runtime/two_ended_partition.h"
 
 namespace orchard {
+namespace {
+
+// Working space of one draw, reused by every sampler on the thread: with a 150k vocabulary,
+// allocating and zeroing it per token costs as much as a pass over the logits, and keeping it
+// per sampler would hold megabytes for every request a server decodes.
+struct DrawBuffers {
+  std::vector<double> prob, weight;
+  std::vector<size_t> partition_scratch;
+};
+
+DrawBuffers& draw_buffers() {
+  thread_local DrawBuffers buffers;
+  return buffers;
+}
+
+}  // namespace
 
 // xoshiro256** seeded through splitmix64.
 Rng::Rng(uint64_t seed) {
@@ -90,13 +106,13 @@ int32_t Sampler::sample(std::span<const float> logits) {
       for (const Candidate& c : candidates_) best = std::max(best, c.logit);
       const float floor = best - 30.0f * std::max(1.0f, params_.temperature);
       kept = two_ended_partition(std::span<Candidate>(candidates_), [&](const Candidate& c) { return c.logit >= floor; },
-                                 partition_scratch_);
+                                 draw_buffers().partition_scratch);
       if (params_.top_p < 1.0f) std::sort(candidates_.begin(), candidates_.begin() + kept, by_logit);
       else std::iter_swap(candidates_.begin(), std::min_element(candidates_.begin(), candidates_.begin() + kept, by_logit));
     }
     // Probabilities at temperature 1 decide top-p and min-p; candidates_[0] is the best.
     const double max_logit = candidates_[0].logit;
-    std::vector<double>& prob = prob_;
+    std::vector<double>& prob = draw_buffers().prob;
     if (params_.top_p < 1.0f || params_.min_p > 0.0f) {
       prob.resize(kept);
       double total = 0;
@@ -124,7 +140,7 @@ int32_t Sampler::sample(std::span<const float> logits) {
       kept = out;
     }
     // Temperature reshapes what survived; then one draw.
-    std::vector<double>& weight = weight_;
+    std::vector<double>& weight = draw_buffers().weight;
     weight.resize(kept);
     double weight_total = 0;
     for (size_t i = 0; i < kept; ++i)

@@ -47,10 +47,6 @@ class Sampler {
   Rng rng_;
   std::deque<int32_t> recent_;
   std::vector<Candidate> candidates_;
-  // Reused between calls: with a 150k vocabulary, allocating and zeroing these per token costs
-  // as much as a pass over the logits.
-  std::vector<double> prob_, weight_;
-  std::vector<size_t> partition_scratch_;
 };
 
 }  // namespace orchard
