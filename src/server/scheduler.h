@@ -39,6 +39,7 @@ struct GenerationJob {
 
 class Scheduler {
  public:
+  // n_threads: the forward pass's threads; 0 chooses from the model's size (scheduler.cpp).
   Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, int n_slots,
             int64_t n_ctx, KernelChoice kernels, int n_threads, Metrics& metrics);
   ~Scheduler();
