@@ -1,22 +1,34 @@
 #!/usr/bin/env python3
 """Load test for `orchard serve`: one client alone, then N concurrent clients, each sending
 streamed chat requests back to back for a fixed time. Reports failed requests, aggregate
-generated tokens/s (and the ratio to one client), and the server's resident memory over time.
+generated tokens/s (and the ratio to one client), the server's resident memory over time, and
+the CPU time the server and this client each spent.
 
-    bench/load_test.py --orchard build/bin/orchard --model ../shared/models/tiny-chat/tiny-qwen2-chat-q8_0.gguf \
-        --clients 16 --seconds 60
+    bench/load_test.py --clients 16 --seconds 60      # the tiny chat model
+    bench/load_test.py --model /tmp/models/qwen2.5-0.5b-q4_0.gguf --tokenizer ../shared/tokenizers/qwen3 \
+        --max-tokens 32
+
+The client is one asyncio event loop speaking HTTP/1.1 from protocol callbacks: on a small machine the
+client shares the cores with the server, and a thread per client parsing SSE through
+http.client would spend (under the GIL) a good part of the CPU the server needs. It still reads
+every event of every response, parses each as JSON, checks it for errors, counts the content
+chunks, and takes the token count from the final usage chunk.
 
 Standard library only.
 """
 import argparse
-import http.client
+import asyncio
 import json
 import os
-import sys
 import threading
 import time
 
 from orchard_server import start_server
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ORCHARD = os.path.join(HERE, "..", "build", "bin", "orchard")
+DEFAULT_MODEL = os.path.join(HERE, "..", "..", "shared", "models", "tiny-chat", "tiny-qwen2-chat-q8_0.gguf")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid):
@@ -27,8 +39,73 @@ def rss_mib(pid):
     return 0.0
 
 
-def one_request(port, max_tokens, seed, endpoint):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class StreamCheck:
+    """Reads one response's server-sent events: every event must be JSON without an error
+    object, the stream must end in [DONE] after a finish_reason and a usage chunk."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+        self.pending = b""
+        self.chunks = 0        # content pieces received
+        self.tokens = None     # usage.completion_tokens
+        self.finished = False  # a choice carried finish_reason
+        self.done = False
+        self.error = None
+
+    def feed(self, data):
+        self.pending += data
+        while self.error is None and not self.done:
+            end = self.pending.find(b"\n\n")
+            if end < 0:
+                return
+            event, self.pending = self.pending[:end], self.pending[end + 2:]
+            for line in event.split(b"\n"):
+                if line.startswith(b"data: "):
+                    self.on_data(line[6:])
+
+    def on_data(self, data):
+        if data == b"[DONE]":
+            self.done = True
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError as e:
+            self.error = f"an event is not JSON: {e}"
+            return
+        if "error" in chunk:
+            self.error = f"error event: {chunk['error'].get('message')}"
+            return
+        for choice in chunk.get("choices", ()):
+            text = choice["delta"].get("content") if self.endpoint == "chat" else choice.get("text")
+            if text:
+                self.chunks += 1
+            if choice.get("finish_reason"):
+                self.finished = True
+        usage = chunk.get("usage")
+        if usage:
+            self.tokens = usage["completion_tokens"]
+
+    def verdict(self):
+        """(ok, tokens, error)"""
+        if self.error:
+            return False, 0, self.error
+        if not self.done:
+            return False, 0, "stream ended without [DONE]"
+        if not self.finished or self.tokens is None:
+            return False, 0, "stream without finish_reason or usage"
+        if self.chunks > self.tokens:
+            return False, 0, f"{self.chunks} content chunks for {self.tokens} tokens"
+        return True, self.tokens, None
+
+
+def request_bytes(port, endpoint, max_tokens, seed):
     if endpoint == "chat":
         body = {"messages": [{"role": "user", "content": f"Tell me something, number {seed}."}],
                 "max_tokens": max_tokens, "stream": True, "seed": seed, "stream_options": {"include_usage": True}}
@@ -37,76 +114,136 @@ def one_request(port, max_tokens, seed, endpoint):
         body = {"prompt": f"Once upon a time, number {seed}", "max_tokens": max_tokens, "stream": True, "seed": seed,
                 "stream_options": {"include_usage": True}}
         path = "/v1/completions"
-    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    if resp.status != 200:
-        resp.read()
-        return False, 0
-    tokens, done = 0, False
-    for raw in resp:
-        line = raw.decode("utf-8", "replace").strip()
-        if not line.startswith("data: "):
-            continue
-        data = line[6:]
-        if data == "[DONE]":
-            done = True
-            break
-        chunk = json.loads(data)
-        if chunk.get("usage"):
-            tokens = chunk["usage"]["completion_tokens"]
-    conn.close()
-    return done, tokens
+    payload = json.dumps(body).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n")
+    return head.encode() + payload
 
 
-def run_clients(port, n_clients, seconds, max_tokens, endpoint):
-    stop_at = time.time() + seconds
+class StreamedResponse(asyncio.Protocol):
+    """One request on its own connection, read as it arrives: the status line and headers, then
+    the chunked transfer coding (size line, data, CRLF; a zero size ends it), each chunk's data
+    fed to a StreamCheck. Callbacks rather than a coroutine per read: this runs once per token."""
+
+    def __init__(self, request, endpoint, result):
+        self.request = request
+        self.check = StreamCheck(endpoint)
+        self.result = result  # future: (ok, tokens, error)
+        self.buffer = b""
+        self.state = "head"
+        self.need = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data):
+        self.buffer += data
+        while not self.result.done():
+            if self.state == "head":
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head, self.buffer = self.buffer[:end + 2], self.buffer[end + 4:]
+                status = int(head.split(b" ", 2)[1])
+                if status != 200:
+                    return self.finish((False, 0, f"HTTP status {status}"))
+                if b"transfer-encoding: chunked" not in head.lower():
+                    return self.finish((False, 0, "the response is not chunked"))
+                self.state = "size"
+            elif self.state == "size":
+                end = self.buffer.find(b"\r\n")
+                if end < 0:
+                    return
+                self.need = int(self.buffer[:end].split(b";")[0], 16)
+                self.buffer = self.buffer[end + 2:]
+                if self.need == 0:
+                    return self.finish(self.check.verdict())
+                self.state = "data"
+            else:
+                if len(self.buffer) < self.need + 2:
+                    return
+                self.check.feed(self.buffer[:self.need])
+                self.buffer = self.buffer[self.need + 2:]
+                self.state = "size"
+
+    def connection_lost(self, exc):
+        self.finish((False, 0, f"connection closed before the end of the response ({exc!r})"))
+
+    def finish(self, verdict):
+        if not self.result.done():
+            self.result.set_result(verdict)
+        self.transport.close()
+
+
+async def one_request(port, endpoint, max_tokens, seed):
+    """One streamed request on a fresh connection: (ok, tokens, error)."""
+    loop = asyncio.get_running_loop()
+    result = loop.create_future()
+    await loop.create_connection(lambda: StreamedResponse(request_bytes(port, endpoint, max_tokens, seed), endpoint, result),
+                                 "127.0.0.1", port)
+    return await result
+
+
+async def run_clients_async(port, n_clients, seconds, max_tokens, endpoint):
+    stop_at = time.monotonic() + seconds
     results = {"ok": 0, "failed": 0, "tokens": 0, "errors": []}
-    lock = threading.Lock()
 
-    def client(i):
+    async def client(i):
         seed = i * 100000
-        while time.time() < stop_at:
+        while time.monotonic() < stop_at:
             seed += 1
             try:
-                ok, tokens = one_request(port, max_tokens, seed, endpoint)
-                error = None if ok else "stream ended without [DONE] or non-200 status"
+                ok, tokens, error = await one_request(port, endpoint, max_tokens, seed)
             except Exception as e:
                 ok, tokens, error = False, 0, repr(e)
             if error:
-                with lock:
-                    results["errors"].append(error)
-            with lock:
-                results["ok" if ok else "failed"] += 1
-                results["tokens"] += tokens
+                results["errors"].append(error)
+            results["ok" if ok else "failed"] += 1
+            results["tokens"] += tokens
 
-    started = time.time()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(n_clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    results["elapsed"] = time.time() - started
-    results["tps"] = results["tokens"] / results["elapsed"]
+    await asyncio.gather(*(client(i) for i in range(n_clients)))
     return results
+
+
+def run_clients(server, port, n_clients, seconds, max_tokens, endpoint):
+    server_cpu, client_cpu, started = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+    results = asyncio.run(run_clients_async(port, n_clients, seconds, max_tokens, endpoint))
+    results["elapsed"] = time.monotonic() - started
+    results["tps"] = results["tokens"] / results["elapsed"]
+    results["server_cpu"] = cpu_seconds(server.pid) - server_cpu
+    results["client_cpu"] = time.process_time() - client_cpu
+    return results
+
+
+def describe(label, r):
+    return (f"{label}: {r['ok']} ok, {r['failed']} failed, {r['tps']:.1f} tokens/s; CPU s per s: "
+            f"server {r['server_cpu'] / r['elapsed']:.2f}, client {r['client_cpu'] / r['elapsed']:.2f}")
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--orchard", required=True)
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--orchard", default=DEFAULT_ORCHARD)
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--single-seconds", type=float, default=20, help="how long one client runs alone first")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--parallel", type=int, default=16)
     ap.add_argument("--ctx-size", type=int, default=1024)
     ap.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
+    ap.add_argument("--threads", type=int, help="the server's forward-pass threads (default: its own choice)")
     ap.add_argument("--tokenizer", help="override, e.g. ../shared/tokenizers/qwen3 for the bench models (no chat template)")
     args = ap.parse_args()
+    endpoint = args.endpoint
 
     extra = ["--parallel", str(args.parallel), "--ctx-size", str(args.ctx_size)]
     if args.tokenizer:
         extra += ["--tokenizer", args.tokenizer]
+    if args.threads is not None:
+        extra += ["--threads", str(args.threads)]
     server, port = start_server(args.orchard, args.model, *extra)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     samples = []
     sampling = True
@@ -117,21 +254,21 @@ def main():
             time.sleep(1)
 
     try:
-        one_request(port, 8, 1, args.endpoint)  # warm up
-        single = run_clients(port, 1, min(args.seconds, 20), args.max_tokens, args.endpoint)
-        print(f"1 client : {single['ok']} ok, {single['failed']} failed, {single['tps']:.1f} tokens/s")
+        asyncio.run(one_request(port, endpoint, 8, 1))  # warm up
+        single = run_clients(server, port, 1, min(args.seconds, args.single_seconds), args.max_tokens, endpoint)
+        print(describe("1 client ", single))
         sampler = threading.Thread(target=sample_rss)
         sampler.start()
-        many = run_clients(port, args.clients, args.seconds, args.max_tokens, args.endpoint)
+        many = run_clients(server, port, args.clients, args.seconds, args.max_tokens, endpoint)
         sampling = False
         sampler.join()
-        print(f"{args.clients} clients: {many['ok']} ok, {many['failed']} failed, {many['tps']:.1f} tokens/s "
-              f"({many['tps'] / single['tps']:.2f}x one client)")
+        print(describe(f"{args.clients} clients", many) + f"  ({many['tps'] / single['tps']:.2f}x one client)")
         for error in sorted(set(single["errors"] + many["errors"])):
             print(f"  failure: {error}")
         first, last = samples[: max(1, len(samples) // 4)], samples[-max(1, len(samples) // 4):]
         print(f"server RSS MiB: min {min(samples):.0f}, max {max(samples):.0f}, "
               f"first quarter mean {sum(first) / len(first):.0f}, last quarter mean {sum(last) / len(last):.0f}")
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         server.terminate()
         server.wait()

@@ -1,4 +1,4 @@
-// orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--memory-budget SIZE]
+// orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N] [--memory-budget SIZE]
 // An OpenAI-compatible HTTP server (see src/server/).
 #include <csignal>
 #include <cstdio>
@@ -21,11 +21,13 @@ int run_serve(Args& args) {
   options.parallel = static_cast<int>(args.get_int("parallel").value_or(options.parallel));
   options.n_ctx = args.get_int("ctx-size").value_or(0);
   options.tokenizer_path = args.get_or("tokenizer", "");
+  options.threads = static_cast<int>(args.get_int("threads").value_or(0));
   options.kernels = kernel_choice(args);
   options.memory_budget = memory_budget(args);
   args.finish();
   if (options.port < 0 || options.port > 65535) fail("orchard serve: --port must be between 0 and 65535");
   if (options.parallel < 1 || options.parallel > 256) fail("orchard serve: --parallel must be between 1 and 256");
+  if (options.threads < 0 || options.threads > 256) fail("orchard serve: --threads must be between 0 and 256");
   std::signal(SIGINT, [](int) { stop_requested = 1; });
   std::signal(SIGTERM, [](int) { stop_requested = 1; });
   std::signal(SIGPIPE, SIG_IGN);

@@ -5,8 +5,25 @@
 #include <unordered_set>
 
 #include "base/error.h"
+#include "runtime/two_ended_partition.h"
 
 namespace orchard {
+namespace {
+
+// Working space of one draw, reused by every sampler on the thread: with a 150k vocabulary,
+// allocating and zeroing it per token costs as much as a pass over the logits, and keeping it
+// per sampler would hold megabytes for every request a server decodes.
+struct DrawBuffers {
+  std::vector<double> prob, weight;
+  std::vector<size_t> partition_scratch;
+};
+
+DrawBuffers& draw_buffers() {
+  thread_local DrawBuffers buffers;
+  return buffers;
+}
+
+}  // namespace
 
 // xoshiro256** seeded through splitmix64.
 Rng::Rng(uint64_t seed) {
@@ -88,15 +105,14 @@ int32_t Sampler::sample(std::span<const float> logits) {
       float best = -INFINITY;
       for (const Candidate& c : candidates_) best = std::max(best, c.logit);
       const float floor = best - 30.0f * std::max(1.0f, params_.temperature);
-      kept = static_cast<size_t>(std::partition(candidates_.begin(), candidates_.end(),
-                                                [&](const Candidate& c) { return c.logit >= floor; }) -
-                                 candidates_.begin());
+      kept = two_ended_partition(std::span<Candidate>(candidates_), [&](const Candidate& c) { return c.logit >= floor; },
+                                 draw_buffers().partition_scratch);
       if (params_.top_p < 1.0f) std::sort(candidates_.begin(), candidates_.begin() + kept, by_logit);
       else std::iter_swap(candidates_.begin(), std::min_element(candidates_.begin(), candidates_.begin() + kept, by_logit));
     }
     // Probabilities at temperature 1 decide top-p and min-p; candidates_[0] is the best.
     const double max_logit = candidates_[0].logit;
-    std::vector<double> prob;
+    std::vector<double>& prob = draw_buffers().prob;
     if (params_.top_p < 1.0f || params_.min_p > 0.0f) {
       prob.resize(kept);
       double total = 0;
@@ -124,7 +140,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
       kept = out;
     }
     // Temperature reshapes what survived; then one draw.
-    std::vector<double> weight(kept);
+    std::vector<double>& weight = draw_buffers().weight;
+    weight.resize(kept);
     double weight_total = 0;
     for (size_t i = 0; i < kept; ++i)
       weight_total += weight[i] = std::exp((candidates_[i].logit - max_logit) / params_.temperature);

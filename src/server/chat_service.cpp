@@ -24,6 +24,12 @@ ChatService::ChatService(std::shared_ptr<const Model> model, std::shared_ptr<con
   if (auto bos = tokenizer_->bos_id()) bos_text_ = tokenizer_->token_text(*bos);
   if (!tokenizer_->eos_ids().empty()) eos_text_ = tokenizer_->token_text(tokenizer_->eos_ids().front());
   vocabulary_ = TokenVocabulary::build(*tokenizer_);
+  if (!tokenizer_->chat_template().empty()) {
+    try {
+      chat_template_ = std::make_shared<const JinjaTemplate>(tokenizer_->chat_template());
+    } catch (const Error&) {
+    }
+  }
 }
 
 std::shared_ptr<const CompiledSchema> ChatService::compiled(const json& schema, const std::string& prefix,
@@ -65,8 +71,9 @@ PreparedJob ChatService::prepare(const ChatRequest& r) {
     throw RequestError(400, "this model has no chat template; use /v1/completions", "messages", "no_chat_template");
   std::string text;
   try {
-    text = render_chat(tokenizer_->chat_template(), r.messages, tools ? r.tools : json(nullptr), true, bos_text_,
-                       eos_text_, extra);
+    const json tools_value = tools ? r.tools : json(nullptr);
+    text = chat_template_ ? chat_template_->render(chat_template_context(r.messages, tools_value, true, bos_text_, eos_text_, extra))
+                          : render_chat(tokenizer_->chat_template(), r.messages, tools_value, true, bos_text_, eos_text_, extra);
   } catch (const Error& e) {
     throw RequestError(400, std::string("the chat template could not render these messages: ") + e.what(), "messages");
   }

@@ -12,6 +12,7 @@
 #include "runtime/token_stream.h"
 #include "runtime/tool_calls.h"
 #include "server/openai_protocol.h"
+#include "template/chat_template.h"
 
 namespace orchard::server {
 
@@ -50,6 +51,9 @@ class ChatService {
   std::string model_name_;
   int64_t n_ctx_;
   std::string bos_text_, eos_text_;
+  // The chat template parsed once (null when there is none or it does not parse; rendering
+  // then reports the error per request).
+  std::shared_ptr<const JinjaTemplate> chat_template_;
   std::shared_ptr<const TokenVocabulary> vocabulary_;
   std::mutex cache_mutex_;
   std::map<std::string, std::shared_ptr<const CompiledSchema>> schema_cache_;

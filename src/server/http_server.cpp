@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "runtime/model_tokenizer.h"
 #include "server/chat_service.h"
+#include "server/chunk_template.h"
 #include "server/metrics.h"
 #include "server/request_channel.h"
 #include "server/scheduler.h"
@@ -31,11 +32,19 @@ std::string new_id(const char* prefix) {
 
 // Generated text may end in the middle of nothing worse than a replaced character, but token
 // strings in logprobs can be partial UTF-8: never let dump() throw on them.
-std::string to_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string to_text(const json& j) { return to_json_text(j); }
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(to_text(body), "application/json");
+}
+
+// Writes the gathered server-sent events as one HTTP chunk (one send for every token the
+// scheduler produced since the last write) and empties `events`; false once the client is gone.
+bool send_events(httplib::DataSink& sink, std::string& events, bool open) {
+  const bool ok = open && (events.empty() || sink.write(events.data(), events.size()));
+  events.clear();
+  return ok;
 }
 
 void send_error(httplib::Response& res, const RequestError& e) {
@@ -62,7 +71,8 @@ json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
 
 class Api {
  public:
-  Api(ChatService& service, Scheduler& scheduler) : service_(service), scheduler_(scheduler) {}
+  Api(ChatService& service, Scheduler& scheduler, ChannelWaker& waker)
+      : service_(service), scheduler_(scheduler), waker_(waker) {}
 
   void chat(const httplib::Request& req, httplib::Response& res) {
     const ChatRequest request = parse_chat_request(parse_body(req.body));
@@ -77,15 +87,19 @@ class Api {
     PreparedJob prepared = service_.prepare(request);
     auto channel = submit(prepared);
     const std::string id = new_id("cmpl"), echo = request.echo ? request.prompt : "";
-    auto choice = [&](const std::string& text, const json& finish) {
+    const int64_t created = unix_time();  // one time for every chunk of the completion
+    auto choice = [](const std::string& text, const json& finish) {
       return json{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}};
     };
-    auto envelope = [&](json choices) {
-      return json{{"id", id}, {"object", "text_completion"}, {"created", unix_time()}, {"model", service_.model_name()}, {"choices", std::move(choices)}};
+    // By value: the stream's provider runs after this function has returned.
+    auto envelope = [id, created, this](json choices) {
+      return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", service_.model_name()}, {"choices", std::move(choices)}};
     };
     if (!request.stream) {
       std::string text = echo;
-      while (auto step = channel->next()) text += step->text;
+      std::vector<TokenStep> steps;
+      while (channel->take(steps))
+        for (const TokenStep& step : steps) text += step.text;
       const JobSummary summary = channel->summary();
       if (!summary.error.empty()) throw RequestError(500, summary.error);
       json body = envelope(json::array({choice(text, finish_reason_name(finish_reason_of(summary.stop)))}));
@@ -94,34 +108,35 @@ class Api {
       return;
     }
     const bool usage = request.include_usage;
-    res.set_chunked_content_provider("text/event-stream", [=, this](size_t, httplib::DataSink& sink) {
-      auto write = [&](const json& chunk) { return write_event(sink, to_text(chunk)); };
-      bool open = echo.empty() || write(envelope(json::array({choice(echo, nullptr)})));
-      while (auto step = channel->next()) {
-        if (open && !step->text.empty()) open = write(envelope(json::array({choice(step->text, nullptr)})));
+    const auto text_chunk = std::make_shared<const ChunkTemplate>(envelope(json::array({choice(ChunkTemplate::kSlot, nullptr)})));
+    res.set_chunked_content_provider("text/event-stream", [=](size_t, httplib::DataSink& sink) {
+      std::string events;
+      if (!echo.empty()) text_chunk->append_event(events, echo);
+      bool open = send_events(sink, events, true);
+      std::vector<TokenStep> steps;
+      while (channel->take(steps)) {
+        for (const TokenStep& step : steps)
+          if (!step.text.empty()) text_chunk->append_event(events, step.text);
+        open = send_events(sink, events, open);
         if (!open) channel->cancel();
       }
       const JobSummary summary = channel->summary();
-      if (open) open = write(envelope(json::array({choice("", finish_reason_name(finish_reason_of(summary.stop)))})));
-      if (open && usage) {
+      append_event(events, to_text(envelope(json::array({choice("", finish_reason_name(finish_reason_of(summary.stop)))}))));
+      if (usage) {
         json last = envelope(json::array());
         last["usage"] = usage_json(summary);
-        open = write(last);
+        append_event(events, to_text(last));
       }
-      if (open) write_event(sink, "[DONE]");
+      append_event(events, "[DONE]");
+      send_events(sink, events, open);
       sink.done();
       return true;
     });
   }
 
  private:
-  static bool write_event(httplib::DataSink& sink, const std::string& data) {
-    const std::string event = "data: " + data + "\n\n";
-    return sink.is_writable() && sink.write(event.data(), event.size());
-  }
-
   std::shared_ptr<RequestChannel> submit(const PreparedJob& prepared) {
-    auto channel = std::make_shared<RequestChannel>();
+    auto channel = std::make_shared<RequestChannel>(waker_);
     auto job = std::make_shared<GenerationJob>();
     job->prompt = prepared.prompt;
     job->options = prepared.options;
@@ -131,18 +146,20 @@ class Api {
     return channel;
   }
 
-  json chat_envelope(const std::string& id, const char* object, json choice) const {
-    return json{{"id", id}, {"object", object}, {"created", unix_time()}, {"model", service_.model_name()},
+  json chat_envelope(const std::string& id, int64_t created, const char* object, json choice) const {
+    return json{{"id", id}, {"object", object}, {"created", created}, {"model", service_.model_name()},
                 {"system_fingerprint", "orchard"}, {"choices", json::array({std::move(choice)})}};
   }
 
   void answer_chat(httplib::Response& res, const ChatRequest& request, const PreparedJob& prepared, RequestChannel& channel) {
     std::string text;
     json logprobs = json::array();
-    while (auto step = channel.next()) {
-      text += step->text;
-      if (request.logprobs && step->token >= 0) logprobs.push_back(service_.token_logprob_json(*step));
-    }
+    std::vector<TokenStep> steps;
+    while (channel.take(steps))
+      for (const TokenStep& step : steps) {
+        text += step.text;
+        if (request.logprobs && step.token >= 0) logprobs.push_back(service_.token_logprob_json(step));
+      }
     const JobSummary summary = channel.summary();
     if (!summary.error.empty()) throw RequestError(500, summary.error);
     json message = {{"role", "assistant"}, {"content", text}};
@@ -157,7 +174,7 @@ class Api {
     }
     json choice = {{"index", 0}, {"message", message}, {"logprobs", nullptr}, {"finish_reason", finish_reason_name(finish)}};
     if (request.logprobs) choice["logprobs"] = {{"content", logprobs}};
-    json body = chat_envelope(new_id("chatcmpl"), "chat.completion", choice);
+    json body = chat_envelope(new_id("chatcmpl"), unix_time(), "chat.completion", choice);
     body["usage"] = usage_json(summary);
     send_json(res, 200, body);
   }
@@ -165,26 +182,39 @@ class Api {
   void stream_chat(httplib::Response& res, const ChatRequest& request, const PreparedJob& prepared,
                    std::shared_ptr<RequestChannel> channel) {
     const std::string id = new_id("chatcmpl");
+    const int64_t created = unix_time();  // one time for every chunk of the completion
     const bool tools = prepared.tools_enabled, logprobs = request.logprobs, usage = request.include_usage;
+    auto chunk_json = [id, created, this](json delta, json finish, json lp = nullptr) {
+      json choice = {{"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(lp)}, {"finish_reason", std::move(finish)}};
+      return chat_envelope(id, created, "chat.completion.chunk", std::move(choice));
+    };
+    const auto content_chunk = std::make_shared<const ChunkTemplate>(chunk_json({{"content", ChunkTemplate::kSlot}}, nullptr));
     res.set_chunked_content_provider("text/event-stream", [=, this](size_t, httplib::DataSink& sink) {
+      std::string events;
       auto chunk = [&](json delta, json finish, json lp = nullptr) {
-        json choice = {{"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(lp)}, {"finish_reason", std::move(finish)}};
-        return write_event(sink, to_text(chat_envelope(id, "chat.completion.chunk", std::move(choice))));
+        append_event(events, to_text(chunk_json(std::move(delta), std::move(finish), std::move(lp))));
       };
-      bool open = chunk({{"role", "assistant"}, {"content", ""}}, nullptr);
+      chunk({{"role", "assistant"}, {"content", ""}}, nullptr);
+      bool open = send_events(sink, events, true);
       // With tools, text that may be the start of a tool call is held until that is decided.
       std::string held, full;
       bool holding = tools;
-      while (auto step = channel->next()) {
-        full += step->text;
-        json lp = logprobs && step->token >= 0 ? json{{"content", json::array({service_.token_logprob_json(*step)})}} : json(nullptr);
-        std::string out = step->text;
-        if (holding) {
-          held += step->text;
-          if (may_start_tool_call(held)) out.clear();
-          else out = std::move(held), holding = false;
+      std::vector<TokenStep> steps;
+      while (channel->take(steps)) {
+        for (const TokenStep& step : steps) {
+          full += step.text;
+          std::string out = step.text;
+          if (holding) {
+            held += step.text;
+            if (may_start_tool_call(held)) out.clear();
+            else out = std::move(held), holding = false;
+          }
+          if (logprobs && step.token >= 0)
+            chunk({{"content", out}}, nullptr, json{{"content", json::array({service_.token_logprob_json(step)})}});
+          else if (!out.empty())
+            content_chunk->append_event(events, out);
         }
-        if (open && (!out.empty() || !lp.is_null())) open = chunk({{"content", out}}, nullptr, lp);
+        open = send_events(sink, events, open);
         if (!open) channel->cancel();
       }
       const JobSummary summary = channel->summary();
@@ -192,23 +222,23 @@ class Api {
       if (holding && !held.empty()) {
         ParsedReply reply = parse_tool_calls(full);
         if (!reply.tool_calls.empty()) {
-          if (open && !reply.content.empty()) open = chunk({{"content", reply.content}}, nullptr);
-          if (open) open = chunk({{"tool_calls", tool_calls_json(reply.tool_calls, true)}}, nullptr);
+          if (!reply.content.empty()) chunk({{"content", reply.content}}, nullptr);
+          chunk({{"tool_calls", tool_calls_json(reply.tool_calls, true)}}, nullptr);
           finish = FinishReason::tool_calls;
-        } else if (open) {
-          open = chunk({{"content", held}}, nullptr);
+        } else {
+          chunk({{"content", held}}, nullptr);
         }
       }
-      if (open && !summary.error.empty())
-        open = write_event(sink, to_text(error_body(summary.error, "server_error")));
-      if (open) open = chunk(json::object(), finish_reason_name(finish));
-      if (open && usage) {
-        json last = chat_envelope(id, "chat.completion.chunk", nullptr);
+      if (!summary.error.empty()) append_event(events, to_text(error_body(summary.error, "server_error")));
+      chunk(json::object(), finish_reason_name(finish));
+      if (usage) {
+        json last = chat_envelope(id, created, "chat.completion.chunk", nullptr);
         last["choices"] = json::array();
         last["usage"] = usage_json(summary);
-        open = write_event(sink, to_text(last));
+        append_event(events, to_text(last));
       }
-      if (open) write_event(sink, "[DONE]");
+      append_event(events, "[DONE]");
+      send_events(sink, events, open);
       sink.done();
       return true;
     });
@@ -216,6 +246,7 @@ class Api {
 
   ChatService& service_;
   Scheduler& scheduler_;
+  ChannelWaker& waker_;
 };
 
 std::string base_name(const std::string& path) {
@@ -232,9 +263,10 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   auto model = Model::load(model_path, {.kernels = options.kernels, .memory_budget = options.memory_budget});
   auto tokenizer = load_model_tokenizer(*model, options.tokenizer_path);
   Metrics metrics;
-  Scheduler scheduler(model, tokenizer, options.parallel, options.n_ctx, options.kernels, metrics);
+  ChannelWaker waker;  // outlives the scheduler, which pushes tokens until it stops
+  Scheduler scheduler(model, tokenizer, options.parallel, options.n_ctx, options.kernels, options.threads, metrics);
   ChatService service(model, tokenizer, base_name(model_path), scheduler.n_ctx());
-  Api api(service, scheduler);
+  Api api(service, scheduler, waker);
 
   httplib::Server http;
   http.new_task_queue = [] { return new httplib::ThreadPool(64); };

@@ -18,6 +18,7 @@ struct ServerOptions {
   KernelChoice kernels = KernelChoice::fast;
   uint64_t memory_budget = 0;  // limited-memory mode (docs/flash.md); stream buffers per slot
   std::string tokenizer_path;  // override
+  int threads = 0;             // forward-pass threads; 0: chosen from the model's size (scheduler.cpp)
 };
 
 // Loads the model and serves until `should_stop` returns true (polled) or the process ends.

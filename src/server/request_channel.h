@@ -1,29 +1,44 @@
 // Hands tokens from the scheduler's thread to the HTTP thread that answers the request.
 #pragma once
-#include <atomic>
-#include <chrono>
 #include <condition_variable>
-#include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "runtime/token_stream.h"
+#include "server/channel_waker.h"
 #include "server/scheduler.h"
 
 namespace orchard::server {
 
-class RequestChannel {
+class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
  public:
+  // Tokens pushed while the HTTP thread sleeps are announced through `waker`.
+  explicit RequestChannel(ChannelWaker& waker) : waker_(waker) {}
+
   // Scheduler side: false once the client has gone (cancels generation).
   bool push(const TokenStep& step) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    steps_.push_back(step);
-    ready_.notify_one();
-    return !cancelled_;
+    bool cancelled, sleeping;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      steps_.push_back(step);
+      cancelled = cancelled_;
+      sleeping = waiting_ && !wake_requested_;
+      wake_requested_ = wake_requested_ || sleeping;
+    }
+    // An HTTP thread still busy with earlier steps takes this one without being woken.
+    if (sleeping) waker_.request(shared_from_this());
+    return !cancelled;
   }
+  // The waker's side. Notified after unlocking: the woken thread would otherwise block at once
+  // on the mutex held here.
+  void wake() { ready_.notify_one(); }
   void close(const JobSummary& summary) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    summary_ = summary;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      summary_ = summary;
+    }
     ready_.notify_one();
   }
   // HTTP side.
@@ -31,16 +46,20 @@ class RequestChannel {
     std::lock_guard<std::mutex> lock(mutex_);
     cancelled_ = true;
   }
-  // Waits for the next step; nullopt once the job is over and every step was taken.
-  std::optional<TokenStep> next() {
+  // Waits for steps and moves every one waiting into `out` (replacing its contents), so that an
+  // HTTP thread that fell behind catches up with one write; false once the job is over and
+  // every step was taken.
+  bool take(std::vector<TokenStep>& out) {
+    out.clear();
     std::unique_lock<std::mutex> lock(mutex_);
+    waiting_ = true;
     ready_.wait(lock, [&] { return !steps_.empty() || summary_.has_value(); });
-    if (steps_.empty()) return std::nullopt;
-    TokenStep step = std::move(steps_.front());
-    steps_.pop_front();
-    return step;
+    waiting_ = wake_requested_ = false;
+    if (steps_.empty()) return false;
+    out.swap(steps_);
+    return true;
   }
-  // Valid after next() returned nullopt.
+  // Valid after take() returned false.
   JobSummary summary() {
     std::lock_guard<std::mutex> lock(mutex_);
     return summary_.value_or(JobSummary{});
@@ -49,8 +68,11 @@ class RequestChannel {
  private:
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<TokenStep> steps_;
+  std::vector<TokenStep> steps_;
   std::optional<JobSummary> summary_;
+  ChannelWaker& waker_;
+  bool waiting_ = false;         // the HTTP thread sleeps in take()
+  bool wake_requested_ = false;  // and the waker was asked to wake it
   bool cancelled_ = false;
 };
 

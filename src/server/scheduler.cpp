@@ -8,6 +8,18 @@ namespace orchard::server {
 
 using Clock = std::chrono::steady_clock;
 
+// Forward-pass threads when the operator did not say: one for models this small, every CPU
+// otherwise. Below some tens of millions of parameters each matrix product of a decode step
+// takes a few microseconds, less than handing half of it to a second thread and waiting for
+// that thread costs; the other cores are better left to the HTTP threads that stream the
+// tokens (measured with bench/load_test.py: 1.4M parameters, 16 clients, one thread gave about
+// twice the tokens per CPU-second of two).
+int forward_threads(const Model& model, int requested) {
+  constexpr int64_t kSmallModelParameters = 32'000'000;
+  if (requested > 0) return requested;
+  return model.parameter_count() < kSmallModelParameters ? 1 : 0;
+}
+
 // A place in the batch: its own KV cache, which keeps the last request's tokens so that a
 // follow-up turn of the same conversation prefills only what is new.
 struct Scheduler::Slot {
@@ -18,18 +30,19 @@ struct Scheduler::Slot {
   TokenStep step;                // picked from `logits`, not yet handed to the job
   std::shared_ptr<GenerationJob> job;
   std::unique_ptr<TokenStream> stream;
-  std::vector<float> logits;  // of the last evaluated position
+  int64_t logits_row = -1;    // its row of the last pass's logits (of its last evaluated position)
   JobSummary summary;
   Clock::time_point submitted, last_token;
   bool first_token = true;
 };
 
 Scheduler::Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, int n_slots,
-                     int64_t n_ctx, KernelChoice kernels, Metrics& metrics)
+                     int64_t n_ctx, KernelChoice kernels, int n_threads, Metrics& metrics)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), n_ctx_(n_ctx), metrics_(metrics) {
   if (n_slots < 1) fail("--parallel must be at least 1");
   if (n_ctx <= 0) n_ctx = std::min<int64_t>(model_->config().context_length, 4096);
-  transformer_ = std::make_unique<Transformer>(model_->impl(), select_kernels(kernels), n_ctx, 0, n_slots);
+  transformer_ = std::make_unique<Transformer>(model_->impl(), select_kernels(kernels), n_ctx,
+                                               forward_threads(*model_, n_threads), n_slots);
   n_ctx_ = transformer_->n_ctx();
   for (int i = 0; i < n_slots; ++i) {
     auto slot = std::make_unique<Slot>();
@@ -131,8 +144,10 @@ void Scheduler::decode(const std::vector<Slot*>& slots) {
         s->prefill.empty() ? std::span<const int32_t>(&s->next_token, 1) : std::span<const int32_t>(s->prefill);
     batch.push_back({s->sequence, static_cast<int64_t>(s->cached.size()), tokens, false});
   }
-  std::vector<float> logits(slots.size() * vocab);
-  transformer_->forward(batch, logits.data());
+  // Kept until the next pass: each slot samples from its row in place (with a 150k vocabulary,
+  // copying rows out would move megabytes per step).
+  logits_.resize(slots.size() * vocab);
+  transformer_->forward(batch, logits_.data());
   for (size_t i = 0; i < slots.size(); ++i) {
     Slot& s = *slots[i];
     if (s.prefill.empty()) {
@@ -141,7 +156,7 @@ void Scheduler::decode(const std::vector<Slot*>& slots) {
       s.cached.insert(s.cached.end(), s.prefill.begin(), s.prefill.end());
       s.prefill.clear();
     }
-    s.logits.assign(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+    s.logits_row = static_cast<int64_t>(i);
   }
 }
 
@@ -184,8 +199,12 @@ void Scheduler::run() {
     std::vector<Slot*> decoding;
     for (auto& s : slots_)
       if (s->job && s->prefill.empty()) decoding.push_back(s.get());
+    const size_t vocab = static_cast<size_t>(model_->config().n_vocab);
     transformer_->pool().parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) decoding[i]->step = decoding[i]->stream->next(decoding[i]->logits);
+      for (int64_t i = begin; i < end; ++i) {
+        Slot& s = *decoding[i];
+        s.step = s.stream->next(std::span<float>(logits_.data() + static_cast<size_t>(s.logits_row) * vocab, vocab));
+      }
     });
     std::vector<Slot*> continuing;
     for (auto& s : slots_) {

@@ -39,8 +39,9 @@ struct GenerationJob {
 
 class Scheduler {
  public:
+  // n_threads: the forward pass's threads; 0 chooses from the model's size (scheduler.cpp).
   Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, int n_slots,
-            int64_t n_ctx, KernelChoice kernels, Metrics& metrics);
+            int64_t n_ctx, KernelChoice kernels, int n_threads, Metrics& metrics);
   ~Scheduler();
 
   void submit(std::shared_ptr<GenerationJob> job);
@@ -62,6 +63,7 @@ class Scheduler {
   int64_t n_ctx_;
   Metrics& metrics_;
   std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<float> logits_;  // [slots in the last pass, n_vocab]: the next tokens' logits
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::pair<std::shared_ptr<GenerationJob>, std::chrono::steady_clock::time_point>> queue_;
