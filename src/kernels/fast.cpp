@@ -14,16 +14,14 @@ namespace {
 // Quantized activations of the last matmul; reused so that decode allocates nothing.
 struct ActivationBuffer {
   std::vector<int8_t> qs, lo;
-  std::vector<float> d;
-  std::vector<int32_t> sums;
+  std::vector<ActivationBlock> info;
 
   QuantizedActivations prepare(int64_t n, int64_t in, bool residual) {
     const int64_t blocks = in / kBlock;
     qs.resize(static_cast<size_t>(n * in));
     if (residual) lo.resize(qs.size());
-    d.resize(static_cast<size_t>(n * blocks));
-    sums.resize(static_cast<size_t>(n * blocks * 2));
-    return {n, in, blocks, qs.data(), residual ? lo.data() : nullptr, d.data(), sums.data()};
+    info.resize(static_cast<size_t>(n * blocks));
+    return {n, in, blocks, qs.data(), residual ? lo.data() : nullptr, info.data()};
   }
 };
 
