@@ -16,6 +16,10 @@ class ThreadPool;
 struct MatmulWeight {
   const TensorRef& ref;
   const PackedMatrix* packed = nullptr;
+  // The model's output tolerates single-level int8 activations for this matrix (measured on the
+  // golden cases: the feed-forward gate and up projections); the fast kernels use them here when
+  // ORCHARD_ACTIVATIONS=mixed (see QuantizedActivations).
+  bool tolerates_int8 = false;
 };
 
 enum class KvType { f32, f16 };
