@@ -50,15 +50,18 @@ struct GroupSpan {
 // token t0 + t in block b (qs, or 256 * qs + lo when kResidual). Weight vector outer, token
 // inner: every step issues T independent dpbusd, so their latency is covered by the other
 // tokens' chains instead of by out-of-order reach across T serial chains.
-template <typename V, int T, int first, int last, bool kResidual>
-ORCHARD_INLINE void block_dots(const typename V::I* w, const TokenView<V>& x, int64_t t0, int64_t b, typename V::I* dot) {
+// weight(v) gives w[v]; the nibble formats unpack it there, just in time, so that only a few weight
+// vectors are live and the registers go to more tokens (the residual pass unpacks again: two
+// L1 loads and ALU operations, against T dpbusd).
+template <typename V, int T, int first, int last, bool kResidual, typename Weights>
+ORCHARD_INLINE void block_dots(const Weights& weight, const TokenView<V>& x, int64_t t0, int64_t b, typename V::I* dot) {
   ORCHARD_UNROLL
   for (int t = 0; t < T; ++t) dot[t] = V::izero();
   const int8_t* quants = x.quants(t0, b);
   ORCHARD_UNROLL
   for (int v = first; v < last; ++v)
     ORCHARD_UNROLL
-    for (int t = 0; t < T; ++t) dot[t] = V::dpbusd_bcast4(dot[t], w[v], quants + kBlock * t + 4 * v);
+    for (int t = 0; t < T; ++t) dot[t] = V::dpbusd_bcast4(dot[t], weight(v), quants + kBlock * t + 4 * v);
   if constexpr (kResidual) {
     // (sum w . qs) * 256 + sum w . lo: the same integer as sum w . (256 qs + lo), exactly.
     const int8_t* low = x.low(t0, b);
@@ -67,9 +70,20 @@ ORCHARD_INLINE void block_dots(const typename V::I* w, const TokenView<V>& x, in
     ORCHARD_UNROLL
     for (int v = first; v < last; ++v)
       ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) dot[t] = V::dpbusd_bcast4(dot[t], w[v], low + kBlock * t + 4 * v);
+      for (int t = 0; t < T; ++t) dot[t] = V::dpbusd_bcast4(dot[t], weight(v), low + kBlock * t + 4 * v);
   }
 }
+
+// w[v] of 32 nibble-packed inputs (4 chunks of 64 bytes): low nibbles of chunk v for v < 4, high
+// nibbles of chunk v - 4 after.
+template <typename V>
+struct NibbleWeights {
+  const uint8_t* chunks;  // already offset to sub-tile s
+  typename V::I operator()(int v) const {
+    const typename V::I raw = V::load(chunks + 64 * (v % 4));
+    return V::and_(v < 4 ? raw : V::template srli<4>(raw), V::set1_8(0x0f));
+  }
+};
 
 // Splits 32 nibble-packed inputs (4 chunks of 64 bytes) into 8 vectors in input order.
 template <typename V>
@@ -116,10 +130,9 @@ void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
     load_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span.accumulate);
     for (int64_t b = span.begin; b < span.end; ++b) {
       const uint8_t* blk = tile + b * w.group_bytes;
-      typename V::I wv[8], dot[T];
-      unpack_nibbles<V>(blk, s, wv);
+      typename V::I dot[T];
       const typename V::F scale = V::load_f16(blk + 256 + 2 * V::L * s);
-      block_dots<V, T, 0, 8, R>(wv, x, t0, b, dot);
+      block_dots<V, T, 0, 8, R>(NibbleWeights<V>{blk + 4 * V::L * s}, x, t0, b, dot);
       const ActivationBlock* info = x.info(t0, b);
       ORCHARD_UNROLL
       for (int t = 0; t < T; ++t) {
@@ -144,7 +157,7 @@ void tile_q8_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
       ORCHARD_UNROLL
       for (int v = 0; v < 8; ++v) wv[v] = V::load(blk + 64 * v + 4 * V::L * s);
       const typename V::F scale = V::load_f16(blk + 512 + 2 * V::L * s);
-      block_dots<V, T, 0, 8, R>(wv, x, t0, b, dot);
+      block_dots<V, T, 0, 8, R>([&](int v) { return wv[v]; }, x, t0, b, dot);
       const ActivationBlock* info = x.info(t0, b);
       ORCHARD_UNROLL
       for (int t = 0; t < T; ++t) {
@@ -172,9 +185,8 @@ void tile_q4_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
         // weight = (d * scale) * u - (dmin * min), rounded as dequantize_row rounds them.
         const typename V::F step = V::fmul(d, V::load_u8(sb + 64 + 16 * j + V::L * s));
         const typename V::F offset = V::fmul(dmin, V::load_u8(sb + 192 + 16 * j + V::L * s));
-        typename V::I wv[8], dot[T];
-        unpack_nibbles<V>(sb + 320 + 256 * j, s, wv);
-        block_dots<V, T, 0, 8, R>(wv, x, t0, b, dot);
+        typename V::I dot[T];
+        block_dots<V, T, 0, 8, R>(NibbleWeights<V>{sb + 320 + 256 * j + 4 * V::L * s}, x, t0, b, dot);
         const ActivationBlock* info = x.info(t0, b);
         ORCHARD_UNROLL
         for (int t = 0; t < T; ++t) {
@@ -215,13 +227,14 @@ void tile_q6_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
           wv[4 * h + 3] = V::or_(wv[4 * h + 3], V::and_(V::template srli<2>(high), bits45));
         }
         const ActivationBlock* info = x.info(t0, b);
-        block_dots<V, T, 0, 4, R>(wv, x, t0, b, dot);
+        const auto weight = [&](int v) { return wv[v]; };
+        block_dots<V, T, 0, 4, R>(weight, x, t0, b, dot);
         ORCHARD_UNROLL
         for (int t = 0; t < T; ++t) {
           const I dot0 = V::sub(dot[t], V::template slli<5>(V::set1(info[t].first_half)));
           acc[t] = V::fma(V::cvt(dot0), V::fmul(step0, V::fset1(info[t].d)), acc[t]);
         }
-        block_dots<V, T, 4, 8, R>(wv, x, t0, b, dot);
+        block_dots<V, T, 4, 8, R>(weight, x, t0, b, dot);
         ORCHARD_UNROLL
         for (int t = 0; t < T; ++t) {
           const I dot1 = V::sub(dot[t], V::template slli<5>(V::set1(info[t].sum - info[t].first_half)));
@@ -264,7 +277,7 @@ void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, i
   // group by token group, each over all the panel's tiles, so that the group's activations
   // (<= 32 KiB) stay in L1 while the weights stream from L2: per dpbusd that is fewer bytes
   // from L2 than the other way round, and in fewer, sequential streams.
-  constexpr int64_t kTokenBlock = 64, kChunkInputs = 2048, kPanelBytes = 256 << 10;
+  constexpr int64_t kTokenBlock = 8 * V::kMaxTokens, kChunkInputs = 2048, kPanelBytes = 256 << 10;
   const int64_t chunks = (w.in + kChunkInputs - 1) / kChunkInputs;
   const int64_t chunk_groups = (w.groups + chunks - 1) / chunks;
   const int64_t panel_tiles =

@@ -12,7 +12,7 @@ namespace {
 
 struct Avx512 {
   static constexpr int L = 16;
-  static constexpr int kMaxTokens = 8;  // tokens per micro-kernel: 8 int32 + 8 float accumulators + 8 weight vectors
+  static constexpr int kMaxTokens = 12;  // tokens per micro-kernel: 12 int32 + 12 float accumulators
   using I = __m512i;
   using F = __m512;
 
