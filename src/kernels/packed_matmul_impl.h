@@ -278,7 +278,9 @@ void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, i
   // (<= 32 KiB) stay in L1 while the weights stream from L2: per dpbusd that is fewer bytes
   // from L2 than the other way round, and in fewer, sequential streams.
   constexpr int64_t kTokenBlock = 8 * V::kMaxTokens, kChunkInputs = 2048, kPanelBytes = 256 << 10;
-  const int64_t chunks = (w.in + kChunkInputs - 1) / kChunkInputs;
+  // Chunks only pay when several micro-kernels reuse a chunk of weights; with one (decode) the
+  // weights stream once, best in memory order.
+  const int64_t chunks = t_end - t_begin > V::kMaxTokens ? (w.in + kChunkInputs - 1) / kChunkInputs : 1;
   const int64_t chunk_groups = (w.groups + chunks - 1) / chunks;
   const int64_t panel_tiles =
       std::max<int64_t>(1, kPanelBytes / (chunk_groups * static_cast<int64_t>(w.group_bytes)));
