@@ -2,8 +2,8 @@
 // templates over vector traits V; included by fast_kernels_impl.h inside each ISA file.
 //
 // A micro-kernel computes V::L rows (the s-th sub-tile of a 16-row tile) for T tokens from t0
-// over a range of the tile's groups. The weights of one 32-input block are unpacked into 8
-// vectors w[v] (lane r: inputs 4v..4v+3 of row r) once and multiplied with every token's
+// over a range of the tile's groups. The weights of one 32-input block are 8 vectors w[v] (lane
+// r: inputs 4v..4v+3 of row r), each unpacked once per level and multiplied with every token's
 // activations, so unpacking is paid once per T tokens.
 #pragma once
 #include <algorithm>
@@ -50,9 +50,10 @@ struct GroupSpan {
 // token t0 + t in block b (qs, or 256 * qs + lo when kResidual). Weight vector outer, token
 // inner: every step issues T independent dpbusd, so their latency is covered by the other
 // tokens' chains instead of by out-of-order reach across T serial chains.
-// weight(v) gives w[v]; the nibble formats unpack it there, just in time, so that only a few weight
-// vectors are live and the registers go to more tokens (the residual pass unpacks again: two
-// L1 loads and ALU operations, against T dpbusd).
+//
+// weight(v) gives w[v]; the nibble formats unpack it there, just in time, so that few weight
+// vectors are live and the registers go to more tokens (the residual pass unpacks again: an L1
+// load and two ALU operations, against T dpbusd).
 template <typename V, int T, int first, int last, bool kResidual, typename Weights>
 ORCHARD_INLINE void block_dots(const Weights& weight, const TokenView<V>& x, int64_t t0, int64_t b, typename V::I* dot) {
   ORCHARD_UNROLL
@@ -65,12 +66,26 @@ ORCHARD_INLINE void block_dots(const Weights& weight, const TokenView<V>& x, int
   if constexpr (kResidual) {
     // (sum w . qs) * 256 + sum w . lo: the same integer as sum w . (256 qs + lo), exactly.
     const int8_t* low = x.low(t0, b);
-    ORCHARD_UNROLL
-    for (int t = 0; t < T; ++t) dot[t] = V::template slli<8>(dot[t]);
+    typename V::I lo[T];
+    if constexpr (T <= 4) {
+      // Few tokens (decode): the low level in chains of its own, beside the first level's, so
+      // that the dpbusd latency is not paid twice in a row.
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) lo[t] = V::izero();
+    } else {
+      // Enough tokens for independent chains: continue in the same accumulators.
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) dot[t] = V::template slli<8>(dot[t]);
+    }
+    typename V::I* acc = T <= 4 ? lo : dot;
     ORCHARD_UNROLL
     for (int v = first; v < last; ++v)
       ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) dot[t] = V::dpbusd_bcast4(dot[t], weight(v), low + kBlock * t + 4 * v);
+      for (int t = 0; t < T; ++t) acc[t] = V::dpbusd_bcast4(acc[t], weight(v), low + kBlock * t + 4 * v);
+    if constexpr (T <= 4) {
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) dot[t] = V::add(V::template slli<8>(dot[t]), lo[t]);
+    }
   }
 }
 
