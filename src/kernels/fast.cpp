@@ -14,34 +14,45 @@ namespace {
 // Quantized activations of the last matmul; reused so that decode allocates nothing.
 struct ActivationBuffer {
   std::vector<int8_t> qs, lo;
-  std::vector<float> d;
-  std::vector<int32_t> sums;
+  std::vector<ActivationBlock> info;
 
   QuantizedActivations prepare(int64_t n, int64_t in, bool residual) {
     const int64_t blocks = in / kBlock;
     qs.resize(static_cast<size_t>(n * in));
     if (residual) lo.resize(qs.size());
-    d.resize(static_cast<size_t>(n * blocks));
-    sums.resize(static_cast<size_t>(n * blocks * 2));
-    return {n, in, blocks, qs.data(), residual ? lo.data() : nullptr, d.data(), sums.data()};
+    info.resize(static_cast<size_t>(n * blocks));
+    return {n, in, blocks, qs.data(), residual ? lo.data() : nullptr, info.data()};
   }
 };
 
-// Residual (two-level int8) activations unless ORCHARD_ACTIVATIONS=int8 asks for the plain,
-// faster and coarser form (see QuantizedActivations) for speed comparisons.
-bool residual_activations() {
-  static const bool residual = [] {
+// ORCHARD_ACTIVATIONS: residual (two-level int8, the default), int8 (single level everywhere:
+// faster and coarser, see QuantizedActivations), mixed (single level only for the matrices marked
+// MatmulWeight::tolerates_int8).
+enum class ActivationMode { residual, int8, mixed };
+
+ActivationMode activation_mode() {
+  static const ActivationMode mode = [] {
     const char* env = std::getenv("ORCHARD_ACTIVATIONS");
-    return !(env && std::string_view(env) == "int8");
+    const std::string_view v = env ? env : "";
+    return v == "int8" ? ActivationMode::int8 : v == "mixed" ? ActivationMode::mixed : ActivationMode::residual;
   }();
-  return residual;
+  return mode;
+}
+
+bool residual_activations(const MatmulWeight& w) {
+  switch (activation_mode()) {
+    case ActivationMode::residual: return true;
+    case ActivationMode::int8: return false;
+    case ActivationMode::mixed: return !w.tolerates_int8;
+  }
+  return true;
 }
 
 void matmul(const IsaKernels& k, const MatmulWeight& w, const float* x, int64_t n, float* y,
             ThreadPool& pool) {
   if (const PackedMatrix* p = w.packed) {
     thread_local ActivationBuffer buffer;
-    QuantizedActivations q = buffer.prepare(n, p->in, residual_activations());
+    QuantizedActivations q = buffer.prepare(n, p->in, residual_activations(w));
     pool.parallel_for(n, [&](int64_t b, int64_t e) { k.quantize(x, b, e, q); });
     // Threads take contiguous ranges of tiles, so each streams its own part of the weights.
     pool.parallel_for(p->tiles, [&](int64_t b, int64_t e) { k.matmul_packed(*p, q, 0, n, b, e, y); });

@@ -10,6 +10,7 @@
 
 #include "base/half.h"
 #include "kernels/isa_kernels.h"
+#include "kernels/packed_matmul_impl.h"
 #include "tensor/dequantize.h"
 
 namespace orchard {
@@ -71,7 +72,7 @@ void quantize(const float* x, int64_t t_begin, int64_t t_end, QuantizedActivatio
       const float m = V::freduce_max(amax);
       const float d = m / 127.0f;
       const typename V::F inv = V::fset1(d > 0.0f ? 127.0f / m : 0.0f);
-      const int64_t at = t * q.in + b * kBlock;
+      const int64_t at = q.at(t, b) * kBlock;
       int32_t half_sums[2] = {0, 0};
       for (int k = 0; k < kVectors; ++k) {
         const typename V::F scaled = V::fmul(v[k], inv);
@@ -86,216 +87,13 @@ void quantize(const float* x, int64_t t_begin, int64_t t_end, QuantizedActivatio
         }
         half_sums[k * V::L / 16] += V::ireduce(qi);
       }
-      q.d[t * q.blocks + b] = q.lo ? d / 256.0f : d;
-      q.sums[(t * q.blocks + b) * 2] = half_sums[0];
-      q.sums[(t * q.blocks + b) * 2 + 1] = half_sums[1];
+      ActivationBlock& info = q.info[q.at(t, b)];
+      info.d = q.lo ? d / 256.0f : d;
+      info.sum = half_sums[0] + half_sums[1];
+      info.first_half = half_sums[0];
+      info.d_sum = info.d * static_cast<float>(info.sum);
     }
   }
-}
-
-// ---- Packed int8 matmul micro-kernels ------------------------------------------------------
-// Each computes one sub-tile of V::L rows (s-th of the tile's 16 / V::L) for T tokens from t0.
-// The weights of one 32-input block are unpacked into 8 vectors w[v] (lane r: inputs 4v..4v+3 of
-// row r) once and multiplied with every token's activations, so unpacking is paid once per T.
-
-template <typename V>
-struct TokenView {
-  const QuantizedActivations& x;
-  const int8_t* quants(int64_t t, int64_t block) const { return x.qs + t * x.in + block * kBlock; }
-  const int8_t* low(int64_t t, int64_t block) const { return x.lo + t * x.in + block * kBlock; }
-  float d(int64_t t, int64_t block) const { return x.d[t * x.blocks + block]; }
-  const int32_t* sums(int64_t t, int64_t block) const { return x.sums + (t * x.blocks + block) * 2; }
-};
-
-// sum over v in [first, last) of w[v] . a[4v .. 4v+3], a the integer activation of token t in
-// block b (qs, or 256 * qs + lo when kResidual).
-template <typename V, int first, int last, bool kResidual>
-typename V::I block_dot(const typename V::I* w, const TokenView<V>& x, int64_t t, int64_t b) {
-  const int8_t* quants = x.quants(t, b);
-  typename V::I acc = V::izero();
-  for (int v = first; v < last; ++v) acc = V::dpbusd(acc, w[v], V::bcast4(quants + 4 * v));
-  if constexpr (kResidual) {
-    const int8_t* low = x.low(t, b);
-    typename V::I acc_low = V::izero();
-    for (int v = first; v < last; ++v) acc_low = V::dpbusd(acc_low, w[v], V::bcast4(low + 4 * v));
-    acc = V::add(V::template slli<8>(acc), acc_low);
-  }
-  return acc;
-}
-
-// Splits 32 nibble-packed inputs (4 chunks of 64 bytes) into 8 vectors in input order.
-template <typename V>
-void unpack_nibbles(const uint8_t* chunks, int s, typename V::I* w) {
-  const typename V::I low4 = V::set1_8(0x0f);
-  for (int c = 0; c < 4; ++c) {
-    const typename V::I raw = V::load(chunks + 64 * c + 4 * V::L * s);
-    w[c] = V::and_(raw, low4);
-    w[c + 4] = V::and_(V::template srli<4>(raw), low4);
-  }
-}
-
-template <typename V, int T>
-void store_rows(const typename V::F* acc, float* y, int64_t out, int64_t t0, int64_t row0) {
-  const int64_t valid = std::min<int64_t>(V::L, out - row0);
-  if (valid <= 0) return;
-  for (int t = 0; t < T; ++t) {
-    float* dst = y + (t0 + t) * out + row0;
-    if (valid == V::L) V::fstore(dst, acc[t]);
-    else V::fstore_n(dst, acc[t], static_cast<int>(valid));
-  }
-}
-
-template <typename V, int T, bool R>
-void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
-               int64_t row0, float* y) {
-  for (int s = 0; s < kTileRows / V::L; ++s) {
-    typename V::F acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = V::fzero();
-    for (int64_t b = 0; b < w.groups; ++b) {
-      const uint8_t* blk = tile + b * w.group_bytes;
-      typename V::I wv[8];
-      unpack_nibbles<V>(blk, s, wv);
-      const typename V::F scale = V::load_f16(blk + 256 + 2 * V::L * s);
-      for (int t = 0; t < T; ++t) {
-        const int32_t* sums = x.sums(t0 + t, b);
-        // weight = d * (u - 8): subtract 8 * sum(x) once per block.
-        const typename V::I dotv = V::sub(block_dot<V, 0, 8, R>(wv, x, t0 + t, b), V::set1(8 * (sums[0] + sums[1])));
-        acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(x.d(t0 + t, b))), acc[t]);
-      }
-    }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
-  }
-}
-
-template <typename V, int T, bool R>
-void tile_q8_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
-               int64_t row0, float* y) {
-  for (int s = 0; s < kTileRows / V::L; ++s) {
-    typename V::F acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = V::fzero();
-    for (int64_t b = 0; b < w.groups; ++b) {
-      const uint8_t* blk = tile + b * w.group_bytes;
-      typename V::I wv[8];
-      for (int v = 0; v < 8; ++v) wv[v] = V::load(blk + 64 * v + 4 * V::L * s);
-      const typename V::F scale = V::load_f16(blk + 512 + 2 * V::L * s);
-      for (int t = 0; t < T; ++t) {
-        const int32_t* sums = x.sums(t0 + t, b);
-        // weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
-        const typename V::I dotv = V::sub(block_dot<V, 0, 8, R>(wv, x, t0 + t, b), V::set1(128 * (sums[0] + sums[1])));
-        acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(x.d(t0 + t, b))), acc[t]);
-      }
-    }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
-  }
-}
-
-template <typename V, int T, bool R>
-void tile_q4_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
-               int64_t row0, float* y) {
-  for (int s = 0; s < kTileRows / V::L; ++s) {
-    typename V::F acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = V::fzero();
-    for (int64_t g = 0; g < w.groups; ++g) {
-      const uint8_t* sb = tile + g * w.group_bytes;
-      const typename V::F d = V::load_f16(sb + 2 * V::L * s);
-      const typename V::F dmin = V::load_f16(sb + 32 + 2 * V::L * s);
-      for (int j = 0; j < 8; ++j) {
-        const int64_t b = g * 8 + j;
-        // weight = (d * scale) * u - (dmin * min), rounded as dequantize_row rounds them.
-        const typename V::F step = V::fmul(d, V::load_u8(sb + 64 + 16 * j + V::L * s));
-        const typename V::F offset = V::fmul(dmin, V::load_u8(sb + 192 + 16 * j + V::L * s));
-        typename V::I wv[8];
-        unpack_nibbles<V>(sb + 320 + 256 * j, s, wv);
-        for (int t = 0; t < T; ++t) {
-          const int32_t* sums = x.sums(t0 + t, b);
-          const float dx = x.d(t0 + t, b);
-          const typename V::I dotv = block_dot<V, 0, 8, R>(wv, x, t0 + t, b);
-          acc[t] = V::fma(V::cvt(dotv), V::fmul(step, V::fset1(dx)), acc[t]);
-          acc[t] = V::fnmadd(offset, V::fset1(dx * static_cast<float>(sums[0] + sums[1])), acc[t]);
-        }
-      }
-    }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
-  }
-}
-
-template <typename V, int T, bool R>
-void tile_q6_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
-               int64_t row0, float* y) {
-  using I = typename V::I;
-  for (int s = 0; s < kTileRows / V::L; ++s) {
-    typename V::F acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = V::fzero();
-    for (int64_t g = 0; g < w.groups; ++g) {
-      const uint8_t* sb = tile + g * w.group_bytes;
-      const typename V::F d = V::load_f16(sb + 2 * V::L * s);
-      const I bits45 = V::set1_8(0x30);
-      for (int j = 0; j < 8; ++j) {
-        const int64_t b = g * 8 + j;
-        // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
-        const typename V::F step0 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j) + V::L * s));
-        const typename V::F step1 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j + 1) + V::L * s));
-        const uint8_t* blk = sb + 288 + 384 * j;
-        I wv[8];
-        unpack_nibbles<V>(blk, s, wv);
-        for (int h = 0; h < 2; ++h) {
-          const I high = V::load(blk + 256 + 64 * h + 4 * V::L * s);
-          wv[4 * h + 0] = V::or_(wv[4 * h + 0], V::and_(V::template slli<4>(high), bits45));
-          wv[4 * h + 1] = V::or_(wv[4 * h + 1], V::and_(V::template slli<2>(high), bits45));
-          wv[4 * h + 2] = V::or_(wv[4 * h + 2], V::and_(high, bits45));
-          wv[4 * h + 3] = V::or_(wv[4 * h + 3], V::and_(V::template srli<2>(high), bits45));
-        }
-        for (int t = 0; t < T; ++t) {
-          const int32_t* sums = x.sums(t0 + t, b);
-          const typename V::F dx = V::fset1(x.d(t0 + t, b));
-          const I dot0 = V::sub(block_dot<V, 0, 4, R>(wv, x, t0 + t, b), V::set1(32 * sums[0]));
-          const I dot1 = V::sub(block_dot<V, 4, 8, R>(wv, x, t0 + t, b), V::set1(32 * sums[1]));
-          acc[t] = V::fma(V::cvt(dot0), V::fmul(step0, dx), acc[t]);
-          acc[t] = V::fma(V::cvt(dot1), V::fmul(step1, dx), acc[t]);
-        }
-      }
-    }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
-  }
-}
-
-template <typename V, int T, bool R>
-void run_tile(const PackedMatrix& w, int64_t tile, const TokenView<V>& x, int64_t t0, float* y) {
-  const uint8_t* data = w.tile(tile);
-  const int64_t row0 = tile * kTileRows;
-  switch (w.format) {
-    case PackedFormat::q4_0: return tile_q4_0<V, T, R>(w, data, x, t0, row0, y);
-    case PackedFormat::q8_0: return tile_q8_0<V, T, R>(w, data, x, t0, row0, y);
-    case PackedFormat::q4_k: return tile_q4_k<V, T, R>(w, data, x, t0, row0, y);
-    case PackedFormat::q6_k: return tile_q6_k<V, T, R>(w, data, x, t0, row0, y);
-  }
-}
-
-template <typename V, bool R>
-void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
-                         int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
-  const TokenView<V> x{q};
-  // Tokens in blocks whose activations stay in L2 while the tiles stream past; within a block
-  // each tile's weights stay in L1/L2 while micro-kernels of up to kMaxTokens run over them.
-  constexpr int64_t kTokenBlock = 64;
-  for (int64_t tb = t_begin; tb < t_end; tb += kTokenBlock) {
-    const int64_t te = std::min(t_end, tb + kTokenBlock);
-    for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-      int64_t t = tb;
-      for (; t + V::kMaxTokens <= te; t += V::kMaxTokens) run_tile<V, V::kMaxTokens, R>(w, tile, x, t, y);
-      if (V::kMaxTokens > 4 && t + 4 <= te) { run_tile<V, 4, R>(w, tile, x, t, y); t += 4; }
-      if (t + 2 <= te) { run_tile<V, 2, R>(w, tile, x, t, y); t += 2; }
-      if (t + 2 <= te) { run_tile<V, 2, R>(w, tile, x, t, y); t += 2; }
-      if (t < te) run_tile<V, 1, R>(w, tile, x, t, y);
-    }
-  }
-}
-
-template <typename V>
-void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
-                   int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
-  if (q.lo) matmul_packed_tiles<V, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
-  else matmul_packed_tiles<V, false>(w, q, t_begin, t_end, tile_begin, tile_end, y);
 }
 
 // ---- Float matmul (unpacked weights of any type) -------------------------------------------

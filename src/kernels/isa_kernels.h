@@ -11,20 +11,31 @@
 namespace orchard {
 
 // Activations quantized to int8 per block of 32, in one of two precisions:
-//   plain:    x[t][i] ~= d[t][i / 32] * qs[t][i]                      (error up to d/2 per element)
-//   residual: x[t][i] ~= d[t][i / 32] * (256 * qs[t][i] + lo[t][i])  (error up to d/2, d 256x smaller)
-// The residual form quantizes what the first int8 missed with a second int8 at 1/256 of its step:
-// the kernels run two int8 dot products per block on the same unpacked weights and combine them
-// in int32, so the weights (the memory traffic) and the float work per block are unchanged.
-// Plain int8 (as llama.cpp does) is too coarse for some golden models' tolerances.
-// sums[t][b][h] = sum over half h (16 elements) of block b of the integer activation
-// (qs, or 256 * qs + lo): the kernels apply the weights' offsets with it once per block.
+//   plain:    x[t][i] ~= d * qs[t][i]                      (error up to d/2 per element)
+//   residual: x[t][i] ~= d * (256 * qs[t][i] + lo[t][i])  (error up to d/2, d 256x smaller)
+// with d the step of token t's block i / 32. The residual form quantizes what the first int8
+// missed with a second int8 at 1/256 of its step: the kernels run two int8 dot products per
+// block on the same unpacked weights and combine them in int32, so the weights (the memory
+// traffic) and the float work per block are unchanged. Plain int8 (as llama.cpp does) is too
+// coarse for some golden models' tolerances.
+//
+// Block-major layout: block b of tokens t, t+1, ... lies at consecutive addresses, so that a
+// micro-kernel reaches a group of tokens' activations (and their ActivationBlock) from one
+// pointer with constant displacements instead of one pointer register per token.
+struct ActivationBlock {
+  float d;             // the step
+  int32_t sum;         // sum of the block's 32 integer activations (qs, or 256 * qs + lo)
+  int32_t first_half;  // sum of its first 16
+  float d_sum;         // d * sum
+};
+
 struct QuantizedActivations {
   int64_t n = 0, in = 0, blocks = 0;
-  int8_t* qs = nullptr;     // [n, in]
-  int8_t* lo = nullptr;     // [n, in] when residual, else null
-  float* d = nullptr;       // [n, blocks]
-  int32_t* sums = nullptr;  // [n, blocks, 2]
+  int8_t* qs = nullptr;           // [blocks, n, 32]
+  int8_t* lo = nullptr;           // [blocks, n, 32] when residual, else null
+  ActivationBlock* info = nullptr;  // [blocks, n]
+
+  int64_t at(int64_t t, int64_t b) const { return b * n + t; }
 };
 
 struct IsaKernels {

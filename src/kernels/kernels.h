@@ -16,6 +16,10 @@ class ThreadPool;
 struct MatmulWeight {
   const TensorRef& ref;
   const PackedMatrix* packed = nullptr;
+  // The model's output tolerates single-level int8 activations for this matrix (measured on the
+  // golden cases: the feed-forward gate and up projections); the fast kernels use them here when
+  // ORCHARD_ACTIVATIONS=mixed (see QuantizedActivations).
+  bool tolerates_int8 = false;
 };
 
 // What the KV cache stores: float32, float16, or int8 per (position, KV head) row with one

@@ -37,6 +37,8 @@ struct Avx2 {
     return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(u_even, s_even),
                                                   _mm256_madd_epi16(u_odd, s_odd)));
   }
+  // dpbusd(acc, u, bcast4(p)): one instruction where the ISA broadcasts from memory.
+  static I dpbusd_bcast4(I acc, I u, const void* p) { return dpbusd(acc, u, bcast4(p)); }
   static int32_t ireduce(I a) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));

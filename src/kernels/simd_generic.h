@@ -66,6 +66,8 @@ struct Generic {
     }
     return acc;
   }
+  // dpbusd(acc, u, bcast4(p)): one instruction where the ISA broadcasts from memory.
+  static I dpbusd_bcast4(I acc, I u, const void* p) { return dpbusd(acc, u, bcast4(p)); }
   static int32_t ireduce(I a) {
     int32_t s = 0;
     for (int32_t x : a.v) s += x;

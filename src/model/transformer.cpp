@@ -68,10 +68,10 @@ void Transformer::ensure_batch(int64_t n) {
   batch_capacity_ = n;
 }
 
-void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y) {
+void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8) {
   const PackedMatrix* packed = model_.packed.find(w);
   if (!packed && streamer_) packed = streamer_->find_packed(w);
-  kernels_.matmul(MatmulWeight{w, packed}, x, n, y, pool_);
+  kernels_.matmul(MatmulWeight{w, packed, tolerates_int8}, x, n, y, pool_);
 }
 
 // x[n, dim] += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)) over each row's
@@ -139,8 +139,9 @@ void Transformer::feed_forward(const LayerWeights& w, int64_t n) {
   for (int64_t t0 = 0; t0 < n; t0 += kFfnChunk) {
     const int64_t m = std::min(kFfnChunk, n - t0);
     const float* in = &normed_[t0 * c.dim];
-    matmul(w.w_gate, in, m, gate_.data());  // [m, ffn_dim]
-    matmul(w.w_up, in, m, up_.data());      // [m, ffn_dim]
+    // Single-level int8 activations are precise enough here (MatmulWeight::tolerates_int8).
+    matmul(w.w_gate, in, m, gate_.data(), true);  // [m, ffn_dim]
+    matmul(w.w_up, in, m, up_.data(), true);      // [m, ffn_dim]
     kernels_.swiglu(gate_.data(), up_.data(), m * c.ffn_dim, pool_);
     matmul(w.w_down, gate_.data(), m, &proj_[t0 * c.dim]);  // [m, dim]
   }

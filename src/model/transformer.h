@@ -65,7 +65,7 @@ class Transformer {
   void feed_forward(const LayerWeights& w, int64_t n);
   void output(int64_t rows, float* logits);
   void ensure_batch(int64_t n);
-  void matmul(const TensorRef& w, const float* x, int64_t n, float* y);
+  void matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8 = false);
 
   const Model::Impl& model_;
   const ModelConfig& config_;

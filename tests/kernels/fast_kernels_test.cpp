@@ -101,21 +101,29 @@ TEST_P(FastKernels, ActivationQuantizationMatchesScalar) {
   std::fill_n(x.begin() + 32, 32, 0.0f);  // an all-zero block
   for (bool residual : {false, true}) {
     std::vector<int8_t> qs(n * in), lo(n * in);
-    std::vector<float> d(n * in / 32);
-    std::vector<int32_t> sums(n * in / 32 * 2);
-    QuantizedActivations q{n, in, in / 32, qs.data(), residual ? lo.data() : nullptr, d.data(), sums.data()};
+    std::vector<ActivationBlock> info(n * in / 32);
+    QuantizedActivations q{n, in, in / 32, qs.data(), residual ? lo.data() : nullptr, info.data()};
     k.quantize(x.data(), 0, n, q);
     const std::vector<float> expect = quantize_dequantize(x, residual);
-    auto value = [&](int64_t i) { return residual ? 256 * qs[i] + lo[i] : qs[i]; };
-    for (int64_t i = 0; i < n * in; ++i) {
-      EXPECT_EQ(d[i / 32] * static_cast<float>(value(i)), expect[i]) << i;
-      EXPECT_NEAR(expect[i], x[i], residual ? 3.0f / 127 / 256 : 3.0f / 127 / 2 + 1e-6f);
-    }
-    for (int64_t b = 0; b < n * in / 32; ++b)
-      for (int h = 0; h < 2; ++h) {
-        int32_t s = 0;
-        for (int i = 0; i < 16; ++i) s += value(b * 32 + h * 16 + i);
-        EXPECT_EQ(sums[b * 2 + h], s);
+    // Element i of token t (layout [blocks, n, 32]).
+    auto value = [&](int64_t t, int64_t i) {
+      const int64_t at = q.at(t, i / 32) * 32 + i % 32;
+      return residual ? 256 * qs[at] + lo[at] : qs[at];
+    };
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < in; ++i) {
+        const int64_t e = t * in + i;
+        EXPECT_EQ(info[q.at(t, i / 32)].d * static_cast<float>(value(t, i)), expect[e]) << e;
+        EXPECT_NEAR(expect[e], x[e], residual ? 3.0f / 127 / 256 : 3.0f / 127 / 2 + 1e-6f);
+      }
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t b = 0; b < in / 32; ++b) {
+        int32_t halves[2] = {0, 0};
+        for (int i = 0; i < 32; ++i) halves[i / 16] += value(t, b * 32 + i);
+        const ActivationBlock& a = info[q.at(t, b)];
+        EXPECT_EQ(a.first_half, halves[0]);
+        EXPECT_EQ(a.sum, halves[0] + halves[1]);
+        EXPECT_EQ(a.d_sum, a.d * static_cast<float>(a.sum));
       }
   }
 }
@@ -136,6 +144,10 @@ TEST_P(FastKernels, MatmulMatchesReference) {
       {DType::Q6_K, 256, 7, 1},  {DType::Q6_K, 512, 31, 5}, {DType::Q6_K, 256, 16, 66},
       {DType::F16, 40, 9, 3},    {DType::F32, 33, 5, 2},    {DType::Q5_K, 256, 3, 4},
       {DType::Q4_1, 64, 5, 2},   {DType::Q2_K, 256, 2, 1},  {DType::Q3_K, 256, 3, 2},
+      // Rows long enough to run in several input chunks, more tiles than one weight panel,
+      // several token blocks, and token counts that leave every tail micro-kernel.
+      {DType::Q4_0, 4160, 350, 13}, {DType::Q4_K, 2560, 40, 203}, {DType::Q6_K, 2304, 17, 25},
+      {DType::Q8_0, 2080, 20, 100},
   };
   for (const MatmulCase& c : cases) {
     SCOPED_TRACE(std::string(dtype_name(c.type)) + " in " + std::to_string(c.in) + " out " +
