@@ -14,7 +14,7 @@ namespace {
 
 struct NeonDotprod {
   static constexpr int L = 4;
-  static constexpr int kMaxTokens = 8;  // 32 vector registers: 8 accumulators + 8 weight vectors
+  static constexpr int kMaxTokens = 8;  // 32 vector registers: 8 int32 + 8 float accumulators and the weights
   using I = int32x4_t;
   using F = float32x4_t;
 
@@ -40,6 +40,8 @@ struct NeonDotprod {
     const int32x4_t s_sums = vdotq_s32(vdupq_n_s32(0), vdupq_n_s8(1), sv);
     return vaddq_s32(vdotq_s32(acc, u_signed, sv), vshlq_n_s32(s_sums, 7));
   }
+  // dpbusd(acc, u, bcast4(p)).
+  static I dpbusd_bcast4(I acc, I u, const void* p) { return dpbusd(acc, u, bcast4(p)); }
   static int32_t ireduce(I a) { return vaddvq_s32(a); }
   static I cvt_round(F a) { return vcvtnq_s32_f32(a); }  // nearest, ties to even
   static void store_i8(int8_t* p, I a) {
@@ -107,6 +109,7 @@ struct NeonI8mm : NeonDotprod {
   static I dpbusd(I acc, I u, I s) {
     return vusdotq_s32(acc, vreinterpretq_u8_s32(u), vreinterpretq_s8_s32(s));
   }
+  static I dpbusd_bcast4(I acc, I u, const void* p) { return dpbusd(acc, u, bcast4(p)); }
 };
 #endif
 
