@@ -1,4 +1,5 @@
-// orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N] [--memory-budget SIZE]
+// orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N]
+//               [--kv-type f32|f16|int8] [--stream-interval-ms MS] [--memory-budget SIZE]
 // An OpenAI-compatible HTTP server (see src/server/).
 #include <csignal>
 #include <cstdio>
@@ -22,12 +23,16 @@ int run_serve(Args& args) {
   options.n_ctx = args.get_int("ctx-size").value_or(0);
   options.tokenizer_path = args.get_or("tokenizer", "");
   options.threads = static_cast<int>(args.get_int("threads").value_or(0));
+  options.kv_cache = kv_cache_type(args);
+  const int64_t interval_ms = args.get_int("stream-interval-ms").value_or(options.stream_interval_us / 1000);
   options.kernels = kernel_choice(args);
   options.memory_budget = memory_budget(args);
   args.finish();
   if (options.port < 0 || options.port > 65535) fail("orchard serve: --port must be between 0 and 65535");
   if (options.parallel < 1 || options.parallel > 256) fail("orchard serve: --parallel must be between 1 and 256");
   if (options.threads < 0 || options.threads > 256) fail("orchard serve: --threads must be between 0 and 256");
+  if (interval_ms < 0 || interval_ms > 1000) fail("orchard serve: --stream-interval-ms must be between 0 and 1000");
+  options.stream_interval_us = interval_ms * 1000;
   std::signal(SIGINT, [](int) { stop_requested = 1; });
   std::signal(SIGTERM, [](int) { stop_requested = 1; });
   std::signal(SIGPIPE, SIG_IGN);

@@ -94,16 +94,6 @@ struct Context::Impl {
       : model(std::move(m)), transformer(model->impl(), kernels, n_ctx, n_threads, 1, kv_type) {}
 };
 
-static std::optional<KvType> kv_type_of(KvCacheType type) {
-  switch (type) {
-    case KvCacheType::automatic: return std::nullopt;
-    case KvCacheType::f32: return KvType::f32;
-    case KvCacheType::f16: return KvType::f16;
-    case KvCacheType::int8: return KvType::q8;
-  }
-  return std::nullopt;
-}
-
 Context::Context(std::shared_ptr<const Model> model, const ContextOptions& options) {
   if (!model) fail("Context: no model");
   int64_t n_ctx = options.n_ctx;

@@ -11,6 +11,16 @@
 
 namespace orchard {
 
+std::optional<KvType> kv_type_of(KvCacheType type) {
+  switch (type) {
+    case KvCacheType::automatic: return std::nullopt;
+    case KvCacheType::f32: return KvType::f32;
+    case KvCacheType::f16: return KvType::f16;
+    case KvCacheType::int8: return KvType::q8;
+  }
+  return std::nullopt;
+}
+
 std::vector<double> rope_frequencies(const ModelConfig& c, const std::vector<float>& factors) {
   std::vector<double> freq(static_cast<size_t>(c.rope_dims / 2));
   for (int64_t i = 0; i < c.rope_dims / 2; ++i) {

@@ -31,6 +31,9 @@ struct SequenceTokens {
 
 class WeightStreamer;
 
+// The public API's KV cache choice as the transformer's (nullopt: what the kernels prefer).
+std::optional<KvType> kv_type_of(KvCacheType type);
+
 class Transformer {
  public:
   static constexpr int64_t kFfnChunk = 256;  // tokens per feed-forward pass in prefill

@@ -69,10 +69,12 @@ json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
   return out;
 }
 
+using Clock = std::chrono::steady_clock;
+
 class Api {
  public:
-  Api(ChatService& service, Scheduler& scheduler, ChannelWaker& waker)
-      : service_(service), scheduler_(scheduler), waker_(waker) {}
+  Api(ChatService& service, Scheduler& scheduler, ChannelWaker& waker, Clock::duration stream_interval)
+      : service_(service), scheduler_(scheduler), waker_(waker), stream_interval_(stream_interval) {}
 
   void chat(const httplib::Request& req, httplib::Response& res) {
     const ChatRequest request = parse_chat_request(parse_body(req.body));
@@ -98,8 +100,8 @@ class Api {
     if (!request.stream) {
       std::string text = echo;
       std::vector<TokenStep> steps;
-      while (channel->take(steps))
-        for (const TokenStep& step : steps) text += step.text;
+      channel->take_all(steps);
+      for (const TokenStep& step : steps) text += step.text;
       const JobSummary summary = channel->summary();
       if (!summary.error.empty()) throw RequestError(500, summary.error);
       json body = envelope(json::array({choice(text, finish_reason_name(finish_reason_of(summary.stop)))}));
@@ -109,12 +111,12 @@ class Api {
     }
     const bool usage = request.include_usage;
     const auto text_chunk = std::make_shared<const ChunkTemplate>(envelope(json::array({choice(ChunkTemplate::kSlot, nullptr)})));
-    res.set_chunked_content_provider("text/event-stream", [=](size_t, httplib::DataSink& sink) {
+    res.set_chunked_content_provider("text/event-stream", [=, this](size_t, httplib::DataSink& sink) {
       std::string events;
       if (!echo.empty()) text_chunk->append_event(events, echo);
       bool open = send_events(sink, events, true);
       std::vector<TokenStep> steps;
-      while (channel->take(steps)) {
+      for (Clock::time_point next_write{}; channel->take(steps, next_write); next_write = Clock::now() + stream_interval_) {
         for (const TokenStep& step : steps)
           if (!step.text.empty()) text_chunk->append_event(events, step.text);
         open = send_events(sink, events, open);
@@ -155,11 +157,11 @@ class Api {
     std::string text;
     json logprobs = json::array();
     std::vector<TokenStep> steps;
-    while (channel.take(steps))
-      for (const TokenStep& step : steps) {
-        text += step.text;
-        if (request.logprobs && step.token >= 0) logprobs.push_back(service_.token_logprob_json(step));
-      }
+    channel.take_all(steps);
+    for (const TokenStep& step : steps) {
+      text += step.text;
+      if (request.logprobs && step.token >= 0) logprobs.push_back(service_.token_logprob_json(step));
+    }
     const JobSummary summary = channel.summary();
     if (!summary.error.empty()) throw RequestError(500, summary.error);
     json message = {{"role", "assistant"}, {"content", text}};
@@ -200,7 +202,7 @@ class Api {
       std::string held, full;
       bool holding = tools;
       std::vector<TokenStep> steps;
-      while (channel->take(steps)) {
+      for (Clock::time_point next_write{}; channel->take(steps, next_write); next_write = Clock::now() + stream_interval_) {
         for (const TokenStep& step : steps) {
           full += step.text;
           std::string out = step.text;
@@ -247,6 +249,7 @@ class Api {
   ChatService& service_;
   Scheduler& scheduler_;
   ChannelWaker& waker_;
+  const Clock::duration stream_interval_;  // the least time between two writes of one stream
 };
 
 std::string base_name(const std::string& path) {
@@ -264,9 +267,10 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   auto tokenizer = load_model_tokenizer(*model, options.tokenizer_path);
   Metrics metrics;
   ChannelWaker waker;  // outlives the scheduler, which pushes tokens until it stops
-  Scheduler scheduler(model, tokenizer, options.parallel, options.n_ctx, options.kernels, options.threads, metrics);
+  Scheduler scheduler(model, tokenizer, options.parallel, options.n_ctx, options.kernels, options.threads,
+                      options.kv_cache, metrics);
   ChatService service(model, tokenizer, base_name(model_path), scheduler.n_ctx());
-  Api api(service, scheduler, waker);
+  Api api(service, scheduler, waker, std::chrono::microseconds(options.stream_interval_us));
 
   httplib::Server http;
   http.new_task_queue = [] { return new httplib::ThreadPool(64); };

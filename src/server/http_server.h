@@ -19,6 +19,11 @@ struct ServerOptions {
   uint64_t memory_budget = 0;  // limited-memory mode (docs/flash.md); stream buffers per slot
   std::string tokenizer_path;  // override
   int threads = 0;             // forward-pass threads; 0: chosen from the model's size (scheduler.cpp)
+  KvCacheType kv_cache = KvCacheType::automatic;
+  // A stream's tokens go out at most once per interval (the first and the last at once). Writes
+  // faster than a screen refreshes show nothing more and cost a wake-up, a send and a client
+  // read per token.
+  int64_t stream_interval_us = 10000;
 };
 
 // Loads the model and serves until `should_stop` returns true (polled) or the process ends.

@@ -1,5 +1,6 @@
 // Hands tokens from the scheduler's thread to the HTTP thread that answers the request.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -48,10 +49,13 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
   }
   // Waits for steps and moves every one waiting into `out` (replacing its contents), so that an
   // HTTP thread that fell behind catches up with one write; false once the job is over and
-  // every step was taken.
-  bool take(std::vector<TokenStep>& out) {
+  // every step was taken. Steps that come before `not_before` wait for it (the job's end does
+  // not): a stream writes at most once per interval however fast the model is, and the
+  // scheduler asks no wake-up for them.
+  bool take(std::vector<TokenStep>& out, std::chrono::steady_clock::time_point not_before = {}) {
     out.clear();
     std::unique_lock<std::mutex> lock(mutex_);
+    ready_.wait_until(lock, not_before, [&] { return summary_.has_value(); });
     waiting_ = true;
     ready_.wait(lock, [&] { return !steps_.empty() || summary_.has_value(); });
     waiting_ = wake_requested_ = false;
@@ -59,7 +63,14 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
     out.swap(steps_);
     return true;
   }
-  // Valid after take() returned false.
+  // Waits for the job's end and moves every step into `out` (a response that is not streamed).
+  void take_all(std::vector<TokenStep>& out) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ready_.wait(lock, [&] { return summary_.has_value(); });
+    out.swap(steps_);
+    steps_.clear();
+  }
+  // Valid after take() returned false or take_all() returned.
   JobSummary summary() {
     std::lock_guard<std::mutex> lock(mutex_);
     return summary_.value_or(JobSummary{});

@@ -37,12 +37,12 @@ struct Scheduler::Slot {
 };
 
 Scheduler::Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, int n_slots,
-                     int64_t n_ctx, KernelChoice kernels, int n_threads, Metrics& metrics)
+                     int64_t n_ctx, KernelChoice kernels, int n_threads, KvCacheType kv_cache, Metrics& metrics)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), n_ctx_(n_ctx), metrics_(metrics) {
   if (n_slots < 1) fail("--parallel must be at least 1");
   if (n_ctx <= 0) n_ctx = std::min<int64_t>(model_->config().context_length, 4096);
   transformer_ = std::make_unique<Transformer>(model_->impl(), select_kernels(kernels), n_ctx,
-                                               forward_threads(*model_, n_threads), n_slots);
+                                               forward_threads(*model_, n_threads), n_slots, kv_type_of(kv_cache));
   n_ctx_ = transformer_->n_ctx();
   for (int i = 0; i < n_slots; ++i) {
     auto slot = std::make_unique<Slot>();

@@ -41,7 +41,7 @@ class Scheduler {
  public:
   // n_threads: the forward pass's threads; 0 chooses from the model's size (scheduler.cpp).
   Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, int n_slots,
-            int64_t n_ctx, KernelChoice kernels, int n_threads, Metrics& metrics);
+            int64_t n_ctx, KernelChoice kernels, int n_threads, KvCacheType kv_cache, Metrics& metrics);
   ~Scheduler();
 
   void submit(std::shared_ptr<GenerationJob> job);

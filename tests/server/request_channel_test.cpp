@@ -1,0 +1,87 @@
+#include "server/request_channel.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace orchard::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+TokenStep step_with(const std::string& text) {
+  TokenStep step;
+  step.text = text;
+  return step;
+}
+
+TEST(RequestChannel, StepsBeforeTheNextWriteTimeArriveTogether) {
+  ChannelWaker waker;
+  auto channel = std::make_shared<RequestChannel>(waker);
+  std::vector<TokenStep> steps;
+  ASSERT_TRUE(channel->push(step_with("a")));
+  ASSERT_TRUE(channel->take(steps));
+  ASSERT_EQ(steps.size(), 1u);
+
+  const Clock::time_point next_write = Clock::now() + milliseconds(200);
+  std::thread producer([&] {
+    for (const char* text : {"b", "c", "d"}) {
+      channel->push(step_with(text));
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  });
+  ASSERT_TRUE(channel->take(steps, next_write));
+  EXPECT_GE(Clock::now(), next_write);
+  producer.join();
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps[0].text + steps[1].text + steps[2].text, "bcd");
+}
+
+TEST(RequestChannel, TheEndIsNotHeldBackByTheWriteInterval) {
+  ChannelWaker waker;
+  auto channel = std::make_shared<RequestChannel>(waker);
+  std::vector<TokenStep> steps;
+  const Clock::time_point started = Clock::now();
+  std::thread producer([&] {
+    channel->push(step_with("last"));
+    channel->close(JobSummary{.stop = StopReason::max_tokens, .completion_tokens = 1});
+  });
+  // An interval far longer than the test's timeout: only the close can end this wait.
+  ASSERT_TRUE(channel->take(steps, started + std::chrono::hours(1)));
+  producer.join();
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].text, "last");
+  EXPECT_FALSE(channel->take(steps, Clock::now() + std::chrono::hours(1)));
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(10));
+  EXPECT_EQ(channel->summary().completion_tokens, 1);
+}
+
+TEST(RequestChannel, TakeAllWaitsForTheEnd) {
+  ChannelWaker waker;
+  auto channel = std::make_shared<RequestChannel>(waker);
+  std::thread producer([&] {
+    for (int i = 0; i < 5; ++i) {
+      channel->push(step_with(std::to_string(i)));
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    channel->close(JobSummary{.stop = StopReason::end_of_sequence, .completion_tokens = 5});
+  });
+  std::vector<TokenStep> steps;
+  channel->take_all(steps);
+  producer.join();
+  ASSERT_EQ(steps.size(), 5u);
+  EXPECT_EQ(steps[4].text, "4");
+  EXPECT_EQ(channel->summary().stop, StopReason::end_of_sequence);
+}
+
+TEST(RequestChannel, PushReportsACancelledRequest) {
+  ChannelWaker waker;
+  auto channel = std::make_shared<RequestChannel>(waker);
+  EXPECT_TRUE(channel->push(step_with("a")));
+  channel->cancel();
+  EXPECT_FALSE(channel->push(step_with("b")));
+}
+
+}  // namespace
+}  // namespace orchard::server
