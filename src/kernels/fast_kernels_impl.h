@@ -40,7 +40,7 @@ typename V::F vexp(typename V::F x) {
 }
 
 template <typename V>
-float dot(const float* a, const float* b, int64_t n) {
+ORCHARD_INLINE float dot(const float* a, const float* b, int64_t n) {
   typename V::F acc0 = V::fzero(), acc1 = V::fzero();
   int64_t i = 0;
   for (; i + 2 * V::L <= n; i += 2 * V::L) {
@@ -134,108 +134,150 @@ void matmul_float(const TensorRef& w, const float* x, int64_t n, int64_t row_beg
 }
 
 // ---- Attention -------------------------------------------------------------------------------
-// Flash-attention style: queries in tiles of kQueryTile tokens of one head, keys and values in
-// tiles of kKeyTile positions converted to float32 once per tile and shared by the tile's
-// queries, softmax computed online (running max m, running sum l, output rescaled when m grows).
+// Flash-attention style. A tile's query rows are some tokens of every query head that shares one
+// KV head (grouped-query attention), so that each tile of kKeyTile keys and values is converted
+// to float32 once for all of them (an f32 cache is read in place). Softmax online: running max
+// m and sum l per row, the row's output rescaled when m grows.
 
-constexpr int64_t kQueryTile = 16;
+constexpr int64_t kQueryRows = 32;
 constexpr int64_t kKeyTile = 64;
 
+// Positions first .. first+count of one KV head as float32 rows, `stride` floats apart.
 template <typename V>
-void kv_rows_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t kv_head, int64_t first,
-                    int64_t count, float* dst) {
+const float* kv_rows_as_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t kv_head,
+                            int64_t first, int64_t count, float* scratch, int64_t& stride) {
   const int64_t hd = a.head_dim, kv_dim = a.n_kv_heads * hd;
+  if (a.kv_type == KvType::f32) {
+    stride = kv_dim;
+    return static_cast<const float*>(base) + first * kv_dim + kv_head * hd;
+  }
+  stride = hd;
   for (int64_t j = 0; j < count; ++j) {
     const int64_t offset = (first + j) * kv_dim + kv_head * hd;
-    float* row = dst + j * hd;
-    if (a.kv_type == KvType::f32) {
-      std::copy_n(static_cast<const float*>(base) + offset, hd, row);
-    } else if (a.kv_type == KvType::f16) {
+    float* row = scratch + j * hd;
+    int64_t d = 0;
+    if (a.kv_type == KvType::f16) {
       const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
-      int64_t d = 0;
       for (; d + V::L <= hd; d += V::L) V::fstore(row + d, V::load_f16(src + d));
       for (; d < hd; ++d) row[d] = f16_to_f32(src[d]);
     } else {  // q8: scale * q, as kv_row_to_f32
       const int8_t* src = static_cast<const int8_t*>(base) + offset;
       const float scale = scales[(first + j) * a.n_kv_heads + kv_head];
       const typename V::F s = V::fset1(scale);
-      int64_t d = 0;
       for (; d + V::L <= hd; d += V::L) V::fstore(row + d, V::fmul(s, V::load_s8(src + d)));
       for (; d < hd; ++d) row[d] = scale * static_cast<float>(src[d]);
     }
   }
+  return scratch;
 }
 
-// out[d] = out[d] * c + p * v[d]
+// out[d] = out[d] * correction + sum over j < n of p[j] * v[j * stride + d]. Keys inner, up to
+// four vectors of d held in registers across them: out is read and written once per tile.
 template <typename V>
-void scale_add(float* out, float c, float p, const float* v, int64_t n) {
+void accumulate_values(float* out, float correction, const float* p, const float* v, int64_t stride, int64_t n,
+                       int64_t hd) {
+  using F = typename V::F;
+  const F c = V::fset1(correction);
   int64_t d = 0;
-  const typename V::F cv = V::fset1(c), pv = V::fset1(p);
-  for (; d + V::L <= n; d += V::L) V::fstore(out + d, V::fma(pv, V::fload(v + d), V::fmul(cv, V::fload(out + d))));
-  for (; d < n; ++d) out[d] = out[d] * c + p * v[d];
+  for (; d + 4 * V::L <= hd; d += 4 * V::L) {
+    F a0 = V::fmul(c, V::fload(out + d)), a1 = V::fmul(c, V::fload(out + d + V::L));
+    F a2 = V::fmul(c, V::fload(out + d + 2 * V::L)), a3 = V::fmul(c, V::fload(out + d + 3 * V::L));
+    for (int64_t j = 0; j < n; ++j) {
+      const F pj = V::fset1(p[j]);
+      const float* row = v + j * stride + d;
+      a0 = V::fma(pj, V::fload(row), a0);
+      a1 = V::fma(pj, V::fload(row + V::L), a1);
+      a2 = V::fma(pj, V::fload(row + 2 * V::L), a2);
+      a3 = V::fma(pj, V::fload(row + 3 * V::L), a3);
+    }
+    V::fstore(out + d, a0);
+    V::fstore(out + d + V::L, a1);
+    V::fstore(out + d + 2 * V::L, a2);
+    V::fstore(out + d + 3 * V::L, a3);
+  }
+  for (; d + V::L <= hd; d += V::L) {
+    F a = V::fmul(c, V::fload(out + d));
+    for (int64_t j = 0; j < n; ++j) a = V::fma(V::fset1(p[j]), V::fload(v + j * stride + d), a);
+    V::fstore(out + d, a);
+  }
+  for (; d < hd; ++d) {
+    float a = out[d] * correction;
+    for (int64_t j = 0; j < n; ++j) a += p[j] * v[j * stride + d];
+    out[d] = a;
+  }
 }
 
+// Query rows: tokens t_begin .. t_end of heads head_begin .. head_end.
 template <typename V>
 void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, int64_t t_begin,
                int64_t t_end) {
   const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, group = a.n_heads / a.n_kv_heads;
   thread_local std::vector<float> scratch;
-  const size_t need = static_cast<size_t>(2 * kKeyTile * hd + kQueryTile * hd + 2 * kQueryTile + kKeyTile);
+  const size_t need = static_cast<size_t>(2 * kKeyTile * hd + kQueryRows * hd + 2 * kQueryRows + kKeyTile);
   if (scratch.size() < need) scratch.resize(need);
-  float* keys = scratch.data();
-  float* values = keys + kKeyTile * hd;
-  float* acc = values + kKeyTile * hd;      // [kQueryTile, hd]
-  float* running_max = acc + kQueryTile * hd;
-  float* running_sum = running_max + kQueryTile;
-  float* p = running_sum + kQueryTile;      // [kKeyTile]
+  float* key_scratch = scratch.data();
+  float* value_scratch = key_scratch + kKeyTile * hd;
+  float* acc = value_scratch + kKeyTile * hd;  // [kQueryRows, hd]
+  float* running_max = acc + kQueryRows * hd;
+  float* running_sum = running_max + kQueryRows;
+  float* p = running_sum + kQueryRows;  // [kKeyTile]
 
-  for (int64_t h = head_begin; h < head_end; ++h) {
-    const int64_t kv_head = h / group;
-    for (int64_t q0 = t_begin; q0 < t_end; q0 += kQueryTile) {
-      const int64_t nq = std::min(kQueryTile, t_end - q0);
-      std::fill_n(acc, nq * hd, 0.0f);
-      std::fill_n(running_max, nq, -INFINITY);
-      std::fill_n(running_sum, nq, 0.0f);
-      const int64_t n_keys = a.start + q0 + nq;  // keys the last query of the tile sees
-      for (int64_t k0 = 0; k0 < n_keys; k0 += kKeyTile) {
-        const int64_t nk = std::min(kKeyTile, n_keys - k0);
-        kv_rows_to_f32<V>(a, a.keys, a.key_scales, kv_head, k0, nk, keys);
-        kv_rows_to_f32<V>(a, a.values, a.value_scales, kv_head, k0, nk, values);
-        for (int64_t i = 0; i < nq; ++i) {
-          const int64_t visible = std::min(nk, a.start + q0 + i + 1 - k0);  // causal limit
-          if (visible <= 0) continue;
-          const float* q = a.q + (q0 + i) * q_dim + h * hd;
-          float tile_max = -INFINITY;
-          for (int64_t j = 0; j < visible; ++j) {
-            p[j] = dot<V>(q, keys + j * hd, hd) * a.scale;
-            tile_max = std::max(tile_max, p[j]);
+  for (int64_t kv_head = head_begin / group; kv_head * group < head_end; ++kv_head) {
+    const int64_t h0 = std::max(head_begin, kv_head * group), h1 = std::min(head_end, (kv_head + 1) * group);
+    const int64_t heads = h1 - h0, tokens_per_tile = std::max<int64_t>(1, kQueryRows / heads);
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += tokens_per_tile) {
+      const int64_t nt = std::min(tokens_per_tile, t_end - t0), rows = std::min(nt * heads, kQueryRows);
+      // Row r: token t0 + r / heads of head h0 + r % heads (a tile of one token may hold more
+      // heads than kQueryRows: then it goes in several passes, see `first_head`).
+      for (int64_t first_head = 0; first_head < heads; first_head += rows) {
+        const int64_t nr = nt > 1 ? rows : std::min(rows, heads - first_head);
+        auto token_of = [&](int64_t r) { return t0 + (nt > 1 ? r / heads : 0); };
+        auto head_of = [&](int64_t r) { return h0 + (nt > 1 ? r % heads : first_head + r); };
+        std::fill_n(acc, nr * hd, 0.0f);
+        std::fill_n(running_max, nr, -INFINITY);
+        std::fill_n(running_sum, nr, 0.0f);
+        const int64_t n_keys = a.start + t0 + nt;  // keys the tile's last token sees
+        for (int64_t k0 = 0; k0 < n_keys; k0 += kKeyTile) {
+          const int64_t nk = std::min(kKeyTile, n_keys - k0);
+          int64_t key_stride, value_stride;
+          const float* keys = kv_rows_as_f32<V>(a, a.keys, a.key_scales, kv_head, k0, nk, key_scratch, key_stride);
+          const float* values =
+              kv_rows_as_f32<V>(a, a.values, a.value_scales, kv_head, k0, nk, value_scratch, value_stride);
+          for (int64_t r = 0; r < nr; ++r) {
+            const int64_t token = token_of(r);
+            const int64_t visible = std::min(nk, a.start + token + 1 - k0);  // causal limit
+            if (visible <= 0) continue;
+            const float* q = a.q + token * q_dim + head_of(r) * hd;
+            float tile_max = -INFINITY;
+            for (int64_t j = 0; j < visible; ++j) {
+              p[j] = dot<V>(q, keys + j * key_stride, hd) * a.scale;
+              tile_max = std::max(tile_max, p[j]);
+            }
+            const float new_max = std::max(running_max[r], tile_max);
+            const float correction = std::exp(running_max[r] - new_max);
+            int64_t j = 0;
+            typename V::F sum = V::fzero();
+            const typename V::F m = V::fset1(new_max);
+            for (; j + V::L <= visible; j += V::L) {
+              const typename V::F e = vexp<V>(V::fsub(V::fload(p + j), m));
+              V::fstore(p + j, e);
+              sum = V::fadd(sum, e);
+            }
+            float tile_sum = V::freduce(sum);
+            for (; j < visible; ++j) {
+              p[j] = std::exp(p[j] - new_max);
+              tile_sum += p[j];
+            }
+            running_sum[r] = running_sum[r] * correction + tile_sum;
+            running_max[r] = new_max;
+            accumulate_values<V>(acc + r * hd, correction, p, values, value_stride, visible, hd);
           }
-          const float new_max = std::max(running_max[i], tile_max);
-          const float correction = std::exp(running_max[i] - new_max);
-          int64_t j = 0;
-          typename V::F sum = V::fzero();
-          const typename V::F m = V::fset1(new_max);
-          for (; j + V::L <= visible; j += V::L) {
-            const typename V::F e = vexp<V>(V::fsub(V::fload(p + j), m));
-            V::fstore(p + j, e);
-            sum = V::fadd(sum, e);
-          }
-          float tile_sum = V::freduce(sum);
-          for (; j < visible; ++j) {
-            p[j] = std::exp(p[j] - new_max);
-            tile_sum += p[j];
-          }
-          running_sum[i] = running_sum[i] * correction + tile_sum;
-          running_max[i] = new_max;
-          float* o = acc + i * hd;
-          scale_add<V>(o, correction, p[0], values, hd);
-          for (int64_t jj = 1; jj < visible; ++jj) scale_add<V>(o, 1.0f, p[jj], values + jj * hd, hd);
         }
-      }
-      for (int64_t i = 0; i < nq; ++i) {
-        float* out = a.out + (q0 + i) * q_dim + h * hd;
-        const float inv = 1.0f / running_sum[i];
-        for (int64_t d = 0; d < hd; ++d) out[d] = acc[i * hd + d] * inv;
+        for (int64_t r = 0; r < nr; ++r) {
+          float* out = a.out + token_of(r) * q_dim + head_of(r) * hd;
+          const float inv = 1.0f / running_sum[r];
+          for (int64_t d = 0; d < hd; ++d) out[d] = acc[r * hd + d] * inv;
+        }
       }
     }
   }

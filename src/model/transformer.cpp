@@ -100,25 +100,26 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
   int64_t t = 0;
   for (const SequenceTokens& entry : batch) {
     KvCache& cache = caches_[static_cast<size_t>(entry.sequence)];
-    for (size_t i = 0; i < entry.tokens.size(); ++i, ++t) {
-    float* q = &q_[t * q_dim];
-    float* k = &k_[t * kv_dim];
-    if (!w.bq.empty()) for (int64_t i = 0; i < q_dim; ++i) q[i] += w.bq[i];
-    if (!w.bk.empty()) for (int64_t i = 0; i < kv_dim; ++i) k[i] += w.bk[i];
-    if (!w.bv.empty()) for (int64_t i = 0; i < kv_dim; ++i) v_[t * kv_dim + i] += w.bv[i];
-    const float* cos = &rope_cos_[t * pairs];
-    const float* sin = &rope_sin_[t * pairs];
-    for (int64_t h = 0; h < c.n_heads; ++h) {
-      float* head = q + h * hd;
-      if (c.qk_norm) kernels_.rmsnorm(head, w.q_norm.data(), hd, c.rms_norm_eps, head);
-      kernels_.rope(head, c.rope_dims, c.rope_style, cos, sin);
-    }
-    for (int64_t h = 0; h < c.n_kv_heads; ++h) {
-      float* head = k + h * hd;
-      if (c.qk_norm) kernels_.rmsnorm(head, w.k_norm.data(), hd, c.rms_norm_eps, head);
-      kernels_.rope(head, c.rope_dims, c.rope_style, cos, sin);
-    }
-    cache.store(l, entry.start + static_cast<int64_t>(i), k, &v_[t * kv_dim]);
+    for (size_t j = 0; j < entry.tokens.size(); ++j, ++t) {
+      float* q = &q_[t * q_dim];
+      float* k = &k_[t * kv_dim];
+      float* v = &v_[t * kv_dim];
+      if (!w.bq.empty()) for (int64_t i = 0; i < q_dim; ++i) q[i] += w.bq[i];
+      if (!w.bk.empty()) for (int64_t i = 0; i < kv_dim; ++i) k[i] += w.bk[i];
+      if (!w.bv.empty()) for (int64_t i = 0; i < kv_dim; ++i) v[i] += w.bv[i];
+      const float* cos = &rope_cos_[t * pairs];
+      const float* sin = &rope_sin_[t * pairs];
+      for (int64_t h = 0; h < c.n_heads; ++h) {
+        float* head = q + h * hd;
+        if (c.qk_norm) kernels_.rmsnorm(head, w.q_norm.data(), hd, c.rms_norm_eps, head);
+        kernels_.rope(head, c.rope_dims, c.rope_style, cos, sin);
+      }
+      for (int64_t h = 0; h < c.n_kv_heads; ++h) {
+        float* head = k + h * hd;
+        if (c.qk_norm) kernels_.rmsnorm(head, w.k_norm.data(), hd, c.rms_norm_eps, head);
+        kernels_.rope(head, c.rope_dims, c.rope_style, cos, sin);
+      }
+      cache.store(l, entry.start + static_cast<int64_t>(j), k, v);
     }
   }
 

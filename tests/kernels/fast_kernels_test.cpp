@@ -180,11 +180,14 @@ TEST_P(FastKernels, AttentionMatchesReference) {
   const Kernels& fast = fast_kernels(GetParam());
   ThreadPool pool(2);
   std::mt19937 rng(3);
-  struct Case { int64_t head_dim, n_tokens, start; };
-  for (const Case& c : {Case{64, 1, 0}, Case{96, 5, 3}, Case{8, 70, 0}, Case{64, 1, 150}, Case{16, 40, 90}}) {
-    SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " n " + std::to_string(c.n_tokens) +
-                 " start " + std::to_string(c.start));
-    const int64_t n_heads = 6, n_kv = 2, kv_dim = n_kv * c.head_dim, n_ctx = c.start + c.n_tokens;
+  // Head counts whose groups the two threads split unevenly (9 of 3), and one KV head shared by
+  // more query heads than a tile holds (80 of 1, 40 a thread); head sizes off the vector width.
+  struct Case { int64_t head_dim, n_tokens, start, n_heads, n_kv; };
+  for (const Case& c : {Case{64, 1, 0, 6, 2}, Case{96, 5, 3, 6, 2}, Case{8, 70, 0, 6, 2}, Case{64, 1, 150, 6, 2},
+                        Case{16, 40, 90, 6, 2}, Case{200, 3, 70, 9, 3}, Case{24, 37, 5, 9, 3}, Case{64, 2, 80, 80, 1}}) {
+    SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " n " + std::to_string(c.n_tokens) + " start " +
+                 std::to_string(c.start) + " heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv));
+    const int64_t n_heads = c.n_heads, n_kv = c.n_kv, kv_dim = n_kv * c.head_dim, n_ctx = c.start + c.n_tokens;
     const std::vector<float> q = random_floats(c.n_tokens * n_heads * c.head_dim, rng, 2.0f);
     std::vector<float> k = random_floats(n_ctx * kv_dim, rng, 2.0f), v = random_floats(n_ctx * kv_dim, rng);
     std::vector<uint16_t> k16(k.size()), v16(v.size());
@@ -194,17 +197,21 @@ TEST_P(FastKernels, AttentionMatchesReference) {
       k[i] = f16_to_f32(k16[i]);  // the reference sees the same rounded cache
       v[i] = f16_to_f32(v16[i]);
     }
-    std::vector<float> expect(q.size()), got(q.size(), NAN);
+    std::vector<float> expect(q.size());
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     AttentionBatch a{q.data(), k.data(), v.data(), KvType::f32, c.n_tokens, c.start, n_heads, n_kv,
                      c.head_dim, scale, expect.data()};
     reference_kernels().attention(a, pool);
-    a.keys = k16.data();
-    a.values = v16.data();
-    a.kv_type = KvType::f16;
-    a.out = got.data();
-    fast.attention(a, pool);
-    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f) << i;
+    for (const KvType type : {KvType::f16, KvType::f32}) {
+      SCOPED_TRACE(type == KvType::f16 ? "f16 cache" : "f32 cache");
+      std::vector<float> got(q.size(), NAN);
+      a.keys = type == KvType::f16 ? static_cast<const void*>(k16.data()) : k.data();
+      a.values = type == KvType::f16 ? static_cast<const void*>(v16.data()) : v.data();
+      a.kv_type = type;
+      a.out = got.data();
+      fast.attention(a, pool);
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f) << i;
+    }
   }
 }
 
