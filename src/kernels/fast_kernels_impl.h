@@ -135,23 +135,42 @@ void matmul_float(const TensorRef& w, const float* x, int64_t n, int64_t row_beg
 
 // ---- Attention -------------------------------------------------------------------------------
 // Flash-attention style. A tile's query rows are some tokens of every query head that shares one
-// KV head (grouped-query attention), so that each tile of kKeyTile keys and values is converted
-// to float32 once for all of them (an f32 cache is read in place). Softmax online: running max
-// m and sum l per row, the row's output rescaled when m grows.
+// KV head (grouped-query attention), against keys and values in tiles of kKeyTile positions.
+// Softmax online: running max m and sum l per row, the row's output rescaled when m grows.
+//
+// How a tile's keys and values are read: an f32 cache in place; an f16 cache, for a tile of few
+// rows (decode), converted as each row loads it; otherwise converted to float32 once for all the
+// tile's rows.
 
 constexpr int64_t kQueryRows = 32;
 constexpr int64_t kKeyTile = 64;
+constexpr int64_t kMaxRowsReadingF16 = 8;
 
-// Positions first .. first+count of one KV head as float32 rows, `stride` floats apart.
+// One KV head's rows as float32, `stride` floats apart.
 template <typename V>
-const float* kv_rows_as_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t kv_head,
-                            int64_t first, int64_t count, float* scratch, int64_t& stride) {
+struct F32Rows {
+  const float* base;
+  int64_t stride;
+  ORCHARD_INLINE typename V::F load(int64_t j, int64_t d) const { return V::fload(base + j * stride + d); }
+  ORCHARD_INLINE typename V::F load_n(int64_t j, int64_t d, int n) const { return V::fload_n(base + j * stride + d, n); }
+  float at(int64_t j, int64_t d) const { return base[j * stride + d]; }
+};
+
+// One KV head's rows as f16, converted when loaded (head_dim a multiple of V::L: no partial loads).
+template <typename V>
+struct F16Rows {
+  const uint16_t* base;
+  int64_t stride;
+  ORCHARD_INLINE typename V::F load(int64_t j, int64_t d) const { return V::load_f16(base + j * stride + d); }
+  ORCHARD_INLINE typename V::F load_n(int64_t, int64_t, int) const { return V::fzero(); }  // never called
+  float at(int64_t j, int64_t d) const { return f16_to_f32(base[j * stride + d]); }
+};
+
+// Positions first .. first+count of one KV head converted to float32 rows of head_dim in `scratch`.
+template <typename V>
+void kv_rows_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t kv_head, int64_t first,
+                    int64_t count, float* scratch) {
   const int64_t hd = a.head_dim, kv_dim = a.n_kv_heads * hd;
-  if (a.kv_type == KvType::f32) {
-    stride = kv_dim;
-    return static_cast<const float*>(base) + first * kv_dim + kv_head * hd;
-  }
-  stride = hd;
   for (int64_t j = 0; j < count; ++j) {
     const int64_t offset = (first + j) * kv_dim + kv_head * hd;
     float* row = scratch + j * hd;
@@ -168,14 +187,29 @@ const float* kv_rows_as_f32(const AttentionBatch& a, const void* base, const flo
       for (; d < hd; ++d) row[d] = scale * static_cast<float>(src[d]);
     }
   }
-  return scratch;
 }
 
-// out[d] = out[d] * correction + sum over j < n of p[j] * v[j * stride + d]. Keys inner, up to
-// four vectors of d held in registers across them: out is read and written once per tile.
-template <typename V>
-void accumulate_values(float* out, float correction, const float* p, const float* v, int64_t stride, int64_t n,
-                       int64_t hd) {
+// q . keys[j] over hd values, in two independent chains.
+template <typename V, typename Rows>
+ORCHARD_INLINE float score(const float* q, const Rows& keys, int64_t j, int64_t hd) {
+  typename V::F acc0 = V::fzero(), acc1 = V::fzero();
+  int64_t d = 0;
+  for (; d + 2 * V::L <= hd; d += 2 * V::L) {
+    acc0 = V::fma(V::fload(q + d), keys.load(j, d), acc0);
+    acc1 = V::fma(V::fload(q + d + V::L), keys.load(j, d + V::L), acc1);
+  }
+  for (; d + V::L <= hd; d += V::L) acc0 = V::fma(V::fload(q + d), keys.load(j, d), acc0);
+  if (d < hd) {
+    const int rest = static_cast<int>(hd - d);
+    acc1 = V::fma(V::fload_n(q + d, rest), keys.load_n(j, d, rest), acc1);
+  }
+  return V::freduce(V::fadd(acc0, acc1));
+}
+
+// out[d] = out[d] * correction + sum over j < n of p[j] * values[j][d]. Keys inner, up to four
+// vectors of d held in registers across them: out is read and written once per tile.
+template <typename V, typename Rows>
+void accumulate_values(float* out, float correction, const float* p, const Rows& values, int64_t n, int64_t hd) {
   using F = typename V::F;
   const F c = V::fset1(correction);
   int64_t d = 0;
@@ -184,11 +218,10 @@ void accumulate_values(float* out, float correction, const float* p, const float
     F a2 = V::fmul(c, V::fload(out + d + 2 * V::L)), a3 = V::fmul(c, V::fload(out + d + 3 * V::L));
     for (int64_t j = 0; j < n; ++j) {
       const F pj = V::fset1(p[j]);
-      const float* row = v + j * stride + d;
-      a0 = V::fma(pj, V::fload(row), a0);
-      a1 = V::fma(pj, V::fload(row + V::L), a1);
-      a2 = V::fma(pj, V::fload(row + 2 * V::L), a2);
-      a3 = V::fma(pj, V::fload(row + 3 * V::L), a3);
+      a0 = V::fma(pj, values.load(j, d), a0);
+      a1 = V::fma(pj, values.load(j, d + V::L), a1);
+      a2 = V::fma(pj, values.load(j, d + 2 * V::L), a2);
+      a3 = V::fma(pj, values.load(j, d + 3 * V::L), a3);
     }
     V::fstore(out + d, a0);
     V::fstore(out + d + V::L, a1);
@@ -197,21 +230,51 @@ void accumulate_values(float* out, float correction, const float* p, const float
   }
   for (; d + V::L <= hd; d += V::L) {
     F a = V::fmul(c, V::fload(out + d));
-    for (int64_t j = 0; j < n; ++j) a = V::fma(V::fset1(p[j]), V::fload(v + j * stride + d), a);
+    for (int64_t j = 0; j < n; ++j) a = V::fma(V::fset1(p[j]), values.load(j, d), a);
     V::fstore(out + d, a);
   }
   for (; d < hd; ++d) {
     float a = out[d] * correction;
-    for (int64_t j = 0; j < n; ++j) a += p[j] * v[j * stride + d];
+    for (int64_t j = 0; j < n; ++j) a += p[j] * values.at(j, d);
     out[d] = a;
   }
+}
+
+// One query row against `visible` keys of a tile: scores, the online softmax update, values.
+// p: [kKeyTile] scratch.
+template <typename V, typename Rows>
+ORCHARD_INLINE void attend_tile(const float* q, const Rows& keys, const Rows& values, int64_t visible, int64_t hd,
+                                float scale, float* p, float& running_max, float& running_sum, float* acc) {
+  float tile_max = -INFINITY;
+  for (int64_t j = 0; j < visible; ++j) {
+    p[j] = score<V>(q, keys, j, hd) * scale;
+    tile_max = std::max(tile_max, p[j]);
+  }
+  const float new_max = std::max(running_max, tile_max);
+  const float correction = std::exp(running_max - new_max);
+  int64_t j = 0;
+  typename V::F sum = V::fzero();
+  const typename V::F m = V::fset1(new_max);
+  for (; j + V::L <= visible; j += V::L) {
+    const typename V::F e = vexp<V>(V::fsub(V::fload(p + j), m));
+    V::fstore(p + j, e);
+    sum = V::fadd(sum, e);
+  }
+  float tile_sum = V::freduce(sum);
+  for (; j < visible; ++j) {
+    p[j] = std::exp(p[j] - new_max);
+    tile_sum += p[j];
+  }
+  running_sum = running_sum * correction + tile_sum;
+  running_max = new_max;
+  accumulate_values<V>(acc, correction, p, values, visible, hd);
 }
 
 // Query rows: tokens t_begin .. t_end of heads head_begin .. head_end.
 template <typename V>
 void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, int64_t t_begin,
                int64_t t_end) {
-  const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, group = a.n_heads / a.n_kv_heads;
+  const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd, group = a.n_heads / a.n_kv_heads;
   thread_local std::vector<float> scratch;
   const size_t need = static_cast<size_t>(2 * kKeyTile * hd + kQueryRows * hd + 2 * kQueryRows + kKeyTile);
   if (scratch.size() < need) scratch.resize(need);
@@ -236,41 +299,30 @@ void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, in
         std::fill_n(acc, nr * hd, 0.0f);
         std::fill_n(running_max, nr, -INFINITY);
         std::fill_n(running_sum, nr, 0.0f);
+        const bool read_f16 = a.kv_type == KvType::f16 && hd % V::L == 0 && nr <= kMaxRowsReadingF16;
         const int64_t n_keys = a.start + t0 + nt;  // keys the tile's last token sees
         for (int64_t k0 = 0; k0 < n_keys; k0 += kKeyTile) {
           const int64_t nk = std::min(kKeyTile, n_keys - k0);
-          int64_t key_stride, value_stride;
-          const float* keys = kv_rows_as_f32<V>(a, a.keys, a.key_scales, kv_head, k0, nk, key_scratch, key_stride);
-          const float* values =
-              kv_rows_as_f32<V>(a, a.values, a.value_scales, kv_head, k0, nk, value_scratch, value_stride);
-          for (int64_t r = 0; r < nr; ++r) {
-            const int64_t token = token_of(r);
-            const int64_t visible = std::min(nk, a.start + token + 1 - k0);  // causal limit
-            if (visible <= 0) continue;
-            const float* q = a.q + token * q_dim + head_of(r) * hd;
-            float tile_max = -INFINITY;
-            for (int64_t j = 0; j < visible; ++j) {
-              p[j] = dot<V>(q, keys + j * key_stride, hd) * a.scale;
-              tile_max = std::max(tile_max, p[j]);
+          auto attend_rows = [&](const auto& keys, const auto& values) {
+            for (int64_t r = 0; r < nr; ++r) {
+              const int64_t token = token_of(r);
+              const int64_t visible = std::min(nk, a.start + token + 1 - k0);  // causal limit
+              if (visible <= 0) continue;
+              attend_tile<V>(a.q + token * q_dim + head_of(r) * hd, keys, values, visible, hd, a.scale, p,
+                             running_max[r], running_sum[r], acc + r * hd);
             }
-            const float new_max = std::max(running_max[r], tile_max);
-            const float correction = std::exp(running_max[r] - new_max);
-            int64_t j = 0;
-            typename V::F sum = V::fzero();
-            const typename V::F m = V::fset1(new_max);
-            for (; j + V::L <= visible; j += V::L) {
-              const typename V::F e = vexp<V>(V::fsub(V::fload(p + j), m));
-              V::fstore(p + j, e);
-              sum = V::fadd(sum, e);
-            }
-            float tile_sum = V::freduce(sum);
-            for (; j < visible; ++j) {
-              p[j] = std::exp(p[j] - new_max);
-              tile_sum += p[j];
-            }
-            running_sum[r] = running_sum[r] * correction + tile_sum;
-            running_max[r] = new_max;
-            accumulate_values<V>(acc + r * hd, correction, p, values, value_stride, visible, hd);
+          };
+          const int64_t offset = k0 * kv_dim + kv_head * hd;
+          if (a.kv_type == KvType::f32) {
+            attend_rows(F32Rows<V>{static_cast<const float*>(a.keys) + offset, kv_dim},
+                        F32Rows<V>{static_cast<const float*>(a.values) + offset, kv_dim});
+          } else if (read_f16) {
+            attend_rows(F16Rows<V>{static_cast<const uint16_t*>(a.keys) + offset, kv_dim},
+                        F16Rows<V>{static_cast<const uint16_t*>(a.values) + offset, kv_dim});
+          } else {
+            kv_rows_to_f32<V>(a, a.keys, a.key_scales, kv_head, k0, nk, key_scratch);
+            kv_rows_to_f32<V>(a, a.values, a.value_scales, kv_head, k0, nk, value_scratch);
+            attend_rows(F32Rows<V>{key_scratch, hd}, F32Rows<V>{value_scratch, hd});
           }
         }
         for (int64_t r = 0; r < nr; ++r) {

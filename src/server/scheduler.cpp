@@ -3,37 +3,60 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "kernels/thread_pool.h"
+#include "model/model_impl.h"
 
 namespace orchard::server {
 
 using Clock = std::chrono::steady_clock;
 
-// Forward-pass threads when the operator did not say: one for models this small, every CPU
-// otherwise. Below some tens of millions of parameters each matrix product of a decode step
-// takes a few microseconds, less than handing half of it to a second thread and waiting for
-// that thread costs; the other cores are better left to the HTTP threads that stream the
-// tokens (measured with bench/load_test.py: 1.4M parameters, 16 clients, one thread gave about
-// twice the tokens per CPU-second of two).
-int forward_threads(const Model& model, int requested) {
+// How the forward-pass threads are arranged. Below some tens of millions of parameters each
+// matrix product of a decode step takes a few microseconds, less than handing half of it to a
+// second thread and waiting for that thread costs (measured with bench/load_test.py: 1.4M
+// parameters, 16 clients, one lane of two threads gave half the tokens per CPU-second of one
+// thread). Such a model runs in lanes instead: each lane a thread with its own share of the
+// slots, stepping its own batch. Its weights fit in cache, so reading them once per lane costs
+// little, and the lanes never wait for each other. A larger model runs one batch on every
+// thread, which reads the weights from memory once per step for all requests.
+struct LaneShape {
+  int lanes, threads_per_lane;  // threads_per_lane 0: one per available CPU
+};
+
+LaneShape lane_shape(const Model& model, int requested_threads, int n_slots) {
   constexpr int64_t kSmallModelParameters = 32'000'000;
-  if (requested > 0) return requested;
-  return model.parameter_count() < kSmallModelParameters ? 1 : 0;
+  const bool small = model.parameter_count() < kSmallModelParameters && !model.impl().flash;
+  if (!small) return {1, requested_threads};
+  const int threads = requested_threads > 0 ? requested_threads : available_cpus();
+  return {std::clamp(threads, 1, n_slots), 1};
 }
 
-// A place in the batch: its own KV cache, which keeps the last request's tokens so that a
+// A place in a batch: its own KV cache, which keeps the last request's tokens so that a
 // follow-up turn of the same conversation prefills only what is new.
 struct Scheduler::Slot {
-  int64_t sequence = 0;          // its KV cache in the transformer
+  int lane = 0;
+  int64_t sequence = 0;          // its KV cache in the lane's transformer
+  // Guarded by mutex_: a job placed here and not yet taken by the lane, and whether the slot
+  // is taken at all (placed or running). The rest belongs to the lane's thread.
+  std::shared_ptr<GenerationJob> placed;
+  bool occupied = false;
   std::vector<int32_t> cached;  // tokens whose keys and values are in the cache
   int32_t next_token = -1;      // sampled, to be decoded in the next batch
   std::vector<int32_t> prefill;  // prompt tokens still to run (a newly admitted request)
-  TokenStep step;                // picked from `logits`, not yet handed to the job
+  TokenStep step;                // picked from the lane's logits, not yet handed to the job
   std::shared_ptr<GenerationJob> job;
   std::unique_ptr<TokenStream> stream;
-  int64_t logits_row = -1;    // its row of the last pass's logits (of its last evaluated position)
+  int64_t logits_row = -1;    // its row of the lane's last pass's logits (of its last evaluated position)
   JobSummary summary;
   Clock::time_point submitted, last_token;
   bool first_token = true;
+};
+
+struct Scheduler::Lane {
+  std::unique_ptr<Transformer> transformer;  // one KV cache per slot of the lane
+  std::vector<Slot*> slots;
+  std::vector<float> logits;  // [slots in the last pass, n_vocab]: the next tokens' logits
+  std::atomic<int64_t> active{0};
+  std::thread thread;
 };
 
 Scheduler::Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, int n_slots,
@@ -41,15 +64,23 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const T
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), n_ctx_(n_ctx), metrics_(metrics) {
   if (n_slots < 1) fail("--parallel must be at least 1");
   if (n_ctx <= 0) n_ctx = std::min<int64_t>(model_->config().context_length, 4096);
-  transformer_ = std::make_unique<Transformer>(model_->impl(), select_kernels(kernels), n_ctx,
-                                               forward_threads(*model_, n_threads), n_slots, kv_type_of(kv_cache));
-  n_ctx_ = transformer_->n_ctx();
+  const LaneShape shape = lane_shape(*model_, n_threads, n_slots);
   for (int i = 0; i < n_slots; ++i) {
     auto slot = std::make_unique<Slot>();
-    slot->sequence = i;
+    slot->lane = i % shape.lanes;
+    slot->sequence = i / shape.lanes;
     slots_.push_back(std::move(slot));
   }
-  thread_ = std::thread([this] { run(); });
+  for (int l = 0; l < shape.lanes; ++l) {
+    auto lane = std::make_unique<Lane>();
+    for (auto& s : slots_)
+      if (s->lane == l) lane->slots.push_back(s.get());
+    lane->transformer = std::make_unique<Transformer>(model_->impl(), select_kernels(kernels), n_ctx, shape.threads_per_lane,
+                                                      static_cast<int64_t>(lane->slots.size()), kv_type_of(kv_cache));
+    lanes_.push_back(std::move(lane));
+  }
+  n_ctx_ = lanes_.front()->transformer->n_ctx();
+  for (auto& lane : lanes_) lane->thread = std::thread([this, l = lane.get()] { run(*l); });
 }
 
 Scheduler::~Scheduler() {
@@ -58,20 +89,54 @@ Scheduler::~Scheduler() {
     stopping_ = true;
   }
   wake_.notify_all();
-  thread_.join();
+  for (auto& lane : lanes_) lane->thread.join();
+  for (auto& [job, submitted] : queue_) {
+    JobSummary summary{.stop = StopReason::cancelled, .error = "the server is shutting down"};
+    if (job->on_done) job->on_done(summary);
+  }
 }
 
 void Scheduler::submit(std::shared_ptr<GenerationJob> job) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    queue_.emplace_back(std::move(job), Clock::now());
-    metrics_.set_queue_depth(static_cast<int64_t>(queue_.size()));
+    if (!stopping_) {
+      queue_.emplace_back(std::move(job), Clock::now());
+      place_queued();
+    }
   }
-  wake_.notify_one();
+  if (!job) {
+    wake_.notify_all();
+    return;
+  }
+  JobSummary summary{.stop = StopReason::cancelled, .error = "the server is shutting down"};
+  if (job->on_done) job->on_done(summary);
 }
 
-void Scheduler::admit(Slot& slot, std::shared_ptr<GenerationJob> job) {
-  slot.job = std::move(job);
+// Each job goes to the free slot whose cache shares the longest prefix with its prompt.
+bool Scheduler::place_queued() {
+  bool placed = false;
+  while (!queue_.empty()) {
+    Slot* best = nullptr;
+    size_t best_common = 0;
+    const std::vector<int32_t>& prompt = queue_.front().first->prompt;
+    for (auto& s : slots_) {
+      if (s->occupied) continue;
+      size_t common = 0;
+      while (common < s->cached.size() && common < prompt.size() && s->cached[common] == prompt[common]) ++common;
+      if (!best || common > best_common) best = s.get(), best_common = common;
+    }
+    if (!best) break;
+    best->occupied = true;
+    best->placed = std::move(queue_.front().first);
+    best->submitted = queue_.front().second;
+    queue_.pop_front();
+    placed = true;
+  }
+  metrics_.set_queue_depth(static_cast<int64_t>(queue_.size()));
+  return placed;
+}
+
+void Scheduler::admit(Slot& slot) {
   slot.summary = JobSummary{};
   slot.first_token = true;
   const std::vector<int32_t>& prompt = slot.job->prompt;
@@ -135,7 +200,7 @@ bool Scheduler::sample(Slot& slot) {
 
 // One forward pass for every slot: decoding slots add their sampled token, newly admitted ones
 // their prompt; the weights are read once for the whole batch.
-void Scheduler::decode(const std::vector<Slot*>& slots) {
+void Scheduler::decode(Lane& lane, const std::vector<Slot*>& slots) {
   if (slots.empty()) return;
   const size_t vocab = static_cast<size_t>(model_->config().n_vocab);
   std::vector<SequenceTokens> batch;
@@ -146,8 +211,8 @@ void Scheduler::decode(const std::vector<Slot*>& slots) {
   }
   // Kept until the next pass: each slot samples from its row in place (with a 150k vocabulary,
   // copying rows out would move megabytes per step).
-  logits_.resize(slots.size() * vocab);
-  transformer_->forward(batch, logits_.data());
+  lane.logits.resize(slots.size() * vocab);
+  lane.transformer->forward(batch, lane.logits.data());
   for (size_t i = 0; i < slots.size(); ++i) {
     Slot& s = *slots[i];
     if (s.prefill.empty()) {
@@ -160,69 +225,62 @@ void Scheduler::decode(const std::vector<Slot*>& slots) {
   }
 }
 
-void Scheduler::run() {
+void Scheduler::run(Lane& lane) {
+  std::vector<Slot*> admitted, decoding, continuing;
   while (true) {
-    // Admit waiting requests into free slots, preferring the slot whose cache shares the
-    // longest prefix with the request.
-    std::vector<std::pair<std::shared_ptr<GenerationJob>, Clock::time_point>> admitted;
-    std::vector<Slot*> targets;
+    admitted.clear();
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      // Slots whose job ended in the last step are free for the queue again.
+      for (Slot* s : lane.slots)
+        if (s->occupied && !s->job && !s->placed) s->occupied = false;
+      // A slot freed here may take a queued job; so may another lane's (then that lane is woken).
+      if (place_queued()) wake_.notify_all();
       auto busy = [&] {
-        return std::any_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->job != nullptr; });
+        return std::any_of(lane.slots.begin(), lane.slots.end(), [](const Slot* s) { return s->occupied; });
       };
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || busy(); });
+      wake_.wait(lock, [&] { return stopping_ || busy(); });
       if (stopping_) break;
-      while (!queue_.empty()) {
-        Slot* best = nullptr;
-        size_t best_common = 0;
-        const std::vector<int32_t>& prompt = queue_.front().first->prompt;
-        for (auto& s : slots_) {
-          if (s->job || std::find(targets.begin(), targets.end(), s.get()) != targets.end()) continue;
-          size_t common = 0;
-          while (common < s->cached.size() && common < prompt.size() && s->cached[common] == prompt[common]) ++common;
-          if (!best || common > best_common) best = s.get(), best_common = common;
+      for (Slot* s : lane.slots)
+        if (s->placed) {
+          s->job = std::move(s->placed);
+          admitted.push_back(s);
         }
-        if (!best) break;
-        targets.push_back(best);
-        admitted.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      metrics_.set_queue_depth(static_cast<int64_t>(queue_.size()));
     }
-    for (size_t i = 0; i < admitted.size(); ++i) {
-      targets[i]->submitted = admitted[i].second;
-      admit(*targets[i], std::move(admitted[i].first));
-    }
-    // Pick every decoding slot's next token on the pool's threads (sampling a 150k vocabulary
+    for (Slot* s : admitted) admit(*s);
+    // Pick every decoding slot's next token on the lane's threads (sampling a 150k vocabulary
     // is not free), then hand the tokens to their jobs in order.
-    std::vector<Slot*> decoding;
-    for (auto& s : slots_)
-      if (s->job && s->prefill.empty()) decoding.push_back(s.get());
+    decoding.clear();
+    for (Slot* s : lane.slots)
+      if (s->job && s->prefill.empty()) decoding.push_back(s);
     const size_t vocab = static_cast<size_t>(model_->config().n_vocab);
-    transformer_->pool().parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t begin, int64_t end) {
+    lane.transformer->pool().parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         Slot& s = *decoding[i];
-        s.step = s.stream->next(std::span<float>(logits_.data() + static_cast<size_t>(s.logits_row) * vocab, vocab));
+        s.step = s.stream->next(std::span<float>(lane.logits.data() + static_cast<size_t>(s.logits_row) * vocab, vocab));
       }
     });
-    std::vector<Slot*> continuing;
-    for (auto& s : slots_) {
+    continuing.clear();
+    for (Slot* s : lane.slots) {
       if (!s->job) continue;
-      if (!s->prefill.empty() || sample(*s)) continuing.push_back(s.get());
+      if (!s->prefill.empty() || sample(*s)) continuing.push_back(s);
     }
     try {
-      decode(continuing);
+      decode(lane, continuing);
     } catch (const std::exception& e) {
       for (Slot* s : continuing) finish(*s, StopReason::cancelled, e.what());
     }
-    metrics_.set_active(static_cast<int64_t>(continuing.size()));
+    lane.active = static_cast<int64_t>(continuing.size());
+    int64_t active = 0;
+    for (const auto& l : lanes_) active += l->active;
+    metrics_.set_active(active);
   }
-  for (auto& s : slots_)
+  for (Slot* s : lane.slots) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (s->placed) s->job = std::move(s->placed);
+    }
     if (s->job) finish(*s, StopReason::cancelled, "the server is shutting down");
-  for (auto& [job, submitted] : queue_) {
-    JobSummary summary{.stop = StopReason::cancelled, .error = "the server is shutting down"};
-    if (job->on_done) job->on_done(summary);
   }
 }
 

@@ -47,28 +47,30 @@ class Scheduler {
   void submit(std::shared_ptr<GenerationJob> job);
   int64_t n_ctx() const { return n_ctx_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  int n_lanes() const { return static_cast<int>(lanes_.size()); }
 
  private:
   struct Slot;
-  void run();
-  void admit(Slot& slot, std::shared_ptr<GenerationJob> job);
+  struct Lane;
+  void run(Lane& lane);
+  // Under mutex_: moves queued jobs into free slots of any lane; true if it placed any.
+  bool place_queued();
+  void admit(Slot& slot);
   // Samples the slot's next token; true when the slot goes on to the next decode step.
   bool sample(Slot& slot);
-  void decode(const std::vector<Slot*>& slots);
+  void decode(Lane& lane, const std::vector<Slot*>& slots);
   void finish(Slot& slot, StopReason reason, const std::string& error = "");
 
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
-  std::unique_ptr<Transformer> transformer_;  // one KV cache per slot
   int64_t n_ctx_;
   Metrics& metrics_;
-  std::vector<std::unique_ptr<Slot>> slots_;
-  std::vector<float> logits_;  // [slots in the last pass, n_vocab]: the next tokens' logits
+  std::vector<std::unique_ptr<Slot>> slots_;  // every lane's
+  std::vector<std::unique_ptr<Lane>> lanes_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::pair<std::shared_ptr<GenerationJob>, std::chrono::steady_clock::time_point>> queue_;
   bool stopping_ = false;
-  std::thread thread_;
 };
 
 }  // namespace orchard::server
