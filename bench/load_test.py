@@ -105,7 +105,7 @@ class StreamCheck:
         return True, self.tokens, None
 
 
-def request_bytes(port, endpoint, max_tokens, seed):
+def request_bytes(port, endpoint, max_tokens, seed, keep_alive):
     if endpoint == "chat":
         body = {"messages": [{"role": "user", "content": f"Tell me something, number {seed}."}],
                 "max_tokens": max_tokens, "stream": True, "seed": seed, "stream_options": {"include_usage": True}}
@@ -116,40 +116,49 @@ def request_bytes(port, endpoint, max_tokens, seed):
         path = "/v1/completions"
     payload = json.dumps(body).encode()
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n")
+            f"Content-Length: {len(payload)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
     return head.encode() + payload
 
 
-class StreamedResponse(asyncio.Protocol):
-    """One request on its own connection, read as it arrives: the status line and headers, then
-    the chunked transfer coding (size line, data, CRLF; a zero size ends it), each chunk's data
-    fed to a StreamCheck. Callbacks rather than a coroutine per read: this runs once per token."""
+class Connection(asyncio.Protocol):
+    """One client's HTTP/1.1 connection, one request at a time, each response read as it
+    arrives: the status line and headers, then the chunked transfer coding (size line, data,
+    CRLF; a zero size ends it), each chunk's data fed to a StreamCheck. Callbacks rather than a
+    coroutine per read: this runs once per write of the server. With keep-alive (what the
+    OpenAI SDKs do) the next request goes on the same connection unless the server closed it."""
 
-    def __init__(self, request, endpoint, result):
-        self.request = request
+    def __init__(self):
+        self.transport = None
+        self.open = False
+        self.result = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.open = True
+
+    def send(self, request, endpoint, result):
         self.check = StreamCheck(endpoint)
         self.result = result  # future: (ok, tokens, error)
         self.buffer = b""
         self.state = "head"
-        self.need = 0
-
-    def connection_made(self, transport):
-        self.transport = transport
-        transport.write(self.request)
+        self.closing = False
+        self.transport.write(request)
 
     def data_received(self, data):
         self.buffer += data
-        while not self.result.done():
+        while self.result is not None and not self.result.done():
             if self.state == "head":
+                self.buffer = self.buffer.lstrip(b"\r\n")  # the end of the last response
                 end = self.buffer.find(b"\r\n\r\n")
                 if end < 0:
                     return
-                head, self.buffer = self.buffer[:end + 2], self.buffer[end + 4:]
+                head, self.buffer = self.buffer[:end + 2].lower(), self.buffer[end + 4:]
                 status = int(head.split(b" ", 2)[1])
                 if status != 200:
-                    return self.finish((False, 0, f"HTTP status {status}"))
-                if b"transfer-encoding: chunked" not in head.lower():
-                    return self.finish((False, 0, "the response is not chunked"))
+                    return self.finish((False, 0, f"HTTP status {status}"), close=True)
+                if b"transfer-encoding: chunked" not in head:
+                    return self.finish((False, 0, "the response is not chunked"), close=True)
+                self.closing = b"connection: close" in head
                 self.state = "size"
             elif self.state == "size":
                 end = self.buffer.find(b"\r\n")
@@ -158,7 +167,8 @@ class StreamedResponse(asyncio.Protocol):
                 self.need = int(self.buffer[:end].split(b";")[0], 16)
                 self.buffer = self.buffer[end + 2:]
                 if self.need == 0:
-                    return self.finish(self.check.verdict())
+                    # The last chunk's CRLF (no trailers) may still be on its way.
+                    return self.finish(self.check.verdict(), close=self.closing)
                 self.state = "data"
             else:
                 if len(self.buffer) < self.need + 2:
@@ -168,47 +178,67 @@ class StreamedResponse(asyncio.Protocol):
                 self.state = "size"
 
     def connection_lost(self, exc):
-        self.finish((False, 0, f"connection closed before the end of the response ({exc!r})"))
+        self.open = False
+        if self.result is not None and not self.result.done():
+            self.result.set_result((False, 0, f"connection closed before the end of the response ({exc!r})"))
 
-    def finish(self, verdict):
+    def finish(self, verdict, close):
         if not self.result.done():
             self.result.set_result(verdict)
-        self.transport.close()
+        if close:
+            self.open = False
+            self.transport.close()
 
 
-async def one_request(port, endpoint, max_tokens, seed):
-    """One streamed request on a fresh connection: (ok, tokens, error)."""
+async def connect(port):
     loop = asyncio.get_running_loop()
-    result = loop.create_future()
-    await loop.create_connection(lambda: StreamedResponse(request_bytes(port, endpoint, max_tokens, seed), endpoint, result),
-                                 "127.0.0.1", port)
-    return await result
+    _, connection = await loop.create_connection(Connection, "127.0.0.1", port)
+    return connection
 
 
-async def run_clients_async(port, n_clients, seconds, max_tokens, endpoint):
+async def one_request(port, endpoint, max_tokens, seed, connection=None):
+    """One streamed request, on `connection` if it is open, else on a new one that is closed
+    after it: (ok, tokens, error)."""
+    keep_alive = connection is not None
+    if connection is None or not connection.open:
+        connection = await connect(port)
+    result = asyncio.get_running_loop().create_future()
+    connection.send(request_bytes(port, endpoint, max_tokens, seed, keep_alive), endpoint, result)
+    verdict = await result
+    if not keep_alive:
+        connection.transport.close()
+    return verdict, connection
+
+
+async def run_clients_async(port, n_clients, seconds, max_tokens, endpoint, keep_alive):
     stop_at = time.monotonic() + seconds
     results = {"ok": 0, "failed": 0, "tokens": 0, "errors": []}
 
     async def client(i):
         seed = i * 100000
+        connection = await connect(port) if keep_alive else None
         while time.monotonic() < stop_at:
             seed += 1
             try:
-                ok, tokens, error = await one_request(port, endpoint, max_tokens, seed)
+                (ok, tokens, error), used = await one_request(port, endpoint, max_tokens, seed, connection)
+                if keep_alive:
+                    connection = used
             except Exception as e:
                 ok, tokens, error = False, 0, repr(e)
             if error:
                 results["errors"].append(error)
             results["ok" if ok else "failed"] += 1
             results["tokens"] += tokens
+        if connection is not None and connection.open:
+            connection.transport.close()
 
     await asyncio.gather(*(client(i) for i in range(n_clients)))
     return results
 
 
-def run_clients(server, port, n_clients, seconds, max_tokens, endpoint):
+def run_clients(server, port, n_clients, seconds, max_tokens, endpoint, keep_alive):
     server_cpu, client_cpu, started = cpu_seconds(server.pid), time.process_time(), time.monotonic()
-    results = asyncio.run(run_clients_async(port, n_clients, seconds, max_tokens, endpoint))
+    results = asyncio.run(run_clients_async(port, n_clients, seconds, max_tokens, endpoint, keep_alive))
     results["elapsed"] = time.monotonic() - started
     results["tps"] = results["tokens"] / results["elapsed"]
     results["server_cpu"] = cpu_seconds(server.pid) - server_cpu
@@ -233,6 +263,8 @@ def main():
     ap.add_argument("--ctx-size", type=int, default=1024)
     ap.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
     ap.add_argument("--threads", type=int, help="the server's forward-pass threads (default: its own choice)")
+    ap.add_argument("--new-connections", action="store_true",
+                    help="a new connection per request (default: each client keeps its connection alive)")
     ap.add_argument("--tokenizer", help="override, e.g. ../shared/tokenizers/qwen3 for the bench models (no chat template)")
     args = ap.parse_args()
     endpoint = args.endpoint
@@ -254,12 +286,14 @@ def main():
             time.sleep(1)
 
     try:
+        keep_alive = not args.new_connections
         asyncio.run(one_request(port, endpoint, 8, 1))  # warm up
-        single = run_clients(server, port, 1, min(args.seconds, args.single_seconds), args.max_tokens, endpoint)
+        single = run_clients(server, port, 1, min(args.seconds, args.single_seconds), args.max_tokens, endpoint,
+                             keep_alive)
         print(describe("1 client ", single))
         sampler = threading.Thread(target=sample_rss)
         sampler.start()
-        many = run_clients(server, port, args.clients, args.seconds, args.max_tokens, endpoint)
+        many = run_clients(server, port, args.clients, args.seconds, args.max_tokens, endpoint, keep_alive)
         sampling = False
         sampler.join()
         print(describe(f"{args.clients} clients", many) + f"  ({many['tps'] / single['tps']:.2f}x one client)")

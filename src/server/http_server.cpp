@@ -277,6 +277,8 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   http.set_payload_max_length(options.max_body_bytes);
   http.set_read_timeout(30, 0);
   http.set_tcp_nodelay(true);  // streamed tokens are small writes: never wait on Nagle
+  // Clients such as the OpenAI SDKs keep their connections for request after request.
+  http.set_keep_alive_max_count(1000);
   auto guarded = [&](void (Api::*handler)(const httplib::Request&, httplib::Response&)) {
     return [&, handler](const httplib::Request& req, httplib::Response& res) {
       try {
