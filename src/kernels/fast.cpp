@@ -119,7 +119,8 @@ struct FastTable {
   }
   static const Kernels& table() {
     static const std::string name = "fast-" + std::string(isa_name(isa));
-    static const Kernels kernels{name.c_str(), KvType::f16, matmul, rmsnorm, orchard::rope, attention, swiglu};
+    static const Kernels kernels{name.c_str(), KvType::f16, matmul,  rmsnorm,
+                                 orchard::rope, attention,  swiglu, k().exp_weights};
     return kernels;
   }
 };

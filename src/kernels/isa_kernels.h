@@ -53,6 +53,7 @@ struct IsaKernels {
                     int64_t t_end);
   void (*rmsnorm)(const float* x, const float* weight, int64_t n, float eps, float* out);
   void (*swiglu)(float* gate, const float* up, int64_t n);
+  double (*exp_weights)(const float* x, int64_t n, float shift, float scale, float* weights);
 };
 
 const IsaKernels& isa_kernels(Isa isa);

@@ -65,6 +65,11 @@ struct Kernels {
 
   // gate[i] = silu(gate[i]) * up[i], n elements.
   void (*swiglu)(float* gate, const float* up, int64_t n, ThreadPool& pool);
+
+  // weights[i] = exp((x[i] - shift) * scale) for i < n, returning their sum: a softmax's
+  // numerators (the sampler's, over a whole vocabulary). x[i] <= shift; where x[i] is -inf the
+  // weight is 0 or below 2e-38.
+  double (*exp_weights)(const float* x, int64_t n, float shift, float scale, float* weights);
 };
 
 const Kernels& reference_kernels();

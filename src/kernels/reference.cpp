@@ -106,6 +106,15 @@ void swiglu_reference(float* gate, const float* up, int64_t n, ThreadPool&) {
   }
 }
 
+double exp_weights_reference(const float* x, int64_t n, float shift, float scale, float* weights) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    weights[i] = static_cast<float>(std::exp((static_cast<double>(x[i]) - shift) * scale));
+    total += weights[i];
+  }
+  return total;
+}
+
 }  // namespace
 
 void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t position, int64_t kv_head,
@@ -129,7 +138,7 @@ void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t p
 const Kernels& reference_kernels() {
   static const Kernels kernels{"reference",       KvType::f32,         matmul_reference,
                                rmsnorm_reference, rope_reference,      attention_reference,
-                               swiglu_reference};
+                               swiglu_reference,  exp_weights_reference};
   return kernels;
 }
 

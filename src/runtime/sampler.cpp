@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "base/error.h"
+#include "kernels/kernels.h"
 #include "runtime/two_ended_partition.h"
 
 namespace orchard {
@@ -15,6 +16,7 @@ namespace {
 // per sampler would hold megabytes for every request a server decodes.
 struct DrawBuffers {
   std::vector<double> prob, weight;
+  std::vector<float> float_weight;
   std::vector<size_t> partition_scratch;
 };
 
@@ -69,9 +71,40 @@ void Sampler::reset() {
   rng_ = Rng(params_.seed);
 }
 
+// A draw from softmax(logits / temperature) over the whole vocabulary: the best logit, every
+// weight and their total (vectorized), then the draw, with no candidate list. This is what the
+// OpenAI defaults ask (temperature only: no top-k, top-p, min-p or penalty).
+static int32_t draw_at_temperature(std::span<const float> logits, float temperature, double uniform) {
+  const int64_t n = static_cast<int64_t>(logits.size());
+  float best = -INFINITY;
+  for (float l : logits) best = std::max(best, l);
+  std::vector<float>& weight = draw_buffers().float_weight;
+  weight.resize(logits.size());
+  const double total =
+      select_kernels(KernelChoice::fast).exp_weights(logits.data(), n, best, 1.0f / temperature, weight.data());
+  // A masked token (-inf, from a constraint) may carry a weight of 1e-38 here: never draw it.
+  double r = uniform * total;
+  int64_t last = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (logits[i] == -INFINITY) continue;
+    last = i;
+    r -= weight[i];
+    if (r < 0) return static_cast<int32_t>(i);
+  }
+  return static_cast<int32_t>(std::max<int64_t>(last, 0));  // rounding left r >= 0 after every weight
+}
+
 int32_t Sampler::sample(std::span<const float> logits) {
   const int32_t n = static_cast<int32_t>(logits.size());
   if (n == 0) fail("sample: empty logits");
+  const bool temperature_only = params_.temperature > 0.0f && (params_.top_k <= 0 || params_.top_k >= n) &&
+                                params_.top_p >= 1.0f && params_.min_p <= 0.0f &&
+                                (params_.repeat_penalty == 1.0f || recent_.empty());
+  if (temperature_only) {
+    const int32_t chosen = draw_at_temperature(logits, params_.temperature, rng_.uniform());
+    remember(chosen);
+    return chosen;
+  }
   candidates_.resize(static_cast<size_t>(n));
   for (int32_t i = 0; i < n; ++i) candidates_[i] = {i, logits[i]};
 

@@ -268,6 +268,28 @@ TEST_P(FastKernels, ElementwiseMatchReference) {
   }
 }
 
+// The sampler's softmax numerators: logits spread over 60 (so that some weights underflow),
+// masked (-inf) entries, lengths off the vector width and past one 1024-value run.
+TEST_P(FastKernels, ExpWeightsMatchReference) {
+  const Kernels& fast = fast_kernels(GetParam());
+  std::mt19937 rng(5);
+  for (int64_t n : {1, 7, 16, 37, 1024, 1025, 151936}) {
+    std::vector<float> x = random_floats(n, rng, 30.0f);
+    for (int64_t i = 1; i < n; i += 5) x[i] = -INFINITY;
+    const float best = *std::max_element(x.begin(), x.end());
+    for (const float scale : {1.0f, 0.5f, 3.0f}) {
+      std::vector<float> expect(n), got(n);
+      const double expect_total = reference_kernels().exp_weights(x.data(), n, best, scale, expect.data());
+      const double total = fast.exp_weights(x.data(), n, best, scale, got.data());
+      ASSERT_NEAR(total, expect_total, 1e-5 * expect_total) << n;
+      for (int64_t i = 0; i < n; ++i) {
+        if (x[i] == -INFINITY) ASSERT_LT(got[i], 2e-38f) << i;
+        else ASSERT_NEAR(got[i], expect[i], 5e-6f * expect[i] + 1e-37f) << i;  // float arguments up to 60
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, FastKernels, ::testing::ValuesIn(supported_isas()), isa_label);
 
 TEST(Packing, RowsDecodeBitIdenticalToDequantize) {

@@ -113,5 +113,19 @@ TEST(Sampler, RejectsNonsenseParameters) {
   EXPECT_ANY_THROW(Sampler{p});
 }
 
+// Constrained decoding masks tokens with -inf: no draw may land on one, whatever the rounding.
+TEST(Sampler, NeverDrawsAMaskedToken) {
+  std::vector<float> logits(1000, -INFINITY);
+  logits[3] = 0.5f;
+  logits[998] = 0.0f;
+  for (const float temperature : {0.3f, 1.0f, 2.0f}) {
+    Sampler s(unfiltered(temperature, 7));
+    for (int i = 0; i < 2000; ++i) {
+      const int32_t t = s.sample(logits);
+      ASSERT_TRUE(t == 3 || t == 998) << t;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace orchard
