@@ -117,8 +117,9 @@ class Api {
       bool open = send_events(sink, events, true);
       std::vector<TokenStep> steps;
       for (Clock::time_point next_write{}; channel->take(steps, next_write); next_write = Clock::now() + stream_interval_) {
-        for (const TokenStep& step : steps)
-          if (!step.text.empty()) text_chunk->append_event(events, step.text);
+        std::string text;
+        for (const TokenStep& step : steps) text += step.text;
+        if (!text.empty()) text_chunk->append_event(events, text);
         open = send_events(sink, events, open);
         if (!open) channel->cancel();
       }
@@ -203,6 +204,9 @@ class Api {
       bool holding = tools;
       std::vector<TokenStep> steps;
       for (Clock::time_point next_write{}; channel->take(steps, next_write); next_write = Clock::now() + stream_interval_) {
+        // The tokens taken together go out as one chunk (their logprobs in its list).
+        std::string text;
+        json token_logprobs = json::array();
         for (const TokenStep& step : steps) {
           full += step.text;
           std::string out = step.text;
@@ -211,11 +215,13 @@ class Api {
             if (may_start_tool_call(held)) out.clear();
             else out = std::move(held), holding = false;
           }
-          if (logprobs && step.token >= 0)
-            chunk({{"content", out}}, nullptr, json{{"content", json::array({service_.token_logprob_json(step)})}});
-          else if (!out.empty())
-            content_chunk->append_event(events, out);
+          text += out;
+          if (logprobs && step.token >= 0) token_logprobs.push_back(service_.token_logprob_json(step));
         }
+        if (!token_logprobs.empty())
+          chunk({{"content", text}}, nullptr, json{{"content", std::move(token_logprobs)}});
+        else if (!text.empty())
+          content_chunk->append_event(events, text);
         open = send_events(sink, events, open);
         if (!open) channel->cancel();
       }

@@ -20,9 +20,9 @@ struct ServerOptions {
   std::string tokenizer_path;  // override
   int threads = 0;             // forward-pass threads; 0: chosen from the model's size (scheduler.cpp)
   KvCacheType kv_cache = KvCacheType::automatic;
-  // A stream's tokens go out at most once per interval (the first and the last at once). Writes
-  // faster than a screen refreshes show nothing more and cost a wake-up, a send and a client
-  // read per token.
+  // A stream's tokens go out at most once per interval (the first and the last at once), the
+  // tokens of one write in one chunk. Writes faster than a screen refreshes show nothing more
+  // and cost a wake-up, a send, and a client's read and parse per token.
   int64_t stream_interval_us = 10000;
 };
 

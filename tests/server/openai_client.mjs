@@ -198,6 +198,38 @@ await check('malformed and invalid requests get 4xx error objects', async () => 
   assert.equal(still.choices[0].message.role, 'assistant');
 });
 
+await check('logprobs, streamed and not, one entry per generated token', async () => {
+  const request = {
+    model, messages: [{ role: 'user', content: 'Count.' }], max_tokens: 12, seed: 5, temperature: 0.7,
+    logprobs: true, top_logprobs: 2,
+  };
+  const checkEntries = (entries) => {
+    assert.equal(entries.length, 12);
+    for (const e of entries) {
+      assert.equal(typeof e.token, 'string');
+      assert.ok(e.logprob <= 0, `logprob ${e.logprob}`);
+      assert.equal(e.top_logprobs.length, 2);
+      assert.ok(e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob);
+      assert.ok(e.logprob <= e.top_logprobs[0].logprob + 1e-6);
+    }
+  };
+  const plain = await client.chat.completions.create(request);
+  checkEntries(plain.choices[0].logprobs.content);
+  const stream = await client.chat.completions.create({ ...request, stream: true });
+  const entries = [];
+  let text = '';
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      text += c.delta?.content ?? '';
+      if (c.logprobs?.content) entries.push(...c.logprobs.content);
+    }
+  }
+  checkEntries(entries);
+  // Same seed, same tokens, whether streamed or not.
+  assert.deepEqual(entries.map((e) => e.token), plain.choices[0].logprobs.content.map((e) => e.token));
+  assert.equal(text, plain.choices[0].message.content);
+});
+
 await check('a client that disconnects cancels its generation', async () => {
   const metric = async (name) => {
     const text = await (await fetch(`${base}/metrics`)).text();
