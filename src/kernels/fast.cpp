@@ -48,17 +48,47 @@ bool residual_activations(const MatmulWeight& w) {
   return true;
 }
 
+ActivationBuffer& activation_buffer() {
+  thread_local ActivationBuffer buffer;
+  return buffer;
+}
+
 void matmul(const IsaKernels& k, const MatmulWeight& w, const float* x, int64_t n, float* y,
             ThreadPool& pool) {
   if (const PackedMatrix* p = w.packed) {
-    thread_local ActivationBuffer buffer;
-    QuantizedActivations q = buffer.prepare(n, p->in, residual_activations(w));
+    QuantizedActivations q = activation_buffer().prepare(n, p->in, residual_activations(w));
     pool.parallel_for(n, [&](int64_t b, int64_t e) { k.quantize(x, b, e, q); });
     // Threads take contiguous ranges of tiles, so each streams its own part of the weights.
     pool.parallel_for(p->tiles, [&](int64_t b, int64_t e) { k.matmul_packed(*p, q, 0, n, b, e, y); });
     return;
   }
   pool.parallel_for(w.ref.rows(), [&](int64_t b, int64_t e) { k.matmul_float(w.ref, x, n, b, e, y); });
+}
+
+void matmul_shared_input(const IsaKernels& k, const MatmulWeight* ws, int count, const float* x, int64_t n,
+                         float* const* ys, ThreadPool& pool) {
+  const bool residual = residual_activations(ws[0]);
+  int64_t tiles = 0;
+  for (int i = 0; i < count; ++i) {
+    const PackedMatrix* p = ws[i].packed;
+    if (!p || p->in != ws[0].packed->in || residual_activations(ws[i]) != residual) {
+      for (int j = 0; j < count; ++j) matmul(k, ws[j], x, n, ys[j], pool);
+      return;
+    }
+    tiles += p->tiles;
+  }
+  QuantizedActivations q = activation_buffer().prepare(n, ws[0].packed->in, residual);
+  pool.parallel_for(n, [&](int64_t b, int64_t e) { k.quantize(x, b, e, q); });
+  // Threads take contiguous ranges of the matrices' tiles laid end to end.
+  pool.parallel_for(tiles, [&](int64_t b, int64_t e) {
+    int64_t first = 0;  // the first tile of matrix i in that order
+    for (int i = 0; i < count; ++i) {
+      const PackedMatrix& p = *ws[i].packed;
+      const int64_t lo = std::max(b, first) - first, hi = std::min(e, first + p.tiles) - first;
+      if (lo < hi) k.matmul_packed(p, q, 0, n, lo, hi, ys[i]);
+      first += p.tiles;
+    }
+  });
 }
 
 void attention(const IsaKernels& k, const AttentionBatch& a, ThreadPool& pool) {
@@ -110,6 +140,10 @@ struct FastTable {
   static void matmul(const MatmulWeight& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
     orchard::matmul(k(), w, x, n, y, pool);
   }
+  static void matmul_shared_input(const MatmulWeight* ws, int count, const float* x, int64_t n, float* const* ys,
+                                  ThreadPool& pool) {
+    orchard::matmul_shared_input(k(), ws, count, x, n, ys, pool);
+  }
   static void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
     k().rmsnorm(x, weight, n, eps, out);
   }
@@ -119,8 +153,8 @@ struct FastTable {
   }
   static const Kernels& table() {
     static const std::string name = "fast-" + std::string(isa_name(isa));
-    static const Kernels kernels{name.c_str(), KvType::f16, matmul,  rmsnorm,
-                                 orchard::rope, attention,  swiglu, k().exp_weights};
+    static const Kernels kernels{name.c_str(), KvType::f16,   matmul,    matmul_shared_input, rmsnorm,
+                                 orchard::rope, attention, swiglu, k().exp_weights};
     return kernels;
   }
 };

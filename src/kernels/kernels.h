@@ -54,6 +54,11 @@ struct Kernels {
   // w: {in, out} of any weight type; x: [n_tokens, in]; y: [n_tokens, out].
   void (*matmul)(const MatmulWeight& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
 
+  // ys[i] = ws[i] x for i < count: several weights that read the same input (q, k and v; gate
+  // and up), so that the fast kernels quantize it once and split all their rows in one go.
+  void (*matmul_shared_input)(const MatmulWeight* ws, int count, const float* x, int64_t n_tokens, float* const* ys,
+                              ThreadPool& pool);
+
   // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], for one vector of length n.
   void (*rmsnorm)(const float* x, const float* weight, int64_t n, float eps, float* out);
 

@@ -29,6 +29,11 @@ void matmul_reference(const MatmulWeight& weight, const float* x, int64_t n_toke
   }
 }
 
+void matmul_shared_input_reference(const MatmulWeight* ws, int count, const float* x, int64_t n_tokens,
+                                   float* const* ys, ThreadPool& pool) {
+  for (int i = 0; i < count; ++i) matmul_reference(ws[i], x, n_tokens, ys[i], pool);
+}
+
 void rmsnorm_reference(const float* x, const float* weight, int64_t n, float eps, float* out) {
   float sum_squares = 0.0f;
   for (int64_t i = 0; i < n; ++i) sum_squares += x[i] * x[i];
@@ -136,7 +141,7 @@ void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t p
 }
 
 const Kernels& reference_kernels() {
-  static const Kernels kernels{"reference",       KvType::f32,         matmul_reference,
+  static const Kernels kernels{"reference",       KvType::f32,         matmul_reference, matmul_shared_input_reference,
                                rmsnorm_reference, rope_reference,      attention_reference,
                                swiglu_reference,  exp_weights_reference};
   return kernels;

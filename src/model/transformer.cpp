@@ -78,10 +78,14 @@ void Transformer::ensure_batch(int64_t n) {
   batch_capacity_ = n;
 }
 
-void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8) {
+MatmulWeight Transformer::matmul_weight(const TensorRef& w, bool tolerates_int8) const {
   const PackedMatrix* packed = model_.packed.find(w);
   if (!packed && streamer_) packed = streamer_->find_packed(w);
-  kernels_.matmul(MatmulWeight{w, packed, tolerates_int8}, x, n, y, pool_);
+  return MatmulWeight{w, packed, tolerates_int8};
+}
+
+void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8) {
+  kernels_.matmul(matmul_weight(w, tolerates_int8), x, n, y, pool_);
 }
 
 // x[n, dim] += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)) over each row's
@@ -93,9 +97,10 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
 
   for (int64_t t = 0; t < n; ++t)
     kernels_.rmsnorm(&x_[t * dim], w.attn_norm.data(), dim, c.rms_norm_eps, &normed_[t * dim]);
-  matmul(w.wq, normed_.data(), n, q_.data());   // [n, q_dim]
-  matmul(w.wk, normed_.data(), n, k_.data());   // [n, kv_dim]
-  matmul(w.wv, normed_.data(), n, v_.data());   // [n, kv_dim]
+  // q [n, q_dim], k and v [n, kv_dim]
+  const MatmulWeight qkv[] = {matmul_weight(w.wq), matmul_weight(w.wk), matmul_weight(w.wv)};
+  float* const qkv_out[] = {q_.data(), k_.data(), v_.data()};
+  kernels_.matmul_shared_input(qkv, 3, normed_.data(), n, qkv_out, pool_);
 
   int64_t t = 0;
   for (const SequenceTokens& entry : batch) {
@@ -151,8 +156,9 @@ void Transformer::feed_forward(const LayerWeights& w, int64_t n) {
     const int64_t m = std::min(kFfnChunk, n - t0);
     const float* in = &normed_[t0 * c.dim];
     // Single-level int8 activations are precise enough here (MatmulWeight::tolerates_int8).
-    matmul(w.w_gate, in, m, gate_.data(), true);  // [m, ffn_dim]
-    matmul(w.w_up, in, m, up_.data(), true);      // [m, ffn_dim]
+    const MatmulWeight gate_up[] = {matmul_weight(w.w_gate, true), matmul_weight(w.w_up, true)};
+    float* const gate_up_out[] = {gate_.data(), up_.data()};  // [m, ffn_dim] each
+    kernels_.matmul_shared_input(gate_up, 2, in, m, gate_up_out, pool_);
     kernels_.swiglu(gate_.data(), up_.data(), m * c.ffn_dim, pool_);
     matmul(w.w_down, gate_.data(), m, &proj_[t0 * c.dim]);  // [m, dim]
   }

@@ -68,6 +68,7 @@ class Transformer {
   void feed_forward(const LayerWeights& w, int64_t n);
   void output(int64_t rows, float* logits);
   void ensure_batch(int64_t n);
+  MatmulWeight matmul_weight(const TensorRef& w, bool tolerates_int8 = false) const;
   void matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8 = false);
 
   const Model::Impl& model_;

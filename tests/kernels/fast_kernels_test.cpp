@@ -176,6 +176,42 @@ TEST_P(FastKernels, MatmulMatchesReference) {
   }
 }
 
+// Weights that read one input (q, k, v) quantize it once and split their tiles together: the
+// same outputs as one matmul each, bit for bit, with two threads splitting the tiles unevenly
+// across the matrices; and with one matrix not packed (F16), each on its own path.
+TEST_P(FastKernels, SharedInputMatmulsMatchSeparateOnes) {
+  const Kernels& fast = fast_kernels(GetParam());
+  ThreadPool pool(2);
+  std::mt19937 rng(6);
+  for (const DType third : {DType::Q8_0, DType::F16}) {
+    const int64_t in = 96, n = 13;
+    RandomMatrix a = random_matrix(DType::Q4_0, in, 40, rng), b = random_matrix(DType::Q8_0, in, 7, rng),
+                 c = random_matrix(third, in, 23, rng);
+    std::vector<PackedMatrix> packed;
+    packed.reserve(3);
+    std::vector<MatmulWeight> ws;
+    for (RandomMatrix* m : {&a, &b, &c}) {
+      const PackedMatrix* p = nullptr;
+      if (auto format = packed_format_for(m->ref.type)) {
+        packed.push_back(allocate_packed(m->ref, *format));
+        pack_tiles(m->ref, packed.back(), 0, packed.back().tiles);
+        p = &packed.back();
+      }
+      ws.push_back({m->ref, p});
+    }
+    const std::vector<float> x = random_floats(n * in, rng);
+    std::vector<std::vector<float>> expect, got;
+    for (const MatmulWeight& w : ws) {
+      expect.emplace_back(n * w.ref.rows());
+      got.emplace_back(n * w.ref.rows(), NAN);
+      fast.matmul(w, x.data(), n, expect.back().data(), pool);
+    }
+    float* const outs[] = {got[0].data(), got[1].data(), got[2].data()};
+    fast.matmul_shared_input(ws.data(), 3, x.data(), n, outs, pool);
+    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(got[i], expect[i]) << "matrix " << i << ", third " << dtype_name(third);
+  }
+}
+
 TEST_P(FastKernels, AttentionMatchesReference) {
   const Kernels& fast = fast_kernels(GetParam());
   ThreadPool pool(2);
