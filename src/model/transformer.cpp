@@ -78,6 +78,18 @@ void Transformer::ensure_batch(int64_t n) {
   batch_capacity_ = n;
 }
 
+void Transformer::extend_rope_table(int64_t positions) {
+  const int64_t pairs = static_cast<int64_t>(rope_freq_.size());
+  if (pairs == 0 || positions * pairs <= static_cast<int64_t>(rope_cos_.size())) return;
+  const int64_t known = static_cast<int64_t>(rope_cos_.size()) / pairs;
+  std::vector<int64_t> added(static_cast<size_t>(positions - known));
+  for (size_t i = 0; i < added.size(); ++i) added[i] = known + static_cast<int64_t>(i);
+  std::vector<float> cos, sin;
+  rope_angles(rope_freq_, added, cos, sin);
+  rope_cos_.insert(rope_cos_.end(), cos.begin(), cos.end());
+  rope_sin_.insert(rope_sin_.end(), sin.begin(), sin.end());
+}
+
 MatmulWeight Transformer::matmul_weight(const TensorRef& w, bool tolerates_int8) const {
   const PackedMatrix* packed = model_.packed.find(w);
   if (!packed && streamer_) packed = streamer_->find_packed(w);
@@ -112,8 +124,9 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
       if (!w.bq.empty()) for (int64_t i = 0; i < q_dim; ++i) q[i] += w.bq[i];
       if (!w.bk.empty()) for (int64_t i = 0; i < kv_dim; ++i) k[i] += w.bk[i];
       if (!w.bv.empty()) for (int64_t i = 0; i < kv_dim; ++i) v[i] += w.bv[i];
-      const float* cos = &rope_cos_[t * pairs];
-      const float* sin = &rope_sin_[t * pairs];
+      const int64_t position = entry.start + static_cast<int64_t>(j);
+      const float* cos = &rope_cos_[position * pairs];
+      const float* sin = &rope_sin_[position * pairs];
       for (int64_t h = 0; h < c.n_heads; ++h) {
         float* head = q + h * hd;
         if (c.qk_norm) kernels_.rmsnorm(head, w.q_norm.data(), hd, c.rms_norm_eps, head);
@@ -185,7 +198,7 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
   if (n == 0) return;
   const auto pass_start = std::chrono::steady_clock::now();
   ensure_batch(n);
-  rope_angles(rope_freq_, positions_, rope_cos_, rope_sin_);
+  extend_rope_table(*std::max_element(positions_.begin(), positions_.end()) + 1);
   const TensorRef& embedding = model_.weights.token_embedding;
   const PackedMatrix* packed_embedding = model_.packed.find(embedding);  // tied output
   int64_t t = 0;

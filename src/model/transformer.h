@@ -78,7 +78,10 @@ class Transformer {
   std::vector<KvCache> caches_;
   std::vector<double> rope_freq_;
   std::vector<int64_t> positions_;
+  // cos and sin of every rope angle, [position, pair], for the positions reached so far: a
+  // decode step looks its rows up instead of computing them.
   std::vector<float> rope_cos_, rope_sin_;
+  void extend_rope_table(int64_t positions);
   // Activations for a batch of n tokens, row-major [n, width].
   std::vector<float> x_, normed_, q_, k_, v_, attn_out_, proj_, gate_, up_;
   int64_t batch_capacity_ = 0;
