@@ -137,6 +137,16 @@ ORCHARD_INLINE void store_rows(const typename V::F* acc, float* y, int64_t out, 
   }
 }
 
+// Asks for the weights about 4 KiB ahead of the group being read: measured on Zen 5, the
+// hardware prefetchers alone left a matrix larger than the caches streaming at a quarter of the
+// memory's bandwidth once the micro-kernels read it for several tokens (the 151936-row output
+// matrix of a 0.5B model, 12 tokens: 26.5 ms without, 9.5 ms with). Prefetches never fault, so
+// running past the matrix's end is harmless.
+ORCHARD_INLINE void prefetch_group_ahead(const uint8_t* group, int64_t group_bytes) {
+  constexpr int64_t kAhead = 4096;
+  for (int64_t at = 0; at < group_bytes; at += 64) __builtin_prefetch(group + kAhead + at);
+}
+
 template <typename V, int T, bool R>
 void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
                int64_t row0, GroupSpan span, float* y) {
@@ -145,6 +155,7 @@ void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
     load_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span.accumulate);
     for (int64_t b = span.begin; b < span.end; ++b) {
       const uint8_t* blk = tile + b * w.group_bytes;
+      prefetch_group_ahead(blk, w.group_bytes);
       typename V::I dot[T];
       const typename V::F scale = V::load_f16(blk + 256 + 2 * V::L * s);
       block_dots<V, T, 0, 8, R>(NibbleWeights<V>{blk + 4 * V::L * s}, x, t0, b, dot);
@@ -168,6 +179,7 @@ void tile_q8_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
     load_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span.accumulate);
     for (int64_t b = span.begin; b < span.end; ++b) {
       const uint8_t* blk = tile + b * w.group_bytes;
+      prefetch_group_ahead(blk, w.group_bytes);
       typename V::I wv[8], dot[T];
       ORCHARD_UNROLL
       for (int v = 0; v < 8; ++v) wv[v] = V::load(blk + 64 * v + 4 * V::L * s);
@@ -193,6 +205,7 @@ void tile_q4_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
     load_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span.accumulate);
     for (int64_t g = span.begin; g < span.end; ++g) {
       const uint8_t* sb = tile + g * w.group_bytes;
+      prefetch_group_ahead(sb, w.group_bytes);
       const typename V::F d = V::load_f16(sb + 2 * V::L * s);
       const typename V::F dmin = V::load_f16(sb + 32 + 2 * V::L * s);
       for (int j = 0; j < 8; ++j) {
@@ -223,6 +236,7 @@ void tile_q6_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
     load_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span.accumulate);
     for (int64_t g = span.begin; g < span.end; ++g) {
       const uint8_t* sb = tile + g * w.group_bytes;
+      prefetch_group_ahead(sb, w.group_bytes);
       const typename V::F d = V::load_f16(sb + 2 * V::L * s);
       const I bits45 = V::set1_8(0x30);
       for (int j = 0; j < 8; ++j) {
