@@ -154,7 +154,7 @@ struct FastTable {
   static const Kernels& table() {
     static const std::string name = "fast-" + std::string(isa_name(isa));
     static const Kernels kernels{name.c_str(), KvType::f16,   matmul,    matmul_shared_input, rmsnorm,
-                                 orchard::rope, attention, swiglu, k().exp_weights};
+                                 orchard::rope, attention, swiglu, k().exp_weights, k().to_f16};
     return kernels;
   }
 };

@@ -380,9 +380,16 @@ double exp_weights(const float* x, int64_t n, float shift, float scale, float* w
 }
 
 template <typename V>
+void to_f16(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + V::L <= n; i += V::L) V::store_f16(out + i, V::fload(x + i));
+  for (; i < n; ++i) out[i] = f32_to_f16(x[i]);
+}
+
+template <typename V>
 IsaKernels make_isa_kernels(Isa isa) {
   return IsaKernels{isa,          quantize<V>, matmul_packed<V>, matmul_float<V>,
-                    attention<V>, rmsnorm<V>,  swiglu<V>,        exp_weights<V>};
+                    attention<V>, rmsnorm<V>,  swiglu<V>,        exp_weights<V>, to_f16<V>};
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ struct IsaKernels {
   void (*rmsnorm)(const float* x, const float* weight, int64_t n, float eps, float* out);
   void (*swiglu)(float* gate, const float* up, int64_t n);
   double (*exp_weights)(const float* x, int64_t n, float shift, float scale, float* weights);
+  void (*to_f16)(const float* x, int64_t n, uint16_t* out);
 };
 
 const IsaKernels& isa_kernels(Isa isa);

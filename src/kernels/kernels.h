@@ -75,6 +75,10 @@ struct Kernels {
   // numerators (the sampler's, over a whole vocabulary). x[i] <= shift; where x[i] is -inf the
   // weight is 0 or below 2e-38.
   double (*exp_weights)(const float* x, int64_t n, float shift, float scale, float* weights);
+
+  // out[i] = x[i] rounded to float16 (to nearest even, as f32_to_f16), n elements: the KV cache's
+  // keys and values as they are stored.
+  void (*to_f16)(const float* x, int64_t n, uint16_t* out);
 };
 
 const Kernels& reference_kernels();

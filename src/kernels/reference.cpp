@@ -120,6 +120,10 @@ double exp_weights_reference(const float* x, int64_t n, float shift, float scale
   return total;
 }
 
+void to_f16_reference(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_f16(x[i]);
+}
+
 }  // namespace
 
 void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t position, int64_t kv_head,
@@ -143,7 +147,7 @@ void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t p
 const Kernels& reference_kernels() {
   static const Kernels kernels{"reference",       KvType::f32,         matmul_reference, matmul_shared_input_reference,
                                rmsnorm_reference, rope_reference,      attention_reference,
-                               swiglu_reference,  exp_weights_reference};
+                               swiglu_reference,  exp_weights_reference, to_f16_reference};
   return kernels;
 }
 

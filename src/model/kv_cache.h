@@ -33,10 +33,12 @@ class KvCache {
   const float* key_scales(int64_t layer) const { return scales_of(key_scales_, layer); }
   const float* value_scales(int64_t layer) const { return scales_of(value_scales_, layer); }
 
-  // Stores one position's key and value rows, converting to the cache's type.
-  void store(int64_t layer, int64_t position, const float* key, const float* value) {
-    put(keys_.data() + offset(layer, position), key, key_scales_, layer, position);
-    put(values_.data() + offset(layer, position), value, value_scales_, layer, position);
+  // Stores one position's key and value rows, converting to the cache's type; to float16 with
+  // `to_f16` (the kernels' conversion, Kernels::to_f16) when given.
+  void store(int64_t layer, int64_t position, const float* key, const float* value,
+             void (*to_f16)(const float*, int64_t, uint16_t*) = nullptr) {
+    put(keys_.data() + offset(layer, position), key, key_scales_, layer, position, to_f16);
+    put(values_.data() + offset(layer, position), value, value_scales_, layer, position, to_f16);
   }
 
   static size_t element_bytes(KvType type) { return type == KvType::f32 ? 4 : type == KvType::f16 ? 2 : 1; }
@@ -48,12 +50,14 @@ class KvCache {
   const float* scales_of(const std::vector<float>& scales, int64_t layer) const {
     return scales.empty() ? nullptr : scales.data() + layer * n_ctx_ * n_kv_heads_;
   }
-  void put(uint8_t* dst, const float* src, std::vector<float>& scales, int64_t layer, int64_t position) const {
+  void put(uint8_t* dst, const float* src, std::vector<float>& scales, int64_t layer, int64_t position,
+           void (*to_f16)(const float*, int64_t, uint16_t*)) const {
     if (type_ == KvType::f32) {
       std::copy(src, src + kv_dim_, reinterpret_cast<float*>(dst));
     } else if (type_ == KvType::f16) {
       auto* h = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < kv_dim_; ++i) h[i] = f32_to_f16(src[i]);
+      if (to_f16) to_f16(src, kv_dim_, h);
+      else for (int64_t i = 0; i < kv_dim_; ++i) h[i] = f32_to_f16(src[i]);
     } else {
       for (int64_t head = 0; head < n_kv_heads_; ++head) {
         const float* x = src + head * head_dim_;

@@ -137,7 +137,7 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
         if (c.qk_norm) kernels_.rmsnorm(head, w.k_norm.data(), hd, c.rms_norm_eps, head);
         kernels_.rope(head, c.rope_dims, c.rope_style, cos, sin);
       }
-      cache.store(l, entry.start + static_cast<int64_t>(j), k, v);
+      cache.store(l, position, k, v, kernels_.to_f16);
     }
   }
 

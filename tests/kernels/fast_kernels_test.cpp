@@ -326,6 +326,24 @@ TEST_P(FastKernels, ExpWeightsMatchReference) {
   }
 }
 
+// The KV cache's float16 rounding: bit for bit the scalar conversion, ties, subnormals, values
+// that round to infinity and infinities included (NaNs only need to stay NaN).
+TEST_P(FastKernels, ToF16MatchesScalarRounding) {
+  const Kernels& fast = fast_kernels(GetParam());
+  std::mt19937 rng(8);
+  std::vector<float> x = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.0f, 65520.0f, 1e6f, -1e6f, INFINITY, -INFINITY,
+                          5.96e-8f, 2.98e-8f, 2.99e-8f, 6.1e-5f, 6.09e-5f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, NAN};
+  std::uniform_real_distribution<float> exponent(-30.0f, 17.0f);
+  std::uniform_int_distribution<int> sign(0, 1);
+  while (x.size() < 1037) x.push_back((sign(rng) ? -1.0f : 1.0f) * std::exp2(exponent(rng)));
+  std::vector<uint16_t> got(x.size());
+  fast.to_f16(x.data(), static_cast<int64_t>(x.size()), got.data());
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) EXPECT_TRUE(std::isnan(f16_to_f32(got[i])));
+    else ASSERT_EQ(got[i], f32_to_f16(x[i])) << "x " << x[i];
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, FastKernels, ::testing::ValuesIn(supported_isas()), isa_label);
 
 TEST(Packing, RowsDecodeBitIdenticalToDequantize) {
