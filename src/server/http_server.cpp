@@ -79,7 +79,7 @@ class Api {
   void chat(const httplib::Request& req, httplib::Response& res) {
     const ChatRequest request = parse_chat_request(parse_body(req.body));
     PreparedJob prepared = service_.prepare(request);
-    auto channel = submit(prepared);
+    auto channel = submit(prepared, request.stream);
     if (request.stream) stream_chat(res, request, prepared, channel);
     else answer_chat(res, request, prepared, *channel);
   }
@@ -87,7 +87,7 @@ class Api {
   void completion(const httplib::Request& req, httplib::Response& res) {
     const CompletionRequest request = parse_completion_request(parse_body(req.body));
     PreparedJob prepared = service_.prepare(request);
-    auto channel = submit(prepared);
+    auto channel = submit(prepared, request.stream);
     const std::string id = new_id("cmpl"), echo = request.echo ? request.prompt : "";
     const int64_t created = unix_time();  // one time for every chunk of the completion
     auto choice = [](const std::string& text, const json& finish) {
@@ -116,7 +116,7 @@ class Api {
       if (!echo.empty()) text_chunk->append_event(events, echo);
       bool open = send_events(sink, events, true);
       std::vector<TokenStep> steps;
-      for (Clock::time_point next_write{}; channel->take(steps, next_write); next_write = Clock::now() + stream_interval_) {
+      while (channel->take(steps)) {
         std::string text;
         for (const TokenStep& step : steps) text += step.text;
         if (!text.empty()) text_chunk->append_event(events, text);
@@ -138,8 +138,8 @@ class Api {
   }
 
  private:
-  std::shared_ptr<RequestChannel> submit(const PreparedJob& prepared) {
-    auto channel = std::make_shared<RequestChannel>(waker_);
+  std::shared_ptr<RequestChannel> submit(const PreparedJob& prepared, bool stream) {
+    auto channel = std::make_shared<RequestChannel>(waker_, stream ? stream_interval_ : Clock::duration{});
     auto job = std::make_shared<GenerationJob>();
     job->prompt = prepared.prompt;
     job->options = prepared.options;
@@ -203,7 +203,7 @@ class Api {
       std::string held, full;
       bool holding = tools;
       std::vector<TokenStep> steps;
-      for (Clock::time_point next_write{}; channel->take(steps, next_write); next_write = Clock::now() + stream_interval_) {
+      while (channel->take(steps)) {
         // The tokens taken together go out as one chunk (their logprobs in its list).
         std::string text;
         json token_logprobs = json::array();

@@ -15,8 +15,12 @@ namespace orchard::server {
 
 class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
  public:
-  // Tokens pushed while the HTTP thread sleeps are announced through `waker`.
-  explicit RequestChannel(ChannelWaker& waker) : waker_(waker) {}
+  using Clock = std::chrono::steady_clock;
+
+  // Tokens pushed while the HTTP thread sleeps are announced through `waker`. A stream's takes
+  // come at least `write_interval` apart (the first at once).
+  explicit RequestChannel(ChannelWaker& waker, Clock::duration write_interval = {})
+      : waker_(waker), write_interval_(write_interval) {}
 
   // Scheduler side: false once the client has gone (cancels generation).
   bool push(const TokenStep& step) {
@@ -49,18 +53,19 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
   }
   // Waits for steps and moves every one waiting into `out` (replacing its contents), so that an
   // HTTP thread that fell behind catches up with one write; false once the job is over and
-  // every step was taken. Steps that come before `not_before` wait for it (the job's end does
-  // not): a stream writes at most once per interval however fast the model is, and the
-  // scheduler asks no wake-up for them.
-  bool take(std::vector<TokenStep>& out, std::chrono::steady_clock::time_point not_before = {}) {
+  // every step was taken. Steps that come within the write interval of the last take wait for
+  // its end (the job's end does not): a stream writes at most once per interval however fast
+  // the model is, and the scheduler asks no wake-up for them.
+  bool take(std::vector<TokenStep>& out) {
     out.clear();
     std::unique_lock<std::mutex> lock(mutex_);
-    ready_.wait_until(lock, not_before, [&] { return summary_.has_value(); });
+    ready_.wait_until(lock, next_take_, [&] { return summary_.has_value(); });
     waiting_ = true;
     ready_.wait(lock, [&] { return !steps_.empty() || summary_.has_value(); });
     waiting_ = wake_requested_ = false;
     if (steps_.empty()) return false;
     out.swap(steps_);
+    next_take_ = Clock::now() + write_interval_;
     return true;
   }
   // Waits for the job's end and moves every step into `out` (a response that is not streamed).
@@ -82,6 +87,8 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
   std::vector<TokenStep> steps_;
   std::optional<JobSummary> summary_;
   ChannelWaker& waker_;
+  const Clock::duration write_interval_;
+  Clock::time_point next_take_{};
   bool waiting_ = false;         // the HTTP thread sleeps in take()
   bool wake_requested_ = false;  // and the waker was asked to wake it
   bool cancelled_ = false;

@@ -97,14 +97,16 @@ Scheduler::~Scheduler() {
 }
 
 void Scheduler::submit(std::shared_ptr<GenerationJob> job) {
+  bool accepted;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!stopping_) {
-      queue_.emplace_back(std::move(job), Clock::now());
+    accepted = !stopping_;
+    if (accepted) {
+      queue_.emplace_back(job, Clock::now());
       place_queued();
     }
   }
-  if (!job) {
+  if (accepted) {
     wake_.notify_all();
     return;
   }

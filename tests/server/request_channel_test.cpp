@@ -18,20 +18,20 @@ TokenStep step_with(const std::string& text) {
 
 TEST(RequestChannel, StepsBeforeTheNextWriteTimeArriveTogether) {
   ChannelWaker waker;
-  auto channel = std::make_shared<RequestChannel>(waker);
+  auto channel = std::make_shared<RequestChannel>(waker, milliseconds(200));
   std::vector<TokenStep> steps;
   ASSERT_TRUE(channel->push(step_with("a")));
-  ASSERT_TRUE(channel->take(steps));
+  const Clock::time_point next_write = Clock::now() + milliseconds(200);
+  ASSERT_TRUE(channel->take(steps));  // the first take waits for no interval
   ASSERT_EQ(steps.size(), 1u);
 
-  const Clock::time_point next_write = Clock::now() + milliseconds(200);
   std::thread producer([&] {
     for (const char* text : {"b", "c", "d"}) {
       channel->push(step_with(text));
       std::this_thread::sleep_for(milliseconds(10));
     }
   });
-  ASSERT_TRUE(channel->take(steps, next_write));
+  ASSERT_TRUE(channel->take(steps));
   EXPECT_GE(Clock::now(), next_write);
   producer.join();
   ASSERT_EQ(steps.size(), 3u);
@@ -40,19 +40,21 @@ TEST(RequestChannel, StepsBeforeTheNextWriteTimeArriveTogether) {
 
 TEST(RequestChannel, TheEndIsNotHeldBackByTheWriteInterval) {
   ChannelWaker waker;
-  auto channel = std::make_shared<RequestChannel>(waker);
+  // An interval far longer than the test's timeout: only the close can end the second wait.
+  auto channel = std::make_shared<RequestChannel>(waker, std::chrono::hours(1));
   std::vector<TokenStep> steps;
   const Clock::time_point started = Clock::now();
+  channel->push(step_with("first"));
+  ASSERT_TRUE(channel->take(steps));
   std::thread producer([&] {
     channel->push(step_with("last"));
     channel->close(JobSummary{.stop = StopReason::max_tokens, .completion_tokens = 1});
   });
-  // An interval far longer than the test's timeout: only the close can end this wait.
-  ASSERT_TRUE(channel->take(steps, started + std::chrono::hours(1)));
+  ASSERT_TRUE(channel->take(steps));
   producer.join();
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0].text, "last");
-  EXPECT_FALSE(channel->take(steps, Clock::now() + std::chrono::hours(1)));
+  EXPECT_FALSE(channel->take(steps));
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(10));
   EXPECT_EQ(channel->summary().completion_tokens, 1);
 }
