@@ -71,27 +71,50 @@ void Sampler::reset() {
   rng_ = Rng(params_.seed);
 }
 
+// The largest logit. Eight independent maxima: one running maximum would wait on every comparison.
+static float max_logit(std::span<const float> logits) {
+  float lane[8];
+  std::fill_n(lane, 8, -INFINITY);
+  size_t i = 0;
+  for (; i + 8 <= logits.size(); i += 8)
+    for (int k = 0; k < 8; ++k) lane[k] = std::max(lane[k], logits[i + k]);
+  float best = *std::max_element(lane, lane + 8);
+  for (; i < logits.size(); ++i) best = std::max(best, logits[i]);
+  return best;
+}
+
+// sum of weight[0..64), in eight independent chains.
+static double block_total(const float* weight) {
+  double lane[8] = {};
+  for (int i = 0; i < 64; i += 8)
+    for (int k = 0; k < 8; ++k) lane[k] += weight[i + k];
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
 // A draw from softmax(logits / temperature) over the whole vocabulary: the best logit, every
 // weight and their total (vectorized), then the draw, with no candidate list. This is what the
 // OpenAI defaults ask (temperature only: no top-k, top-p, min-p or penalty).
 static int32_t draw_at_temperature(std::span<const float> logits, float temperature, double uniform) {
+  static const Kernels& kernels = select_kernels(KernelChoice::fast);
   const int64_t n = static_cast<int64_t>(logits.size());
-  float best = -INFINITY;
-  for (float l : logits) best = std::max(best, l);
   std::vector<float>& weight = draw_buffers().float_weight;
   weight.resize(logits.size());
-  const double total =
-      select_kernels(KernelChoice::fast).exp_weights(logits.data(), n, best, 1.0f / temperature, weight.data());
-  // A masked token (-inf, from a constraint) may carry a weight of 1e-38 here: never draw it.
+  const double total = kernels.exp_weights(logits.data(), n, max_logit(logits), 1.0f / temperature, weight.data());
   double r = uniform * total;
-  int64_t last = -1;
-  for (int64_t i = 0; i < n; ++i) {
+  // Whole blocks of 64 weights are skipped while r is beyond them; from the block that holds
+  // the draw on, weight by weight. A masked token (-inf, from a constraint) may carry a weight
+  // of 1e-38 here: never draw it.
+  int64_t i = 0;
+  for (double block; i + 64 <= n && r >= (block = block_total(weight.data() + i)); i += 64) r -= block;
+  for (; i < n; ++i) {
     if (logits[i] == -INFINITY) continue;
-    last = i;
     r -= weight[i];
     if (r < 0) return static_cast<int32_t>(i);
   }
-  return static_cast<int32_t>(std::max<int64_t>(last, 0));  // rounding left r >= 0 after every weight
+  // Rounding left r >= 0 after every weight: the last token that is not masked.
+  int64_t last = n - 1;
+  while (last > 0 && logits[last] == -INFINITY) --last;
+  return static_cast<int32_t>(last);
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {

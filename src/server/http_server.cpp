@@ -113,8 +113,8 @@ class Api {
     const auto text_chunk = std::make_shared<const ChunkTemplate>(envelope(json::array({choice(ChunkTemplate::kSlot, nullptr)})));
     res.set_chunked_content_provider("text/event-stream", [=, this](size_t, httplib::DataSink& sink) {
       std::string events;
-      if (!echo.empty()) text_chunk->append_event(events, echo);
-      bool open = send_events(sink, events, true);
+      if (!echo.empty()) text_chunk->append_event(events, echo);  // goes out with the first token
+      bool open = true;
       std::vector<TokenStep> steps;
       while (channel->take(steps)) {
         std::string text;
@@ -197,8 +197,8 @@ class Api {
       auto chunk = [&](json delta, json finish, json lp = nullptr) {
         append_event(events, to_text(chunk_json(std::move(delta), std::move(finish), std::move(lp))));
       };
-      chunk({{"role", "assistant"}, {"content", ""}}, nullptr);
-      bool open = send_events(sink, events, true);
+      chunk({{"role", "assistant"}, {"content", ""}}, nullptr);  // goes out with the first token
+      bool open = true;
       // With tools, text that may be the start of a tool call is held until that is decided.
       std::string held, full;
       bool holding = tools;

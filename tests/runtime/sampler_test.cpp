@@ -58,6 +58,25 @@ TEST(Sampler, DrawsFollowTheDistributionAtTemperatureOne) {
   EXPECT_NEAR(counts[2] / double(draws), 0.1, 0.015);
 }
 
+// Mass at the start, in the middle and in the tail past the last whole block of 64 weights
+// that the draw skips at once, over a background that every other token shares.
+TEST(Sampler, DrawsFollowTheDistributionOverALargeVocabulary) {
+  const int vocab = 1000, draws = 40000;
+  std::vector<double> probs(vocab, 0.1 / (vocab - 3));
+  probs[10] = 0.2;
+  probs[500] = 0.3;
+  probs[999] = 0.4;
+  Sampler s(unfiltered(1.0f));
+  auto counts = histogram(s, logits_for(probs), draws);
+  EXPECT_NEAR(counts[10] / double(draws), 0.2, 0.015);
+  EXPECT_NEAR(counts[500] / double(draws), 0.3, 0.015);
+  EXPECT_NEAR(counts[999] / double(draws), 0.4, 0.015);
+  int background_below_500 = 0;
+  for (const auto& [token, count] : counts)
+    if (token != 10 && token < 500) background_below_500 += count;
+  EXPECT_NEAR(background_below_500 / double(draws), 0.1 * 498 / 997, 0.01);
+}
+
 TEST(Sampler, LowTemperatureSharpens) {
   Sampler s(unfiltered(0.5f));
   const int draws = 40000;
