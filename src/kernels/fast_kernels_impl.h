@@ -240,32 +240,58 @@ void accumulate_values(float* out, float correction, const float* p, const Rows&
   }
 }
 
+// p[j] = scale * (q . keys[j]) for j < visible; returns their maximum. V::L keys at a time where
+// head_dim allows: each key's products summed along d in one vector, then the V::L vectors
+// reduced together (V::freduce_each), not one horizontal sum per key. p is written up to the next
+// multiple of V::L with copies of real scores, which attend_tile reads but does not weigh.
+template <typename V, typename Rows>
+ORCHARD_INLINE float scores(const float* q, const Rows& keys, int64_t visible, int64_t hd, float scale, float* p) {
+  using F = typename V::F;
+  F best = V::fset1(-INFINITY);
+  int64_t j = 0;
+  if (hd % V::L == 0) {
+    for (; j < visible; j += V::L) {
+      // A last, partial chunk repeats its last key in the lanes past `visible`.
+      int64_t key[V::L];
+      for (int k = 0; k < V::L; ++k) key[k] = std::min<int64_t>(j + k, visible - 1);
+      F dots[V::L];
+      for (int k = 0; k < V::L; ++k) dots[k] = V::fmul(V::fload(q), keys.load(key[k], 0));
+      for (int64_t d = V::L; d < hd; d += V::L) {
+        const F qd = V::fload(q + d);
+        for (int k = 0; k < V::L; ++k) dots[k] = V::fma(qd, keys.load(key[k], d), dots[k]);
+      }
+      const F s = V::fmul(V::freduce_each(dots), V::fset1(scale));
+      V::fstore(p + j, s);
+      best = V::fmax(best, s);
+    }
+    return V::freduce_max(best);
+  }
+  float tile_max = -INFINITY;
+  for (; j < visible; ++j) {
+    p[j] = score<V>(q, keys, j, hd) * scale;
+    tile_max = std::max(tile_max, p[j]);
+  }
+  for (; j % V::L != 0; ++j) p[j] = p[visible - 1];
+  return tile_max;
+}
+
 // One query row against `visible` keys of a tile: scores, the online softmax update, values.
 // p: [kKeyTile] scratch.
 template <typename V, typename Rows>
 ORCHARD_INLINE void attend_tile(const float* q, const Rows& keys, const Rows& values, int64_t visible, int64_t hd,
                                 float scale, float* p, float& running_max, float& running_sum, float* acc) {
-  float tile_max = -INFINITY;
-  for (int64_t j = 0; j < visible; ++j) {
-    p[j] = score<V>(q, keys, j, hd) * scale;
-    tile_max = std::max(tile_max, p[j]);
-  }
+  const float tile_max = scores<V>(q, keys, visible, hd, scale, p);
   const float new_max = std::max(running_max, tile_max);
   const float correction = std::exp(running_max - new_max);
-  int64_t j = 0;
   typename V::F sum = V::fzero();
   const typename V::F m = V::fset1(new_max);
-  for (; j + V::L <= visible; j += V::L) {
-    const typename V::F e = vexp<V>(V::fsub(V::fload(p + j), m));
+  for (int64_t j = 0; j < visible; j += V::L) {
+    typename V::F e = vexp<V>(V::fsub(V::fload(p + j), m));
     V::fstore(p + j, e);
+    if (visible - j < V::L) e = V::fload_n(p + j, static_cast<int>(visible - j));  // the real keys only
     sum = V::fadd(sum, e);
   }
-  float tile_sum = V::freduce(sum);
-  for (; j < visible; ++j) {
-    p[j] = std::exp(p[j] - new_max);
-    tile_sum += p[j];
-  }
-  running_sum = running_sum * correction + tile_sum;
+  running_sum = running_sum * correction + V::freduce(sum);
   running_max = new_max;
   accumulate_values<V>(acc, correction, p, values, visible, hd);
 }

@@ -66,6 +66,28 @@ struct Avx512 {
   static F fabs(F a) { return _mm512_abs_ps(a); }
   static float freduce(F a) { return _mm512_reduce_add_ps(a); }
   static float freduce_max(F a) { return _mm512_reduce_max_ps(a); }
+  // Lane j of the result: the sum of v[j]'s lanes. Each level halves the number of vectors and
+  // the lanes each sum is spread over (256-bit halves, 128-bit quarters, pairs, lanes); the last
+  // level leaves key q + 4m in lane 4q + m, so the vectors are taken in that transposed order.
+  static F freduce_each(const F* v) {
+    F halves[8], quarters[4], pairs[2];
+    for (int i = 0; i < 8; ++i) {
+      const F a = v[4 * ((2 * i) % 4) + (2 * i) / 4], b = v[4 * ((2 * i + 1) % 4) + (2 * i + 1) / 4];
+      halves[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                                _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    for (int i = 0; i < 4; ++i) {
+      const F a = halves[2 * i], b = halves[2 * i + 1];
+      quarters[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+    for (int i = 0; i < 2; ++i) {
+      const F a = quarters[2 * i], b = quarters[2 * i + 1];
+      pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    const __m512d a = _mm512_castps_pd(pairs[0]), b = _mm512_castps_pd(pairs[1]);
+    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
   static F load_f16(const void* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p))); }
   static void store_f16(void* p, F a) {
     _mm256_storeu_si256(static_cast<__m256i*>(p), _mm512_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));

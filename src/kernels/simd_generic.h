@@ -138,6 +138,12 @@ struct Generic {
     for (float x : a.v) m = x > m ? x : m;
     return m;
   }
+  // Lane j of the result: the sum of v[j]'s lanes.
+  static F freduce_each(const F* v) {
+    F r;
+    for (int j = 0; j < L; ++j) r.v[j] = freduce(v[j]);
+    return r;
+  }
   static F load_f16(const void* p) {
     uint16_t h[L];
     std::memcpy(h, p, sizeof(h));

@@ -78,6 +78,8 @@ struct NeonDotprod {
   static F fabs(F a) { return vabsq_f32(a); }
   static float freduce(F a) { return vaddvq_f32(a); }
   static float freduce_max(F a) { return vmaxvq_f32(a); }
+  // Lane j of the result: the sum of v[j]'s lanes.
+  static F freduce_each(const F* v) { return vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3])); }
   static F load_f16(const void* p) {
     uint16_t h[L];
     std::memcpy(h, p, sizeof h);
