@@ -83,7 +83,7 @@ static float max_logit(std::span<const float> logits) {
   return best;
 }
 
-// sum of weight[0..64), in eight independent chains.
+// The sum of weight[0..64), in eight independent chains.
 static double block_total(const float* weight) {
   double lane[8] = {};
   for (int i = 0; i < 64; i += 8)
