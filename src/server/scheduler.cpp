@@ -83,6 +83,13 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const T
   for (auto& lane : lanes_) lane->thread = std::thread([this, l = lane.get()] { run(*l); });
 }
 
+constexpr const char* kShuttingDown = "the server is shutting down";
+
+// Ends a job that never reached a slot.
+static void refuse_for_shutdown(GenerationJob& job) {
+  if (job.on_done) job.on_done(JobSummary{.stop = StopReason::cancelled, .error = kShuttingDown});
+}
+
 Scheduler::~Scheduler() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -90,10 +97,7 @@ Scheduler::~Scheduler() {
   }
   wake_.notify_all();
   for (auto& lane : lanes_) lane->thread.join();
-  for (auto& [job, submitted] : queue_) {
-    JobSummary summary{.stop = StopReason::cancelled, .error = "the server is shutting down"};
-    if (job->on_done) job->on_done(summary);
-  }
+  for (auto& [job, submitted] : queue_) refuse_for_shutdown(*job);
 }
 
 void Scheduler::submit(std::shared_ptr<GenerationJob> job) {
@@ -110,8 +114,7 @@ void Scheduler::submit(std::shared_ptr<GenerationJob> job) {
     wake_.notify_all();
     return;
   }
-  JobSummary summary{.stop = StopReason::cancelled, .error = "the server is shutting down"};
-  if (job->on_done) job->on_done(summary);
+  refuse_for_shutdown(*job);
 }
 
 // Each job goes to the free slot whose cache shares the longest prefix with its prompt.
@@ -282,7 +285,7 @@ void Scheduler::run(Lane& lane) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (s->placed) s->job = std::move(s->placed);
     }
-    if (s->job) finish(*s, StopReason::cancelled, "the server is shutting down");
+    if (s->job) finish(*s, StopReason::cancelled, kShuttingDown);
   }
 }
 
