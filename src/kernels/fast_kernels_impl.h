@@ -39,20 +39,36 @@ typename V::F vexp(typename V::F x) {
   return V::fmul(p, scale);
 }
 
+// Rows of floats `stride` apart (one KV head's rows of a cache, or a single vector).
 template <typename V>
-ORCHARD_INLINE float dot(const float* a, const float* b, int64_t n) {
+struct F32Rows {
+  const float* base;
+  int64_t stride;
+  ORCHARD_INLINE typename V::F load(int64_t j, int64_t d) const { return V::fload(base + j * stride + d); }
+  ORCHARD_INLINE typename V::F load_n(int64_t j, int64_t d, int n) const { return V::fload_n(base + j * stride + d, n); }
+  float at(int64_t j, int64_t d) const { return base[j * stride + d]; }
+};
+
+// q . keys[j] over hd values (attention's score), in two independent chains.
+template <typename V, typename Rows>
+ORCHARD_INLINE float score(const float* q, const Rows& keys, int64_t j, int64_t hd) {
   typename V::F acc0 = V::fzero(), acc1 = V::fzero();
-  int64_t i = 0;
-  for (; i + 2 * V::L <= n; i += 2 * V::L) {
-    acc0 = V::fma(V::fload(a + i), V::fload(b + i), acc0);
-    acc1 = V::fma(V::fload(a + i + V::L), V::fload(b + i + V::L), acc1);
+  int64_t d = 0;
+  for (; d + 2 * V::L <= hd; d += 2 * V::L) {
+    acc0 = V::fma(V::fload(q + d), keys.load(j, d), acc0);
+    acc1 = V::fma(V::fload(q + d + V::L), keys.load(j, d + V::L), acc1);
   }
-  for (; i + V::L <= n; i += V::L) acc0 = V::fma(V::fload(a + i), V::fload(b + i), acc0);
-  if (i < n) {
-    const int rest = static_cast<int>(n - i);
-    acc1 = V::fma(V::fload_n(a + i, rest), V::fload_n(b + i, rest), acc1);
+  for (; d + V::L <= hd; d += V::L) acc0 = V::fma(V::fload(q + d), keys.load(j, d), acc0);
+  if (d < hd) {
+    const int rest = static_cast<int>(hd - d);
+    acc1 = V::fma(V::fload_n(q + d, rest), keys.load_n(j, d, rest), acc1);
   }
   return V::freduce(V::fadd(acc0, acc1));
+}
+
+template <typename V>
+ORCHARD_INLINE float dot(const float* a, const float* b, int64_t n) {
+  return score<V>(a, F32Rows<V>{b, 0}, 0, n);
 }
 
 // ---- Activation quantization ---------------------------------------------------------------
@@ -146,16 +162,6 @@ constexpr int64_t kQueryRows = 32;
 constexpr int64_t kKeyTile = 64;
 constexpr int64_t kMaxRowsReadingF16 = 8;
 
-// One KV head's rows as float32, `stride` floats apart.
-template <typename V>
-struct F32Rows {
-  const float* base;
-  int64_t stride;
-  ORCHARD_INLINE typename V::F load(int64_t j, int64_t d) const { return V::fload(base + j * stride + d); }
-  ORCHARD_INLINE typename V::F load_n(int64_t j, int64_t d, int n) const { return V::fload_n(base + j * stride + d, n); }
-  float at(int64_t j, int64_t d) const { return base[j * stride + d]; }
-};
-
 // One KV head's rows as f16, converted when loaded (head_dim a multiple of V::L: no partial loads).
 template <typename V>
 struct F16Rows {
@@ -187,23 +193,6 @@ void kv_rows_to_f32(const AttentionBatch& a, const void* base, const float* scal
       for (; d < hd; ++d) row[d] = scale * static_cast<float>(src[d]);
     }
   }
-}
-
-// q . keys[j] over hd values, in two independent chains.
-template <typename V, typename Rows>
-ORCHARD_INLINE float score(const float* q, const Rows& keys, int64_t j, int64_t hd) {
-  typename V::F acc0 = V::fzero(), acc1 = V::fzero();
-  int64_t d = 0;
-  for (; d + 2 * V::L <= hd; d += 2 * V::L) {
-    acc0 = V::fma(V::fload(q + d), keys.load(j, d), acc0);
-    acc1 = V::fma(V::fload(q + d + V::L), keys.load(j, d + V::L), acc1);
-  }
-  for (; d + V::L <= hd; d += V::L) acc0 = V::fma(V::fload(q + d), keys.load(j, d), acc0);
-  if (d < hd) {
-    const int rest = static_cast<int>(hd - d);
-    acc1 = V::fma(V::fload_n(q + d, rest), keys.load_n(j, d, rest), acc1);
-  }
-  return V::freduce(V::fadd(acc0, acc1));
 }
 
 // out[d] = out[d] * correction + sum over j < n of p[j] * values[j][d]. Keys inner, up to four
