@@ -15,7 +15,7 @@ if [ ! -d "$npm_dir/node_modules/openai" ]; then
 fi
 
 log=$(mktemp)
-"$orchard" serve --model "$model" --port 0 --parallel 4 --ctx-size 1024 2>"$log" &
+"$orchard" serve --model "$model" --port 0 --parallel 4 --ctx-size 4096 2>"$log" &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 300); do
