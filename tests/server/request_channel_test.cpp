@@ -28,7 +28,7 @@ TEST(RequestChannel, StepsBeforeTheNextWriteTimeArriveTogether) {
   std::thread producer([&] {
     for (const char* text : {"b", "c", "d"}) {
       channel->push(step_with(text));
-      std::this_thread::sleep_for(milliseconds(10));
+      std::this_thread::sleep_for(milliseconds(1));
     }
   });
   ASSERT_TRUE(channel->take(steps));
