@@ -132,6 +132,7 @@ class Context {
   void truncate(int64_t n);
   void reset() { truncate(0); }
   const Model& model() const;
+  KernelChoice kernels() const;
   // Limited-memory mode's figures for this context (inactive when the model is mapped).
   FlashStats flash_stats() const;
   // Bytes the KV cache holds (all layers, the whole context).

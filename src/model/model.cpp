@@ -86,12 +86,12 @@ int64_t Model::parameter_count() const {
 
 struct Context::Impl {
   std::shared_ptr<const Model> model;
+  KernelChoice kernels;
   Transformer transformer;
   int64_t n_past = 0;
 
-  Impl(std::shared_ptr<const Model> m, const Kernels& kernels, int64_t n_ctx, int n_threads,
-       std::optional<KvType> kv_type)
-      : model(std::move(m)), transformer(model->impl(), kernels, n_ctx, n_threads, 1, kv_type) {}
+  Impl(std::shared_ptr<const Model> m, KernelChoice choice, int64_t n_ctx, int n_threads, std::optional<KvType> kv_type)
+      : model(std::move(m)), kernels(choice), transformer(model->impl(), select_kernels(choice), n_ctx, n_threads, 1, kv_type) {}
 };
 
 Context::Context(std::shared_ptr<const Model> model, const ContextOptions& options) {
@@ -99,8 +99,8 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
   int64_t n_ctx = options.n_ctx;
   if (n_ctx <= 0) n_ctx = std::min<int64_t>(model->config().context_length, 4096);
   if (n_ctx > (int64_t{1} << 24)) fail("context size ", n_ctx, " is too large");
-  impl_ = std::make_unique<Impl>(std::move(model), select_kernels(options.kernels), n_ctx,
-                                 options.n_threads, kv_type_of(options.kv_cache));
+  impl_ = std::make_unique<Impl>(std::move(model), options.kernels, n_ctx, options.n_threads,
+                                 kv_type_of(options.kv_cache));
 }
 
 Context::~Context() = default;
@@ -135,6 +135,7 @@ std::vector<float> Context::eval_last(std::span<const int32_t> tokens) {
 int64_t Context::n_past() const { return impl_->n_past; }
 int64_t Context::n_ctx() const { return impl_->transformer.n_ctx(); }
 const Model& Context::model() const { return *impl_->model; }
+KernelChoice Context::kernels() const { return impl_->kernels; }
 FlashStats Context::flash_stats() const { return impl_->transformer.flash_stats(); }
 uint64_t Context::kv_cache_bytes() const { return impl_->transformer.cache().bytes(); }
 

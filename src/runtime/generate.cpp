@@ -12,6 +12,7 @@ GenerateResult generate(Context& context, const Tokenizer& tokenizer, std::span<
     fail("generate: the context already holds the whole prompt");
   // The constraint steers to a close within what the context leaves when no budget is set.
   StreamOptions bounded = options;
+  bounded.sampling.kernels = context.kernels();
   const int64_t room = context.n_ctx() - static_cast<int64_t>(prompt.size());
   if (bounded.max_tokens < 0 || bounded.max_tokens > room) bounded.max_tokens = room;
   TokenStream stream(tokenizer, prompt, bounded);

@@ -53,7 +53,8 @@ uint64_t Rng::next() {
 
 double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
-Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {
+Sampler::Sampler(const SamplingParams& params)
+    : params_(params), kernels_(&select_kernels(params.kernels)), rng_(params.seed) {
   if (!std::isfinite(params.temperature)) fail("temperature must be a finite number");
   if (!(params.top_p > 0.0f)) fail("top-p must be greater than 0");
   if (!(params.min_p >= 0.0f && params.min_p <= 1.0f)) fail("min-p must be between 0 and 1");
@@ -94,8 +95,8 @@ static double block_total(const float* weight) {
 // A draw from softmax(logits / temperature) over the whole vocabulary: the best logit, every
 // weight and their total (vectorized), then the draw, with no candidate list. This is what the
 // OpenAI defaults ask (temperature only: no top-k, top-p, min-p or penalty).
-static int32_t draw_at_temperature(std::span<const float> logits, float temperature, double uniform) {
-  static const Kernels& kernels = select_kernels(KernelChoice::fast);
+static int32_t draw_at_temperature(const Kernels& kernels, std::span<const float> logits, float temperature,
+                                   double uniform) {
   const int64_t n = static_cast<int64_t>(logits.size());
   std::vector<float>& weight = draw_buffers().float_weight;
   weight.resize(logits.size());
@@ -124,7 +125,7 @@ int32_t Sampler::sample(std::span<const float> logits) {
                                 params_.top_p >= 1.0f && params_.min_p <= 0.0f &&
                                 (params_.repeat_penalty == 1.0f || recent_.empty());
   if (temperature_only) {
-    const int32_t chosen = draw_at_temperature(logits, params_.temperature, rng_.uniform());
+    const int32_t chosen = draw_at_temperature(*kernels_, logits, params_.temperature, rng_.uniform());
     remember(chosen);
     return chosen;
   }

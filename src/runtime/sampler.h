@@ -6,7 +6,11 @@
 #include <span>
 #include <vector>
 
+#include "orchard/model.h"
+
 namespace orchard {
+
+struct Kernels;
 
 struct SamplingParams {
   float temperature = 0.8f;  // <= 0: greedy (argmax, lowest id on ties)
@@ -16,6 +20,8 @@ struct SamplingParams {
   float repeat_penalty = 1.0f;  // 1: off
   int32_t repeat_last_n = 64;   // how many recent tokens the penalty looks at
   uint64_t seed = 0;
+  // Whose exp weighs the draw: the model's choice, so that `--kernels reference` runs no fast kernel.
+  KernelChoice kernels = KernelChoice::fast;
 };
 
 // Deterministic across platforms: the same seed gives the same draws everywhere.
@@ -44,6 +50,7 @@ class Sampler {
     float logit;
   };
   SamplingParams params_;
+  const Kernels* kernels_;
   Rng rng_;
   std::deque<int32_t> recent_;
   std::vector<Candidate> candidates_;

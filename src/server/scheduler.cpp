@@ -61,7 +61,7 @@ struct Scheduler::Lane {
 
 Scheduler::Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, int n_slots,
                      int64_t n_ctx, KernelChoice kernels, int n_threads, KvCacheType kv_cache, Metrics& metrics)
-    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), n_ctx_(n_ctx), metrics_(metrics) {
+    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), n_ctx_(n_ctx), kernels_(kernels), metrics_(metrics) {
   if (n_slots < 1) fail("--parallel must be at least 1");
   if (n_ctx <= 0) n_ctx = std::min<int64_t>(model_->config().context_length, 4096);
   const LaneShape shape = lane_shape(*model_, n_threads, n_slots);
@@ -157,7 +157,9 @@ void Scheduler::admit(Slot& slot) {
       if (t < 0 || t >= vocab) fail("token id ", t, " is outside the vocabulary");
     slot.cached.resize(common);
     slot.summary.cached_prompt_tokens = static_cast<int64_t>(common);
-    slot.stream = std::make_unique<TokenStream>(*tokenizer_, prompt, slot.job->options);
+    StreamOptions options = slot.job->options;
+    options.sampling.kernels = kernels_;
+    slot.stream = std::make_unique<TokenStream>(*tokenizer_, prompt, std::move(options));
     // The new prompt tokens go into the next batched pass beside the other requests' decode.
     slot.prefill.assign(prompt.begin() + static_cast<long>(common), prompt.end());
     metrics_.add_prompt_tokens(static_cast<int64_t>(slot.prefill.size()));

@@ -64,6 +64,7 @@ class Scheduler {
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   int64_t n_ctx_;
+  KernelChoice kernels_;
   Metrics& metrics_;
   std::vector<std::unique_ptr<Slot>> slots_;  // every lane's
   std::vector<std::unique_ptr<Lane>> lanes_;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -75,6 +76,27 @@ TEST(Sampler, DrawsFollowTheDistributionOverALargeVocabulary) {
   for (const auto& [token, count] : counts)
     if (token != 10 && token < 500) background_below_500 += count;
   EXPECT_NEAR(background_below_500 / double(draws), 0.1 * 498 / 997, 0.01);
+}
+
+// Under the reference kernels the draw is the inverse of the cumulative distribution of the
+// exact softmax: the first token whose running weight passes the uniform draw times the total.
+TEST(Sampler, ReferenceKernelsDrawTheInverseOfTheExactCumulativeDistribution) {
+  std::vector<float> logits(300);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>(std::sin(i * 0.7) * 3 + (i % 7) * 0.2);
+  const float temperature = 0.8f;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    SamplingParams params = unfiltered(temperature, seed);
+    params.kernels = KernelChoice::reference;
+    Sampler sampler(params);
+    const float max = *std::max_element(logits.begin(), logits.end());
+    std::vector<double> weight;
+    double total = 0;
+    for (float l : logits) total += weight.emplace_back(std::exp((l - max) / double(temperature)));
+    double r = Rng(seed).uniform() * total;
+    int32_t expected = 0;
+    while ((r -= weight[expected]) >= 0) ++expected;
+    EXPECT_EQ(sampler.sample(logits), expected) << "seed " << seed;
+  }
 }
 
 TEST(Sampler, LowTemperatureSharpens) {
