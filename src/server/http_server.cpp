@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <thread>
 
 #include "base/error.h"
@@ -81,7 +82,7 @@ class Api {
     PreparedJob prepared = service_.prepare(request);
     auto channel = submit(prepared, request.stream);
     if (request.stream) stream_chat(res, request, prepared, channel);
-    else answer_chat(res, request, prepared, *channel);
+    else answer_chat(res, request, prepared, channel);
   }
 
   void completion(const httplib::Request& req, httplib::Response& res) {
@@ -98,15 +99,13 @@ class Api {
       return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", service_.model_name()}, {"choices", std::move(choices)}};
     };
     if (!request.stream) {
-      std::string text = echo;
-      std::vector<TokenStep> steps;
-      channel->take_all(steps);
-      for (const TokenStep& step : steps) text += step.text;
-      const JobSummary summary = channel->summary();
-      if (!summary.error.empty()) throw RequestError(500, summary.error);
-      json body = envelope(json::array({choice(text, finish_reason_name(finish_reason_of(summary.stop)))}));
-      body["usage"] = usage_json(summary);
-      send_json(res, 200, body);
+      answer_when_done(res, channel, [=](const std::vector<TokenStep>& steps, const JobSummary& summary) {
+        std::string text = echo;
+        for (const TokenStep& step : steps) text += step.text;
+        json body = envelope(json::array({choice(text, finish_reason_name(finish_reason_of(summary.stop)))}));
+        body["usage"] = usage_json(summary);
+        return body;
+      });
       return;
     }
     const bool usage = request.include_usage;
@@ -154,32 +153,62 @@ class Api {
                 {"system_fingerprint", "orchard"}, {"choices", json::array({std::move(choice)})}};
   }
 
-  void answer_chat(httplib::Response& res, const ChatRequest& request, const PreparedJob& prepared, RequestChannel& channel) {
-    std::string text;
-    json logprobs = json::array();
+  // A response that is not streamed. Its status is known once the job has started: a job the
+  // scheduler refuses ends before its first token, with its error. A job still running then
+  // finishes in a content provider, the one place where httplib 0.11 shows the connection: a
+  // client that leaves before the end cancels its generation.
+  using Answer = std::function<json(const std::vector<TokenStep>&, const JobSummary&)>;
+  void answer_when_done(httplib::Response& res, std::shared_ptr<RequestChannel> channel, Answer answer) {
+    channel->wait_started();
     std::vector<TokenStep> steps;
-    channel.take_all(steps);
-    for (const TokenStep& step : steps) {
-      text += step.text;
-      if (request.logprobs && step.token >= 0) logprobs.push_back(service_.token_logprob_json(step));
+    if (channel->take_all(steps, Clock::duration::zero())) {
+      const JobSummary summary = channel->summary();
+      if (!summary.error.empty()) throw RequestError(500, summary.error);
+      send_json(res, 200, answer(steps, summary));
+      return;
     }
-    const JobSummary summary = channel.summary();
-    if (!summary.error.empty()) throw RequestError(500, summary.error);
-    json message = {{"role", "assistant"}, {"content", text}};
-    FinishReason finish = finish_reason_of(summary.stop);
-    if (prepared.tools_enabled) {
-      ParsedReply reply = parse_tool_calls(text);
-      if (!reply.tool_calls.empty()) {
-        message["content"] = reply.content.empty() ? json(nullptr) : json(reply.content);
-        message["tool_calls"] = tool_calls_json(reply.tool_calls, false);
-        finish = FinishReason::tool_calls;
+    res.set_chunked_content_provider("application/json", [channel, answer](size_t, httplib::DataSink& sink) {
+      std::vector<TokenStep> steps;
+      while (!channel->take_all(steps, std::chrono::milliseconds(10)))
+        if (!sink.is_writable()) {
+          channel->cancel();
+          return false;
+        }
+      const JobSummary summary = channel->summary();
+      if (!summary.error.empty()) return false;  // the status is out: only a cut connection tells
+      const std::string body = to_text(answer(steps, summary));
+      sink.write(body.data(), body.size());
+      sink.done();
+      return true;
+    });
+  }
+
+  void answer_chat(httplib::Response& res, const ChatRequest& request, const PreparedJob& prepared,
+                   std::shared_ptr<RequestChannel> channel) {
+    const bool logprobs = request.logprobs, tools = prepared.tools_enabled;
+    answer_when_done(res, channel, [=, this](const std::vector<TokenStep>& steps, const JobSummary& summary) {
+      std::string text;
+      json token_logprobs = json::array();
+      for (const TokenStep& step : steps) {
+        text += step.text;
+        if (logprobs && step.token >= 0) token_logprobs.push_back(service_.token_logprob_json(step));
       }
-    }
-    json choice = {{"index", 0}, {"message", message}, {"logprobs", nullptr}, {"finish_reason", finish_reason_name(finish)}};
-    if (request.logprobs) choice["logprobs"] = {{"content", logprobs}};
-    json body = chat_envelope(new_id("chatcmpl"), unix_time(), "chat.completion", choice);
-    body["usage"] = usage_json(summary);
-    send_json(res, 200, body);
+      json message = {{"role", "assistant"}, {"content", text}};
+      FinishReason finish = finish_reason_of(summary.stop);
+      if (tools) {
+        ParsedReply reply = parse_tool_calls(text);
+        if (!reply.tool_calls.empty()) {
+          message["content"] = reply.content.empty() ? json(nullptr) : json(reply.content);
+          message["tool_calls"] = tool_calls_json(reply.tool_calls, false);
+          finish = FinishReason::tool_calls;
+        }
+      }
+      json choice = {{"index", 0}, {"message", message}, {"logprobs", nullptr}, {"finish_reason", finish_reason_name(finish)}};
+      if (logprobs) choice["logprobs"] = {{"content", token_logprobs}};
+      json body = chat_envelope(new_id("chatcmpl"), unix_time(), "chat.completion", choice);
+      body["usage"] = usage_json(summary);
+      return body;
+    });
   }
 
   void stream_chat(httplib::Response& res, const ChatRequest& request, const PreparedJob& prepared,

@@ -68,12 +68,21 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
     next_take_ = Clock::now() + write_interval_;
     return true;
   }
-  // Waits for the job's end and moves every step into `out` (a response that is not streamed).
-  void take_all(std::vector<TokenStep>& out) {
+  // Waits for the job's first step or its end (a job refused at admission ends with no step).
+  void wait_started() {
     std::unique_lock<std::mutex> lock(mutex_);
-    ready_.wait(lock, [&] { return summary_.has_value(); });
+    waiting_ = true;
+    ready_.wait(lock, [&] { return !steps_.empty() || summary_.has_value(); });
+    waiting_ = wake_requested_ = false;
+  }
+  // Waits up to `timeout` for the job's end; once it has ended, moves every step into `out` and
+  // returns true (a response that is not streamed).
+  bool take_all(std::vector<TokenStep>& out, Clock::duration timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!ready_.wait_for(lock, timeout, [&] { return summary_.has_value(); })) return false;
     out.swap(steps_);
     steps_.clear();
+    return true;
   }
   // Valid after take() returned false or take_all() returned.
   JobSummary summary() {

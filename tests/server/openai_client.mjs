@@ -230,11 +230,24 @@ await check('logprobs, streamed and not, one entry per generated token', async (
   assert.equal(text, plain.choices[0].message.content);
 });
 
+const metric = async (name) => {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return Number(text.match(new RegExp(`^${name} (\\d+)`, 'm'))[1]);
+};
+const settled = async () => {
+  let active = 1;
+  for (let i = 0; i < 50 && active !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    active = await metric('orchard_requests_active');
+  }
+  assert.equal(active, 0, 'generation still running after the client left');
+  const generated = await metric('orchard_generated_tokens_total');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await metric('orchard_generated_tokens_total'), generated);
+  return generated;
+};
+
 await check('a client that disconnects cancels its generation', async () => {
-  const metric = async (name) => {
-    const text = await (await fetch(`${base}/metrics`)).text();
-    return Number(text.match(new RegExp(`^${name} (\\d+)`, 'm'))[1]);
-  };
   const before = await metric('orchard_generated_tokens_total');
   // The server runs with a 4096-token context: uncancelled, this would generate ~4000 tokens.
   // The server notices the client's exit at its next write (writes are 10 ms apart), and the
@@ -246,16 +259,23 @@ await check('a client that disconnects cancels its generation', async () => {
   for await (const chunk of stream) {
     if (++chunks === 2) break;  // the role and the first token; leaving the loop aborts the request
   }
-  let active = 1;
-  for (let i = 0; i < 50 && active !== 0; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    active = await metric('orchard_requests_active');
-  }
-  assert.equal(active, 0, 'generation still running after the client left');
-  const generated = await metric('orchard_generated_tokens_total');
+  const generated = await settled();
   assert.ok(generated - before < 2000, `${generated - before} tokens generated for a client that read 2 chunks`);
-  await new Promise((r) => setTimeout(r, 300));
-  assert.equal(await metric('orchard_generated_tokens_total'), generated);
+});
+
+await check('a client that leaves before its answer that is not streamed cancels its generation', async () => {
+  const before = await metric('orchard_generated_tokens_total');
+  const abort = new AbortController();
+  const request = fetch(`${base}/v1/chat/completions`, {
+    method: 'POST', signal: abort.signal, headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Go on forever.' }], max_tokens: 100000, seed: 11 }),
+  }).then((res) => res.json());
+  // Leave as soon as the server runs the request (uncancelled, it makes ~4000 tokens).
+  for (let i = 0; i < 2000 && await metric('orchard_requests_active') === 0; i++) await new Promise((r) => setTimeout(r, 1));
+  abort.abort();
+  await assert.rejects(request, (e) => e.name === 'AbortError');
+  const generated = await settled();
+  assert.ok(generated - before < 2000, `${generated - before} tokens generated for a client that left`);
 });
 
 await check('metrics', async () => {

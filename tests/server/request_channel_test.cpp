@@ -62,6 +62,10 @@ TEST(RequestChannel, TheEndIsNotHeldBackByTheWriteInterval) {
 TEST(RequestChannel, TakeAllWaitsForTheEnd) {
   ChannelWaker waker;
   auto channel = std::make_shared<RequestChannel>(waker);
+  std::vector<TokenStep> steps;
+  channel->push(step_with("-"));
+  EXPECT_FALSE(channel->take_all(steps, milliseconds(1)));  // running: nothing is taken
+  EXPECT_TRUE(steps.empty());
   std::thread producer([&] {
     for (int i = 0; i < 5; ++i) {
       channel->push(step_with(std::to_string(i)));
@@ -69,12 +73,31 @@ TEST(RequestChannel, TakeAllWaitsForTheEnd) {
     }
     channel->close(JobSummary{.stop = StopReason::end_of_sequence, .completion_tokens = 5});
   });
-  std::vector<TokenStep> steps;
-  channel->take_all(steps);
+  while (!channel->take_all(steps, milliseconds(1))) {
+  }
   producer.join();
-  ASSERT_EQ(steps.size(), 5u);
-  EXPECT_EQ(steps[4].text, "4");
+  ASSERT_EQ(steps.size(), 6u);
+  EXPECT_EQ(steps[5].text, "4");
   EXPECT_EQ(channel->summary().stop, StopReason::end_of_sequence);
+}
+
+TEST(RequestChannel, WaitStartedReturnsAtTheFirstStepOrTheEnd) {
+  ChannelWaker waker;
+  auto started = std::make_shared<RequestChannel>(waker);
+  std::thread producer([&] {
+    std::this_thread::sleep_for(milliseconds(5));  // most often after the wait has begun
+    started->push(step_with("a"));
+  });
+  started->wait_started();  // would wait forever if the push did not wake it
+  producer.join();
+  std::vector<TokenStep> steps;
+  EXPECT_FALSE(started->take_all(steps, milliseconds(0)));  // started, not ended
+
+  auto refused = std::make_shared<RequestChannel>(waker);
+  std::thread closer([&] { refused->close(JobSummary{.error = "refused"}); });
+  refused->wait_started();
+  closer.join();
+  EXPECT_EQ(refused->summary().error, "refused");
 }
 
 TEST(RequestChannel, PushReportsACancelledRequest) {
