@@ -42,8 +42,9 @@ void send_json(httplib::Response& res, int status, const json& body) {
 
 // Writes the gathered server-sent events as one HTTP chunk (one send for every token the
 // scheduler produced since the last write) and empties `events`; false once the client is gone.
+// With nothing to write (text held back while it may be a tool call) the connection is looked at.
 bool send_events(httplib::DataSink& sink, std::string& events, bool open) {
-  const bool ok = open && (events.empty() || sink.write(events.data(), events.size()));
+  const bool ok = open && (events.empty() ? sink.is_writable() : sink.write(events.data(), events.size()));
   events.clear();
   return ok;
 }

@@ -263,6 +263,21 @@ await check('a client that disconnects cancels its generation', async () => {
   assert.ok(generated - before < 2000, `${generated - before} tokens generated for a client that read 2 chunks`);
 });
 
+await check('a client that leaves a stream whose text is held back as a tool call cancels it', async () => {
+  const before = await metric('orchard_generated_tokens_total');
+  // Uncancelled, the forced call's unbounded string runs to the context's end (~3800 tokens),
+  // and none of it is sent before the call is complete: only the role chunk comes.
+  const writeTool = { type: 'function', function: { name: 'write', parameters: {
+    type: 'object', properties: { text: { type: 'string' } }, required: ['text'] } } };
+  const stream = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Go.' }], tools: [writeTool], tool_choice: 'required',
+    max_tokens: 100000, stream: true, seed: 11,
+  });
+  for await (const chunk of stream) break;
+  const generated = await settled();
+  assert.ok(generated - before < 2000, `${generated - before} tokens generated for a client that left`);
+});
+
 await check('a client that leaves before its answer that is not streamed cancels its generation', async () => {
   const before = await metric('orchard_generated_tokens_total');
   const abort = new AbortController();
