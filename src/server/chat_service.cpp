@@ -33,7 +33,7 @@ ChatService::ChatService(std::shared_ptr<const Model> model, std::shared_ptr<con
 }
 
 std::shared_ptr<const CompiledSchema> ChatService::compiled(const json& schema, const std::string& prefix,
-                                                            const std::string& suffix) {
+                                                            const std::string& suffix, const char* param) {
   const std::string key = prefix + '\x1f' + schema.dump() + '\x1f' + suffix;
   std::lock_guard<std::mutex> lock(cache_mutex_);
   if (auto it = schema_cache_.find(key); it != schema_cache_.end()) return it->second;
@@ -44,7 +44,7 @@ std::shared_ptr<const CompiledSchema> ChatService::compiled(const json& schema, 
   try {
     result = JsonSchemaConstraint::compile(schema, vocabulary_, options);
   } catch (const Error& e) {
-    throw RequestError(400, std::string("unsupported JSON schema: ") + e.what(), "response_format", "invalid_schema");
+    throw RequestError(400, std::string("unsupported JSON schema: ") + e.what(), param, "invalid_schema");
   }
   if (schema_cache_.size() >= 64) schema_cache_.clear();  // bounded: schemas are per application
   schema_cache_[key] = result;
@@ -97,11 +97,11 @@ PreparedJob ChatService::prepare(const ChatRequest& r) {
     }
     const json call = choices.size() == 1 ? choices[0] : json{{"anyOf", choices}};
     job.options.constraint = std::make_shared<JsonSchemaConstraint>(
-        compiled(call, std::string(kToolCallOpen) + "\n", "\n" + std::string(kToolCallClose)));
+        compiled(call, std::string(kToolCallOpen) + "\n", "\n" + std::string(kToolCallClose), "tools"));
   } else if (r.response_format == "json_object") {
-    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(json{{"type", "object"}}, "", ""));
+    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(json{{"type", "object"}}, "", "", "response_format"));
   } else if (r.response_format == "json_schema") {
-    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(r.response_schema, "", ""));
+    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(r.response_schema, "", "", "response_format"));
   }
   finish_options(job, r.max_tokens);
   return job;

@@ -43,7 +43,9 @@ class ChatService {
   json token_logprob_json(const TokenStep& step) const;
 
  private:
-  std::shared_ptr<const CompiledSchema> compiled(const json& schema, const std::string& prefix, const std::string& suffix);
+  // `param` names the request field a schema came from, for the error when it cannot be compiled.
+  std::shared_ptr<const CompiledSchema> compiled(const json& schema, const std::string& prefix, const std::string& suffix,
+                                                 const char* param);
   void finish_options(PreparedJob& job, std::optional<int64_t> max_tokens);
 
   std::shared_ptr<const Model> model_;

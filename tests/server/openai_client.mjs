@@ -188,6 +188,18 @@ await check('malformed and invalid requests get 4xx error objects', async () => 
   res = await post(JSON.stringify({ model, messages: [{ role: 'user', content: 'x'.repeat(20000) }] }));
   assert.equal(res.status, 400);
   assert.equal((await res.json()).error.code, 'context_length_exceeded');
+  // A schema the constraint cannot follow is refused, naming the field it came from.
+  const unsupported = { type: 'object', properties: { s: { type: 'string', pattern: 'a+' } } };
+  res = await post(JSON.stringify({ model, messages: [{ role: 'user', content: 'x' }],
+    response_format: { type: 'json_schema', json_schema: { name: 'unsupported', schema: unsupported } } }));
+  assert.equal(res.status, 400);
+  body = await res.json();
+  assert.deepEqual([body.error.param, body.error.code], ['response_format', 'invalid_schema']);
+  res = await post(JSON.stringify({ model, messages: [{ role: 'user', content: 'x' }], tool_choice: 'required',
+    tools: [{ type: 'function', function: { name: 'f', parameters: unsupported } }] }));
+  assert.equal(res.status, 400);
+  body = await res.json();
+  assert.deepEqual([body.error.param, body.error.code], ['tools', 'invalid_schema']);
   // The official client raises a typed error for a 400.
   await assert.rejects(
     client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], temperature: 'hot' }),
