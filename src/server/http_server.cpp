@@ -116,7 +116,7 @@ class Api {
       if (!echo.empty()) text_chunk->append_event(events, echo);  // goes out with the first token
       bool open = true;
       std::vector<TokenStep> steps;
-      while (channel->take(steps)) {
+      while (channel->take(steps, [&sink] { return sink.is_writable(); })) {
         std::string text;
         for (const TokenStep& step : steps) text += step.text;
         if (!text.empty()) text_chunk->append_event(events, text);
@@ -144,6 +144,7 @@ class Api {
     job->prompt = prepared.prompt;
     job->options = prepared.options;
     job->on_step = [channel](const TokenStep& step) { return channel->push(step); };
+    job->abandoned = [channel] { return channel->cancelled(); };
     job->on_done = [channel](const JobSummary& summary) { channel->close(summary); };
     scheduler_.submit(job);
     return channel;
@@ -233,7 +234,7 @@ class Api {
       std::string held, full;
       bool holding = tools;
       std::vector<TokenStep> steps;
-      while (channel->take(steps)) {
+      while (channel->take(steps, [&sink] { return sink.is_writable(); })) {
         // The tokens taken together go out as one chunk (their logprobs in its list).
         std::string text;
         json token_logprobs = json::array();

@@ -2,6 +2,7 @@
 #pragma once
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -46,6 +47,10 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
     }
     ready_.notify_one();
   }
+  bool cancelled() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cancelled_;
+  }
   // HTTP side.
   void cancel() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -55,13 +60,24 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
   // HTTP thread that fell behind catches up with one write; false once the job is over and
   // every step was taken. Steps that come within the write interval of the last take wait for
   // its end (the job's end does not): a stream writes at most once per interval however fast
-  // the model is, and the scheduler asks no wake-up for them.
-  bool take(std::vector<TokenStep>& out) {
+  // the model is, and the scheduler asks no wake-up for them. While no step comes (the job is
+  // queued, or prefills a long prompt), `client_present` is asked every `kPresenceCheck`; when
+  // it says no, the job is cancelled and the wait goes on for its end.
+  static constexpr Clock::duration kPresenceCheck = std::chrono::milliseconds(100);
+  bool take(std::vector<TokenStep>& out, const std::function<bool()>& client_present = {}) {
     out.clear();
     std::unique_lock<std::mutex> lock(mutex_);
     ready_.wait_until(lock, next_take_, [&] { return summary_.has_value(); });
     waiting_ = true;
-    ready_.wait(lock, [&] { return !steps_.empty() || summary_.has_value(); });
+    auto news = [&] { return !steps_.empty() || summary_.has_value(); };
+    if (!client_present) ready_.wait(lock, news);
+    while (!ready_.wait_for(lock, kPresenceCheck, news)) {
+      if (cancelled_) continue;
+      lock.unlock();
+      const bool present = client_present();
+      lock.lock();
+      cancelled_ = cancelled_ || !present;
+    }
     waiting_ = wake_requested_ = false;
     if (steps_.empty()) return false;
     out.swap(steps_);

@@ -146,6 +146,10 @@ void Scheduler::admit(Slot& slot) {
   slot.first_token = true;
   const std::vector<int32_t>& prompt = slot.job->prompt;
   slot.summary.prompt_tokens = static_cast<int64_t>(prompt.size());
+  if (slot.job->abandoned && slot.job->abandoned()) {
+    finish(slot, StopReason::cancelled);
+    return;
+  }
   try {
     if (prompt.empty() || static_cast<int64_t>(prompt.size()) >= n_ctx_)
       fail("the prompt has ", prompt.size(), " tokens; the context holds ", n_ctx_);

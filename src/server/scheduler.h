@@ -33,6 +33,9 @@ struct GenerationJob {
   // Called on the scheduler's thread for every token; returning false cancels the job (the
   // client went away).
   std::function<bool(const TokenStep&)> on_step;
+  // Asked when the job reaches its slot: true when the client left while the job was queued
+  // (the job then ends there, before its prefill).
+  std::function<bool()> abandoned;
   // Called once, last.
   std::function<void(const JobSummary&)> on_done;
 };

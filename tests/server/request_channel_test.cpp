@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 namespace orchard::server {
@@ -98,6 +99,24 @@ TEST(RequestChannel, WaitStartedReturnsAtTheFirstStepOrTheEnd) {
   refused->wait_started();
   closer.join();
   EXPECT_EQ(refused->summary().error, "refused");
+}
+
+// A stream whose job is queued writes nothing, so only the wait can notice the client leave.
+TEST(RequestChannel, AWaitThatFindsTheClientGoneCancelsTheJob) {
+  ChannelWaker waker;
+  auto channel = std::make_shared<RequestChannel>(waker);
+  std::atomic<int> asked{0};
+  bool more = true;
+  std::thread http([&] {
+    std::vector<TokenStep> steps;
+    more = channel->take(steps, [&] { return ++asked < 2; });  // present at first, then gone
+  });
+  while (!channel->cancelled()) std::this_thread::sleep_for(milliseconds(1));
+  EXPECT_EQ(asked.load(), 2);  // not asked again once cancelled
+  EXPECT_FALSE(channel->push(step_with("a")));  // the scheduler learns it at its next step
+  channel->close(JobSummary{.stop = StopReason::cancelled});
+  http.join();
+  EXPECT_TRUE(more);  // the step pushed before the close is still taken
 }
 
 TEST(RequestChannel, PushReportsACancelledRequest) {
