@@ -47,6 +47,7 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
     }
     ready_.notify_one();
   }
+  // Whether the client has gone (asked when a queued job reaches its slot).
   bool cancelled() {
     std::lock_guard<std::mutex> lock(mutex_);
     return cancelled_;
