@@ -58,6 +58,9 @@ std::string Metrics::render() const {
   out += "orchard_prompt_tokens_total " + std::to_string(prompt_tokens_.load()) + "\n";
   out += "# HELP orchard_generated_tokens_total Tokens generated.\n# TYPE orchard_generated_tokens_total counter\n";
   out += "orchard_generated_tokens_total " + std::to_string(generated_tokens_.load()) + "\n";
+  out += "# HELP orchard_abandoned_requests_total Generations cancelled because their client left.\n"
+         "# TYPE orchard_abandoned_requests_total counter\n";
+  out += "orchard_abandoned_requests_total " + std::to_string(abandoned_.load()) + "\n";
   out += "# HELP orchard_queue_depth Requests waiting for a slot.\n# TYPE orchard_queue_depth gauge\n";
   out += "orchard_queue_depth " + std::to_string(queue_depth_.load()) + "\n";
   out += "# HELP orchard_requests_active Requests being decoded.\n# TYPE orchard_requests_active gauge\n";

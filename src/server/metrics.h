@@ -31,6 +31,7 @@ class Metrics {
   void count_request(const std::string& endpoint, int status);
   void add_prompt_tokens(int64_t n) { prompt_tokens_ += n; }
   void add_generated_tokens(int64_t n) { generated_tokens_ += n; }
+  void count_abandoned() { ++abandoned_; }
   void observe_time_to_first_token(double seconds) { ttft_.observe(seconds); }
   void observe_token_latency(double seconds) { token_latency_.observe(seconds); }
   void set_queue_depth(int64_t n) { queue_depth_ = n; }
@@ -40,7 +41,7 @@ class Metrics {
  private:
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
-  std::atomic<int64_t> prompt_tokens_{0}, generated_tokens_{0}, queue_depth_{0}, active_{0};
+  std::atomic<int64_t> prompt_tokens_{0}, generated_tokens_{0}, abandoned_{0}, queue_depth_{0}, active_{0};
   Histogram ttft_, token_latency_;
 };
 

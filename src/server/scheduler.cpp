@@ -173,6 +173,7 @@ void Scheduler::admit(Slot& slot) {
 }
 
 void Scheduler::finish(Slot& slot, StopReason reason, const std::string& error) {
+  if (reason == StopReason::cancelled && error.empty()) metrics_.count_abandoned();  // the client left
   slot.summary.stop = reason;
   slot.summary.error = error;
   if (slot.stream) slot.summary.completion_tokens = slot.stream->generated();

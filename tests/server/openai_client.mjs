@@ -313,5 +313,7 @@ await check('metrics', async () => {
   assert.match(text, /orchard_time_to_first_token_seconds_bucket\{le="\+Inf"\} \d+/);
   assert.match(text, /orchard_token_latency_seconds_count \d+/);
   assert.match(text, /orchard_queue_depth \d+/);
+  // The three clients above that left.
+  assert.ok(Number(text.match(/^orchard_abandoned_requests_total (\d+)/m)[1]) >= 3);
 });
 console.log('all checks passed');

@@ -13,10 +13,10 @@
 namespace orchard::server {
 namespace {
 
-int64_t prompt_tokens_counted(const Metrics& metrics) {
+int64_t counter(const Metrics& metrics, const std::string& name) {
   std::smatch m;
   const std::string text = metrics.render();
-  EXPECT_TRUE(std::regex_search(text, m, std::regex("\norchard_prompt_tokens_total (\\d+)")));
+  EXPECT_TRUE(std::regex_search(text, m, std::regex("\n" + name + " (\\d+)"))) << name;
   return m.empty() ? -1 : std::stoll(m[1]);
 }
 
@@ -64,7 +64,9 @@ TEST(Scheduler, AJobAbandonedInTheQueueEndsBeforeItsPrefill) {
   EXPECT_EQ(abandoned_summary.stop, StopReason::cancelled);
   EXPECT_EQ(abandoned_summary.completion_tokens, 0);
   EXPECT_TRUE(abandoned_summary.error.empty()) << abandoned_summary.error;
-  EXPECT_EQ(prompt_tokens_counted(metrics), static_cast<int64_t>(tokenizer->encode("Once upon a time", false).size()));
+  EXPECT_EQ(counter(metrics, "orchard_prompt_tokens_total"),
+            static_cast<int64_t>(tokenizer->encode("Once upon a time", false).size()));
+  EXPECT_EQ(counter(metrics, "orchard_abandoned_requests_total"), 1);
 }
 
 }  // namespace
