@@ -69,6 +69,36 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
     out.clear();
     std::unique_lock<std::mutex> lock(mutex_);
     ready_.wait_until(lock, next_take_, [&] { return summary_.has_value(); });
+    wait_for_news(lock, client_present);
+    if (steps_.empty()) return false;
+    out.swap(steps_);
+    next_take_ = Clock::now() + write_interval_;
+    return true;
+  }
+  // Waits for the job's first step or its end (a job refused at admission ends with no step).
+  void wait_started() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    wait_for_news(lock, {});
+  }
+  // Waits up to `timeout` for the job's end; once it has ended, moves every step into `out` and
+  // returns true (a response that is not streamed).
+  bool take_all(std::vector<TokenStep>& out, Clock::duration timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!ready_.wait_for(lock, timeout, [&] { return summary_.has_value(); })) return false;
+    out.swap(steps_);
+    steps_.clear();
+    return true;
+  }
+  // Valid after take() returned false or take_all() returned true.
+  JobSummary summary() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return summary_.value_or(JobSummary{});
+  }
+
+ private:
+  // Sleeps (announced to push(), which then asks the waker) until a step is waiting or the job
+  // is over, asking `client_present`, when given, every kPresenceCheck.
+  void wait_for_news(std::unique_lock<std::mutex>& lock, const std::function<bool()>& client_present) {
     waiting_ = true;
     auto news = [&] { return !steps_.empty() || summary_.has_value(); };
     if (!client_present) ready_.wait(lock, news);
@@ -80,34 +110,8 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
       cancelled_ = cancelled_ || !present;
     }
     waiting_ = wake_requested_ = false;
-    if (steps_.empty()) return false;
-    out.swap(steps_);
-    next_take_ = Clock::now() + write_interval_;
-    return true;
-  }
-  // Waits for the job's first step or its end (a job refused at admission ends with no step).
-  void wait_started() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    waiting_ = true;
-    ready_.wait(lock, [&] { return !steps_.empty() || summary_.has_value(); });
-    waiting_ = wake_requested_ = false;
-  }
-  // Waits up to `timeout` for the job's end; once it has ended, moves every step into `out` and
-  // returns true (a response that is not streamed).
-  bool take_all(std::vector<TokenStep>& out, Clock::duration timeout) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (!ready_.wait_for(lock, timeout, [&] { return summary_.has_value(); })) return false;
-    out.swap(steps_);
-    steps_.clear();
-    return true;
-  }
-  // Valid after take() returned false or take_all() returned.
-  JobSummary summary() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return summary_.value_or(JobSummary{});
   }
 
- private:
   std::mutex mutex_;
   std::condition_variable ready_;
   std::vector<TokenStep> steps_;
