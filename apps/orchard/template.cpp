@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 #include "command.h"
 #include "template/chat_template.h"
 #include "template/chat_template_config.h"
@@ -20,8 +21,10 @@ nlohmann::ordered_json read_input_json(const std::string& path) {
   if (!file) fail("orchard template: cannot open --input-json file '", path, "'");
   std::stringstream text;
   text << file.rdbuf();
+  const std::string json_text = text.str();
+  check_json_depth(json_text, "orchard template: '" + path + "'");
   try {
-    return nlohmann::ordered_json::parse(text.str());
+    return nlohmann::ordered_json::parse(json_text);
   } catch (const nlohmann::json::parse_error& e) {
     fail("orchard template: '", path, "' is not valid JSON: ", e.what());
   }

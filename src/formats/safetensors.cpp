@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 
 namespace orchard {
 namespace {
@@ -29,6 +30,7 @@ void read_safetensors(std::shared_ptr<const Blob> blob, SafetensorsSet& set) {
   if (header_bytes > kMaxHeaderBytes || header_bytes > blob->size() - 8)
     fail(path, ": safetensors header length ", header_bytes, " exceeds the file");
   const char* header_begin = reinterpret_cast<const char*>(blob->data() + 8);
+  check_json_depth(std::string_view(header_begin, header_bytes), path + ": safetensors header");
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_begin, header_begin + header_bytes);
@@ -89,7 +91,9 @@ SafetensorsSet load_safetensors_folder(const std::string& folder) {
   if (file_exists(index_path)) {
     nlohmann::json index;
     try {
-      index = nlohmann::json::parse(read_text_file(index_path));
+      const std::string text = read_text_file(index_path);
+      check_json_depth(text, index_path);
+      index = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       fail(index_path, ": not valid JSON: ", e.what());
     }

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 #include "formats/safetensors.h"
 #include "model/model_impl.h"
 
@@ -96,7 +97,9 @@ TensorTable load_hf_model(const std::string& folder, Model::Impl& impl) {
   if (!file_exists(config_path)) fail(folder, ": no config.json in this folder");
   json config;
   try {
-    config = json::parse(read_text_file(config_path));
+    const std::string text = read_text_file(config_path);
+    check_json_depth(text, config_path);
+    config = json::parse(text);
   } catch (const json::exception& e) {
     fail(config_path, ": not valid JSON: ", e.what());
   }
@@ -147,6 +150,10 @@ TensorTable load_hf_model(const std::string& folder, Model::Impl& impl) {
   }
 
   SafetensorsSet set = load_safetensors_folder(folder);
+  // Checked before bind_weights sizes anything by it (2^31 layers ended in "out of memory").
+  if (static_cast<uint64_t>(c.n_layers) > set.tensors.size() / kMinTensorsPerLayer)
+    fail(config_path, ": num_hidden_layers = ", c.n_layers, " but the safetensors files hold only ", set.tensors.size(),
+         " tensors (each layer needs at least ", kMinTensorsPerLayer, ")");
   TensorTable table;
   for (TensorRef& t : set.tensors) {
     impl.tensors.push_back(t);

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/json_depth.h"
+
 namespace orchard {
 namespace {
 
@@ -22,7 +24,9 @@ ParsedReply parse_tool_calls(std::string_view reply) {
     const size_t body = open + kToolCallOpen.size();
     const size_t close = reply.find(kToolCallClose, body);
     const std::string_view inner = trim(reply.substr(body, close == std::string_view::npos ? std::string_view::npos : close - body));
-    const nlohmann::json call = nlohmann::json::parse(inner, nullptr, false);
+    // A reply nested beyond the bound is text, not a call (the model wrote it; never recurse on it).
+    const nlohmann::json call = json_too_deep_at(inner) ? nlohmann::json(nlohmann::json::value_t::discarded)
+                                                        : nlohmann::json::parse(inner, nullptr, false);
     const bool valid = !call.is_discarded() && call.is_object() && call.contains("name") && call["name"].is_string() &&
                        (!call.contains("arguments") || call["arguments"].is_object() || call["arguments"].is_string());
     if (!valid) {

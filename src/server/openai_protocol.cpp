@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "base/json_depth.h"
+
 namespace orchard::server {
 namespace {
 
@@ -128,8 +130,10 @@ json normalized_messages(const json& messages) {
       for (json& call : copy["tool_calls"]) {
         json& fn = call["function"];
         if (fn.contains("arguments") && fn["arguments"].is_string()) {
-          json parsed = json::parse(fn["arguments"].get<std::string>(), nullptr, false);
-          if (!parsed.is_discarded()) fn["arguments"] = parsed;
+          const std::string& text = fn["arguments"].get_ref<const std::string&>();
+          if (json_too_deep_at(text)) bad("messages", "a tool call's arguments nest JSON more than " + std::to_string(kMaxJsonDepth) + " levels deep");
+          json parsed = json::parse(text, nullptr, false);
+          if (!parsed.is_discarded()) fn["arguments"] = std::move(parsed);
         }
       }
     }
@@ -149,6 +153,9 @@ json error_body(const std::string& message, const std::string& type, const std::
 }
 
 json parse_body(const std::string& body) {
+  if (std::optional<size_t> at = json_too_deep_at(body))
+    throw RequestError(400, "the request body nests JSON more than " + std::to_string(kMaxJsonDepth) +
+                                " levels deep (at byte " + std::to_string(*at) + ")", "", "invalid_json");
   json parsed = json::parse(body, nullptr, false);
   if (parsed.is_discarded()) throw RequestError(400, "the request body is not valid JSON", "", "invalid_json");
   if (!parsed.is_object()) throw RequestError(400, "the request body must be a JSON object", "", "invalid_json");

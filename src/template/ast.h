@@ -58,6 +58,7 @@ struct Expression {
   std::vector<ExpressionPtr> items;  // list items; dict keys and values interleaved; compare operands
   std::vector<Operator> compare_ops;
   Arguments arguments;            // call, filter, test
+  int height = 1;                 // levels of expressions in this tree (the parser bounds it)
 
   Expression(ExpressionKind k, int l) : kind(k), line(l) {}
 };

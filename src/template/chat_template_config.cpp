@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 
 namespace orchard {
 
@@ -57,9 +58,11 @@ ChatTemplateConfig read_chat_template_config(const std::string& tokenizer_config
   if (!file) fail("cannot open tokenizer config '", tokenizer_config_path, "'");
   std::stringstream text;
   text << file.rdbuf();
+  const std::string json_text = text.str();
+  check_json_depth(json_text, "tokenizer config '" + tokenizer_config_path + "'");
   nlohmann::ordered_json config;
   try {
-    config = nlohmann::ordered_json::parse(text.str());
+    config = nlohmann::ordered_json::parse(json_text);
   } catch (const nlohmann::json::parse_error& e) {
     fail("tokenizer config '", tokenizer_config_path, "' is not valid JSON: ", e.what());
   }

@@ -71,6 +71,7 @@ std::string Interpreter::render(const Body& body, const DictData& context) {
   scope_ = root_scope_;
   steps_ = 0;
   call_depth_ = 0;
+  stack_base_ = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   try {
     std::string out;
     if (execute(body, out) != Flow::normal) fault("'break' or 'continue' outside a loop");
@@ -80,9 +81,15 @@ std::string Interpreter::render(const Body& body, const DictData& context) {
   }
 }
 
+// Every statement and expression passes here, so the stack check sees each level of recursion.
 void Interpreter::count_step() {
   if (++steps_ > limits_.max_steps)
     fault("template exceeded ", limits_.max_steps, " evaluation steps (runaway loop?)");
+  const uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  const uintptr_t used = here < stack_base_ ? stack_base_ - here : here - stack_base_;
+  if (used > limits_.max_stack_bytes)
+    fault("template nested too deeply: evaluating it would use more than ", limits_.max_stack_bytes >> 10,
+          " KiB of stack (blocks, macro calls and expressions together)");
 }
 
 void Interpreter::check_string_size(size_t bytes) const {

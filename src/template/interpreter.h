@@ -2,6 +2,7 @@
 // call gets its own scope; namespaces carry values out), loop variables, macros, whitespace
 // already resolved by the lexer. Runtime failures become orchard::Error naming the line.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -71,6 +72,7 @@ class Interpreter {
   int64_t steps_ = 0;
   int call_depth_ = 0;
   int current_line_ = 0;
+  uintptr_t stack_base_ = 0;  // the frame address at render(), for max_stack_bytes
   std::vector<Value> filter_block_inputs_;  // rendered bodies of enclosing {% filter %}/{% set %} blocks
 };
 

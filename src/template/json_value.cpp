@@ -1,12 +1,11 @@
 #include "template/json_value.h"
 
 #include "base/error.h"
+#include "base/json_depth.h"
 
 namespace orchard::jinja {
 
 namespace {
-
-constexpr int kMaxJsonDepth = 256;
 
 Value convert(const nlohmann::ordered_json& json, int depth) {
   if (depth > kMaxJsonDepth) fail("template context JSON is nested more than ", kMaxJsonDepth, " levels deep");

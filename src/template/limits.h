@@ -13,6 +13,11 @@ struct RenderLimits {
   size_t max_string_bytes = 64u << 20;    // any one string, the output included
   size_t max_list_items = 1u << 20;       // any one list built by the template
   int64_t max_range = 100'000;            // jinja2 sandbox's MAX_RANGE
+  // Native stack a render may use below its entry. Each limit above is safe alone, but they
+  // multiply (64 macro calls, each inside 128 blocks, each evaluating a 256-level expression),
+  // so the depth is also bounded where it is spent. 512 KiB is the whole stack of a secondary
+  // thread on Apple platforms; the shared chat templates use under 20 KiB.
+  size_t max_stack_bytes = 512u << 10;
 };
 
 }  // namespace orchard::jinja

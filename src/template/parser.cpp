@@ -13,6 +13,12 @@ namespace {
 // native stack on a hostile template.
 constexpr int kMaxNesting = 128;
 
+// Flat chains (`1 + 1 + ...`, `x|upper|upper...`, `x.a.a...`) are parsed by loops, not recursion,
+// but each link adds a level to the tree that evaluation and destruction then recurse through:
+// 50,000 links overflowed the native stack. Every node's height is therefore checked as it is
+// built. The longest chain in the shared chat templates is under 20 links.
+constexpr int kMaxExpressionHeight = 256;
+
 // Tags jinja2 knows that this interpreter does not implement, so the error can say so.
 const std::set<std::string> kUnsupportedTags = {"call",  "include", "import", "from", "extends", "block",
                                                 "with",  "autoescape", "do", "trans", "endcall", "endblock"};
@@ -285,6 +291,26 @@ class Parser {
 
   // ---- expressions ----
 
+  // Records a finished node's height (one more than its highest operand) and refuses a tree
+  // taller than kMaxExpressionHeight before it can grow further.
+  ExpressionPtr bounded(ExpressionPtr node) {
+    int below = 0;
+    auto see = [&below](const ExpressionPtr& child) {
+      if (child) below = std::max(below, child->height);
+    };
+    for (const ExpressionPtr* child : {&node->object, &node->operand, &node->condition, &node->otherwise,
+                                       &node->start, &node->stop, &node->step})
+      see(*child);
+    for (const ExpressionPtr& item : node->items) see(item);
+    for (const ExpressionPtr& argument : node->arguments.positional) see(argument);
+    for (const auto& keyword : node->arguments.keyword) see(keyword.second);
+    node->height = below + 1;
+    if (node->height > kMaxExpressionHeight)
+      fail_here("expression nested too deeply (more than ", kMaxExpressionHeight,
+                " levels of operators, filters, attributes or calls)");
+    return node;
+  }
+
   // Comma-separated expressions make a tuple, as in `{% set a, b = 1, 2 %}`.
   ExpressionPtr parse_tuple(bool with_conditional) {
     const int line = current().line;
@@ -304,7 +330,7 @@ class Parser {
     auto tuple = std::make_unique<Expression>(ExpressionKind::list, line);
     tuple->is_tuple = true;
     tuple->items = std::move(items);
-    return tuple;
+    return bounded(std::move(tuple));
   }
 
   ExpressionPtr parse_expression() {
@@ -316,7 +342,7 @@ class Parser {
       conditional->condition = parse_or();
       if (skip_name("else")) conditional->otherwise = parse_expression();
       conditional->operand = std::move(value);
-      value = std::move(conditional);
+      value = bounded(std::move(conditional));
     }
     return value;
   }
@@ -326,7 +352,7 @@ class Parser {
     node->op = op;
     node->object = std::move(left);
     node->operand = std::move(right);
-    return node;
+    return bounded(std::move(node));
   }
 
   ExpressionPtr parse_or() {
@@ -354,7 +380,7 @@ class Parser {
       auto node = std::make_unique<Expression>(ExpressionKind::unary, line);
       node->op = Operator::logical_not;
       node->object = parse_not();
-      return node;
+      return bounded(std::move(node));
     }
     return parse_compare();
   }
@@ -384,7 +410,7 @@ class Parser {
       compare->compare_ops.push_back(op);
       compare->items.push_back(parse_math1());
     }
-    if (compare) return compare;
+    if (compare) return bounded(std::move(compare));
     return first;
   }
 
@@ -437,6 +463,7 @@ class Parser {
       node = std::make_unique<Expression>(ExpressionKind::unary, token.line);
       node->op = token.value == "-" ? Operator::negate : Operator::plus;
       node->object = parse_unary(false);
+      node = bounded(std::move(node));
     } else {
       node = parse_primary();
     }
@@ -493,7 +520,7 @@ class Parser {
             }
             list->items.push_back(parse_expression());
           }
-          return list;
+          return bounded(std::move(list));
         }
         if (token.value == "{") {
           advance();
@@ -507,7 +534,7 @@ class Parser {
             expect_op(":");
             dict->items.push_back(parse_expression());
           }
-          return dict;
+          return bounded(std::move(dict));
         }
         break;
       default: break;
@@ -523,13 +550,13 @@ class Parser {
           auto item = std::make_unique<Expression>(ExpressionKind::subscript, line);
           item->object = std::move(node);
           item->operand = make_literal(Value::integer(advance().int_value), line);
-          node = std::move(item);
+          node = bounded(std::move(item));
           continue;
         }
         auto attribute = std::make_unique<Expression>(ExpressionKind::attribute, line);
         attribute->object = std::move(node);
         attribute->name = expect_name("an attribute name after '.'");
-        node = std::move(attribute);
+        node = bounded(std::move(attribute));
       } else if (at_op("[")) {
         node = parse_subscript(std::move(node));
       } else if (at_op("(")) {
@@ -558,12 +585,12 @@ class Parser {
       ExpressionPtr part = std::move(parts[0]);
       if (part->kind == ExpressionKind::slice && !part->object) {
         part->object = std::move(object);
-        return part;
+        return bounded(std::move(part));
       }
       auto item = std::make_unique<Expression>(ExpressionKind::subscript, line);
       item->object = std::move(object);
       item->operand = std::move(part);
-      return item;
+      return bounded(std::move(item));
     }
     fail_here("multi-dimensional subscripts are not supported");
   }
@@ -611,7 +638,7 @@ class Parser {
     auto call = std::make_unique<Expression>(ExpressionKind::call, current().line);
     call->object = std::move(callee);
     call->arguments = parse_call_arguments();
-    return call;
+    return bounded(std::move(call));
   }
 
   std::string parse_dotted_name(const char* what) {
@@ -628,7 +655,7 @@ class Parser {
     filter->object = std::move(input);
     filter->name = parse_dotted_name("a filter name after '|'");
     if (at_op("(")) filter->arguments = parse_call_arguments();
-    return filter;
+    return bounded(std::move(filter));
   }
 
   ExpressionPtr parse_filter_expression(ExpressionPtr node) {
@@ -662,7 +689,7 @@ class Parser {
       if (at_name("is")) fail_here("tests cannot be chained with 'is'");
       test->arguments.positional.push_back(parse_postfix(parse_primary()));
     }
-    return test;
+    return bounded(std::move(test));
   }
 
   const std::vector<Token>& tokens_;

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 #include "tokenizer/bpe_model.h"
 #include "tokenizer/tokenizer_loaders.h"
 
@@ -22,8 +23,10 @@ json read_json(const std::string& path) {
   if (!in) fail(path, ": cannot open");
   std::stringstream buffer;
   buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  check_json_depth(text, path);
   try {
-    return json::parse(buffer.str());
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail(path, ": invalid JSON: ", e.what());
   }

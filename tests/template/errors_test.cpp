@@ -108,5 +108,44 @@ TEST(HostileTemplates, DeepNestingIsRefusedWithoutExhaustingTheStack) {
   expect_error("{{ " + std::string(100000, '-') + "1 }}", "line 1", "nested too deeply");
 }
 
+// Flat chains are parsed by loops but make trees as tall as they are long; 50,000 links crashed
+// `orchard template`, `orchard run` and the server (evaluation and destruction recurse per link).
+TEST(HostileTemplates, LongFlatChainsAreRefusedWithoutExhaustingTheStack) {
+  const int links = 50000;
+  std::string sum = "1", filters = "'a'", attributes = "x", items = "x", calls = "range", concat = "'a'";
+  for (int i = 0; i < links; ++i) {
+    sum += " + 1";
+    filters += "|upper";
+    attributes += ".a";
+    items += "[0]";
+    calls += "()";
+    concat += " ~ 'a'";
+  }
+  for (const std::string& chain : {sum, filters, attributes, items, calls, concat})
+    expect_error("{{ " + chain + " }}", "line 1", "nested too deeply");
+  expect_error("{% if " + sum + " %}x{% endif %}", "line 1", "nested too deeply");
+  expect_error("{% set y = " + filters + " %}", "line 1", "nested too deeply");
+}
+
+TEST(HostileTemplates, ChainsWithinTheBoundStillRender) {
+  std::string sum = "1";
+  for (int i = 1; i < 200; ++i) sum += " + 1";
+  JinjaTemplate compiled("{{ " + sum + " }}");
+  EXPECT_EQ(compiled.render(nlohmann::ordered_json::object()), "200");
+}
+
+// Each bound alone is safe, but they multiply: 60 macro calls, each inside 100 blocks, each
+// evaluating a 200-level expression would need tens of megabytes of native stack.
+TEST(HostileTemplates, BoundsThatMultiplyStopAtTheStackBudget) {
+  std::string opens, closes, sum = "(f(n + 1) if n < 60 else 0)";
+  for (int i = 0; i < 100; ++i) {
+    opens += "{% if true %}";
+    closes += "{% endif %}";
+  }
+  for (int i = 0; i < 200; ++i) sum += " + 1";
+  expect_error("{% macro f(n) %}" + opens + "{{ " + sum + " }}" + closes + "{% endmacro %}{{ f(0) }}", "line 1",
+               "KiB of stack");
+}
+
 }  // namespace
 }  // namespace orchard

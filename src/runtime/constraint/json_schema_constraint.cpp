@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 #include "orchard/tokenizer.h"
 
 namespace orchard {
@@ -77,6 +78,7 @@ std::shared_ptr<const CompiledSchema> JsonSchemaConstraint::compile(const nlohma
 std::shared_ptr<const CompiledSchema> JsonSchemaConstraint::compile_text(std::string_view schema_json,
                                                                          std::shared_ptr<const TokenVocabulary> vocab,
                                                                          const SchemaOptions& options) {
+  check_json_depth(schema_json, "$: the schema");
   nlohmann::ordered_json schema;
   try {
     schema = nlohmann::ordered_json::parse(schema_json);
