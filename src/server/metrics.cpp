@@ -11,7 +11,29 @@ std::string number(double v) {
   return buf;
 }
 
+// A Prometheus label value: backslash, double quote and line feed escaped (the text format's rule).
+std::string label_value(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\', out += c;
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
 }  // namespace
+
+// Labels come from a fixed set, the API's routes, and every other path is counted as "other":
+// a client could otherwise add a series per path it invents (without bound) and, with a quote
+// or a line feed in the path, write lines of its own into the metrics.
+const std::string& Metrics::endpoint_label(const std::string& path) {
+  static const std::array<std::string, 6> known = {"/v1/chat/completions", "/v1/completions", "/v1/models",
+                                                   "/health", "/metrics", "other"};
+  for (const std::string& route : known)
+    if (path == route) return route;
+  return known.back();
+}
 
 Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
 
@@ -40,9 +62,9 @@ Metrics::Metrics()
     : ttft_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}),
       token_latency_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}) {}
 
-void Metrics::count_request(const std::string& endpoint, int status) {
+void Metrics::count_request(const std::string& path, int status) {
   std::lock_guard<std::mutex> lock(mutex_);
-  requests_[{endpoint, status}]++;
+  requests_[{endpoint_label(path), status}]++;
 }
 
 std::string Metrics::render() const {
@@ -51,7 +73,7 @@ std::string Metrics::render() const {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& [key, count] : requests_)
-      out += "orchard_requests_total{endpoint=\"" + key.first + "\",status=\"" + std::to_string(key.second) +
+      out += "orchard_requests_total{endpoint=\"" + label_value(key.first) + "\",status=\"" + std::to_string(key.second) +
              "\"} " + std::to_string(count) + "\n";
   }
   out += "# HELP orchard_prompt_tokens_total Prompt tokens processed.\n# TYPE orchard_prompt_tokens_total counter\n";

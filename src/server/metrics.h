@@ -28,7 +28,9 @@ class Histogram {
 class Metrics {
  public:
   Metrics();
-  void count_request(const std::string& endpoint, int status);
+  // `path`: the request's; paths outside the API's routes count under "other".
+  void count_request(const std::string& path, int status);
+  static const std::string& endpoint_label(const std::string& path);
   void add_prompt_tokens(int64_t n) { prompt_tokens_ += n; }
   void add_generated_tokens(int64_t n) { generated_tokens_ += n; }
   void count_abandoned() { ++abandoned_; }
