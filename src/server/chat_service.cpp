@@ -20,10 +20,14 @@ FinishReason finish_reason_of(StopReason stop) {
 
 ChatService::ChatService(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer,
                          std::string model_name, int64_t n_ctx)
-    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), model_name_(std::move(model_name)), n_ctx_(n_ctx) {
+    : model_(std::move(model)),
+      tokenizer_(std::move(tokenizer)),
+      model_name_(std::move(model_name)),
+      n_ctx_(n_ctx),
+      vocabulary_(TokenVocabulary::build(*tokenizer_)),
+      schema_cache_(vocabulary_) {
   if (auto bos = tokenizer_->bos_id()) bos_text_ = tokenizer_->token_text(*bos);
   if (!tokenizer_->eos_ids().empty()) eos_text_ = tokenizer_->token_text(tokenizer_->eos_ids().front());
-  vocabulary_ = TokenVocabulary::build(*tokenizer_);
   if (!tokenizer_->chat_template().empty()) {
     try {
       chat_template_ = std::make_shared<const JinjaTemplate>(tokenizer_->chat_template());
@@ -33,22 +37,17 @@ ChatService::ChatService(std::shared_ptr<const Model> model, std::shared_ptr<con
 }
 
 std::shared_ptr<const CompiledSchema> ChatService::compiled(const json& schema, const std::string& prefix,
-                                                            const std::string& suffix, const char* param) {
-  const std::string key = prefix + '\x1f' + schema.dump() + '\x1f' + suffix;
-  std::lock_guard<std::mutex> lock(cache_mutex_);
-  if (auto it = schema_cache_.find(key); it != schema_cache_.end()) return it->second;
+                                                            const std::string& suffix, const char* param,
+                                                            const std::function<bool()>& cancelled) {
   SchemaOptions options;
   options.prefix = prefix;
   options.suffix = suffix;
-  std::shared_ptr<const CompiledSchema> result;
+  options.cancelled = cancelled;
   try {
-    result = JsonSchemaConstraint::compile(schema, vocabulary_, options);
+    return schema_cache_.get(schema.dump(), options);
   } catch (const Error& e) {
     throw RequestError(400, std::string("unsupported JSON schema: ") + e.what(), param, "invalid_schema");
   }
-  if (schema_cache_.size() >= 64) schema_cache_.clear();  // bounded: schemas are per application
-  schema_cache_[key] = result;
-  return result;
 }
 
 void ChatService::finish_options(PreparedJob& job, std::optional<int64_t> max_tokens) {
@@ -63,7 +62,7 @@ void ChatService::finish_options(PreparedJob& job, std::optional<int64_t> max_to
   job.options.max_tokens = max_tokens ? std::min(*max_tokens, room) : room;
 }
 
-PreparedJob ChatService::prepare(const ChatRequest& r) {
+PreparedJob ChatService::prepare(const ChatRequest& r, const std::function<bool()>& cancelled) {
   PreparedJob job;
   const bool tools = !r.tools.is_null() && r.tool_choice != ToolChoiceMode::none;
   json extra = r.template_kwargs.is_null() ? json::object() : r.template_kwargs;
@@ -97,11 +96,11 @@ PreparedJob ChatService::prepare(const ChatRequest& r) {
     }
     const json call = choices.size() == 1 ? choices[0] : json{{"anyOf", choices}};
     job.options.constraint = std::make_shared<JsonSchemaConstraint>(
-        compiled(call, std::string(kToolCallOpen) + "\n", "\n" + std::string(kToolCallClose), "tools"));
+        compiled(call, std::string(kToolCallOpen) + "\n", "\n" + std::string(kToolCallClose), "tools", cancelled));
   } else if (r.response_format == "json_object") {
-    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(json{{"type", "object"}}, "", "", "response_format"));
+    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(json{{"type", "object"}}, "", "", "response_format", cancelled));
   } else if (r.response_format == "json_schema") {
-    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(r.response_schema, "", "", "response_format"));
+    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(r.response_schema, "", "", "response_format", cancelled));
   }
   finish_options(job, r.max_tokens);
   return job;

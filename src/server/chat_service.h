@@ -1,9 +1,8 @@
 // The model behind the OpenAI API: turns validated requests into generation jobs (chat
 // template, tools, constrained output) and finished generations into response JSON.
 #pragma once
-#include <map>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "orchard/model.h"
@@ -32,8 +31,9 @@ class ChatService {
               int64_t n_ctx);
 
   // Throw RequestError for requests the model cannot serve (prompt beyond the context, a
-  // schema Orchard cannot compile, ...).
-  PreparedJob prepare(const ChatRequest& request);
+  // schema Orchard cannot compile, ...). `cancelled` (may be empty) is asked while a schema
+  // compiles: a client that left stops its compilation.
+  PreparedJob prepare(const ChatRequest& request, const std::function<bool()>& cancelled = {});
   PreparedJob prepare(const CompletionRequest& request);
 
   const std::string& model_name() const { return model_name_; }
@@ -45,7 +45,7 @@ class ChatService {
  private:
   // `param` names the request field a schema came from, for the error when it cannot be compiled.
   std::shared_ptr<const CompiledSchema> compiled(const json& schema, const std::string& prefix, const std::string& suffix,
-                                                 const char* param);
+                                                 const char* param, const std::function<bool()>& cancelled);
   void finish_options(PreparedJob& job, std::optional<int64_t> max_tokens);
 
   std::shared_ptr<const Model> model_;
@@ -57,8 +57,8 @@ class ChatService {
   // then reports the error per request).
   std::shared_ptr<const JinjaTemplate> chat_template_;
   std::shared_ptr<const TokenVocabulary> vocabulary_;
-  std::mutex cache_mutex_;
-  std::map<std::string, std::shared_ptr<const CompiledSchema>> schema_cache_;
+  // Compiles outside its lock: a schema that takes long delays no request that does not use it.
+  SchemaCache schema_cache_;
 };
 
 }  // namespace orchard::server

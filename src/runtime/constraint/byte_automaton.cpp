@@ -9,6 +9,7 @@
 namespace orchard::constraint {
 
 int32_t Nfa::add_state() {
+  if (edges_.size() >= max_states_) throw TooManyStates(str_cat("more than ", max_states_, " automaton states"));
   edges_.emplace_back();
   epsilons_.emplace_back();
   return int32_t(edges_.size() - 1);
@@ -66,7 +67,7 @@ void close_over_epsilons(const Nfa& nfa, std::vector<int32_t>& set, std::vector<
 }  // namespace
 
 Dfa Dfa::build(const Nfa& nfa, int32_t start, int32_t accept, const std::array<bool, 256>& single_byte_tokens,
-               size_t max_states) {
+               const DfaBudget& budget) {
   Dfa dfa;
   // Byte classes: bytes no edge tells apart share a column, which shrinks the table ~10x for
   // JSON (digits, letters, the rest of a string's characters...).
@@ -106,11 +107,16 @@ Dfa Dfa::build(const Nfa& nfa, int32_t start, int32_t accept, const std::array<b
   std::vector<int32_t> table;
   sets.emplace_back();
   index.emplace(std::vector<int32_t>{}, 0);
+  size_t subset_entries = 0;
   auto intern = [&](std::vector<int32_t>&& set) -> int32_t {
     auto it = index.find(set);
     if (it != index.end()) return it->second;
-    if (sets.size() >= max_states)
-      fail("the schema needs more than ", max_states, " automaton states (lower maxLength/maxItems or nesting)");
+    if (sets.size() >= budget.max_states)
+      fail("the schema needs more than ", budget.max_states, " automaton states (lower maxLength/maxItems or nesting)");
+    subset_entries += set.size();
+    if (subset_entries > budget.max_subset_entries)
+      fail("the schema's automaton grows too large (more than ", budget.max_subset_entries,
+           " state-set entries: fewer optional properties or alternatives)");
     const int32_t id = int32_t(sets.size());
     index.emplace(set, id);
     sets.push_back(std::move(set));
@@ -123,6 +129,10 @@ Dfa Dfa::build(const Nfa& nfa, int32_t start, int32_t accept, const std::array<b
   for (size_t current = 0; current < sets.size(); ++current) {
     table.resize(sets.size() * size_t(n_classes), 0);
     if (current == 0) continue;
+    if (current % 256 == 0) {
+      if (budget.cancelled && budget.cancelled()) fail("the schema's compilation was cancelled");
+      if (std::chrono::steady_clock::now() > budget.deadline) fail("the schema took too long to compile");
+    }
     for (auto& b : buckets) b.clear();
     for (int32_t s : sets[current])
       for (const Nfa::Edge& e : nfa.edges(s))

@@ -7,15 +7,30 @@
 // time and one integer is the whole decoding state.
 #pragma once
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string_view>
 #include <vector>
 
+#include "orchard/error.h"
+
 namespace orchard::constraint {
+
+// Thrown by Nfa::add_state past the NFA's state limit; the schema compiler catches it where it
+// can name the keyword that asked for the states (`$.properties.x.maxLength`).
+class TooManyStates : public Error {
+ public:
+  using Error::Error;
+};
 
 class Nfa {
  public:
+  // The limit is checked as states are added, so a schema asking for 10^9 of them (maxLength
+  // 1e9) fails at the limit instead of building until memory runs out.
+  explicit Nfa(size_t max_states = std::numeric_limits<size_t>::max()) : max_states_(max_states) {}
+
   struct Edge {
     uint8_t lo, hi;  // inclusive byte range
     int32_t target;
@@ -29,12 +44,25 @@ class Nfa {
   int32_t range(int32_t from, uint8_t lo, uint8_t hi);
 
   size_t size() const { return edges_.size(); }
+  size_t max_states() const { return max_states_; }
   const std::vector<Edge>& edges(int32_t s) const { return edges_[size_t(s)]; }
   const std::vector<int32_t>& epsilons(int32_t s) const { return epsilons_[size_t(s)]; }
 
  private:
+  size_t max_states_;
   std::vector<std::vector<Edge>> edges_;
   std::vector<std::vector<int32_t>> epsilons_;
+};
+
+// What the subset construction may spend. The DFA's state count alone does not bound it: with
+// many optional properties every DFA state is a set of thousands of NFA states (1,000 optional
+// properties took 47 s and 1.1 GB), so the summed size of the sets is bounded too, and the
+// clock and the caller (a request whose client left) are asked as it goes.
+struct DfaBudget {
+  size_t max_states = 200000;
+  size_t max_subset_entries = 4u << 20;  // NFA states summed over all DFA states (4 bytes each, kept twice)
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  std::function<bool()> cancelled;  // may be empty
 };
 
 // A deterministic automaton over bytes. State 0 is dead (no completion possible); every other
@@ -48,9 +76,10 @@ class Dfa {
   // Subset construction from `nfa` starting at `start`, accepting where `accept` is reached.
   // `single_byte_tokens[b]` says whether byte b can be emitted as one token; closing distances
   // count only such bytes, so that a distance is a number of tokens the model can really emit.
-  // Throws orchard::Error when more than `max_states` states would be needed.
+  // Throws orchard::Error when the budget would be exceeded, the deadline passes or the caller
+  // cancels.
   static Dfa build(const Nfa& nfa, int32_t start, int32_t accept, const std::array<bool, 256>& single_byte_tokens,
-                   size_t max_states);
+                   const DfaBudget& budget);
 
   int32_t start() const { return start_; }
   size_t size() const { return accepting_.size(); }

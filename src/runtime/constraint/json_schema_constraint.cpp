@@ -55,9 +55,14 @@ namespace {
 std::shared_ptr<const CompiledSchema> build(const nlohmann::ordered_json& schema,
                                             std::shared_ptr<const TokenVocabulary> vocab,
                                             const SchemaOptions& options) {
-  constraint::Nfa nfa;
+  constraint::Nfa nfa(options.max_nfa_states);
   const auto [start, accept] = constraint::compile_schema(schema, options, nfa);
-  constraint::Dfa dfa = constraint::Dfa::build(nfa, start, accept, vocab->single_byte_tokens(), options.max_states);
+  constraint::DfaBudget budget;
+  budget.max_states = options.max_states;
+  budget.max_subset_entries = options.max_subset_entries;
+  budget.deadline = std::chrono::steady_clock::now() + options.time_limit;
+  budget.cancelled = options.cancelled;
+  constraint::Dfa dfa = constraint::Dfa::build(nfa, start, accept, vocab->single_byte_tokens(), budget);
   return std::make_shared<const CompiledSchema>(std::move(dfa), std::move(vocab));
 }
 

@@ -1,7 +1,9 @@
 // JSON Schema (a subset) to a byte NFA. The generated text is compact-ish JSON: properties in
 // the schema's order, bounded whitespace between tokens, no whitespace in enum/const values.
 #pragma once
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -26,6 +28,16 @@ struct SchemaOptions {
   std::string suffix;
   // Upper bound on automaton states; larger schemas are rejected with an error.
   size_t max_states = 200000;
+  // Upper bound on the NFA the schema becomes, checked while it is built. A string character
+  // takes about 40 NFA states, so this allows maxLength 25,000; 1M states take about 100 MB
+  // and 0.1 s to build.
+  size_t max_nfa_states = 1'000'000;
+  // Upper bound on the determinization's work, see DfaBudget.
+  size_t max_subset_entries = 4u << 20;
+  // Wall-clock limit of one compilation, and a question the compilation asks as it goes (e.g.
+  // whether the request's client is still there); either ends it with an error.
+  std::chrono::milliseconds time_limit{10000};
+  std::function<bool()> cancelled;
 };
 
 // Writes the language of `schema` (with the options' prefix and suffix) into `nfa`; returns the
