@@ -50,14 +50,14 @@ std::shared_ptr<const CompiledSchema> ChatService::compiled(const json& schema, 
   }
 }
 
-void ChatService::finish_options(PreparedJob& job, std::optional<int64_t> max_tokens) {
+void ChatService::finish_options(PreparedJob& job, std::optional<int64_t> max_tokens, const char* param) {
   const int64_t prompt = static_cast<int64_t>(job.prompt.size());
-  if (prompt == 0) throw RequestError(400, "the prompt is empty", "messages");
+  if (prompt == 0) throw RequestError(400, "the prompt is empty", param);
   if (prompt >= n_ctx_)
     throw RequestError(400,
                        "the prompt has " + std::to_string(prompt) + " tokens; this model's context holds " +
                            std::to_string(n_ctx_) + " (prompt and completion together)",
-                       "messages", "context_length_exceeded");
+                       param, "context_length_exceeded");
   const int64_t room = n_ctx_ - prompt;
   job.options.max_tokens = max_tokens ? std::min(*max_tokens, room) : room;
 }
@@ -102,7 +102,7 @@ PreparedJob ChatService::prepare(const ChatRequest& r, const std::function<bool(
   } else if (r.response_format == "json_schema") {
     job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(r.response_schema, "", "", "response_format", cancelled));
   }
-  finish_options(job, r.max_tokens);
+  finish_options(job, r.max_tokens, "messages");
   return job;
 }
 
@@ -112,7 +112,7 @@ PreparedJob ChatService::prepare(const CompletionRequest& r) {
   job.options.sampling = r.sampling;
   job.options.stop = r.stop;
   job.options.top_logprobs = r.logprobs;
-  finish_options(job, r.max_tokens);
+  finish_options(job, r.max_tokens, "prompt");
   return job;
 }
 

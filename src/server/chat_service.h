@@ -46,7 +46,8 @@ class ChatService {
   // `param` names the request field a schema came from, for the error when it cannot be compiled.
   std::shared_ptr<const CompiledSchema> compiled(const json& schema, const std::string& prefix, const std::string& suffix,
                                                  const char* param, const std::function<bool()>& cancelled);
-  void finish_options(PreparedJob& job, std::optional<int64_t> max_tokens);
+  // `param` names the request field that holds the prompt, for its errors.
+  void finish_options(PreparedJob& job, std::optional<int64_t> max_tokens, const char* param);
 
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
