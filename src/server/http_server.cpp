@@ -8,7 +8,9 @@
 #include <poll.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -117,6 +119,8 @@ using Clock = std::chrono::steady_clock;
 //    /health; the rest have up to 64 (threads start as work comes);
 //  - a request's body must arrive within 60 s of its header (4 MiB at 0.5 Mbit/s), each write
 //    may wait 10 s for the client to read: a worker is held by one client for a bounded time;
+//    a client that sends requests without reading the answers waits in the reception until
+//    its earlier answers have left the send queue (64 KiB at most), for 10 s at most;
 //  - on stop, answers in flight get 2 s, then their connections are shut down (their
 //    generations end as their clients "leave"); every thread is joined.
 // With 300 connections sending a header a byte at a time and 300 idle keep-alive connections
@@ -129,6 +133,7 @@ constexpr auto kWriteTimeout = std::chrono::seconds(10);
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr auto kDrainTime = std::chrono::seconds(2);
 constexpr size_t kMaxHeaderBytes = 64 << 10;
+constexpr int kMaxUnsentOutput = 64 << 10;
 constexpr size_t kLightWorkers = 4, kWorkers = 64;
 constexpr int kMaxRequestsPerConnection = 1000;
 
@@ -155,6 +160,7 @@ struct Connection {
   bool peer_eof = false;   // the client finished sending (it may still read)
   bool close_after = false;  // the request was not read to its end: close after the answer
   bool write_failed = false;
+  bool held = false;  // a request is buffered, but earlier answers were not yet read
   int requests = 0;
   Clock::time_point last_probe{};
 };
@@ -198,8 +204,9 @@ void prepare_header(Connection& c, size_t end, size_t max_body) {
   // (`read_body`); this cap ends the raw reading, also of a body httplib would skip.
   c.body_cap = chunked || other_framing || !length ? 2 * max_body + (64 << 10) : *length > max_body ? 0 : *length;
   c.light = (method == "GET" || method == "HEAD") && !chunked && !other_framing && length.value_or(0) == 0;
-  c.in.replace(c.pos, end, kept);
   c.header_end = kept.size();
+  kept.append(c.in, c.pos + end);  // what follows (std::string::replace here trips GCC 12's -Wrestrict)
+  c.in = std::move(kept), c.pos = 0;
 }
 
 // The connection a worker thread answers (set around each request), for the handlers' checks
@@ -391,6 +398,11 @@ class FrontServer : public httplib::Server {
     ::close(wake_);
   }
 
+  // httplib listens with a backlog of 5: a burst of clients (300 at once in the tests) overflows
+  // it while the accept thread is busy, and each dropped SYN costs its client a 1 s retry.
+  // Linux takes a second listen() on a listening socket as a new backlog.
+  void widen_backlog() { ::listen(svr_sock_, SOMAXCONN); }
+
   // Ends every connection: the reception's at once, those being answered after kDrainTime
   // (their sockets are shut down: writes fail, so generations end as for clients that left).
   void finish() {
@@ -474,15 +486,15 @@ class FrontServer : public httplib::Server {
           }
         }
         const int fd = c->fd;
-        if (!c->draining && take_request(*c)) {  // pipelined: a whole header is buffered
-          dispatch(std::move(c));
-          continue;
+        const Next next = next_step(*c);
+        if (next == Next::dispatch) dispatch(std::move(c));
+        if (next != Next::wait) continue;  // dispatched, or closed here
+        if (!c->held) {
+          epoll_event ev{};
+          ev.events = EPOLLIN | EPOLLRDHUP;
+          ev.data.fd = fd;
+          ::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
         }
-        if (!c->draining && c->peer_eof) continue;       // nothing more will come: close
-        epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLRDHUP;
-        ev.data.fd = fd;
-        ::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
         waiting[fd] = std::move(c);
       }
       for (int i = 0; i < n; ++i) {
@@ -495,21 +507,27 @@ class FrontServer : public httplib::Server {
         const auto it = waiting.find(fd);
         if (it == waiting.end()) continue;
         Connection& c = *it->second;
-        if (!receive(c)) drop(fd);
-        else if (!c.draining && take_request(c)) {
+        const Next next = receive(c) ? next_step(c) : Next::close;
+        if (next == Next::wait && c.held) ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+        if (next == Next::close) drop(fd);
+        if (next == Next::dispatch) {
           ConnectionPtr taken = std::move(it->second);
           ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
           waiting.erase(it);
           dispatch(std::move(taken));
-        } else if (c.peer_eof && !c.draining) {
-          drop(fd);  // it ended inside a request header
         }
       }
       const auto now = Clock::now();
       for (auto it = waiting.begin(); it != waiting.end();) {
-        if (it->second->deadline <= now) {
+        Connection& c = *it->second;
+        if (c.deadline <= now) {
           ::epoll_ctl(epoll_, EPOLL_CTL_DEL, it->first, nullptr);
           it = waiting.erase(it);
+        } else if (c.held && output_sent(c.fd)) {
+          c.held = false;
+          ConnectionPtr taken = std::move(it->second);
+          it = waiting.erase(it);
+          dispatch(std::move(taken));
         } else {
           ++it;
         }
@@ -542,8 +560,28 @@ class FrontServer : public httplib::Server {
     }
   }
 
-  // When a whole request header is buffered, sends the connection to a worker (true).
+  enum class Next { wait, dispatch, close };
+  // After news from a connection in the reception: whether it waits, goes to a worker or closes.
+  Next next_step(Connection& c) {
+    if (c.draining) return Next::wait;  // until its end or deadline
+    if (!take_request(c)) return c.draining || !c.peer_eof ? Next::wait : Next::close;
+    // A client that does not read its answers (while it sends request after request) waits
+    // here, not in a worker's write: its next request is taken once its earlier answers are
+    // out of the send queue, checked every 100 ms, for kWriteTimeout at most.
+    if (!output_sent(c.fd)) {
+      if (!c.held) c.held = true, c.deadline = Clock::now() + kWriteTimeout;
+      return Next::wait;
+    }
+    return Next::dispatch;
+  }
+  static bool output_sent(int fd) {
+    int queued = 0;
+    return ::ioctl(fd, SIOCOUTQ, &queued) != 0 || queued <= kMaxUnsentOutput;
+  }
+
+  // Whether a whole request header is buffered (prepared for httplib once).
   bool take_request(Connection& c) {
+    if (c.header_end > 0) return true;
     const std::string_view pending(c.in.data() + c.pos, c.in.size() - c.pos);
     const size_t end = pending.find("\r\n\r\n");
     if (end == std::string_view::npos || end + 4 > kMaxHeaderBytes) {
@@ -913,6 +951,7 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   if (port < 0)
     fail("cannot listen on ", options.host, ":", options.port, errno ? str_cat(": ", std::strerror(errno)) : "",
          errno == EADDRINUSE ? " (another server is on that port)" : "");
+  http.widen_backlog();
 
   auto model = Model::load(model_path, {.kernels = options.kernels, .memory_budget = options.memory_budget});
   auto tokenizer = load_model_tokenizer(*model, options.tokenizer_path);
@@ -969,7 +1008,9 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
       std::fprintf(stderr, "orchard: still stopping after 10 s; exiting\n");
       std::_Exit(1);
     }).detach();
-    http.stop();
+    // httplib ignores a stop() before its accept loop runs (a signal during the model's load).
+    while (!stopped && !http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!stopped) http.stop();
   });
   if (on_ready) on_ready(port);
   http.listen_after_bind();

@@ -27,7 +27,9 @@ struct ServerOptions {
 };
 
 // Loads the model and serves until `should_stop` returns true (polled) or the process ends.
-// `on_ready` is called with the bound port once the server listens.
+// `on_ready` is called with the bound port once the server listens. After a stop, answers in
+// flight get 2 s before their connections are cut; should the process still run 10 s after the
+// stop, it exits (status 1): meant for a process's main, as `orchard serve`.
 void serve(const std::string& model_path, const ServerOptions& options,
            const std::function<void(int port)>& on_ready, const std::function<bool()>& should_stop);
 

@@ -232,6 +232,28 @@ def check_crowd_and_sigterm(srv):
         crowd.close()
 
 
+def check_pipelining_without_reading(srv):
+    with checks.check("/health answers within 2 s while 80 clients pipeline requests and read no answer"):
+        socks = []
+        request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+        for _ in range(80):
+            s = srv.connect()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setblocking(False)
+            try:
+                s.send(request)
+            except BlockingIOError:
+                pass
+            socks.append(s)
+        time.sleep(0.5)
+        try:
+            worst = max(srv.assert_health(2.0) for _ in range(3))
+            print(f"  slowest /health: {worst * 1000:.0f} ms", flush=True)
+        finally:
+            for s in socks:
+                s.close()
+
+
 def check_port_taken(srv):
     with checks.check("a second server on the same port fails, naming host:port"):
         try:
@@ -253,6 +275,7 @@ def main():
         check_half_close(srv)
         check_bodies(srv)
         check_port_taken(srv)
+        check_pipelining_without_reading(srv)
         check_crowd_and_sigterm(srv)
     print(f"network_test: {time.monotonic() - start:.1f} s", flush=True)
     return checks.summary()
