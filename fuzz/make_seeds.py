@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of fuzz/corpus/ (all but the tiny GGUF models, which
+fuzz_make_gguf_seeds writes with the library's GGUF writer). Seeds are small real inputs: the
+shared tokenizers cut down to a few hundred tokens, the shared chat templates, the templates of
+tests/template/render_test.cpp, tiny generated models, schemas and request bodies.
+  python3 fuzz/make_seeds.py SHARED_DIR   (run from the repository root)"""
+import json
+import os
+import re
+import struct
+import sys
+
+SPLIT = b"\n#ORCHARD-SPLIT#\n"  # fuzz/fuzz_support.h, kSplit
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def put(target, name, data):
+    folder = os.path.join(ROOT, target)
+    os.makedirs(folder, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    assert len(data) < 100_000, (target, name, len(data))
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(data)
+
+
+def floats(count, seed):
+    # A deterministic spread of small values (no numpy needed).
+    out, x = [], seed
+    for _ in range(count):
+        x = (x * 1103515245 + 12345) % (1 << 31)
+        out.append((x / (1 << 31) - 0.5) * 0.2)
+    return out
+
+
+# ---- llama2.c: a tiny checkpoint (+ the real tok512.bin) -------------------------------------
+def llama2c_checkpoint(dim, ffn, layers, heads, kv_heads, vocab, seq, shared_classifier=True):
+    head_dim = dim // heads
+    kv_dim = kv_heads * head_dim
+    count = vocab * dim + layers * (dim + dim * dim + 2 * dim * kv_dim + dim * dim + dim + 3 * dim * ffn)
+    count += dim + seq * head_dim  # final norm, the unused RoPE tables
+    if not shared_classifier:
+        count += vocab * dim
+    header = struct.pack("<7i", dim, ffn, layers, heads, kv_heads, vocab if shared_classifier else -vocab, seq)
+    return header + struct.pack("<%df" % count, *floats(count, 7))
+
+
+def llama2c_tokenizer(pieces, max_len=None):
+    max_len = max_len or max(len(p) for p in pieces)
+    out = struct.pack("<i", max_len)
+    for i, p in enumerate(pieces):
+        out += struct.pack("<fi", -float(i), len(p)) + p
+    return out
+
+
+def llama2c_seeds(shared):
+    tok512 = open(os.path.join(shared, "models/stories260K/tok512.bin"), "rb").read()
+    small = llama2c_checkpoint(8, 16, 1, 2, 1, 32, 8)
+    put("llama2c", "tiny-shared-classifier", small)
+    put("llama2c", "tiny-own-classifier", llama2c_checkpoint(8, 8, 2, 2, 2, 16, 4, shared_classifier=False))
+    put("llama2c", "tiny-with-tok512", small + SPLIT + tok512)
+    own = [b"<unk>", b"<s>", b"</s>"] + [bytes([c]) for c in range(32, 127)] + [b" the", b"<0x0A>", b"\xe2\x96\x81a"]
+    put("llama2c", "tiny-with-own-tokenizer", llama2c_checkpoint(8, 16, 1, 2, 1, len(own), 8) + SPLIT + llama2c_tokenizer(own))
+    put("llama2c", "tokenizer-only", SPLIT + tok512)
+
+
+# ---- Hugging Face folder: config.json + model.safetensors ------------------------------------
+def safetensors(tensors, dtype="F32", metadata=True):
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = {"format": "pt"}
+    for i, (name, shape) in enumerate(tensors):
+        n = 1
+        for s in shape:
+            n *= s
+        values = floats(n, i + 1)
+        if dtype == "F32":
+            data = struct.pack("<%df" % n, *values)
+        elif dtype == "F16":
+            data = struct.pack("<%de" % n, *values)
+        else:  # BF16: the high half of the float32
+            data = b"".join(struct.pack("<f", v)[2:] for v in values)
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def hf_seeds(shared):
+    def model(arch, hidden=8, inter=16, heads=2, kv=1, vocab=16, tied=False, dtype="F32", qkv_bias=False,
+              qk_norm=False, extra=None):
+        head_dim = hidden // heads
+        cfg = {"architectures": [arch + "ForCausalLM"], "model_type": arch.lower(), "hidden_size": hidden,
+               "intermediate_size": inter, "num_hidden_layers": 1, "num_attention_heads": heads,
+               "num_key_value_heads": kv, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "vocab_size": vocab,
+               "max_position_embeddings": 64, "tie_word_embeddings": tied, "hidden_act": "silu"}
+        cfg.update(extra or {})
+        t = [("model.embed_tokens.weight", (vocab, hidden)), ("model.norm.weight", (hidden,))]
+        if not tied:
+            t.append(("lm_head.weight", (vocab, hidden)))
+        p = "model.layers.0."
+        t += [(p + "input_layernorm.weight", (hidden,)), (p + "post_attention_layernorm.weight", (hidden,)),
+              (p + "self_attn.q_proj.weight", (heads * head_dim, hidden)),
+              (p + "self_attn.k_proj.weight", (kv * head_dim, hidden)),
+              (p + "self_attn.v_proj.weight", (kv * head_dim, hidden)),
+              (p + "self_attn.o_proj.weight", (hidden, heads * head_dim)),
+              (p + "mlp.gate_proj.weight", (inter, hidden)), (p + "mlp.up_proj.weight", (inter, hidden)),
+              (p + "mlp.down_proj.weight", (hidden, inter))]
+        if qkv_bias:
+            t += [(p + "self_attn.q_proj.bias", (heads * head_dim,)), (p + "self_attn.k_proj.bias", (kv * head_dim,)),
+                  (p + "self_attn.v_proj.bias", (kv * head_dim,))]
+        if qk_norm:
+            t += [(p + "self_attn.q_norm.weight", (head_dim,)), (p + "self_attn.k_norm.weight", (head_dim,))]
+        return json.dumps(cfg, indent=1).encode() + SPLIT + safetensors(t, dtype)
+
+    put("hf_model", "llama-f32", model("Llama"))
+    put("hf_model", "llama-bf16-llama3-rope", model("Llama", dtype="BF16", extra={"rope_scaling": {
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32}}))
+    put("hf_model", "qwen2-f16-tied", model("Qwen2", tied=True, dtype="F16", qkv_bias=True))
+    put("hf_model", "qwen3-f32", model("Qwen3", heads=2, kv=2, qk_norm=True, extra={"head_dim": 4}))
+    # The real golden config over tiny weights that do not match it (refused at binding).
+    golden = open(os.path.join(shared, "golden/llama-hf-f32/config.json"), "rb").read()
+    put("hf_model", "golden-config-tiny-weights", golden + SPLIT + safetensors([("model.norm.weight", (8,))]))
+    put("hf_model", "safetensors-only", safetensors([("a", (2, 3)), ("b", (4,))], metadata=False))
+
+
+# ---- tokenizer.json: the shared tokenizers cut down ------------------------------------------
+def shrink_tokenizer(path, keep):
+    tok = json.load(open(path, encoding="utf-8"))
+    model = tok["model"]
+    vocab = {k: v for k, v in model["vocab"].items() if v < keep}
+    model["vocab"] = vocab
+    merges = []
+    for m in model.get("merges", []):
+        a, b = (m.split(" ", 1) if isinstance(m, str) else m)
+        if a in vocab and b in vocab and (a + b) in vocab:
+            merges.append(m)
+    model["merges"] = merges[:400]
+    # Added tokens after the kept vocabulary, renumbered; the post-processor's ids follow them.
+    renumber = {}
+    added = []
+    for i, t in enumerate(tok.get("added_tokens", [])[:8]):
+        renumber[t["id"]] = keep + i
+        added.append(dict(t, id=keep + i))
+    tok["added_tokens"] = added
+
+    def fix_ids(node):
+        if isinstance(node, dict):
+            if "ids" in node and isinstance(node["ids"], list):
+                node["ids"] = [renumber.get(i, i if i < keep else keep) for i in node["ids"]]
+            for v in node.values():
+                fix_ids(v)
+        elif isinstance(node, list):
+            for v in node:
+                fix_ids(v)
+    fix_ids(tok.get("post_processor"))
+    return tok
+
+
+def tokenizer_seeds(shared):
+    base = os.path.join(shared, "tokenizers")
+    for name, keep in (("qwen3", 320), ("llama3", 320), ("spm32k", 400)):
+        tok = shrink_tokenizer(os.path.join(base, name, "tokenizer.json"), keep)
+        text = json.dumps(tok, ensure_ascii=False, separators=(",", ":")).encode()
+        put("tokenizer_json", name + "-small", text)
+        config = json.load(open(os.path.join(base, name, "tokenizer_config.json"), encoding="utf-8"))
+        config.pop("added_tokens_decoder", None)
+        config.pop("chat_template", None)
+        put("tokenizer_json", name + "-small-with-config", text + SPLIT + json.dumps(config).encode())
+    good = '"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}'
+    put("tokenizer_json", "minimal", "{" + good + "}")
+    put("tokenizer_json", "minimal-added", "{" + good + ', "added_tokens": [{"id": 3, "content": "<s>", "special": true}]}'
+        + SPLIT.decode() + '{"bos_token": "<s>", "eos_token": {"content": "<s>"}, "add_bos_token": true}')
+    put("tokenizer_json", "byte-fallback", json.dumps({
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+                                                           {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+        "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                                                     {"type": "ByteFallback"}, {"type": "Fuse"},
+                                                     {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "byte_fallback": True, "unk_token": "<unk>",
+                  "vocab": dict([("<unk>", 0), ("\u2581", 1), ("a", 2), ("\u2581a", 3)] +
+                                [("<0x%02X>" % b, 4 + b) for b in range(256)]),
+                  "merges": ["\u2581 a"]}}))
+
+
+# ---- chat templates --------------------------------------------------------------------------
+def c_string_literals(text):
+    """The C++ string literals of `text`, in order (plain and R"(...)" ones)."""
+    out = []
+    for m in re.finditer(r'R"\((.*?)\)"|"((?:[^"\\\n]|\\.)*)"', text, re.S):
+        if m.group(1) is not None:
+            out.append(m.group(1))
+        else:
+            s = m.group(2)
+            out.append(bytes(s, "utf-8").decode("unicode_escape").encode("latin-1", "replace").decode("utf-8", "replace"))
+    return out
+
+
+def template_seeds(shared):
+    base = os.path.join(shared, "tokenizers")
+    for name in ("qwen3", "llama3"):
+        config = json.load(open(os.path.join(base, name, "tokenizer_config.json"), encoding="utf-8"))
+        put("chat_template", name + "-template", config["chat_template"])
+    # The small templates of the interpreter's tests: each case is {name, source, context, expected}.
+    src = open(os.path.join(os.path.dirname(ROOT), "..", "tests", "template", "render_test.cpp"), encoding="utf-8").read()
+    body = src[src.index("kCases[] = {"):]
+    body = body[:body.index("\n};")]
+    literals = c_string_literals(body)
+    for i in range(0, len(literals) - 3, 4):
+        name, source, context = literals[i], literals[i + 1], literals[i + 2]
+        if re.fullmatch(r"[A-Za-z0-9]+", name):
+            put("chat_template", "render-" + name, source)
+            if context not in ("{}", ""):
+                put("chat_template", "context-" + name, context)
+    # Conversations, for the fixed template (the input as messages or as the whole context).
+    put("chat_template", "messages-simple", json.dumps([{"role": "user", "content": "Hi"}]))
+    put("chat_template", "messages-tools", json.dumps([
+        {"role": "system", "content": "sys"}, {"role": "user", "content": "w?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": [1, 2.5, None]}}}]},
+        {"role": "tool", "content": "{\"t\": 1}"}, {"role": "assistant", "content": "<think>x</think>\n\ndone"}]))
+    put("chat_template", "context-full", json.dumps({
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image"}]}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        "add_generation_prompt": True, "enable_thinking": False, "extra": {"b": 2, "a": "x"}}))
+
+
+# ---- JSON schemas ----------------------------------------------------------------------------
+SCHEMAS = {
+    "object-required": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+                                                         "ok": {"type": "boolean"}}, "required": ["name"]},
+    "nulls": {"properties": {"a": {"type": "null"}, "b": {"type": "null"}}},
+    "string-length": {"type": "string", "minLength": 2, "maxLength": 4},
+    "integer-range": {"type": "integer", "minimum": -15, "maximum": 120},
+    "integer-exclusive": {"type": "integer", "exclusiveMinimum": 5, "exclusiveMaximum": 8},
+    "number": {"type": "number", "minimum": -2, "maximum": 10},
+    "enum": {"enum": ["red", "green", 3, None, {"k": [1]}]},
+    "const": {"const": {"a": [1, 2]}},
+    "type-list": {"type": ["boolean", "null"]},
+    "array": {"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 3},
+    "any-of": {"anyOf": [{"type": "string", "maxLength": 1}, {"type": "integer", "minimum": 0}]},
+    "one-all-of": {"oneOf": [{"allOf": [{"type": "integer"}]}, {"type": "string"}]},
+    "tree-ref": {"$defs": {"node": {"type": "object", "properties": {"v": {"type": "integer"},
+                 "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}, "required": ["v"]}},
+                 "$ref": "#/$defs/node"},
+    "free-object": {"type": "object"},
+    "additional": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "tool-call": {"type": "object", "properties": {"name": {"const": "get_weather"}, "arguments": {
+        "type": "object", "properties": {"city": {"type": "string", "description": "x"}}, "required": ["city"]}},
+        "required": ["name", "arguments"], "title": "call"},
+}
+
+
+def schema_seeds():
+    for name, schema in SCHEMAS.items():
+        put("json_schema", name, json.dumps(schema))
+
+
+# ---- OpenAI request bodies -------------------------------------------------------------------
+def request_seeds():
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+              "parameters": SCHEMAS["object-required"]}}]
+    bodies = {
+        "chat-minimal": {"model": "m", "messages": [{"role": "user", "content": "Hi"}]},
+        "chat-sampling": {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "Hi"}],
+                          "temperature": 0.7, "top_p": 0.9, "top_k": 40, "seed": 7, "max_tokens": 16,
+                          "stop": ["\n", "END"], "stream": True, "stream_options": {"include_usage": True},
+                          "logprobs": True, "top_logprobs": 2, "frequency_penalty": 0.1, "presence_penalty": 0.2},
+        "chat-tools": {"messages": [{"role": "user", "content": "weather?"},
+                                    {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+                                     "function": {"name": "get_weather", "arguments": "{\"name\": \"Paris\"}"}}]},
+                                    {"role": "tool", "tool_call_id": "c1", "content": "21"}],
+                       "tools": tools, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+        "chat-json-schema": {"messages": [{"role": "user", "content": [{"type": "text", "text": "json"}]}],
+                             "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMAS["tree-ref"]}},
+                             "max_completion_tokens": 64, "chat_template_kwargs": {"enable_thinking": False}},
+        "chat-json-object": {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"},
+                             "tool_choice": "none", "n": 1},
+        "completion": {"model": "m", "prompt": "Once upon a time", "max_tokens": 8, "echo": True, "logprobs": 2,
+                       "stop": "\n", "temperature": 0},
+        "completion-list": {"prompt": ["one"], "stream": True},
+    }
+    for name, body in bodies.items():
+        put("openai_request", name, json.dumps(body))
+
+
+# ---- GGUF: prefixes of real files (the header and the first metadata) ------------------------
+def gguf_prefix_seeds(shared):
+    for rel, n in (("models/stories260K/stories260K.gguf", 2048),
+                   ("tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf", 4096)):
+        data = open(os.path.join(shared, rel), "rb").read()[:n]
+        put("gguf", os.path.basename(rel) + ".prefix", data)
+    put("gguf", "llama2c-tiny", llama2c_checkpoint(8, 16, 1, 2, 1, 32, 8))
+
+
+def main():
+    shared = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(ROOT), "..", "..", "shared")
+    llama2c_seeds(shared)
+    hf_seeds(shared)
+    tokenizer_seeds(shared)
+    template_seeds(shared)
+    schema_seeds()
+    request_seeds()
+    gguf_prefix_seeds(shared)
+    for target in sorted(os.listdir(ROOT)):
+        files = os.listdir(os.path.join(ROOT, target))
+        size = sum(os.path.getsize(os.path.join(ROOT, target, f)) for f in files)
+        print("%-16s %3d seeds, %7d bytes" % (target, len(files), size))
+
+
+if __name__ == "__main__":
+    main()
