@@ -69,14 +69,47 @@ Value Value::string(std::string value) {
   return v;
 }
 
+namespace {
+
+// A template can nest values without nesting its source (`{% set ns.x = [ns.x] %}` in a loop),
+// and copying, comparing and freeing them recurses per level: 100,000 levels overflow the stack
+// of a sanitizer build. Containers therefore carry their depth and stop at this one (deeper than
+// any context JSON, which is bounded at kMaxJsonDepth = 256).
+constexpr int kMaxValueDepth = 512;
+
+int depth_of(const Value& value) {
+  switch (value.kind()) {
+    case Value::Kind::list: return value.list_depth();
+    case Value::Kind::dict:
+    case Value::Kind::name_space: return value.dict_depth();
+    default: return 0;
+  }
+}
+
+int checked_depth(int below) {
+  if (below + 1 > kMaxValueDepth) fault("value nested more than ", kMaxValueDepth, " levels deep");
+  return below + 1;
+}
+
+int dict_depth_of(const DictData& data) {
+  int below = 0;
+  for (const auto& [key, item] : data.entries) below = std::max(below, depth_of(item));
+  return checked_depth(below);
+}
+
+}  // namespace
+
 Value Value::list(std::vector<Value> items, bool is_tuple) {
+  int below = 0;
+  for (const Value& item : items) below = std::max(below, depth_of(item));
   Value v;
   v.kind_ = Kind::list;
-  v.data_ = std::make_shared<ListData>(ListData{std::move(items), is_tuple});
+  v.data_ = std::make_shared<ListData>(ListData{std::move(items), is_tuple, checked_depth(below)});
   return v;
 }
 
 Value Value::dict(DictData data) {
+  data.depth = dict_depth_of(data);
   Value v;
   v.kind_ = Kind::dict;
   v.data_ = std::make_shared<DictData>(std::move(data));
@@ -84,6 +117,7 @@ Value Value::dict(DictData data) {
 }
 
 Value Value::name_space(DictData data) {
+  data.depth = dict_depth_of(data);
   Value v;
   v.kind_ = Kind::name_space;
   v.data_ = std::make_shared<DictData>(std::move(data));

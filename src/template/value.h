@@ -18,12 +18,14 @@ class Callable;
 struct ListData {
   std::vector<Value> items;
   bool is_tuple = false;  // only changes how the value prints: (1, 2) rather than [1, 2]
+  int depth = 1;          // containers nested in it, itself included (set by Value::list)
 };
 
 // An insertion-ordered dict, like Python's. Keys compare with Python ==, so lookups are linear:
 // chat-template dicts are small.
 struct DictData {
   std::vector<std::pair<Value, Value>> entries;
+  int depth = 1;  // as ListData's, when the dict or namespace was made (a namespace changes later)
 
   const Value* find(const Value& key) const;
   const Value* find(const std::string& key) const;
@@ -68,6 +70,8 @@ class Value {
   const std::vector<Value>& items() const { return std::get<std::shared_ptr<ListData>>(data_)->items; }
   bool is_tuple() const { return std::get<std::shared_ptr<ListData>>(data_)->is_tuple; }
   const DictData& dict_data() const { return *std::get<std::shared_ptr<DictData>>(data_); }
+  int list_depth() const { return std::get<std::shared_ptr<ListData>>(data_)->depth; }
+  int dict_depth() const { return std::get<std::shared_ptr<DictData>>(data_)->depth; }
   DictData& namespace_data() const { return *std::get<std::shared_ptr<DictData>>(data_); }
   const std::shared_ptr<Callable>& function() const { return std::get<std::shared_ptr<Callable>>(data_); }
   // What an undefined value stands for, for error messages ("'foo' is undefined").

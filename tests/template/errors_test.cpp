@@ -147,5 +147,17 @@ TEST(HostileTemplates, BoundsThatMultiplyStopAtTheStackBudget) {
                "KiB of stack");
 }
 
+// Values can nest without their source nesting; copying, comparing and freeing them recurses.
+TEST(HostileTemplates, ValuesNestedByLoopsAreBounded) {
+  expect_error("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}",
+               "line 1", "value nested more than 512 levels deep");
+  expect_error("{% set ns = namespace(x={}) %}{% for i in range(100000) %}{% set ns.x = {'a': ns.x} %}{% endfor %}",
+               "line 1", "value nested more than 512 levels deep");
+  expect_error("{% set ns = namespace(x=1) %}{% for i in range(100000) %}{% set ns.x = namespace(y=ns.x) %}{% endfor %}",
+               "line 1", "value nested more than 512 levels deep");
+  JinjaTemplate within("{% set ns = namespace(x=[]) %}{% for i in range(500) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x|length }}");
+  EXPECT_EQ(within.render(nlohmann::ordered_json::object()), "1");
+}
+
 }  // namespace
 }  // namespace orchard
