@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "base/json_depth.h"
 #include "command.h"
 #include "template/chat_template.h"
@@ -17,11 +18,8 @@ namespace orchard::cli {
 namespace {
 
 nlohmann::ordered_json read_input_json(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail("orchard template: cannot open --input-json file '", path, "'");
-  std::stringstream text;
-  text << file.rdbuf();
-  const std::string json_text = text.str();
+  // A regular file of at most kMaxJsonFileBytes: /dev/zero or a FIFO is refused, not read forever.
+  const std::string json_text = read_text_file(path, kMaxJsonFileBytes);
   check_json_depth(json_text, "orchard template: '" + path + "'");
   try {
     return nlohmann::ordered_json::parse(json_text);

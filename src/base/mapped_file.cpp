@@ -7,8 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <algorithm>
 
 #include "base/error.h"
 
@@ -19,19 +18,9 @@ class MappedBlob final : public Blob {
  public:
   explicit MappedBlob(const std::string& path) {
     name_ = path;
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail(path, ": cannot open: ", std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      int err = errno;
-      ::close(fd);
-      fail(path, ": cannot stat: ", std::strerror(err));
-    }
-    if (S_ISDIR(st.st_mode)) {
-      ::close(fd);
-      fail(path, ": is a directory, expected a file");
-    }
-    size_ = static_cast<size_t>(st.st_size);
+    uint64_t size = 0;
+    const int fd = open_regular_file(path, &size);
+    size_ = static_cast<size_t>(size);
     if (size_ > 0) {
       void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
       if (p == MAP_FAILED) {
@@ -70,14 +59,62 @@ std::shared_ptr<const Blob> blob_from_bytes(std::vector<uint8_t> bytes, std::str
   return std::make_shared<OwnedBlob>(std::move(bytes), std::move(name));
 }
 
-std::string read_text_file(const std::string& path) {
-  if (is_directory(path)) fail(path, ": is a directory, expected a file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, ": cannot open: ", std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(path, ": read error");
-  return ss.str();
+int open_regular_file(const std::string& path, uint64_t* size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail(path, ": cannot open: ", std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail(path, ": cannot stat: ", std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    fail(path, ": is ", kind, ", expected a regular file");
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  if (size) *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
+std::string read_text_file(const std::string& path, uint64_t max_bytes) {
+  uint64_t size = 0;
+  const int fd = open_regular_file(path, &size);
+  auto too_large = [&] {
+    ::close(fd);
+    fail(path, ": larger than the limit of ", max_bytes, " bytes (", max_bytes >> 20, " MiB) for this text input");
+  };
+  if (size > max_bytes) too_large();
+  // Read to the end rather than trusting st_size (the file may grow, /proc files report 0), but
+  // never past the limit.
+  std::string text;
+  text.resize(static_cast<size_t>(size) + 1);
+  size_t used = 0;
+  while (true) {
+    if (used == text.size()) {
+      if (used > max_bytes) too_large();
+      text.resize(std::min<uint64_t>(max_bytes + 1, std::max<uint64_t>(4096, 2 * uint64_t{text.size()})));
+    }
+    const ssize_t got = ::read(fd, text.data() + used, text.size() - used);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int err = errno;
+      ::close(fd);
+      fail(path, ": read error: ", std::strerror(err));
+    }
+    if (got == 0) break;
+    used += static_cast<size_t>(got);
+  }
+  ::close(fd);
+  text.resize(used);
+  return text;
 }
 
 bool file_exists(const std::string& path) {

@@ -31,8 +31,22 @@ std::shared_ptr<const Blob> map_file(const std::string& path);
 // Wraps bytes already in memory; `name` is used in error messages.
 std::shared_ptr<const Blob> blob_from_bytes(std::vector<uint8_t> bytes, std::string name);
 
-// Reads a whole (small) file into a string. Throws orchard::Error naming the path on failure.
-std::string read_text_file(const std::string& path);
+// Text inputs (JSON, templates, token id lists, calibration text) are read whole into memory;
+// this caps them so that a wrong path (/dev/zero, a multi-gigabyte file) fails at once instead of
+// filling memory. The largest real input we know of, a 150k-token tokenizer.json, is 17 MB.
+constexpr uint64_t kMaxTextFileBytes = uint64_t{256} << 20;
+// JSON inputs that are never large: config.json, tokenizer_config.json, template inputs.
+constexpr uint64_t kMaxJsonFileBytes = uint64_t{16} << 20;
+
+// Reads a whole (small) regular file into a string; refuses anything else (a FIFO, a device, a
+// folder) and files over `max_bytes`. Throws orchard::Error naming the path (and the limit).
+std::string read_text_file(const std::string& path, uint64_t max_bytes = kMaxTextFileBytes);
+
+// Opens `path` for reading and checks that it is a regular file. Opened non-blocking, so that a
+// FIFO fails here instead of blocking in open() until a writer comes; the flag is cleared again
+// for regular files. Returns the descriptor (close it) and fills *size when given. Throws
+// orchard::Error naming the path.
+int open_regular_file(const std::string& path, uint64_t* size = nullptr);
 
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "base/json_depth.h"
+#include "base/mapped_file.h"
 
 namespace orchard {
 
@@ -54,11 +55,7 @@ ChatTemplateConfig chat_template_config_from_json(const nlohmann::ordered_json& 
 }
 
 ChatTemplateConfig read_chat_template_config(const std::string& tokenizer_config_path, const std::string& template_name) {
-  std::ifstream file(tokenizer_config_path, std::ios::binary);
-  if (!file) fail("cannot open tokenizer config '", tokenizer_config_path, "'");
-  std::stringstream text;
-  text << file.rdbuf();
-  const std::string json_text = text.str();
+  const std::string json_text = read_text_file(tokenizer_config_path, kMaxJsonFileBytes);  // regular files only
   check_json_depth(json_text, "tokenizer config '" + tokenizer_config_path + "'");
   nlohmann::ordered_json config;
   try {

@@ -1,11 +1,14 @@
 #include "orchard/tokenizer.h"
 
+#include <unistd.h>
+
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <unordered_map>
 
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "formats/gguf.h"
 #include "tokenizer/tokenizer_loaders.h"
 #include "tokenizer/tokenizer_parts.h"
@@ -18,13 +21,14 @@ namespace {
 enum class FileKind { kTokenizerJson, kGguf, kLlama2c };
 
 FileKind sniff(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, ": cannot open");
+  // Regular files only: a FIFO would block the open, a device would never end.
+  const int fd = open_regular_file(path);
   char head[4] = {};
-  in.read(head, sizeof head);
-  if (in.gcount() == 4 && std::string_view(head, 4) == "GGUF") return FileKind::kGguf;
+  const ssize_t got = ::pread(fd, head, sizeof head, 0);
+  ::close(fd);
+  if (got == 4 && std::string_view(head, 4) == "GGUF") return FileKind::kGguf;
   if (path.ends_with(".json")) return FileKind::kTokenizerJson;
-  for (long i = 0; i < in.gcount(); ++i) {
+  for (long i = 0; i < got; ++i) {
     if (head[i] == '{') return FileKind::kTokenizerJson;
     if (!std::isspace(static_cast<unsigned char>(head[i]))) break;
   }
@@ -130,9 +134,19 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
   return ids;
 }
 
+namespace {
+// An id the vocabulary does not have is a caller's error (a wrong model, a corrupt id list), never
+// text: decoding it to nothing would hide it.
+void check_id(int32_t id, int64_t vocab_size) {
+  if (id < 0 || id >= vocab_size)
+    fail("token id ", id, " is outside the tokenizer's vocabulary of ", vocab_size, " tokens");
+}
+}  // namespace
+
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
   std::string bytes;
   TokenDecoder::State state(*parts_->decoder);
+  for (int32_t id : ids) check_id(id, vocab_size());
   for (int32_t id : ids) {
     if (skip_special && is_special(id)) continue;
     state.append(parts_->decoder->piece(id), bytes);
@@ -177,6 +191,7 @@ StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer, bool skip_special
 StreamingDecoder::~StreamingDecoder() = default;
 
 std::string StreamingDecoder::push(int32_t id) {
+  check_id(id, tokenizer_.vocab_size());
   if (skip_special_ && tokenizer_.is_special(id)) return {};
   std::string bytes;
   state_->position.append(tokenizer_.parts().decoder->piece(id), bytes);

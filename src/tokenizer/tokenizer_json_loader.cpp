@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "base/json_depth.h"
+#include "base/mapped_file.h"
 #include "tokenizer/bpe_model.h"
 #include "tokenizer/tokenizer_loaders.h"
 
@@ -19,11 +20,7 @@ using nlohmann::json;
 constexpr int64_t kMaxTokenId = 1 << 24;
 
 json read_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, ": cannot open");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
+  const std::string text = read_text_file(path);  // regular files only, at most kMaxTextFileBytes
   check_json_depth(text, path);
   try {
     return json::parse(text);
