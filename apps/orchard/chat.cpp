@@ -81,7 +81,7 @@ int run_chat(Args& args) {
   const KernelChoice kernels = kernel_choice(args);
   const uint64_t budget = memory_budget(args);
   const KvCacheType kv_cache = kv_cache_type(args);
-  const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
+  const int64_t n_ctx = context_size(args);
   const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
   StreamOptions options;
   options.sampling.temperature = static_cast<float>(args.get_double("temperature").value_or(0.7));
@@ -94,7 +94,7 @@ int run_chat(Args& args) {
   auto model = Model::load(path, load);
   if (load.on_progress) std::fputs("\n", stderr);
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path);
-  Session session(model, tokenizer, {.n_ctx = n_ctx.value_or(0), .kernels = kernels, .kv_cache = kv_cache});
+  Session session(model, tokenizer, {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache});
   const bool has_template = !tokenizer->chat_template().empty();
   const std::string bos = tokenizer->bos_id() ? tokenizer->token_text(*tokenizer->bos_id()) : "";
   const std::string eos = tokenizer->eos_ids().empty() ? "" : tokenizer->token_text(tokenizer->eos_ids().front());

@@ -20,12 +20,12 @@ int run_logits(Args& args) {
   const uint64_t budget = memory_budget(args);
   const KvCacheType kv_cache = kv_cache_type(args);
   const bool verbose = args.flag("verbose");
-  const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
+  const int64_t n_ctx = context_size(args);
   const int n_threads = static_cast<int>(args.get_int("threads").value_or(0));
   args.finish();
 
   auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
-  ContextOptions options{.n_ctx = n_ctx.value_or(0), .kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache};
+  ContextOptions options{.n_ctx = n_ctx, .kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache};
   if (options.n_ctx == 0 && static_cast<int64_t>(tokens.size()) > std::min<int64_t>(model->config().context_length, 4096))
     options.n_ctx = model->config().context_length;
   Context context(model, options);

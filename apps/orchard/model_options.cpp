@@ -1,5 +1,7 @@
 #include "model_options.h"
 
+#include <unistd.h>
+
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -7,6 +9,7 @@
 #include <cstring>
 #include <limits>
 
+#include "base/atomic_file.h"
 #include "base/error.h"
 #include "base/mapped_file.h"
 #include "flash/memory_budget.h"
@@ -27,6 +30,13 @@ KvCacheType kv_cache_type(Args& args) {
   if (*type == "f16") return KvCacheType::f16;
   if (*type == "int8") return KvCacheType::int8;
   fail("orchard ", args.command(), ": --kv-type must be f32, f16 or int8, got '", *type, "'");
+}
+
+int64_t context_size(Args& args) {
+  const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
+  if (n_ctx && *n_ctx < 0)
+    fail("orchard ", args.command(), ": --ctx-size must be a positive number of tokens (or 0 for the model's), got ", *n_ctx);
+  return n_ctx.value_or(0);
 }
 
 uint64_t memory_budget(Args& args) {
@@ -82,20 +92,15 @@ std::vector<int32_t> read_token_file(const std::string& path) {
 
 
 void write_file_atomically(const std::string& path, const void* bytes, size_t size) {
-  const std::string temp = path + ".tmp";
-  FILE* f = std::fopen(temp.c_str(), "wb");
-  if (!f) fail(path, ": cannot write: ", std::strerror(errno));
-  const bool ok = std::fwrite(bytes, 1, size, f) == size;
-  const bool closed = std::fclose(f) == 0;
-  if (!ok || !closed) {
-    std::remove(temp.c_str());
-    fail(path, ": write failed");
+  AtomicFile out(path);
+  const auto* p = static_cast<const uint8_t*>(bytes);
+  for (size_t done = 0; done < size;) {
+    const ssize_t put = ::write(out.fd(), p + done, size - done);
+    if (put < 0 && errno == EINTR) continue;
+    if (put <= 0) fail(path, ": write failed: ", put == 0 ? "no progress" : std::strerror(errno));
+    done += static_cast<size_t>(put);
   }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(temp.c_str());
-    fail(path, ": cannot write: ", std::strerror(err));
-  }
+  out.commit();
 }
 
 }  // namespace orchard::cli

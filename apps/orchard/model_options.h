@@ -14,6 +14,11 @@ KernelChoice kernel_choice(Args& args);
 // --kv-type f32|f16|int8: what the KV cache stores (default: what the kernels prefer).
 KvCacheType kv_cache_type(Args& args);
 
+// --ctx-size N: the context in tokens; 0 (the default) for the model's own, capped at 4096.
+// A negative size is an error naming --ctx-size (it used to mean the default, silently); the
+// upper bound and the memory the KV cache needs are checked where it is allocated.
+int64_t context_size(Args& args);
+
 // --memory-budget SIZE (e.g. 800M, 1.5G): limited-memory mode; 0 when absent.
 uint64_t memory_budget(Args& args);
 
@@ -26,8 +31,8 @@ std::vector<int32_t> parse_token_list(const std::string& text, const std::string
 // Token ids separated by commas or whitespace; orchard::Error naming the file when malformed.
 std::vector<int32_t> read_token_file(const std::string& path);
 
-// Writes `bytes` to `path` through a temporary file and a rename, so that a failure never
-// leaves a half-written file in place of an old one.
+// Writes `bytes` to `path` through an unnamed temporary file (base/atomic_file.h), so that a
+// failure or a kill never leaves a half-written file, in place of an old one or beside it.
 void write_file_atomically(const std::string& path, const void* bytes, size_t size);
 
 }  // namespace orchard::cli

@@ -32,7 +32,7 @@ int run_generation(Args& args) {
   const bool raw = args.flag("raw");
   const std::optional<std::string> tokenizer_path = args.get("tokenizer");
   const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
-  const std::optional<int64_t> n_ctx = args.get_int("ctx-size");
+  const int64_t n_ctx = context_size(args);
   const KernelChoice kernels = kernel_choice(args);
   const uint64_t budget = memory_budget(args);
   const KvCacheType kv_cache = kv_cache_type(args);
@@ -45,7 +45,7 @@ int run_generation(Args& args) {
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));
   const std::vector<int32_t> prompt_ids = raw ? tokenizer->encode(prompt, tokenizer->adds_bos())
                                               : chat_prompt_ids(*tokenizer, prompt);
-  Context context(model, {.n_ctx = n_ctx.value_or(0), .kernels = kernels, .kv_cache = kv_cache});
+  Context context(model, {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache});
   generate(context, *tokenizer, prompt_ids, options, [](std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);

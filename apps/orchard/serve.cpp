@@ -20,7 +20,7 @@ int run_serve(Args& args) {
   options.host = args.get_or("host", options.host);
   options.port = static_cast<int>(args.get_int("port").value_or(options.port));
   options.parallel = static_cast<int>(args.get_int("parallel").value_or(options.parallel));
-  options.n_ctx = args.get_int("ctx-size").value_or(0);
+  options.n_ctx = context_size(args);
   options.tokenizer_path = args.get_or("tokenizer", "");
   options.threads = static_cast<int>(args.get_int("threads").value_or(0));
   options.kv_cache = kv_cache_type(args);

@@ -1,5 +1,7 @@
 #include "formats/gguf_writer.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -105,10 +107,7 @@ GgufWriter::GgufWriter(uint64_t alignment) : alignment_(alignment) {
 }
 
 GgufWriter::~GgufWriter() {
-  if (file_) {  // abandoned half-way (an error): leave no partial file behind
-    std::fclose(file_);
-    std::remove((path_ + ".tmp").c_str());
-  }
+  if (file_) std::fclose(file_);  // abandoned half-way (an error): out_ discards the file
 }
 
 void GgufWriter::set(const std::string& key, GgufValue value) {
@@ -199,8 +198,15 @@ void GgufWriter::pad_to(uint64_t alignment) {
 void GgufWriter::begin(const std::string& path) {
   if (file_) fail("GGUF writer: begin called twice");
   path_ = path;
-  file_ = std::fopen((path + ".tmp").c_str(), "wb");
-  if (!file_) fail(path, ": cannot write: ", std::strerror(errno));
+  out_ = std::make_unique<AtomicFile>(path);
+  const int fd = ::dup(out_->fd());
+  file_ = fd >= 0 ? ::fdopen(fd, "wb") : nullptr;
+  if (!file_) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    out_.reset();
+    fail(path, ": cannot write: ", std::strerror(err));
+  }
   const std::string header = serialize_header(metadata_, tensors_);
   put(header.data(), header.size());
   pad_to(alignment_);
@@ -237,17 +243,12 @@ void GgufWriter::finish() {
     fail(path_, ": tensor '", tensors_[current_].name, "' was not fully written");
   FILE* f = file_;
   file_ = nullptr;
-  const bool closed = std::fclose(f) == 0;
-  const std::string temp = path_ + ".tmp";
-  if (!closed) {
-    std::remove(temp.c_str());
+  if (std::fclose(f) != 0) {
+    out_.reset();
     fail(path_, ": write failed");
   }
-  if (std::rename(temp.c_str(), path_.c_str()) != 0) {
-    const int err = errno;
-    std::remove(temp.c_str());
-    fail(path_, ": cannot write: ", std::strerror(err));
-  }
+  out_->commit();
+  out_.reset();
 }
 
 }  // namespace orchard

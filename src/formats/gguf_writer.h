@@ -4,10 +4,12 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/atomic_file.h"
 #include "formats/gguf.h"
 #include "tensor/dtype.h"
 
@@ -59,7 +61,8 @@ class GgufWriter {
   std::vector<Tensor> tensors_;
   uint64_t data_bytes_ = 0;
   std::string path_;
-  FILE* file_ = nullptr;
+  std::unique_ptr<AtomicFile> out_;  // unnamed until finish(): a killed process leaves nothing
+  FILE* file_ = nullptr;             // buffered writes to a duplicate of out_'s descriptor
   uint64_t written_ = 0;        // bytes written to the file so far
   size_t current_ = 0;          // tensor being filled
   uint64_t current_filled_ = 0; // its bytes written so far

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/half.h"
+#include "base/memory_limit.h"
 #include "kernels/kernels.h"
 
 namespace orchard {
@@ -42,6 +43,18 @@ class KvCache {
   }
 
   static size_t element_bytes(KvType type) { return type == KvType::f32 ? 4 : type == KvType::f16 ? 2 : 1; }
+
+  // What the constructor would allocate, saturating at UINT64_MAX instead of overflowing: checked
+  // against the memory this process may use before allocating (check_kv_cache_fits).
+  static uint64_t bytes_for(int64_t n_layers, int64_t n_ctx, int64_t n_kv_heads, int64_t head_dim, KvType type) {
+    const uint64_t positions = saturating_mul(static_cast<uint64_t>(n_layers), static_cast<uint64_t>(n_ctx));
+    const uint64_t rows = saturating_mul(saturating_mul(positions, static_cast<uint64_t>(n_kv_heads)),
+                                         static_cast<uint64_t>(head_dim));
+    uint64_t one = saturating_mul(rows, element_bytes(type));
+    if (type == KvType::q8)
+      one = saturating_add(one, saturating_mul(saturating_mul(positions, static_cast<uint64_t>(n_kv_heads)), sizeof(float)));
+    return saturating_mul(one, 2);  // keys and values
+  }
 
  private:
   size_t offset(int64_t layer, int64_t position) const {

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "flash/flash_layout.h"
 #include "flash/flash_weights.h"
 #include "model/model_impl.h"
 #include "model/transformer.h"
@@ -31,29 +32,38 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
-  auto impl = std::make_unique<Impl>();
-  impl->path = path;
-  TensorTable tensors;
-  if (is_directory(path)) {
-    tensors = load_hf_model(path, *impl);
-  } else if (ends_with(path, ".safetensors") || ends_with(path, "config.json") ||
-             ends_with(path, ".safetensors.index.json")) {
-    impl->path = parent_folder(path);
-    tensors = load_hf_model(impl->path, *impl);
-  } else {
-    tensors = load_single_file(path, map_file(path), *impl);
+  const auto attempt = [&]() -> std::shared_ptr<const Model> {
+    auto impl = std::make_unique<Impl>();
+    impl->path = path;
+    TensorTable tensors;
+    if (is_directory(path)) {
+      tensors = load_hf_model(path, *impl);
+    } else if (ends_with(path, ".safetensors") || ends_with(path, "config.json") ||
+               ends_with(path, ".safetensors.index.json")) {
+      impl->path = parent_folder(path);
+      tensors = load_hf_model(impl->path, *impl);
+    } else {
+      tensors = load_single_file(path, map_file(path), *impl);
+    }
+    bind_weights(tensors, *impl);
+    if (needs_streaming(*impl, options.memory_budget))
+      load_flash_weights(*impl, options.memory_budget, options.kernels == KernelChoice::fast,
+                         !options.flash_layout          ? std::string()
+                         : options.flash_layout_dir.empty() ? FlashLayout::default_directory()
+                                                            : options.flash_layout_dir,
+                         options.on_progress);
+    else if (options.kernels == KernelChoice::fast)
+      pack_weights(*impl, options.on_progress);
+    if (options.on_progress) options.on_progress(1.0);
+    return std::shared_ptr<const Model>(new Model(std::move(impl)));
+  };
+  try {
+    return attempt();
+  } catch (const FlashLayoutDamaged&) {
+    // The damaged layout was removed when a resident matrix read from it failed its checksum:
+    // loading again builds it anew (once; a second failure is an error).
+    return attempt();
   }
-  bind_weights(tensors, *impl);
-  if (needs_streaming(*impl, options.memory_budget))
-    load_flash_weights(*impl, options.memory_budget, options.kernels == KernelChoice::fast,
-                       !options.flash_layout          ? std::string()
-                       : options.flash_layout_dir.empty() ? FlashLayout::default_directory()
-                                                          : options.flash_layout_dir,
-                       options.on_progress);
-  else if (options.kernels == KernelChoice::fast)
-    pack_weights(*impl, options.on_progress);
-  if (options.on_progress) options.on_progress(1.0);
-  return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 
 std::shared_ptr<const Model> Model::load_from_memory(std::vector<uint8_t> bytes, const std::string& name,
@@ -97,8 +107,9 @@ struct Context::Impl {
 Context::Context(std::shared_ptr<const Model> model, const ContextOptions& options) {
   if (!model) fail("Context: no model");
   int64_t n_ctx = options.n_ctx;
-  if (n_ctx <= 0) n_ctx = std::min<int64_t>(model->config().context_length, 4096);
-  if (n_ctx > (int64_t{1} << 24)) fail("context size ", n_ctx, " is too large");
+  if (n_ctx < 0) fail("--ctx-size: a context of ", n_ctx, " tokens is not possible (give a positive size, or 0 for the model's)");
+  if (n_ctx == 0) n_ctx = std::min<int64_t>(model->config().context_length, 4096);
+  // The Transformer checks the size against kMaxContextTokens and the memory before allocating.
   impl_ = std::make_unique<Impl>(std::move(model), options.kernels, n_ctx, options.n_threads,
                                  kv_type_of(options.kv_cache));
 }

@@ -45,6 +45,19 @@ void rope_angles(const std::vector<double>& freq, std::span<const int64_t> posit
     }
 }
 
+void check_kv_cache_fits(const ModelConfig& c, int64_t n_ctx, int64_t n_caches, KvType type) {
+  if (n_ctx <= 0) fail("--ctx-size: a context of ", n_ctx, " tokens is not possible (it must be positive)");
+  if (n_ctx > kMaxContextTokens)
+    fail("--ctx-size: a context of ", n_ctx, " tokens is larger than the limit of ", kMaxContextTokens, " tokens");
+  const uint64_t one = KvCache::bytes_for(c.n_layers, n_ctx, c.n_kv_heads, c.head_dim, type);
+  const uint64_t total = saturating_mul(one, static_cast<uint64_t>(std::max<int64_t>(1, n_caches)));
+  const uint64_t limit = memory_limit_bytes();
+  if (total > limit)
+    fail("--ctx-size: a context of ", n_ctx, " tokens needs ", total, " bytes (", human_bytes(total), ") of KV cache",
+         n_caches > 1 ? str_cat(" for ", n_caches, " sequences") : std::string(), ", more than the ", human_bytes(limit),
+         " this process may use (physical memory, ulimit and cgroup limits); choose a smaller --ctx-size");
+}
+
 Transformer::Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx, int n_threads,
                          int64_t n_sequences, std::optional<KvType> kv_type)
     : model_(model),
@@ -52,6 +65,7 @@ Transformer::Transformer(const Model::Impl& model, const Kernels& kernels, int64
       kernels_(kernels),
       pool_(n_threads),
       rope_freq_(rope_frequencies(model.config, model.weights.rope_freq_factors)) {
+  check_kv_cache_fits(model.config, n_ctx, n_sequences, kv_type.value_or(kernels.kv_type));
   for (int64_t s = 0; s < std::max<int64_t>(1, n_sequences); ++s)
     caches_.emplace_back(model.config.n_layers, n_ctx, model.config.n_kv_heads, model.config.head_dim,
                          kv_type.value_or(kernels.kv_type));

@@ -34,6 +34,16 @@ class WeightStreamer;
 // The public API's KV cache choice as the transformer's (nullopt: what the kernels prefer).
 std::optional<KvType> kv_type_of(KvCacheType type);
 
+// The largest context a KV cache may have, whatever the memory: positions are int64 but the
+// attention scratch and rope tables are sized per position too.
+constexpr int64_t kMaxContextTokens = int64_t{1} << 24;
+
+// Refuses, with an error naming --ctx-size and the bytes needed, a context whose `n_caches` KV
+// caches of `n_ctx` positions cannot fit in the memory this process may use (physical memory,
+// ulimit, cgroup): checked before allocating, so a huge --ctx-size is an error (exit 2), not
+// std::bad_alloc or the OOM killer.
+void check_kv_cache_fits(const ModelConfig& config, int64_t n_ctx, int64_t n_caches, KvType type);
+
 class Transformer {
  public:
   static constexpr int64_t kFfnChunk = 256;  // tokens per feed-forward pass in prefill

@@ -63,7 +63,11 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, std::shared_ptr<const T
                      int64_t n_ctx, KernelChoice kernels, int n_threads, KvCacheType kv_cache, Metrics& metrics)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), n_ctx_(n_ctx), kernels_(kernels), metrics_(metrics) {
   if (n_slots < 1) fail("--parallel must be at least 1");
-  if (n_ctx <= 0) n_ctx = std::min<int64_t>(model_->config().context_length, 4096);
+  if (n_ctx < 0) fail("--ctx-size: a context of ", n_ctx, " tokens is not possible (give a positive size, or 0 for the model's)");
+  if (n_ctx == 0) n_ctx = std::min<int64_t>(model_->config().context_length, 4096);
+  // Every slot has a KV cache of n_ctx positions: check them all together before the first lane
+  // allocates (each Transformer checks only its own).
+  check_kv_cache_fits(model_->config(), n_ctx, n_slots, kv_type_of(kv_cache).value_or(select_kernels(kernels).kv_type));
   const LaneShape shape = lane_shape(*model_, n_threads, n_slots);
   for (int i = 0; i < n_slots; ++i) {
     auto slot = std::make_unique<Slot>();
