@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "base/error.h"
+#include "base/memory_limit.h"
 
 namespace orchard {
 namespace {
@@ -35,6 +36,28 @@ uint64_t min_encoded_size(GgufType t) {
 }
 
 bool known_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::FLOAT64); }
+
+// What one element of an array of `t` takes in memory (the vector slot it is kept in).
+uint64_t element_memory(GgufType t) {
+  switch (t) {
+    case GgufType::STRING: return sizeof(std::string);
+    case GgufType::ARRAY: return sizeof(GgufValue);
+    case GgufType::FLOAT32: case GgufType::FLOAT64: return sizeof(double);
+    default: return sizeof(int64_t);
+  }
+}
+
+// Heap bytes of a string of `n` bytes beyond its object (none when it fits the small-string
+// buffer of libstdc++ and libc++).
+uint64_t string_heap(uint64_t n) { return n > 15 ? n + 1 : 0; }
+
+// The parsed metadata and tensor table may take at most this many times the file's size in memory
+// (plus kMemorySlack). Real files take 2 to 3 times their metadata's size (a 150k-token vocabulary:
+// short strings kept as 32-byte std::string, int32 and float32 widened to 8 bytes), and metadata
+// is a small part of a model file; a hostile one of 3 million empty nested arrays (12 bytes each
+// in the file, a 176-byte GgufValue each in memory) took 15 times its size before this bound.
+constexpr uint64_t kMemoryPerFileByte = 8;
+constexpr uint64_t kMemorySlack = uint64_t{1} << 20;
 
 }  // namespace
 
@@ -70,7 +93,8 @@ int64_t GgufTensor::element_count() const {
 class GgufParser {
  public:
   explicit GgufParser(std::shared_ptr<const Blob> blob)
-      : blob_(std::move(blob)), data_(blob_->data()), size_(blob_->size()) {}
+      : blob_(std::move(blob)), data_(blob_->data()), size_(blob_->size()),
+        memory_limit_(size_ * kMemoryPerFileByte + kMemorySlack) {}
 
   std::shared_ptr<const GgufFile> parse() {
     auto file = std::make_shared<GgufFile>();
@@ -93,9 +117,14 @@ class GgufParser {
     if (n_kv > remaining() / 13) error("metadata count ", n_kv, " does not fit in the file");
     if (n_tensors > remaining() / 24) error("tensor count ", n_tensors, " does not fit in the file");
 
+    // Per entry: its slot in metadata_ and a node of the index (about a pointer, a hash, the key
+    // again and its position).
+    constexpr uint64_t kEntryMemory = sizeof(std::pair<std::string, GgufValue>) + 2 * sizeof(void*) + sizeof(std::string) + 16;
+    charge(n_kv * kEntryMemory, "the metadata table");
     file->metadata_.reserve(n_kv);
     for (uint64_t i = 0; i < n_kv; ++i) {
       std::string key = read_string("metadata key");
+      charge(2 * string_heap(key.size()), key);
       const uint32_t type = read_u32("metadata type");
       if (!known_type(type)) error("metadata key '", key, "' has unknown value type ", type);
       GgufValue value = read_value(static_cast<GgufType>(type), key, 0);
@@ -110,10 +139,15 @@ class GgufParser {
       file->alignment_ = static_cast<uint64_t>(a->int_value);
     }
 
+    // Per tensor: its GgufTensor, its shape, an index node; the loaders keep two more copies as
+    // TensorRef, which is why it counts three times.
+    constexpr uint64_t kTensorMemory = 3 * (sizeof(GgufTensor) + kMaxDims * sizeof(int64_t)) + 2 * sizeof(void*) + sizeof(std::string) + 16;
+    charge(n_tensors * kTensorMemory, "the tensor table");
     file->tensors_.reserve(n_tensors);
     for (uint64_t i = 0; i < n_tensors; ++i) {
       GgufTensor t;
       t.name = read_string("tensor name");
+      charge(5 * string_heap(t.name.size()), t.name);
       const uint32_t n_dims = read_u32("tensor dimension count");
       if (n_dims == 0 || n_dims > kMaxDims)
         error("tensor '", t.name, "' has ", n_dims, " dimensions (1 to ", kMaxDims, " allowed)");
@@ -165,6 +199,16 @@ class GgufParser {
 
   uint64_t remaining() const { return size_ - pos_; }
 
+  // Counts `bytes` of memory about to be allocated for what is being parsed, and refuses the file
+  // before allocating when the total passes the limit.
+  void charge(uint64_t bytes, const std::string& what) {
+    memory_ = saturating_add(memory_, bytes);
+    if (memory_ > memory_limit_)
+      error("metadata '", what, "' at offset ", pos_, ": the metadata and tensor table would take more than ",
+            memory_limit_, " bytes in memory (", kMemoryPerFileByte,
+            " times the file's size plus 1 MiB); the file is not a real model");
+  }
+
   void need(uint64_t n, const char* what) const {
     if (n > remaining())
       error("truncated: file ends while reading ", what, " at offset ", pos_);
@@ -185,6 +229,7 @@ class GgufParser {
   std::string read_string(const char* what) {
     const uint64_t len = read_u64(what);
     need(len, what);
+    if (in_array_) charge(string_heap(len), what);
     std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
     pos_ += len;
     return s;
@@ -235,6 +280,7 @@ class GgufParser {
     if (count > remaining() / min_encoded_size(v.element_type))
       error("metadata key '", key, "': array length ", count, " does not fit in the file");
     v.array_length = count;
+    charge(count * element_memory(v.element_type), key);  // count fits the file: no overflow
     GgufValue element;
     if (v.element_type == GgufType::ARRAY) {
       v.nested_array.reserve(count);
@@ -242,7 +288,9 @@ class GgufParser {
         v.nested_array.push_back(read_value(GgufType::ARRAY, key, depth + 1));
     } else if (v.element_type == GgufType::STRING) {
       v.string_array.reserve(count);
+      in_array_ = true;
       for (uint64_t i = 0; i < count; ++i) v.string_array.push_back(read_string(key.c_str()));
+      in_array_ = false;
     } else if (v.element_type == GgufType::FLOAT32 || v.element_type == GgufType::FLOAT64) {
       v.float_array.reserve(count);
       for (uint64_t i = 0; i < count; ++i) {
@@ -263,6 +311,9 @@ class GgufParser {
   const uint8_t* data_;
   uint64_t size_;
   uint64_t pos_ = 0;
+  uint64_t memory_ = 0;
+  uint64_t memory_limit_;
+  bool in_array_ = false;
 };
 
 std::shared_ptr<const GgufFile> GgufFile::parse(std::shared_ptr<const Blob> blob) {

@@ -30,6 +30,11 @@ TensorTable load_gguf_model(const std::string& path, std::shared_ptr<const Blob>
   const std::string a = *arch + ".";
   c.dim = require_positive(f, a + "embedding_length");
   c.n_layers = require_positive(f, a + "block_count");
+  // Every block has at least kMinTensorsPerLayer tensors: a count the tensor table cannot hold is
+  // refused here, before anything is sized by it (4M blocks once took 3 GB before failing).
+  if (c.n_layers > static_cast<int64_t>(f.tensors().size() / kMinTensorsPerLayer))
+    fail(path, ": metadata key '", a, "block_count' = ", c.n_layers, " but the file holds only ", f.tensors().size(),
+         " tensors (each block needs at least ", kMinTensorsPerLayer, ")");
   c.ffn_dim = require_positive(f, a + "feed_forward_length");
   c.n_heads = require_positive(f, a + "attention.head_count");
   c.n_kv_heads = f.find(a + "attention.head_count_kv") ? require_positive(f, a + "attention.head_count_kv") : c.n_heads;

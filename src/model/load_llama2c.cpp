@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/memory_limit.h"
 #include "model/model_impl.h"
 
 namespace orchard {
@@ -45,6 +46,26 @@ TensorTable load_llama2c_model(const std::string& path, std::shared_ptr<const Bl
   c.rope_style = RopeStyle::interleaved;  // run.c rotates adjacent pairs
 
   const int64_t L = c.n_layers, dim = c.dim, kv_dim = c.n_kv_heads * c.head_dim;
+  // The size the header implies, checked against the file before a tensor entry is made: with
+  // every field up to 2^24, a header alone could ask for 2^24 layers of entries (gigabytes of
+  // names) and sizes past 2^64.
+  {
+    const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
+    const uint64_t per_layer = saturating_add(
+        saturating_add(saturating_mul(2, u(dim)), saturating_mul(2, saturating_mul(u(dim), u(dim)))),
+        saturating_add(saturating_mul(2, saturating_mul(u(dim), u(kv_dim))), saturating_mul(3, saturating_mul(u(dim), u(c.ffn_dim)))));
+    uint64_t floats = saturating_add(saturating_mul(u(L), per_layer), saturating_mul(u(dim), u(vocab)));
+    floats = saturating_add(floats, saturating_add(u(dim), saturating_mul(u(h.seq_len), u(c.head_dim))));
+    if (!shared_classifier) floats = saturating_add(floats, saturating_mul(u(dim), u(vocab)));
+    const uint64_t needed = saturating_add(sizeof h, saturating_mul(floats, 4));
+    if (needed > blob->size())
+      fail(path, ": truncated llama2.c checkpoint: its header (dim ", dim, ", ", L, " layers, vocab ", vocab, ") needs ",
+           needed == UINT64_MAX ? std::string("more than 2^64") : std::to_string(needed), " bytes, the file has ",
+           blob->size());
+    if (needed < blob->size())
+      fail(path, ": llama2.c checkpoint has ", blob->size() - needed,
+           " unexpected trailing bytes (header and size disagree)");
+  }
   TensorTable table;
   uint64_t offset = sizeof h;
   bool too_short = false;

@@ -36,6 +36,10 @@ struct ModelWeights {
   std::vector<float> rope_freq_factors;  // [rope_dims / 2] divisors, llama3 scaling; else empty
 };
 
+// A layer has at least these tensors (attention and FFN norms, q, k, v, output, gate, up, down):
+// a layer count above tensors / 9 is a corrupt or hostile header.
+constexpr size_t kMinTensorsPerLayer = 9;
+
 // Tensors by GGUF-style name ("blk.0.attn_q.weight"), whatever the source format.
 using TensorTable = std::unordered_map<std::string, TensorRef>;
 

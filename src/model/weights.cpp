@@ -115,6 +115,10 @@ void bind_weights(const TensorTable& tensors, Model::Impl& impl) {
   c.has_rope_freq_factors = !w.rope_freq_factors.empty();
 
   const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  // The loaders check their layer count field against the file; this guards any other way in.
+  if (c.n_layers <= 0 || static_cast<uint64_t>(c.n_layers) > tensors.size() / kMinTensorsPerLayer)
+    fail(impl.path, ": ", c.n_layers, " layers, but the model has only ", tensors.size(), " tensors (each layer needs at least ",
+         kMinTensorsPerLayer, ")");
   w.layers.resize(static_cast<size_t>(c.n_layers));
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";

@@ -51,6 +51,9 @@ TEST(CorruptHf, MalformedConfigIsRefused) {
   expect_config_refused([](auto& c) { c.erase("hidden_size"); }, "hidden_size");
   expect_config_refused([](auto& c) { c["hidden_size"] = "256"; }, "hidden_size");
   expect_config_refused([](auto& c) { c["num_hidden_layers"] = -2; }, "num_hidden_layers");
+  // More layers than the safetensors hold: an error naming the field, not std::bad_alloc.
+  expect_config_refused([](auto& c) { c["num_hidden_layers"] = int64_t{1} << 31; }, "num_hidden_layers");
+  expect_config_refused([](auto& c) { c["num_hidden_layers"] = 1 << 20; }, "num_hidden_layers");
   expect_config_refused([](auto& c) { c["architectures"] = {"GPT2LMHeadModel"}; c.erase("model_type"); }, "GPT2LMHeadModel");
   expect_config_refused([](auto& c) { c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }, "yarn");
   expect_config_refused([](auto& c) { c["rms_norm_eps"] = "small"; }, "rms_norm_eps");
@@ -68,7 +71,8 @@ TEST(CorruptHf, ConfigInconsistentWithWeightsIsRefused) {
   refused([](auto& c) { c["num_key_value_heads"] = 3; }, "head count");
   refused([](auto& c) { c["intermediate_size"] = 500; }, "shape");
   refused([](auto& c) { c["vocab_size"] = 1000; }, "shape");
-  refused([](auto& c) { c["num_hidden_layers"] = 3; }, "missing tensor 'blk.2.");
+  // 3 layers need at least 27 tensors; the 2-layer folder has 26: refused naming the field.
+  refused([](auto& c) { c["num_hidden_layers"] = 3; }, "num_hidden_layers = 3");
 }
 
 TEST(CorruptHf, DamagedSafetensorsAreRefused) {

@@ -110,6 +110,29 @@ TEST(CorruptGguf, FlippedHeaderFieldsAreRefused) {
   expect_refused(variant([&](auto& b) { b[q - 8] = 'X'; }), "missing tensor", "missing tensor");
 }
 
+// A layer count the tensor table cannot hold is refused before anything is sized by it, with an
+// error naming the file and the key (2^31 blocks ended in std::bad_alloc: no file, no field).
+TEST(CorruptGguf, BlockCountBeyondTheTensorTableIsRefused) {
+  const std::vector<uint8_t> whole = golden_bytes("llama-q4_0.gguf");
+  const std::string key = "llama.block_count";
+  const auto at = std::search(whole.begin(), whole.end(), key.begin(), key.end());
+  ASSERT_NE(at, whole.end());
+  const size_t value = static_cast<size_t>(at - whole.begin()) + key.size() + 4;  // after the u32 type
+  for (uint32_t blocks : {3u, 1u << 22, 1u << 31}) {
+    std::vector<uint8_t> b = whole;
+    put<uint32_t>(b, value, blocks);
+    expect_refused(std::move(b), "block_count " + std::to_string(blocks), "block_count");
+  }
+}
+
+// The same for a llama2.c header: 2^24 layers used to make 150 million tensor entries before the
+// size check.
+TEST(CorruptLlama2c, LayerCountBeyondTheFileIsRefusedBeforeAllocating) {
+  std::vector<uint8_t> b = test::read_bytes(test::source_path("models/stories260K/stories260K.bin"));
+  put<int32_t>(b, 8, 1 << 24);
+  expect_refused(std::move(b), "2^24 layers", "truncated");
+}
+
 TEST(CorruptGguf, VocabOnlyGgufIsATokenizerNotAModel) {
   expect_refused(test::read_bytes(test::shared_path("tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf")),
                  "vocab-only", "vocab-only");

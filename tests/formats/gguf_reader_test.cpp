@@ -6,6 +6,7 @@
 
 #include "formats/gguf.h"
 #include "orchard/error.h"
+#include "test_paths.h"
 
 namespace orchard {
 namespace {
@@ -153,6 +154,38 @@ TEST(GgufReader, DeeplyNestedArraysAreRefused) {
   b.u32(static_cast<uint32_t>(GgufType::UINT8));
   b.u64(0);
   EXPECT_THROW(GgufFile::parse(blob_from_bytes(b.bytes(), "deep.gguf")), Error);
+}
+
+// Metadata whose parsed form would take far more memory than the file: a million empty nested
+// arrays (12 bytes each in the file, a GgufValue each in memory, 15 times the file's size) are
+// refused by the reader's memory bound, with an error naming the file and the key.
+TEST(GgufReader, MetadataThatWouldTakeManyTimesItsSizeInMemoryIsRefused) {
+  GgufBuilder b(3);
+  b.u64(0);  // tensors
+  b.u64(1);  // metadata entries
+  b.key("many.empty.arrays", GgufType::ARRAY);
+  b.u32(static_cast<uint32_t>(GgufType::ARRAY));
+  const uint64_t count = 1 << 20;
+  b.u64(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    b.u32(static_cast<uint32_t>(GgufType::UINT8));
+    b.u64(0);
+  }
+  try {
+    GgufFile::parse(blob_from_bytes(std::move(b.bytes()), "arrays.gguf"));
+    FAIL() << "parsed";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("arrays.gguf"), std::string::npos) << message;
+    EXPECT_NE(message.find("many.empty.arrays"), std::string::npos) << message;
+    EXPECT_NE(message.find("in memory"), std::string::npos) << message;
+  }
+}
+
+// Real files stay far below the bound: the largest vocabulary-only GGUFs (metadata only).
+TEST(GgufReader, RealVocabularyFilesAreWithinTheMemoryBound) {
+  for (const char* name : {"ggml-vocab-gpt-2.gguf", "ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf"})
+    EXPECT_NO_THROW(GgufFile::open(test::shared_path(std::string("tokenizers/llama.cpp-vocab/") + name))) << name;
 }
 
 }  // namespace
