@@ -31,6 +31,7 @@ void load_resident(FlashWeights& f, TensorRef& ref, const uint8_t* file_base, Bu
   if (s.from_layout) {
     PackedMatrix p = describe_packed(ref, *packed_format_for(ref.type));
     uint8_t* tiles = const_cast<uint8_t*>(f.layout->store().read(s.offset, s.read_bytes, buffer.data(), buffer.size(), nullptr));
+    f.layout->verify(s.offset, s.read_bytes, tiles);
     p.memory = std::shared_ptr<uint8_t>(tiles, [](uint8_t*) {});  // the pool owns it
     packed.add(ref, std::move(p));
   } else if (f.pack && packed_format_for(ref.type)) {

@@ -57,6 +57,9 @@ void WeightStreamer::load(int64_t unit, Slot& slot, uint64_t* read_bytes) {
         flash_.layout->store().read(s.offset, last - s.offset, dest, run_bytes, read_bytes);
       }
       uint8_t* tiles = dest + s.offset % WeightStore::kAlignment;
+      // On the I/O thread, beside the computation of the previous unit (see docs/formats.md for
+      // what it costs).
+      flash_.layout->verify(s.offset, s.read_bytes, tiles);
       PackedMatrix p = describe_packed(ref, *packed_format_for(ref.type));
       p.memory = std::shared_ptr<uint8_t>(tiles, [](uint8_t*) {});  // the slot owns it
       ref.data = tiles;  // a key for find_packed

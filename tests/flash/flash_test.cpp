@@ -2,12 +2,15 @@
 // to the mapped model when the weights stream from storage under a budget smaller than them.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "flash/buffer_pool.h"
+#include "flash/flash_layout.h"
 #include "flash/flash_weights.h"
 #include "flash/memory_budget.h"
 #include "flash/residency.h"
@@ -201,6 +204,74 @@ TEST(FlashLayout, BuiltOnceReusedAndRebuiltWhenDamaged) {
   EXPECT_FALSE(built_now(load()));
   // No temporary files left behind.
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(cache.path()), {}), 1);
+}
+
+// Flipped bytes inside the packed tiles, header and size intact (once used silently: logits off by
+// up to 1.3): the tile checksums find them and the damaged layout is never used. A resident
+// matrix is read at load, which then rebuilds the layout; a streamed one fails its pass with an
+// error naming the file, which is removed so that the next load rebuilds it. Either way no logits
+// from damaged bytes.
+TEST(FlashLayout, FlippedTileBytesAreFoundAndNeverUsed) {
+  const std::string path = test::shared_path("golden/llama-q4_0.gguf");
+  const std::vector<float> expected = run(Model::load(path), KernelChoice::fast);
+  const test::TempDir cache;
+  const uint64_t budget = minimum_budget(path);
+  const auto load = [&] { return Model::load(path, {.memory_budget = budget, .flash_layout_dir = cache.path()}); };
+  std::string file;
+  {
+    auto first = load();
+    ASSERT_TRUE(first->impl().flash && first->impl().flash->layout);
+    file = first->impl().flash->layout->path();
+    EXPECT_EQ(run(first, KernelChoice::fast), expected);
+  }
+  int refused = 0, rebuilt = 0;
+  for (int eighth = 1; eighth < 8; ++eighth) {
+    const uint64_t size = std::filesystem::file_size(file);
+    const uint64_t at = size * static_cast<uint64_t>(eighth) / 8 + 123;
+    {
+      std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekg(static_cast<std::streamoff>(at));
+      const char byte = static_cast<char>(f.get());
+      f.seekp(static_cast<std::streamoff>(at));
+      f.put(static_cast<char>(byte ^ 0x5a));
+    }
+    try {
+      auto model = load();
+      if (model->impl().flash->layout->built_now()) ++rebuilt;
+      EXPECT_EQ(run(model, KernelChoice::fast), expected) << "damage at " << at << " of " << size;
+    } catch (const Error& e) {
+      ++refused;
+      const std::string message = e.what();
+      EXPECT_NE(message.find(file), std::string::npos) << message;
+      EXPECT_NE(message.find("damaged"), std::string::npos) << message;
+      EXPECT_FALSE(std::filesystem::exists(file)) << "a damaged layout was kept";
+      auto again = load();
+      EXPECT_TRUE(again->impl().flash->layout->built_now());
+      EXPECT_EQ(run(again, KernelChoice::fast), expected);
+    }
+  }
+  // Most flips land in tiles (a few may hit the padding between matrices, which nothing reads).
+  EXPECT_GE(refused + rebuilt, 4) << refused << " refused, " << rebuilt << " rebuilt";
+}
+
+// The checksum is cheap enough to verify every read: it must run well above storage speeds.
+TEST(FlashLayout, TileHashIsFastAndSensitive) {
+  std::vector<uint8_t> bytes(8u << 20);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  const uint64_t h = layout_tile_hash(bytes.data(), bytes.size(), 7);
+  EXPECT_NE(layout_tile_hash(bytes.data(), bytes.size(), 8), h);  // the seed (tile's place) counts
+  for (size_t at : {size_t{0}, size_t{31}, bytes.size() / 2 + 5, bytes.size() - 1}) {
+    bytes[at] ^= 1;
+    EXPECT_NE(layout_tile_hash(bytes.data(), bytes.size(), 7), h) << at;
+    bytes[at] ^= 1;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t sink = 0;
+  for (int r = 0; r < 8; ++r) sink += layout_tile_hash(bytes.data(), bytes.size(), static_cast<uint64_t>(r));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double gb_per_s = 8.0 * static_cast<double>(bytes.size()) / seconds / 1e9;
+  std::printf("layout_tile_hash: %.1f GB/s (%llx)\n", gb_per_s, static_cast<unsigned long long>(sink));
+  EXPECT_GT(gb_per_s, 1.0);  // loose: sanitizer and emulated builds are slow
 }
 
 TEST(FlashLayout, UnwritableFolderFallsBackToPackingOnRead) {
