@@ -15,6 +15,11 @@ std::string source_path(const std::string& relative) {
   return std::string(ORCHARD_SOURCE_DIR) + "/" + relative;
 }
 
-std::string cli_path() { return ORCHARD_CLI_PATH; }
+// $ORCHARD_CLI overrides, to run the CLI tests against another build (e.g. one of an older
+// commit, to see a new test fail there).
+std::string cli_path() {
+  if (const char* env = std::getenv("ORCHARD_CLI"); env && *env) return env;
+  return ORCHARD_CLI_PATH;
+}
 
 }  // namespace orchard::test

@@ -2,6 +2,7 @@
 // itself with a RegisterCommand object; this file only dispatches and turns errors into exit codes.
 #include <cstdio>
 #include <exception>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,43 @@ void print_usage() {
     std::fprintf(stderr, "  %-12s %s\n", name.c_str(), command.summary.c_str());
 }
 
+// The options of each subcommand, as the README lists them. Kept here rather than in each
+// command's registration so that `orchard NAME --help` works for every command, whatever options
+// its parser knows (the parser takes every `--name` but its flags to need a value).
+const char* usage_of(const std::string& name) {
+  static const std::map<std::string, const char*> usage = {
+      {"info", "orchard info --model PATH [--tensors]"},
+      {"logits", "orchard logits --model PATH --tokens 1,2,3 --out FILE [--kernels reference|fast] [--ctx-size N]\n"
+                 "               [--kv-type f16|int8|f32] [--threads N] [--memory-budget SIZE] [--verbose]"},
+      {"run", "orchard run --model PATH --prompt TEXT [--raw] [--temperature T] [--top-k K] [--top-p P]\n"
+              "            [--min-p P] [--repeat-penalty R] [--max-tokens N] [--seed S] [--tokenizer PATH]\n"
+              "            [--ctx-size N] [--kernels reference|fast] [--kv-type f16|int8|f32] [--memory-budget SIZE]\n"
+              "            [--verbose]"},
+      {"tokenize", "orchard tokenize (--tokenizer PATH | --model PATH) --text-file F"},
+      {"detokenize", "orchard detokenize (--tokenizer PATH | --model PATH) (--ids 1,2,3 | --ids-file F)"},
+      {"template", "orchard template --tokenizer-config PATH --input-json F [--template-name NAME]"},
+      {"chat", "orchard chat --model PATH [--system TEXT] [--temperature T] [--max-tokens N] [--ctx-size N]"},
+      {"serve", "orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N]\n"
+                "              [--kv-type f32|f16|int8] [--stream-interval-ms MS] [--memory-budget SIZE]\n"
+                "              [--kernels reference|fast] [--tokenizer PATH]"},
+      {"bench", "orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]\n"
+                "              [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]"},
+      {"quantize", "orchard quantize --model IN --out OUT.gguf --type q4_os|q4_om|q4_0|q4_k_m|q6_k|q8_0|f16|bf16|f32\n"
+                   "                 [--calibration TEXT | --calibration-tokens-file IDS] [--calibration-tokens N]\n"
+                   "                 [--calibration-chunk N] [--tokenizer PATH] [--threads N]"},
+      {"kld", "orchard kld --base M0 --model M1 (--text-file F | --tokens-file F | --sequences N) [--seq-len L] [--seed S]"},
+      {"perplexity", "orchard perplexity --model M (--text-file F | --tokens-file F | --sequences N) [--seq-len L]"},
+  };
+  const auto it = usage.find(name);
+  return it == usage.end() ? nullptr : it->second;
+}
+
+bool asks_for_help(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") return true;
+  return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -39,6 +77,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "orchard: unknown command '%s'\n", name.c_str());
     print_usage();
     return 2;
+  }
+  if (asks_for_help(argc, argv)) {
+    // Help goes to stdout and exits 0, as with `orchard --help`'s list.
+    const char* usage = usage_of(name);
+    std::printf("usage: %s\n\n%s\n", usage ? usage : ("orchard " + name + " [options]").c_str(), it->second.summary.c_str());
+    return 0;
   }
   try {
     orchard::cli::Args args(name, std::vector<std::string>(argv + 2, argv + argc), it->second.flags);

@@ -33,8 +33,8 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool add_bos = false) const;
 
   // The text of `ids`, always valid UTF-8 (bytes that form no character become U+FFFD).
-  // Special tokens appear as their text unless `skip_special`; ids outside the vocabulary
-  // decode to nothing.
+  // Special tokens appear as their text unless `skip_special`. An id outside the vocabulary
+  // (negative, or vocab_size() or more) is an orchard::Error naming it.
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
 
   // The token's text as the vocabulary spells it (e.g. "Ġthe", "▁the", "<|im_end|>");

@@ -6,7 +6,9 @@
 
 namespace orchard {
 
-std::shared_ptr<const Tokenizer> load_model_tokenizer(const Model& model, const std::string& override_path) {
+namespace {
+
+std::shared_ptr<const Tokenizer> find_tokenizer(const Model& model, const std::string& override_path) {
   if (!override_path.empty()) return Tokenizer::load(override_path);
   const Model::Impl& impl = model.impl();
   if (impl.gguf) {
@@ -23,6 +25,22 @@ std::shared_ptr<const Tokenizer> load_model_tokenizer(const Model& model, const 
   const std::string beside = (slash == std::string::npos ? std::string(".") : impl.path.substr(0, slash)) + "/tokenizer.bin";
   if (file_exists(beside)) return Tokenizer::load(beside);
   fail(impl.path, ": a llama2.c checkpoint has no tokenizer of its own; pass --tokenizer PATH (e.g. tok512.bin)");
+}
+
+}  // namespace
+
+std::shared_ptr<const Tokenizer> load_model_tokenizer(const Model& model, const std::string& override_path) {
+  std::shared_ptr<const Tokenizer> tokenizer = find_tokenizer(model, override_path);
+  // A token the tokenizer can produce but the embedding has no row for cannot be run: refuse the
+  // pair here, at load, rather than fail each request that happens to use such a token. Fewer
+  // tokenizer tokens than embedding rows is normal (vocabularies padded to a multiple of 64 or
+  // 128 for the kernels); TokenStream never samples those padding rows.
+  const int64_t n_vocab = model.config().n_vocab;
+  if (tokenizer->vocab_size() > n_vocab)
+    fail(override_path.empty() ? model.path() : override_path, ": the tokenizer has ", tokenizer->vocab_size(),
+         " tokens but the model's embedding has only ", n_vocab,
+         " rows; ids from ", n_vocab, " on could not be run (a tokenizer of another model?)");
+  return tokenizer;
 }
 
 }  // namespace orchard

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace orchard {
 namespace {
@@ -55,6 +56,11 @@ TokenStep TokenStream::finish(StopReason reason) {
 TokenStep TokenStream::next(std::span<float> logits) {
   if (done_) return TokenStep{.stop = StopReason::cancelled};
   if (options_.max_tokens >= 0 && generated_ >= options_.max_tokens) return finish(StopReason::max_tokens);
+  // Padding rows of a vocabulary padded beyond the tokenizer's (n_vocab > vocab_size) are no
+  // tokens: never sample them (their logits are usually low, but not always after fine-tuning).
+  const size_t tokenizer_vocab = static_cast<size_t>(tokenizer_.vocab_size());
+  if (logits.size() > tokenizer_vocab)
+    std::fill(logits.begin() + static_cast<ptrdiff_t>(tokenizer_vocab), logits.end(), -std::numeric_limits<float>::infinity());
   std::vector<float> original;
   if (options_.top_logprobs >= 0) original.assign(logits.begin(), logits.end());
   const bool constrained = options_.constraint != nullptr;

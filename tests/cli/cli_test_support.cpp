@@ -1,6 +1,7 @@
 #include "cli/cli_test_support.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,7 +14,10 @@
 
 namespace orchard::test {
 
-CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text) {
+namespace {
+
+CliResult run(const std::vector<std::string>& args, const std::string& stdin_text, uint64_t address_space_mib,
+              unsigned timeout_s) {
   TempDir dir;
   const std::string in_path = dir.write("stdin", stdin_text);
   const std::string out_path = dir.file("stdout"), err_path = dir.file("stderr");
@@ -31,6 +35,11 @@ CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
+    if (address_space_mib > 0) {
+      const rlimit limit{address_space_mib << 20, address_space_mib << 20};
+      setrlimit(RLIMIT_AS, &limit);
+    }
+    if (timeout_s > 0) alarm(timeout_s);  // pending alarms survive execv
     execv(binary.c_str(), argv.data());
     _exit(127);
   }
@@ -41,6 +50,16 @@ CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin
   result.out = read_text(out_path);
   result.err = read_text(err_path);
   return result;
+}
+
+}  // namespace
+
+CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text) {
+  return run(args, stdin_text, 0, 0);
+}
+
+CliResult run_cli_limited(const std::vector<std::string>& args, uint64_t address_space_mib, unsigned timeout_s) {
+  return run(args, "", address_space_mib, timeout_s);
 }
 
 void expect_one_line_error(const CliResult& r, const std::string& needle) {
