@@ -679,6 +679,16 @@ bool client_present(httplib::DataSink& sink, std::string_view probe) {
   return sink.write(probe.data(), probe.size());
 }
 
+// Asked while a request's schema compiles, before anything is written: nothing can be probed yet,
+// so only a reset or failed connection counts as gone (read EOF may be a half-close).
+bool client_reset() {
+  Connection* c = current_connection;
+  if (!c) return false;
+  char byte;
+  const ssize_t n = ::recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
 // The request's body, held to `max` bytes however it is framed (a Content-Length, chunks, a
 // compressed encoding: the limit is on the decoded bytes). A refused body is not read further
 // and its connection closes after the answer.
@@ -715,7 +725,7 @@ class Api {
 
   void chat(const std::string& body, httplib::Response& res) {
     const ChatRequest request = parse_chat_request(parse_body(body));
-    PreparedJob prepared = service_.prepare(request);
+    PreparedJob prepared = service_.prepare(request, client_reset);
     auto channel = submit(prepared, request.stream);
     if (request.stream) stream_chat(res, request, prepared, channel);
     else answer_chat(res, request, prepared, channel);
