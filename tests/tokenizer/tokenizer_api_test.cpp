@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "orchard/error.h"
 #include "orchard/tokenizer.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/unicode.h"
@@ -123,9 +124,21 @@ TEST(StreamingDecoder, FinishesBrokenCharactersWithReplacement) {
   EXPECT_EQ(stream.push(t->encode("ok")[0]), "ok");
 }
 
-TEST(Tokenizer, OutOfRangeIdsDecodeToNothing) {
-  const std::vector<int32_t> ids = {-5, 9707, 1 << 30};
-  EXPECT_EQ(qwen3()->decode(ids), "Hello");
+// An id outside the vocabulary is an error naming it (issue 13: detokenize dropped it and exited
+// 0), in decode and in streaming decode alike.
+TEST(Tokenizer, OutOfRangeIdsAreAnError) {
+  EXPECT_EQ(qwen3()->decode(std::vector<int32_t>{9707}), "Hello");
+  for (int32_t bad : {-5, 1 << 30, static_cast<int32_t>(qwen3()->vocab_size())}) {
+    const std::vector<int32_t> ids = {9707, bad};
+    try {
+      qwen3()->decode(ids);
+      ADD_FAILURE() << bad << " decoded";
+    } catch (const orchard::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::to_string(bad)), std::string::npos) << e.what();
+    }
+    StreamingDecoder stream(*qwen3());
+    EXPECT_THROW(stream.push(bad), orchard::Error) << bad;
+  }
   EXPECT_EQ(qwen3()->token_text(-1), "");
 }
 
@@ -158,7 +171,7 @@ TEST(TokenizerFuzz, RandomBytesRoundTrip) {
       }
       // Random ids decode too.
       std::vector<int32_t> random_ids(rng() % 16);
-      for (int32_t& id : random_ids) id = int32_t(rng() % uint32_t(t->vocab_size() + 10));
+      for (int32_t& id : random_ids) id = int32_t(rng() % uint32_t(t->vocab_size()));
       EXPECT_TRUE(unicode::is_valid_utf8(t->decode(random_ids))) << path;
     }
   }
