@@ -769,6 +769,8 @@ class Api {
         if (!open) channel->cancel();
       }
       const JobSummary summary = channel->summary();
+      // The status is out: a job that failed says so in an error event, as the chat stream does.
+      if (!summary.error.empty()) append_event(events, to_text(error_body(summary.error, "server_error")));
       append_event(events, to_text(envelope(json::array({choice("", finish_reason_name(finish_reason_of(summary.stop)))}))));
       if (usage) {
         json last = envelope(json::array());
