@@ -7,6 +7,8 @@
 # Any finding (crash, sanitizer report, exception other than orchard::Error, leak, timeout,
 # memory over the limit) fails the run and prints the path of the input that caused it (under
 # build-fuzz/artifacts/). Replay one with: build-fuzz/bin/fuzz_<target> <file>
+# FUZZ_FLAGS adds libFuzzer flags, e.g. FUZZ_FLAGS="-fork=1 -ignore_crashes=1" for long runs that
+# go on after a finding (each input that crashes is still written and fails the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,10 +82,12 @@ for t in "${targets[@]}"; do
   set +e
   "$dir/bin/fuzz_$t" "$work" -max_total_time="$seconds" -max_len="$(max_len_of "$t")" -timeout=10 \
     -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t-" \
-    ${dict:+-dict=$dict} >"$log" 2>&1
+    ${dict:+-dict=$dict} ${FUZZ_FLAGS:-} >"$log" 2>&1
   rc=$?
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  # (with FUZZ_FLAGS=-fork=1 the parent reports totals in its "#N" progress lines instead)
+  [ -n "$runs" ] || runs=$(sed -n 's/^#\([0-9][0-9]*\):\{0,1\}[[:space:]].*/\1/p' "$log" | tail -1)
   if [ $rc -ne 0 ]; then
     echo "fuzz: $t FAILED after $(( $(date +%s) - start )) s (exit $rc); log: $log"
     grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|artifact_prefix|Test unit written)' "$log" | head -20 || true
