@@ -95,8 +95,9 @@ PreparedJob ChatService::prepare(const ChatRequest& r, const std::function<bool(
                          {"additionalProperties", false}});
     }
     const json call = choices.size() == 1 ? choices[0] : json{{"anyOf", choices}};
-    job.options.constraint = std::make_shared<JsonSchemaConstraint>(
-        compiled(call, std::string(kToolCallOpen) + "\n", "\n" + std::string(kToolCallClose), "tools", cancelled));
+    const SchemaOptions wrapper = qwen_tool_call_options();
+    job.options.constraint =
+        std::make_shared<JsonSchemaConstraint>(compiled(call, wrapper.prefix, wrapper.suffix, "tools", cancelled));
   } else if (r.response_format == "json_object") {
     job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(json{{"type", "object"}}, "", "", "response_format", cancelled));
   } else if (r.response_format == "json_schema") {
