@@ -100,6 +100,10 @@ def main():
             # budget after about a second of work (longer under the sanitizers).
             slow = schema_request({"anyOf": [optional_properties(90) for _ in range(8)]})
             slow_result = {}
+            # json_object's automaton is compiled once here, so that the request timed below only
+            # waits for what the slow schema holds up (before: the cache's lock, for all of it).
+            status, _, raw = srv.chat(max_tokens=4, response_format={"type": "json_object"})
+            assert status == 200, f"json_object request answered {status}: {raw[:200]!r}"
 
             def run_slow():
                 start = time.monotonic()
@@ -115,7 +119,7 @@ def main():
             thread.join()
             assert status == 200, f"json_object request answered {status}: {raw[:200]!r}"
             assert slow_result.get("status") == 400, f"slow schema answered {slow_result}"
-            assert other < 1.0 and other < slow_result["seconds"], (
+            assert other < 0.5 and other < slow_result["seconds"] / 2, (
                 f"the json_object request took {other:.2f} s beside a {slow_result['seconds']:.2f} s schema")
 
         with checks.check("a context overflow on /v1/completions names param 'prompt'"):

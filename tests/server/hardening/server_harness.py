@@ -63,6 +63,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _is_asan(binary):
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def raw_connect(port, timeout=10):
     return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
@@ -197,6 +202,15 @@ class Server:
         self.port = None
         self._log = tempfile.NamedTemporaryFile(prefix="orchard-serve-", suffix=".log", delete=False)
         cmd = [orchard, "serve", "--model", self.model, "--port", "0", "--parallel", "4", "--ctx-size", "4096", *args]
+
+        # AddressSanitizer reserves terabytes of address space for its shadow memory, so an
+        # address-space limit stops it from starting: under ASan the same bound is its allocator's
+        # RSS limit instead.
+        if vmem_kib and _is_asan(orchard):
+            env = dict(os.environ if env is None else env)
+            env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS", ""),
+                                                         f"hard_rss_limit_mb={vmem_kib // 1024}"]))
+            vmem_kib = None
 
         def limit():
             if vmem_kib:
