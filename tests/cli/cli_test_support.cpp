@@ -7,7 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #include "temp_dir.h"
 #include "test_paths.h"
@@ -36,8 +38,16 @@ CliResult run(const std::vector<std::string>& args, const std::string& stdin_tex
     dup2(out, 1);
     dup2(err, 2);
     if (address_space_mib > 0) {
+#ifdef __SANITIZE_ADDRESS__
+      // AddressSanitizer reserves terabytes of address space for its shadow memory: an
+      // address-space limit stops the CLI from starting, so the bound is ASan's RSS limit.
+      const char* options = getenv("ASAN_OPTIONS");
+      const std::string bounded = std::string(options ? options : "") + ":hard_rss_limit_mb=" + std::to_string(address_space_mib);
+      setenv("ASAN_OPTIONS", bounded.c_str(), 1);
+#else
       const rlimit limit{address_space_mib << 20, address_space_mib << 20};
       setrlimit(RLIMIT_AS, &limit);
+#endif
     }
     if (timeout_s > 0) alarm(timeout_s);  // pending alarms survive execv
     execv(binary.c_str(), argv.data());
