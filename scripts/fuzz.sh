@@ -79,6 +79,7 @@ for t in "${targets[@]}"; do
   dict=$(dict_of "$t")
   log="$dir/logs/$t.log"
   start=$(date +%s)
+  before=$(ls "$dir/artifacts" | grep -c "^$t-" || true)
   set +e
   "$dir/bin/fuzz_$t" "$work" -max_total_time="$seconds" -max_len="$(max_len_of "$t")" -timeout=10 \
     -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t-" \
@@ -88,9 +89,12 @@ for t in "${targets[@]}"; do
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   # (with FUZZ_FLAGS=-fork=1 the parent reports totals in its "#N" progress lines instead)
   [ -n "$runs" ] || runs=$(sed -n 's/^#\([0-9][0-9]*\):\{0,1\}[[:space:]].*/\1/p' "$log" | tail -1)
-  if [ $rc -ne 0 ]; then
+  # With -fork=1 -ignore_crashes=1 libFuzzer exits 0 after findings: a new artifact fails too.
+  after=$(ls "$dir/artifacts" | grep -c "^$t-" || true)
+  if [ $rc -ne 0 ] || [ "$after" -gt "$before" ]; then
     echo "fuzz: $t FAILED after $(( $(date +%s) - start )) s (exit $rc); log: $log"
     grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|artifact_prefix|Test unit written)' "$log" | head -20 || true
+    ls -t "$dir/artifacts" | grep "^$t-" | head -$(( after - before > 0 ? after - before : 1 )) | sed "s|^|fuzz: finding: $dir/artifacts/|"
     failed+=("$t")
     continue
   fi
