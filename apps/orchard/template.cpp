@@ -23,7 +23,7 @@ nlohmann::ordered_json read_input_json(const std::string& path) {
   check_json_depth(json_text, "orchard template: '" + path + "'");
   try {
     return nlohmann::ordered_json::parse(json_text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail("orchard template: '", path, "' is not valid JSON: ", e.what());
   }
 }

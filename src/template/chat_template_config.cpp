@@ -60,7 +60,7 @@ ChatTemplateConfig read_chat_template_config(const std::string& tokenizer_config
   nlohmann::ordered_json config;
   try {
     config = nlohmann::ordered_json::parse(json_text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail("tokenizer config '", tokenizer_config_path, "' is not valid JSON: ", e.what());
   }
   try {

@@ -20,7 +20,7 @@ nlohmann::ordered_json parse_argument(const std::string& text, const char* what)
   check_json_depth(text, std::string("chat template ") + what);
   try {
     return nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail("chat template ", what, " is not valid JSON: ", e.what());
   }
 }

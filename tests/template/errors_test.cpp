@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "orchard/chat_template.h"
 #include "orchard/error.h"
 #include "template/chat_template.h"
 
@@ -157,6 +158,17 @@ TEST(HostileTemplates, ValuesNestedByLoopsAreBounded) {
                "line 1", "value nested more than 512 levels deep");
   JinjaTemplate within("{% set ns = namespace(x=[]) %}{% for i in range(500) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x|length }}");
   EXPECT_EQ(within.render(nlohmann::ordered_json::object()), "1");
+}
+
+// Found by the chat_template fuzzer: a number beyond a double's range is nlohmann's out_of_range,
+// not its parse_error, and escaped as std::terminate.
+TEST(HostileTemplates, OutOfRangeNumbersInJsonArgumentsAreErrors) {
+  const ChatTemplate chat("{{ messages }}");
+  for (const std::string json : {"1e400", "[1e400]", "{\"a\": -1e400}"}) {
+    EXPECT_THROW(chat.render_chat(json), Error) << json;
+    EXPECT_THROW(chat.render_chat("[]", json), Error) << json;
+    EXPECT_THROW(chat.render(json), Error) << json;
+  }
 }
 
 }  // namespace
