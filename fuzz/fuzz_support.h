@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "orchard/model.h"
 #include "orchard/tokenizer.h"
 
 namespace orchard::fuzz {
@@ -79,6 +80,15 @@ class ScratchDir {
   }
   std::string root_;
 };
+
+// What a loaded model is asked: its tensor list, then one token through a 4-position context on
+// the reference kernels (the forward pass must cope with whatever shapes the file passed).
+inline void exercise_model(const std::shared_ptr<const Model>& model, int32_t token) {
+  (void)model->tensors();
+  (void)model->parameter_count();
+  Context context(model, {.n_ctx = 4, .kernels = KernelChoice::reference, .n_threads = 1});
+  (void)context.eval_last(std::span<const int32_t>(&token, 1));
+}
 
 // Encodes and decodes a little text (with added-token text, invalid UTF-8 and a tail of the
 // input), decodes every id of a small range and streams them: the tokenizer must cope with

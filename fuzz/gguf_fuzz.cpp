@@ -55,11 +55,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The model loader (which also picks llama2.c for bytes without the GGUF magic).
   try {
     const auto model = Model::load_from_memory(bytes, "fuzz.gguf", {.kernels = KernelChoice::reference});
-    (void)model->tensors();
-    (void)model->parameter_count();
-    Context context(model, {.n_ctx = 4, .kernels = KernelChoice::reference, .n_threads = 1});
-    const int32_t token = 0;
-    (void)context.eval_last(std::span<const int32_t>(&token, 1));
+    fuzz::exercise_model(model, 0);
   } catch (const Error&) {
   }
   return 0;

@@ -31,10 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     scratch.write("model.safetensors", weights);
     try {
       const auto model = Model::load(scratch.root(), {.kernels = KernelChoice::reference});
-      (void)model->tensors();
-      Context context(model, {.n_ctx = 4, .kernels = KernelChoice::reference, .n_threads = 1});
-      const int32_t token = 0;
-      (void)context.eval_last(std::span<const int32_t>(&token, 1));
+      fuzz::exercise_model(model, 0);
     } catch (const Error&) {
     }
   }

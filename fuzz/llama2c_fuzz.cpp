@@ -20,10 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const auto* begin = reinterpret_cast<const uint8_t*>(parts[0].data());
       const auto model = Model::load_from_memory(std::vector<uint8_t>(begin, begin + parts[0].size()),
                                                  "fuzz.bin", {.kernels = KernelChoice::reference});
-      (void)model->tensors();
-      Context context(model, {.n_ctx = 4, .kernels = KernelChoice::reference, .n_threads = 1});
-      const int32_t token = 1;
-      (void)context.eval_last(std::span<const int32_t>(&token, 1));
+      fuzz::exercise_model(model, 1);
     } catch (const Error&) {
     }
   }

@@ -8,7 +8,7 @@
 
 #include "base/error.h"
 #include "base/mapped_file.h"
-#include "base/json_depth.h"
+#include "base/json_parse.h"
 #include "command.h"
 #include "template/chat_template.h"
 #include "template/chat_template_config.h"
@@ -19,13 +19,7 @@ namespace {
 
 nlohmann::ordered_json read_input_json(const std::string& path) {
   // A regular file of at most kMaxJsonFileBytes: /dev/zero or a FIFO is refused, not read forever.
-  const std::string json_text = read_text_file(path, kMaxJsonFileBytes);
-  check_json_depth(json_text, "orchard template: '" + path + "'");
-  try {
-    return nlohmann::ordered_json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    fail("orchard template: '", path, "' is not valid JSON: ", e.what());
-  }
+  return parse_json<nlohmann::ordered_json>(read_text_file(path, kMaxJsonFileBytes), "orchard template: '" + path + "'");
 }
 
 // A token from the input, else from tokenizer_config.json, else empty.

@@ -6,7 +6,7 @@
 #include <set>
 
 #include "base/error.h"
-#include "base/json_depth.h"
+#include "base/json_parse.h"
 
 namespace orchard {
 namespace {
@@ -30,13 +30,8 @@ void read_safetensors(std::shared_ptr<const Blob> blob, SafetensorsSet& set) {
   if (header_bytes > kMaxHeaderBytes || header_bytes > blob->size() - 8)
     fail(path, ": safetensors header length ", header_bytes, " exceeds the file");
   const char* header_begin = reinterpret_cast<const char*>(blob->data() + 8);
-  check_json_depth(std::string_view(header_begin, header_bytes), path + ": safetensors header");
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(header_begin, header_begin + header_bytes);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": safetensors header is not valid JSON: ", e.what());
-  }
+  const nlohmann::json header =
+      parse_json(std::string_view(header_begin, header_bytes), path + ": safetensors header");
   if (!header.is_object()) fail(path, ": safetensors header is not a JSON object");
 
   const uint64_t data_start = 8 + header_bytes;
@@ -89,14 +84,7 @@ SafetensorsSet load_safetensors_folder(const std::string& folder) {
   const std::string single = folder + "/model.safetensors";
   const std::string index_path = folder + "/model.safetensors.index.json";
   if (file_exists(index_path)) {
-    nlohmann::json index;
-    try {
-      const std::string text = read_text_file(index_path);
-      check_json_depth(text, index_path);
-      index = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      fail(index_path, ": not valid JSON: ", e.what());
-    }
+    const nlohmann::json index = parse_json(read_text_file(index_path), index_path);
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
       fail(index_path, ": missing object 'weight_map'");
     std::set<std::string> shards;

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
-#include "base/json_depth.h"
+#include "base/json_parse.h"
 #include "formats/safetensors.h"
 #include "model/model_impl.h"
 
@@ -95,14 +95,7 @@ std::string gguf_name(const std::string& hf) {
 TensorTable load_hf_model(const std::string& folder, Model::Impl& impl) {
   const std::string config_path = folder + "/config.json";
   if (!file_exists(config_path)) fail(folder, ": no config.json in this folder");
-  json config;
-  try {
-    const std::string text = read_text_file(config_path);
-    check_json_depth(text, config_path);
-    config = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(config_path, ": not valid JSON: ", e.what());
-  }
+  const json config = parse_json(read_text_file(config_path), config_path);
   if (!config.is_object()) fail(config_path, ": expected a JSON object");
 
   ModelConfig& c = impl.config;

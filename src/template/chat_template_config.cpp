@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "base/error.h"
-#include "base/json_depth.h"
+#include "base/json_parse.h"
 #include "base/mapped_file.h"
 
 namespace orchard {
@@ -55,14 +55,8 @@ ChatTemplateConfig chat_template_config_from_json(const nlohmann::ordered_json& 
 }
 
 ChatTemplateConfig read_chat_template_config(const std::string& tokenizer_config_path, const std::string& template_name) {
-  const std::string json_text = read_text_file(tokenizer_config_path, kMaxJsonFileBytes);  // regular files only
-  check_json_depth(json_text, "tokenizer config '" + tokenizer_config_path + "'");
-  nlohmann::ordered_json config;
-  try {
-    config = nlohmann::ordered_json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    fail("tokenizer config '", tokenizer_config_path, "' is not valid JSON: ", e.what());
-  }
+  const auto config = parse_json<nlohmann::ordered_json>(read_text_file(tokenizer_config_path, kMaxJsonFileBytes),
+                                                        "tokenizer config '" + tokenizer_config_path + "'");
   try {
     return chat_template_config_from_json(config, template_name);
   } catch (const Error& e) {

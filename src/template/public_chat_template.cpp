@@ -2,7 +2,7 @@
 #include "orchard/chat_template.h"
 
 #include "base/error.h"
-#include "base/json_depth.h"
+#include "base/json_parse.h"
 #include "template/chat_template.h"
 #include "template/chat_template_config.h"
 
@@ -17,12 +17,7 @@ struct ChatTemplate::Impl {
 namespace {
 
 nlohmann::ordered_json parse_argument(const std::string& text, const char* what) {
-  check_json_depth(text, std::string("chat template ") + what);
-  try {
-    return nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail("chat template ", what, " is not valid JSON: ", e.what());
-  }
+  return parse_json<nlohmann::ordered_json>(text, std::string("chat template ") + what);
 }
 
 }  // namespace

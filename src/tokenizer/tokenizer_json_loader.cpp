@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "base/error.h"
-#include "base/json_depth.h"
+#include "base/json_parse.h"
 #include "base/mapped_file.h"
 #include "tokenizer/bpe_model.h"
 #include "tokenizer/tokenizer_loaders.h"
@@ -20,13 +20,7 @@ using nlohmann::json;
 constexpr int64_t kMaxTokenId = 1 << 24;
 
 json read_json(const std::string& path) {
-  const std::string text = read_text_file(path);  // regular files only, at most kMaxTextFileBytes
-  check_json_depth(text, path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  return parse_json(read_text_file(path), path, "invalid JSON");  // regular files only, at most kMaxTextFileBytes
 }
 
 // Typed access that names the offending field in its error.
