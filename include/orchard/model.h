@@ -8,14 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "orchard/types.h"
+
 namespace orchard {
-
-enum class KernelChoice { reference, fast };
-
-enum class RopeStyle {
-  interleaved,  // rotates pairs (2i, 2i+1): GGUF llama and llama2.c weights
-  neox,         // rotates pairs (i, i + head_dim/2): Hugging Face llama, all Qwen
-};
 
 struct ModelConfig {
   std::string architecture;  // "llama", "qwen2", "qwen3"

@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "kernels/cpu_features.h"
-#include "orchard/model.h"
+#include "orchard/types.h"
 #include "tensor/tensor.h"
 
 namespace orchard {

@@ -1,5 +1,6 @@
 // Scalar reference kernels: plain loops, float32 accumulation, one thread. They define what
 // every fast kernel must compute.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string_view>
