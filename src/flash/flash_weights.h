@@ -12,10 +12,14 @@
 #include "flash/residency.h"
 #include "flash/weight_store.h"
 #include "model/model_impl.h"
+#include "model/weight_source.h"
 
 namespace orchard {
 
-struct FlashWeights {
+struct FlashWeights final : StreamedWeights {
+  // A WeightStreamer (weight_streamer.h) with its own stream buffers, for one Transformer.
+  std::unique_ptr<WeightSource> open(const Model::Impl& model) const override;
+
   ResidencyPlan plan;
   bool pack = false;  // fast kernels: matrices with a packed format are packed as they are read
   std::unique_ptr<WeightStore> store;    // the model file
@@ -26,6 +30,11 @@ struct FlashWeights {
   TensorRef embedding;            // rows are read one at a time with pread
   uint64_t embedding_offset = 0;  // in the file
 };
+
+// The limited-memory weights of a model loaded with them, else null.
+inline const FlashWeights* flash_weights(const Model::Impl& impl) {
+  return dynamic_cast<const FlashWeights*>(impl.flash.get());
+}
 
 // True when `impl` (bound weights) should stream under `budget` (0 = off): its matrices and
 // embedding are larger than the budget.

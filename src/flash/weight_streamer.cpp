@@ -8,10 +8,14 @@
 
 namespace orchard {
 
-WeightStreamer::WeightStreamer(const Model::Impl& model)
+std::unique_ptr<WeightSource> FlashWeights::open(const Model::Impl& model) const {
+  return std::make_unique<WeightStreamer>(model, *this);
+}
+
+WeightStreamer::WeightStreamer(const Model::Impl& model, const FlashWeights& flash)
     : model_(model),
-      flash_(*model.flash),
-      pool_(model.flash->plan.stream_bytes(), "weight stream buffers"),
+      flash_(flash),
+      pool_(flash.plan.stream_bytes(), "weight stream buffers"),
       views_(model.weights.layers),
       output_view_(model.weights.output) {
   const ResidencyPlan& plan = flash_.plan;
@@ -116,7 +120,7 @@ const LayerWeights& WeightStreamer::layer(int64_t l) {
   return view;
 }
 
-WeightStreamer::Chunk WeightStreamer::output_chunk(size_t i) {
+WeightSource::Chunk WeightStreamer::output_chunk(size_t i) {
   if (output_units_.empty()) return {&output_view_, 0};
   const int64_t unit = output_units_[i];
   acquire(unit);
@@ -124,6 +128,7 @@ WeightStreamer::Chunk WeightStreamer::output_chunk(size_t i) {
 }
 
 const PackedMatrix* WeightStreamer::find_packed(const TensorRef& w) const {
+  if (const PackedMatrix* resident = model_.packed.find(w)) return resident;
   const Slot& slot = slots_[static_cast<size_t>(current_)];
   for (size_t i = 0; i < slot.refs.size(); ++i)
     if (slot.refs[i].data == w.data && slot.packed[i].memory) return &slot.packed[i];

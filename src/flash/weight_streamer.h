@@ -1,7 +1,8 @@
 // Limited-memory mode in a forward pass: hands the transformer each layer's weights (resident
 // ones as loaded, streamed ones read into one of two stream slots) and the output matrix's
 // chunks, reading the next stream unit on the I/O thread while the current one computes.
-// One per Transformer, so contexts never share a slot.
+// One per Transformer, so contexts never share a slot: the WeightSource that FlashWeights::open
+// gives each (model/weight_source.h).
 #pragma once
 #include <array>
 #include <chrono>
@@ -12,34 +13,31 @@
 #include "flash/flash_weights.h"
 #include "flash/prefetcher.h"
 #include "kernels/packing.h"
+#include "model/weight_source.h"
 #include "orchard/model.h"
 
 namespace orchard {
 
-class WeightStreamer {
+class WeightStreamer final : public WeightSource {
  public:
-  explicit WeightStreamer(const Model::Impl& model);
-  ~WeightStreamer();
+  WeightStreamer(const Model::Impl& model, const FlashWeights& flash);
+  ~WeightStreamer() override;
 
   // Layer l's weights for this pass; valid until the next call of layer() or output_chunk().
-  const LayerWeights& layer(int64_t l);
+  const LayerWeights& layer(int64_t l) override;
 
   // The output matrix in row chunks: one chunk (the whole matrix) when it is resident.
-  struct Chunk {
-    const TensorRef* ref;
-    int64_t first_row;
-  };
-  size_t output_chunks() const { return output_units_.empty() ? 1 : output_units_.size(); }
-  Chunk output_chunk(size_t i);
+  size_t output_chunks() const override { return output_units_.empty() ? 1 : output_units_.size(); }
+  Chunk output_chunk(size_t i) override;
 
-  // The packed copy of a streamed matrix this pass holds, if any.
-  const PackedMatrix* find_packed(const TensorRef& w) const;
+  // The packed copy of a resident matrix (packed at load), or of a streamed one this pass holds.
+  const PackedMatrix* find_packed(const TensorRef& w) const override;
 
-  // Reads one embedding row with pread and converts it to f32.
-  void embedding_row(int32_t token, float* out);
+  // Reads one embedding row with pread (never through the mapping) and converts it to f32.
+  void embedding_row(int32_t token, float* out) override;
 
-  void end_pass(int64_t tokens, double seconds);
-  FlashStats stats() const;
+  void end_pass(int64_t tokens, double seconds) override;
+  FlashStats stats() const override;
 
  private:
   struct Slot {

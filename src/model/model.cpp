@@ -1,9 +1,8 @@
-// Model::load picks the reader by what the path holds; Context runs the transformer.
+// read_model picks the reader by what the path holds; Context runs the transformer. Model::load,
+// which also chooses between mapped and streamed weights, is in src/flash/model_load.cpp.
 #include <cstring>
 
 #include "base/error.h"
-#include "flash/flash_layout.h"
-#include "flash/flash_weights.h"
 #include "model/model_impl.h"
 #include "model/transformer.h"
 
@@ -31,39 +30,21 @@ TensorTable load_single_file(const std::string& path, std::shared_ptr<const Blob
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
-std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
-  const auto attempt = [&]() -> std::shared_ptr<const Model> {
-    auto impl = std::make_unique<Impl>();
-    impl->path = path;
-    TensorTable tensors;
-    if (is_directory(path)) {
-      tensors = load_hf_model(path, *impl);
-    } else if (ends_with(path, ".safetensors") || ends_with(path, "config.json") ||
-               ends_with(path, ".safetensors.index.json")) {
-      impl->path = parent_folder(path);
-      tensors = load_hf_model(impl->path, *impl);
-    } else {
-      tensors = load_single_file(path, map_file(path), *impl);
-    }
-    bind_weights(tensors, *impl);
-    if (needs_streaming(*impl, options.memory_budget))
-      load_flash_weights(*impl, options.memory_budget, options.kernels == KernelChoice::fast,
-                         !options.flash_layout          ? std::string()
-                         : options.flash_layout_dir.empty() ? FlashLayout::default_directory()
-                                                            : options.flash_layout_dir,
-                         options.on_progress);
-    else if (options.kernels == KernelChoice::fast)
-      pack_weights(*impl, options.on_progress);
-    if (options.on_progress) options.on_progress(1.0);
-    return std::shared_ptr<const Model>(new Model(std::move(impl)));
-  };
-  try {
-    return attempt();
-  } catch (const FlashLayoutDamaged&) {
-    // The damaged layout was removed when a resident matrix read from it failed its checksum:
-    // loading again builds it anew (once; a second failure is an error).
-    return attempt();
+std::unique_ptr<Model::Impl> read_model(const std::string& path) {
+  auto impl = std::make_unique<Model::Impl>();
+  impl->path = path;
+  TensorTable tensors;
+  if (is_directory(path)) {
+    tensors = load_hf_model(path, *impl);
+  } else if (ends_with(path, ".safetensors") || ends_with(path, "config.json") ||
+             ends_with(path, ".safetensors.index.json")) {
+    impl->path = parent_folder(path);
+    tensors = load_hf_model(impl->path, *impl);
+  } else {
+    tensors = load_single_file(path, map_file(path), *impl);
   }
+  bind_weights(tensors, *impl);
+  return impl;
 }
 
 std::shared_ptr<const Model> Model::load_from_memory(std::vector<uint8_t> bytes, const std::string& name,

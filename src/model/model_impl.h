@@ -14,7 +14,7 @@
 
 namespace orchard {
 
-struct FlashWeights;
+class StreamedWeights;
 
 struct LayerWeights {
   std::vector<float> attn_norm;     // [dim]
@@ -52,9 +52,15 @@ struct Model::Impl {
   std::vector<TensorRef> tensors;                  // as stored, for `orchard info`
   ModelWeights weights;
   PackedWeights packed;  // repacked matrices for the fast kernels (empty for reference loads)
-  // Set in limited-memory mode (src/flash/): the resident weights and what streaming needs.
-  std::shared_ptr<const FlashWeights> flash;
+  // Set in limited-memory mode: the resident weights and what streaming needs. The interface is
+  // model/weight_source.h's; src/flash/ implements it (FlashWeights).
+  std::shared_ptr<const StreamedWeights> flash;
 };
+
+// Reads the model at `path` (a GGUF file, a Hugging Face folder or one of its files, a llama2.c
+// checkpoint) and binds its weights: the mapped model before packing or streaming. Model::load
+// (src/flash/model_load.cpp) goes on from here.
+std::unique_ptr<Model::Impl> read_model(const std::string& path);
 
 // Repacks every matrix the fast kernels have a packed format for (see kernels/packing.h) and
 // releases the mapped pages they came from.

@@ -6,8 +6,6 @@
 #include <cstring>
 
 #include "base/error.h"
-#include "flash/weight_streamer.h"
-#include "tensor/dequantize.h"
 
 namespace orchard {
 
@@ -69,12 +67,12 @@ Transformer::Transformer(const Model::Impl& model, const Kernels& kernels, int64
   for (int64_t s = 0; s < std::max<int64_t>(1, n_sequences); ++s)
     caches_.emplace_back(model.config.n_layers, n_ctx, model.config.n_kv_heads, model.config.head_dim,
                          kv_type.value_or(kernels.kv_type));
-  if (model.flash) streamer_ = std::make_unique<WeightStreamer>(model);
+  weights_ = open_weight_source(model);
 }
 
 Transformer::~Transformer() = default;
 
-FlashStats Transformer::flash_stats() const { return streamer_ ? streamer_->stats() : FlashStats{}; }
+FlashStats Transformer::flash_stats() const { return weights_->stats(); }
 
 void Transformer::ensure_batch(int64_t n) {
   if (n <= batch_capacity_) return;
@@ -105,9 +103,7 @@ void Transformer::extend_rope_table(int64_t positions) {
 }
 
 MatmulWeight Transformer::matmul_weight(const TensorRef& w, bool tolerates_int8) const {
-  const PackedMatrix* packed = model_.packed.find(w);
-  if (!packed && streamer_) packed = streamer_->find_packed(w);
-  return MatmulWeight{w, packed, tolerates_int8};
+  return MatmulWeight{w, weights_->find_packed(w), tolerates_int8};
 }
 
 void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8) {
@@ -213,19 +209,15 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
   const auto pass_start = std::chrono::steady_clock::now();
   ensure_batch(n);
   extend_rope_table(*std::max_element(positions_.begin(), positions_.end()) + 1);
-  const TensorRef& embedding = model_.weights.token_embedding;
-  const PackedMatrix* packed_embedding = model_.packed.find(embedding);  // tied output
   int64_t t = 0;
   for (const SequenceTokens& entry : batch)
     for (int32_t token : entry.tokens) {
-      if (streamer_) streamer_->embedding_row(token, &x_[t * c.dim]);  // never through the mapping
-      else if (packed_embedding) packed_row_to_f32(*packed_embedding, token, &x_[t * c.dim]);
-      else dequantize_row(embedding.type, embedding.row(token), &x_[t * c.dim], c.dim);
+      weights_->embedding_row(token, &x_[t * c.dim]);
       ++t;
     }
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& w = streamer_ ? streamer_->layer(l) : model_.weights.layers[static_cast<size_t>(l)];
+    const LayerWeights& w = weights_->layer(l);
     attention(l, w, batch, n);
     feed_forward(w, n);
   }
@@ -241,19 +233,17 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
     t += rows;
   }
   output(rows_out, logits);
-  if (streamer_)
-    streamer_->end_pass(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count());
+  weights_->end_pass(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count());
 }
 
 // logits[rows, n_vocab] = output · normed[rows, dim]. Streamed, the output matrix comes in chunks
 // of its rows; each logit is the same dot product whatever chunk its row is in, so the result is
 // bitwise that of one matmul.
 void Transformer::output(int64_t rows, float* logits) {
-  if (!streamer_) return matmul(model_.weights.output, normed_.data(), rows, logits);
   const int64_t n_vocab = config_.n_vocab;
-  const size_t chunks = streamer_->output_chunks();
+  const size_t chunks = weights_->output_chunks();
   for (size_t i = 0; i < chunks; ++i) {
-    const WeightStreamer::Chunk chunk = streamer_->output_chunk(i);
+    const WeightSource::Chunk chunk = weights_->output_chunk(i);
     const int64_t width = chunk.ref->rows();
     if (width == n_vocab) return matmul(*chunk.ref, normed_.data(), rows, logits);
     chunk_logits_.resize(static_cast<size_t>(rows * width));

@@ -10,6 +10,7 @@
 #include "kernels/thread_pool.h"
 #include "model/kv_cache.h"
 #include "model/model_impl.h"
+#include "model/weight_source.h"
 
 namespace orchard {
 
@@ -28,8 +29,6 @@ struct SequenceTokens {
   std::span<const int32_t> tokens;
   bool all_logits = false;  // logits of every token, or of the last one only
 };
-
-class WeightStreamer;
 
 // The public API's KV cache choice as the transformer's (nullopt: what the kernels prefer).
 std::optional<KvType> kv_type_of(KvCacheType type);
@@ -95,8 +94,8 @@ class Transformer {
   // Activations for a batch of n tokens, row-major [n, width].
   std::vector<float> x_, normed_, q_, k_, v_, attn_out_, proj_, gate_, up_;
   int64_t batch_capacity_ = 0;
-  // Limited-memory mode: hands out each layer's weights, streamed from storage (else null).
-  std::unique_ptr<WeightStreamer> streamer_;
+  // Hands out each layer's weights: the mapped ones, or limited-memory mode's streamed ones.
+  std::unique_ptr<WeightSource> weights_;
   std::vector<float> chunk_logits_;  // one streamed output chunk's logits, [rows, chunk rows]
 };
 

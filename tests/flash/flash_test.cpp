@@ -160,7 +160,7 @@ TEST(FlashStreaming, OutputInChunks) {
       throw;
     }
     ::unsetenv("ORCHARD_FLASH_CHUNK_ROWS");
-    EXPECT_GT(streamed->impl().flash->plan.units.size(), 2 + 1024 / 48u);  // 2 layers, 22 chunks
+    EXPECT_GT(flash_weights(streamed->impl())->plan.units.size(), 2 + 1024 / 48u);  // 2 layers, 22 chunks
     const std::vector<float> actual = run(streamed, kernels);
     ASSERT_EQ(actual.size(), expected.size());
     EXPECT_EQ(std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)), 0);
@@ -185,11 +185,11 @@ TEST(FlashLayout, BuiltOnceReusedAndRebuiltWhenDamaged) {
     return model;
   };
   const auto built_now = [](const std::shared_ptr<const Model>& m) {
-    return m->impl().flash && m->impl().flash->layout && m->impl().flash->layout->built_now();
+    return m->impl().flash && flash_weights(m->impl())->layout && flash_weights(m->impl())->layout->built_now();
   };
   auto first = load();
   ASSERT_TRUE(built_now(first));
-  const std::string file = first->impl().flash->layout->path();
+  const std::string file = flash_weights(first->impl())->layout->path();
   EXPECT_EQ(std::filesystem::path(file).parent_path(), std::filesystem::path(cache.path()));
   EXPECT_FALSE(built_now(load()));
 
@@ -220,8 +220,8 @@ TEST(FlashLayout, FlippedTileBytesAreFoundAndNeverUsed) {
   std::string file;
   {
     auto first = load();
-    ASSERT_TRUE(first->impl().flash && first->impl().flash->layout);
-    file = first->impl().flash->layout->path();
+    ASSERT_TRUE(first->impl().flash && flash_weights(first->impl())->layout);
+    file = flash_weights(first->impl())->layout->path();
     EXPECT_EQ(run(first, KernelChoice::fast), expected);
   }
   int refused = 0, rebuilt = 0;
@@ -237,7 +237,7 @@ TEST(FlashLayout, FlippedTileBytesAreFoundAndNeverUsed) {
     }
     try {
       auto model = load();
-      if (model->impl().flash->layout->built_now()) ++rebuilt;
+      if (flash_weights(model->impl())->layout->built_now()) ++rebuilt;
       EXPECT_EQ(run(model, KernelChoice::fast), expected) << "damage at " << at << " of " << size;
     } catch (const Error& e) {
       ++refused;
@@ -246,7 +246,7 @@ TEST(FlashLayout, FlippedTileBytesAreFoundAndNeverUsed) {
       EXPECT_NE(message.find("damaged"), std::string::npos) << message;
       EXPECT_FALSE(std::filesystem::exists(file)) << "a damaged layout was kept";
       auto again = load();
-      EXPECT_TRUE(again->impl().flash->layout->built_now());
+      EXPECT_TRUE(flash_weights(again->impl())->layout->built_now());
       EXPECT_EQ(run(again, KernelChoice::fast), expected);
     }
   }
@@ -284,7 +284,7 @@ TEST(FlashLayout, UnwritableFolderFallsBackToPackingOnRead) {
   EXPECT_EQ(run(model, KernelChoice::fast, &stats), expected);
   EXPECT_TRUE(stats.active);
   EXPECT_FALSE(stats.flash_layout);
-  EXPECT_FALSE(model->impl().flash->layout_note.empty());
+  EXPECT_FALSE(flash_weights(model->impl())->layout_note.empty());
 }
 
 TEST(FlashStreaming, BudgetTooSmallNamesTheOption) {
