@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "kernels/isa_kernels.h"
+#include "kernels/rope.h"
 #include "kernels/thread_pool.h"
 
 namespace orchard {
@@ -126,23 +127,6 @@ void swiglu(const IsaKernels& k, float* gate, const float* up, int64_t n, Thread
   });
 }
 
-void rope(float* head, int64_t rope_dims, RopeStyle style, const float* cos, const float* sin) {
-  const int64_t half = rope_dims / 2;
-  if (style == RopeStyle::neox) {
-    for (int64_t i = 0; i < half; ++i) {
-      const float a = head[i], b = head[i + half];
-      head[i] = a * cos[i] - b * sin[i];
-      head[i + half] = a * sin[i] + b * cos[i];
-    }
-  } else {
-    for (int64_t i = 0; i < half; ++i) {
-      const float a = head[2 * i], b = head[2 * i + 1];
-      head[2 * i] = a * cos[i] - b * sin[i];
-      head[2 * i + 1] = a * sin[i] + b * cos[i];
-    }
-  }
-}
-
 // One Kernels table per ISA: plain function pointers, so each instantiation binds its table.
 template <Isa isa>
 struct FastTable {
@@ -164,7 +148,7 @@ struct FastTable {
   static const Kernels& table() {
     static const std::string name = "fast-" + std::string(isa_name(isa));
     static const Kernels kernels{name.c_str(), KvType::f16,   matmul,    matmul_shared_input, rmsnorm,
-                                 orchard::rope, attention, swiglu, k().exp_weights, k().to_f16};
+                                 rope_rotate,   attention, swiglu, k().exp_weights, k().to_f16};
     return kernels;
   }
 };

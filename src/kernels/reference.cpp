@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/half.h"
 #include "kernels/kernels.h"
+#include "kernels/rope.h"
 #include "tensor/dequantize.h"
 
 namespace orchard {
@@ -40,19 +41,6 @@ void rmsnorm_reference(const float* x, const float* weight, int64_t n, float eps
   for (int64_t i = 0; i < n; ++i) sum_squares += x[i] * x[i];
   const float inv_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(n) + eps);
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv_rms * weight[i];
-}
-
-void rope_reference(float* head, int64_t rope_dims, RopeStyle style, const float* cos,
-                    const float* sin) {
-  const int64_t half = rope_dims / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const float c = cos[i], s = sin[i];
-    float& a = style == RopeStyle::interleaved ? head[2 * i] : head[i];
-    float& b = style == RopeStyle::interleaved ? head[2 * i + 1] : head[i + half];
-    const float a0 = a, b0 = b;
-    a = a0 * c - b0 * s;
-    b = a0 * s + b0 * c;
-  }
 }
 
 // One query head over n_keys cached rows `stride` floats apart.
@@ -147,7 +135,7 @@ void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t p
 
 const Kernels& reference_kernels() {
   static const Kernels kernels{"reference",       KvType::f32,         matmul_reference, matmul_shared_input_reference,
-                               rmsnorm_reference, rope_reference,      attention_reference,
+                               rmsnorm_reference, rope_rotate,         attention_reference,
                                swiglu_reference,  exp_weights_reference, to_f16_reference};
   return kernels;
 }
