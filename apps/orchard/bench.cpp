@@ -142,7 +142,7 @@ int run_bench(Args& args) {
                   static_cast<double>(decode_flash.bytes_read) / decode_tokens / 1048576.0,
                   decode_flash.io_wait_s / decode_tokens, decode_flash.compute_s / decode_tokens);
   }
-  if (verbose) print_flash_stats(context);
+  if (verbose) print_flash_stats(context.flash_stats());
   return 0;
 }
 

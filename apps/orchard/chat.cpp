@@ -13,9 +13,9 @@
 #include "base/error.h"
 #include "command.h"
 #include "model_options.h"
+#include "orchard/engine.h"
 #include "orchard/model.h"
 #include "runtime/model_tokenizer.h"
-#include "runtime/session.h"
 #include "template/chat_template.h"
 
 namespace orchard::cli {
@@ -141,7 +141,7 @@ int run_chat(Args& args) {
       transcript += (transcript.empty() ? "" : "\n") + message;
       prompt = tokenizer->encode(transcript, tokenizer->adds_bos());
     }
-    if (static_cast<int64_t>(prompt.size()) >= session.context().n_ctx()) {
+    if (static_cast<int64_t>(prompt.size()) >= session.engine().n_ctx()) {
       std::puts("(the conversation no longer fits in the context; /reset to start again)");
       continue;
     }

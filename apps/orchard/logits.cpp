@@ -34,7 +34,7 @@ int run_logits(Args& args) {
   write_file_atomically(out, logits.data(), logits.size() * sizeof(float));
   std::fprintf(stderr, "wrote %zu x %lld logits to %s\n", tokens.size(),
                (long long)model->config().n_vocab, out.c_str());
-  if (verbose) print_flash_stats(context);
+  if (verbose) print_flash_stats(context.flash_stats());
   return 0;
 }
 

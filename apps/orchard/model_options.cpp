@@ -44,8 +44,7 @@ uint64_t memory_budget(Args& args) {
   return text ? parse_memory_budget(*text) : 0;
 }
 
-void print_flash_stats(const Context& context) {
-  const FlashStats s = context.flash_stats();
+void print_flash_stats(const FlashStats& s) {
   if (!s.active) return;
   const double tokens = static_cast<double>(std::max<int64_t>(1, s.tokens));
   std::fprintf(stderr,

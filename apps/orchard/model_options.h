@@ -23,7 +23,7 @@ int64_t context_size(Args& args);
 uint64_t memory_budget(Args& args);
 
 // Limited-memory mode's figures of `context` on stderr, per token (nothing when inactive).
-void print_flash_stats(const Context& context);
+void print_flash_stats(const FlashStats& stats);
 
 // "1,2,3" -> ids; orchard::Error naming --tokens when malformed.
 std::vector<int32_t> parse_token_list(const std::string& text, const std::string& option);

@@ -6,11 +6,11 @@
 #include "base/error.h"
 #include "command.h"
 #include "model_options.h"
+#include "orchard/engine.h"
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
 #include "runtime/chat_prompt.h"
 #include "runtime/model_tokenizer.h"
-#include "runtime/generate.h"
 
 namespace orchard::cli {
 namespace {
@@ -45,14 +45,17 @@ int run_generation(Args& args) {
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));
   const std::vector<int32_t> prompt_ids = raw ? tokenizer->encode(prompt, tokenizer->adds_bos())
                                               : chat_prompt_ids(*tokenizer, prompt);
-  Context context(model, {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache});
-  generate(context, *tokenizer, prompt_ids, options, [](std::string_view text) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
+  Engine engine(model, tokenizer, {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache});
+  GenerationJob job{.prompt = prompt_ids, .options = options};
+  job.on_step = [](const TokenStep& step) {
+    std::fwrite(step.text.data(), 1, step.text.size(), stdout);
     std::fflush(stdout);
     return true;
-  });
+  };
+  const JobSummary summary = engine.run(std::move(job));
+  if (!summary.error.empty()) fail("orchard run: ", summary.error);
   std::fputc('\n', stdout);
-  if (verbose) print_flash_stats(context);
+  if (verbose) print_flash_stats(engine.flash_stats());
   return 0;
 }
 

@@ -59,6 +59,8 @@ Sampler::Sampler(const SamplingParams& params)
   if (!(params.top_p > 0.0f)) fail("top-p must be greater than 0");
   if (!(params.min_p >= 0.0f && params.min_p <= 1.0f)) fail("min-p must be between 0 and 1");
   if (!(params.repeat_penalty > 0.0f)) fail("repeat penalty must be greater than 0");
+  if (!std::isfinite(params.presence_penalty)) fail("presence penalty must be a finite number");
+  if (!std::isfinite(params.frequency_penalty)) fail("frequency penalty must be a finite number");
 }
 
 void Sampler::remember(int32_t token) {
@@ -69,6 +71,7 @@ void Sampler::remember(int32_t token) {
 
 void Sampler::reset() {
   recent_.clear();
+  generated_counts_.clear();
   rng_ = Rng(params_.seed);
 }
 
@@ -123,10 +126,11 @@ int32_t Sampler::sample(std::span<const float> logits) {
   if (n == 0) fail("sample: empty logits");
   const bool temperature_only = params_.temperature > 0.0f && (params_.top_k <= 0 || params_.top_k >= n) &&
                                 params_.top_p >= 1.0f && params_.min_p <= 0.0f &&
-                                (params_.repeat_penalty == 1.0f || recent_.empty());
+                                (params_.repeat_penalty == 1.0f || recent_.empty()) &&
+                                generated_counts_.empty();
   if (temperature_only) {
     const int32_t chosen = draw_at_temperature(*kernels_, logits, params_.temperature, rng_.uniform());
-    remember(chosen);
+    remember_generated(chosen);
     return chosen;
   }
   candidates_.resize(static_cast<size_t>(n));
@@ -141,6 +145,9 @@ int32_t Sampler::sample(std::span<const float> logits) {
       l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
     }
   }
+  // OpenAI's presence and frequency penalties, on the tokens generated so far.
+  for (const auto& [id, count] : generated_counts_)
+    if (id >= 0 && id < n) candidates_[id].logit -= static_cast<float>(count) * params_.frequency_penalty + params_.presence_penalty;
 
   int32_t chosen;
   if (params_.temperature <= 0.0f) {
@@ -216,8 +223,13 @@ int32_t Sampler::sample(std::span<const float> logits) {
       }
     }
   }
-  remember(chosen);
+  remember_generated(chosen);
   return chosen;
+}
+
+void Sampler::remember_generated(int32_t token) {
+  remember(token);
+  if (params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f) ++generated_counts_[token];
 }
 
 }  // namespace orchard

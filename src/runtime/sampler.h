@@ -1,28 +1,18 @@
-// Choosing the next token from logits: repetition penalty, then top-k, top-p and min-p filters on
-// the untempered distribution, then temperature, then a seeded draw. Temperature 0 is greedy.
+// Choosing the next token from logits: repetition, presence and frequency penalties, then top-k,
+// top-p and min-p filters on the untempered distribution, then temperature, then a seeded draw.
+// Temperature 0 is greedy. The options (SamplingParams) are public: orchard/engine.h.
 #pragma once
 #include <cstdint>
 #include <deque>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
-#include "orchard/model.h"
+#include "orchard/engine.h"
 
 namespace orchard {
 
 struct Kernels;
-
-struct SamplingParams {
-  float temperature = 0.8f;  // <= 0: greedy (argmax, lowest id on ties)
-  int32_t top_k = 40;        // <= 0: off
-  float top_p = 0.95f;       // >= 1: off
-  float min_p = 0.05f;       // <= 0: off
-  float repeat_penalty = 1.0f;  // 1: off
-  int32_t repeat_last_n = 64;   // how many recent tokens the penalty looks at
-  uint64_t seed = 0;
-  // Whose exp weighs the draw: the model's choice, so that `--kernels reference` runs no fast kernel.
-  KernelChoice kernels = KernelChoice::fast;
-};
 
 // Deterministic across platforms: the same seed gives the same draws everywhere.
 class Rng {
@@ -45,6 +35,8 @@ class Sampler {
   void reset();
 
  private:
+  void remember_generated(int32_t token);
+
   struct Candidate {
     int32_t id;
     float logit;
@@ -53,6 +45,7 @@ class Sampler {
   const Kernels* kernels_;
   Rng rng_;
   std::deque<int32_t> recent_;
+  std::unordered_map<int32_t, int32_t> generated_counts_;  // for the presence and frequency penalties
   std::vector<Candidate> candidates_;
 };
 

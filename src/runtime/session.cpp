@@ -1,42 +1,33 @@
-#include "runtime/session.h"
-
-#include <algorithm>
-
-#include "base/error.h"
+// Session: a conversation over an engine of one slot (orchard/engine.h). The slot's cache keeps
+// the last turn's tokens, so the engine's prefix match makes each turn prefill only what is new.
+#include "orchard/engine.h"
+#include "orchard/error.h"
 
 namespace orchard {
 
-Session::Session(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer,
-                 const ContextOptions& context_options)
-    : tokenizer_(std::move(tokenizer)), context_(std::move(model), context_options) {
-  if (!tokenizer_) fail("Session: no tokenizer");
+static EngineOptions one_slot(EngineOptions options) {
+  options.slots = 1;
+  return options;
 }
 
-void Session::reset() {
-  context_.reset();
-  cached_.clear();
-}
+Session::Session(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, EngineOptions options)
+    : engine_(std::move(model), std::move(tokenizer), one_slot(options)) {}
 
 GenerateResult Session::reply(std::span<const int32_t> prompt, const StreamOptions& options,
-                              const std::function<bool(std::string_view)>& on_text,
-                              const std::atomic<bool>* cancel) {
-  if (prompt.empty()) fail("Session: the prompt has no tokens");
-  if (static_cast<int64_t>(prompt.size()) >= context_.n_ctx())
-    fail("the prompt has ", prompt.size(), " tokens; the context holds ", context_.n_ctx());
-  // Keep the common prefix, but always recompute at least the last prompt token: its logits
-  // choose the first new token.
-  size_t common = 0;
-  while (common < cached_.size() && common < prompt.size() && cached_[common] == prompt[common]) ++common;
-  common = std::min(common, prompt.size() - 1);
-  context_.truncate(static_cast<int64_t>(common));
-  cached_.resize(common);
-  last_reused_ = static_cast<int64_t>(common);
-
-  GenerateResult result = generate(context_, *tokenizer_, prompt, options, on_text, cancel);
-  // Everything but the last sampled token went through the model.
-  cached_.assign(prompt.begin(), prompt.end());
-  cached_.insert(cached_.end(), result.tokens.begin(), result.tokens.end());
-  cached_.resize(static_cast<size_t>(context_.n_past()));
+                              const std::function<bool(std::string_view)>& on_text, const std::atomic<bool>* cancel) {
+  GenerateResult result;
+  GenerationJob job;
+  job.prompt.assign(prompt.begin(), prompt.end());
+  job.options = options;
+  job.on_step = [&](const TokenStep& step) {
+    if (cancel && cancel->load()) return false;
+    if (step.token >= 0 && step.stop != StopReason::end_of_sequence) result.tokens.push_back(step.token);
+    return step.text.empty() || on_text(step.text);
+  };
+  const JobSummary summary = engine_.run(std::move(job));
+  if (!summary.error.empty()) throw Error(summary.error);
+  result.stop = summary.stop;
+  result.reused_tokens = last_reused_ = summary.cached_prompt_tokens;
   return result;
 }
 

@@ -41,8 +41,6 @@ TokenStream::TokenStream(const Tokenizer& tokenizer, std::span<const int32_t> pr
   }
 }
 
-std::string TokenStream::release(std::string text) { return stops_.push(text); }
-
 TokenStep TokenStream::finish(StopReason reason) {
   TokenStep step;
   if (done_) return step;

@@ -8,35 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "orchard/engine.h"
 #include "orchard/tokenizer.h"
 #include "runtime/logit_constraint.h"
 #include "runtime/sampler.h"
 #include "runtime/stop_strings.h"
 
 namespace orchard {
-
-enum class StopReason { none, end_of_sequence, stop_string, max_tokens, context_full, cancelled, constraint_complete };
-
-struct TokenLogprob {
-  int32_t token;
-  float logprob;
-};
-
-struct StreamOptions {
-  SamplingParams sampling;
-  int64_t max_tokens = -1;  // < 0: no limit but the context
-  std::vector<std::string> stop;
-  std::shared_ptr<LogitConstraint> constraint;  // e.g. JSON-schema constrained decoding
-  int top_logprobs = -1;  // < 0: no logprobs; 0: the chosen token's only
-};
-
-struct TokenStep {
-  int32_t token = -1;         // -1 when the step ended generation without a token
-  std::string text;           // released text (may be empty)
-  StopReason stop = StopReason::none;
-  TokenLogprob chosen{};      // when logprobs are asked for
-  std::vector<TokenLogprob> top;
-};
 
 class TokenStream {
  public:
@@ -51,8 +29,6 @@ class TokenStream {
   int64_t generated() const { return generated_; }
 
  private:
-  std::string release(std::string text);
-
   const Tokenizer& tokenizer_;
   StreamOptions options_;
   Sampler sampler_;

@@ -1,8 +1,8 @@
-// Wakes HTTP threads on behalf of the scheduler. Waking a sleeping thread is a system call and a
+// Wakes HTTP threads on behalf of the engine. Waking a sleeping thread is a system call and an OS
 // scheduler round trip (several microseconds in the kernel, plus the waker often being preempted
-// by the thread it woke); done by the scheduler's own thread it would cost one per request per
+// by the thread it woke); done by the engine's own thread it would cost one per request per
 // step, all on the thread that runs every forward pass. Handed to this thread instead, the
-// scheduler pays at most one wake-up per step, and the per-request ones run beside the next
+// engine pays at most one wake-up per step, and the per-request ones run beside the next
 // forward pass.
 #pragma once
 #include <condition_variable>

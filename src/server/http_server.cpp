@@ -14,13 +14,13 @@
 #include <thread>
 
 #include "base/error.h"
+#include "orchard/engine.h"
 #include "runtime/model_tokenizer.h"
 #include "server/chat_service.h"
 #include "server/chunk_template.h"
 #include "server/front_stage.h"
 #include "server/metrics.h"
 #include "server/request_channel.h"
-#include "server/scheduler.h"
 
 namespace orchard::server {
 namespace {
@@ -47,7 +47,7 @@ void send_json(httplib::Response& res, int status, const json& body) {
 }
 
 // Writes the gathered server-sent events as one HTTP chunk (one send for every token the
-// scheduler produced since the last write) and empties `events`; false once the client is gone.
+// engine produced since the last write) and empties `events`; false once the client is gone.
 // With nothing to write (text held back while it may be a tool call) the connection is looked at.
 bool send_events(httplib::DataSink& sink, std::string& events, bool open) {
   const bool ok = open && (events.empty() ? client_present(sink, ":\n") : sink.write(events.data(), events.size()));
@@ -86,8 +86,8 @@ constexpr std::string_view kJsonProbe = " ", kSseProbe = ":\n";
 
 class Api {
  public:
-  Api(ChatService& service, Scheduler& scheduler, ChannelWaker& waker, Clock::duration stream_interval)
-      : service_(service), scheduler_(scheduler), waker_(waker), stream_interval_(stream_interval) {}
+  Api(ChatService& service, Engine& engine, ChannelWaker& waker, Clock::duration stream_interval)
+      : service_(service), engine_(engine), waker_(waker), stream_interval_(stream_interval) {}
 
   void chat(const std::string& body, httplib::Response& res) {
     const ChatRequest request = parse_chat_request(parse_body(body));
@@ -159,7 +159,7 @@ class Api {
     job->on_step = [channel](const TokenStep& step) { return channel->push(step); };
     job->abandoned = [channel] { return channel->cancelled(); };
     job->on_done = [channel](const JobSummary& summary) { channel->close(summary); };
-    scheduler_.submit(job);
+    engine_.submit(job);
     return channel;
   }
 
@@ -169,7 +169,7 @@ class Api {
   }
 
   // A response that is not streamed. Its status is known once the job has started: a job the
-  // scheduler refuses ends before its first token, with its error. A job still running then
+  // engine refuses ends before its first token, with its error. A job still running then
   // finishes in a content provider, the one place where httplib 0.11 shows the connection: a
   // client that leaves before the end cancels its generation.
   using Answer = std::function<json(const std::vector<TokenStep>&, const JobSummary&)>;
@@ -297,7 +297,7 @@ class Api {
   }
 
   ChatService& service_;
-  Scheduler& scheduler_;
+  Engine& engine_;
   ChannelWaker& waker_;
   const Clock::duration stream_interval_;  // the least time between two writes of one stream
 };
@@ -335,11 +335,12 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   auto model = Model::load(model_path, {.kernels = options.kernels, .memory_budget = options.memory_budget});
   auto tokenizer = load_model_tokenizer(*model, options.tokenizer_path);
   Metrics metrics;
-  ChannelWaker waker;  // outlives the scheduler, which pushes tokens until it stops
-  Scheduler scheduler(model, tokenizer, options.parallel, options.n_ctx, options.kernels, options.threads,
-                      options.kv_cache, metrics);
-  ChatService service(model, tokenizer, base_name(model_path), scheduler.n_ctx());
-  Api api(service, scheduler, waker, std::chrono::microseconds(options.stream_interval_us));
+  ChannelWaker waker;  // outlives the engine, which pushes tokens until it stops
+  Engine engine(model, tokenizer,
+                {.slots = options.parallel, .n_ctx = options.n_ctx, .kernels = options.kernels,
+                 .n_threads = options.threads, .kv_cache = options.kv_cache, .observer = &metrics});
+  ChatService service(model, tokenizer, base_name(model_path), engine.n_ctx());
+  Api api(service, engine, waker, std::chrono::microseconds(options.stream_interval_us));
 
   http.set_payload_max_length(options.max_body_bytes);
   http.set_tcp_nodelay(true);  // streamed tokens are small writes: never wait on Nagle

@@ -18,7 +18,7 @@ struct ServerOptions {
   KernelChoice kernels = KernelChoice::fast;
   uint64_t memory_budget = 0;  // limited-memory mode (docs/flash.md); stream buffers per slot
   std::string tokenizer_path;  // override
-  int threads = 0;             // forward-pass threads; 0: chosen from the model's size (scheduler.cpp)
+  int threads = 0;             // forward-pass threads; 0: chosen from the model's size (runtime/engine.cpp)
   KvCacheType kv_cache = KvCacheType::automatic;
   // A stream's tokens go out at most once per interval (the first and the last at once), the
   // tokens of one write in one chunk. Writes faster than a screen refreshes show nothing more

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "orchard/engine.h"
+
 namespace orchard::server {
 
 class Histogram {
@@ -25,19 +27,21 @@ class Histogram {
   uint64_t total_ = 0;
 };
 
-class Metrics {
+// The engine reports to it as it runs (EngineObserver); the HTTP layer counts requests.
+class Metrics : public EngineObserver {
  public:
   Metrics();
   // `path`: the request's; paths outside the API's routes count under "other".
   void count_request(const std::string& path, int status);
   static const std::string& endpoint_label(const std::string& path);
-  void add_prompt_tokens(int64_t n) { prompt_tokens_ += n; }
-  void add_generated_tokens(int64_t n) { generated_tokens_ += n; }
-  void count_abandoned() { ++abandoned_; }
-  void observe_time_to_first_token(double seconds) { ttft_.observe(seconds); }
-  void observe_token_latency(double seconds) { token_latency_.observe(seconds); }
-  void set_queue_depth(int64_t n) { queue_depth_ = n; }
-  void set_active(int64_t n) { active_ = n; }
+  void on_prefill(int64_t tokens) override { prompt_tokens_ += tokens; }
+  void on_token(bool first, double seconds) override {
+    ++generated_tokens_;
+    (first ? ttft_ : token_latency_).observe(seconds);
+  }
+  void on_abandoned() override { ++abandoned_; }
+  void on_queue_depth(int64_t jobs) override { queue_depth_ = jobs; }
+  void on_active(int64_t jobs) override { active_ = jobs; }
   std::string render() const;
 
  private:

@@ -65,10 +65,8 @@ SamplingParams sampling_from(const json& body) {
   if (p.top_p <= 0.0f) p.top_p = 1e-6f;
   p.top_k = static_cast<int32_t>(integer_in(body, "top_k", 0, 1 << 20).value_or(0));
   p.min_p = static_cast<float>(number_in(body, "min_p", 0.0, 1.0, 0.0));
-  const double presence = number_in(body, "presence_penalty", -2.0, 2.0, 0.0);
-  const double frequency = number_in(body, "frequency_penalty", -2.0, 2.0, 0.0);
-  (void)presence;
-  (void)frequency;
+  p.presence_penalty = static_cast<float>(number_in(body, "presence_penalty", -2.0, 2.0, 0.0));
+  p.frequency_penalty = static_cast<float>(number_in(body, "frequency_penalty", -2.0, 2.0, 0.0));
   p.repeat_penalty = static_cast<float>(number_in(body, "repetition_penalty", 0.01, 10.0, 1.0));
   const std::optional<int64_t> seed = integer_in(body, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
   // Unseeded requests still differ from each other.

@@ -1,4 +1,4 @@
-// Hands tokens from the scheduler's thread to the HTTP thread that answers the request.
+// Hands tokens from the engine's thread to the HTTP thread that answers the request.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -10,7 +10,7 @@
 
 #include "runtime/token_stream.h"
 #include "server/channel_waker.h"
-#include "server/scheduler.h"
+#include "orchard/engine.h"
 
 namespace orchard::server {
 
@@ -23,7 +23,7 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
   explicit RequestChannel(ChannelWaker& waker, Clock::duration write_interval = {})
       : waker_(waker), write_interval_(write_interval) {}
 
-  // Scheduler side: false once the client has gone (cancels generation).
+  // Engine side: false once the client has gone (cancels generation).
   bool push(const TokenStep& step) {
     bool cancelled, sleeping;
     {
@@ -61,7 +61,7 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
   // HTTP thread that fell behind catches up with one write; false once the job is over and
   // every step was taken. Steps that come within the write interval of the last take wait for
   // its end (the job's end does not): a stream writes at most once per interval however fast
-  // the model is, and the scheduler asks no wake-up for them. While no step comes (the job is
+  // the model is, and the engine asks no wake-up for them. While no step comes (the job is
   // queued, or prefills a long prompt), `client_present` is asked every `kPresenceCheck`; when
   // it says no, the job is cancelled and the wait goes on for its end.
   static constexpr Clock::duration kPresenceCheck = std::chrono::milliseconds(100);

@@ -7,7 +7,7 @@
 
 #include "constraint_test_support.h"
 #include "orchard/model.h"
-#include "runtime/generate.h"
+#include "orchard/engine.h"
 #include "runtime/model_tokenizer.h"
 
 namespace orchard {
@@ -140,14 +140,14 @@ void run_schemas(const LoadedModel& setup, const std::string& model_name) {
       for (int64_t max_tokens : {int64_t(300), closing, closing + 4}) {
         SCOPED_TRACE(model_name + " seed " + std::to_string(seed) + " max_tokens " + std::to_string(max_tokens) +
                      " schema " + text);
-        Context context(setup.model, {.n_ctx = 512});
+        Session session(setup.model, setup.tokenizer, {.n_ctx = 512});
         auto constraint = std::make_shared<JsonSchemaConstraint>(compiled);
         StreamOptions options;
         options.sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = seed};
         options.max_tokens = max_tokens;
         options.constraint = constraint;
         std::string out;
-        const GenerateResult r = generate(context, *setup.tokenizer, prompt, options, [&](std::string_view piece) {
+        const GenerateResult r = session.reply(prompt, options, [&](std::string_view piece) {
           out += piece;
           return true;
         });
@@ -185,14 +185,14 @@ TEST(ConstrainedGenerate, ToolCallWrapperIsGeneratedAroundTheArguments) {
                                                       qwen_tool_call_options());
   const std::string prefix = "<tool_call>\n", suffix = "\n</tool_call>";
   for (uint64_t seed : {4u, 5u}) {
-    Context context(s.model, {.n_ctx = 512});
+    Session session(s.model, s.tokenizer, {.n_ctx = 512});
     auto constraint = std::make_shared<JsonSchemaConstraint>(compiled);
     StreamOptions options;
     options.sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = seed};
     options.max_tokens = 120;
     options.constraint = constraint;
     std::string out;
-    generate(context, *s.tokenizer, s.tokenizer->encode("call:"), options, [&](std::string_view piece) {
+    session.reply(s.tokenizer->encode("call:"), options, [&](std::string_view piece) {
       out += piece;
       return true;
     });

@@ -143,6 +143,37 @@ TEST(Sampler, RepeatPenaltyDiscouragesRecentTokens) {
   EXPECT_EQ(s.sample(logits), 0);
 }
 
+// OpenAI's definition: logit[j] -= count[j] * frequency_penalty + (count[j] > 0) * presence_penalty,
+// counted over the generated tokens only (not the prompt's). Sequences worked out by hand.
+TEST(Sampler, PresenceAndFrequencyPenaltiesFollowOpenAIsDefinition) {
+  const std::vector<float> logits = {3.0f, 2.5f, 0.0f};
+  auto picks = [&](SamplingParams p, int n) {
+    Sampler s(p);
+    s.remember(1);  // a prompt token: no penalty for it
+    std::vector<int32_t> out;
+    for (int i = 0; i < n; ++i) out.push_back(s.sample(logits));
+    return out;
+  };
+  SamplingParams frequency = unfiltered(0.0f);
+  frequency.frequency_penalty = 0.3f;  // 3.0, 2.7, 2.4 < 2.5, then 2.4 > 2.2, 2.1 < 2.2, 2.1 > 1.9
+  EXPECT_EQ(picks(frequency, 6), (std::vector<int32_t>{0, 0, 1, 0, 1, 0}));
+  SamplingParams presence = unfiltered(0.0f);
+  presence.presence_penalty = 0.6f;  // 3.0, then 2.4 < 2.5, then 2.4 > 1.9 for good
+  EXPECT_EQ(picks(presence, 5), (std::vector<int32_t>{0, 1, 0, 0, 0}));
+  SamplingParams negative = unfiltered(0.0f);
+  negative.presence_penalty = -2.0f;  // a negative penalty encourages repetition
+  EXPECT_EQ(picks(negative, 3), (std::vector<int32_t>{0, 0, 0}));
+  // At temperature > 0 the penalty applies too: token 0 once drawn is all but excluded.
+  SamplingParams hot = unfiltered(1.0f, 3);
+  hot.presence_penalty = 2.0f;
+  hot.frequency_penalty = 2.0f;
+  Sampler s(hot);
+  const std::vector<float> flat = {10.0f, 0.0f};
+  EXPECT_EQ(s.sample(flat), 0);
+  std::map<int32_t, int> counts = histogram(s, flat, 50);
+  EXPECT_GT(counts[1], 0);
+}
+
 TEST(Sampler, RejectsNonsenseParameters) {
   SamplingParams p = unfiltered(1.0f);
   p.top_p = 0.0f;
@@ -151,6 +182,9 @@ TEST(Sampler, RejectsNonsenseParameters) {
   EXPECT_ANY_THROW(Sampler{p});
   p = unfiltered(1.0f);
   p.repeat_penalty = -1.0f;
+  EXPECT_ANY_THROW(Sampler{p});
+  p = unfiltered(1.0f);
+  p.presence_penalty = INFINITY;
   EXPECT_ANY_THROW(Sampler{p});
 }
 

@@ -1,4 +1,4 @@
-#include "runtime/session.h"
+#include "orchard/engine.h"
 
 #include <gtest/gtest.h>
 
@@ -34,9 +34,10 @@ TEST(Session, FollowUpTurnPrefillsOnlyItsNewTokensAndMatchesAFreshContext) {
   // Everything evaluated in turn one (all but its last sampled token) came from the cache.
   EXPECT_EQ(session.last_reused_tokens(), static_cast<int64_t>(first.size() + r1.tokens.size() - 1));
 
-  Context fresh(model, {.n_ctx = 256, .kernels = KernelChoice::reference});
+  Session fresh(model, tokenizer, {.n_ctx = 256, .kernels = KernelChoice::reference});
   std::string fresh_text;
-  generate(fresh, *tokenizer, second, greedy(15), [&](std::string_view t) { fresh_text += t; return true; });
+  fresh.reply(second, greedy(15), [&](std::string_view t) { fresh_text += t; return true; });
+  EXPECT_EQ(fresh.last_reused_tokens(), 0);
   EXPECT_EQ(second_text, fresh_text);
   EXPECT_FALSE(second_text.empty());
 }

@@ -1,0 +1,180 @@
+// The engine: one front door for generation. It owns a model's slots (each a KV cache that keeps
+// its last tokens, so a follow-up prompt prefills only what is new), runs every active job in
+// one batched forward pass per step (continuous batching), and turns each job's logits into a
+// stream of steps (sampling, constraints, stop strings, logprobs). `orchard run`, `orchard chat`,
+// `orchard serve`, Session and the C API all generate through it.
+//
+// A job goes in (prompt tokens and options), steps come out on the engine's threads (token, text,
+// logprobs, finish reason), and a summary ends it (usage, error). A speculative decoder plugs in
+// at the step (docs/architecture.md, "The engine"): several pending tokens per slot, rolling a
+// slot back by k tokens, and the sampler's probabilities.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "orchard/model.h"
+#include "orchard/tokenizer.h"
+
+namespace orchard {
+
+// A rule on which tokens may come next (JSON Schema constrained decoding:
+// runtime/logit_constraint.h).
+class LogitConstraint;
+
+// Choosing the next token: penalties, then top-k, top-p and min-p on the untempered
+// distribution, then temperature, then a seeded draw. Temperature 0 is greedy.
+struct SamplingParams {
+  float temperature = 0.8f;  // <= 0: greedy (argmax, lowest id on ties)
+  int32_t top_k = 40;        // <= 0: off
+  float top_p = 0.95f;       // >= 1: off
+  float min_p = 0.05f;       // <= 0: off
+  float repeat_penalty = 1.0f;  // 1: off (llama.cpp's: divides positive logits, multiplies negative)
+  int32_t repeat_last_n = 64;   // how many recent tokens (prompt included) the repeat penalty looks at
+  // OpenAI's: each generated token's logit loses frequency_penalty per earlier occurrence in the
+  // generated text, and presence_penalty once if it occurred at all. 0: off.
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  uint64_t seed = 0;
+  // Whose exp weighs the draw: the model's choice, so that `--kernels reference` runs no fast kernel.
+  KernelChoice kernels = KernelChoice::fast;
+};
+
+enum class StopReason { none, end_of_sequence, stop_string, max_tokens, context_full, cancelled, constraint_complete };
+
+struct TokenLogprob {
+  int32_t token;
+  float logprob;
+};
+
+struct StreamOptions {
+  SamplingParams sampling;
+  int64_t max_tokens = -1;  // < 0: as many as the context leaves
+  std::vector<std::string> stop;
+  std::shared_ptr<LogitConstraint> constraint;  // e.g. JSON-schema constrained decoding
+  int top_logprobs = -1;  // < 0: no logprobs; 0: the chosen token's only
+};
+
+// One step of a job's generation.
+struct TokenStep {
+  int32_t token = -1;         // -1 when the step ended generation without a token
+  std::string text;           // released text, whole UTF-8 characters (may be empty)
+  StopReason stop = StopReason::none;
+  TokenLogprob chosen{};      // when logprobs are asked for
+  std::vector<TokenLogprob> top;
+};
+
+struct JobSummary {
+  StopReason stop = StopReason::none;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cached_prompt_tokens = 0;  // taken from a slot's cache instead of prefilled
+  std::string error;  // set when the job failed inside the engine (a prompt that does not fit, ...)
+};
+
+struct GenerationJob {
+  std::vector<int32_t> prompt;
+  StreamOptions options;
+  // Called on an engine thread for every step; returning false cancels the job (the client left).
+  std::function<bool(const TokenStep&)> on_step;
+  // Asked when the job reaches its slot: true when the client left while the job was queued (the
+  // job then ends there, before its prefill). May be empty.
+  std::function<bool()> abandoned;
+  // Called once, last, on an engine thread (or on the caller's, for a job refused at submit).
+  std::function<void(const JobSummary&)> on_done;
+};
+
+// What the engine reports as it runs, for metrics; called on its threads.
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  virtual void on_queue_depth(int64_t jobs) {}
+  virtual void on_active(int64_t jobs) {}
+  virtual void on_prefill(int64_t tokens) {}  // prompt tokens that go through the model
+  // A generated token; seconds since the job's submission (the first) or its previous token.
+  virtual void on_token(bool first, double seconds) {}
+  virtual void on_abandoned() {}  // a job its client cancelled
+};
+
+struct EngineOptions {
+  int slots = 1;      // jobs decoded together
+  int64_t n_ctx = 0;  // per slot; 0: the model's trained context length (capped at 4096)
+  KernelChoice kernels = KernelChoice::fast;
+  int n_threads = 0;  // forward-pass threads; 0: chosen from the model's size (engine.cpp)
+  KvCacheType kv_cache = KvCacheType::automatic;
+  EngineObserver* observer = nullptr;  // must outlive the engine
+};
+
+class Engine {
+ public:
+  // Throws orchard::Error when the options cannot work (no slot, a context that does not fit in
+  // memory, ...).
+  Engine(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+         const EngineOptions& options = {});
+  // Jobs still queued or running end with StopReason::cancelled and an error.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a job; thread-safe. It runs in the free slot whose cache shares the longest prefix
+  // with its prompt.
+  void submit(std::shared_ptr<GenerationJob> job);
+  // Runs one job to its end and returns its summary; `job.on_step` is called on an engine thread.
+  JobSummary run(GenerationJob job);
+
+  // Throws orchard::Error when `prompt_tokens` leave no room to generate in a slot's context.
+  void check_prompt_fits(int64_t prompt_tokens) const;
+  // Forgets what the idle slots' caches hold.
+  void clear_cache();
+
+  int64_t n_ctx() const;
+  int slots() const;
+  int lanes() const;  // groups of slots, each stepped by its own threads (engine.cpp)
+  const Model& model() const;
+  const Tokenizer& tokenizer() const;
+  std::shared_ptr<const Tokenizer> shared_tokenizer() const;
+  // Limited-memory mode's figures, summed over the lanes; meant for when no job runs.
+  FlashStats flash_stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated, without the end-of-sequence token
+  StopReason stop = StopReason::none;
+  int64_t reused_tokens = 0;    // prompt tokens taken from the cache
+};
+
+// A conversation over an engine of one slot: each turn's prompt is the whole conversation so far,
+// and only the tokens after the longest prefix already in the cache are prefilled.
+class Session {
+ public:
+  // `options.slots` is ignored: a session has one.
+  Session(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+          EngineOptions options = {});
+
+  // Generates a reply to `prompt` (the full conversation's tokens). `on_text` receives the text in
+  // whole UTF-8 characters; returning false, or `cancel` becoming true, stops at the next token.
+  GenerateResult reply(std::span<const int32_t> prompt, const StreamOptions& options,
+                       const std::function<bool(std::string_view)>& on_text,
+                       const std::atomic<bool>* cancel = nullptr);
+
+  // How many prompt tokens the last reply took from the cache instead of prefilling.
+  int64_t last_reused_tokens() const { return last_reused_; }
+  void reset() { engine_.clear_cache(); }
+  const Tokenizer& tokenizer() const { return engine_.tokenizer(); }
+  Engine& engine() { return engine_; }
+
+ private:
+  Engine engine_;
+  int64_t last_reused_ = 0;
+};
+
+}  // namespace orchard

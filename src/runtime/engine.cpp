@@ -1,0 +1,422 @@
+#include "orchard/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "base/error.h"
+#include "kernels/thread_pool.h"
+#include "model/model_impl.h"
+#include "model/transformer.h"
+#include "runtime/prompt_limits.h"
+#include "runtime/token_stream.h"
+
+namespace orchard {
+
+using Clock = std::chrono::steady_clock;
+
+// How the forward-pass threads are arranged. Below some tens of millions of parameters each
+// matrix product of a decode step takes a few microseconds, less than handing half of it to a
+// second thread and waiting for that thread costs (measured with bench/load_test.py: 1.4M
+// parameters, 16 clients, one lane of two threads gave half the tokens per CPU-second of one
+// thread). Such a model runs in lanes instead: each lane a thread with its own share of the
+// slots, stepping its own batch. Its weights fit in cache, so reading them once per lane costs
+// little, and the lanes never wait for each other. A larger model runs one batch on every
+// thread, which reads the weights from memory once per step for all requests.
+struct LaneShape {
+  int lanes, threads_per_lane;  // threads_per_lane 0: one per available CPU
+};
+
+static LaneShape lane_shape(const Model& model, int requested_threads, int n_slots) {
+  constexpr int64_t kSmallModelParameters = 32'000'000;
+  const bool small = model.parameter_count() < kSmallModelParameters && !model.impl().flash;
+  if (!small) return {1, requested_threads};
+  const int threads = requested_threads > 0 ? requested_threads : available_cpus();
+  return {std::clamp(threads, 1, n_slots), 1};
+}
+
+namespace {
+
+constexpr const char* kShuttingDown = "the engine is shutting down";
+
+// A place in a batch: its own KV cache, which keeps the last job's tokens so that a follow-up
+// turn of the same conversation prefills only what is new.
+struct Slot {
+  int lane = 0;
+  int64_t sequence = 0;  // its KV cache in the lane's transformer
+  // Guarded by the engine's mutex: a job placed here and not yet taken by the lane, and whether
+  // the slot is taken at all (placed or running). `cached` is read under the mutex to place jobs
+  // and written by the lane only while it holds the slot, so no two threads touch it at once.
+  std::shared_ptr<GenerationJob> placed;
+  bool occupied = false;
+  std::vector<int32_t> cached;   // tokens whose keys and values are in the cache
+  // The rest belongs to the lane's thread.
+  int32_t next_token = -1;       // picked, to be decoded in the next batch
+  std::vector<int32_t> prefill;  // prompt tokens still to run (a newly admitted job)
+  TokenStep step;                // picked from the lane's logits, not yet handed to the job
+  std::shared_ptr<GenerationJob> job;
+  std::unique_ptr<TokenStream> stream;
+  int64_t logits_row = -1;  // its row of the lane's last pass's logits (of its last evaluated position)
+  JobSummary summary;
+  Clock::time_point submitted, last_token;
+  bool first_token = true;
+};
+
+struct Lane {
+  std::unique_ptr<Transformer> transformer;  // one KV cache per slot of the lane
+  std::vector<Slot*> slots;
+  std::vector<float> logits;  // [slots in the last pass, n_vocab]: the next tokens' logits
+  std::atomic<int64_t> active{0};
+  std::thread thread;
+};
+
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+// Ends a job that never reached a slot.
+void refuse_for_shutdown(GenerationJob& job) {
+  if (job.on_done) job.on_done(JobSummary{.stop = StopReason::cancelled, .error = kShuttingDown});
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  Impl(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, const EngineOptions& options);
+  ~Impl();
+
+  // Under mutex: moves queued jobs into free slots of any lane; true if it placed any.
+  bool place_queued();
+  void admit(Slot& slot);
+  // Hands the slot's picked step to its job; true when the slot goes on to the next decode step.
+  bool deliver(Slot& slot);
+  void decode(Lane& lane, const std::vector<Slot*>& slots);
+  void finish(Slot& slot, StopReason reason, const std::string& error = "");
+  void run(Lane& lane);
+
+  std::shared_ptr<const Model> model;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  int64_t n_ctx = 0;
+  KernelChoice kernels;
+  EngineObserver no_observer;
+  EngineObserver& observer;
+  std::vector<std::unique_ptr<Slot>> slots;  // every lane's
+  std::vector<std::unique_ptr<Lane>> lanes;
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::pair<std::shared_ptr<GenerationJob>, Clock::time_point>> queue;
+  bool stopping = false;
+};
+
+Engine::Impl::Impl(std::shared_ptr<const Model> model_in, std::shared_ptr<const Tokenizer> tokenizer_in,
+                   const EngineOptions& options)
+    : model(std::move(model_in)),
+      tokenizer(std::move(tokenizer_in)),
+      kernels(options.kernels),
+      observer(options.observer ? *options.observer : no_observer) {
+  if (!model) fail("engine: no model");
+  if (!tokenizer) fail("engine: no tokenizer");
+  if (options.slots < 1) fail("--parallel must be at least 1");
+  const int64_t requested_ctx = options.n_ctx;
+  if (requested_ctx < 0)
+    fail("--ctx-size: a context of ", requested_ctx, " tokens is not possible (give a positive size, or 0 for the model's)");
+  const int64_t ctx = requested_ctx > 0 ? requested_ctx : std::min<int64_t>(model->config().context_length, 4096);
+  // Every slot has a KV cache of ctx positions: check them all together before the first lane
+  // allocates (each Transformer checks only its own).
+  check_kv_cache_fits(model->config(), ctx, options.slots,
+                      kv_type_of(options.kv_cache).value_or(select_kernels(kernels).kv_type));
+  const LaneShape shape = lane_shape(*model, options.n_threads, options.slots);
+  for (int i = 0; i < options.slots; ++i) {
+    auto slot = std::make_unique<Slot>();
+    slot->lane = i % shape.lanes;
+    slot->sequence = i / shape.lanes;
+    slots.push_back(std::move(slot));
+  }
+  for (int l = 0; l < shape.lanes; ++l) {
+    auto lane = std::make_unique<Lane>();
+    for (auto& s : slots)
+      if (s->lane == l) lane->slots.push_back(s.get());
+    lane->transformer = std::make_unique<Transformer>(model->impl(), select_kernels(kernels), ctx, shape.threads_per_lane,
+                                                      static_cast<int64_t>(lane->slots.size()), kv_type_of(options.kv_cache));
+    lanes.push_back(std::move(lane));
+  }
+  n_ctx = lanes.front()->transformer->n_ctx();
+  for (auto& lane : lanes) lane->thread = std::thread([this, l = lane.get()] { run(*l); });
+}
+
+Engine::Impl::~Impl() {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    stopping = true;
+  }
+  wake.notify_all();
+  for (auto& lane : lanes) lane->thread.join();
+  for (auto& [job, submitted] : queue) refuse_for_shutdown(*job);
+}
+
+// Each job goes to the free slot whose cache shares the longest prefix with its prompt.
+bool Engine::Impl::place_queued() {
+  bool placed = false;
+  while (!queue.empty()) {
+    Slot* best = nullptr;
+    size_t best_common = 0;
+    const std::vector<int32_t>& prompt = queue.front().first->prompt;
+    for (auto& s : slots) {
+      if (s->occupied) continue;
+      const size_t common = common_prefix(s->cached, prompt);
+      if (!best || common > best_common) best = s.get(), best_common = common;
+    }
+    if (!best) break;
+    best->occupied = true;
+    best->placed = std::move(queue.front().first);
+    best->submitted = queue.front().second;
+    queue.pop_front();
+    placed = true;
+  }
+  observer.on_queue_depth(static_cast<int64_t>(queue.size()));
+  return placed;
+}
+
+void Engine::Impl::admit(Slot& slot) {
+  slot.summary = JobSummary{};
+  slot.first_token = true;
+  const std::vector<int32_t>& prompt = slot.job->prompt;
+  slot.summary.prompt_tokens = static_cast<int64_t>(prompt.size());
+  if (slot.job->abandoned && slot.job->abandoned()) {
+    finish(slot, StopReason::cancelled);
+    return;
+  }
+  try {
+    if (prompt.empty()) fail("the prompt has no tokens");
+    orchard::check_prompt_fits(static_cast<int64_t>(prompt.size()), n_ctx);
+    const int64_t vocab = model->config().n_vocab;
+    for (int32_t t : prompt)
+      if (t < 0 || t >= vocab) fail("token id ", t, " is outside the vocabulary");
+    // Keep the common prefix, but always recompute at least the last prompt token: its logits
+    // choose the first new token.
+    const size_t common = std::min(common_prefix(slot.cached, prompt), prompt.size() - 1);
+    slot.cached.resize(common);
+    slot.summary.cached_prompt_tokens = static_cast<int64_t>(common);
+    StreamOptions options = slot.job->options;
+    options.sampling.kernels = kernels;
+    // What the context leaves is the budget when none is set, so that a constraint steers to a
+    // close within it.
+    const int64_t room = n_ctx - static_cast<int64_t>(prompt.size());
+    if (options.max_tokens < 0 || options.max_tokens > room) options.max_tokens = room;
+    slot.stream = std::make_unique<TokenStream>(*tokenizer, prompt, std::move(options));
+    // The new prompt tokens go into the next batched pass beside the other jobs' decode.
+    slot.prefill.assign(prompt.begin() + static_cast<long>(common), prompt.end());
+    observer.on_prefill(static_cast<int64_t>(slot.prefill.size()));
+  } catch (const std::exception& e) {
+    finish(slot, StopReason::cancelled, e.what());
+  }
+}
+
+void Engine::Impl::finish(Slot& slot, StopReason reason, const std::string& error) {
+  if (reason == StopReason::cancelled && error.empty()) observer.on_abandoned();  // the client left
+  slot.summary.stop = reason;
+  slot.summary.error = error;
+  if (slot.stream) slot.summary.completion_tokens = slot.stream->generated();
+  std::shared_ptr<GenerationJob> job = std::move(slot.job);
+  slot.job.reset();
+  slot.stream.reset();
+  slot.prefill.clear();
+  if (job && job->on_done) job->on_done(slot.summary);
+}
+
+bool Engine::Impl::deliver(Slot& slot) {
+  TokenStep step = std::move(slot.step);
+  const Clock::time_point now = Clock::now();
+  if (step.token >= 0 && step.stop != StopReason::end_of_sequence) {
+    observer.on_token(slot.first_token,
+                      std::chrono::duration<double>(now - (slot.first_token ? slot.submitted : slot.last_token)).count());
+    slot.first_token = false;
+    slot.last_token = now;
+  }
+  if (!slot.job->on_step(step)) {
+    finish(slot, StopReason::cancelled);
+    return false;
+  }
+  if (step.stop != StopReason::none) {
+    finish(slot, step.stop);
+    return false;
+  }
+  if (static_cast<int64_t>(slot.cached.size()) >= n_ctx) {  // cannot happen with the budget admit sets
+    slot.job->on_step(slot.stream->finish(StopReason::context_full));
+    finish(slot, StopReason::context_full);
+    return false;
+  }
+  slot.next_token = step.token;
+  return true;
+}
+
+// One forward pass for every slot: decoding slots add their picked token, newly admitted ones
+// their prompt; the weights are read once for the whole batch.
+void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
+  if (batch_slots.empty()) return;
+  const size_t vocab = static_cast<size_t>(model->config().n_vocab);
+  std::vector<SequenceTokens> batch;
+  for (Slot* s : batch_slots) {
+    const std::span<const int32_t> tokens =
+        s->prefill.empty() ? std::span<const int32_t>(&s->next_token, 1) : std::span<const int32_t>(s->prefill);
+    batch.push_back({s->sequence, static_cast<int64_t>(s->cached.size()), tokens, false});
+  }
+  // Kept until the next pass: each slot samples from its row in place (with a 150k vocabulary,
+  // copying rows out would move megabytes per step).
+  lane.logits.resize(batch_slots.size() * vocab);
+  lane.transformer->forward(batch, lane.logits.data());
+  for (size_t i = 0; i < batch_slots.size(); ++i) {
+    Slot& s = *batch_slots[i];
+    if (s.prefill.empty()) {
+      s.cached.push_back(s.next_token);
+    } else {
+      s.cached.insert(s.cached.end(), s.prefill.begin(), s.prefill.end());
+      s.prefill.clear();
+    }
+    s.logits_row = static_cast<int64_t>(i);
+  }
+}
+
+void Engine::Impl::run(Lane& lane) {
+  std::vector<Slot*> admitted, decoding, continuing;
+  const size_t vocab = static_cast<size_t>(model->config().n_vocab);
+  while (true) {
+    admitted.clear();
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      // Slots whose job ended in the last step are free for the queue again.
+      for (Slot* s : lane.slots)
+        if (s->occupied && !s->job && !s->placed) s->occupied = false;
+      // A slot freed here may take a queued job; so may another lane's (then that lane is woken).
+      if (place_queued()) wake.notify_all();
+      auto busy = [&] {
+        return std::any_of(lane.slots.begin(), lane.slots.end(), [](const Slot* s) { return s->occupied; });
+      };
+      wake.wait(lock, [&] { return stopping || busy(); });
+      if (stopping) break;
+      for (Slot* s : lane.slots)
+        if (s->placed) {
+          s->job = std::move(s->placed);
+          admitted.push_back(s);
+        }
+    }
+    for (Slot* s : admitted) admit(*s);
+    // Pick every decoding slot's next token on the lane's threads (sampling a 150k vocabulary
+    // is not free), then hand the steps to their jobs in order.
+    decoding.clear();
+    for (Slot* s : lane.slots)
+      if (s->job && s->prefill.empty()) decoding.push_back(s);
+    lane.transformer->pool().parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        Slot& s = *decoding[i];
+        s.step = s.stream->next(std::span<float>(lane.logits.data() + static_cast<size_t>(s.logits_row) * vocab, vocab));
+      }
+    });
+    continuing.clear();
+    for (Slot* s : lane.slots) {
+      if (!s->job) continue;
+      if (!s->prefill.empty() || deliver(*s)) continuing.push_back(s);
+    }
+    try {
+      decode(lane, continuing);
+    } catch (const std::exception& e) {
+      // The caches of a failed pass hold nothing to reuse.
+      for (Slot* s : continuing) {
+        s->cached.clear();
+        finish(*s, StopReason::cancelled, e.what());
+      }
+    }
+    lane.active = static_cast<int64_t>(continuing.size());
+    int64_t active = 0;
+    for (const auto& l : lanes) active += l->active;
+    observer.on_active(active);
+  }
+  for (Slot* s : lane.slots) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (s->placed) s->job = std::move(s->placed);
+    }
+    if (s->job) finish(*s, StopReason::cancelled, kShuttingDown);
+  }
+}
+
+Engine::Engine(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, const EngineOptions& options)
+    : impl_(std::make_unique<Impl>(std::move(model), std::move(tokenizer), options)) {}
+
+Engine::~Engine() = default;
+
+void Engine::submit(std::shared_ptr<GenerationJob> job) {
+  if (!job) fail("engine: no job");
+  if (!job->on_step) fail("engine: a job needs on_step");
+  bool accepted;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    accepted = !impl_->stopping;
+    if (accepted) {
+      impl_->queue.emplace_back(job, Clock::now());
+      impl_->place_queued();
+    }
+  }
+  if (accepted) {
+    impl_->wake.notify_all();
+    return;
+  }
+  refuse_for_shutdown(*job);
+}
+
+JobSummary Engine::run(GenerationJob job) {
+  std::mutex mutex;
+  std::condition_variable done;
+  bool finished = false;
+  JobSummary summary;
+  auto shared = std::make_shared<GenerationJob>(std::move(job));
+  std::function<void(const JobSummary&)> on_done = std::move(shared->on_done);
+  shared->on_done = [&](const JobSummary& s) {
+    if (on_done) on_done(s);
+    std::lock_guard<std::mutex> lock(mutex);
+    summary = s;
+    finished = true;
+    done.notify_all();
+  };
+  submit(shared);
+  std::unique_lock<std::mutex> lock(mutex);
+  done.wait(lock, [&] { return finished; });
+  return summary;
+}
+
+void Engine::check_prompt_fits(int64_t prompt_tokens) const { orchard::check_prompt_fits(prompt_tokens, impl_->n_ctx); }
+
+void Engine::clear_cache() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  for (auto& s : impl_->slots)
+    if (!s->occupied) s->cached.clear();
+}
+
+int64_t Engine::n_ctx() const { return impl_->n_ctx; }
+int Engine::slots() const { return static_cast<int>(impl_->slots.size()); }
+int Engine::lanes() const { return static_cast<int>(impl_->lanes.size()); }
+const Model& Engine::model() const { return *impl_->model; }
+const Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
+std::shared_ptr<const Tokenizer> Engine::shared_tokenizer() const { return impl_->tokenizer; }
+
+FlashStats Engine::flash_stats() const {
+  FlashStats total;
+  for (const auto& lane : impl_->lanes) {
+    const FlashStats s = lane->transformer->flash_stats();
+    if (!s.active) continue;
+    const uint64_t bytes_read = total.bytes_read + s.bytes_read;
+    const double io_wait = total.io_wait_s + s.io_wait_s, compute = total.compute_s + s.compute_s;
+    const int64_t passes = total.passes + s.passes, tokens = total.tokens + s.tokens;
+    total = s;
+    total.bytes_read = bytes_read, total.io_wait_s = io_wait, total.compute_s = compute;
+    total.passes = passes, total.tokens = tokens;
+  }
+  return total;
+}
+
+}  // namespace orchard
