@@ -84,17 +84,17 @@ PreparedJob ChatService::prepare(const ChatRequest& r, const std::function<bool(
 
   if (tools && (r.tool_choice == ToolChoiceMode::required || r.tool_choice == ToolChoiceMode::function)) {
     // A call to one of the allowed functions, with arguments that match its parameters.
-    json choices = json::array();
+    std::vector<std::pair<std::string, json>> allowed;
     for (const json& t : r.tools) {
-      const std::string name = t["function"]["name"];
+      const json& function = t["function"];
+      const std::string name = function["name"];
       if (r.tool_choice == ToolChoiceMode::function && name != r.forced_function) continue;
-      json parameters = t["function"].contains("parameters") ? t["function"]["parameters"] : json{{"type", "object"}};
-      choices.push_back({{"type", "object"},
-                         {"properties", {{"name", {{"const", name}}}, {"arguments", parameters}}},
-                         {"required", {"name", "arguments"}},
-                         {"additionalProperties", false}});
+      allowed.emplace_back(name, function.contains("parameters") ? function["parameters"] : json());
     }
-    const json call = choices.size() == 1 ? choices[0] : json{{"anyOf", choices}};
+    // parse_chat_request guarantees a match (the forced function is among the tools); kept as a
+    // client error rather than tool_call_schema's orchard::Error should that ever change.
+    if (allowed.empty()) throw RequestError(400, "'tool_choice' allows none of the 'tools'", "tool_choice");
+    const json call = tool_call_schema(allowed);
     const SchemaOptions wrapper = qwen_tool_call_options();
     job.options.constraint =
         std::make_shared<JsonSchemaConstraint>(compiled(call, wrapper.prefix, wrapper.suffix, "tools", cancelled));

@@ -146,6 +146,22 @@ TEST(JsonSchemaConstraint, ToolCallWrapperAroundArguments) {
   EXPECT_FALSE(accepts_bytes(schema, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}"));
 }
 
+// The server compiles forced tool calls through tool_call_schema and caches them by its text:
+// the text is pinned here (properties name then arguments, so the model writes the name first).
+TEST(JsonSchemaConstraint, ToolCallSchemaTextAndFunctionsWithoutParameters) {
+  const nlohmann::ordered_json city = nlohmann::ordered_json::parse(R"({"type": "object", "properties": {"city": {"type": "string"}}})");
+  EXPECT_EQ(tool_call_schema({{"get_weather", city}}).dump(),
+            R"({"type":"object","properties":{"name":{"const":"get_weather"},"arguments":{"type":"object","properties":{"city":{"type":"string"}}}},"required":["name","arguments"],"additionalProperties":false})");
+  EXPECT_EQ(tool_call_schema({{"a", city}, {"b", city}}).dump().rfind(R"({"anyOf":[{"type":"object","properties":{"name":{"const":"a"})", 0), 0u);
+  // No parameters: the arguments are an object (OpenAI's reading), not any value.
+  const nlohmann::ordered_json none = tool_call_schema({{"now", nullptr}});
+  EXPECT_EQ(none["properties"]["arguments"].dump(), R"({"type":"object"})");
+  const auto schema = JsonSchemaConstraint::compile(none, tiny_vocabulary().vocab, qwen_tool_call_options());
+  EXPECT_TRUE(accepts_bytes(schema, "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>"));
+  EXPECT_FALSE(accepts_bytes(schema, "<tool_call>\n{\"name\": \"now\", \"arguments\": 3}\n</tool_call>"));
+  EXPECT_THROW(tool_call_schema({}), Error);
+}
+
 TEST(JsonSchemaConstraint, EosOnlyWhenCompleteAndNothingAfterAClosedValue) {
   const auto schema = compile_tiny(R"({"type": "object", "properties": {"a": {"type": "integer"}}})");
   const int32_t eos = tiny_vocabulary().tokenizer->eos_ids().at(0);

@@ -186,7 +186,9 @@ nlohmann::ordered_json tool_call_schema(const std::vector<std::pair<std::string,
     nlohmann::ordered_json call;
     call["type"] = "object";
     call["properties"]["name"] = {{"const", name}};
-    call["properties"]["arguments"] = parameters.is_null() ? nlohmann::ordered_json::object() : parameters;
+    // A function declared without parameters takes an (empty) arguments object, as OpenAI
+    // defines it: not any JSON value.
+    call["properties"]["arguments"] = parameters.is_null() ? nlohmann::ordered_json{{"type", "object"}} : parameters;
     call["required"] = {"name", "arguments"};
     call["additionalProperties"] = false;
     calls.push_back(call);

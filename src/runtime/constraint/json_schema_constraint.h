@@ -124,8 +124,11 @@ class SchemaCache {
 
 // Tool calls in the Qwen (Hermes) format:
 //   <tool_call>\n{"name": "<fn>", "arguments": <arguments per the tool's schema>}\n</tool_call>
-// `tools` pairs function names with their parameter schemas; the schema returned admits a call
-// of any of them, and `options` gets the wrapper as prefix and suffix.
+// `tools` pairs function names with their parameter schemas (null: the function takes no
+// parameters, so its arguments are an object); the schema returned admits a call of any of them
+// (the server's forced tool calls and the tests use this one builder), and
+// qwen_tool_call_options gives `options` the wrapper as prefix and suffix. Throws orchard::Error
+// for an empty list.
 nlohmann::ordered_json tool_call_schema(const std::vector<std::pair<std::string, nlohmann::ordered_json>>& tools);
 SchemaOptions qwen_tool_call_options(SchemaOptions options = {});
 
