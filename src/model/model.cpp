@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "model/context_size.h"
 #include "model/model_impl.h"
 #include "model/transformer.h"
 
@@ -87,9 +88,7 @@ struct Context::Impl {
 
 Context::Context(std::shared_ptr<const Model> model, const ContextOptions& options) {
   if (!model) fail("Context: no model");
-  int64_t n_ctx = options.n_ctx;
-  if (n_ctx < 0) fail("--ctx-size: a context of ", n_ctx, " tokens is not possible (give a positive size, or 0 for the model's)");
-  if (n_ctx == 0) n_ctx = std::min<int64_t>(model->config().context_length, 4096);
+  const int64_t n_ctx = resolve_context_size(model->config(), options.n_ctx);
   // The Transformer checks the size against kMaxContextTokens and the memory before allocating.
   impl_ = std::make_unique<Impl>(std::move(model), options.kernels, n_ctx, options.n_threads,
                                  kv_type_of(options.kv_cache));

@@ -1,6 +1,7 @@
 #include "server/chat_service.h"
 
 #include "orchard/error.h"
+#include "runtime/prompt_limits.h"
 #include "template/chat_template.h"
 
 namespace orchard::server {
@@ -53,11 +54,13 @@ std::shared_ptr<const CompiledSchema> ChatService::compiled(const json& schema, 
 void ChatService::finish_options(PreparedJob& job, std::optional<int64_t> max_tokens, const char* param) {
   const int64_t prompt = static_cast<int64_t>(job.prompt.size());
   if (prompt == 0) throw RequestError(400, "the prompt is empty", param);
-  if (prompt >= n_ctx_)
-    throw RequestError(400,
-                       "the prompt has " + std::to_string(prompt) + " tokens; this model's context holds " +
-                           std::to_string(n_ctx_) + " (prompt and completion together)",
-                       param, "context_length_exceeded");
+  // The engine refuses such a prompt with the same check; asking it here makes it a client
+  // error (400, OpenAI's code) before the request is queued.
+  try {
+    check_prompt_fits(prompt, n_ctx_);
+  } catch (const Error& e) {
+    throw RequestError(400, e.what(), param, "context_length_exceeded");
+  }
   const int64_t room = n_ctx_ - prompt;
   job.options.max_tokens = max_tokens ? std::min(*max_tokens, room) : room;
 }
