@@ -1,0 +1,328 @@
+#include "server/openai_handler.h"
+
+#include <atomic>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <string_view>
+
+#include "base/error.h"
+#include "orchard/engine.h"
+#include "server/chat_service.h"
+#include "server/chunk_template.h"
+#include "server/metrics.h"
+#include "server/request_channel.h"
+
+namespace orchard::server {
+namespace {
+
+using Clock = OpenAIHandler::Clock;
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string new_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s-%llx%06llx", prefix, static_cast<unsigned long long>(unix_time()),
+                static_cast<unsigned long long>(counter.fetch_add(1)));
+  return buf;
+}
+
+// Generated text may end in the middle of nothing worse than a replaced character, but token
+// strings in logprobs can be partial UTF-8: never let dump() throw on them.
+std::string to_text(const json& j) { return to_json_text(j); }
+
+ApiResponse json_response(int status, const json& body) {
+  ApiResponse response;
+  response.status = status;
+  response.content_type = "application/json";
+  response.body = to_text(body);
+  return response;
+}
+
+// Writes the gathered server-sent events in one write (one send for every token the engine
+// produced since the last write) and empties `events`; false once the client is gone. With
+// nothing to write (text held back while it may be a tool call) the connection is looked at.
+bool send_events(ClientConnection& out, std::string& events, bool open) {
+  const bool ok = open && (events.empty() ? out.client_present(":\n") : out.write(events));
+  events.clear();
+  return ok;
+}
+
+json usage_json(const JobSummary& s) {
+  return json{{"prompt_tokens", s.prompt_tokens},
+              {"completion_tokens", s.completion_tokens},
+              {"total_tokens", s.prompt_tokens + s.completion_tokens},
+              {"prompt_tokens_details", {{"cached_tokens", s.cached_prompt_tokens}}}};
+}
+
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json call = {{"id", new_id("call")}, {"type", "function"},
+                 {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments_json}}}};
+    if (with_index) call["index"] = i;
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+// Written while a client that finished sending waits (ClientConnection::client_present): what
+// each kind of answer ignores before or between its events.
+constexpr std::string_view kJsonProbe = " ", kSseProbe = ":\n";
+
+std::shared_ptr<RequestChannel> submit(Engine& engine, ChannelWaker& waker, const PreparedJob& prepared,
+                                       Clock::duration write_interval) {
+  auto channel = std::make_shared<RequestChannel>(waker, write_interval);
+  auto job = std::make_shared<GenerationJob>();
+  job->prompt = prepared.prompt;
+  job->options = prepared.options;
+  job->on_step = [channel](const TokenStep& step) { return channel->push(step); };
+  job->abandoned = [channel] { return channel->cancelled(); };
+  job->on_done = [channel](const JobSummary& summary) { channel->close(summary); };
+  engine.submit(job);
+  return channel;
+}
+
+// A response that is not streamed. Its status is known once the job has started: a job the
+// engine refuses ends before its first token, with its error. A job still running then finishes
+// in a deferred body, which watches the connection: a client that leaves before the end cancels
+// its generation.
+using Answer = std::function<json(const std::vector<TokenStep>&, const JobSummary&)>;
+ApiResponse answer_when_done(std::shared_ptr<RequestChannel> channel, Answer answer) {
+  channel->wait_started();
+  std::vector<TokenStep> steps;
+  if (channel->take_all(steps, Clock::duration::zero())) {
+    const JobSummary summary = channel->summary();
+    if (!summary.error.empty()) throw RequestError(500, summary.error);
+    return json_response(200, answer(steps, summary));
+  }
+  ApiResponse response;
+  response.content_type = "application/json";
+  response.write_body = [channel, answer](ClientConnection& out) {
+    std::vector<TokenStep> steps;
+    while (!channel->take_all(steps, std::chrono::milliseconds(10)))
+      if (!out.client_present(kJsonProbe)) {
+        channel->cancel();
+        return false;
+      }
+    const JobSummary summary = channel->summary();
+    if (!summary.error.empty()) return false;  // the status is out: only a cut connection tells
+    out.write(to_text(answer(steps, summary)));
+    return true;
+  };
+  return response;
+}
+
+ApiResponse event_stream(std::function<bool(ClientConnection&)> write_body) {
+  ApiResponse response;
+  response.content_type = "text/event-stream";
+  response.write_body = std::move(write_body);
+  return response;
+}
+
+json chat_envelope(const std::string& model, const std::string& id, int64_t created, const char* object, json choice) {
+  return json{{"id", id}, {"object", object}, {"created", created}, {"model", model},
+              {"system_fingerprint", "orchard"}, {"choices", json::array({std::move(choice)})}};
+}
+
+}  // namespace
+
+ApiResponse error_response(int status, const std::string& message, const std::string& param, const std::string& code) {
+  return json_response(status, error_body(message, status >= 500 ? "server_error" : "invalid_request_error", param, code));
+}
+
+ApiResponse error_response(const RequestError& e) { return error_response(e.status, e.what(), e.param, e.code); }
+
+OpenAIHandler::OpenAIHandler(ChatService& service, Engine& engine, ChannelWaker& waker, const Metrics& metrics,
+                             Clock::duration stream_interval)
+    : service_(service), engine_(engine), waker_(waker), metrics_(metrics), stream_interval_(stream_interval) {}
+
+const std::vector<OpenAIHandler::Route>& OpenAIHandler::routes() {
+  static const std::vector<Route> all = {{"POST", "/v1/chat/completions"}, {"POST", "/v1/completions"},
+                                         {"GET", "/v1/models"}, {"GET", "/health"}, {"GET", "/metrics"}};
+  return all;
+}
+
+ApiResponse OpenAIHandler::handle(const ApiRequest& request) const {
+  const std::string_view method = request.method == "HEAD" ? std::string_view("GET") : std::string_view(request.method);
+  const std::string& path = request.path;
+  try {
+    if (method == "POST" && path == "/v1/chat/completions") return chat(request);
+    if (method == "POST" && path == "/v1/completions") return completion(request);
+    if (method == "GET" && path == "/v1/models")
+      return json_response(200, json{{"object", "list"},
+                                     {"data", json::array({{{"id", service_.model_name()}, {"object", "model"},
+                                                            {"created", unix_time()}, {"owned_by", "orchard"}}})}});
+    if (method == "GET" && path == "/health") return json_response(200, json{{"status", "ok"}});
+    if (method == "GET" && path == "/metrics") {
+      ApiResponse response;
+      response.content_type = "text/plain; version=0.0.4";
+      response.body = metrics_.render();
+      return response;
+    }
+    return error_response(404, str_cat("no route ", request.method, " ", request.path));
+  } catch (const RequestError& e) {
+    return error_response(e);
+  } catch (const std::exception& e) {
+    return error_response(500, std::string("internal error: ") + e.what());
+  }
+}
+
+ApiResponse OpenAIHandler::chat(const ApiRequest& http) const {
+  const ChatRequest request = parse_chat_request(parse_body(http.body));
+  const PreparedJob prepared = service_.prepare(request, http.client_left);
+  auto channel = submit(engine_, waker_, prepared, request.stream ? stream_interval_ : Clock::duration{});
+  const std::string id = new_id("chatcmpl");
+  const int64_t created = unix_time();  // one time for every chunk of the completion
+  const bool tools = prepared.tools_enabled, logprobs = request.logprobs;
+  // The service outlives every answer, also one written after this function has returned.
+  const ChatService* service = &service_;
+  const std::string* model = &service_.model_name();
+
+  if (!request.stream) {
+    return answer_when_done(channel, [=](const std::vector<TokenStep>& steps, const JobSummary& summary) {
+      std::string text;
+      json token_logprobs = json::array();
+      for (const TokenStep& step : steps) {
+        text += step.text;
+        if (logprobs && step.token >= 0) token_logprobs.push_back(service->token_logprob_json(step));
+      }
+      json message = {{"role", "assistant"}, {"content", text}};
+      FinishReason finish = finish_reason_of(summary.stop);
+      if (tools) {
+        ParsedReply reply = parse_tool_calls(text);
+        if (!reply.tool_calls.empty()) {
+          message["content"] = reply.content.empty() ? json(nullptr) : json(reply.content);
+          message["tool_calls"] = tool_calls_json(reply.tool_calls, false);
+          finish = FinishReason::tool_calls;
+        }
+      }
+      json choice = {{"index", 0}, {"message", message}, {"logprobs", nullptr}, {"finish_reason", finish_reason_name(finish)}};
+      if (logprobs) choice["logprobs"] = {{"content", token_logprobs}};
+      json body = chat_envelope(*model, id, created, "chat.completion", choice);
+      body["usage"] = usage_json(summary);
+      return body;
+    });
+  }
+
+  const bool usage = request.include_usage;
+  auto chunk_json = [id, created, model](json delta, json finish, json lp = nullptr) {
+    json choice = {{"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(lp)}, {"finish_reason", std::move(finish)}};
+    return chat_envelope(*model, id, created, "chat.completion.chunk", std::move(choice));
+  };
+  const auto content_chunk = std::make_shared<const ChunkTemplate>(chunk_json({{"content", ChunkTemplate::kSlot}}, nullptr));
+  return event_stream([=](ClientConnection& out) {
+    std::string events;
+    auto chunk = [&](json delta, json finish, json lp = nullptr) {
+      append_event(events, to_text(chunk_json(std::move(delta), std::move(finish), std::move(lp))));
+    };
+    chunk({{"role", "assistant"}, {"content", ""}}, nullptr);  // goes out with the first token
+    bool open = true;
+    // With tools, text that may be the start of a tool call is held until that is decided.
+    std::string held, full;
+    bool holding = tools;
+    std::vector<TokenStep> steps;
+    while (channel->take(steps, [&out] { return out.client_present(kSseProbe); })) {
+      // The tokens taken together go out as one chunk (their logprobs in its list).
+      std::string text;
+      json token_logprobs = json::array();
+      for (const TokenStep& step : steps) {
+        full += step.text;
+        std::string piece = step.text;
+        if (holding) {
+          held += step.text;
+          if (may_start_tool_call(held)) piece.clear();
+          else piece = std::move(held), holding = false;
+        }
+        text += piece;
+        if (logprobs && step.token >= 0) token_logprobs.push_back(service->token_logprob_json(step));
+      }
+      if (!token_logprobs.empty())
+        chunk({{"content", text}}, nullptr, json{{"content", std::move(token_logprobs)}});
+      else if (!text.empty())
+        content_chunk->append_event(events, text);
+      open = send_events(out, events, open);
+      if (!open) channel->cancel();
+    }
+    const JobSummary summary = channel->summary();
+    FinishReason finish = finish_reason_of(summary.stop);
+    if (holding && !held.empty()) {
+      ParsedReply reply = parse_tool_calls(full);
+      if (!reply.tool_calls.empty()) {
+        if (!reply.content.empty()) chunk({{"content", reply.content}}, nullptr);
+        chunk({{"tool_calls", tool_calls_json(reply.tool_calls, true)}}, nullptr);
+        finish = FinishReason::tool_calls;
+      } else {
+        chunk({{"content", held}}, nullptr);
+      }
+    }
+    if (!summary.error.empty()) append_event(events, to_text(error_body(summary.error, "server_error")));
+    chunk(json::object(), finish_reason_name(finish));
+    if (usage) {
+      json last = chat_envelope(*model, id, created, "chat.completion.chunk", nullptr);
+      last["choices"] = json::array();
+      last["usage"] = usage_json(summary);
+      append_event(events, to_text(last));
+    }
+    append_event(events, "[DONE]");
+    send_events(out, events, open);
+    return true;
+  });
+}
+
+ApiResponse OpenAIHandler::completion(const ApiRequest& http) const {
+  const CompletionRequest request = parse_completion_request(parse_body(http.body));
+  const PreparedJob prepared = service_.prepare(request);
+  auto channel = submit(engine_, waker_, prepared, request.stream ? stream_interval_ : Clock::duration{});
+  const std::string id = new_id("cmpl"), echo = request.echo ? request.prompt : "";
+  const int64_t created = unix_time();  // one time for every chunk of the completion
+  const std::string* model = &service_.model_name();  // the service outlives every answer
+  auto choice = [](const std::string& text, const json& finish) {
+    return json{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}};
+  };
+  // By value: a deferred body is written after this function has returned.
+  auto envelope = [id, created, model](json choices) {
+    return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", *model}, {"choices", std::move(choices)}};
+  };
+  if (!request.stream) {
+    return answer_when_done(channel, [=](const std::vector<TokenStep>& steps, const JobSummary& summary) {
+      std::string text = echo;
+      for (const TokenStep& step : steps) text += step.text;
+      json body = envelope(json::array({choice(text, finish_reason_name(finish_reason_of(summary.stop)))}));
+      body["usage"] = usage_json(summary);
+      return body;
+    });
+  }
+  const bool usage = request.include_usage;
+  const auto text_chunk = std::make_shared<const ChunkTemplate>(envelope(json::array({choice(ChunkTemplate::kSlot, nullptr)})));
+  return event_stream([=](ClientConnection& out) {
+    std::string events;
+    if (!echo.empty()) text_chunk->append_event(events, echo);  // goes out with the first token
+    bool open = true;
+    std::vector<TokenStep> steps;
+    while (channel->take(steps, [&out] { return out.client_present(kSseProbe); })) {
+      std::string text;
+      for (const TokenStep& step : steps) text += step.text;
+      if (!text.empty()) text_chunk->append_event(events, text);
+      open = send_events(out, events, open);
+      if (!open) channel->cancel();
+    }
+    const JobSummary summary = channel->summary();
+    // The status is out: a job that failed says so in an error event, as the chat stream does.
+    if (!summary.error.empty()) append_event(events, to_text(error_body(summary.error, "server_error")));
+    append_event(events, to_text(envelope(json::array({choice("", finish_reason_name(finish_reason_of(summary.stop)))}))));
+    if (usage) {
+      json last = envelope(json::array());
+      last["usage"] = usage_json(summary);
+      append_event(events, to_text(last));
+    }
+    append_event(events, "[DONE]");
+    send_events(out, events, open);
+    return true;
+  });
+}
+
+}  // namespace orchard::server

@@ -1,0 +1,117 @@
+// The OpenAI API without a transport: a request (method, path, headers, body bytes) goes in, a
+// response comes out: a status and a whole body, or a status and a body that the transport lets
+// the handler write over time (an event stream, or an answer that waits for its generation).
+// Routes, validation, error objects, streaming and the watch on the client are all here; the
+// handler knows nothing of sockets or of cpp-httplib.
+//
+// Transports: `http_server.cpp` (cpp-httplib behind the front stage) reads and bounds the body,
+// calls `handle`, and maps the response onto httplib's (a deferred body becomes a chunked content
+// provider whose DataSink is the ClientConnection). The private cloud node's transport (OHTTP)
+// decrypts a request, calls `handle` the same way and encrypts each `write` as one chunk: a
+// stream's tokens are gathered into one write per stream interval (RequestChannel), so there is
+// one encryption, like one send, per interval and not per token. Tests drive the handler with a
+// connection that records its writes (tests/server/openai_handler_test.cpp).
+//
+// What stays in a transport: reading the body under a limit (and refusing one beyond it, 413),
+// framing, the connection's lifetime, and counting requests for /metrics
+// (Metrics::count_request with the path and the status it sent: a transport also answers some
+// requests itself, such as a body too large, and those must be counted too).
+#pragma once
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "server/openai_protocol.h"
+
+namespace orchard {
+class Engine;
+}
+
+namespace orchard::server {
+
+class ChannelWaker;
+class ChatService;
+class Metrics;
+
+struct ApiRequest {
+  std::string method;  // "GET", "POST", ...; "HEAD" is answered as "GET" (the transport drops the body)
+  std::string path;    // decoded, without the query string
+  std::vector<std::pair<std::string, std::string>> headers;  // no route reads one today
+  std::string body;    // decoded (after any Content-Encoding); the transport bounds its size
+  // Asked while the answer is prepared, before any byte of it is out (a JSON schema compiles):
+  // true once the client has certainly gone, which stops the work. Nothing can be written to
+  // probe the client yet, so a transport answers from what it already knows (httplib's: a reset
+  // connection, `client_reset`). May be empty: the client is taken to be there.
+  std::function<bool()> client_left;
+};
+
+// The connection an answer is written to over time.
+class ClientConnection {
+ public:
+  virtual ~ClientConnection() = default;
+  // Sends `bytes` (part of the body); false once the client is gone.
+  virtual bool write(std::string_view bytes) = 0;
+  // Asked while there is nothing to write (the job is queued, prefills a long prompt, or its text
+  // is held back as a possible tool call): whether the client is still there. A transport that
+  // can only tell by writing may send `probe`, bytes that change nothing for the client (a space
+  // before a JSON body, an SSE comment line), and should do so rarely (httplib's: once a second).
+  virtual bool client_present(std::string_view probe) = 0;
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> headers;  // beyond the content type; none today
+  std::string body;  // the whole body, when `write_body` is empty
+  // A body written over time: the transport sends the status and headers, then calls this once
+  // on the thread that answers the request. It writes the whole body and returns true, and the
+  // transport then ends the body properly (httplib: the last chunk). False: the answer failed
+  // after its status went out (or the client left), and the transport cuts the connection
+  // instead, the only way left to tell the client. The handler must outlive the call.
+  std::function<bool(ClientConnection&)> write_body;
+};
+
+class OpenAIHandler {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `engine` runs the jobs, `service` turns requests into them; `waker` wakes the threads that
+  // wait on streams (it must outlive the engine); `metrics` is rendered at /metrics.
+  // `stream_interval`: the least time between two writes of one stream (ServerOptions).
+  OpenAIHandler(ChatService& service, Engine& engine, ChannelWaker& waker, const Metrics& metrics,
+                Clock::duration stream_interval);
+
+  // Thread-safe. Never throws: a client mistake is an OpenAI error object with its 4xx status,
+  // anything else a 500 with type "server_error". May block until the job has started (an answer
+  // that is not streamed knows its status only then). Unknown method and path: 404, as before
+  // the handler (httplib's own answer then; clients and tests rely on it).
+  ApiResponse handle(const ApiRequest& request) const;
+
+  // The routes `handle` answers, for a transport that registers routes one by one (httplib).
+  struct Route {
+    const char* method;
+    const char* path;
+  };
+  static const std::vector<Route>& routes();
+
+ private:
+  ApiResponse chat(const ApiRequest& request) const;
+  ApiResponse completion(const ApiRequest& request) const;
+
+  ChatService& service_;
+  Engine& engine_;
+  ChannelWaker& waker_;
+  const Metrics& metrics_;
+  const Clock::duration stream_interval_;
+};
+
+// An OpenAI error object as a whole response: type "invalid_request_error" below 500,
+// "server_error" from 500.
+ApiResponse error_response(int status, const std::string& message, const std::string& param = "",
+                           const std::string& code = "");
+ApiResponse error_response(const RequestError& e);
+
+}  // namespace orchard::server
