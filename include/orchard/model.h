@@ -77,6 +77,7 @@ class Model {
   // Throws orchard::Error naming the file and the problem on bad input.
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
   // Loads a GGUF or llama2.c model from bytes in memory; `name` stands for the file in messages.
+  // Options as for load, except that a memory budget is refused (it needs a file to read from).
   static std::shared_ptr<const Model> load_from_memory(std::vector<uint8_t> bytes, const std::string& name,
                                                        const LoadOptions& options = {});
 

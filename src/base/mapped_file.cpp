@@ -18,6 +18,7 @@ class MappedBlob final : public Blob {
  public:
   explicit MappedBlob(const std::string& path) {
     name_ = path;
+    maps_file_ = true;
     uint64_t size = 0;
     const int fd = open_regular_file(path, &size);
     size_ = static_cast<size_t>(size);

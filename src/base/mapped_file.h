@@ -18,11 +18,16 @@ class Blob {
   size_t size() const { return size_; }
   // The file this came from, for error messages.
   const std::string& name() const { return name_; }
+  // Whether the bytes are a read-only mapping of the file: its pages may be dropped
+  // (MADV_DONTNEED) and are read back from the file when touched again. Dropping pages of bytes
+  // held in memory (blob_from_bytes) would zero them instead.
+  bool maps_file() const { return maps_file_; }
 
  protected:
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   std::string name_;
+  bool maps_file_ = false;
 };
 
 // Maps `path` read-only. Throws orchard::Error naming the path when it cannot be opened.

@@ -50,11 +50,20 @@ std::unique_ptr<Model::Impl> read_model(const std::string& path) {
 
 std::shared_ptr<const Model> Model::load_from_memory(std::vector<uint8_t> bytes, const std::string& name,
                                                      const LoadOptions& options) {
+  // Limited-memory mode reads the weights from their file as the forward pass needs them; bytes
+  // in memory have no file, and are all in memory already. Refused rather than ignored, so that
+  // a caller never believes a budget holds when it does not. (flash_layout and flash_layout_dir
+  // only apply under a budget.)
+  if (options.memory_budget != 0)
+    fail(name, ": a memory budget needs a model file (limited-memory mode reads the weights from it); "
+         "load it with Model::load");
   auto impl = std::make_unique<Impl>();
   impl->path = name;
   TensorTable tensors = load_single_file(name, blob_from_bytes(std::move(bytes), name), *impl);
   bind_weights(tensors, *impl);
-  (void)options;
+  // As Model::load does for mapped weights: the fast kernels read the matrices repacked.
+  if (options.kernels == KernelChoice::fast) pack_weights(*impl, options.on_progress);
+  if (options.on_progress) options.on_progress(1.0);
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 

@@ -43,12 +43,14 @@ void pack_weights(Model::Impl& impl, const std::function<void(double)>& on_progr
     PackedMatrix p = allocate_packed(*t, *format);
     // In slices of rows, releasing each slice's file pages once packed, so that a large matrix
     // (the 150k-row embedding) never sits in memory twice. Only file mappings can be released:
-    // GGUF tensors live in the mapped file.
+    // GGUF tensors live in the mapped file, unless the model was loaded from bytes in memory
+    // (Model::load_from_memory), where releasing would zero the tensor that the embedding lookup
+    // and the reference kernels still read.
     constexpr int64_t kSliceTiles = 512;
     for (int64_t first = 0; first < p.tiles; first += kSliceTiles) {
       const int64_t last = std::min(p.tiles, first + kSliceTiles);
       pool.parallel_for(last - first, [&](int64_t b, int64_t e) { pack_tiles(*t, p, first + b, first + e); });
-      if (impl.gguf) {
+      if (impl.gguf && impl.gguf->blob()->maps_file()) {
         const int64_t row_end = std::min(p.out, last * kTileRows);
         const uint8_t* begin = t->row(first * kTileRows);
         release_mapped_range(begin, static_cast<uint64_t>(t->row(row_end) - begin));
