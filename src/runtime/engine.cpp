@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "kernels/thread_pool.h"
+#include "model/context_size.h"
 #include "model/model_impl.h"
 #include "model/transformer.h"
 #include "runtime/prompt_limits.h"
@@ -122,10 +123,7 @@ Engine::Impl::Impl(std::shared_ptr<const Model> model_in, std::shared_ptr<const 
   if (!model) fail("engine: no model");
   if (!tokenizer) fail("engine: no tokenizer");
   if (options.slots < 1) fail("--parallel must be at least 1");
-  const int64_t requested_ctx = options.n_ctx;
-  if (requested_ctx < 0)
-    fail("--ctx-size: a context of ", requested_ctx, " tokens is not possible (give a positive size, or 0 for the model's)");
-  const int64_t ctx = requested_ctx > 0 ? requested_ctx : std::min<int64_t>(model->config().context_length, 4096);
+  const int64_t ctx = resolve_context_size(model->config(), options.n_ctx);
   // Every slot has a KV cache of ctx positions: check them all together before the first lane
   // allocates (each Transformer checks only its own).
   check_kv_cache_fits(model->config(), ctx, options.slots,
