@@ -10,8 +10,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cmake -S "$repo" -B "$repo/build" -DCMAKE_BUILD_TYPE=Release > /dev/null
-cmake --build "$repo/build" -j2 --target orchard > /dev/null
-g++ -O2 -std=c++20 -I"$repo/include" -I"$repo/src" "$repo/bench/schema_bench.cpp" "$repo/build/liborchard.a" \
+cmake --build "$repo/build" -j2 --target orchard_runtime > /dev/null
+# The runtime layer's library and the layers beneath it, in link order (docs/architecture.md, "Layers").
+libs=()
+for layer in runtime flash model template tokenizer formats kernels tensor base; do
+  libs+=("$repo/build/liborchard_$layer.a")
+done
+g++ -O2 -std=c++20 -I"$repo/include" -I"$repo/src" "$repo/bench/schema_bench.cpp" "${libs[@]}" \
   -lpthread -o "$work/schema_bench"
 
 pin=()

@@ -11,7 +11,9 @@
 #include "orchard/error.h"
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
+#if ORCHARD_WITH_SERVER
 #include "server/openai_protocol.h"
+#endif
 #include "temp_dir.h"
 #include "test_paths.h"
 
@@ -44,6 +46,7 @@ TEST(JsonDepth, ErrorNamesTheInput) {
   }
 }
 
+#if ORCHARD_WITH_SERVER  // the server's request parser (absent with -DORCHARD_SERVER=OFF)
 // A deep value followed by another key: the shape that crashed the server.
 std::string deep_then_key(const std::string& where) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
@@ -86,6 +89,7 @@ TEST(JsonDepth, DeeplyNestedToolCallArgumentsAreRefusedWith400) {
     EXPECT_NE(std::string(e.what()).find("levels deep"), std::string::npos) << e.what();
   }
 }
+#endif
 
 std::string load_error(const std::function<void()>& load) {
   try {

@@ -36,6 +36,7 @@ constexpr uint64_t kLimitMib = 1536;
 constexpr unsigned kTimeout = 60;
 
 TEST(CliFiles, HelpPrintsTheUsageOfEveryCommand) {
+  // `serve` is there in a build without the server too (it then says so when run).
   for (const std::string command : {"info", "logits", "run", "tokenize", "detokenize", "template", "chat", "serve",
                                     "bench", "quantize", "kld", "perplexity"}) {
     for (const std::string help : {"--help", "-h"}) {
@@ -50,6 +51,12 @@ TEST(CliFiles, HelpPrintsTheUsageOfEveryCommand) {
   EXPECT_NE(r.out.find("--ctx-size"), std::string::npos) << r.out;
 }
 
+// Built with -DORCHARD_SERVER=OFF, `orchard serve` is a one-line error that says why.
+TEST(CliFiles, ServeWithoutTheServerSaysSo) {
+  if (ORCHARD_WITH_SERVER) GTEST_SKIP() << "built with the server";
+  expect_one_line_error(run_cli({"serve", "--model", kQwen, "--port", "0"}), "ORCHARD_SERVER=OFF");
+}
+
 TEST(CliFiles, NegativeContextSizeIsRefused) {
   test::TempDir dir;
   expect_one_line_error(run_cli({"logits", "--model", kQwen, "--tokens", "1,2", "--out", dir.file("l.f32"),
@@ -58,8 +65,9 @@ TEST(CliFiles, NegativeContextSizeIsRefused) {
   expect_one_line_error(run_cli({"run", "--model", kQwen, "--tokenizer", kTok512, "--prompt", "a", "--raw",
                                  "--max-tokens", "1", "--ctx-size", "-5"}),
                         "--ctx-size");
-  expect_one_line_error(run_cli_limited({"serve", "--model", kQwen, "--port", "0", "--ctx-size", "-1"}, kLimitMib, kTimeout),
-                        "--ctx-size");
+  if (ORCHARD_WITH_SERVER)
+    expect_one_line_error(run_cli_limited({"serve", "--model", kQwen, "--port", "0", "--ctx-size", "-1"}, kLimitMib, kTimeout),
+                          "--ctx-size");
   EXPECT_FALSE(std::filesystem::exists(dir.file("l.f32")));
 }
 
@@ -76,6 +84,7 @@ TEST(CliFiles, HugeContextIsRefusedNamingTheOptionAndTheBytes) {
   expect_one_line_error(logits, "--ctx-size");
   EXPECT_NE(logits.err.find("32768000000 bytes"), std::string::npos) << logits.err;
   for (const std::string size : {"16000000", "1000000000000"}) {
+    if (!ORCHARD_WITH_SERVER) break;
     const auto serve = run_cli_limited({"serve", "--model", kQwen, "--port", "0", "--ctx-size", size}, kLimitMib, kTimeout);
     expect_one_line_error(serve, "--ctx-size");
   }
@@ -175,9 +184,11 @@ TEST(CliFiles, TokenizerLargerThanTheEmbeddingIsRefusedAtLoad) {
                           "--max-tokens", "2"});
   expect_one_line_error(r, "1024");
   EXPECT_NE(r.err.find("151"), std::string::npos) << r.err;  // 151,6xx tokens
-  const auto serve = run_cli_limited({"serve", "--model", kQwen, "--tokenizer", qwen3_tokenizer, "--port", "0"},
-                                     kLimitMib, kTimeout);
-  expect_one_line_error(serve, "1024");
+  if (ORCHARD_WITH_SERVER) {
+    const auto serve = run_cli_limited({"serve", "--model", kQwen, "--tokenizer", qwen3_tokenizer, "--port", "0"},
+                                       kLimitMib, kTimeout);
+    expect_one_line_error(serve, "1024");
+  }
 
   // 512 tokenizer tokens, 1024 rows: runs, greedy and sampled, and every id it prints is a token.
   for (const std::string temperature : {"0", "1.5"}) {
