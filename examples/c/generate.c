@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   orchard_sampling_options_init(&sampling);
   sampling.temperature = 0.0f; /* greedy */
   sampling.max_tokens = max_tokens;
-  orchard_generate_result result = {sizeof result};
+  orchard_generate_result result = {.struct_size = sizeof result};
   status = orchard_session_generate(session, tokens, n_tokens, &sampling, print_piece, NULL, &result);
   fputc('\n', stdout);
   if (status == ORCHARD_OK)

@@ -14,9 +14,9 @@
  *   valid UTF-8, token ids outside the vocabulary, paths that do not exist, buffers too small and
  *   option values out of range each return an error code and text.
  * - Structs passed in or out start with `struct_size`, which must be sizeof the struct of this
- *   header (the *_init functions set it; output structs are set by the caller, e.g.
- *   `orchard_generate_result r = {sizeof r};`). A later version that adds fields at the end will
- *   keep accepting this version's size.
+ *   header (the *_init functions set it; in output structs the caller sets it, e.g.
+ *   `orchard_generate_result r = {.struct_size = sizeof r};`). A later version that adds fields
+ *   at the end will keep accepting this version's size.
  * - Text in and out is UTF-8. Output text is written to a caller buffer with snprintf's rule:
  *   *len receives the text's length without the terminating NUL, and the buffer needs len + 1
  *   bytes; when it is smaller the call returns ORCHARD_ERR_BUFFER_TOO_SMALL, still sets *len,
