@@ -38,10 +38,6 @@ double Prefetcher::wait() {
   return waited;
 }
 
-bool Prefetcher::pending() const {
-  std::lock_guard lock(mutex_);
-  return busy_;
-}
 
 void Prefetcher::run() {
   std::unique_lock lock(mutex_);

@@ -21,12 +21,11 @@ class Prefetcher {
   // Blocks until the submitted job (if any) is done; returns the seconds spent blocked and
   // rethrows the job's exception, if it threw.
   double wait();
-  bool pending() const;
 
  private:
   void run();
 
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable cv_;
   std::function<void()> job_;
   bool busy_ = false, stop_ = false;

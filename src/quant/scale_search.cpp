@@ -277,16 +277,6 @@ void quantize_blocks(const float* x, const float* importance, uint8_t* out, int6
 
 }  // namespace
 
-bool can_quantize_to(DType type) {
-  switch (type) {
-    case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_0:
-    case DType::Q4_K: case DType::Q6_K:
-      return true;
-    default:
-      return false;
-  }
-}
-
 void quantize_row_search(DType type, const float* x, const float* importance, void* dst, int64_t n) {
   const DTypeTraits t = traits(type);
   if (n < 0 || n % t.block_elements != 0)

@@ -13,9 +13,6 @@
 
 namespace orchard {
 
-// Types these quantizers write (plus F32/F16/BF16, which are plain conversions).
-bool can_quantize_to(DType type);
-
 // Quantizes `n` floats (one row) into `dst`. `importance`: n non-negative weights, or nullptr
 // for uniform ones. `n` must be a multiple of the type's block size.
 void quantize_row_search(DType type, const float* x, const float* importance, void* dst, int64_t n);

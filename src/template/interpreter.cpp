@@ -96,10 +96,6 @@ void Interpreter::check_string_size(size_t bytes) const {
   if (bytes > limits_.max_string_bytes) fault("template output would exceed ", limits_.max_string_bytes, " bytes");
 }
 
-void Interpreter::check_list_size(size_t items) const {
-  if (items > limits_.max_list_items) fault("list would exceed ", limits_.max_list_items, " items");
-}
-
 void Interpreter::append_output(std::string& out, const std::string& text) const {
   check_string_size(out.size() + text.size());
   out += text;

@@ -43,7 +43,6 @@ class Interpreter {
   const RenderLimits& limits() const { return limits_; }
   void count_step();
   void check_string_size(size_t bytes) const;
-  void check_list_size(size_t items) const;
 
   Value invoke_macro(const Macro& macro, const CallArgs& args);
 
@@ -59,7 +58,6 @@ class Interpreter {
   Value apply_filter_chain(const Expression& chain, const Value& input);
 
   Value evaluate(const Expression& expression);
-  Value evaluate_call(const Expression& expression);
   Value evaluate_compare(const Expression& expression);
   CallArgs evaluate_arguments(const Arguments& arguments);
   Value lookup(const std::string& name) const;

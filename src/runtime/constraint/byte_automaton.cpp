@@ -206,7 +206,6 @@ Dfa Dfa::build(const Nfa& nfa, int32_t start, int32_t accept, const std::array<b
     if (r == dead) continue;
     dfa.accepting_[size_t(r)] = raw_accepting[s];
     dfa.distance_[size_t(r)] = raw_distance[s];
-    if (raw_distance[s] != unreachable) dfa.max_distance_ = std::max(dfa.max_distance_, raw_distance[s]);
     for (int c = 1; c < n_classes; ++c) {
       const int32_t t = renumber[size_t(table[s * size_t(n_classes) + size_t(c)])];
       dfa.table_[size_t(r) * size_t(n_classes) + size_t(c)] = t;

@@ -98,8 +98,6 @@ class Dfa {
   bool has_successor(int32_t state) const { return has_successor_[size_t(state)]; }
   // Fewest single-byte tokens that take `state` to an accepting state (`unreachable` if none).
   uint32_t closing_distance(int32_t state) const { return distance_[size_t(state)]; }
-  // The largest finite closing distance over all states.
-  uint32_t max_closing_distance() const { return max_distance_; }
 
   // Raw table access for the token-mask walk (the hot loop): next = table[state * classes + class].
   const int32_t* table() const { return table_.data(); }
@@ -114,7 +112,6 @@ class Dfa {
   std::vector<bool> accepting_;
   std::vector<bool> has_successor_;
   std::vector<uint32_t> distance_;
-  uint32_t max_distance_ = 0;
 };
 
 }  // namespace orchard::constraint
