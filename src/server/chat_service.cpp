@@ -37,9 +37,9 @@ ChatService::ChatService(std::shared_ptr<const Model> model, std::shared_ptr<con
   }
 }
 
-std::shared_ptr<const CompiledSchema> ChatService::compiled(const json& schema, const std::string& prefix,
-                                                            const std::string& suffix, const char* param,
-                                                            const std::function<bool()>& cancelled) {
+std::shared_ptr<const CompiledSchema> ChatService::compile_schema(const json& schema, const std::string& prefix,
+                                                                  const std::string& suffix, const char* param,
+                                                                  const std::function<bool()>& cancelled) {
   SchemaOptions options;
   options.prefix = prefix;
   options.suffix = suffix;
@@ -51,7 +51,7 @@ std::shared_ptr<const CompiledSchema> ChatService::compiled(const json& schema, 
   }
 }
 
-void ChatService::finish_options(PreparedJob& job, std::optional<int64_t> max_tokens, const char* param) {
+void ChatService::fit_to_context(PreparedJob& job, std::optional<int64_t> max_tokens, const char* param) {
   const int64_t prompt = static_cast<int64_t>(job.prompt.size());
   if (prompt == 0) throw RequestError(400, "the prompt is empty", param);
   // The engine refuses such a prompt with the same check; asking it here makes it a client
@@ -100,13 +100,13 @@ PreparedJob ChatService::prepare(const ChatRequest& r, const std::function<bool(
     const json call = tool_call_schema(allowed);
     const SchemaOptions wrapper = qwen_tool_call_options();
     job.options.constraint =
-        std::make_shared<JsonSchemaConstraint>(compiled(call, wrapper.prefix, wrapper.suffix, "tools", cancelled));
+        std::make_shared<JsonSchemaConstraint>(compile_schema(call, wrapper.prefix, wrapper.suffix, "tools", cancelled));
   } else if (r.response_format == "json_object") {
-    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(json{{"type", "object"}}, "", "", "response_format", cancelled));
+    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compile_schema(json{{"type", "object"}}, "", "", "response_format", cancelled));
   } else if (r.response_format == "json_schema") {
-    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compiled(r.response_schema, "", "", "response_format", cancelled));
+    job.options.constraint = std::make_shared<JsonSchemaConstraint>(compile_schema(r.response_schema, "", "", "response_format", cancelled));
   }
-  finish_options(job, r.max_tokens, "messages");
+  fit_to_context(job, r.max_tokens, "messages");
   return job;
 }
 
@@ -116,7 +116,7 @@ PreparedJob ChatService::prepare(const CompletionRequest& r) {
   job.options.sampling = r.sampling;
   job.options.stop = r.stop;
   job.options.top_logprobs = r.logprobs;
-  finish_options(job, r.max_tokens, "prompt");
+  fit_to_context(job, r.max_tokens, "prompt");
   return job;
 }
 

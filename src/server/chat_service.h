@@ -43,11 +43,13 @@ class ChatService {
   json token_logprob_json(const TokenStep& step) const;
 
  private:
-  // `param` names the request field a schema came from, for the error when it cannot be compiled.
-  std::shared_ptr<const CompiledSchema> compiled(const json& schema, const std::string& prefix, const std::string& suffix,
-                                                 const char* param, const std::function<bool()>& cancelled);
-  // `param` names the request field that holds the prompt, for its errors.
-  void finish_options(PreparedJob& job, std::optional<int64_t> max_tokens, const char* param);
+  // The schema compiled with the wrapper, from the cache when a request used it before. `param`
+  // names the request field a schema came from, for the error when it cannot be compiled.
+  std::shared_ptr<const CompiledSchema> compile_schema(const json& schema, const std::string& prefix, const std::string& suffix,
+                                                       const char* param, const std::function<bool()>& cancelled);
+  // Refuses a prompt that is empty or leaves no room in the context, and caps max_tokens to the
+  // room left. `param` names the request field that holds the prompt, for its errors.
+  void fit_to_context(PreparedJob& job, std::optional<int64_t> max_tokens, const char* param);
 
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
