@@ -5,9 +5,10 @@ layer) in Orchard's layer order (docs/architecture.md, "Layers").
     python3 scripts/check_layers.py          # exit 0: no violation; 1: violations, listed
     python3 scripts/check_layers.py --list   # prints the layers and each public header's layer
 
-A layer may include its own files and those of any layer beneath it, except the internal headers
-of a layer listed in INTERNAL_UP_TO, which the layers far above reach only through the public API. Layers on one level are
-peers: they may include the levels beneath them but not each other. A folder of src/ or a header
+A layer may include its own files and those of any layer beneath it. Layers on one level are
+peers: they may include the levels beneath them but not each other. A SEALED header, and every
+header that includes it, directly or not, may be included only up to a given level: the layers
+above reach what it holds through the public API. A folder of src/ or a header
 of include/orchard/ that is not listed below is an error too, so that a new one gets its place
 decided rather than slipping through. tests/, fuzz/, bench/ and examples/ may include anything and
 are not scanned. Python 3 standard library only: CI runs it before building (ctest layer_check).
@@ -49,11 +50,12 @@ PUBLIC_HEADERS = {
     "orchard.h": "umbrella",
 }
 
-# Layers whose src/ headers are internal: the layers above the given one reach them only through
-# the public API (include/orchard/). The model's internals (Model::Impl, Transformer, KV cache,
-# weight sources) serve the engine and the tools that read weights, never the server or the apps.
-INTERNAL_UP_TO = {
-    "model": "quant",  # includers up to the level of quant, eval, train
+# Headers that only the layers up to the given one may include, directly or through another
+# header. Model::Impl (the loaded weights, and the Transformer and weight sources built on it)
+# serves the engine and the tools that read weights, never the C API, the server or the apps:
+# those go through include/orchard/ (Model, Engine).
+SEALED = {
+    "src/model/model_impl.h": "quant",  # up to the level of quant, eval, train
 }
 
 # TEMPORARY: violations in files being rewritten right now (issue 14: the Engine replaces the
@@ -108,11 +110,49 @@ def scan(root):
                     yield os.path.relpath(os.path.join(folder, name), root)
 
 
+def read_includes(root, path):
+    """(line number, include as written, tree path it names) for each resolvable include."""
+    found = []
+    with open(os.path.join(root, path), encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            m = INCLUDE.match(line)
+            if m:
+                written = m.group(1) or m.group(2)
+                target_path = resolve(root, path, written)
+                if target_path is not None:
+                    found.append((number, written, target_path))
+    return found
+
+
+def sealed_reach(includes):
+    """For each file, the sealed headers it reaches (itself included), through any chain."""
+    reach = {}
+
+    def visit(path, stack):
+        if path in reach:
+            return reach[path]
+        if path in stack:  # a cycle of includes (#pragma once): nothing more through it
+            return set()
+        stack.add(path)
+        got = {path} if path in SEALED else set()
+        for _, _, target in includes.get(path, []):
+            got |= visit(target, stack)
+        stack.discard(path)
+        reach[path] = got
+        return got
+
+    for path in includes:
+        visit(path, set())
+    return reach
+
+
 def check(root):
     levels = level_of()
     allowed = set(TEMPORARY_ALLOWLIST)
     used_allowances = set()
     problems = []
+    includes = {path: read_includes(root, path) for path in scan(root)}
+    reach = sealed_reach(includes)
 
     for name in sorted(os.listdir(os.path.join(root, "src"))):
         if os.path.isdir(os.path.join(root, "src", name)) and name not in levels:
@@ -123,41 +163,36 @@ def check(root):
         if name not in PUBLIC_HEADERS:
             problems.append(f"include/orchard/{name}: a public header with no layer; add it to PUBLIC_HEADERS")
 
-    for path in scan(root):
+    for path, found in includes.items():
         source = layer_of_file(path)
         if source not in levels:
             continue  # reported above (an unlisted folder or header)
-        with open(os.path.join(root, path), encoding="utf-8", errors="replace") as f:
-            for number, line in enumerate(f, 1):
-                m = INCLUDE.match(line)
-                if not m:
-                    continue
-                written = m.group(1) or m.group(2)
-                target_path = resolve(root, path, written)
-                if target_path is None:
-                    continue
-                target = layer_of_file(target_path)
-                if target is None:
-                    continue
-                if target not in levels:
-                    problems.append(f"{path}:{number}: includes {written}, which has no layer")
-                    continue
-                problem = None
-                if source != target and levels[target] >= levels[source]:
-                    how = "a peer" if levels[target] == levels[source] else "a higher layer"
-                    problem = (f"layer {source} includes {written} of layer {target} "
-                               f"({how}; order: docs/architecture.md, \"Layers\")")
-                elif (target in INTERNAL_UP_TO and target_path.startswith("src/")
-                      and levels[source] > levels[INTERNAL_UP_TO[target]]):
-                    limit = "/".join(LEVELS[levels[INTERNAL_UP_TO[target]]])
-                    problem = (f"layer {source} includes {written}: layer {target}'s internal headers are for "
-                               f"the layers up to {limit}; use the public API (include/orchard/)")
-                if problem is None:
-                    continue
-                if (path, written) in allowed:
-                    used_allowances.add((path, written))
-                    continue
-                problems.append(f"{path}:{number}: {problem}")
+        for number, written, target_path in found:
+            target = layer_of_file(target_path)
+            if target is None:
+                continue
+            if target not in levels:
+                problems.append(f"{path}:{number}: includes {written}, which has no layer")
+                continue
+            problem = None
+            if source != target and levels[target] >= levels[source]:
+                how = "a peer" if levels[target] == levels[source] else "a higher layer"
+                problem = (f"layer {source} includes {written} of layer {target} "
+                           f"({how}; order: docs/architecture.md, \"Layers\")")
+            else:
+                for sealed in sorted(reach.get(target_path, ())):
+                    if levels[source] > levels[SEALED[sealed]]:
+                        limit = "/".join(LEVELS[levels[SEALED[sealed]]])
+                        via = "" if sealed == target_path else f" (through it, {sealed})"
+                        problem = (f"layer {source} includes {written}{via}, which only the layers up to "
+                                   f"{limit} may: use the public API (include/orchard/)")
+                        break
+            if problem is None:
+                continue
+            if (path, written) in allowed:
+                used_allowances.add((path, written))
+                continue
+            problems.append(f"{path}:{number}: {problem}")
 
     notes = [f"note: TEMPORARY_ALLOWLIST: {path} no longer includes {written}; remove the entry"
              for path, written in sorted(allowed - used_allowances)]
