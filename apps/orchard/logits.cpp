@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "command.h"
+#include "model/context_size.h"
 #include "model_options.h"
 #include "orchard/model.h"
 
@@ -26,7 +27,8 @@ int run_logits(Args& args) {
 
   auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
   ContextOptions options{.n_ctx = n_ctx, .kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache};
-  if (options.n_ctx == 0 && static_cast<int64_t>(tokens.size()) > std::min<int64_t>(model->config().context_length, 4096))
+  // More tokens than the default context holds: the model's whole trained context.
+  if (options.n_ctx == 0 && static_cast<int64_t>(tokens.size()) > default_context_size(model->config()))
     options.n_ctx = model->config().context_length;
   Context context(model, options);
   const std::vector<float> logits = context.eval(tokens);

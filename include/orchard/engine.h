@@ -129,7 +129,8 @@ class Engine {
 
   // Throws orchard::Error when `prompt_tokens` leave no room to generate in a slot's context.
   void check_prompt_fits(int64_t prompt_tokens) const;
-  // Forgets what the idle slots' caches hold.
+  // Forgets what the slots' caches hold (a slot running a job forgets when the job ends), so the
+  // next job prefills its whole prompt.
   void clear_cache();
 
   int64_t n_ctx() const;

@@ -45,11 +45,7 @@ struct orchard_model {
 
 struct orchard_session {
   uint32_t magic = kSessionMagic;
-  // What the session was made from, to make it again on reset.
-  std::shared_ptr<const orchard::Model> model;
-  std::shared_ptr<const orchard::Tokenizer> tokenizer;
-  orchard::EngineOptions engine_options;
-  std::unique_ptr<orchard::Session> session;  // null only when a reset could not make it again
+  std::unique_ptr<orchard::Session> session;
   std::mutex generating;  // one generation at a time per session
   std::atomic<bool> cancel{false};
 };
@@ -115,12 +111,6 @@ orchard_session& checked(orchard_session* session) {
   require(session != nullptr, "the session handle is NULL");
   require(session->magic == kSessionMagic, "not a session handle (freed, or another kind of handle)");
   return *session;
-}
-
-orchard::Session& live(orchard_session& session) {
-  if (!session.session)
-    fail_with(ORCHARD_ERR_NO_MEMORY, "the session has no engine: orchard_session_reset could not make it again");
-  return *session.session;
 }
 
 template <typename Struct>
@@ -422,9 +412,6 @@ int orchard_session_create(const orchard_model* model, orchard_session** out) {
     const orchard_model& m = checked(model);
     require(out != nullptr, "out is NULL");
     auto handle = std::make_unique<orchard_session>();
-    handle->model = m.model;
-    handle->tokenizer = m.tokenizer;
-    handle->engine_options = m.engine_options;
     // An engine that cannot be made (a context too large for memory, ...) is the options' fault.
     handle->session = std::make_unique<orchard::Session>(m.model, m.tokenizer, m.engine_options);
     *out = handle.release();
@@ -442,12 +429,7 @@ int orchard_session_reset(orchard_session* session) {
   return guarded("orchard_session_reset", [&] {
     orchard_session& s = checked(session);
     std::lock_guard<std::mutex> lock(s.generating);
-    // A new engine rather than Session::reset(): Engine::clear_cache skips a slot still marked
-    // occupied, and the slot of a job that just ended stays so until its lane thread comes
-    // round again, so a reset right after a generation could forget nothing. The old engine
-    // goes first, so that two KV caches are never held at once.
-    s.session.reset();
-    s.session = std::make_unique<orchard::Session>(s.model, s.tokenizer, s.engine_options);
+    s.session->reset();
     return ORCHARD_OK;
   });
 }
@@ -476,7 +458,7 @@ int orchard_session_generate(orchard_session* session, const int32_t* prompt, si
     }
     orchard::GenerationJob job;
     job.options = stream_options(o);
-    orchard::Engine& engine = live(s).engine();
+    orchard::Engine& engine = s.session->engine();
     const int64_t vocab = engine.model().config().n_vocab;
     for (size_t i = 0; i < n_prompt; ++i)
       if (prompt[i] < 0 || prompt[i] >= vocab)

@@ -53,6 +53,7 @@ struct Slot {
   // and written by the lane only while it holds the slot, so no two threads touch it at once.
   std::shared_ptr<GenerationJob> placed;
   bool occupied = false;
+  bool forget = false;  // clear_cache came while the slot was taken: empty `cached` when it frees
   std::vector<int32_t> cached;   // tokens whose keys and values are in the cache
   // The rest belongs to the lane's thread.
   int32_t next_token = -1;       // picked, to be decoded in the next batch
@@ -289,7 +290,10 @@ void Engine::Impl::run(Lane& lane) {
       std::unique_lock<std::mutex> lock(mutex);
       // Slots whose job ended in the last step are free for the queue again.
       for (Slot* s : lane.slots)
-        if (s->occupied && !s->job && !s->placed) s->occupied = false;
+        if (s->occupied && !s->job && !s->placed) {
+          s->occupied = false;
+          if (s->forget) s->cached.clear(), s->forget = false;
+        }
       // A slot freed here may take a queued job; so may another lane's (then that lane is woken).
       if (place_queued()) wake.notify_all();
       auto busy = [&] {
@@ -389,10 +393,14 @@ JobSummary Engine::run(GenerationJob job) {
 
 void Engine::check_prompt_fits(int64_t prompt_tokens) const { orchard::check_prompt_fits(prompt_tokens, impl_->n_ctx); }
 
+// A slot still taken may be running a job, or may have just finished one (its lane frees it at
+// the top of its next round): either way it forgets once it is free, before any job is placed.
 void Engine::clear_cache() {
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  for (auto& s : impl_->slots)
-    if (!s->occupied) s->cached.clear();
+  for (auto& s : impl_->slots) {
+    if (s->occupied) s->forget = true;
+    else s->cached.clear();
+  }
 }
 
 int64_t Engine::n_ctx() const { return impl_->n_ctx; }

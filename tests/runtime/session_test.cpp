@@ -40,6 +40,11 @@ TEST(Session, FollowUpTurnPrefillsOnlyItsNewTokensAndMatchesAFreshContext) {
   EXPECT_EQ(fresh.last_reused_tokens(), 0);
   EXPECT_EQ(second_text, fresh_text);
   EXPECT_FALSE(second_text.empty());
+
+  // A reset right after a reply (the slot may not be free yet) forgets everything.
+  session.reset();
+  session.reply(second, greedy(1), [](std::string_view) { return true; });
+  EXPECT_EQ(session.last_reused_tokens(), 0);
 }
 
 TEST(Session, CancelStopsGenerationAndStopStringsCutTheText) {
