@@ -15,7 +15,6 @@
 #include "model_options.h"
 #include "orchard/engine.h"
 #include "orchard/model.h"
-#include "runtime/model_tokenizer.h"
 #include "template/chat_template.h"
 
 namespace orchard::cli {

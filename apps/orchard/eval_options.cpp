@@ -3,7 +3,7 @@
 #include "base/error.h"
 #include "base/mapped_file.h"
 #include "model_options.h"
-#include "runtime/model_tokenizer.h"
+#include "orchard/engine.h"
 
 namespace orchard::cli {
 

@@ -14,7 +14,7 @@
 #include "progress.h"
 #include "quant/activation_moments.h"
 #include "quant/quantize_model.h"
-#include "runtime/model_tokenizer.h"
+#include "orchard/engine.h"
 
 namespace orchard::cli {
 namespace {

@@ -10,7 +10,6 @@
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
 #include "runtime/chat_prompt.h"
-#include "runtime/model_tokenizer.h"
 
 namespace orchard::cli {
 namespace {

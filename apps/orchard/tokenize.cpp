@@ -7,7 +7,7 @@
 #include "base/mapped_file.h"
 #include "command.h"
 #include "orchard/model.h"
-#include "runtime/model_tokenizer.h"
+#include "orchard/engine.h"
 #include "orchard/tokenizer.h"
 
 namespace orchard::cli {

@@ -22,7 +22,6 @@
 #include "orchard/error.h"
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
-#include "runtime/model_tokenizer.h"
 #include "tokenizer/unicode.h"
 
 namespace {

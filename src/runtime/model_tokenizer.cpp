@@ -1,4 +1,4 @@
-#include "runtime/model_tokenizer.h"
+#include "orchard/engine.h"
 
 #include "base/error.h"
 #include "base/mapped_file.h"

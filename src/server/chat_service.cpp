@@ -19,10 +19,8 @@ FinishReason finish_reason_of(StopReason stop) {
   return stop == StopReason::max_tokens || stop == StopReason::context_full ? FinishReason::length : FinishReason::stop;
 }
 
-ChatService::ChatService(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer,
-                         std::string model_name, int64_t n_ctx)
-    : model_(std::move(model)),
-      tokenizer_(std::move(tokenizer)),
+ChatService::ChatService(std::shared_ptr<const Tokenizer> tokenizer, std::string model_name, int64_t n_ctx)
+    : tokenizer_(std::move(tokenizer)),
       model_name_(std::move(model_name)),
       n_ctx_(n_ctx),
       vocabulary_(TokenVocabulary::build(*tokenizer_)),

@@ -27,8 +27,8 @@ struct PreparedJob {
 
 class ChatService {
  public:
-  ChatService(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer, std::string model_name,
-              int64_t n_ctx);
+  // `n_ctx`: the context of each of the engine's slots (Engine::n_ctx).
+  ChatService(std::shared_ptr<const Tokenizer> tokenizer, std::string model_name, int64_t n_ctx);
 
   // Throw RequestError for requests the model cannot serve (prompt beyond the context, a
   // schema Orchard cannot compile, ...). `cancelled` (may be empty) is asked while a schema
@@ -51,7 +51,6 @@ class ChatService {
   // room left. `param` names the request field that holds the prompt, for its errors.
   void fit_to_context(PreparedJob& job, std::optional<int64_t> max_tokens, const char* param);
 
-  std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::string model_name_;
   int64_t n_ctx_;

@@ -15,7 +15,6 @@
 
 #include "base/error.h"
 #include "orchard/engine.h"
-#include "runtime/model_tokenizer.h"
 #include "server/chat_service.h"
 #include "server/channel_waker.h"
 #include "server/chunk_template.h"
@@ -94,7 +93,7 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   Engine engine(model, tokenizer,
                 {.slots = options.parallel, .n_ctx = options.n_ctx, .kernels = options.kernels,
                  .n_threads = options.threads, .kv_cache = options.kv_cache, .observer = &metrics});
-  ChatService service(model, tokenizer, base_name(model_path), engine.n_ctx());
+  ChatService service(tokenizer, base_name(model_path), engine.n_ctx());
   const OpenAIHandler handler(service, engine, waker, metrics, std::chrono::microseconds(options.stream_interval_us));
 
   http.set_payload_max_length(options.max_body_bytes);

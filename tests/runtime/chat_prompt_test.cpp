@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "orchard/model.h"
-#include "runtime/model_tokenizer.h"
+#include "orchard/engine.h"
 #include "test_paths.h"
 
 namespace orchard {

@@ -8,7 +8,6 @@
 #include "constraint_test_support.h"
 #include "orchard/model.h"
 #include "orchard/engine.h"
-#include "runtime/model_tokenizer.h"
 
 namespace orchard {
 namespace {

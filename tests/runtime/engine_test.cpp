@@ -6,7 +6,6 @@
 #include <mutex>
 
 #include "orchard/error.h"
-#include "runtime/model_tokenizer.h"
 #include "test_paths.h"
 
 namespace orchard {

@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/model_tokenizer.h"
 #include "test_paths.h"
 
 namespace orchard {

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "runtime/model_tokenizer.h"
+#include "orchard/engine.h"
 #include "test_paths.h"
 
 namespace orchard::server {
@@ -30,7 +30,7 @@ const Loaded& tiny_chat() {
 }
 
 ChatService& service() {
-  static ChatService s(tiny_chat().model, tiny_chat().tokenizer, "tiny", kContext);
+  static ChatService s(tiny_chat().tokenizer, "tiny", kContext);
   return s;
 }
 
@@ -88,7 +88,7 @@ TEST(ChatService, ForcedToolCallIsConstrainedEvenForAFunctionWithoutParameters) 
     "tools": [{"type": "function", "function": {"name": "now"}}],
     "tool_choice": "required"})"));
   // The tiny model's template renders the tools into the prompt: give it room.
-  ChatService roomy(tiny_chat().model, tiny_chat().tokenizer, "tiny", 4096);
+  ChatService roomy(tiny_chat().tokenizer, "tiny", 4096);
   const PreparedJob job = roomy.prepare(r);
   EXPECT_TRUE(job.tools_enabled);
   ASSERT_NE(job.options.constraint, nullptr);

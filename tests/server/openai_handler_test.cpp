@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "orchard/engine.h"
-#include "runtime/model_tokenizer.h"
 #include "server/channel_waker.h"
 #include "server/chat_service.h"
 #include "server/front_stage.h"
@@ -82,7 +81,7 @@ struct TestServer {
       : model(Model::load(path)),
         tokenizer(load_model_tokenizer(*model)),
         engine(model, tokenizer, {.slots = 2, .n_ctx = n_ctx, .n_threads = 1, .observer = &metrics}),
-        service(model, tokenizer, base_name(path), engine.n_ctx()),
+        service(tokenizer, base_name(path), engine.n_ctx()),
         // ServerOptions' default interval.
         handler(service, engine, waker, metrics, milliseconds(10)) {}
 
