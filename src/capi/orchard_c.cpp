@@ -119,6 +119,18 @@ void check_struct_size(const Struct* s, const char* name) {
               sizeof(Struct), " (set it with the *_init function, or to sizeof the struct)");
 }
 
+// The caller's options (their struct_size checked), or the *_init defaults when NULL.
+template <typename Struct>
+Struct given_or_default(const Struct* options, int (*init)(Struct*)) {
+  Struct o;
+  init(&o);
+  if (options) {
+    check_struct_size(options, "options");
+    o = *options;
+  }
+  return o;
+}
+
 bool path_exists(const char* path) {
   struct stat st;
   return ::stat(path, &st) == 0;
@@ -256,12 +268,7 @@ int orchard_model_load(const char* path, const char* tokenizer_path, const orcha
     require(out != nullptr, "out is NULL");
     require(path != nullptr, "path is NULL");
     require(*path != '\0', "path is empty");
-    orchard_model_options o;
-    orchard_model_options_init(&o);
-    if (options) {
-      check_struct_size(options, "options");
-      o = *options;
-    }
+    const orchard_model_options o = given_or_default(options, orchard_model_options_init);
     orchard::LoadOptions load;
     const std::string kernels = o.kernels ? o.kernels : "fast";
     if (kernels == "fast") load.kernels = orchard::KernelChoice::fast;
@@ -449,12 +456,7 @@ int orchard_session_generate(orchard_session* session, const int32_t* prompt, si
     require(prompt != nullptr || n_prompt == 0, "prompt is NULL but n_prompt is not 0");
     require(n_prompt > 0, "the prompt has no tokens");
     if (result) check_struct_size(result, "result");
-    orchard_sampling_options o;
-    orchard_sampling_options_init(&o);
-    if (options) {
-      check_struct_size(options, "options");
-      o = *options;
-    }
+    const orchard_sampling_options o = given_or_default(options, orchard_sampling_options_init);
     orchard::GenerationJob job;
     job.options = stream_options(o);
     orchard::Engine& engine = s.session->engine();

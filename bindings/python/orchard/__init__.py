@@ -33,7 +33,23 @@ def _ids_array(ids):
     return (ctypes.c_int32 * max(1, len(ids)))(*ids), len(ids)
 
 
-class Model:
+class _Closing:
+    """`with` closes, and so does collection; close() must be safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Model(_Closing):
     """A model and its tokenizer, loaded once. `path`: a .gguf file, a Hugging Face folder, or a
     llama2.c checkpoint (which needs `tokenizer`, e.g. tok512.bin). `kernels`: "fast" or
     "reference"; `threads`: forward-pass threads (0: chosen from the model's size); `n_ctx`:
@@ -81,18 +97,6 @@ class Model:
         if self._handle is not None:
             _capi.lib().orchard_model_free(self._handle)
             self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _live(self):
         if self._handle is None:
@@ -169,7 +173,7 @@ class Model:
         return self._session.last_usage if self._session is not None else None
 
 
-class Session:
+class Session(_Closing):
     """One conversation: its own KV cache, which keeps the last generation's tokens, so that a
     prompt extending them (the next turn) computes only what is new. One generation at a time:
     a second waits for the first."""
@@ -191,18 +195,6 @@ class Session:
         if self._handle is not None:
             _capi.lib().orchard_session_free(self._handle)
             self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def reset(self):
         """Forgets the cached conversation."""
@@ -326,7 +318,7 @@ class _Run:
             self.queue.put(self.END)
 
 
-class Generation:
+class Generation(_Closing):
     """The iterator Session.generate returns: text pieces (whole UTF-8 characters) as the engine
     makes them. Breaking out of the loop, close(), or dropping it stops the engine at its next
     token. After the end (or close()), `stop_reason` ("end_of_sequence", "stop_string",
@@ -386,15 +378,3 @@ class Generation:
         self._run.stop.set()
         self._run.credits.release()  # a callback waiting for room sees the stop at once
         self._join()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
