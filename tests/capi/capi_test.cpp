@@ -391,6 +391,10 @@ TEST(Capi, ChatTemplateEqualsTheCppChatTemplate) {
                ORCHARD_ERR_INVALID_ARGUMENT, "orchard_apply_chat_template", "not valid UTF-8");
   expect_error(orchard_apply_chat_template(m.get(), nullptr, nullptr, 1, buffer, sizeof buffer, &len),
                ORCHARD_ERR_INVALID_ARGUMENT, "orchard_apply_chat_template", "messages_json is NULL");
+  // Hostile nesting is refused by the JSON depth bound, not followed down the stack.
+  const std::string deep = "[" + std::string(100000, '[') + std::string(100000, ']') + "]";
+  expect_error(orchard_apply_chat_template(m.get(), deep.c_str(), nullptr, 1, buffer, sizeof buffer, &len),
+               ORCHARD_ERR_INVALID_ARGUMENT, "orchard_apply_chat_template", "nest");
 
   ModelPtr stories = load(stories_gguf());
   expect_error(orchard_apply_chat_template(stories.get(), "[]", nullptr, 1, buffer, sizeof buffer, &len),
