@@ -1,0 +1,118 @@
+// Binary HTTP messages (RFC 9292): requests and responses in known-length (framing 0 and 1) and
+// indeterminate-length (2 and 3) form, with trailing zero padding. Decoding checks every length
+// against limits before it allocates, and names what was wrong.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "cloud/bytes.h"
+
+namespace orchard::cloud {
+
+// A malformed or over-limit message: the message says which part and why.
+class BinaryHttpError : public Error {
+ public:
+  using Error::Error;
+};
+
+struct BinaryHttpLimits {
+  size_t max_field_section = 64 << 10;  // bytes of one header or trailer section
+  size_t max_fields = 256;              // fields in one section
+  size_t max_content = 8 << 20;         // bytes of content
+  size_t max_control_data = 8 << 10;    // method + scheme + authority + path
+  size_t max_informational = 8;         // informational (1xx) responses before the final one
+};
+
+struct HttpField {
+  std::string name;
+  std::string value;
+  bool operator==(const HttpField&) const = default;
+};
+
+enum class Framing : uint8_t { known_length = 0, indeterminate_length = 1 };
+
+struct BinaryRequest {
+  std::string method, scheme, authority, path;
+  std::vector<HttpField> headers;
+  std::string content;
+  std::vector<HttpField> trailers;
+};
+
+struct InformationalResponse {
+  int status = 0;  // 100..199
+  std::vector<HttpField> headers;
+};
+
+struct BinaryResponse {
+  std::vector<InformationalResponse> informational;
+  int status = 200;  // 200..599
+  std::vector<HttpField> headers;
+  std::string content;
+  std::vector<HttpField> trailers;
+};
+
+// What decoding found besides the message itself.
+struct DecodedFraming {
+  uint64_t framing_indicator = 0;  // 0..3 as on the wire
+  size_t padding = 0;              // trailing zero bytes after the message
+};
+
+// Throw BinaryHttpError for a malformed message, one of the other kind (a response given to
+// decode_request), non-zero bytes after the message, or any length over `limits`. A message
+// truncated where RFC 9292 §3.8 allows it (before the content or the trailers) decodes with
+// those parts empty.
+BinaryRequest decode_request(ByteView message, const BinaryHttpLimits& limits = {},
+                             DecodedFraming* framing = nullptr);
+BinaryResponse decode_response(ByteView message, const BinaryHttpLimits& limits = {},
+                               DecodedFraming* framing = nullptr);
+
+// `padding`: zero bytes appended after the message.
+Bytes encode_request(const BinaryRequest& request, Framing framing = Framing::known_length, size_t padding = 0);
+Bytes encode_response(const BinaryResponse& response, Framing framing = Framing::known_length, size_t padding = 0);
+
+// An indeterminate-length response written as it is produced: the head (status and header
+// fields), then content chunks, then the end (the content terminator and an empty trailer
+// section). Concatenated, the pieces are one message that decode_response reads.
+Bytes encode_response_head(int status, const std::vector<HttpField>& headers);
+Bytes encode_content_chunk(ByteView content);  // nothing for empty content (a zero length ends it)
+Bytes encode_response_end();
+
+// Reads an indeterminate- or known-length response as its bytes arrive (the client of a streamed
+// answer): `feed` takes the next bytes and returns the content bytes they complete. Throws
+// BinaryHttpError as decode_response does, as soon as the bytes seen are malformed.
+class ResponseStreamDecoder {
+ public:
+  explicit ResponseStreamDecoder(const BinaryHttpLimits& limits = {});
+  std::string feed(ByteView bytes);
+  bool head_done() const;  // status and headers are known (informational responses skipped)
+  int status() const;
+  const std::vector<HttpField>& headers() const;
+  // The message (and its trailers) is complete; any further bytes must be zero padding.
+  bool done() const;
+  // Call when no bytes will follow: throws BinaryHttpError unless the message is complete or
+  // truncated where §3.8 allows.
+  void finish();
+
+ private:
+  bool parse();  // advances over buffered bytes; false when it needs more
+  BinaryHttpLimits limits_;
+  Bytes buffer_;
+  size_t pos_ = 0;
+  int stage_ = 0;
+  uint64_t framing_ = 0;
+  int status_ = 0;
+  std::vector<HttpField> headers_;
+  std::string pending_content_;
+  uint64_t content_left_ = 0;
+  size_t content_total_ = 0;
+};
+
+// QUIC variable-length integers (RFC 9000 §16), as Binary HTTP and chunked OHTTP use them.
+void put_varint(Bytes& out, uint64_t value);  // value < 2^62
+// Reads one at `pos` and advances it; nullopt when the bytes end first.
+std::optional<uint64_t> read_varint(ByteView bytes, size_t& pos);
+
+}  // namespace orchard::cloud
