@@ -44,7 +44,8 @@ const char* usage_of(const std::string& name) {
       {"chat", "orchard chat --model PATH [--system TEXT] [--temperature T] [--max-tokens N] [--ctx-size N]"},
       {"serve", "orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N]\n"
                 "              [--kv-type f32|f16|int8] [--stream-interval-ms MS] [--memory-budget SIZE]\n"
-                "              [--kernels reference|fast] [--tokenizer PATH]"},
+                "              [--kernels reference|fast] [--tokenizer PATH] [--admin-port N]\n"
+                "              [--private [--key-rotation-s S] [--replay-window-s S]]"},
       {"bench", "orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]\n"
                 "              [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]"},
       {"quantize", "orchard quantize --model IN --out OUT.gguf --type q4_os|q4_om|q4_0|q4_k_m|q6_k|q8_0|f16|bf16|f32\n"
@@ -52,6 +53,10 @@ const char* usage_of(const std::string& name) {
                    "                 [--calibration-chunk N] [--tokenizer PATH] [--threads N]"},
       {"kld", "orchard kld --base M0 --model M1 (--text-file F | --tokens-file F | --sequences N) [--seq-len L] [--seed S]"},
       {"perplexity", "orchard perplexity --model M (--text-file F | --tokens-file F | --sequences N) [--seq-len L]"},
+      {"cloud ask", "orchard cloud ask --relay URL --prompt TEXT [--stream] [--max-tokens N] [--ca-file PEM]\n"
+                    "                  [--plain-ohttp]"},
+      {"cloud load", "orchard cloud load --relay URL [--clients 16] [--seconds 60] [--max-tokens 64] [--ca-file PEM]\n"
+                     "                   [--plaintext] [--prompt TEXT]"},
   };
   const auto it = usage.find(name);
   return it == usage.end() ? nullptr : it->second;
@@ -70,8 +75,14 @@ int main(int argc, char** argv) {
     print_usage();
     return argc < 2 ? 2 : 0;
   }
-  const std::string name = argv[1];
+  std::string name = argv[1];
   auto& registry = orchard::cli::command_registry();
+  // Two-word commands ("cloud ask"): the second word is part of the name.
+  if (argc > 2 && registry.count(name + " " + argv[2])) {
+    name += std::string(" ") + argv[2];
+    ++argv;
+    --argc;
+  }
   auto it = registry.find(name);
   if (it == registry.end()) {
     std::fprintf(stderr, "orchard: unknown command '%s'\n", name.c_str());

@@ -1,10 +1,15 @@
 // orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N]
 //               [--kv-type f32|f16|int8] [--stream-interval-ms MS] [--memory-budget SIZE]
-// An OpenAI-compatible HTTP server (see src/server/).
+//               [--private [--admin-port N] [--key-rotation-s S] [--replay-window-s S]]
+// An OpenAI-compatible HTTP server (see src/server/); with --private, the private cloud node: the
+// same API reachable only through Oblivious HTTP (src/cloud/, docs/cloud.md).
+#include <chrono>
 #include <csignal>
+#include <optional>
 #include <cstdio>
 
 #include "base/error.h"
+#include "cloud/node.h"
 #include "command.h"
 #include "model_options.h"
 #include "server/http_server.h"
@@ -27,7 +32,21 @@ int run_serve(Args& args) {
   const int64_t interval_ms = args.get_int("stream-interval-ms").value_or(options.stream_interval_us / 1000);
   options.kernels = kernel_choice(args);
   options.memory_budget = memory_budget(args);
+  const bool private_node = args.flag("private");
+  cloud::NodeOptions node;
+  options.admin_port = static_cast<int>(args.get_int("admin-port").value_or(private_node ? 0 : -1));
+  const std::optional<int64_t> rotation = args.get_int("key-rotation-s"), window = args.get_int("replay-window-s");
+  const int64_t rotation_s = rotation.value_or(node.key_rotation.count());
+  const int64_t window_s = window.value_or(node.gateway.replay_window.count());
   args.finish();
+  if (!private_node && (rotation || window))
+    fail("orchard serve: --key-rotation-s and --replay-window-s go with --private");
+  if (options.admin_port < -1 || options.admin_port > 65535) fail("orchard serve: --admin-port must be between 0 and 65535");
+  // Two seconds at least (RFC 9458 §6.5 and the OHAI discussion); a day at most.
+  if (window_s < 2 || window_s > 86400) fail("orchard serve: --replay-window-s must be between 2 and 86400");
+  if (rotation_s < 1 || rotation_s > 30 * 86400) fail("orchard serve: --key-rotation-s must be between 1 and 2592000");
+  node.key_rotation = std::chrono::seconds(rotation_s);
+  node.gateway.replay_window = std::chrono::seconds(window_s);
   if (options.port < 0 || options.port > 65535) fail("orchard serve: --port must be between 0 and 65535");
   if (options.parallel < 1 || options.parallel > 256) fail("orchard serve: --parallel must be between 1 and 256");
   if (options.threads < 0 || options.threads > 256) fail("orchard serve: --threads must be between 0 and 256");
@@ -36,17 +55,32 @@ int run_serve(Args& args) {
   std::signal(SIGINT, [](int) { stop_requested = 1; });
   std::signal(SIGTERM, [](int) { stop_requested = 1; });
   std::signal(SIGPIPE, SIG_IGN);
+  auto should_stop = [] { return stop_requested != 0; };
+  if (private_node) {
+    cloud::serve_private(
+        model, options, node,
+        [&](int port, int admin_port) {
+          std::fprintf(stderr,
+                       "orchard: private node for %s: gateway on http://%s:%d, admin (/metrics) on http://127.0.0.1:%d "
+                       "(%d parallel)\n",
+                       model.c_str(), options.host.c_str(), port, admin_port, options.parallel);
+        },
+        should_stop);
+    return 0;
+  }
   server::serve(
       model, options,
-      [&](int port) {
+      [&](int port, int admin_port) {
         std::fprintf(stderr, "orchard: serving %s on http://%s:%d (%d parallel)\n", model.c_str(),
                      options.host.c_str(), port, options.parallel);
+        if (admin_port >= 0) std::fprintf(stderr, "orchard: admin (/metrics, /health) on http://127.0.0.1:%d\n", admin_port);
       },
-      [] { return stop_requested != 0; });
+      should_stop);
   return 0;
 }
 
-const RegisterCommand kServe("serve", "serve a model over the OpenAI HTTP API", run_serve);
+const RegisterCommand kServe("serve", "serve a model over the OpenAI HTTP API (--private: as a private cloud node)", run_serve,
+                           {"private"});
 
 }  // namespace
 }  // namespace orchard::cli

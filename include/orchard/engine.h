@@ -114,6 +114,10 @@ struct EngineOptions {
   int n_threads = 0;  // forward-pass threads; 0: chosen from the model's size (engine.cpp)
   KvCacheType kv_cache = KvCacheType::automatic;
   EngineObserver* observer = nullptr;  // must outlive the engine
+  // false: a job shares nothing with the jobs before it. It starts from an empty cache, and its
+  // keys and values are zeroed when it ends, so neither another job's timing (a reused prefix is
+  // faster) nor the memory of a slot tells anything of its prompt (the private cloud node).
+  bool share_prefix = true;
 };
 
 class Engine {

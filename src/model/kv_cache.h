@@ -3,6 +3,7 @@
 // attention reads per decoded token), or int8 with a scale per position and KV head (a quarter
 // of float32's; an option for long contexts).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -40,6 +41,23 @@ class KvCache {
              void (*to_f16)(const float*, int64_t, uint16_t*) = nullptr) {
     put(keys_.data() + offset(layer, position), key, key_scales_, layer, position, to_f16);
     put(values_.data() + offset(layer, position), value, value_scales_, layer, position, to_f16);
+  }
+
+  // Zeroes positions 0 .. positions-1 of every layer: a job's keys and values do not outlive it
+  // where the engine shares nothing between jobs (EngineOptions::share_prefix).
+  void erase(int64_t positions) {
+    positions = std::clamp<int64_t>(positions, 0, n_ctx_);
+    const size_t row = static_cast<size_t>(kv_dim_) * element_bytes(type_);
+    const int64_t n_layers = static_cast<int64_t>(keys_.size() / (row * static_cast<size_t>(n_ctx_)));
+    for (int64_t layer = 0; layer < n_layers; ++layer) {
+      std::fill_n(keys_.data() + offset(layer, 0), row * static_cast<size_t>(positions), uint8_t{0});
+      std::fill_n(values_.data() + offset(layer, 0), row * static_cast<size_t>(positions), uint8_t{0});
+      if (!key_scales_.empty()) {
+        const size_t at = static_cast<size_t>(layer * n_ctx_ * n_kv_heads_), count = static_cast<size_t>(positions * n_kv_heads_);
+        std::fill_n(key_scales_.data() + at, count, 0.0f);
+        std::fill_n(value_scales_.data() + at, count, 0.0f);
+      }
+    }
   }
 
   static size_t element_bytes(KvType type) { return type == KvType::f32 ? 4 : type == KvType::f16 ? 2 : 1; }

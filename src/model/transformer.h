@@ -66,6 +66,7 @@ class Transformer {
   int64_t n_ctx() const { return caches_.front().n_ctx(); }
   int64_t n_sequences() const { return static_cast<int64_t>(caches_.size()); }
   const KvCache& cache(int64_t sequence = 0) const { return caches_[static_cast<size_t>(sequence)]; }
+  void erase_cache(int64_t sequence, int64_t positions) { caches_[static_cast<size_t>(sequence)].erase(positions); }
   int n_threads() const { return pool_.size(); }
   // The workers, idle between forward passes (the server samples its batch on them).
   ThreadPool& pool() { return pool_; }

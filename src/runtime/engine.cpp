@@ -105,6 +105,7 @@ struct Engine::Impl {
   std::shared_ptr<const Tokenizer> tokenizer;
   int64_t n_ctx = 0;
   KernelChoice kernels;
+  bool share_prefix = true;
   EngineObserver no_observer;
   EngineObserver& observer;
   std::vector<std::unique_ptr<Slot>> slots;  // every lane's
@@ -120,6 +121,7 @@ Engine::Impl::Impl(std::shared_ptr<const Model> model_in, std::shared_ptr<const 
     : model(std::move(model_in)),
       tokenizer(std::move(tokenizer_in)),
       kernels(options.kernels),
+      share_prefix(options.share_prefix),
       observer(options.observer ? *options.observer : no_observer) {
   if (!model) fail("engine: no model");
   if (!tokenizer) fail("engine: no tokenizer");
@@ -223,6 +225,12 @@ void Engine::Impl::finish(Slot& slot, StopReason reason, const std::string& erro
   if (slot.stream) slot.summary.completion_tokens = slot.stream->generated();
   std::shared_ptr<GenerationJob> job = std::move(slot.job);
   slot.job.reset();
+  if (!share_prefix) {  // on the lane's thread, which alone touches the slot's cache now
+    // Every position the job may have written: its tokens, and those of a pass that failed.
+    const size_t written = slot.cached.size() + slot.prefill.size() + 1;
+    lanes[static_cast<size_t>(slot.lane)]->transformer->erase_cache(slot.sequence, static_cast<int64_t>(written));
+    slot.cached.clear();
+  }
   slot.stream.reset();
   slot.prefill.clear();
   if (job && job->on_done) job->on_done(slot.summary);
@@ -329,8 +337,8 @@ void Engine::Impl::run(Lane& lane) {
     } catch (const std::exception& e) {
       // The caches of a failed pass hold nothing to reuse.
       for (Slot* s : continuing) {
-        s->cached.clear();
         finish(*s, StopReason::cancelled, e.what());
+        s->cached.clear();
       }
     }
     lane.active = static_cast<int64_t>(continuing.size());

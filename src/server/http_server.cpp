@@ -36,8 +36,91 @@ class SinkConnection final : public ClientConnection {
   httplib::DataSink& sink_;
 };
 
-// The handler's response as httplib's: a whole body, or a chunked content provider that writes
-// the deferred body in one call and then ends it (or, when that failed, cuts the connection).
+std::string base_name(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.find_last_of('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+// Binds before the model loads, so that a port in use fails at once; returns the bound port.
+int bind(FrontServer& http, const std::string& host, int port) {
+  // httplib's default options set SO_REUSEPORT, with which a second server on the same port
+  // binds too and the kernel splits the connections between the two. SO_REUSEADDR only lets a
+  // restarted server bind while old connections linger in TIME_WAIT.
+  http.set_socket_options([](socket_t sock) {
+    int one = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  });
+  errno = 0;
+  int bound = port;
+  if (port == 0) bound = http.bind_to_any_port(host);
+  else if (!http.bind_to_port(host, port)) bound = -1;
+  if (bound < 0)
+    fail("cannot listen on ", host, ":", port, errno ? str_cat(": ", std::strerror(errno)) : "",
+         errno == EADDRINUSE ? " (another server is on that port)" : "");
+  http.widen_backlog();
+  return bound;
+}
+
+ApiRequest api_request(const httplib::Request& req, std::string body) {
+  // Runs on the thread that answers, where client_reset finds the request's connection.
+  ApiRequest request{.method = req.method, .path = req.path, .headers = {}, .body = std::move(body), .client_left = client_reset};
+  request.headers.assign(req.headers.begin(), req.headers.end());
+  return request;
+}
+
+// The OpenAI API: the handler's routes one by one, so that httplib reads a body only for the
+// routes that take one (and, as before, answers 404 itself for the others: see the error
+// handler). httplib matches a route as a regular expression; these paths hold no character
+// special in one.
+void install_openai_routes(FrontServer& http, const ServedModel& served) {
+  const OpenAIHandler& handler = served.handler;
+  const size_t max_body = served.options.max_body_bytes;
+  for (const OpenAIHandler::Route& route : OpenAIHandler::routes()) {
+    if (std::string_view(route.method) == "POST") {
+      http.Post(route.path, [&handler, max_body](const httplib::Request& req, httplib::Response& res,
+                                                 const httplib::ContentReader& reader) {
+        std::string body;
+        try {
+          body = read_body(req, res, reader, max_body);
+        } catch (const RequestError& e) {
+          send(error_response(e), res);
+          return;
+        } catch (const std::exception& e) {
+          send(error_response(500, std::string("internal error: ") + e.what()), res);
+          return;
+        }
+        send(handler.handle(api_request(req, std::move(body))), res);
+      });
+    } else {
+      http.Get(route.path, [&handler](const httplib::Request& req, httplib::Response& res) {
+        send(handler.handle(api_request(req, req.body)), res);
+      });
+    }
+  }
+  // An unknown route's 404 is the handler's.
+  http.set_error_handler([&handler](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) {
+      send(handler.handle(api_request(req, "")), res);
+      return;
+    }
+    const std::string message = res.status == 413 ? "the request body is too large" : "the request could not be processed";
+    res.set_content(to_json_text(error_body(message, "invalid_request_error")), "application/json");
+  });
+}
+
+// The admin listener's routes: counts and liveness, nothing else.
+void install_admin_routes(FrontServer& http, const OpenAIHandler& handler) {
+  for (const char* path : {"/metrics", "/health"})
+    http.Get(path, [&handler](const httplib::Request& req, httplib::Response& res) {
+      send(handler.handle(api_request(req, "")), res);
+    });
+}
+
+}  // namespace
+
 void send(ApiResponse response, httplib::Response& res) {
   res.status = response.status;
   for (auto& [name, value] : response.headers) res.set_header(name, value);
@@ -56,35 +139,17 @@ void send(ApiResponse response, httplib::Response& res) {
                                    });
 }
 
-std::string base_name(const std::string& path) {
-  std::string p = path;
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  const size_t slash = p.find_last_of('/');
-  return slash == std::string::npos ? p : p.substr(slash + 1);
-}
-
-}  // namespace
-
-void serve(const std::string& model_path, const ServerOptions& options, const std::function<void(int)>& on_ready,
-           const std::function<bool()>& should_stop) {
+void serve(const std::string& model_path, const ServerOptions& options, const std::function<void(int, int)>& on_ready,
+           const std::function<bool()>& should_stop, const RouteInstaller& public_routes) {
   const std::unique_ptr<FrontServer> server = FrontServer::create(options.max_body_bytes);
   FrontServer& http = *server;
-  // httplib's default options set SO_REUSEPORT, with which a second server on the same port
-  // binds too and the kernel splits the connections between the two. SO_REUSEADDR only lets a
-  // restarted server bind while old connections linger in TIME_WAIT.
-  http.set_socket_options([](socket_t sock) {
-    int one = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  });
-  // Bound before the model loads: a port in use fails at once.
-  int port = options.port;
-  errno = 0;
-  if (port == 0) port = http.bind_to_any_port(options.host);
-  else if (!http.bind_to_port(options.host, port)) port = -1;
-  if (port < 0)
-    fail("cannot listen on ", options.host, ":", options.port, errno ? str_cat(": ", std::strerror(errno)) : "",
-         errno == EADDRINUSE ? " (another server is on that port)" : "");
-  http.widen_backlog();
+  const int port = bind(http, options.host, options.port);
+  std::unique_ptr<FrontServer> admin;
+  int admin_port = -1;
+  if (options.admin_port >= 0) {
+    admin = FrontServer::create(0);
+    admin_port = bind(*admin, "127.0.0.1", options.admin_port);
+  }
 
   auto model = Model::load(model_path, {.kernels = options.kernels, .memory_budget = options.memory_budget});
   auto tokenizer = load_model_tokenizer(*model, options.tokenizer_path);
@@ -92,54 +157,24 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   ChannelWaker waker;  // outlives the engine, which pushes tokens until it stops
   Engine engine(model, tokenizer,
                 {.slots = options.parallel, .n_ctx = options.n_ctx, .kernels = options.kernels,
-                 .n_threads = options.threads, .kv_cache = options.kv_cache, .observer = &metrics});
+                 .n_threads = options.threads, .kv_cache = options.kv_cache, .observer = &metrics,
+                 .share_prefix = options.share_prefix});
   ChatService service(tokenizer, base_name(model_path), engine.n_ctx());
   const OpenAIHandler handler(service, engine, waker, metrics, std::chrono::microseconds(options.stream_interval_us));
 
   http.set_payload_max_length(options.max_body_bytes);
   http.set_tcp_nodelay(true);  // streamed tokens are small writes: never wait on Nagle
-  auto api_request = [](const httplib::Request& req, std::string body) {
-    // Runs on the thread that answers, where client_reset finds the request's connection.
-    ApiRequest request{.method = req.method, .path = req.path, .headers = {}, .body = std::move(body), .client_left = client_reset};
-    request.headers.assign(req.headers.begin(), req.headers.end());
-    return request;
-  };
-  // The handler's routes one by one, so that httplib reads a body only for the routes that take
-  // one (and, as before, answers 404 itself for the others: see the error handler). httplib
-  // matches a route as a regular expression; these paths hold no character special in one.
-  for (const OpenAIHandler::Route& route : OpenAIHandler::routes()) {
-    if (std::string_view(route.method) == "POST") {
-      http.Post(route.path, [&](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-        std::string body;
-        try {
-          body = read_body(req, res, reader, options.max_body_bytes);
-        } catch (const RequestError& e) {
-          send(error_response(e), res);
-          return;
-        } catch (const std::exception& e) {
-          send(error_response(500, std::string("internal error: ") + e.what()), res);
-          return;
-        }
-        send(handler.handle(api_request(req, std::move(body))), res);
-      });
-    } else {
-      http.Get(route.path, [&](const httplib::Request& req, httplib::Response& res) {
-        send(handler.handle(api_request(req, req.body)), res);
-      });
-    }
-  }
-  // Statuses httplib sets itself (unknown route, body too large, bad request line) get an
-  // OpenAI-style error body too; an unknown route's is the handler's.
-  http.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 404) {
-      send(handler.handle(api_request(req, "")), res);
-      return;
-    }
-    const std::string message = res.status == 413 ? "the request body is too large" : "the request could not be processed";
-    res.set_content(to_json_text(error_body(message, "invalid_request_error")), "application/json");
-  });
+  (public_routes ? public_routes : install_openai_routes)(http, {engine, handler, metrics, options});
   http.set_logger([&](const httplib::Request& req, const httplib::Response& res) { metrics.count_request(req.path, res.status); });
+  std::thread admin_thread;
+  std::atomic<bool> admin_ended{false};
+  if (admin) {
+    install_admin_routes(*admin, handler);
+    admin_thread = std::thread([&] {
+      admin->listen_after_bind();
+      admin_ended = true;
+    });
+  }
 
   std::atomic<bool> stopped{false};
   std::thread watcher([&] {
@@ -156,10 +191,17 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
     while (!stopped && !http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (!stopped) http.stop();
   });
-  if (on_ready) on_ready(port);
+  if (on_ready) on_ready(port, admin_port);
   http.listen_after_bind();
   stopped = true;
   watcher.join();
+  if (admin) {
+    // As for the public port: a stop() before the accept loop runs is ignored.
+    while (!admin_ended && !admin->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    admin->stop();
+    admin_thread.join();
+    admin->finish();
+  }
   http.finish();
 }
 

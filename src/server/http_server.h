@@ -7,7 +7,20 @@
 
 #include "orchard/model.h"
 
+namespace httplib {
+struct Response;
+}
+
+namespace orchard {
+class Engine;
+}
+
 namespace orchard::server {
+
+class FrontServer;
+class Metrics;
+class OpenAIHandler;
+struct ApiResponse;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -24,13 +37,34 @@ struct ServerOptions {
   // tokens of one write in one chunk. Writes faster than a screen refreshes show nothing more
   // and cost a wake-up, a send, and a client's read and parse per token.
   int64_t stream_interval_us = 10000;
+  // Reuse of cached prompt prefixes between requests (EngineOptions::share_prefix).
+  bool share_prefix = true;
+  // A second listener, on loopback only, that answers /metrics and /health; -1: none, 0: any
+  // free port. The private cloud node serves its counts there and not on its public port.
+  int admin_port = -1;
 };
 
+// What serve() hands to the routes of its public port.
+struct ServedModel {
+  Engine& engine;
+  const OpenAIHandler& handler;
+  Metrics& metrics;
+  const ServerOptions& options;
+};
+// Registers the routes of the public port; by default the OpenAI API's. The private cloud node
+// registers its gateway instead (src/cloud/node.cpp), which hands what it decrypts to `handler`.
+using RouteInstaller = std::function<void(FrontServer& http, const ServedModel& served)>;
+
+// The handler's response as httplib's: a whole body, or a chunked content provider that writes
+// the deferred body in one call and then ends it (or, when that failed, cuts the connection).
+void send(ApiResponse response, httplib::Response& res);
+
 // Loads the model and serves until `should_stop` returns true (polled) or the process ends.
-// `on_ready` is called with the bound port once the server listens. After a stop, answers in
+// `on_ready` is called with the bound ports (admin: -1 without one) once the server listens. After a stop, answers in
 // flight get 2 s before their connections are cut; should the process still run 10 s after the
 // stop, it exits (status 1): meant for a process's main, as `orchard serve`.
 void serve(const std::string& model_path, const ServerOptions& options,
-           const std::function<void(int port)>& on_ready, const std::function<bool()>& should_stop);
+           const std::function<void(int port, int admin_port)>& on_ready, const std::function<bool()>& should_stop,
+           const RouteInstaller& public_routes = {});
 
 }  // namespace orchard::server

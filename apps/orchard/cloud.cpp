@@ -1,0 +1,211 @@
+// orchard cloud ask  --relay URL --prompt TEXT [--stream] [--max-tokens N] [--ca-file PEM] [--plain-ohttp]
+// orchard cloud load --relay URL [--clients 16] [--seconds 60] [--max-tokens 64] [--ca-file PEM] [--plaintext]
+//
+// The private cloud node's client (src/cloud/client.h): `ask` sends one chat request through the
+// relay, encrypted to a node, and prints the answer (as it streams with --stream). `load` is the
+// benchmark of docs/cloud.md: concurrent streaming clients for a while, then one JSON line with
+// the requests, failures, tokens/s and time to first token; --plaintext sends the same requests
+// unencrypted to RELAY/v1/chat/completions (plain `orchard serve` nodes behind the same nginx).
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "base/error.h"
+#include "cloud/client.h"
+#include "command.h"
+
+namespace orchard::cli {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+cloud::CloudClientOptions client_options(Args& args) {
+  cloud::CloudClientOptions o;
+  o.relay = args.require("relay");
+  o.ca_file = args.get_or("ca-file", "");
+  return o;
+}
+
+std::string chat_body(const std::string& prompt, bool stream, int64_t max_tokens) {
+  json body = {{"messages", json::array({{{"role", "user"}, {"content", prompt}}})}, {"max_tokens", max_tokens}};
+  if (stream) body["stream"] = true, body["stream_options"] = {{"include_usage", true}};
+  return body.dump();
+}
+
+// Reads an event stream as it arrives: each complete `data:` line's JSON goes to `on_event`.
+class EventStream {
+ public:
+  explicit EventStream(std::function<void(const json&)> on_event) : on_event_(std::move(on_event)) {}
+  void feed(std::string_view bytes) {
+    buffer_.append(bytes);
+    size_t end;
+    while ((end = buffer_.find('\n')) != std::string::npos) {
+      const std::string line = buffer_.substr(0, end);
+      buffer_.erase(0, end + 1);
+      if (line.rfind("data: ", 0) != 0 || line == "data: [DONE]") continue;
+      on_event_(json::parse(line.substr(6), nullptr, false));
+    }
+  }
+
+ private:
+  std::function<void(const json&)> on_event_;
+  std::string buffer_;
+};
+
+std::string delta_text(const json& event) {
+  if (!event.is_object() || !event.contains("choices") || event["choices"].empty()) return "";
+  const json& delta = event["choices"][0].value("delta", json::object());
+  return delta.contains("content") && delta["content"].is_string() ? delta["content"].get<std::string>() : "";
+}
+
+int run_ask(Args& args) {
+  cloud::CloudClientOptions options = client_options(args);
+  const std::string prompt = args.require("prompt");
+  const bool stream = args.flag("stream");
+  if (args.flag("plain-ohttp")) options.mode = cloud::OhttpMode::plain;
+  const int64_t max_tokens = args.get_int("max-tokens").value_or(256);
+  args.finish();
+  cloud::CloudClient client(options);
+  std::string body;
+  EventStream events([](const json& e) {
+    const std::string text = delta_text(e);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  });
+  int status = 0;
+  const cloud::CloudAnswer answer = client.send(
+      "/v1/chat/completions", chat_body(prompt, stream, max_tokens),
+      [&](int s, const std::vector<cloud::HttpField>&) { status = s; },
+      [&](std::string_view content) {
+        if (stream && status == 200) events.feed(content);
+        else body.append(content);
+        return true;
+      });
+  if (answer.status != 200) {
+    const json error = json::parse(body, nullptr, false);
+    const std::string message = error.is_object() && error.contains("error") ? error["error"].value("message", body)
+                                                                                : error.value("title", body);
+    fail("cloud ask: node ", answer.node, " answered ", answer.status, ": ", message);
+  }
+  if (!stream) {
+    const json reply = json::parse(body, nullptr, false);
+    if (!reply.is_object() || !reply.contains("choices")) fail("cloud ask: the answer is not a chat completion");
+    std::printf("%s", reply["choices"][0]["message"].value("content", "").c_str());
+  }
+  std::printf("\n");
+  std::fprintf(stderr, "orchard: answered by node %s (attempt %d)\n", answer.node.c_str(), answer.attempts);
+  return 0;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+int run_load(Args& args) {
+  const cloud::CloudClientOptions options = client_options(args);
+  const int clients = static_cast<int>(args.get_int("clients").value_or(16));
+  const int64_t seconds = args.get_int("seconds").value_or(60);
+  const int64_t max_tokens = args.get_int("max-tokens").value_or(64);
+  const bool plaintext = args.flag("plaintext");
+  const std::string prompt = args.get_or("prompt", "Tell me a story about a cat who lives in an orchard.");
+  args.finish();
+  if (clients < 1 || clients > 1024) fail("cloud load: --clients must be between 1 and 1024");
+
+  std::mutex mutex;
+  std::vector<double> ttft_ms;
+  std::map<std::string, int64_t> failures;
+  std::atomic<int64_t> requests{0}, tokens{0};
+  const std::string body = chat_body(prompt, true, max_tokens);
+  const Clock::time_point start = Clock::now(), end = start + std::chrono::seconds(seconds);
+  auto client_loop = [&] {
+    std::unique_ptr<cloud::CloudClient> client;
+    std::unique_ptr<httplib::Client> plain;
+    while (Clock::now() < end) {
+      const Clock::time_point sent = Clock::now();
+      double first = -1;
+      int64_t used = 0;
+      EventStream events([&](const json& e) {
+        if (first < 0 && !delta_text(e).empty())
+          first = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
+        if (e.is_object() && e.contains("usage") && e["usage"].is_object()) used = e["usage"].value("completion_tokens", 0);
+      });
+      std::string error;
+      try {
+        if (plaintext) {
+          if (!plain) {
+            plain = std::make_unique<httplib::Client>(options.relay);
+            if (!options.ca_file.empty()) plain->set_ca_cert_path(options.ca_file.c_str());
+            plain->enable_server_certificate_verification(true);
+            plain->set_read_timeout(std::chrono::seconds(600));
+          }
+          int status = 0;
+          httplib::Request req;
+          req.method = "POST";
+          req.path = "/v1/chat/completions";
+          req.headers = {{"Content-Type", "application/json"}};
+          req.body = body;
+          req.response_handler = [&](const httplib::Response& r) { return (status = r.status) == 200; };
+          req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+            events.feed({d, n});
+            return true;
+          };
+          const httplib::Result res = plain->send(req);
+          if (!res) error = httplib::to_string(res.error()), plain.reset();
+          else if (status != 200) error = "status " + std::to_string(status);
+        } else {
+          if (!client) client = std::make_unique<cloud::CloudClient>(options);
+          const cloud::CloudAnswer a =
+              client->send("/v1/chat/completions", body, nullptr, [&](std::string_view c) { return events.feed(c), true; });
+          if (a.status != 200) error = "inner status " + std::to_string(a.status);
+        }
+      } catch (const Error& e) {
+        error = e.what();
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!error.empty() || used == 0) {
+        ++failures[error.empty() ? "no usage in the answer" : error];
+        continue;
+      }
+      ++requests;
+      tokens += used;
+      ttft_ms.push_back(first);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i) threads.emplace_back(client_loop);
+  for (std::thread& t : threads) t.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  int64_t failed = 0;
+  json errors = json::object();
+  for (const auto& [what, n] : failures) failed += n, errors[what] = n;
+  const json result = {{"mode", plaintext ? "plaintext" : "ohttp"},
+                       {"clients", clients},
+                       {"seconds", elapsed},
+                       {"requests", requests.load()},
+                       {"failures", failed},
+                       {"errors", errors},
+                       {"completion_tokens", tokens.load()},
+                       {"tokens_per_s", static_cast<double>(tokens.load()) / elapsed},
+                       {"ttft_median_ms", percentile(ttft_ms, 0.5)},
+                       {"ttft_p95_ms", percentile(ttft_ms, 0.95)}};
+  std::printf("%s\n", result.dump().c_str());
+  return failed == 0 ? 0 : 1;
+}
+
+const RegisterCommand kAsk("cloud ask", "ask the private cloud node through its relay (end-to-end encrypted)", run_ask,
+                           {"stream", "plain-ohttp"});
+const RegisterCommand kLoad("cloud load", "load benchmark through the relay: encrypted (or --plaintext) streams",
+                            run_load, {"plaintext"});
+
+}  // namespace
+}  // namespace orchard::cli

@@ -1,0 +1,254 @@
+#include "cloud/client.h"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+#include "base/json_parse.h"
+#include "cloud/replay_window.h"
+
+namespace orchard::cloud {
+
+// Connections to the relay, kept alive between requests: an httplib::Client serves one request
+// at a time, so each request takes an idle one (or opens one) and gives it back.
+struct CloudClient::Relay {
+  explicit Relay(const CloudClientOptions& o) : options(o) { give_back(open()); }
+
+  std::unique_ptr<httplib::Client> open() const {
+    auto http = std::make_unique<httplib::Client>(options.relay);
+    if (!http->is_valid()) throw CloudError("cloud: the relay address '" + options.relay + "' is not a valid http(s) URL");
+    if (!options.ca_file.empty()) http->set_ca_cert_path(options.ca_file.c_str());
+    http->enable_server_certificate_verification(true);
+    http->set_connection_timeout(10);
+    http->set_read_timeout(options.timeout);
+    http->set_write_timeout(std::chrono::seconds(30));
+    http->set_keep_alive(true);
+    return http;
+  }
+  std::unique_ptr<httplib::Client> take() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!idle.empty()) {
+        auto http = std::move(idle.back());
+        idle.pop_back();
+        return http;
+      }
+    }
+    return open();
+  }
+  void give_back(std::unique_ptr<httplib::Client> http) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (idle.size() < 64) idle.push_back(std::move(http));
+  }
+  // One request on a pooled connection.
+  httplib::Result send(const httplib::Request& req) {
+    auto http = take();
+    httplib::Result res = http->send(req);
+    if (res) give_back(std::move(http));  // a failed one may hold a broken connection
+    return res;
+  }
+
+  const CloudClientOptions& options;
+  std::mutex mutex;
+  std::vector<std::unique_ptr<httplib::Client>> idle;
+};
+
+namespace {
+
+std::string describe(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection: return "cannot connect to the relay";
+    case httplib::Error::SSLConnection: return "the TLS connection to the relay failed";
+    case httplib::Error::SSLServerVerification: return "the relay's certificate does not verify";
+    case httplib::Error::Read: return "the connection broke while reading the answer";
+    case httplib::Error::Write: return "the connection broke while sending the request";
+    case httplib::Error::Canceled: return "cancelled";
+    default: return "HTTP error " + httplib::to_string(error);
+  }
+}
+
+}  // namespace
+
+std::vector<CloudNode> parse_node_list(std::string_view text) {
+  const nlohmann::json list = parse_json(text, "the relay's node list");
+  if (!list.is_object() || !list.contains("nodes") || !list["nodes"].is_array())
+    throw CloudError("cloud: the relay's node list has no \"nodes\" array");
+  std::vector<CloudNode> nodes;
+  for (const nlohmann::json& n : list["nodes"]) {
+    if (!n.is_object() || !n.contains("name") || !n["name"].is_string() || !n.contains("keys") || !n["keys"].is_string()) continue;
+    try {
+      CloudNode node{n["name"].get<std::string>(), parse_key_configs(from_hex(n["keys"].get<std::string>()))};
+      if (!node.keys.empty() && node.name.find_first_of("/?#%") == std::string::npos) nodes.push_back(std::move(node));
+    } catch (const Error&) {  // a node that did not answer when the list was gathered
+    }
+  }
+  return nodes;
+}
+
+CloudClient::CloudClient(CloudClientOptions options)
+    : options_(std::move(options)), relay_(std::make_unique<Relay>(options_)), random_(std::random_device{}()) {}
+
+CloudClient::~CloudClient() = default;
+
+std::vector<CloudNode> CloudClient::refresh_nodes() {
+  httplib::Request get;
+  get.method = "GET";
+  get.path = "/nodes";
+  httplib::Result res = relay_->send(get);
+  if (!res) throw CloudError("cloud: fetching the node list: " + describe(res.error()));
+  if (res->status != 200) throw CloudError("cloud: the relay answered " + std::to_string(res->status) + " for the node list");
+  std::vector<CloudNode> nodes = parse_node_list(res->body);
+  std::lock_guard<std::mutex> lock(mutex_);
+  nodes_ = nodes;
+  return nodes;
+}
+
+const CloudNode* CloudClient::pick_node(const std::vector<std::string>& tried) {
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(failed_, [&](const auto& f) { return now - f.second > options_.node_pause; });
+  auto usable = [&](const CloudNode& n, bool skip_failed) {
+    if (std::find(tried.begin(), tried.end(), n.name) != tried.end()) return false;
+    return !skip_failed || std::none_of(failed_.begin(), failed_.end(), [&](const auto& f) { return f.first == n.name; });
+  };
+  // Random among the nodes that have not failed lately; failing that, among any not yet tried.
+  for (bool skip_failed : {true, false}) {
+    std::vector<const CloudNode*> candidates;
+    for (const CloudNode& n : nodes_)
+      if (usable(n, skip_failed)) candidates.push_back(&n);
+    if (!candidates.empty()) return candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(random_)];
+  }
+  return nullptr;
+}
+
+CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
+                              const std::function<void(int, const std::vector<HttpField>&)>& on_head,
+                              const std::function<bool(std::string_view)>& on_content) {
+  bool have_nodes;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    have_nodes = !nodes_.empty();
+  }
+  if (!have_nodes) refresh_nodes();
+
+  std::vector<std::string> tried;
+  std::string last_failure = "no node in the relay's list";
+  bool refetched = false;
+  for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
+    CloudNode node;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const CloudNode* picked = pick_node(tried);
+      if (!picked) break;
+      node = *picked;
+    }
+    tried.push_back(node.name);
+
+    BinaryRequest inner{.method = body.empty() ? "GET" : "POST", .scheme = "https", .authority = "", .path = path,
+                        .headers = {{"date", format_http_date(std::chrono::system_clock::now())}}, .content = body,
+                        .trailers = {}};
+    if (!body.empty()) inner.headers.push_back({"content-type", "application/json"});
+    const size_t size = encode_request(inner).size();
+    const size_t bucket = options_.request_padding;
+    const Bytes message = encode_request(inner, Framing::known_length, bucket ? (bucket - size % bucket) % bucket : 0);
+    const KeyConfig& key = node.keys.front();
+    const SymmetricSuite suite = key.suites.front();
+    ClientRequest request = ClientRequest::encapsulate(key, suite, options_.mode, message);
+
+    // The answer as it arrives: outer status first, then the encrypted body.
+    int outer_status = 0;
+    std::string outer_error;
+    bool delivered = false, cancelled = false;
+    std::optional<ChunkedResponseReader> reader;
+    if (options_.mode == OhttpMode::chunked) reader.emplace(request.response_reader());
+    ResponseStreamDecoder decoder;
+    std::string plain_body;
+    bool head_sent = false;
+    CloudAnswer answer{.status = 0, .headers = {}, .node = node.name, .attempts = attempt};
+    auto deliver = [&](ByteView inner_bytes) {
+      const std::string content = decoder.feed(inner_bytes);
+      if (decoder.head_done() && !head_sent) {
+        head_sent = true;
+        answer.status = decoder.status();
+        answer.headers = decoder.headers();
+        if (on_head) on_head(answer.status, answer.headers);
+      }
+      if (!content.empty()) {
+        delivered = true;
+        if (on_content && !on_content(content)) cancelled = true;
+      }
+    };
+
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/nodes/" + node.name + "/gateway";
+    req.headers = {{"Content-Type", request_media_type(options_.mode)}};
+    req.body.assign(request.encapsulated().begin(), request.encapsulated().end());
+    req.response_handler = [&](const httplib::Response& r) {
+      outer_status = r.status;
+      return true;
+    };
+    req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      if (outer_status != 200) {  // an outer error: a short problem document
+        if (outer_error.size() < 4096) outer_error.append(data, std::min<size_t>(n, 4096));
+        return true;
+      }
+      if (!reader) {
+        if (plain_body.size() + n > (64u << 20)) return false;
+        plain_body.append(data, n);
+        return true;
+      }
+      try {
+        deliver(reader->feed(as_bytes(std::string_view(data, n))));
+      } catch (const Error& e) {
+        outer_error = e.what();
+        return false;
+      }
+      return !cancelled;
+    };
+    httplib::Result res = relay_->send(req);
+    if (cancelled) return answer;
+    auto node_failed = [&](const std::string& why) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      failed_.emplace_back(node.name, std::chrono::steady_clock::now());
+      last_failure = "node " + node.name + ": " + why;
+    };
+    if (!res || !outer_error.empty()) {
+      const std::string why = !outer_error.empty() && outer_status == 200 ? outer_error : describe(res.error());
+      if (delivered) throw CloudError("cloud: the answer from node " + node.name + " broke off: " + why);
+      node_failed(why);
+      continue;
+    }
+    if (outer_status == 422) {  // keys rotated: fetch them again, and try again (once)
+      last_failure = "node " + node.name + " no longer has the key (" + outer_error + ")";
+      if (!refetched) {
+        refetched = true;
+        refresh_nodes();
+        tried.pop_back();
+      }
+      continue;
+    }
+    if (outer_status >= 500) {  // the relay could not reach the node, or the node failed
+      node_failed("the relay answered " + std::to_string(outer_status));
+      continue;
+    }
+    if (outer_status != 200) throw CloudError("cloud: node " + node.name + " refused the request (" +
+                                              std::to_string(outer_status) + "): " + outer_error);
+    try {
+      if (reader) {
+        deliver(reader->finish());
+      } else {
+        deliver(request.open_response(as_bytes(plain_body)));
+      }
+      decoder.finish();
+    } catch (const Error& e) {
+      if (delivered) throw CloudError("cloud: the answer from node " + node.name + " broke off: " + e.what());
+      node_failed(e.what());
+      continue;
+    }
+    return answer;
+  }
+  throw CloudError("cloud: no node could answer (" + last_failure + ")");
+}
+
+}  // namespace orchard::cloud

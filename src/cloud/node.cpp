@@ -1,0 +1,75 @@
+#include "cloud/node.h"
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <openssl/crypto.h>
+
+#include "base/error.h"
+#include "server/front_stage.h"
+#include "server/openai_handler.h"
+
+namespace orchard::cloud {
+
+void harden_process() {
+  const rlimit no_core{0, 0};
+  if (::setrlimit(RLIMIT_CORE, &no_core) != 0) fail("private node: cannot turn core dumps off (RLIMIT_CORE)");
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail("private node: cannot turn core dumps off (PR_SET_DUMPABLE)");
+  // OpenSSL keeps private keys (its copies of ours, made per request) in this heap: locked and
+  // cleared on free. 64 KiB holds thousands of X25519 keys; beyond it OpenSSL falls back to the
+  // plain heap (and still clears them).
+  if (!CRYPTO_secure_malloc_initialized() && CRYPTO_secure_malloc_init(64 << 10, 32) == 0)
+    fail("private node: cannot set up OpenSSL's secure heap");
+}
+
+void serve_private(const std::string& model_path, server::ServerOptions server, const NodeOptions& node,
+                   const std::function<void(int, int)>& on_ready, const std::function<bool()>& should_stop) {
+  harden_process();
+  server.share_prefix = false;
+  if (server.admin_port < 0) server.admin_port = 0;
+  KeyRing keys(node.key_rotation);
+  std::unique_ptr<Gateway> gateway;  // made once the handler exists, in the route installer
+  auto install = [&](server::FrontServer& http, const server::ServedModel& served) {
+    gateway = std::make_unique<Gateway>(served.handler, keys, node.gateway);
+    const Gateway& g = *gateway;
+    const size_t max_body = served.options.max_body_bytes;
+    http.Post("/gateway", [&g, max_body](const httplib::Request& req, httplib::Response& res,
+                                         const httplib::ContentReader& reader) {
+      server::ApiRequest outer{.method = req.method, .path = req.path, .headers = {}, .body = {},
+                               .client_left = server::client_reset};
+      outer.headers.assign(req.headers.begin(), req.headers.end());
+      try {
+        outer.body = server::read_body(req, res, reader, max_body);
+      } catch (const server::RequestError& e) {
+        server::send(server::error_response(e), res);
+        return;
+      }
+      server::send(g.handle(outer), res);
+    });
+    // ?format=hex: the same bytes as hex text, for the relay's node list (deploy/nginx), which
+    // gathers the nodes' keys into one JSON document.
+    http.Get("/ohttp-keys", [&g](const httplib::Request& req, httplib::Response& res) {
+      server::ApiResponse keys = g.keys();
+      if (req.get_param_value("format") == "hex") {
+        keys.body = to_hex(as_bytes(keys.body));
+        keys.content_type = "text/plain";
+      }
+      server::send(std::move(keys), res);
+    });
+    http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("{\"status\":\"ok\"}", "application/json");
+    });
+    // Statuses httplib sets itself (unknown route, body too large), without echoing the request.
+    http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      const char* title = res.status == 404   ? "this node answers GET /ohttp-keys, POST /gateway and GET /health only"
+                          : res.status == 413 ? "the request body is too large"
+                                              : "the request could not be processed";
+      res.set_content(std::string("{\"title\":\"") + title + "\",\"status\":" + std::to_string(res.status) + "}",
+                      "application/problem+json");
+    });
+  };
+  server::serve(model_path, server, on_ready, should_stop, install);
+}
+
+}  // namespace orchard::cloud
