@@ -42,7 +42,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$model" ] || { echo "local_cluster.sh: --model is required" >&2; exit 2; }
-orchard=${ORCHARD:-$here/../build/bin/orchard}
+orchard=$(realpath "${ORCHARD:-$here/../build/bin/orchard}")
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "local_cluster.sh: nginx is not installed (apt-get install nginx-light)" >&2; exit 2; }
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -68,7 +68,7 @@ for k in $(seq 0 $((nodes - 1))); do
   args=(serve --model "$model" --port 0 --admin-port 0)
   [ $plain = 1 ] || args+=(--private)
   (cd "$dir/nodes/$k" && TMPDIR="$dir/nodes/$k/tmp" XDG_CACHE_HOME="$dir/nodes/$k/cache" HOME="$dir/nodes/$k" \
-     exec "$orchard" "${args[@]}" "${node_args[@]}" 2>"$dir/nodes/$k/stderr.log") &
+     exec "$orchard" "${args[@]}" "${node_args[@]}" </dev/null >/dev/null 2>"$dir/nodes/$k/stderr.log") &
   node_pids+=($!)
 done
 for k in $(seq 0 $((nodes - 1))); do
@@ -92,7 +92,7 @@ for k in $(seq 0 $((nodes - 1))); do
   pool+="    server 127.0.0.1:$p;\n"
   locations+="    location = /nodes/node$k/gateway { proxy_pass http://node$k/gateway; }\n"
   locations+="    location = /nodes/node$k/ohttp-keys { proxy_pass http://node$k/ohttp-keys; }\n"
-  locations+="    location = /_keys/node$k { internal; proxy_buffering on; proxy_pass http://node$k/ohttp-keys?format=hex; }\n"
+  locations+="    location = /_keys/node$k { internal; proxy_buffering on; proxy_intercept_errors on; error_page 500 502 503 504 =200 /_nokeys; proxy_pass http://node$k/ohttp-keys?format=hex; }\n"
   [ "$k" -gt 0 ] && list+=','
   list+="{\"name\":\"node$k\",\"keys\":\"<!--# include virtual='/_keys/node$k' -->\"}"
 done
@@ -106,7 +106,7 @@ printf '%s\n' "$list" > "$dir/nginx/nodes.json"
 sed -e "s|@DIR@|$dir|g" -e "s|@LISTEN@|127.0.0.1:$port|" "$here/nginx/relay.conf.in" |
   awk -v u="$(printf "$upstreams")" -v l="$(printf "$locations")" '/^@UPSTREAMS@$/ {print u; next} /^@LOCATIONS@$/ {print l; next} {print}' \
   > "$dir/nginx/nginx.conf"
-"$nginx_bin" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g "user $(id -un);" 2>"$dir/logs/nginx-start.log" ||
+"$nginx_bin" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g "user $(id -un);" </dev/null >/dev/null 2>"$dir/logs/nginx-start.log" ||
   { cat "$dir/logs/nginx-start.log" >&2; exit 1; }
 for _ in $(seq 50); do [ -s "$dir/nginx.pid" ] && break; sleep 0.1; done
 

@@ -1,4 +1,5 @@
-// orchard cloud ask  --relay URL --prompt TEXT [--stream] [--max-tokens N] [--ca-file PEM] [--plain-ohttp]
+// orchard cloud ask  --relay URL (--prompt TEXT | --request-file JSON) [--stream] [--max-tokens N] [--ca-file PEM]
+//                    [--plain-ohttp] [--source-address IP]
 // orchard cloud load --relay URL [--clients 16] [--seconds 60] [--max-tokens 64] [--ca-file PEM] [--plaintext]
 //
 // The private cloud node's client (src/cloud/client.h): `ask` sends one chat request through the
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "cloud/client.h"
 #include "command.h"
 
@@ -31,6 +33,7 @@ cloud::CloudClientOptions client_options(Args& args) {
   cloud::CloudClientOptions o;
   o.relay = args.require("relay");
   o.ca_file = args.get_or("ca-file", "");
+  o.source_address = args.get_or("source-address", "");
   return o;
 }
 
@@ -68,11 +71,19 @@ std::string delta_text(const json& event) {
 
 int run_ask(Args& args) {
   cloud::CloudClientOptions options = client_options(args);
-  const std::string prompt = args.require("prompt");
-  const bool stream = args.flag("stream");
+  const std::optional<std::string> request_file = args.get("request-file");
+  const std::string prompt = request_file ? "" : args.require("prompt");
+  bool stream = args.flag("stream");
   if (args.flag("plain-ohttp")) options.mode = cloud::OhttpMode::plain;
   const int64_t max_tokens = args.get_int("max-tokens").value_or(256);
   args.finish();
+  std::string request = chat_body(prompt, stream, max_tokens);
+  if (request_file) {  // a whole chat request of the caller's (tools, tool results, ...)
+    request = read_text_file(*request_file);
+    const json parsed = json::parse(request, nullptr, false);
+    if (!parsed.is_object()) fail("cloud ask: ", *request_file, " is not a JSON object");
+    stream = parsed.value("stream", false);
+  }
   cloud::CloudClient client(options);
   std::string body;
   EventStream events([](const json& e) {
@@ -82,7 +93,7 @@ int run_ask(Args& args) {
   });
   int status = 0;
   const cloud::CloudAnswer answer = client.send(
-      "/v1/chat/completions", chat_body(prompt, stream, max_tokens),
+      "/v1/chat/completions", request,
       [&](int s, const std::vector<cloud::HttpField>&) { status = s; },
       [&](std::string_view content) {
         if (stream && status == 200) events.feed(content);

@@ -53,8 +53,8 @@ const char* usage_of(const std::string& name) {
                    "                 [--calibration-chunk N] [--tokenizer PATH] [--threads N]"},
       {"kld", "orchard kld --base M0 --model M1 (--text-file F | --tokens-file F | --sequences N) [--seq-len L] [--seed S]"},
       {"perplexity", "orchard perplexity --model M (--text-file F | --tokens-file F | --sequences N) [--seq-len L]"},
-      {"cloud ask", "orchard cloud ask --relay URL --prompt TEXT [--stream] [--max-tokens N] [--ca-file PEM]\n"
-                    "                  [--plain-ohttp]"},
+      {"cloud ask", "orchard cloud ask --relay URL (--prompt TEXT | --request-file JSON) [--stream] [--max-tokens N]\n"
+                    "                  [--ca-file PEM] [--plain-ohttp] [--source-address IP]"},
       {"cloud load", "orchard cloud load --relay URL [--clients 16] [--seconds 60] [--max-tokens 64] [--ca-file PEM]\n"
                      "                   [--plaintext] [--prompt TEXT]"},
   };

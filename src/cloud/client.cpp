@@ -19,6 +19,7 @@ struct CloudClient::Relay {
     auto http = std::make_unique<httplib::Client>(options.relay);
     if (!http->is_valid()) throw CloudError("cloud: the relay address '" + options.relay + "' is not a valid http(s) URL");
     if (!options.ca_file.empty()) http->set_ca_cert_path(options.ca_file.c_str());
+    if (!options.source_address.empty()) http->set_interface(options.source_address);
     http->enable_server_certificate_verification(true);
     http->set_connection_timeout(10);
     http->set_read_timeout(options.timeout);

@@ -29,6 +29,7 @@ class CloudError : public Error {
 struct CloudClientOptions {
   std::string relay;    // https://host:port (http:// only for tests on loopback)
   std::string ca_file;  // PEM CA certificates that verify the relay; empty: the system's
+  std::string source_address;  // the local address to connect from; empty: the system's choice
   std::chrono::seconds timeout{600};
   int attempts = 3;                        // nodes tried per request
   std::chrono::seconds node_pause{30};     // a node that failed is skipped this long
