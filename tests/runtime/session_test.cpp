@@ -46,6 +46,25 @@ TEST(Session, FollowUpTurnPrefillsOnlyItsNewTokensAndMatchesAFreshContext) {
   EXPECT_EQ(session.last_reused_tokens(), 0);
 }
 
+// The private node's engine: a job reuses nothing of the one before (its cache is zeroed when it
+// ends), and the text is the same as with a cache of its own.
+TEST(Session, WithoutPrefixSharingAFollowUpPrefillsEverythingAndAnswersTheSame) {
+  auto model = Model::load(test::source_path("models/stories260K/stories260K.gguf"));
+  auto tokenizer = load_model_tokenizer(*model);
+  Session session(model, tokenizer, {.n_ctx = 256, .kernels = KernelChoice::reference, .share_prefix = false});
+  const std::vector<int32_t> prompt = tokenizer->encode("Once upon a time", true);
+  std::string first, second;
+  session.reply(prompt, greedy(20), [&](std::string_view t) { first += t; return true; });
+  session.reply(prompt, greedy(20), [&](std::string_view t) { second += t; return true; });
+  EXPECT_EQ(session.last_reused_tokens(), 0);
+  EXPECT_EQ(first, second);
+  EXPECT_FALSE(first.empty());
+  Session sharing(model, tokenizer, {.n_ctx = 256, .kernels = KernelChoice::reference});
+  sharing.reply(prompt, greedy(20), [](std::string_view) { return true; });
+  sharing.reply(prompt, greedy(20), [](std::string_view) { return true; });
+  EXPECT_GT(sharing.last_reused_tokens(), 0);  // the same calls do reuse where sharing is on
+}
+
 TEST(Session, CancelStopsGenerationAndStopStringsCutTheText) {
   auto model = Model::load(test::source_path("models/stories260K/stories260K.gguf"));
   auto tokenizer = load_model_tokenizer(*model);
