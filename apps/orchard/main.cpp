@@ -44,7 +44,7 @@ const char* usage_of(const std::string& name) {
       {"chat", "orchard chat --model PATH [--system TEXT] [--temperature T] [--max-tokens N] [--ctx-size N]"},
       {"serve", "orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N]\n"
                 "              [--kv-type f32|f16|int8] [--stream-interval-ms MS] [--memory-budget SIZE]\n"
-                "              [--kernels reference|fast] [--tokenizer PATH] [--admin-port N]\n"
+                "              [--kernels reference|fast] [--tokenizer PATH] [--admin-port N] [--no-prefix-reuse]\n"
                 "              [--private [--key-rotation-s S] [--replay-window-s S]]"},
       {"bench", "orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]\n"
                 "              [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]"},

@@ -33,6 +33,7 @@ int run_serve(Args& args) {
   options.kernels = kernel_choice(args);
   options.memory_budget = memory_budget(args);
   const bool private_node = args.flag("private");
+  options.share_prefix = !args.flag("no-prefix-reuse");
   cloud::NodeOptions node;
   options.admin_port = static_cast<int>(args.get_int("admin-port").value_or(private_node ? 0 : -1));
   const std::optional<int64_t> rotation = args.get_int("key-rotation-s"), window = args.get_int("replay-window-s");
@@ -80,7 +81,7 @@ int run_serve(Args& args) {
 }
 
 const RegisterCommand kServe("serve", "serve a model over the OpenAI HTTP API (--private: as a private cloud node)", run_serve,
-                           {"private"});
+                           {"private", "no-prefix-reuse"});
 
 }  // namespace
 }  // namespace orchard::cli
