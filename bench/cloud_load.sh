@@ -43,6 +43,22 @@ print(json.dumps(med))
 print("encrypted / plaintext tokens/s: %.3f" % (med["ohttp"]["tokens_per_s"] / med["plaintext"]["tokens_per_s"]))
 print("TTFT overhead: median %+.1f ms, p95 %+.1f ms" % (med["ohttp"]["ttft_median_ms"] - med["plaintext"]["ttft_median_ms"],
                                                         med["ohttp"]["ttft_p95_ms"] - med["plaintext"]["ttft_p95_ms"]))
+# Bytes on the wire per request, from the relay's access log (answer body, whole request).
+sizes = {"ohttp": [], "plaintext": []}
+for line in open(f"{w}/c/logs/access.log"):
+    parts = line.split()
+    if len(parts) < 7 or parts[3] != "200":
+        continue
+    mode = "ohttp" if parts[2].endswith('/gateway"') else "plaintext" if parts[2] == '/v1/chat/completions"' else None
+    if mode:
+        sizes[mode].append((int(parts[4]), int(parts[5])))
+for m, s in sizes.items():
+    if s:
+        print("%s: %d requests, answer %.0f bytes and request %.0f bytes on average" %
+              (m, len(s), sum(a for a, _ in s) / len(s), sum(r for _, r in s) / len(s)))
+if sizes["ohttp"] and sizes["plaintext"]:
+    a = sum(x for x, _ in sizes["ohttp"]) / len(sizes["ohttp"]) / (sum(x for x, _ in sizes["plaintext"]) / len(sizes["plaintext"]))
+    print("answer bytes, encrypted and padded / plaintext: %.2f (per request; the plaintext count includes HTTP chunk framing)" % a)
 PY
 echo "--- one node killed 20 s into an encrypted run:"
 run_one ohttp kill

@@ -95,6 +95,7 @@ class EncryptingConnection final : public ClientConnection {
       : out_(out), response_(response), event_stream_(event_stream), bucket_(bucket), client_left_(std::move(client_left)) {}
 
   bool write(std::string_view bytes) override {
+    if (bytes.empty()) return true;  // an empty chunk would read as the end
     last_write_ = std::chrono::steady_clock::now();
     const std::string padded = pad_content(bytes, event_stream_, bucket_);
     const Bytes chunk = response_.chunk(encode_content_chunk(as_bytes(padded)));
@@ -116,6 +117,30 @@ class EncryptingConnection final : public ClientConnection {
   std::function<bool()> client_left_;
   std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
 };
+
+// A chunked answer: the response nonce with the padded head, each write of the handler as a
+// chunk, and the end of the Binary HTTP message as the final chunk.
+struct StreamedAnswer {
+  GatewayResponse response;
+  ApiResponse inner;
+};
+
+bool write_chunked(StreamedAnswer& answer, size_t bucket, const std::function<bool()>& client_left,
+                   ClientConnection& connection) {
+  GatewayResponse& response = answer.response;
+  const ApiResponse& inner = answer.inner;
+  Bytes first = response.start();
+  put_bytes(first, response.chunk(padded_head(inner.status, response_fields(inner), bucket)));
+  if (!connection.write(as_text(first))) return false;
+  EncryptingConnection encrypted(connection, response, inner.content_type.starts_with("text/event-stream"), bucket,
+                                 client_left);
+  if (inner.write_body) {
+    if (!inner.write_body(encrypted)) return false;
+  } else if (!encrypted.write(inner.body)) {
+    return false;
+  }
+  return connection.write(as_text(response.final_chunk(encode_response_end())));
+}
 
 }  // namespace
 
@@ -147,6 +172,14 @@ ApiResponse Gateway::keys() const {
 }
 
 ApiResponse Gateway::handle(const ApiRequest& outer) const {
+  try {
+    return answer(outer);
+  } catch (const std::exception&) {  // OpenSSL failing, memory: nothing of the request in the message
+    return problem(500, "the gateway failed to answer");
+  }
+}
+
+ApiResponse Gateway::answer(const ApiRequest& outer) const {
   std::string type = lower(field(outer.headers, "content-type"));
   type = type.substr(0, type.find(';'));
   while (!type.empty() && type.back() == ' ') type.pop_back();
@@ -217,25 +250,13 @@ ApiResponse Gateway::handle(const ApiRequest& outer) const {
     return out;
   }
 
-  struct Answer {
-    GatewayResponse response;
-    ApiResponse inner;
-  };
-  auto answer = std::make_shared<Answer>(Answer{std::move(request->response), std::move(inner)});
-  out.write_body = [answer, bucket, client_left = outer.client_left](ClientConnection& connection) {
-    GatewayResponse& response = answer->response;
-    const ApiResponse& inner = answer->inner;
-    Bytes first = response.start();
-    put_bytes(first, response.chunk(padded_head(inner.status, response_fields(inner), bucket)));
-    if (!connection.write(as_text(first))) return false;
-    EncryptingConnection encrypted(connection, response, inner.content_type.starts_with("text/event-stream"), bucket,
-                                   client_left);
-    if (inner.write_body) {
-      if (!inner.write_body(encrypted)) return false;
-    } else if (!inner.body.empty() && !encrypted.write(inner.body)) {
-      return false;
+  auto streamed = std::make_shared<StreamedAnswer>(StreamedAnswer{std::move(request->response), std::move(inner)});
+  out.write_body = [streamed, bucket, client_left = outer.client_left](ClientConnection& connection) {
+    try {
+      return write_chunked(*streamed, bucket, client_left, connection);
+    } catch (const std::exception&) {
+      return false;  // the transport cuts the connection: the client sees no final chunk
     }
-    return connection.write(as_text(response.final_chunk(encode_response_end())));
   };
   return out;
 }

@@ -41,6 +41,7 @@ class Gateway {
   server::ApiResponse keys() const;
 
  private:
+  server::ApiResponse answer(const server::ApiRequest& outer) const;
   const server::OpenAIHandler& handler_;
   KeyRing& keys_;
   GatewayOptions options_;
