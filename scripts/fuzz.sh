@@ -22,7 +22,7 @@ for arg in "$@"; do
     *) seconds=$arg ;;
   esac
 done
-all=(gguf hf_model llama2c tokenizer_json chat_template json_schema openai_request ohttp_keys
+all=(gguf hf_model llama2c tokenizer_json chat_template json_schema openai_request binary_http ohttp_keys
   ohttp_decapsulate)
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
@@ -32,7 +32,7 @@ max_len_of() {
   case "$1" in
     gguf) echo 131072 ;;
     tokenizer_json) echo 65536 ;;
-    hf_model|llama2c|chat_template|openai_request) echo 16384 ;;
+    hf_model|llama2c|chat_template|openai_request|binary_http) echo 16384 ;;
     json_schema) echo 8192 ;;
     ohttp_keys|ohttp_decapsulate) echo 4096 ;;
     *) echo "fuzz.sh: unknown target '$1' (targets: ${all[*]})" >&2; exit 2 ;;

@@ -3,6 +3,7 @@
 // against limits before it allocates, and names what was wrong.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -62,14 +63,20 @@ struct DecodedFraming {
 
 // Throw BinaryHttpError for a malformed message, one of the other kind (a response given to
 // decode_request), non-zero bytes after the message, or any length over `limits`. A message
-// truncated where RFC 9292 §3.8 allows it (before the content or the trailers) decodes with
-// those parts empty.
+// truncated where RFC 9292 §3.8 allows it (after the control data, the header section or the
+// content) decodes with the parts cut off empty. Fields are held to the rules RFC 9292 §3.6
+// takes from HTTP/2 (RFC 9113 §8.2): names lowercase tokens, values without NUL, CR, LF or
+// whitespace at either end, no connection-specific fields, pseudo-fields only before the others
+// and never those the control data carries. The method must be a token, the rest of the control
+// data free of spaces and control bytes.
 BinaryRequest decode_request(ByteView message, const BinaryHttpLimits& limits = {},
                              DecodedFraming* framing = nullptr);
 BinaryResponse decode_response(ByteView message, const BinaryHttpLimits& limits = {},
                                DecodedFraming* framing = nullptr);
 
-// `padding`: zero bytes appended after the message.
+// `padding`: zero bytes appended after the message. Field names are written lowercase (HTTP
+// names are case-insensitive); fields or control data that decoding would refuse throw
+// BinaryHttpError (the limits are the decoder's alone).
 Bytes encode_request(const BinaryRequest& request, Framing framing = Framing::known_length, size_t padding = 0);
 Bytes encode_response(const BinaryResponse& response, Framing framing = Framing::known_length, size_t padding = 0);
 
@@ -86,6 +93,9 @@ Bytes encode_response_end();
 class ResponseStreamDecoder {
  public:
   explicit ResponseStreamDecoder(const BinaryHttpLimits& limits = {});
+  ~ResponseStreamDecoder();
+  ResponseStreamDecoder(ResponseStreamDecoder&&) noexcept;
+  ResponseStreamDecoder& operator=(ResponseStreamDecoder&&) noexcept;
   std::string feed(ByteView bytes);
   bool head_done() const;  // status and headers are known (informational responses skipped)
   int status() const;
@@ -95,19 +105,13 @@ class ResponseStreamDecoder {
   // Call when no bytes will follow: throws BinaryHttpError unless the message is complete or
   // truncated where §3.8 allows.
   void finish();
+  // Bytes held back because the part they start has not all arrived: never more than one field
+  // section, field line or length, so bounded by the limits however the input is split.
+  size_t buffered() const;
 
  private:
-  bool parse();  // advances over buffered bytes; false when it needs more
-  BinaryHttpLimits limits_;
-  Bytes buffer_;
-  size_t pos_ = 0;
-  int stage_ = 0;
-  uint64_t framing_ = 0;
-  int status_ = 0;
-  std::vector<HttpField> headers_;
-  std::string pending_content_;
-  uint64_t content_left_ = 0;
-  size_t content_total_ = 0;
+  class Parser;  // the one decoder decode_request and decode_response also run
+  std::unique_ptr<Parser> parser_;
 };
 
 // QUIC variable-length integers (RFC 9000 §16), as Binary HTTP and chunked OHTTP use them.
