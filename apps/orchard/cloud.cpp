@@ -138,8 +138,11 @@ int run_load(Args& args) {
   std::atomic<int64_t> requests{0}, tokens{0};
   const std::string body = chat_body(prompt, true, max_tokens);
   const Clock::time_point start = Clock::now(), end = start + std::chrono::seconds(seconds);
+  // One client for all, as an app or the router would hold it: it spreads requests over the
+  // nodes by its own requests in flight.
+  std::unique_ptr<cloud::CloudClient> client;
+  if (!plaintext) client = std::make_unique<cloud::CloudClient>(options);
   auto client_loop = [&] {
-    std::unique_ptr<cloud::CloudClient> client;
     std::unique_ptr<httplib::Client> plain;
     while (Clock::now() < end) {
       const Clock::time_point sent = Clock::now();
@@ -174,7 +177,6 @@ int run_load(Args& args) {
           if (!res) error = httplib::to_string(res.error()), plain.reset();
           else if (status != 200) error = "status " + std::to_string(status);
         } else {
-          if (!client) client = std::make_unique<cloud::CloudClient>(options);
           const cloud::CloudAnswer a =
               client->send("/v1/chat/completions", body, nullptr, [&](std::string_view c) { return events.feed(c), true; });
           if (a.status != 200) error = "inner status " + std::to_string(a.status);

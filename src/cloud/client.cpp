@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <limits>
 
 #include "base/json_parse.h"
 #include "cloud/replay_window.h"
@@ -13,7 +14,11 @@ namespace orchard::cloud {
 // Connections to the relay, kept alive between requests: an httplib::Client serves one request
 // at a time, so each request takes an idle one (or opens one) and gives it back.
 struct CloudClient::Relay {
-  explicit Relay(const CloudClientOptions& o) : options(o) { give_back(open()); }
+  explicit Relay(const CloudClientOptions& o) : options(o) {
+    if (o.relay.rfind("https://", 0) != 0 && o.relay.rfind("http://", 0) != 0)
+      throw CloudError("cloud: the relay address '" + o.relay + "' is not an https:// (or http://) URL");
+    give_back(open());
+  }
 
   std::unique_ptr<httplib::Client> open() const {
     auto http = std::make_unique<httplib::Client>(options.relay);
@@ -42,12 +47,24 @@ struct CloudClient::Relay {
     std::lock_guard<std::mutex> lock(mutex);
     if (idle.size() < 64) idle.push_back(std::move(http));
   }
-  // One request on a pooled connection.
+  // One request on a pooled connection. A connection goes back to the pool only after a 200:
+  // after an error status the relay may close it (nginx does when it answered 502 before reading
+  // the body), and the next request on it would fail. A request that got no answer at all on a
+  // kept-alive connection (closed by the relay while idle) is sent once more on a new one.
   httplib::Result send(const httplib::Request& req) {
-    auto http = take();
-    httplib::Result res = http->send(req);
-    if (res) give_back(std::move(http));  // a failed one may hold a broken connection
-    return res;
+    std::unique_ptr<httplib::Client> http = take();
+    for (int tries = 0;; ++tries) {
+      int status = 0;
+      httplib::Request attempt = req;
+      attempt.response_handler = [&](const httplib::Response& r) {
+        status = r.status;
+        return req.response_handler ? req.response_handler(r) : true;
+      };
+      httplib::Result res = http->send(attempt);
+      if (res && status == 200) give_back(std::move(http));
+      if (res || status != 0 || tries > 0 || res.error() == httplib::Error::Canceled) return res;
+      http = open();
+    }
   }
 
   const CloudClientOptions& options;
@@ -112,11 +129,22 @@ const CloudNode* CloudClient::pick_node(const std::vector<std::string>& tried) {
     if (std::find(tried.begin(), tried.end(), n.name) != tried.end()) return false;
     return !skip_failed || std::none_of(failed_.begin(), failed_.end(), [&](const auto& f) { return f.first == n.name; });
   };
-  // Random among the nodes that have not failed lately; failing that, among any not yet tried.
+  auto load = [&](const CloudNode& n) {
+    for (const auto& [name, count] : in_flight_)
+      if (name == n.name) return count;
+    return 0;
+  };
+  // Random among the nodes that have not failed lately and carry the fewest of this client's
+  // requests; failing that, among any not yet tried.
   for (bool skip_failed : {true, false}) {
     std::vector<const CloudNode*> candidates;
-    for (const CloudNode& n : nodes_)
-      if (usable(n, skip_failed)) candidates.push_back(&n);
+    int least = std::numeric_limits<int>::max();
+    for (const CloudNode& n : nodes_) {
+      if (!usable(n, skip_failed)) continue;
+      const int l = load(n);
+      if (l < least) candidates.clear(), least = l;
+      if (l == least) candidates.push_back(&n);
+    }
     if (!candidates.empty()) return candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(random_)];
   }
   return nullptr;
@@ -142,8 +170,21 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
       const CloudNode* picked = pick_node(tried);
       if (!picked) break;
       node = *picked;
+      auto it = std::find_if(in_flight_.begin(), in_flight_.end(), [&](const auto& f) { return f.first == node.name; });
+      if (it == in_flight_.end()) in_flight_.emplace_back(node.name, 1);
+      else ++it->second;
     }
     tried.push_back(node.name);
+    // Counted in flight until this attempt ends, however it ends.
+    struct InFlight {
+      CloudClient& client;
+      std::string name;
+      ~InFlight() {
+        std::lock_guard<std::mutex> lock(client.mutex_);
+        for (auto& [n, count] : client.in_flight_)
+          if (n == name) --count;
+      }
+    } in_flight{*this, node.name};
 
     BinaryRequest inner{.method = body.empty() ? "GET" : "POST", .scheme = "https", .authority = "", .path = path,
                         .headers = {{"date", format_http_date(std::chrono::system_clock::now())}}, .content = body,
@@ -158,7 +199,8 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
 
     // The answer as it arrives: outer status first, then the encrypted body.
     int outer_status = 0;
-    std::string outer_error;
+    std::string outer_error;   // an outer error status's problem document
+    std::string stream_error;  // an answer that did not decrypt as it streamed
     bool delivered = false, cancelled = false;
     std::optional<ChunkedResponseReader> reader;
     if (options_.mode == OhttpMode::chunked) reader.emplace(request.response_reader());
@@ -202,7 +244,7 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
       try {
         deliver(reader->feed(as_bytes(std::string_view(data, n))));
       } catch (const Error& e) {
-        outer_error = e.what();
+        stream_error = e.what();
         return false;
       }
       return !cancelled;
@@ -214,8 +256,8 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
       failed_.emplace_back(node.name, std::chrono::steady_clock::now());
       last_failure = "node " + node.name + ": " + why;
     };
-    if (!res || !outer_error.empty()) {
-      const std::string why = !outer_error.empty() && outer_status == 200 ? outer_error : describe(res.error());
+    if (!res || !stream_error.empty()) {
+      const std::string why = !stream_error.empty() ? stream_error : describe(res.error());
       if (delivered) throw CloudError("cloud: the answer from node " + node.name + " broke off: " + why);
       node_failed(why);
       continue;

@@ -72,6 +72,7 @@ class CloudClient {
   std::mutex mutex_;
   std::vector<CloudNode> nodes_;
   std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> failed_;
+  std::vector<std::pair<std::string, int>> in_flight_;  // this client's requests per node
   std::mt19937_64 random_;
 };
 

@@ -14,12 +14,8 @@
 #include "cloud/gateway.h"
 #include "cloud/key_ring.h"
 #include "cloud/replay_window.h"
-#include "orchard/engine.h"
-#include "server/channel_waker.h"
-#include "server/chat_service.h"
-#include "server/metrics.h"
-#include "server/openai_handler.h"
 #include "test_paths.h"
+#include "tiny_handler.h"
 
 namespace orchard::cloud {
 namespace {
@@ -156,7 +152,9 @@ TEST(Ohttp, KeyConfigurationsParseAndRefuse) {
   // Every truncation of a single configuration is refused; of a list, too (but the empty list).
   for (size_t n = 0; n < one.size(); ++n) EXPECT_THROW(parse_key_config(ByteView(one).first(n)), OhttpError) << n;
   for (size_t n = 1; n < list.size(); ++n)
-    if (n != 2 + one.size()) EXPECT_THROW(parse_key_configs(ByteView(list).first(n)), OhttpError) << n;
+    if (n != 2 + one.size()) {
+      EXPECT_THROW(parse_key_configs(ByteView(list).first(n)), OhttpError) << n;
+    }
   // An unknown KEM is skipped in a list (RFC 9458 §3.2), refused alone.
   Bytes p256 = one;
   p256[2] = 0x10;
@@ -237,14 +235,7 @@ class RecordingConnection : public server::ClientConnection {
 };
 
 struct Node {
-  Node()
-      : model(Model::load(test::shared_path("models/tiny-chat/tiny-qwen2-chat-q8_0.gguf"))),
-        tokenizer(load_model_tokenizer(*model)),
-        engine(model, tokenizer, {.slots = 2, .n_ctx = 512, .n_threads = 1, .observer = &metrics, .share_prefix = false}),
-        service(tokenizer, "tiny", engine.n_ctx()),
-        handler(service, engine, waker, metrics, std::chrono::milliseconds(10)),
-        keys(std::chrono::seconds(3600)),
-        gateway(handler, keys) {}
+  Node() : keys(std::chrono::seconds(3600)), gateway(tiny_handler().handler, keys) {}
 
   KeyConfig key() { return parse_key_configs(keys.encoded_configs()).front(); }
 
@@ -276,13 +267,6 @@ struct Node {
     return decode_response(plain);
   }
 
-  server::Metrics metrics;
-  server::ChannelWaker waker;
-  std::shared_ptr<const Model> model;
-  std::shared_ptr<const Tokenizer> tokenizer;
-  Engine engine;
-  server::ChatService service;
-  server::OpenAIHandler handler;
   KeyRing keys;
   Gateway gateway;
 };

@@ -142,6 +142,12 @@ def main():
         nodes_used = {line.split("node ")[1].split()[0] for r in ok for line in r.stderr.splitlines() if "answered by node" in line}
         check(nodes_used == {"node0", "node1"}, f"both nodes answered ({sorted(nodes_used)})")
 
+        # The relay's certificate is verified: without the test CA the client refuses it.
+        r = subprocess.run([ORCHARD, "cloud", "ask", "--relay", conf["RELAY"], "--prompt", "hi"],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode != 0 and "certificate" in r.stderr,
+              "without the test CA, the relay's certificate is refused (" + r.stderr.strip()[-120:] + ")")
+
         # Where a canary could have been written.
         metrics = ""
         for port in conf["ADMIN_PORTS"].split():
