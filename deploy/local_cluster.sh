@@ -85,7 +85,7 @@ done
 # The per-node blocks. ${UPSTREAM_HOST:-127.0.0.1}:port, or a port of NODE_PORT_OVERRIDE_K (tests
 # put a recording proxy between nginx and a node that way).
 upstreams=""; locations=""; list='<!--# config errmsg="" -->{"nodes":['
-pool="  upstream pool {\n"
+pool="  upstream pool {\n    least_conn;  # as the client does: the node with the fewest requests in flight\n"
 for k in $(seq 0 $((nodes - 1))); do
   override="NODE_PORT_OVERRIDE_$k"; p=${!override:-${node_ports[$k]}}
   upstreams+="  upstream node$k { server 127.0.0.1:$p; keepalive 64; }\n"

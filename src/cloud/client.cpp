@@ -193,9 +193,16 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
     const size_t size = encode_request(inner).size();
     const size_t bucket = options_.request_padding;
     const Bytes message = encode_request(inner, Framing::known_length, bucket ? (bucket - size % bucket) % bucket : 0);
+    // The node's newest key, and the first of its suites this client implements.
     const KeyConfig& key = node.keys.front();
-    const SymmetricSuite suite = key.suites.front();
-    ClientRequest request = ClientRequest::encapsulate(key, suite, options_.mode, message);
+    const auto suite = std::find_if(key.suites.begin(), key.suites.end(), [](const SymmetricSuite& s) {
+      return s.kdf == kKdfHkdfSha256 && aead_supported(s.aead);
+    });
+    if (suite == key.suites.end()) {
+      last_failure = "node " + node.name + " offers no suite this client implements";
+      continue;
+    }
+    ClientRequest request = ClientRequest::encapsulate(key, *suite, options_.mode, message);
 
     // The answer as it arrives: outer status first, then the encrypted body.
     int outer_status = 0;
