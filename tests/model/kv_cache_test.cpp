@@ -25,7 +25,9 @@ TEST(KvCache, EraseZeroesThePositionsOfEveryLayerAndNoMore) {
           bool zero = true;
           for (size_t i = 0; i < row; ++i) zero &= bytes[i] == 0;
           EXPECT_EQ(zero, p < 3) << "type " << static_cast<int>(type) << " layer " << l << " position " << p;
-          if (type == KvType::q8) EXPECT_EQ(cache.key_scales(l)[p * heads] == 0.0f, p < 3);
+          if (type == KvType::q8) {
+            EXPECT_EQ(cache.key_scales(l)[p * heads] == 0.0f, p < 3);
+          }
         }
   }
 }
