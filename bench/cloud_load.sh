@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 model=$1; runs=${2:-3}; seconds=${3:-60}; clients=${4:-16}
 orchard=$(realpath build/bin/orchard)
 work=$(mktemp -d /tmp/orchard-cloud-load.XXXXXX)
-node_args=(--parallel 8 --threads 1 ${TOKENIZER:+--tokenizer "$TOKENIZER"})
+node_args=(--parallel 16 --threads 1 ${TOKENIZER:+--tokenizer "$TOKENIZER"})
 trap 'deploy/local_cluster.sh stop "$work/c" >/dev/null 2>&1 || true' EXIT
 
 run_one() {  # mode (ohttp|plaintext) [kill]
