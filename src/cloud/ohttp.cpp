@@ -147,34 +147,30 @@ std::vector<KeyConfig> parse_key_configs(ByteView b) {
 ClientRequest::ClientRequest(OhttpMode mode, HpkeSender sender, Bytes encapsulated)
     : mode_(mode), sender_(std::move(sender)), encapsulated_(std::move(encapsulated)) {}
 
-ClientRequest ClientRequest::begin_chunked(const KeyConfig& config, const SymmetricSuite& suite,
-                                           const X25519KeyPair* ephemeral) {
+// hdr || enc, and the sender's context for `mode`'s label.
+ClientRequest ClientRequest::begin(const KeyConfig& config, const SymmetricSuite& suite, OhttpMode mode,
+                                   const X25519KeyPair* ephemeral) {
   if (!suite_supported(suite)) throw OhttpError(OhttpError::Kind::unsupported_suite, "oblivious HTTP: unsupported KDF or AEAD");
   if (config.kem_id != kKemX25519HkdfSha256) throw OhttpError(OhttpError::Kind::unsupported_suite, "oblivious HTTP: unsupported KEM");
   const RequestHeader header{config.key_id, config.kem_id, suite};
   HpkeSender sender = hpke_setup_base_sender({config.kem_id, suite.kdf, static_cast<AeadId>(suite.aead)},
-                                             config.public_key, request_info(OhttpMode::chunked, header), ephemeral);
+                                             config.public_key, request_info(mode, header), ephemeral);
   Bytes out = encode_header(header);
   put_bytes(out, sender.enc);
-  return ClientRequest(OhttpMode::chunked, std::move(sender), std::move(out));
+  return ClientRequest(mode, std::move(sender), std::move(out));
+}
+
+ClientRequest ClientRequest::begin_chunked(const KeyConfig& config, const SymmetricSuite& suite,
+                                           const X25519KeyPair* ephemeral) {
+  return begin(config, suite, OhttpMode::chunked, ephemeral);
 }
 
 ClientRequest ClientRequest::encapsulate(const KeyConfig& config, const SymmetricSuite& suite, OhttpMode mode,
                                          ByteView bhttp_request, const X25519KeyPair* ephemeral) {
-  if (mode == OhttpMode::chunked) {
-    ClientRequest request = begin_chunked(config, suite, ephemeral);
-    put_bytes(request.encapsulated_, request.seal_final_chunk(bhttp_request));
-    return request;
-  }
-  if (!suite_supported(suite)) throw OhttpError(OhttpError::Kind::unsupported_suite, "oblivious HTTP: unsupported KDF or AEAD");
-  if (config.kem_id != kKemX25519HkdfSha256) throw OhttpError(OhttpError::Kind::unsupported_suite, "oblivious HTTP: unsupported KEM");
-  const RequestHeader header{config.key_id, config.kem_id, suite};
-  HpkeSender sender = hpke_setup_base_sender({config.kem_id, suite.kdf, static_cast<AeadId>(suite.aead)},
-                                             config.public_key, request_info(OhttpMode::plain, header), ephemeral);
-  Bytes out = encode_header(header);
-  put_bytes(out, sender.enc);
-  put_bytes(out, sender.context.seal({}, bhttp_request));
-  return ClientRequest(OhttpMode::plain, std::move(sender), std::move(out));
+  ClientRequest request = begin(config, suite, mode, ephemeral);
+  put_bytes(request.encapsulated_, mode == OhttpMode::chunked ? request.seal_final_chunk(bhttp_request)
+                                                               : request.sender_.context.seal({}, bhttp_request));
+  return request;
 }
 
 Bytes ClientRequest::seal_chunk(ByteView plaintext) {

@@ -117,6 +117,8 @@ class ClientRequest {
 
  private:
   ClientRequest(OhttpMode mode, HpkeSender sender, Bytes encapsulated);
+  static ClientRequest begin(const KeyConfig& config, const SymmetricSuite& suite, OhttpMode mode,
+                             const X25519KeyPair* ephemeral);
   OhttpMode mode_;
   HpkeSender sender_;
   Bytes encapsulated_;
