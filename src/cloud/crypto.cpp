@@ -263,6 +263,17 @@ SecretBytes x25519(ByteView secret, ByteView peer_public) {
   return shared;
 }
 
+Bytes sha256(ByteView data) {
+  Bytes out(kSha256Size);
+  unsigned int n = 0;
+  // An empty input still needs a non-null pointer (a span's may be null); its byte is not read.
+  static const uint8_t kEmpty = 0;
+  if (EVP_Digest(data.empty() ? &kEmpty : data.data(), data.size(), out.data(), &n, EVP_sha256(), nullptr) != 1 ||
+      n != kSha256Size)
+    openssl_fail("SHA-256");
+  return out;
+}
+
 void random_bytes(uint8_t* out, size_t size) {
   // RAND_bytes takes an int length; larger requests go in pieces.
   while (size > 0) {

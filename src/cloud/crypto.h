@@ -36,6 +36,9 @@ X25519KeyPair x25519_from_secret(ByteView secret);  // throws orchard::Error unl
 // RFC 9180 §7.1.4) or the peer key is not 32 bytes.
 SecretBytes x25519(ByteView secret, ByteView peer_public);
 
+constexpr size_t kSha256Size = 32;
+Bytes sha256(ByteView data);  // FIPS 180-4 SHA-256, 32 bytes
+
 void random_bytes(uint8_t* out, size_t size);  // OpenSSL's RAND_bytes; throws if it fails
 Bytes random_bytes(size_t size);
 
