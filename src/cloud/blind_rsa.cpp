@@ -1,0 +1,450 @@
+#include "cloud/blind_rsa.h"
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/params.h>
+#include <openssl/rsa.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "base/error.h"
+#include "cloud/crypto.h"
+
+namespace orchard::cloud::blind_rsa {
+namespace {
+
+// One owner per OpenSSL object, so that every throw below frees what was made before it. Every
+// BIGNUM is cleared when freed: most of them (r, inv, d, s before the check) are secret.
+struct BnFree {
+  void operator()(BIGNUM* p) const { BN_clear_free(p); }
+};
+struct BnCtxFree {
+  void operator()(BN_CTX* p) const { BN_CTX_free(p); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+struct PkeyCtxFree {
+  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
+};
+struct MdCtxFree {
+  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+};
+struct ParamBldFree {
+  void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); }
+};
+struct ParamFree {
+  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
+};
+using Bn = std::unique_ptr<BIGNUM, BnFree>;
+using BnCtx = std::unique_ptr<BN_CTX, BnCtxFree>;
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
+using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
+using ParamBld = std::unique_ptr<OSSL_PARAM_BLD, ParamBldFree>;
+using Params = std::unique_ptr<OSSL_PARAM, ParamFree>;
+
+constexpr size_t kMinModulusBits = 2048;   // below it RSA is no longer a safe issuer key
+constexpr size_t kMaxModulusBits = 16384;  // OpenSSL's OPENSSL_RSA_MAX_MODULUS_BITS
+constexpr int kMaxExponentBits = 64;       // OpenSSL refuses larger e for moduli over 3072 bits
+
+// The thread's OpenSSL error queue is emptied here: a stale entry would otherwise be blamed on the
+// next, unrelated failure.
+[[noreturn]] void openssl_fail(const char* what) {
+  const unsigned long code = ERR_peek_last_error();
+  ERR_clear_error();
+  std::string reason;
+  if (code != 0) {
+    char text[256];
+    ERR_error_string_n(code, text, sizeof text);
+    reason = str_cat(": ", text);
+  }
+  fail("blind RSA: ", what, " failed", reason);
+}
+
+// A span's data pointer may be null when it is empty; OpenSSL wants a buffer even for no bytes.
+const uint8_t* nonnull(ByteView b) {
+  static const uint8_t kEmpty = 0;
+  return b.empty() ? &kEmpty : b.data();
+}
+
+Bytes sha384(ByteView data) {
+  Bytes out(kHashSize);
+  unsigned int n = 0;
+  if (EVP_Digest(nonnull(data), data.size(), out.data(), &n, EVP_sha384(), nullptr) != 1 || n != kHashSize)
+    openssl_fail("SHA-384");
+  return out;
+}
+
+// MGF1 (RFC 8017 §B.2.1) with SHA-384: Hash(seed || C) for C = 0, 1, ... as 4 big-endian bytes.
+Bytes mgf1(ByteView seed, size_t length) {
+  Bytes block(seed.begin(), seed.end());
+  block.resize(seed.size() + 4);
+  Bytes out;
+  out.reserve(length + kHashSize);
+  for (uint32_t counter = 0; out.size() < length; ++counter) {
+    for (int i = 0; i < 4; ++i) block[seed.size() + i] = static_cast<uint8_t>(counter >> (24 - 8 * i));
+    const Bytes t = sha384(block);
+    out.insert(out.end(), t.begin(), t.end());
+  }
+  out.resize(length);
+  return out;
+}
+
+BnCtx new_ctx() {
+  // The secure heap where the process set one up, the ordinary heap otherwise.
+  BnCtx ctx(BN_CTX_secure_new());
+  if (!ctx) openssl_fail("BN_CTX_new");
+  return ctx;
+}
+
+Bn new_bn() {
+  Bn bn(BN_new());
+  if (!bn) openssl_fail("BN_new");
+  return bn;
+}
+
+// OS2IP (RFC 8017 §4.2).
+Bn to_bn(ByteView b) {
+  Bn bn(BN_bin2bn(nonnull(b), static_cast<int>(b.size()), nullptr));
+  if (!bn) openssl_fail("BN_bin2bn");
+  return bn;
+}
+
+// I2OSP (RFC 8017 §4.1) into exactly out.size() bytes.
+void put_bn(const BIGNUM* bn, uint8_t* out, size_t size) {
+  if (BN_bn2binpad(bn, out, static_cast<int>(size)) != static_cast<int>(size)) openssl_fail("BN_bn2binpad");
+}
+Bytes from_bn(const BIGNUM* bn, size_t size) {
+  Bytes out(size);
+  put_bn(bn, out.data(), size);
+  return out;
+}
+
+Bn get_bn_param(const EVP_PKEY* key, const char* name) {
+  BIGNUM* raw = nullptr;
+  if (EVP_PKEY_get_bn_param(key, name, &raw) != 1) openssl_fail(name);
+  return Bn(raw);
+}
+
+// Inputs that came as bytes are sized before they are read (BN_bin2bn takes an int length).
+void check_size(ByteView b, const char* what) {
+  if (b.size() > kMaxModulusBits / 8) fail("blind RSA: ", what, " of ", b.size(), " bytes is longer than any modulus");
+}
+
+}  // namespace
+
+struct PublicKey::Impl {
+  Bn n;
+  Bn e;
+  Pkey pkey;  // public only: OpenSSL verifies with it, and never holds d
+  size_t bits = 0;
+  size_t size = 0;
+};
+
+struct PrivateKey::Impl {
+  Bn d;  // BN_FLG_CONSTTIME: OpenSSL takes the constant-time paths for it
+};
+
+// The operations' way into the keys' innards, which the header does not show.
+struct Access {
+  static const PublicKey::Impl& of(const PublicKey& key) { return *key.impl_; }
+  static const PrivateKey::Impl& of(const PrivateKey& key) { return *key.impl_; }
+
+  static PublicKey make_public(Bn n, Bn e) {
+    const size_t bits = static_cast<size_t>(BN_num_bits(n.get()));
+    if (!BN_is_odd(n.get())) fail("blind RSA: modulus n is even");
+    if (bits < kMinModulusBits) fail("blind RSA: modulus n has ", bits, " bits, under ", kMinModulusBits);
+    if (bits > kMaxModulusBits) fail("blind RSA: modulus n has ", bits, " bits, over ", kMaxModulusBits);
+    if (!BN_is_odd(e.get()) || BN_is_one(e.get()) || BN_cmp(e.get(), n.get()) >= 0)
+      fail("blind RSA: exponent e must be odd, over 1 and below n");
+    if (BN_num_bits(e.get()) > kMaxExponentBits)
+      fail("blind RSA: exponent e has ", BN_num_bits(e.get()), " bits, over ", kMaxExponentBits);
+
+    ParamBld bld(OSSL_PARAM_BLD_new());
+    if (!bld) openssl_fail("OSSL_PARAM_BLD_new");
+    if (OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) != 1 ||
+        OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get()) != 1)
+      openssl_fail("RSA key parameters");
+    Params params(OSSL_PARAM_BLD_to_param(bld.get()));
+    if (!params) openssl_fail("RSA key parameters");
+    PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
+    if (!ctx) openssl_fail("EVP_PKEY_CTX_new_from_name(RSA)");
+    EVP_PKEY* raw = nullptr;
+    if (EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+        EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1)
+      openssl_fail("RSA public key import");
+
+    auto impl = std::make_shared<PublicKey::Impl>();
+    impl->n = std::move(n);
+    impl->e = std::move(e);
+    impl->pkey.reset(raw);
+    impl->bits = bits;
+    impl->size = (bits + 7) / 8;
+    return PublicKey(std::move(impl));
+  }
+
+  static PrivateKey make_private(Bn n, Bn e, Bn d) {
+    PublicKey pub = make_public(std::move(n), std::move(e));
+    if (BN_is_zero(d.get()) || BN_cmp(d.get(), of(pub).n.get()) >= 0)
+      fail("blind RSA: private exponent d must be over 0 and below n");
+    BN_set_flags(d.get(), BN_FLG_CONSTTIME);
+    auto impl = std::make_unique<PrivateKey::Impl>();
+    impl->d = std::move(d);
+    return PrivateKey(std::move(pub), std::move(impl));
+  }
+};
+
+size_t salt_size(Variant variant) {
+  switch (variant) {
+    case Variant::sha384_pss_randomized:
+    case Variant::sha384_pss_deterministic: return kHashSize;
+    case Variant::sha384_psszero_randomized:
+    case Variant::sha384_psszero_deterministic: return 0;
+  }
+  fail("blind RSA: unknown variant ", static_cast<int>(variant));
+}
+
+bool randomized(Variant variant) {
+  switch (variant) {
+    case Variant::sha384_pss_randomized:
+    case Variant::sha384_psszero_randomized: return true;
+    case Variant::sha384_pss_deterministic:
+    case Variant::sha384_psszero_deterministic: return false;
+  }
+  fail("blind RSA: unknown variant ", static_cast<int>(variant));
+}
+
+std::string_view variant_name(Variant variant) {
+  switch (variant) {
+    case Variant::sha384_pss_randomized: return "RSABSSA-SHA384-PSS-Randomized";
+    case Variant::sha384_psszero_randomized: return "RSABSSA-SHA384-PSSZERO-Randomized";
+    case Variant::sha384_pss_deterministic: return "RSABSSA-SHA384-PSS-Deterministic";
+    case Variant::sha384_psszero_deterministic: return "RSABSSA-SHA384-PSSZERO-Deterministic";
+  }
+  fail("blind RSA: unknown variant ", static_cast<int>(variant));
+}
+
+std::optional<Variant> parse_variant(std::string_view name) {
+  for (Variant v : {Variant::sha384_pss_randomized, Variant::sha384_psszero_randomized,
+                    Variant::sha384_pss_deterministic, Variant::sha384_psszero_deterministic})
+    if (variant_name(v) == name) return v;
+  return std::nullopt;
+}
+
+PublicKey PublicKey::from_components(ByteView n, ByteView e) {
+  check_size(n, "modulus n");
+  check_size(e, "exponent e");
+  return Access::make_public(to_bn(n), to_bn(e));
+}
+
+size_t PublicKey::modulus_bits() const { return impl_->bits; }
+size_t PublicKey::modulus_size() const { return impl_->size; }
+Bytes PublicKey::modulus() const { return from_bn(impl_->n.get(), impl_->size); }
+Bytes PublicKey::exponent() const {
+  return from_bn(impl_->e.get(), static_cast<size_t>(BN_num_bytes(impl_->e.get())));
+}
+
+PrivateKey::PrivateKey(PublicKey public_key, std::unique_ptr<Impl> impl)
+    : public_key_(std::move(public_key)), impl_(std::move(impl)) {}
+PrivateKey::PrivateKey(PrivateKey&&) noexcept = default;
+PrivateKey& PrivateKey::operator=(PrivateKey&&) noexcept = default;
+PrivateKey::~PrivateKey() = default;
+
+PrivateKey PrivateKey::generate(size_t bits) {
+  if (bits != 2048 && bits != 3072 && bits != 4096)
+    fail("blind RSA: key size ", bits, " bits is not 2048, 3072 or 4096");
+  PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
+  if (!ctx) openssl_fail("EVP_PKEY_CTX_new_from_name(RSA)");
+  EVP_PKEY* raw = nullptr;
+  if (EVP_PKEY_keygen_init(ctx.get()) != 1 ||
+      EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), static_cast<int>(bits)) <= 0 ||
+      EVP_PKEY_generate(ctx.get(), &raw) != 1)
+    openssl_fail("RSA key generation");
+  Pkey key(raw);
+  return Access::make_private(get_bn_param(key.get(), OSSL_PKEY_PARAM_RSA_N),
+                              get_bn_param(key.get(), OSSL_PKEY_PARAM_RSA_E),
+                              get_bn_param(key.get(), OSSL_PKEY_PARAM_RSA_D));
+}
+
+PrivateKey PrivateKey::from_components(ByteView n, ByteView e, ByteView d) {
+  check_size(n, "modulus n");
+  check_size(e, "exponent e");
+  check_size(d, "private exponent d");
+  return Access::make_private(to_bn(n), to_bn(e), to_bn(d));
+}
+
+Bytes prepare(ByteView msg, Variant variant, std::optional<ByteView> fixed_prefix) {
+  if (!randomized(variant)) {
+    if (fixed_prefix && !fixed_prefix->empty())
+      fail("blind RSA: ", variant_name(variant), " takes no message prefix, got ", fixed_prefix->size(), " bytes");
+    return Bytes(msg.begin(), msg.end());
+  }
+  Bytes out;
+  if (fixed_prefix) {
+    if (fixed_prefix->size() != kRandomPrefixSize)
+      fail("blind RSA: message prefix is ", fixed_prefix->size(), " bytes, expected ", kRandomPrefixSize);
+    out.assign(fixed_prefix->begin(), fixed_prefix->end());
+  } else {
+    out = random_bytes(kRandomPrefixSize);
+  }
+  out.insert(out.end(), msg.begin(), msg.end());
+  return out;
+}
+
+Bytes emsa_pss_encode(ByteView msg, size_t em_bits, ByteView salt) {
+  const size_t em_len = (em_bits + 7) / 8;
+  if (em_len < kHashSize + salt.size() + 2)  // step 3
+    fail("blind RSA: EMSA-PSS encoding error: ", em_bits, " bits cannot hold a ", salt.size(), "-byte salt");
+  const Bytes m_hash = sha384(msg);  // step 2
+  Bytes m_prime(8, 0);               // step 5: 8 zero bytes || mHash || salt
+  m_prime.insert(m_prime.end(), m_hash.begin(), m_hash.end());
+  m_prime.insert(m_prime.end(), salt.begin(), salt.end());
+  const Bytes h = sha384(m_prime);  // step 6
+  // Steps 7-8: DB = PS (zeros) || 0x01 || salt.
+  const size_t db_len = em_len - kHashSize - 1;
+  Bytes em(db_len, 0);
+  em[db_len - salt.size() - 1] = 0x01;
+  std::copy(salt.begin(), salt.end(), em.end() - static_cast<std::ptrdiff_t>(salt.size()));
+  const Bytes db_mask = mgf1(h, db_len);  // steps 9-10
+  for (size_t i = 0; i < db_len; ++i) em[i] ^= db_mask[i];
+  // Step 11: the top 8 * emLen - emBits bits are zeroed, so that EM read as an integer is below n.
+  em[0] &= static_cast<uint8_t>(0xff >> (8 * em_len - em_bits));
+  em.insert(em.end(), h.begin(), h.end());  // step 12: maskedDB || H || 0xbc
+  em.push_back(0xbc);
+  return em;
+}
+
+Blinded blind(const PublicKey& key, ByteView prepared_msg, Variant variant, const BlindFixed* fixed) {
+  const PublicKey::Impl& k = Access::of(key);
+  const BIGNUM* n = k.n.get();
+  Bytes salt;
+  if (fixed && !fixed->salt.empty())
+    salt.assign(fixed->salt.begin(), fixed->salt.end());
+  else
+    salt = random_bytes(salt_size(variant));
+  if (salt.size() != salt_size(variant))
+    fail("blind RSA: salt is ", salt.size(), " bytes, ", variant_name(variant), " takes ", salt_size(variant));
+  if (fixed && !fixed->r.empty() && !fixed->inv.empty()) fail("blind RSA: fixed r and inv given together");
+
+  const Bytes encoded = emsa_pss_encode(prepared_msg, k.bits - 1, salt);
+  BnCtx ctx = new_ctx();
+  const Bn m = to_bn(encoded);
+  // Step 4: an m sharing a factor with n would be the factorization of n, not a message.
+  Bn gcd = new_bn();
+  if (BN_gcd(gcd.get(), m.get(), n, ctx.get()) != 1) openssl_fail("BN_gcd");
+  if (!BN_is_one(gcd.get())) fail("blind RSA: encoded message is not invertible mod n");
+
+  // Steps 5-6: r uniform in [1, n) and its inverse; a fixed one of either gives the other.
+  auto in_range = [n](const BIGNUM* x) { return !BN_is_zero(x) && BN_cmp(x, n) < 0; };
+  auto inverse = [&](const BIGNUM* x, const char* what) {
+    Bn out = new_bn();
+    if (!BN_mod_inverse(out.get(), x, n, ctx.get())) {
+      ERR_clear_error();
+      fail("blind RSA: blinding error: ", what, " is not invertible mod n");
+    }
+    return out;
+  };
+  Bn r;
+  Bn inv;
+  if (fixed && !fixed->r.empty()) {
+    check_size(fixed->r, "fixed r");
+    r = to_bn(fixed->r);
+    if (!in_range(r.get())) fail("blind RSA: fixed r is not in [1, n)");
+    BN_set_flags(r.get(), BN_FLG_CONSTTIME);
+    inv = inverse(r.get(), "fixed r");
+  } else if (fixed && !fixed->inv.empty()) {
+    check_size(fixed->inv, "fixed inv");
+    inv = to_bn(fixed->inv);
+    if (!in_range(inv.get())) fail("blind RSA: fixed inv is not in [1, n)");
+    BN_set_flags(inv.get(), BN_FLG_CONSTTIME);
+    r = inverse(inv.get(), "fixed inv");
+    BN_set_flags(r.get(), BN_FLG_CONSTTIME);
+  } else {
+    r = new_bn();
+    do {
+      if (BN_priv_rand_range(r.get(), n) != 1) openssl_fail("BN_priv_rand_range");
+    } while (BN_is_zero(r.get()));
+    BN_set_flags(r.get(), BN_FLG_CONSTTIME);  // selects OpenSSL's constant-time inverse
+    inv = inverse(r.get(), "r");  // fails only for an r sharing a factor with n
+  }
+
+  // Steps 7-9: z = m * r^e mod n. The exponent is public, r is not: the constant-time ladder.
+  Bn x = new_bn();
+  Bn z = new_bn();
+  if (BN_mod_exp_mont_consttime(x.get(), r.get(), k.e.get(), n, ctx.get(), nullptr) != 1)
+    openssl_fail("r^e mod n");
+  if (BN_mod_mul(z.get(), m.get(), x.get(), n, ctx.get()) != 1) openssl_fail("m * r^e mod n");
+
+  Blinded out{from_bn(z.get(), k.size), SecretBytes(k.size)};
+  put_bn(inv.get(), out.inv.data(), k.size);
+  return out;
+}
+
+Bytes blind_sign(const PrivateKey& key, ByteView blinded_msg) {
+  const PublicKey::Impl& k = Access::of(key.public_key());
+  const BIGNUM* n = k.n.get();
+  if (blinded_msg.size() != k.size)
+    fail("blind RSA: blinded message is ", blinded_msg.size(), " bytes, expected ", k.size);
+  const Bn m = to_bn(blinded_msg);
+  // RSASP1 step 1 (RFC 8017 §5.2.1): the representative must be below n.
+  if (BN_cmp(m.get(), n) >= 0) fail("blind RSA: blinded message is not below the modulus n");
+  BnCtx ctx = new_ctx();
+  Bn s = new_bn();
+  if (BN_mod_exp_mont_consttime(s.get(), m.get(), Access::of(key).d.get(), n, ctx.get(), nullptr) != 1)
+    openssl_fail("m^d mod n");
+  // RFC 9474 §4.3 steps 4-5: a faulty s (a glitch, a d that does not match e) can reveal d to the
+  // client who receives it; it is checked against m first.
+  Bn check = new_bn();
+  if (BN_mod_exp_mont(check.get(), s.get(), k.e.get(), n, ctx.get(), nullptr) != 1) openssl_fail("s^e mod n");
+  if (BN_cmp(check.get(), m.get()) != 0) fail("blind RSA: signing failure: s^e mod n is not the blinded message");
+  return from_bn(s.get(), k.size);
+}
+
+Bytes finalize(const PublicKey& key, ByteView prepared_msg, ByteView blind_sig, ByteView inv, Variant variant) {
+  const PublicKey::Impl& k = Access::of(key);
+  const BIGNUM* n = k.n.get();
+  if (blind_sig.size() != k.size)
+    fail("blind RSA: blind signature is ", blind_sig.size(), " bytes, expected ", k.size);
+  if (inv.size() != k.size) fail("blind RSA: inv is ", inv.size(), " bytes, expected ", k.size);
+  const Bn z = to_bn(blind_sig);
+  Bn r_inv = to_bn(inv);
+  if (BN_cmp(z.get(), n) >= 0) fail("blind RSA: blind signature is not below the modulus n");
+  if (BN_cmp(r_inv.get(), n) >= 0) fail("blind RSA: inv is not below the modulus n");
+  BN_set_flags(r_inv.get(), BN_FLG_CONSTTIME);
+  BnCtx ctx = new_ctx();
+  Bn s = new_bn();
+  if (BN_mod_mul(s.get(), z.get(), r_inv.get(), n, ctx.get()) != 1) openssl_fail("z * inv mod n");
+  Bytes sig = from_bn(s.get(), k.size);
+  if (!verify(key, prepared_msg, sig, variant))
+    fail("blind RSA: finalized signature does not verify (", variant_name(variant),
+         "): a wrong blind signature, inv or key");
+  return sig;
+}
+
+bool verify(const PublicKey& key, ByteView prepared_msg, ByteView sig, Variant variant) {
+  const PublicKey::Impl& k = Access::of(key);
+  // RFC 8017 §8.1.2 step 1; OpenSSL would read a shorter one as if left-padded with zeros.
+  if (sig.size() != k.size) return false;
+  MdCtx md(EVP_MD_CTX_new());
+  if (!md) openssl_fail("EVP_MD_CTX_new");
+  EVP_PKEY_CTX* pctx = nullptr;  // owned by md
+  if (EVP_DigestVerifyInit(md.get(), &pctx, EVP_sha384(), nullptr, k.pkey.get()) != 1 ||
+      EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+      EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha384()) <= 0 ||
+      // An exact length: OpenSSL then refuses a signature made with any other salt size.
+      EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, static_cast<int>(salt_size(variant))) <= 0)
+    openssl_fail("RSA-PSS verify setup");
+  const int rc = EVP_DigestVerify(md.get(), sig.data(), sig.size(), nonnull(prepared_msg), prepared_msg.size());
+  ERR_clear_error();  // a refused signature leaves its reason on the queue
+  return rc == 1;
+}
+
+}  // namespace orchard::cloud::blind_rsa
