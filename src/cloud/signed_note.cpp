@@ -48,15 +48,6 @@ const uint8_t* nonnull(ByteView b) {
   return b.empty() ? &kEmpty : b.data();
 }
 
-// Local until crypto.h's shared sha256 is committed; named apart so the two never collide.
-Bytes note_sha256(ByteView data) {
-  Bytes out(32);
-  unsigned int n = 0;
-  if (EVP_Digest(nonnull(data), data.size(), out.data(), &n, EVP_sha256(), nullptr) != 1 || n != out.size())
-    openssl_fail("SHA-256");
-  return out;
-}
-
 std::string hex_id(uint32_t id) {
   char text[9];
   std::snprintf(text, sizeof text, "%08x", id);
@@ -278,7 +269,7 @@ uint32_t ed25519_key_id(std::string_view name, ByteView public_key) {
   input.push_back('\n');
   input.push_back(kNoteEd25519);
   put_bytes(input, public_key);
-  return read_u32(note_sha256(input));
+  return read_u32(sha256(input));
 }
 
 NoteVerifier NoteVerifier::parse(std::string_view vkey) {
