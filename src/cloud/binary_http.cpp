@@ -523,6 +523,10 @@ void put_varint(Bytes& out, uint64_t value) {
   }
 }
 
+void pad_to_multiple(Bytes& message, size_t bucket) {
+  if (bucket != 0) message.resize((message.size() + bucket - 1) / bucket * bucket, 0);
+}
+
 std::optional<uint64_t> read_varint(ByteView bytes, size_t& pos) {
   if (pos >= bytes.size()) return std::nullopt;
   const size_t size = size_t{1} << (bytes[pos] >> 6);

@@ -74,6 +74,9 @@ BinaryRequest decode_request(ByteView message, const BinaryHttpLimits& limits = 
 BinaryResponse decode_response(ByteView message, const BinaryHttpLimits& limits = {},
                                DecodedFraming* framing = nullptr);
 
+// Appends zero padding (RFC 9292 §3.8) until the message's size is a multiple of `bucket` (0: none).
+void pad_to_multiple(Bytes& message, size_t bucket);
+
 // `padding`: zero bytes appended after the message. Field names are written lowercase (HTTP
 // names are case-insensitive); fields or control data that decoding would refuse throw
 // BinaryHttpError (the limits are the decoder's alone).

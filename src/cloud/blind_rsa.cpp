@@ -16,64 +16,16 @@
 
 #include "base/error.h"
 #include "cloud/crypto.h"
+#include "cloud/openssl_owner.h"
 
 namespace orchard::cloud::blind_rsa {
 namespace {
-
-// One owner per OpenSSL object, so that every throw below frees what was made before it. Every
-// BIGNUM is cleared when freed: most of them (r, inv, d, s before the check) are secret.
-struct BnFree {
-  void operator()(BIGNUM* p) const { BN_clear_free(p); }
-};
-struct BnCtxFree {
-  void operator()(BN_CTX* p) const { BN_CTX_free(p); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct PkeyCtxFree {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-struct ParamBldFree {
-  void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); }
-};
-struct ParamFree {
-  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
-};
-using Bn = std::unique_ptr<BIGNUM, BnFree>;
-using BnCtx = std::unique_ptr<BN_CTX, BnCtxFree>;
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-using ParamBld = std::unique_ptr<OSSL_PARAM_BLD, ParamBldFree>;
-using Params = std::unique_ptr<OSSL_PARAM, ParamFree>;
 
 constexpr size_t kMinModulusBits = 2048;   // below it RSA is no longer a safe issuer key
 constexpr size_t kMaxModulusBits = 16384;  // OpenSSL's OPENSSL_RSA_MAX_MODULUS_BITS
 constexpr int kMaxExponentBits = 64;       // OpenSSL refuses larger e for moduli over 3072 bits
 
-// The thread's OpenSSL error queue is emptied here: a stale entry would otherwise be blamed on the
-// next, unrelated failure.
-[[noreturn]] void openssl_fail(const char* what) {
-  const unsigned long code = ERR_peek_last_error();
-  ERR_clear_error();
-  std::string reason;
-  if (code != 0) {
-    char text[256];
-    ERR_error_string_n(code, text, sizeof text);
-    reason = str_cat(": ", text);
-  }
-  fail("blind RSA: ", what, " failed", reason);
-}
-
-// A span's data pointer may be null when it is empty; OpenSSL wants a buffer even for no bytes.
-const uint8_t* nonnull(ByteView b) {
-  static const uint8_t kEmpty = 0;
-  return b.empty() ? &kEmpty : b.data();
-}
+[[noreturn]] void openssl_fail(const char* what) { cloud::openssl_fail("blind RSA", what); }
 
 Bytes sha384(ByteView data) {
   Bytes out(kHashSize);

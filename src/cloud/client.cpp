@@ -190,9 +190,8 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
                         .headers = {{"date", format_http_date(std::chrono::system_clock::now())}}, .content = body,
                         .trailers = {}};
     if (!body.empty()) inner.headers.push_back({"content-type", "application/json"});
-    const size_t size = encode_request(inner).size();
-    const size_t bucket = options_.request_padding;
-    const Bytes message = encode_request(inner, Framing::known_length, bucket ? (bucket - size % bucket) % bucket : 0);
+    Bytes message = encode_request(inner);
+    pad_to_multiple(message, options_.request_padding);
     // The node's newest key, and the first of its suites this client implements.
     const KeyConfig& key = node.keys.front();
     const auto suite = std::find_if(key.suites.begin(), key.suites.end(), [](const SymmetricSuite& s) {

@@ -13,38 +13,11 @@
 #include <string>
 
 #include "base/error.h"
+#include "cloud/openssl_owner.h"
 
 namespace orchard::cloud {
-namespace {
 
-// One owner per OpenSSL object, so that every throw below frees what was made before it.
-struct CipherCtxFree {
-  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct PkeyCtxFree {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
-struct KdfFree {
-  void operator()(EVP_KDF* p) const { EVP_KDF_free(p); }
-};
-struct KdfCtxFree {
-  void operator()(EVP_KDF_CTX* p) const { EVP_KDF_CTX_free(p); }
-};
-using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using Kdf = std::unique_ptr<EVP_KDF, KdfFree>;
-using KdfCtx = std::unique_ptr<EVP_KDF_CTX, KdfCtxFree>;
-
-constexpr size_t kHashSize = 32;  // SHA-256
-constexpr int kTagSize = static_cast<int>(kAeadTagSize);
-
-// The thread's OpenSSL error queue is emptied here: a stale entry would otherwise be blamed on the
-// next, unrelated failure.
-[[noreturn]] void openssl_fail(const char* what) {
+void openssl_fail(std::string_view component, const char* what) {
   const unsigned long code = ERR_peek_last_error();
   ERR_clear_error();
   std::string reason;
@@ -53,8 +26,15 @@ constexpr int kTagSize = static_cast<int>(kAeadTagSize);
     ERR_error_string_n(code, text, sizeof text);
     reason = str_cat(": ", text);
   }
-  fail("cloud crypto: ", what, " failed", reason);
+  fail(component, ": ", what, " failed", reason);
 }
+
+namespace {
+
+constexpr size_t kHashSize = 32;  // SHA-256
+constexpr int kTagSize = static_cast<int>(kAeadTagSize);
+
+[[noreturn]] void openssl_fail(const char* what) { cloud::openssl_fail("cloud crypto", what); }
 
 // EVP's lengths are ints; a larger buffer would be silently truncated.
 int checked_int(size_t n, const char* what) {

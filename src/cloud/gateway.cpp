@@ -243,8 +243,8 @@ ApiResponse Gateway::answer(const ApiRequest& outer) const {
     }
     BinaryResponse message{.informational = {}, .status = inner.status, .headers = response_fields(inner),
                            .content = std::move(body), .trailers = {}};
-    const size_t size = encode_response(message).size();
-    const Bytes encoded = encode_response(message, Framing::known_length, bucket ? (bucket - size % bucket) % bucket : 0);
+    Bytes encoded = encode_response(message);
+    pad_to_multiple(encoded, bucket);
     const Bytes sealed = request->response.seal(encoded);
     out.body.assign(sealed.begin(), sealed.end());
     return out;

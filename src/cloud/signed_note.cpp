@@ -12,41 +12,16 @@
 
 #include "base/error.h"
 #include "cloud/crypto.h"
+#include "cloud/openssl_owner.h"
 
 namespace orchard::cloud {
 namespace {
-
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
 
 constexpr std::string_view kSignaturePrefix = "\xE2\x80\x94 ";  // U+2014 em dash, space
 constexpr std::string_view kSignerPrefix = "PRIVATE+KEY+";
 constexpr size_t kKeyIdSize = 4;
 
-// The queue is emptied so that a stale entry is not blamed on the next, unrelated failure.
-[[noreturn]] void openssl_fail(const char* what) {
-  const unsigned long code = ERR_peek_last_error();
-  ERR_clear_error();
-  std::string reason;
-  if (code != 0) {
-    char text[256];
-    ERR_error_string_n(code, text, sizeof text);
-    reason = str_cat(": ", text);
-  }
-  fail("signed note: ", what, " failed", reason);
-}
-
-// EVP refuses a null buffer even of length zero in some paths; an empty message points here.
-const uint8_t* nonnull(ByteView b) {
-  static const uint8_t kEmpty = 0;
-  return b.empty() ? &kEmpty : b.data();
-}
+[[noreturn]] void openssl_fail(const char* what) { cloud::openssl_fail("signed note", what); }
 
 std::string hex_id(uint32_t id) {
   char text[9];
