@@ -57,6 +57,17 @@ const char* usage_of(const std::string& name) {
                     "                  [--ca-file PEM] [--plain-ohttp] [--source-address IP]"},
       {"cloud load", "orchard cloud load --relay URL [--clients 16] [--seconds 60] [--max-tokens 64] [--ca-file PEM]\n"
                      "                   [--plaintext] [--prompt TEXT]"},
+      {"key generate", "orchard key generate --name NAME --out FILE   (an Ed25519 signing key; prints its vkey)"},
+      {"key public", "orchard key public --key FILE   (prints the key's vkey)"},
+      {"release measure", "orchard release measure --model PATH [--binary PATH] [node options of serve --private]"},
+      {"release sign", "orchard release sign --key FILE --measurement FILE --out NOTE [--name NAME]"},
+      {"log serve", "orchard log serve --dir DIR --key FILE [--origin NAME] [--host H] [--port N]\n"
+                    "                  [--append-token-file F] [--witness URL --witness-vkey VKEY]..."},
+      {"log append", "orchard log append --url URL --token-file F --entry FILE"},
+      {"log witness", "orchard log witness --key FILE --log-vkey VKEY --state FILE [--host H] [--port N]"},
+      {"tokens keygen", "orchard tokens keygen --out KEY [--public-out PUB] [--bits 2048]"},
+      {"tokens issue", "orchard tokens issue --key KEY --clients FILE [--host H] [--port N] [--rate N] [--period-s S]"},
+      {"tokens fetch", "orchard tokens fetch --issuer URL --issuer-key PUB --auth-env VAR --count N --wallet FILE"},
   };
   const auto it = usage.find(name);
   return it == usage.end() ? nullptr : it->second;
