@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cctype>
 #include <memory>
+#include <optional>
 #include <utility>
+
+#include "cloud/response_binding.h"
 
 namespace orchard::cloud {
 namespace {
@@ -87,10 +90,24 @@ class GatheringConnection final : public ClientConnection {
   const std::function<bool()>& client_left_;
 };
 
+// A chunked answer: the response nonce with the padded head, each write of the handler as a
+// chunk, and the end of the Binary HTTP message as the final chunk; each piece signed when the
+// client asked for the response binding.
+struct StreamedAnswer {
+  GatewayResponse response;
+  ApiResponse inner;
+  std::optional<ResponseSigner> binding;
+
+  Bytes chunk(ByteView piece) { return response.chunk(binding ? binding->sign(piece, false) : Bytes(piece.begin(), piece.end())); }
+  Bytes final_chunk(ByteView piece) {
+    return response.final_chunk(binding ? binding->sign(piece, true) : Bytes(piece.begin(), piece.end()));
+  }
+};
+
 // Each write of the answer as one encrypted chunk of the outer body.
 class EncryptingConnection final : public ClientConnection {
  public:
-  EncryptingConnection(ClientConnection& out, GatewayResponse& response, bool event_stream, size_t bucket,
+  EncryptingConnection(ClientConnection& out, StreamedAnswer& response, bool event_stream, size_t bucket,
                        std::function<bool()> client_left)
       : out_(out), response_(response), event_stream_(event_stream), bucket_(bucket), client_left_(std::move(client_left)) {}
 
@@ -111,35 +128,27 @@ class EncryptingConnection final : public ClientConnection {
 
  private:
   ClientConnection& out_;
-  GatewayResponse& response_;
+  StreamedAnswer& response_;
   bool event_stream_;
   size_t bucket_;
   std::function<bool()> client_left_;
   std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
 };
 
-// A chunked answer: the response nonce with the padded head, each write of the handler as a
-// chunk, and the end of the Binary HTTP message as the final chunk.
-struct StreamedAnswer {
-  GatewayResponse response;
-  ApiResponse inner;
-};
-
 bool write_chunked(StreamedAnswer& answer, size_t bucket, const std::function<bool()>& client_left,
                    ClientConnection& connection) {
-  GatewayResponse& response = answer.response;
   const ApiResponse& inner = answer.inner;
-  Bytes first = response.start();
-  put_bytes(first, response.chunk(padded_head(inner.status, response_fields(inner), bucket)));
+  Bytes first = answer.response.start();
+  put_bytes(first, answer.chunk(padded_head(inner.status, response_fields(inner), bucket)));
   if (!connection.write(as_text(first))) return false;
-  EncryptingConnection encrypted(connection, response, inner.content_type.starts_with("text/event-stream"), bucket,
+  EncryptingConnection encrypted(connection, answer, inner.content_type.starts_with("text/event-stream"), bucket,
                                  client_left);
   if (inner.write_body) {
     if (!inner.write_body(encrypted)) return false;
   } else if (!encrypted.write(inner.body)) {
     return false;
   }
-  return connection.write(as_text(response.final_chunk(encode_response_end())));
+  return connection.write(as_text(answer.final_chunk(encode_response_end())));
 }
 
 }  // namespace
@@ -159,8 +168,9 @@ std::string pad_content(std::string_view bytes, bool event_stream, size_t bucket
   return out;
 }
 
-Gateway::Gateway(const server::OpenAIHandler& handler, KeyRing& keys, const GatewayOptions& options)
-    : handler_(handler), keys_(keys), options_(options), replays_(options.replay_window) {}
+Gateway::Gateway(const server::OpenAIHandler& handler, KeyRing& keys, const GatewayOptions& options,
+                 const NoteSigner* signing_key)
+    : handler_(handler), keys_(keys), options_(options), signing_key_(signing_key), replays_(options.replay_window) {}
 
 ApiResponse Gateway::keys() const {
   ApiResponse r;
@@ -205,6 +215,7 @@ ApiResponse Gateway::answer(const ApiRequest& outer) const {
     return problem(400, "oblivious HTTP: the request was replayed (its encapsulated key was seen within the replay window)");
 
   // From here on every answer, errors included, is encrypted to the client.
+  bool bind = false;
   ApiResponse inner = [&]() -> ApiResponse {
     BinaryRequest r;
     try {
@@ -212,6 +223,7 @@ ApiResponse Gateway::answer(const ApiRequest& outer) const {
     } catch (const BinaryHttpError& e) {
       return server::error_response(400, e.what());
     }
+    bind = signing_key_ && bhttp_field(r.headers, kBindingField) == kBindingEd25519;
     const std::string date = bhttp_field(r.headers, "date");
     if (!replays_.date_acceptable(date, now)) {
       ApiResponse e = problem(400,
@@ -245,12 +257,14 @@ ApiResponse Gateway::answer(const ApiRequest& outer) const {
                            .content = std::move(body), .trailers = {}};
     Bytes encoded = encode_response(message);
     pad_to_multiple(encoded, bucket);
+    if (bind) encoded = ResponseSigner(*signing_key_, as_bytes(outer.body)).sign(encoded, true);
     const Bytes sealed = request->response.seal(encoded);
     out.body.assign(sealed.begin(), sealed.end());
     return out;
   }
 
-  auto streamed = std::make_shared<StreamedAnswer>(StreamedAnswer{std::move(request->response), std::move(inner)});
+  auto streamed = std::make_shared<StreamedAnswer>(StreamedAnswer{std::move(request->response), std::move(inner), {}});
+  if (bind) streamed->binding.emplace(*signing_key_, as_bytes(outer.body));
   out.write_body = [streamed, bucket, client_left = outer.client_left](ClientConnection& connection) {
     try {
       return write_chunked(*streamed, bucket, client_left, connection);

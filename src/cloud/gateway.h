@@ -17,6 +17,7 @@
 #include "cloud/binary_http.h"
 #include "cloud/key_ring.h"
 #include "cloud/replay_window.h"
+#include "cloud/signed_note.h"
 #include "server/openai_handler.h"
 
 namespace orchard::cloud {
@@ -29,7 +30,10 @@ struct GatewayOptions {
 
 class Gateway {
  public:
-  Gateway(const server::OpenAIHandler& handler, KeyRing& keys, const GatewayOptions& options = {});
+  // With `signing_key` (an attested node's; it must outlive the gateway), answers to requests
+  // that ask for it carry the response binding (response_binding.h).
+  Gateway(const server::OpenAIHandler& handler, KeyRing& keys, const GatewayOptions& options = {},
+          const NoteSigner* signing_key = nullptr);
 
   // POST /gateway. Outer errors are problem details (RFC 9457): 415 for a media type other than
   // message/ohttp-req or message/ohttp-chunked-req, 422 with the "ohttp-key" problem type for a
@@ -45,6 +49,7 @@ class Gateway {
   const server::OpenAIHandler& handler_;
   KeyRing& keys_;
   GatewayOptions options_;
+  const NoteSigner* signing_key_;
   mutable ReplayWindow replays_;
 };
 

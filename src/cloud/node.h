@@ -14,9 +14,25 @@
 
 namespace orchard::cloud {
 
+// How a node proves what it runs (issue 16; docs/cloud.md, "Trust chain"). Without a release, a
+// node serves unattested, as in part 1.
+struct AttestationOptions {
+  std::string release;       // the signed release statement this node claims to run (a file)
+  std::string node_name;     // the name in its documents; empty: the host name
+  std::string attester = "software";  // "software", or "tpm:TCTI" (e.g. tpm:swtpm:port=2321)
+  std::string attester_key;  // software: the attester's key file (its identity across restarts)
+  std::string log_url;       // the transparency log its documents are appended to
+  std::string log_token_file;
+  std::string log_ca_file;
+  std::string binary = "/proc/self/exe";  // what is measured as the node binary
+};
+
 struct NodeOptions {
   std::chrono::seconds key_rotation{3600};
+  // How long an attestation document is valid; the node makes (and logs) a new one at half of it.
+  std::chrono::seconds attestation_validity{86400};
   GatewayOptions gateway;
+  AttestationOptions attestation;
 };
 
 // Turns off what could write a request's bytes out of the process: core dumps (RLIMIT_CORE 0,

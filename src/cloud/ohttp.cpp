@@ -236,7 +236,7 @@ Bytes ChunkedResponseReader::feed(ByteView bytes) {
         aead_open(aead_, key_.view(), xor_counter(base_nonce_, counter_), {}, ByteView(buffer_).subspan(p, *length));
     if (!chunk) throw OhttpError(OhttpError::Kind::decrypt_failed, "oblivious HTTP: a response chunk does not decrypt");
     ++counter_;
-    put_bytes(plain, *chunk);
+    put_bytes(plain, filter_ ? filter_(std::move(*chunk), false) : *chunk);
     pos = p + *length;
   }
   buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<ptrdiff_t>(pos));
@@ -249,7 +249,7 @@ Bytes ChunkedResponseReader::finish() {
   std::optional<Bytes> chunk = aead_open(aead_, key_.view(), xor_counter(base_nonce_, counter_), as_bytes(kFinalAad), buffer_);
   if (!chunk) throw OhttpError(OhttpError::Kind::decrypt_failed, "oblivious HTTP: the final response chunk does not decrypt");
   buffer_.clear();
-  return std::move(*chunk);
+  return filter_ ? filter_(std::move(*chunk), true) : std::move(*chunk);
 }
 
 // ----- Gateway side -----

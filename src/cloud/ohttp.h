@@ -79,6 +79,9 @@ class ChunkedResponseReader {
   Bytes feed(ByteView bytes);
   Bytes finish();
   bool in_final_chunk() const { return in_final_; }
+  // Applied to each chunk's plaintext as it opens (`final` for the last), before it is returned:
+  // the client checks and strips each chunk's response binding here (response_binding.h).
+  void set_chunk_filter(std::function<Bytes(Bytes chunk, bool final)> filter) { filter_ = std::move(filter); }
 
  private:
   bool open_keys();
@@ -93,6 +96,7 @@ class ChunkedResponseReader {
   bool keyed_ = false;
   bool in_final_ = false;
   uint64_t counter_ = 0;
+  std::function<Bytes(Bytes, bool)> filter_;
 };
 
 // One request as a client encapsulates it. Plain: `encapsulated` is the whole message. Chunked:
