@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "base/error.h"
 #include "cloud/crypto.h"
@@ -161,18 +162,18 @@ Bytes encode_tpm_evidence(const TpmEvidence& e) {
 
 TpmEvidence decode_tpm_evidence(ByteView evidence) {
   Reader in(evidence, "TPM evidence");
-  const uint8_t version = in.u8("the version");
+  const uint8_t version = in.u8("version");
   if (version != kTpmEvidenceVersion) in.fail_at("unknown version ", int{version});
   TpmEvidence e;
-  e.pcr = in.u8("the PCR index");
+  e.pcr = in.u8("PCR index");
   if (e.pcr >= kPcrCount) in.fail_at("PCR index ", e.pcr, " is not 0..23");
-  e.attest = in.sized(1, kMaxTpmAttestSize, "the attest bytes");
-  const uint16_t sig_alg = in.u16("the signature algorithm");
+  e.attest = in.sized(1, kMaxTpmAttestSize, "attest");
+  const uint16_t sig_alg = in.u16("signature algorithm");
   if (sig_alg != kTpmAlgEcdsa) in.fail_at("signature algorithm 0x", to_hex(Bytes{uint8_t(sig_alg >> 8), uint8_t(sig_alg)}), " is not ECDSA");
-  const uint16_t hash = in.u16("the signature hash");
+  const uint16_t hash = in.u16("signature hash");
   if (hash != kTpmAlgSha256) in.fail_at("signature hash 0x", to_hex(Bytes{uint8_t(hash >> 8), uint8_t(hash)}), " is not SHA-256");
-  e.r = in.sized(1, kTpmEccParameterSize, "the signature's r");
-  e.s = in.sized(1, kTpmEccParameterSize, "the signature's s");
+  e.r = in.sized(1, kTpmEccParameterSize, "signature r");
+  e.s = in.sized(1, kTpmEccParameterSize, "signature s");
   in.end("signature");
   return e;
 }
@@ -180,8 +181,8 @@ TpmEvidence decode_tpm_evidence(ByteView evidence) {
 TpmAttest parse_tpm_quote(ByteView attest) {
   Reader in(attest, "TPM quote");
   TpmAttest a;
-  a.magic = in.u32("the magic");
-  a.type = in.u16("the type");
+  a.magic = in.u32("magic");
+  a.type = in.u16("type");
   if (a.magic != kTpmGeneratedValue || a.type != kTpmStAttestQuote) refuse("TPM quote: not a quote (magic/type)");
   a.qualified_signer = in.sized(0, kMaxNameSize, "qualifiedSigner");
   a.extra_data = in.sized(0, kMaxDataSize, "extraData");
@@ -192,14 +193,14 @@ TpmAttest parse_tpm_quote(ByteView attest) {
   if (safe > 1) in.fail_at("malformed clockInfo: safe is ", int{safe});
   a.safe = safe == 1;
   a.firmware_version = in.u64("firmwareVersion");
-  const uint32_t banks = in.u32("the PCR selection");
-  if (banks > kMaxPcrBanks) in.fail_at("malformed PCR selection: ", banks, " banks");
+  const uint32_t banks = in.u32("pcrSelect");
+  if (banks > kMaxPcrBanks) in.fail_at("malformed pcrSelect: ", banks, " banks");
   for (uint32_t i = 0; i < banks; ++i) {
     TpmPcrSelection bank;
-    bank.hash = in.u16("the PCR selection");
-    const uint8_t size = in.u8("the PCR selection");
-    if (size > kMaxPcrSelectSize) in.fail_at("malformed PCR selection: a bitmap of ", int{size}, " bytes");
-    const ByteView bits = in.take(size, "the PCR selection");
+    bank.hash = in.u16("pcrSelect");
+    const uint8_t size = in.u8("pcrSelect");
+    if (size > kMaxPcrSelectSize) in.fail_at("malformed pcrSelect: a bitmap of ", int{size}, " bytes");
+    const ByteView bits = in.take(size, "pcrSelect");
     bank.select.assign(bits.begin(), bits.end());
     a.quote_selection.push_back(std::move(bank));
   }

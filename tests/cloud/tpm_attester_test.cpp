@@ -108,8 +108,15 @@ class Swtpm {
   void stop() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGTERM);
-    int status;
-    ::waitpid(pid_, &status, 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (::waitpid(pid_, nullptr, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     pid_ = -1;
   }
 
@@ -745,6 +752,22 @@ TEST(TpmQuote, EncodeAndDecodeAgree) {
   Bytes other = encoded;
   other[4 + 3 + 1] = 0x14;  // TPM_ALG_RSASSA
   EXPECT_THROW(decode_tpm_evidence(other), AttestationError);
+  // Lengths out of their bounds, whatever follows.
+  auto decode_error = [](const Bytes& evidence) {
+    try {
+      decode_tpm_evidence(evidence);
+    } catch (const AttestationError& e) {
+      return std::string(e.what());
+    }
+    return std::string("decoded");
+  };
+  EXPECT_EQ(decode_error(evidence_bytes(23, e.attest, Bytes(33, 1), e.s)),
+            "TPM evidence: malformed signature r: 33 bytes (1..32 allowed)");
+  EXPECT_EQ(decode_error(evidence_bytes(23, e.attest, e.s, Bytes{})),
+            "TPM evidence: malformed signature s: 0 bytes (1..32 allowed)");
+  EXPECT_EQ(decode_error(evidence_bytes(23, Bytes{}, e.s, e.s)), "TPM evidence: malformed attest: 0 bytes (1..1024 allowed)");
+  EXPECT_EQ(decode_error(Bytes{1, 23, 0xff, 0xff}), "TPM evidence: malformed attest: 65535 bytes (1..1024 allowed)");
+  EXPECT_EQ(decode_error(Bytes{1, 23, 0, 9, 1}), "TPM evidence: truncated in attest");
 }
 
 }  // namespace
