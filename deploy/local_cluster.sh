@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Starts nginx (the relay, with TLS from a test CA made here) and N Orchard nodes on loopback
 # ports, and stops them.
-#   deploy/local_cluster.sh start DIR --model M [--nodes 2] [--port 8443] [--plain] [-- NODE ARGS...]
+#   deploy/local_cluster.sh start DIR --model M [--nodes 2] [--port 8443] [--plain] [--log URL] [-- NODE ARGS...]
 #   deploy/local_cluster.sh stop DIR
 # start writes DIR/cluster.env: RELAY (https URL), CA (the CA certificate to verify it with),
 # NODE_PIDS, NODE_PORTS, ADMIN_PORTS, NGINX_PID. Nodes are `orchard serve --private` (--plain:
 # plain `orchard serve`, reachable at RELAY/v1/..., for the plaintext comparison of
 # `orchard cloud load`). Each node runs in DIR/nodes/K (its working, temporary and cache
 # directories); its stderr is DIR/nodes/K/stderr.log. ORCHARD=path/to/orchard (default: build/bin/orchard).
+# Private nodes are named nodeK (--node-name); NODE_ARGS_K adds arguments to node K only (its own
+# TPM, say). Attested nodes' bundles (GET /attestation) go into the relay's /nodes list; --log
+# makes the relay serve the transparency log at RELAY/log/ too, so that clients reach it only
+# through the relay.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cmd=${1:-}; dir=${2:-}
@@ -30,13 +34,14 @@ stop() {
 if [ "$cmd" = stop ]; then stop; exit 0; fi
 [ "$cmd" = start ] || { echo "local_cluster.sh: unknown command '$cmd' (start or stop)" >&2; exit 2; }
 
-model=""; nodes=2; port=8443; plain=0; node_args=()
+model=""; nodes=2; port=8443; plain=0; node_args=(); log_url=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --plain) plain=1; shift ;;
+    --log) log_url=$2; shift 2 ;;
     --) shift; node_args=("$@"); break ;;
     *) echo "local_cluster.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
@@ -66,7 +71,9 @@ node_pids=(); node_ports=(); admin_ports=()
 for k in $(seq 0 $((nodes - 1))); do
   mkdir -p "$dir/nodes/$k/tmp" "$dir/nodes/$k/cache"
   args=(serve --model "$model" --port 0 --admin-port 0)
-  [ $plain = 1 ] || args+=(--private)
+  [ $plain = 1 ] || args+=(--private --node-name "node$k")
+  extra="NODE_ARGS_$k"; read -r -a extra_args <<< "${!extra:-}"
+  args+=("${extra_args[@]}")
   (cd "$dir/nodes/$k" && TMPDIR="$dir/nodes/$k/tmp" XDG_CACHE_HOME="$dir/nodes/$k/cache" HOME="$dir/nodes/$k" \
      exec "$orchard" "${args[@]}" "${node_args[@]}" </dev/null >/dev/null 2>"$dir/nodes/$k/stderr.log") &
   node_pids+=($!)
@@ -93,14 +100,18 @@ for k in $(seq 0 $((nodes - 1))); do
   locations+="    location = /nodes/node$k/gateway { proxy_pass http://node$k/gateway; }\n"
   locations+="    location = /nodes/node$k/ohttp-keys { proxy_pass http://node$k/ohttp-keys; }\n"
   locations+="    location = /_keys/node$k { internal; proxy_buffering on; proxy_intercept_errors on; error_page 500 502 503 504 =200 /_nokeys; proxy_pass http://node$k/ohttp-keys?format=hex; }\n"
+  locations+="    location = /_attestation/node$k { internal; proxy_buffering on; proxy_intercept_errors on; error_page 404 500 502 503 504 =200 /_noattestation; proxy_pass http://node$k/attestation; }\n"
   [ "$k" -gt 0 ] && list+=','
-  list+="{\"name\":\"node$k\",\"keys\":\"<!--# include virtual='/_keys/node$k' -->\"}"
+  list+="{\"name\":\"node$k\",\"keys\":\"<!--# include virtual='/_keys/node$k' -->\",\"attestation\":<!--# include virtual='/_attestation/node$k' -->}"
 done
 pool+="    keepalive 64;\n  }\n"
 list+=']}'
 if [ $plain = 1 ]; then
   upstreams+="$pool"
   locations+="    location /v1/ { proxy_pass http://pool; }\n"
+fi
+if [ -n "$log_url" ]; then
+  locations+="    location /log/ { proxy_pass ${log_url%/}/; }\n"
 fi
 printf '%s\n' "$list" > "$dir/nginx/nodes.json"
 sed -e "s|@DIR@|$dir|g" -e "s|@LISTEN@|127.0.0.1:$port|" "$here/nginx/relay.conf.in" |

@@ -1,5 +1,7 @@
 // orchard cloud ask  --relay URL (--prompt TEXT | --request-file JSON) [--stream] [--max-tokens N] [--ca-file PEM]
-//                    [--plain-ohttp] [--source-address IP]
+//                    [--plain-ohttp] [--source-address IP] [--tokens WALLET]
+//                    [--log-key VKEY --release-key VKEY[,VKEY] [--witness-key VKEY[,VKEY]] [--log URL]
+//                     [--state FILE] [--attester-identity ID[,ID]]]
 // orchard cloud load --relay URL [--clients 16] [--seconds 60] [--max-tokens 64] [--ca-file PEM] [--plaintext]
 //
 // The private cloud node's client (src/cloud/client.h): `ask` sends one chat request through the
@@ -21,6 +23,8 @@
 #include "base/error.h"
 #include "base/mapped_file.h"
 #include "cloud/client.h"
+#include "cloud/key_file.h"
+#include "cloud/log_client.h"
 #include "command.h"
 
 namespace orchard::cli {
@@ -29,12 +33,50 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> items;
+  for (size_t start = 0; start <= list.size();) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) items.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return items;
+}
+
 cloud::CloudClientOptions client_options(Args& args) {
   cloud::CloudClientOptions o;
   o.relay = args.require("relay");
   o.ca_file = args.get_or("ca-file", "");
   o.source_address = args.get_or("source-address", "");
+  // Attested mode (docs/cloud.md, "Trust chain"): the keys this client trusts, the log (by
+  // default through the relay, at RELAY/log) and the state file with the last checkpoint seen.
+  const std::optional<std::string> log_key = args.get("log-key");
+  const std::optional<std::string> release_keys = args.get("release-key");
+  const std::optional<std::string> witnesses = args.get("witness-key");
+  const std::optional<std::string> identities = args.get("attester-identity");
+  const std::string log_url = args.get_or("log", o.relay + "/log");
+  const std::string state = args.get_or("state", "");
+  if (!log_key) {
+    if (release_keys || witnesses || identities || !state.empty())
+      fail("cloud: --release-key, --witness-key, --attester-identity and --state go with --log-key (attested mode)");
+    return o;
+  }
+  if (!release_keys) fail("cloud: attested mode needs the trusted release key(s) (--release-key)");
+  cloud::TrustPolicy policy;
+  policy.log_key = cloud::load_verifier(*log_key);
+  for (const std::string& k : split_list(*release_keys)) policy.release_keys.push_back(cloud::load_verifier(k));
+  for (const std::string& k : split_list(witnesses.value_or(""))) policy.witnesses.push_back(cloud::load_verifier(k));
+  policy.attester_identities = split_list(identities.value_or(""));
+  policy.state_file = state;
+  auto log = std::make_shared<cloud::LogClient>(log_url, o.ca_file);
+  o.verifier = std::make_shared<cloud::NodeVerifier>(
+      policy, [log](uint64_t first, uint64_t second) { return log->consistency_proof(first, second); });
   return o;
+}
+
+void print_refusals(cloud::CloudClient& client) {
+  for (const auto& [node, reason] : client.refused_nodes())
+    std::fprintf(stderr, "orchard: refused node %s: %s\n", node.c_str(), reason.c_str());
 }
 
 std::string chat_body(const std::string& prompt, bool stream, int64_t max_tokens) {
@@ -85,6 +127,10 @@ int run_ask(Args& args) {
     stream = parsed.value("stream", false);
   }
   cloud::CloudClient client(options);
+  if (options.verifier) {  // verify first, and say which nodes were refused and why
+    client.refresh_nodes();
+    print_refusals(client);
+  }
   std::string body;
   EventStream events([](const json& e) {
     const std::string text = delta_text(e);

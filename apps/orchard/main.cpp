@@ -45,7 +45,9 @@ const char* usage_of(const std::string& name) {
       {"serve", "orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N]\n"
                 "              [--kv-type f32|f16|int8] [--stream-interval-ms MS] [--memory-budget SIZE]\n"
                 "              [--kernels reference|fast] [--tokenizer PATH] [--admin-port N] [--no-prefix-reuse]\n"
-                "              [--private [--key-rotation-s S] [--replay-window-s S]]"},
+                "              [--private [--key-rotation-s S] [--replay-window-s S] [--node-name N]\n"
+                "                [--release NOTE --attester software|tpm:TCTI [--attester-key F] --log-url URL\n"
+                "                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]]"},
       {"bench", "orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]\n"
                 "              [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]"},
       {"quantize", "orchard quantize --model IN --out OUT.gguf --type q4_os|q4_om|q4_0|q4_k_m|q6_k|q8_0|f16|bf16|f32\n"
@@ -54,13 +56,16 @@ const char* usage_of(const std::string& name) {
       {"kld", "orchard kld --base M0 --model M1 (--text-file F | --tokens-file F | --sequences N) [--seq-len L] [--seed S]"},
       {"perplexity", "orchard perplexity --model M (--text-file F | --tokens-file F | --sequences N) [--seq-len L]"},
       {"cloud ask", "orchard cloud ask --relay URL (--prompt TEXT | --request-file JSON) [--stream] [--max-tokens N]\n"
-                    "                  [--ca-file PEM] [--plain-ohttp] [--source-address IP]"},
+                    "                  [--ca-file PEM] [--plain-ohttp] [--source-address IP] [--tokens WALLET]\n"
+                    "                  [--log-key VKEY --release-key VKEY[,VKEY] [--witness-key VKEY[,VKEY]]\n"
+                    "                   [--log URL] [--state FILE] [--attester-identity ID[,ID]]]"},
       {"cloud load", "orchard cloud load --relay URL [--clients 16] [--seconds 60] [--max-tokens 64] [--ca-file PEM]\n"
                      "                   [--plaintext] [--prompt TEXT]"},
       {"key generate", "orchard key generate --name NAME --out FILE   (an Ed25519 signing key; prints its vkey)"},
       {"key public", "orchard key public --key FILE   (prints the key's vkey)"},
-      {"release measure", "orchard release measure --model PATH [--binary PATH] [node options of serve --private]"},
-      {"release sign", "orchard release sign --key FILE --measurement FILE --out NOTE [--name NAME]"},
+      {"release measure", "orchard release measure --name NAME --model PATH [--binary PATH] [serve --private's options]\n"
+                          "                        (prints the release statement: what a node with these options measures)"},
+      {"release sign", "orchard release sign --key FILE --statement FILE --out NOTE"},
       {"log serve", "orchard log serve --dir DIR --key FILE [--origin NAME] [--host H] [--port N]\n"
                     "                  [--append-token-file F] [--witness URL --witness-vkey VKEY]..."},
       {"log append", "orchard log append --url URL --token-file F --entry FILE"},

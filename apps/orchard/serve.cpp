@@ -1,6 +1,8 @@
 // orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N]
 //               [--kv-type f32|f16|int8] [--stream-interval-ms MS] [--memory-budget SIZE]
-//               [--private [--admin-port N] [--key-rotation-s S] [--replay-window-s S]]
+//               [--private [--admin-port N] [--key-rotation-s S] [--replay-window-s S] [--node-name N]
+//                [--release NOTE --attester software|tpm:TCTI [--attester-key F] --log-url URL
+//                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]]
 // An OpenAI-compatible HTTP server (see src/server/); with --private, the private cloud node: the
 // same API reachable only through Oblivious HTTP (src/cloud/, docs/cloud.md).
 #include <chrono>
@@ -12,16 +14,16 @@
 #include "cloud/node.h"
 #include "command.h"
 #include "model_options.h"
+#include "serve_config.h"
 #include "server/http_server.h"
 
 namespace orchard::cli {
-namespace {
 
-volatile std::sig_atomic_t stop_requested = 0;
-
-int run_serve(Args& args) {
-  const std::string model = args.require("model");
-  server::ServerOptions options;
+ServeConfig parse_serve_config(Args& args) {
+  ServeConfig c;
+  c.model = args.require("model");
+  server::ServerOptions& options = c.server;
+  cloud::NodeOptions& node = c.node;
   options.host = args.get_or("host", options.host);
   options.port = static_cast<int>(args.get_int("port").value_or(options.port));
   options.parallel = static_cast<int>(args.get_int("parallel").value_or(options.parallel));
@@ -32,16 +34,27 @@ int run_serve(Args& args) {
   const int64_t interval_ms = args.get_int("stream-interval-ms").value_or(options.stream_interval_us / 1000);
   options.kernels = kernel_choice(args);
   options.memory_budget = memory_budget(args);
-  const bool private_node = args.flag("private");
+  c.private_node = args.flag("private");
   options.share_prefix = !args.flag("no-prefix-reuse");
-  cloud::NodeOptions node;
-  options.admin_port = static_cast<int>(args.get_int("admin-port").value_or(private_node ? 0 : -1));
+  options.admin_port = static_cast<int>(args.get_int("admin-port").value_or(c.private_node ? 0 : -1));
   const std::optional<int64_t> rotation = args.get_int("key-rotation-s"), window = args.get_int("replay-window-s");
+  const std::optional<int64_t> validity = args.get_int("attestation-validity-s");
+  cloud::AttestationOptions& attest = node.attestation;
+  attest.release = args.get_or("release", "");
+  attest.node_name = args.get_or("node-name", "");
+  attest.attester = args.get_or("attester", attest.attester);
+  attest.attester_key = args.get_or("attester-key", "");
+  attest.log_url = args.get_or("log-url", "");
+  attest.log_token_file = args.get_or("log-token-file", "");
+  attest.log_ca_file = args.get_or("log-ca-file", "");
+  attest.binary = args.get_or("binary", attest.binary);
   const int64_t rotation_s = rotation.value_or(node.key_rotation.count());
   const int64_t window_s = window.value_or(node.gateway.replay_window.count());
-  args.finish();
-  if (!private_node && (rotation || window))
-    fail("orchard serve: --key-rotation-s and --replay-window-s go with --private");
+  if (!c.private_node && (rotation || window || validity || !attest.release.empty() || !attest.node_name.empty()))
+    fail("orchard serve: --key-rotation-s, --replay-window-s, --node-name and the attestation options go with --private");
+  const int64_t validity_s = validity.value_or(node.attestation_validity.count());
+  if (validity_s < 2 || validity_s > 30 * 86400) fail("orchard serve: --attestation-validity-s must be between 2 and 2592000");
+  node.attestation_validity = std::chrono::seconds(validity_s);
   if (options.admin_port < -1 || options.admin_port > 65535) fail("orchard serve: --admin-port must be between 0 and 65535");
   // Two seconds at least (RFC 9458 §6.5 and the OHAI discussion); a day at most.
   if (window_s < 2 || window_s > 86400) fail("orchard serve: --replay-window-s must be between 2 and 86400");
@@ -53,6 +66,20 @@ int run_serve(Args& args) {
   if (options.threads < 0 || options.threads > 256) fail("orchard serve: --threads must be between 0 and 256");
   if (interval_ms < 0 || interval_ms > 1000) fail("orchard serve: --stream-interval-ms must be between 0 and 1000");
   options.stream_interval_us = interval_ms * 1000;
+  return c;
+}
+
+namespace {
+
+volatile std::sig_atomic_t stop_requested = 0;
+
+int run_serve(Args& args) {
+  ServeConfig config = parse_serve_config(args);
+  args.finish();
+  const std::string& model = config.model;
+  const server::ServerOptions& options = config.server;
+  const cloud::NodeOptions& node = config.node;
+  const bool private_node = config.private_node;
   std::signal(SIGINT, [](int) { stop_requested = 1; });
   std::signal(SIGTERM, [](int) { stop_requested = 1; });
   std::signal(SIGPIPE, SIG_IGN);

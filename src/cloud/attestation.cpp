@@ -6,11 +6,8 @@
 #include "base/error.h"
 #include "cloud/crypto.h"
 #include "cloud/key_file.h"
-#if __has_include("cloud/tpm_quote.h") && __has_include("cloud/tpm_attester.h")  // TEMPORARY until the TPM attester lands
 #include "cloud/tpm_attester.h"
 #include "cloud/tpm_quote.h"
-#define ORCHARD_HAVE_TPM 1
-#endif
 
 namespace orchard::cloud {
 namespace {
@@ -113,9 +110,7 @@ void verify_evidence(std::string_view kind, std::string_view identity, ByteView 
       throw AttestationError("software attester: the signature over the document does not verify");
     return;
   }
-#ifdef ORCHARD_HAVE_TPM
   if (kind == "tpm") return verify_tpm_evidence(identity, measurement, document_digest, evidence);
-#endif
   throw AttestationError("unknown attester kind '" + std::string(kind) + "'");
 }
 
@@ -139,9 +134,7 @@ std::unique_ptr<Attester> make_attester(const std::string& spec, const std::stri
     if (key_file.empty()) fail("the software attester needs its key file (--attester-key)");
     return std::make_unique<SoftwareAttester>(load_signer(key_file));
   }
-#ifdef ORCHARD_HAVE_TPM
   if (spec.rfind("tpm:", 0) == 0) return std::make_unique<TpmAttester>(spec.substr(4));
-#endif
   fail("unknown attester '", spec, "': use software or tpm:TCTI");
 }
 

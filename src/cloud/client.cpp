@@ -8,6 +8,7 @@
 
 #include "base/json_parse.h"
 #include "cloud/replay_window.h"
+#include "cloud/response_binding.h"
 
 namespace orchard::cloud {
 
@@ -96,8 +97,15 @@ std::vector<CloudNode> parse_node_list(std::string_view text) {
   for (const nlohmann::json& n : list["nodes"]) {
     if (!n.is_object() || !n.contains("name") || !n["name"].is_string() || !n.contains("keys") || !n["keys"].is_string()) continue;
     try {
-      CloudNode node{n["name"].get<std::string>(), parse_key_configs(from_hex(n["keys"].get<std::string>()))};
-      if (!node.keys.empty() && node.name.find_first_of("/?#%") == std::string::npos) nodes.push_back(std::move(node));
+      CloudNode node{n["name"].get<std::string>(), parse_key_configs(from_hex(n["keys"].get<std::string>())), {}, {}};
+      if (node.keys.empty() || node.name.find_first_of("/?#%") != std::string::npos) continue;
+      if (n.contains("attestation") && n["attestation"].is_object()) {
+        try {
+          node.bundle = parse_bundle(n["attestation"].dump());
+        } catch (const Error&) {  // refused by the verifier as "no bundle"
+        }
+      }
+      nodes.push_back(std::move(node));
     } catch (const Error&) {  // a node that did not answer when the list was gathered
     }
   }
@@ -116,10 +124,38 @@ std::vector<CloudNode> CloudClient::refresh_nodes() {
   httplib::Result res = relay_->send(get);
   if (!res) throw CloudError("cloud: fetching the node list: " + describe(res.error()));
   if (res->status != 200) throw CloudError("cloud: the relay answered " + std::to_string(res->status) + " for the node list");
-  std::vector<CloudNode> nodes = parse_node_list(res->body);
+  std::vector<CloudNode> listed = parse_node_list(res->body);
+  std::vector<CloudNode> nodes;
+  std::vector<std::pair<std::string, std::string>> refused;
+  for (CloudNode& node : listed) {
+    if (!options_.verifier) {
+      nodes.push_back(std::move(node));
+      continue;
+    }
+    try {
+      if (!node.bundle) throw AttestationError("no attestation bundle in the relay's list");
+      VerifiedNode verified = options_.verifier->verify(*node.bundle);
+      node.keys = std::move(verified.keys);  // the keys the attested key signed, not the list's
+      node.signing_key = std::move(verified.signing_key);
+      nodes.push_back(std::move(node));
+    } catch (const Error& e) {  // AttestationError, or a failure to write the state file
+      refused.emplace_back(node.name, e.what());
+    }
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   nodes_ = nodes;
+  refused_ = refused;
+  if (options_.verifier && nodes.empty()) {
+    std::string why;
+    for (const auto& [name, reason] : refused) why += (why.empty() ? "" : "; ") + name + ": " + reason;
+    throw CloudError("cloud: no node passed verification (" + (why.empty() ? "the relay listed none" : why) + ")");
+  }
   return nodes;
+}
+
+std::vector<std::pair<std::string, std::string>> CloudClient::refused_nodes() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return refused_;
 }
 
 const CloudNode* CloudClient::pick_node(const std::vector<std::string>& tried) {
@@ -190,6 +226,7 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
                         .headers = {{"date", format_http_date(std::chrono::system_clock::now())}}, .content = body,
                         .trailers = {}};
     if (!body.empty()) inner.headers.push_back({"content-type", "application/json"});
+    if (node.signing_key) inner.headers.push_back({std::string(kBindingField), std::string(kBindingEd25519)});
     Bytes message = encode_request(inner);
     pad_to_multiple(message, options_.request_padding);
     // The node's newest key, and the first of its suites this client implements.
@@ -209,7 +246,12 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
     std::string stream_error;  // an answer that did not decrypt as it streamed
     bool delivered = false, cancelled = false;
     std::optional<ChunkedResponseReader> reader;
-    if (options_.mode == OhttpMode::chunked) reader.emplace(request.response_reader());
+    std::optional<ResponseVerifier> binding;
+    if (node.signing_key) binding.emplace(*node.signing_key, request.encapsulated());
+    if (options_.mode == OhttpMode::chunked) {
+      reader.emplace(request.response_reader());
+      if (binding) reader->set_chunk_filter([&](Bytes chunk, bool final) { return binding->open(std::move(chunk), final); });
+    }
     ResponseStreamDecoder decoder;
     std::string plain_body;
     bool head_sent = false;
@@ -232,6 +274,10 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
     req.method = "POST";
     req.path = "/nodes/" + node.name + "/gateway";
     req.headers = {{"Content-Type", request_media_type(options_.mode)}};
+    if (options_.token) {
+      const std::string token = options_.token();
+      if (!token.empty()) req.headers.emplace("Authorization", token);
+    }
     req.body.assign(request.encapsulated().begin(), request.encapsulated().end());
     req.response_handler = [&](const httplib::Response& r) {
       outer_status = r.status;
@@ -287,7 +333,8 @@ CloudAnswer CloudClient::send(const std::string& path, const std::string& body,
       if (reader) {
         deliver(reader->finish());
       } else {
-        deliver(request.open_response(as_bytes(plain_body)));
+        Bytes message = request.open_response(as_bytes(plain_body));
+        deliver(binding ? binding->open(std::move(message), true) : message);
       }
       decoder.finish();
     } catch (const Error& e) {

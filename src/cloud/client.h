@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cloud/binary_http.h"
+#include "cloud/node_bundle.h"
 #include "cloud/ohttp.h"
 
 namespace orchard::cloud {
@@ -35,11 +36,19 @@ struct CloudClientOptions {
   std::chrono::seconds node_pause{30};     // a node that failed is skipped this long
   OhttpMode mode = OhttpMode::chunked;     // chunked: answers stream
   size_t request_padding = 1024;           // Binary HTTP requests are padded to a multiple of this
+  // Attested mode (node_bundle.h): only nodes whose bundle passes every check are used, and
+  // every answer must carry a valid response binding. Null: part 1's unattested mode.
+  std::shared_ptr<NodeVerifier> verifier;
+  // Called before each attempt for the outer `Authorization` value (a Privacy Pass token), or
+  // empty: none sent. Each attempt spends one token.
+  std::function<std::string()> token;
 };
 
 struct CloudNode {
   std::string name;
   std::vector<KeyConfig> keys;
+  std::optional<NodeBundle> bundle;         // as the relay listed it
+  std::optional<NoteVerifier> signing_key;  // set once the bundle verified: answers must be bound to it
 };
 
 struct CloudAnswer {
@@ -61,8 +70,11 @@ class CloudClient {
                    const std::function<void(int status, const std::vector<HttpField>& headers)>& on_head,
                    const std::function<bool(std::string_view)>& on_content);
 
-  // The relay's node list, fetched again.
+  // The relay's node list, fetched again; in attested mode, only the nodes that verified.
+  // Throws CloudError when no node verified, with each node's reason.
   std::vector<CloudNode> refresh_nodes();
+  // The nodes the last refresh refused, with their reasons.
+  std::vector<std::pair<std::string, std::string>> refused_nodes();
 
  private:
   struct Relay;
@@ -71,13 +83,16 @@ class CloudClient {
   std::unique_ptr<Relay> relay_;
   std::mutex mutex_;
   std::vector<CloudNode> nodes_;
+  std::vector<std::pair<std::string, std::string>> refused_;
   std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> failed_;
   std::vector<std::pair<std::string, int>> in_flight_;  // this client's requests per node
   std::mt19937_64 random_;
 };
 
-// `/nodes` as the relay serves it: {"nodes": [{"name": ..., "keys": hex of application/ohttp-keys}]}.
-// Nodes whose keys are missing or malformed (a node down when the list was gathered) are left out.
+// `/nodes` as the relay serves it: {"nodes": [{"name": ..., "keys": hex of application/ohttp-keys,
+// "attestation": the node's bundle or null}]}. Nodes whose keys are missing or malformed (a node
+// down when the list was gathered) are left out; a malformed bundle is left for the verifier to
+// refuse (the node keeps its place with no bundle).
 std::vector<CloudNode> parse_node_list(std::string_view json);
 
 }  // namespace orchard::cloud

@@ -5,7 +5,10 @@
 
 #include <openssl/crypto.h>
 
+#include <cstdio>
+
 #include "base/error.h"
+#include "cloud/node_attestation.h"
 #include "server/front_stage.h"
 #include "server/openai_handler.h"
 
@@ -28,9 +31,19 @@ void serve_private(const std::string& model_path, server::ServerOptions server, 
   server.share_prefix = false;
   if (server.admin_port < 0) server.admin_port = 0;
   KeyRing keys(node.key_rotation);
+  // Attested (issue 16) when the node is given its release: measured before the model loads.
+  std::unique_ptr<NodeAttestation> attestation;
+  if (!node.attestation.release.empty()) {
+    attestation = std::make_unique<NodeAttestation>(node, server, model_path);
+    std::fprintf(stderr, "orchard: node %s measures %s%s\n", attestation->node_name().c_str(),
+                 to_hex(attestation->measurement().digest()).c_str(),
+                 attestation->matches_release() ? ", as its release states"
+                                                : ", NOT what its release states: clients will refuse this node");
+  }
   std::unique_ptr<Gateway> gateway;  // made once the handler exists, in the route installer
   auto install = [&](server::FrontServer& http, const server::ServedModel& served) {
-    gateway = std::make_unique<Gateway>(served.handler, keys, node.gateway);
+    gateway = std::make_unique<Gateway>(served.handler, keys, node.gateway,
+                                        attestation ? &attestation->signing_key() : nullptr);
     const Gateway& g = *gateway;
     const size_t max_body = served.options.max_body_bytes;
     http.Post("/gateway", [&g, max_body](const httplib::Request& req, httplib::Response& res,
@@ -56,13 +69,24 @@ void serve_private(const std::string& model_path, server::ServerOptions server, 
       }
       server::send(std::move(keys), res);
     });
+    // The node's attestation bundle (node_bundle.h), which the relay gathers into /nodes.
+    http.Get("/attestation", [&attestation, &keys](const httplib::Request&, httplib::Response& res) {
+      if (!attestation) {
+        res.status = 404;
+        res.set_content("{\"title\":\"this node is not attested (started without --release)\",\"status\":404}",
+                        "application/problem+json");
+        return;
+      }
+      res.set_header("Cache-Control", "no-store");
+      res.set_content(attestation->bundle(keys), "application/json");
+    });
     http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("{\"status\":\"ok\"}", "application/json");
     });
     // Statuses httplib sets itself (unknown route, body too large), without echoing the request.
     http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
       if (!res.body.empty()) return;
-      const char* title = res.status == 404   ? "this node answers GET /ohttp-keys, POST /gateway and GET /health only"
+      const char* title = res.status == 404   ? "this node answers GET /ohttp-keys, GET /attestation, POST /gateway and GET /health only"
                           : res.status == 413 ? "the request body is too large"
                                               : "the request could not be processed";
       res.set_content(std::string("{\"title\":\"") + title + "\",\"status\":" + std::to_string(res.status) + "}",

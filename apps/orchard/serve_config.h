@@ -1,0 +1,21 @@
+// The options of `orchard serve`, parsed once for `serve` and for `release measure`, which must
+// measure exactly the configuration a node started with the same options will measure.
+#pragma once
+#include <string>
+
+#include "args.h"
+#include "cloud/node.h"
+
+namespace orchard::cli {
+
+struct ServeConfig {
+  std::string model;
+  server::ServerOptions server;
+  cloud::NodeOptions node;
+  bool private_node = false;
+};
+
+// Reads serve's options from `args` (the caller calls args.finish()); throws on a bad value.
+ServeConfig parse_serve_config(Args& args);
+
+}  // namespace orchard::cli
