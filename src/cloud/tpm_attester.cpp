@@ -9,6 +9,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <utility>
 
 #include "base/error.h"
@@ -96,55 +98,84 @@ std::string spki_identity(const TPMS_ECC_POINT& point, const std::string& tcti) 
 
 Bytes ecc_parameter(const TPM2B_ECC_PARAMETER& p) { return Bytes(p.buffer, p.buffer + p.size); }
 
-}  // namespace
-
-struct TpmAttester::Tpm {
-  TSS2_TCTI_CONTEXT* tcti = nullptr;
-  ESYS_CONTEXT* esys = nullptr;
-  ESYS_TR ak = ESYS_TR_NONE;
-
-  ~Tpm() {
-    if (ak != ESYS_TR_NONE) Esys_FlushContext(esys, ak);  // transient slots are few (3 in swtpm)
-    if (esys) Esys_Finalize(&esys);
-    if (tcti) Tss2_TctiLdr_Finalize(&tcti);
+// One connection to the TPM, for one operation: the TCTI, the ESAPI context on it and the AK while
+// it is loaded. The destructor flushes the AK (transient slots are few: 3 in swtpm) and closes the
+// connection, so that the next client of the TPM gets in.
+class Connection {
+ public:
+  explicit Connection(const std::string& tcti) : name_(tcti) {
+    try {
+      check(Tss2_TctiLdr_Initialize(tcti.c_str(), &tcti_), "connecting (TCTI loader)");
+      check(Esys_Initialize(&esys_, tcti_, nullptr), "Esys_Initialize");
+    } catch (...) {
+      close();
+      throw;
+    }
   }
+  ~Connection() { close(); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  ESYS_CONTEXT* esys() const { return esys_; }
+  ESYS_TR ak() const { return ak_; }
+
+  void check(TSS2_RC rc, const char* command) const {
+    if (rc != TSS2_RC_SUCCESS) fail("TPM attester (", name_, "): ", command, " failed: ", rc_text(rc));
+  }
+
+  // TPM2_Startup(CLEAR) where the TPM has not been started (a TPM already started answers
+  // TPM_RC_INITIALIZE, which is fine).
+  void startup() const {
+    const TSS2_RC started = Esys_Startup(esys_, TPM2_SU_CLEAR);
+    if (started != TPM2_RC_INITIALIZE) check(started, "TPM2_Startup");
+  }
+
+  // TPM2_CreatePrimary of the AK in the endorsement hierarchy, loaded until the connection closes;
+  // returns its identity (base64 of the DER SubjectPublicKeyInfo).
+  std::string create_ak() {
+    TPM2B_SENSITIVE_CREATE sensitive{};  // empty auth value, no data: the TPM draws the key
+    const TPM2B_PUBLIC in_public = ak_template();
+    TPM2B_DATA outside{};
+    TPML_PCR_SELECTION creation_pcrs{};
+    TPM2B_PUBLIC* out_public = nullptr;
+    TPM2B_CREATION_DATA* creation_data = nullptr;
+    TPM2B_DIGEST* creation_hash = nullptr;
+    TPMT_TK_CREATION* creation_ticket = nullptr;
+    const TSS2_RC created = Esys_CreatePrimary(esys_, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                               ESYS_TR_NONE, &sensitive, &in_public, &outside, &creation_pcrs, &ak_,
+                                               &out_public, &creation_data, &creation_hash, &creation_ticket);
+    const EsysOut<TPM2B_PUBLIC> public_area(out_public);
+    const EsysOut<TPM2B_CREATION_DATA> data_owner(creation_data);
+    const EsysOut<TPM2B_DIGEST> hash_owner(creation_hash);
+    const EsysOut<TPMT_TK_CREATION> ticket_owner(creation_ticket);
+    check(created, "TPM2_CreatePrimary (attestation key, endorsement hierarchy)");
+    const TPMT_PUBLIC& p = public_area->publicArea;
+    if (p.type != TPM2_ALG_ECC || p.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256)
+      fail("TPM attester (", name_, "): TPM2_CreatePrimary gave a key that is not P-256");
+    return spki_identity(p.unique.ecc, name_);
+  }
+
+ private:
+  void close() {
+    if (ak_ != ESYS_TR_NONE) Esys_FlushContext(esys_, ak_);
+    ak_ = ESYS_TR_NONE;
+    if (esys_) Esys_Finalize(&esys_);
+    if (tcti_) Tss2_TctiLdr_Finalize(&tcti_);
+  }
+
+  const std::string& name_;
+  TSS2_TCTI_CONTEXT* tcti_ = nullptr;
+  ESYS_CONTEXT* esys_ = nullptr;
+  ESYS_TR ak_ = ESYS_TR_NONE;
 };
 
-namespace {
-
-void check(TSS2_RC rc, const char* command, const std::string& tcti) {
-  if (rc != TSS2_RC_SUCCESS) fail("TPM attester (", tcti, "): ", command, " failed: ", rc_text(rc));
-}
-
 }  // namespace
 
-TpmAttester::TpmAttester(std::string tcti, int pcr) : tcti_(std::move(tcti)), pcr_(pcr), tpm_(std::make_unique<Tpm>()) {
+TpmAttester::TpmAttester(std::string tcti, int pcr) : tcti_(std::move(tcti)), pcr_(pcr) {
   if (pcr_ != 16 && pcr_ != 23) fail("TPM attester: PCR ", pcr_, " is not resettable at locality 0 (use 16 or 23)");
-  check(Tss2_TctiLdr_Initialize(tcti_.c_str(), &tpm_->tcti), "connecting (TCTI loader)", tcti_);
-  check(Esys_Initialize(&tpm_->esys, tpm_->tcti, nullptr), "Esys_Initialize", tcti_);
-  const TSS2_RC started = Esys_Startup(tpm_->esys, TPM2_SU_CLEAR);
-  if (started != TPM2_RC_INITIALIZE) check(started, "TPM2_Startup", tcti_);
-
-  TPM2B_SENSITIVE_CREATE sensitive{};  // empty auth value, no data: the TPM draws the key
-  const TPM2B_PUBLIC in_public = ak_template();
-  TPM2B_DATA outside{};
-  TPML_PCR_SELECTION creation_pcrs{};
-  TPM2B_PUBLIC* out_public = nullptr;
-  TPM2B_CREATION_DATA* creation_data = nullptr;
-  TPM2B_DIGEST* creation_hash = nullptr;
-  TPMT_TK_CREATION* creation_ticket = nullptr;
-  const TSS2_RC created = Esys_CreatePrimary(tpm_->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                             ESYS_TR_NONE, &sensitive, &in_public, &outside, &creation_pcrs, &tpm_->ak,
-                                             &out_public, &creation_data, &creation_hash, &creation_ticket);
-  const EsysOut<TPM2B_PUBLIC> public_area(out_public);
-  const EsysOut<TPM2B_CREATION_DATA> data_owner(creation_data);
-  const EsysOut<TPM2B_DIGEST> hash_owner(creation_hash);
-  const EsysOut<TPMT_TK_CREATION> ticket_owner(creation_ticket);
-  check(created, "TPM2_CreatePrimary (attestation key, endorsement hierarchy)", tcti_);
-  const TPMT_PUBLIC& p = public_area->publicArea;
-  if (p.type != TPM2_ALG_ECC || p.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256)
-    fail("TPM attester (", tcti_, "): TPM2_CreatePrimary gave a key that is not P-256");
-  identity_ = spki_identity(p.unique.ecc, tcti_);
+  Connection tpm(tcti_);
+  tpm.startup();
+  identity_ = tpm.create_ak();
 }
 
 TpmAttester::~TpmAttester() = default;
@@ -152,16 +183,17 @@ TpmAttester::~TpmAttester() = default;
 void TpmAttester::record_measurement(ByteView measurement) {
   if (measurement.size() != kTpmEccParameterSize)
     fail("TPM attester: a measurement is 32 bytes (SHA-256), not ", measurement.size());
-  std::lock_guard lock(mutex_);
   const ESYS_TR pcr_handle = ESYS_TR_PCR0 + static_cast<ESYS_TR>(pcr_);
-  check(Esys_PCR_Reset(tpm_->esys, pcr_handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE),
-        pcr_ == 23 ? "TPM2_PCR_Reset (PCR 23)" : "TPM2_PCR_Reset (PCR 16)", tcti_);
   TPML_DIGEST_VALUES digests{};
   digests.count = 1;
   digests.digests[0].hashAlg = TPM2_ALG_SHA256;
   std::memcpy(digests.digests[0].digest.sha256, measurement.data(), measurement.size());
-  check(Esys_PCR_Extend(tpm_->esys, pcr_handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &digests),
-        "TPM2_PCR_Extend", tcti_);
+  std::lock_guard lock(mutex_);
+  Connection tpm(tcti_);
+  tpm.check(Esys_PCR_Reset(tpm.esys(), pcr_handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE),
+            pcr_ == 23 ? "TPM2_PCR_Reset (PCR 23)" : "TPM2_PCR_Reset (PCR 16)");
+  tpm.check(Esys_PCR_Extend(tpm.esys(), pcr_handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &digests),
+            "TPM2_PCR_Extend");
 }
 
 Bytes TpmAttester::attest(ByteView document_digest) {
@@ -174,17 +206,26 @@ Bytes TpmAttester::attest(ByteView document_digest) {
   scheme.scheme = TPM2_ALG_ECDSA;
   scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
   const TPML_PCR_SELECTION selection = pcr_selection(pcr_);
-  TPM2B_ATTEST* quoted = nullptr;
-  TPMT_SIGNATURE* signature = nullptr;
-  TSS2_RC rc;
+  EsysOut<TPM2B_ATTEST> quoted;
+  EsysOut<TPMT_SIGNATURE> signature;
   {
     std::lock_guard lock(mutex_);
-    rc = Esys_Quote(tpm_->esys, tpm_->ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &qualifying, &scheme,
-                    &selection, &quoted, &signature);
-  }
-  const EsysOut<TPM2B_ATTEST> quoted_owner(quoted);
-  const EsysOut<TPMT_SIGNATURE> signature_owner(signature);
-  check(rc, "TPM2_Quote", tcti_);
+    Connection tpm(tcti_);
+    // The same template and seed give the same key; another key means that this is no longer the
+    // TPM (or the endorsement seed) whose identity the client pinned, and its quotes would be refused.
+    const std::string recreated = tpm.create_ak();
+    if (recreated != identity_)
+      fail("TPM attester (", tcti_, "): the attestation key recreated for this quote is not the one created at "
+           "start (", recreated, " instead of ", identity_, "): the TPM's endorsement seed changed "
+           "(TPM2_ChangeEPS) or another TPM answers at this address");
+    TPM2B_ATTEST* quoted_out = nullptr;
+    TPMT_SIGNATURE* signature_out = nullptr;
+    const TSS2_RC rc = Esys_Quote(tpm.esys(), tpm.ak(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &qualifying,
+                                  &scheme, &selection, &quoted_out, &signature_out);
+    quoted.reset(quoted_out);
+    signature.reset(signature_out);
+    tpm.check(rc, "TPM2_Quote");
+  }  // the AK flushed and the connection closed before the work that needs no TPM
   if (signature->sigAlg != TPM2_ALG_ECDSA || signature->signature.ecdsa.hash != TPM2_ALG_SHA256)
     fail("TPM attester (", tcti_, "): TPM2_Quote signed with another scheme than ECDSA-SHA256");
   TpmEvidence evidence;
@@ -198,17 +239,19 @@ Bytes TpmAttester::attest(ByteView document_digest) {
 Bytes TpmAttester::read_pcr() {
   const TPML_PCR_SELECTION selection = pcr_selection(pcr_);
   UINT32 update_counter = 0;
-  TPML_PCR_SELECTION* selection_out = nullptr;
-  TPML_DIGEST* values = nullptr;
-  TSS2_RC rc;
+  EsysOut<TPML_PCR_SELECTION> selection_owner;
+  EsysOut<TPML_DIGEST> values;
   {
     std::lock_guard lock(mutex_);
-    rc = Esys_PCR_Read(tpm_->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &selection, &update_counter,
-                       &selection_out, &values);
+    Connection tpm(tcti_);
+    TPML_PCR_SELECTION* selection_out = nullptr;
+    TPML_DIGEST* values_out = nullptr;
+    const TSS2_RC rc = Esys_PCR_Read(tpm.esys(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &selection, &update_counter,
+                                     &selection_out, &values_out);
+    selection_owner.reset(selection_out);
+    values.reset(values_out);
+    tpm.check(rc, "TPM2_PCR_Read");
   }
-  const EsysOut<TPML_PCR_SELECTION> selection_owner(selection_out);
-  const EsysOut<TPML_DIGEST> values_owner(values);
-  check(rc, "TPM2_PCR_Read", tcti_);
   if (values->count != 1 || values->digests[0].size != 32)
     fail("TPM attester (", tcti_, "): TPM2_PCR_Read gave no SHA-256 value for PCR ", pcr_, " (is the bank allocated?)");
   return Bytes(values->digests[0].buffer, values->digests[0].buffer + values->digests[0].size);

@@ -26,9 +26,31 @@
 // - Nothing here proves that the AK lives in a real TPM (no endorsement-key certificate chain):
 //   the identity is trusted because it is the one logged for the node's machine and pinned.
 //
-// Thread safety: one mutex around every use of the ESAPI context; any thread may call.
+// One connection per operation. The constructor connects, starts the TPM if it must, creates the
+// AK, keeps its public part as the identity, flushes it and disconnects; record_measurement,
+// attest and read_pcr each connect, do their commands and disconnect (attest recreates the AK
+// from the same template, which gives the same key, quotes, and flushes it). Nothing is held
+// between calls so that the TPM's other users get in between while a node runs: a measured-boot
+// agent, an operator's tpm2-tools, a test extending the PCR behind the node's back to see the
+// next quote refused. swtpm's socket server and the Microsoft/IBM simulator serve one client
+// connection at a time and /dev/tpm0 opens for one process at a time, so a TCTI that keeps its
+// connection (mssim, device:/dev/tpm0) would shut out every other client; tpm2-tss's swtpm TCTI
+// happens to connect per command, and there an AK kept loaded took one of the TPM's few
+// transient slots (3 in swtpm) from all of them. Through /dev/tpmrm0 the kernel's resource
+// manager shares the TPM among open connections and swaps objects out, so there it matters less.
+//
+// The cost is a TCTI and ESAPI context and a TPM2_CreatePrimary per quote: measured on swtpm
+// 0.7.1 over loopback with tpm2-tss 3.2.1 (a busy 2-core machine, 50 quotes a run), attest took
+// 3.6 to 7 ms where a TPM2_Quote with the AK kept loaded on a kept context took 0.5 to 0.7 ms
+// (CreatePrimary and FlushContext of the AK 0.9 to 1.8 ms, loading the TCTI, setting up ESAPI and
+// closing both 1.1 to 1.4 ms): small, as a node quotes once per attestation document (renewed at
+// half its validity), not per request. attest checks that the recreated AK is the identity's key, and throws saying so when it is not
+// (the endorsement seed was changed, or another TPM answers at the TCTI's address): its quotes
+// would be refused anyway, for a reason that would not name the cause.
+//
+// Thread safety: one mutex around every connection; any thread may call. Between two calls,
+// other clients may use the TPM, so a PCR value is only as fresh as the quote that signs it.
 #pragma once
-#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -42,10 +64,11 @@ class TpmAttester : public Attester {
  public:
   // Connects through the TCTI loader (`tcti` is its "name:config" string), runs
   // TPM2_Startup(CLEAR) where the TPM has not been started (a TPM already started answers
-  // TPM_RC_INITIALIZE, which is fine), and creates the AK. `pcr` must be 16 or 23. Throws
-  // orchard::Error naming the TPM command and the TSS return code (decoded) when any step fails.
+  // TPM_RC_INITIALIZE, which is fine), creates the AK, reads its public part, flushes it and
+  // disconnects. `pcr` must be 16 or 23. Throws orchard::Error naming the TPM command and the TSS
+  // return code (decoded) when any step fails; so do the calls below, each on its own connection.
   explicit TpmAttester(std::string tcti, int pcr = kTpmDefaultPcr);
-  ~TpmAttester() override;  // flushes the AK from the TPM and closes the connection
+  ~TpmAttester() override;
   TpmAttester(const TpmAttester&) = delete;
   TpmAttester& operator=(const TpmAttester&) = delete;
 
@@ -56,7 +79,7 @@ class TpmAttester : public Attester {
   // measurement: the PCR then holds expected_pcr_value(measurement).
   void record_measurement(ByteView measurement) override;
   // TPM2_Quote of sha256:{pcr} with the 32-byte digest as qualifying data, signed ECDSA-SHA256 by
-  // the AK; the evidence encoding of tpm_quote.h.
+  // the AK (recreated, checked against identity(), flushed); the evidence encoding of tpm_quote.h.
   Bytes attest(ByteView document_digest) override;
 
   int pcr() const { return pcr_; }
@@ -64,11 +87,9 @@ class TpmAttester : public Attester {
   Bytes read_pcr();
 
  private:
-  struct Tpm;  // the tpm2-tss contexts and the AK's handle
   std::string tcti_;
   int pcr_;
-  std::mutex mutex_;
-  std::unique_ptr<Tpm> tpm_;
+  std::mutex mutex_;  // one connection at a time from this object
   std::string identity_;
 };
 

@@ -8,7 +8,11 @@
 // ESAPI calls against the attester's identity (decoded by OpenSSL), and quotes built and signed
 // with OpenSSL's P-256 (no TPM) for what a restricted TPM key will not sign. Then the AK is the
 // same after the TPM restarts, threads share one attester, and random or mutated evidence never
-// crashes the verifier.
+// crashes the verifier. The attester holds no connection and no loaded object between calls:
+// while one is alive no transient object of its stays in the TPM, a raw ESAPI client, a second
+// attester and tpm2-tools' tpm2_pcrextend (the suite fails, and says to install tpm2-tools, where
+// it is missing) reach the TPM and extend the PCR, and the attester's next quote is refused for
+// its PCR digest; a changed endorsement seed makes attest throw naming it.
 #include "cloud/tpm_attester.h"
 
 #include <arpa/inet.h>
@@ -52,13 +56,14 @@ namespace fs = std::filesystem;
 
 // ---- swtpm, the software TPM ----------------------------------------------------------------
 
-std::optional<std::string> find_swtpm() {
+// `name` on the PATH, as the shell would find it.
+std::optional<std::string> find_program(const std::string& name) {
   const char* path = std::getenv("PATH");
   std::string dirs = path ? path : "/usr/bin:/bin";
   size_t start = 0;
   while (start <= dirs.size()) {
     const size_t end = std::min(dirs.find(':', start), dirs.size());
-    const std::string candidate = dirs.substr(start, end - start) + "/swtpm";
+    const std::string candidate = dirs.substr(start, end - start) + "/" + name;
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
     start = end + 1;
   }
@@ -191,8 +196,8 @@ struct CertifyResult {
   Bytes attest, r, s;
 };
 
-// A second client of the TPM (swtpm serves one connection at a time: open it only while no
-// attester is connected).
+// A second client of the TPM, on its own connection (swtpm serves one at a time; an attester
+// holds none between its calls).
 class RawTpm {
  public:
   explicit RawTpm(const std::string& tcti) {
@@ -214,6 +219,25 @@ class RawTpm {
     d.digests[0].hashAlg = TPM2_ALG_SHA256;
     std::memcpy(d.digests[0].digest.sha256, value.data(), 32);
     tss_ok(Esys_PCR_Extend(esys_, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d), "PCR_Extend");
+  }
+
+  // TPM2_GetCapability(TPM_CAP_HANDLES) from the first transient handle: the objects loaded in the
+  // TPM's transient slots now, by anyone (swtpm has no resource manager).
+  std::vector<uint32_t> loaded_transient_objects() {
+    TPMI_YES_NO more = TPM2_NO;
+    TPMS_CAPABILITY_DATA* data = nullptr;
+    tss_ok(Esys_GetCapability(esys_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, TPM2_TRANSIENT_FIRST,
+                              TPM2_MAX_CAP_HANDLES, &more, &data),
+           "GetCapability");
+    std::vector<uint32_t> handles(data->data.handles.handle, data->data.handles.handle + data->data.handles.count);
+    Esys_Free(data);
+    return handles;
+  }
+
+  // TPM2_ChangeEPS: a new endorsement seed, so new endorsement primary keys (platform auth, empty
+  // on swtpm).
+  void change_endorsement_seed() {
+    tss_ok(Esys_ChangeEPS(esys_, ESYS_TR_RH_PLATFORM, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE), "ChangeEPS");
   }
 
   // Gives the endorsement hierarchy a password (the attester assumes the default, none).
@@ -247,7 +271,9 @@ class RawTpm {
     tss_ok(Esys_CreatePrimary(esys_, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
                               &in, &outside, &pcrs, &ak_, &out, &data, &hash, &ticket),
            "CreatePrimary");
-    Bytes point{0x04};
+    Bytes point;
+    point.reserve(65);
+    point.push_back(0x04);
     const TPMS_ECC_POINT& p = out->publicArea.unique.ecc;
     point.insert(point.end(), p.x.buffer, p.x.buffer + p.x.size);
     point.insert(point.end(), p.y.buffer, p.y.buffer + p.y.size);
@@ -349,7 +375,7 @@ class TpmAttesterTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { ::setenv("TSS2_LOG", "all+NONE", 0); }  // tss2's own stderr lines
   void SetUp() override {
-    binary_ = find_swtpm();
+    binary_ = find_program("swtpm");
     ASSERT_TRUE(binary_) << "swtpm is not installed: the TPM attester's tests need it "
                             "(install it: scripts/setup.sh, scripts/packages.txt lists swtpm)";
     tpm_ = std::make_unique<Swtpm>(*binary_, dir_.path());
@@ -550,6 +576,141 @@ TEST_F(TpmAttesterTest, TheSameTpmGivesTheSameIdentityAfterARestart) {
   EXPECT_EQ(attester.read_pcr(), Bytes(32, 0));  // a restart resets the PCR
   attester.record_measurement(m_);
   EXPECT_EQ(refusal(identity, m_, d_, attester.attest(d_)), "accepted");
+}
+
+// The PCR after a reset and two extensions, by OpenSSL: SHA-256(SHA-256(zeros || first) || second).
+Bytes pcr_after(ByteView first, ByteView second) {
+  Bytes once(32, 0);
+  once.insert(once.end(), first.begin(), first.end());
+  Bytes twice = openssl_sha256(once);
+  twice.insert(twice.end(), second.begin(), second.end());
+  return openssl_sha256(twice);
+}
+
+TEST_F(TpmAttesterTest, NoObjectStaysLoadedBetweenCalls) {
+  // The TPM's transient slots are few (3 in swtpm): an AK kept loaded would take one from every
+  // other client for the attester's whole life.
+  TpmAttester attester(tpm_->tcti());
+  EXPECT_EQ(RawTpm(tpm_->tcti()).loaded_transient_objects(), std::vector<uint32_t>{});
+  attester.record_measurement(m_);
+  EXPECT_EQ(refusal(attester.identity(), m_, d_, attester.attest(d_)), "accepted");
+  EXPECT_EQ(attester.read_pcr(), expected_pcr_value(m_));
+  EXPECT_EQ(RawTpm(tpm_->tcti()).loaded_transient_objects(), std::vector<uint32_t>{});
+}
+
+TEST_F(TpmAttesterTest, AnotherClientExtendsThePcrWhileTheAttesterLives) {
+  TpmAttester a(tpm_->tcti());
+  a.record_measurement(m_);
+  EXPECT_EQ(refusal(a.identity(), m_, d_, a.attest(d_)), "accepted");
+  const Bytes other = filled(0x44);
+  // A raw ESAPI client on its own connection, while `a` is alive.
+  RawTpm(tpm_->tcti()).extend(23, other);
+  EXPECT_EQ(a.read_pcr(), pcr_after(m_, other));
+  const Bytes evidence = a.attest(d_);
+  EXPECT_REFUSED(refusal(a.identity(), m_, d_, evidence), "TPM quote: PCR digest does not match the measurement");
+  EXPECT_EQ(parse_tpm_quote(decode_tpm_evidence(evidence).attest).quote_pcr_digest, openssl_sha256(a.read_pcr()));
+
+  // A second attester on the same TPM: the same AK, and its measurement is what a's quotes show.
+  TpmAttester b(tpm_->tcti());
+  EXPECT_EQ(b.identity(), a.identity());
+  b.record_measurement(other);
+  EXPECT_EQ(a.read_pcr(), expected_pcr_value(other));
+  EXPECT_REFUSED(refusal(a.identity(), m_, d_, a.attest(d_)), "TPM quote: PCR digest does not match the measurement");
+  EXPECT_EQ(refusal(a.identity(), other, d_, a.attest(d_)), "accepted");
+  a.record_measurement(m_);
+  EXPECT_EQ(refusal(a.identity(), m_, d_, b.attest(d_)), "accepted");
+}
+
+// Runs argv with `env_name=env_value` added to the environment, output to `log`; the exit status,
+// or nullopt when it has not finished within `seconds` (then it is killed).
+std::optional<int> run_program(const std::vector<std::string>& args, const std::string& env_name,
+                               const std::string& env_value, const fs::path& log, int seconds) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e)
+    if (std::string_view(*e).rfind(env_name + "=", 0) != 0) env_strings.emplace_back(*e);
+  env_strings.push_back(env_name + "=" + env_value);
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> arg_strings = args;
+  std::vector<char*> argv;
+  for (std::string& a : arg_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid;
+  const int rc = posix_spawn(&pid, args[0].c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw Error("cannot run " + args[0] + ": " + std::strerror(rc));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string file_text(const fs::path& path) {
+  std::string text;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buffer[4096];
+    size_t n;
+    while (text.size() < 65536 && (n = std::fread(buffer, 1, sizeof buffer, f)) > 0) text.append(buffer, n);
+    std::fclose(f);
+  }
+  return text;
+}
+
+TEST_F(TpmAttesterTest, Tpm2ToolsExtendThePcrWhileTheAttesterLives) {
+  const std::optional<std::string> pcrextend = find_program("tpm2_pcrextend");
+  ASSERT_TRUE(pcrextend) << "tpm2_pcrextend is not installed: this test runs it beside a live attester "
+                            "(install it: scripts/setup.sh, scripts/packages.txt lists tpm2-tools)";
+  TpmAttester attester(tpm_->tcti());
+  attester.record_measurement(m_);
+  EXPECT_EQ(refusal(attester.identity(), m_, d_, attester.attest(d_)), "accepted");
+  const Bytes other = filled(0x55);
+  const fs::path log = dir_.path() / "tpm2_pcrextend.log";
+  // tpm_->tcti() is "swtpm:host=127.0.0.1,port=P", the form TPM2TOOLS_TCTI takes too.
+  const std::optional<int> status =
+      run_program({*pcrextend, "23:sha256=" + to_hex(other)}, "TPM2TOOLS_TCTI", tpm_->tcti(), log, 20);
+  ASSERT_TRUE(status) << "tpm2_pcrextend did not finish in 20 s: is the TPM's one connection held? "
+                      << file_text(log);
+  ASSERT_EQ(*status, 0) << "tpm2_pcrextend failed: " << file_text(log);
+  EXPECT_EQ(attester.read_pcr(), pcr_after(m_, other));
+  EXPECT_REFUSED(refusal(attester.identity(), m_, d_, attester.attest(d_)),
+                 "TPM quote: PCR digest does not match the measurement");
+}
+
+TEST_F(TpmAttesterTest, ANewEndorsementSeedIsNamedByAttest) {
+  TpmAttester attester(tpm_->tcti());
+  attester.record_measurement(m_);
+  EXPECT_EQ(refusal(attester.identity(), m_, d_, attester.attest(d_)), "accepted");
+  RawTpm(tpm_->tcti()).change_endorsement_seed();
+  std::string error = "no error";
+  try {
+    attester.attest(d_);
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  EXPECT_NE(error.find("TPM attester (" + tpm_->tcti() + "): the attestation key recreated for this quote is not "
+                       "the one created at start"),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("endorsement seed changed"), std::string::npos) << error;
+  // The AK recreated for that refused quote was flushed all the same.
+  EXPECT_EQ(RawTpm(tpm_->tcti()).loaded_transient_objects(), std::vector<uint32_t>{});
+  // The AK from the template, recreated here with raw ESAPI, is indeed another key now.
+  const Bytes now = RawTpm(tpm_->tcti()).create_ak();
+  EXPECT_EQ(now.size(), 65u);
+  EXPECT_NE(now, identity_point(attester.identity()));
+  EXPECT_EQ(identity_point(TpmAttester(tpm_->tcti()).identity()), now);
 }
 
 std::string construction_error(const std::string& tcti) {
