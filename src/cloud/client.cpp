@@ -118,13 +118,23 @@ CloudClient::CloudClient(CloudClientOptions options)
 CloudClient::~CloudClient() = default;
 
 std::vector<CloudNode> CloudClient::refresh_nodes() {
+  // A list of a few hundred attested nodes is about a megabyte; more is a relay misbehaving.
+  constexpr size_t kMaxNodeList = 16 << 20;
   httplib::Request get;
   get.method = "GET";
   get.path = "/nodes";
+  std::string body;
+  bool too_large = false;
+  get.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (body.size() + n > kMaxNodeList) return !(too_large = true);
+    body.append(data, n);
+    return true;
+  };
   httplib::Result res = relay_->send(get);
+  if (too_large) throw CloudError("cloud: the relay's node list is larger than 16 MiB");
   if (!res) throw CloudError("cloud: fetching the node list: " + describe(res.error()));
   if (res->status != 200) throw CloudError("cloud: the relay answered " + std::to_string(res->status) + " for the node list");
-  std::vector<CloudNode> listed = parse_node_list(res->body);
+  std::vector<CloudNode> listed = parse_node_list(body);
   std::vector<CloudNode> nodes;
   std::vector<std::pair<std::string, std::string>> refused;
   for (CloudNode& node : listed) {
