@@ -67,9 +67,9 @@ const char* usage_of(const std::string& name) {
                           "                        (prints the release statement: what a node with these options measures)"},
       {"release sign", "orchard release sign --key FILE --statement FILE --out NOTE"},
       {"log serve", "orchard log serve --dir DIR --key FILE [--origin NAME] [--host H] [--port N]\n"
-                    "                  [--append-token-file F] [--witness URL --witness-vkey VKEY]..."},
-      {"log append", "orchard log append --url URL --token-file F --entry FILE"},
-      {"log witness", "orchard log witness --key FILE --log-vkey VKEY --state FILE [--host H] [--port N]"},
+                    "                  [--append-token-file F] [--witness URL[,URL] --witness-vkey VKEY[,VKEY]] [--ca-file PEM]"},
+      {"log append", "orchard log append (--url URL --token-file F | --dir DIR) --entry FILE [--ca-file PEM]"},
+      {"log witness", "orchard log witness --key FILE --log-vkey VKEY --state FILE [--origin NAME] [--host H] [--port N]"},
       {"tokens keygen", "orchard tokens keygen --out KEY [--public-out PUB] [--bits 2048]"},
       {"tokens issue", "orchard tokens issue --key KEY --clients FILE [--host H] [--port N] [--rate N] [--period-s S]"},
       {"tokens fetch", "orchard tokens fetch --issuer URL --issuer-key PUB --auth-env VAR --count N --wallet FILE"},
