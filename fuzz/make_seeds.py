@@ -2,8 +2,11 @@
 """Writes the seed corpora of fuzz/corpus/ (all but the tiny GGUF models, which
 fuzz_make_gguf_seeds writes with the library's GGUF writer). Seeds are small real inputs: the
 shared tokenizers cut down to a few hundred tokens, the shared chat templates, the templates of
-tests/template/render_test.cpp, tiny generated models, schemas and request bodies.
-  python3 fuzz/make_seeds.py SHARED_DIR   (run from the repository root)"""
+tests/template/render_test.cpp, tiny generated models, schemas and request bodies, and the private
+cloud node's signed notes, attestation documents, release statements, node bundles and TPM
+evidence (these need the `cryptography` package: pip install cryptography).
+  python3 fuzz/make_seeds.py SHARED_DIR [TARGET...]   (run from the repository root; with
+  targets, only those corpora are written)"""
 import json
 import os
 import re
@@ -295,16 +298,198 @@ def gguf_prefix_seeds(shared):
     put("gguf", "llama2c-tiny", llama2c_checkpoint(8, 16, 1, 2, 1, 32, 8))
 
 
+# ---- The private cloud node's attestation chain (attestation, tpm_evidence) -----------------
+# Real signed objects, made here with the `cryptography` package (Ed25519, ECDSA P-256) from the
+# formats' specifications (c2sp.org/signed-note and tlog-checkpoint, src/cloud/*.h), under keys
+# derived from fixed names: the fuzzers (fuzz/attestation_fuzz.cpp, fuzz/tpm_evidence_fuzz.cpp)
+# derive the same keys, so these seeds verify there and the mutator starts past every signature.
+FUZZ_NOW = 1767225600  # 2026-01-01T00:00:00Z, the fuzzers' fixed "now" (kNow)
+
+
+def sha256(data):
+    import hashlib
+    return hashlib.sha256(data).digest()
+
+
+def fuzz_secret(label):
+    # SHA-256("orchard fuzz " || label): an Ed25519 seed or a P-256 scalar (fuzzers: fuzz_secret).
+    return sha256(b"orchard fuzz " + label.encode())
+
+
+class NoteKey:
+    def __init__(self, name):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        self.name = name
+        self.key = Ed25519PrivateKey.from_private_bytes(fuzz_secret(name))
+        self.public = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.key_id = sha256(name.encode() + b"\n\x01" + self.public)[:4]
+
+    def vkey(self):
+        import base64
+        return "%s+%s+%s" % (self.name, self.key_id.hex(), base64.b64encode(b"\x01" + self.public).decode())
+
+    def signature_line(self, text):
+        import base64
+        return "\u2014 %s %s\n" % (self.name, base64.b64encode(self.key_id + self.key.sign(text.encode())).decode())
+
+
+def sign_note(text, keys):
+    return text + "\n" + "".join(k.signature_line(text) for k in keys)
+
+
+def merkle_leaf(entry):
+    return sha256(b"\x00" + entry.encode())
+
+
+def merkle_node(left, right):
+    return sha256(b"\x01" + left + right)
+
+
+def b64(data):
+    import base64
+    return base64.b64encode(data).decode()
+
+
+class TpmKey:
+    # The attestation key of the fuzzers' TPM: ECDSA P-256, evidence as tpm_quote.h encodes it.
+    def __init__(self):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        self.key = ec.derive_private_key(int.from_bytes(fuzz_secret("tpm attestation key"), "big"), ec.SECP256R1())
+        self.identity = b64(self.key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+    @staticmethod
+    def quote(extra, banks, pcr_digest, magic=0xff544347, kind=0x8018):
+        # TPMS_ATTEST (TPM 2.0 Part 2, 10.12.12) of a quote, fields as a TPM fills them.
+        out = struct.pack(">IH", magic, kind)
+        out += struct.pack(">H", 34) + b"\x00\x0b" + sha256(b"fuzz AK name")  # qualifiedSigner
+        out += struct.pack(">H", len(extra)) + extra                          # extraData
+        out += struct.pack(">QIIB", 123456789, 7, 3, 1)                       # clockInfo
+        out += struct.pack(">Q", 0x2019102200120001)                          # firmwareVersion
+        out += struct.pack(">I", len(banks))
+        for alg, bits in banks:
+            out += struct.pack(">HB", alg, len(bits)) + bits
+        return out + struct.pack(">H", len(pcr_digest)) + pcr_digest
+
+    def evidence(self, attest, pcr=23):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        # RFC 6979 nonces: the same seeds each time the corpus is written.
+        r, s = decode_dss_signature(self.key.sign(attest, ec.ECDSA(hashes.SHA256(), deterministic_signing=True)))
+        r, s = r.to_bytes(32, "big"), s.to_bytes(32, "big")
+        return (struct.pack(">BBH", 1, pcr, len(attest)) + attest + struct.pack(">HHH", 0x0018, 0x000b, 32) + r
+                + struct.pack(">H", 32) + s)
+
+    def evidence_for(self, measurement, digest, pcr=23):
+        pcr_value = sha256(bytes(32) + measurement)  # a reset PCR extended once
+        bits = bytearray(3)
+        bits[pcr // 8] |= 1 << (pcr % 8)
+        return self.evidence(self.quote(digest, [(0x000b, bytes(bits))], sha256(pcr_value)), pcr)
+
+
+def release_text(name, models):
+    text = "binary %s\n" % sha256(b"fuzz binary").hex()
+    for model in models:
+        text += "model %s %s\n" % (sha256(model.encode()).hex(), model)
+    text += "config %s\n" % sha256(b"fuzz config").hex()
+    return "orchard release v1\nname %s\n%smeasurement %s\n" % (name, text, sha256(text.encode()).hex()), sha256(text.encode())
+
+
+def attestation_document(node, measurement, signing_key, attester, identity, evidence_of, issued, expires):
+    body = ("orchard attestation v1\nnode %s\nmeasurement %s\nsigning-key %s\nattester %s\nidentity %s\n"
+            "issued %d\nexpires %d\n" % (node, measurement.hex(), signing_key, attester, identity, issued, expires))
+    return body + "evidence %s\n" % b64(evidence_of(sha256(body.encode())))
+
+
+def attestation_seeds(shared):
+    # Selector byte (attestation_fuzz.cpp): '0' note, '1' document, '2' release, '3' bundle.
+    log, witness, release_key = NoteKey("log.fuzz.example"), NoteKey("witness.fuzz.example"), NoteKey("release.fuzz.example")
+    attester, node_key = NoteKey("attester.fuzz.example"), NoteKey("node0")
+    tpm = TpmKey()
+
+    release, measurement = release_text("orchard-fuzz-1", ["model.gguf"])
+    put("attestation", "release-one-model", "2" + release)
+    put("attestation", "release-with-tokenizer", "2" + release_text("orchard-fuzz-2", ["model.gguf", "tokenizer.json"])[0])
+    release_note = sign_note(release, [release_key])
+
+    software = lambda digest: attester.key.sign(b"orchard software attester v1\n" + digest)
+    issued, expires = FUZZ_NOW - 3600, FUZZ_NOW + 86400
+    documents = {
+        "software": attestation_document("node0", measurement, node_key.vkey(), "software", attester.vkey(), software,
+                                         issued, expires),
+        "tpm": attestation_document("node0", measurement, node_key.vkey(), "tpm", tpm.identity,
+                                    lambda digest: tpm.evidence_for(measurement, digest), issued, expires),
+    }
+    for kind, document in documents.items():
+        put("attestation", "document-" + kind, "1" + document)
+
+    # The node's OHTTP key configurations (RFC 9458's example key), as sign_node_keys writes them.
+    example = json.load(open(os.path.join(shared, "pcc/rfc9458-example.json")))
+    config = bytes.fromhex(example["key_config"])
+    keys_note = sign_note("orchard node keys v1\nnode node0\nkeys %s\nexpires %d\n"
+                          % ((struct.pack(">H", len(config)) + config).hex(), FUZZ_NOW + 3600), [node_key])
+
+    for kind, document in documents.items():
+        leaves = [merkle_leaf(release_note), merkle_leaf(document)]  # the log: the release, then the node
+        checkpoint = "log.fuzz.example\n2\n%s\n" % b64(merkle_node(*leaves))
+        bundle = {"node": "node0", "document": document, "release": release_note,
+                  "checkpoint": sign_note(checkpoint, [log, witness]),
+                  "release_proof": {"index": 0, "hashes": [b64(leaves[1])]},
+                  "document_proof": {"index": 1, "hashes": [b64(leaves[0])]}, "keys": keys_note}
+        put("attestation", "bundle-" + kind, "3" + json.dumps(bundle, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
+        if kind == "software":
+            put("attestation", "note-checkpoint", "0" + bundle["checkpoint"])
+            unlogged = dict(bundle, checkpoint="", release_proof=None, document_proof=None)
+            put("attestation", "bundle-unlogged", "3" + json.dumps(unlogged, sort_keys=True, separators=(",", ":")))
+    put("attestation", "note-release", "0" + release_note)
+    put("attestation", "note-keys", "0" + keys_note)
+    # A checkpoint with an extension line, cosigned, plus a signature by a key nobody knows.
+    extended = "log.fuzz.example\n18446744073709551615\n%s\nextension line\n" % b64(sha256(b"root"))
+    put("attestation", "note-checkpoint-extension", "0" + sign_note(extended, [log, witness, NoteKey("stranger")]))
+    # The published notes of the shared vectors (the fuzzer knows their keys), each once.
+    vectors, seen = json.load(open(os.path.join(shared, "pcc/signed-note-vectors.json"))), set()
+    for group in ("valid", "parse_only", "must_reject"):
+        for i, vector in enumerate(vectors[group]):
+            if vector["note"] not in seen:
+                seen.add(vector["note"])
+                put("attestation", "note-vector-%s-%d" % (group, i), "0" + vector["note"])
+
+
+def tpm_evidence_seeds():
+    # The fuzzer's fixed verifier inputs (tpm_evidence_fuzz.cpp): measurement and document digest.
+    tpm = TpmKey()
+    measurement, digest = sha256(b"orchard fuzz measurement"), sha256(b"orchard fuzz document")
+    good = tpm.evidence_for(measurement, digest)
+    put("tpm_evidence", "evidence-pcr23", good)
+    put("tpm_evidence", "evidence-pcr16", tpm.evidence_for(measurement, digest, pcr=16))
+    attest = good[4:4 + struct.unpack(">H", good[2:4])[0]]
+    put("tpm_evidence", "attest-quote", attest)
+    two_banks = tpm.quote(digest, [(0x000b, b"\x00\x00\x80"), (0x0004, b"\x00\x00\x80\x00")], bytes(32))
+    put("tpm_evidence", "evidence-two-banks", tpm.evidence(two_banks))
+    put("tpm_evidence", "evidence-not-a-quote", tpm.evidence(tpm.quote(digest, [], b"", kind=0x8017)))
+    put("tpm_evidence", "identity", tpm.identity)
+
+
 def main():
+    # make_seeds.py [SHARED_DIR [TARGET...]]: with targets, only their seeds are written.
     shared = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(ROOT), "..", "..", "shared")
-    llama2c_seeds(shared)
-    hf_seeds(shared)
-    tokenizer_seeds(shared)
-    template_seeds(shared)
-    schema_seeds()
-    request_seeds()
-    gguf_prefix_seeds(shared)
+    only = set(sys.argv[2:])
+    writers = [("llama2c", lambda: llama2c_seeds(shared)), ("hf_model", lambda: hf_seeds(shared)),
+               ("tokenizer_json", lambda: tokenizer_seeds(shared)), ("chat_template", lambda: template_seeds(shared)),
+               ("json_schema", schema_seeds), ("openai_request", request_seeds),
+               ("gguf", lambda: gguf_prefix_seeds(shared)), ("attestation", lambda: attestation_seeds(shared)),
+               ("tpm_evidence", tpm_evidence_seeds)]
+    unknown = only - {target for target, _ in writers}
+    if unknown:
+        sys.exit("make_seeds.py: no seed writer for %s" % ", ".join(sorted(unknown)))
+    for target, write in writers:
+        if not only or target in only:
+            write()
     for target in sorted(os.listdir(ROOT)):
+        if only and target not in only:
+            continue
         files = os.listdir(os.path.join(ROOT, target))
         size = sum(os.path.getsize(os.path.join(ROOT, target, f)) for f in files)
         print("%-16s %3d seeds, %7d bytes" % (target, len(files), size))
