@@ -457,6 +457,17 @@ def attestation_seeds(shared):
                 put("attestation", "note-vector-%s-%d" % (group, i), "0" + vector["note"])
 
 
+# Two more seeds come from a real TPM and are not written here (committed as made, once):
+# tpm_evidence/evidence-swtpm and attestation/document-swtpm. With swtpm 0.7.1 and tpm2-tools
+# (TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=P on a fresh `swtpm socket --tpm2 --flags
+# not-need-init,startup-clear`): tpm2_pcrreset 23; tpm2_pcrextend 23:sha256=M with
+# M = SHA-256("orchard fuzz measurement"); tpm2_createek -G ecc; tpm2_createak -G ecc -g sha256
+# -s ecdsa -f pem; tpm2_quote -l sha256:23 -g sha256 -q Q -m MSG -s SIG. The evidence is
+# 01 17 u16(len MSG) MSG SIG (SIG is already the TPMT_SIGNATURE tpm_quote.h reads), quoted with
+# Q = SHA-256("orchard fuzz document"); the document is attestation_document's body for node0
+# with attester tpm, the AK's SubjectPublicKeyInfo as identity and M as measurement, quoted with
+# Q = SHA-256(body). The AK is the TPM's own, not the fuzzer's key: the evidence is refused at
+# its signature under the fixed identity, and verifies once the fuzzer signs its attest.
 def tpm_evidence_seeds():
     # The fuzzer's fixed verifier inputs (tpm_evidence_fuzz.cpp): measurement and document digest.
     tpm = TpmKey()
