@@ -14,6 +14,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,8 +34,10 @@
 #include <vector>
 
 #include "base/error.h"
+#include "cli/cli_test_support.h"
 #include "cloud/crypto.h"
 #include "temp_dir.h"
+#include "test_paths.h"
 
 namespace orchard::cloud::privacy_pass {
 namespace {
@@ -935,6 +939,120 @@ TEST(PrivacyPass, WalletNeverGivesATokenTwice) {
     EXPECT_NE(std::string(e.what()).find("line 2"), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find("not-a-token"), std::string::npos) << e.what();
   }
+}
+
+
+// ---- The CLI: keygen, the issuer service, fetch into a wallet, and a node taking the tokens ----
+
+// `orchard tokens issue ...` in the background; its URL from the "listening on" line.
+struct IssuerProcess {
+  pid_t pid = -1;
+  std::string url;
+  explicit IssuerProcess(const std::vector<std::string>& args) {
+    int fds[2];
+    if (::pipe(fds) != 0) return;
+    const std::string binary = test::cli_path();
+    std::vector<std::string> all{binary, "tokens", "issue"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid = ::fork();
+    if (pid == 0) {
+      ::dup2(fds[1], 1);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      ::execv(binary.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    std::string line;
+    char c;
+    pollfd p{fds[0], POLLIN, 0};
+    while (line.find('\n') == std::string::npos && ::poll(&p, 1, 20000) == 1 && ::read(fds[0], &c, 1) == 1) line += c;
+    ::close(fds[0]);
+    const std::string prefix = "listening on ";
+    if (line.rfind(prefix, 0) == 0) url = line.substr(prefix.size(), line.size() - prefix.size() - 1);
+  }
+  int stop() {
+    int status = -1;
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, &status, 0);
+      pid = -1;
+    }
+    return status;
+  }
+  ~IssuerProcess() { stop(); }
+};
+
+TEST(PrivacyPassCli, KeygenIssueFetchRedeem) {
+  test::TempDir dir;
+  const std::string key = dir.file("issuer.pem"), wallet = dir.file("wallet");
+  const test::CliResult keygen = test::run_cli({"tokens", "keygen", "--out", key});
+  ASSERT_EQ(keygen.exit_code, 0) << keygen.err;
+  struct stat st {};
+  ASSERT_EQ(::stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::string pub_line = test::read_text(key + ".pub");
+  ASSERT_FALSE(pub_line.empty());
+  pub_line.pop_back();
+  const Bytes spki = base64url_decode(pub_line);
+  const blind_rsa::PublicKey pub = parse_public_key(spki);
+  EXPECT_EQ(keygen.out, to_hex(openssl_sha256(spki)) + "\n");
+  EXPECT_EQ(IssuerKey::load(key).public_key().modulus(), pub.modulus());
+  test::expect_one_line_error(test::run_cli({"tokens", "keygen", "--out", dir.file("big.pem"), "--bits", "3072"}),
+                              "2048-bit keys only");
+  test::expect_one_line_error(test::run_cli({"tokens", "keygen", "--out", key}), "exists");
+  // Another key, whose public half a client might be given by mistake.
+  ASSERT_EQ(test::run_cli({"tokens", "keygen", "--out", dir.file("other.pem")}).exit_code, 0);
+
+  const std::string clients = dir.write("clients", "# id secret\nalice correct-horse-battery\n\nbob 0123456789abcdef\n");
+  ::chmod(clients.c_str(), 0644);
+  test::expect_one_line_error(test::run_cli({"tokens", "issue", "--key", key, "--clients", clients}),
+                              "readable by others");
+  ::chmod(clients.c_str(), 0600);
+  IssuerProcess issuer({"--key", key, "--clients", clients, "--rate", "3", "--period-s", "31622400"});
+  ASSERT_EQ(issuer.url.rfind("http://127.0.0.1:", 0), 0u) << issuer.url;
+
+  ::setenv("PP_TEST_ALICE", "correct-horse-battery", 1);
+  ::setenv("PP_TEST_WRONG", "correct-horse-batterx", 1);
+  auto fetch = [&](const std::string& env, int count, const std::string& pub_file) {
+    return test::run_cli({"tokens", "fetch", "--issuer", issuer.url, "--issuer-key", pub_file, "--auth-env", env,
+                          "--count", std::to_string(count), "--wallet", wallet, "--origin-info", "node.test"});
+  };
+  const test::CliResult first = fetch("PP_TEST_ALICE", 2, key + ".pub");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.out.find("added 2 tokens"), std::string::npos) << first.out;
+  // Three per period: the third comes, the fourth is refused with the issuer's 429.
+  const test::CliResult second = fetch("PP_TEST_ALICE", 2, key + ".pub");
+  test::expect_one_line_error(second, "1 of 2 tokens: the issuer answered 429");
+  test::expect_one_line_error(fetch("PP_TEST_WRONG", 1, key + ".pub"), "answered 401");
+  test::expect_one_line_error(fetch("PP_TEST_UNSET_VARIABLE", 1, key + ".pub"), "is not set");
+  ::setenv("PP_TEST_BOB", "0123456789abcdef", 1);
+  // A client given another key: the issuer refuses the request's truncated key id (or, one time
+  // in 256, when the ids' last bytes agree, the answer does not verify under the client's key).
+  const test::CliResult wrong_key = fetch("PP_TEST_BOB", 1, dir.file("other.pem.pub"));
+  EXPECT_EQ(wrong_key.exit_code, 2);
+  EXPECT_TRUE(wrong_key.err.find("truncated token key id") != std::string::npos ||
+              wrong_key.err.find("not a token under the key of --issuer-key") != std::string::npos)
+      << wrong_key.err;
+  EXPECT_EQ(issuer.stop(), 0);
+
+  // The wallet's three tokens are for (issuer 127.0.0.1, no context, origin node.test) and a node
+  // with that challenge and key takes each once.
+  TokenWallet w(wallet);
+  EXPECT_EQ(w.count(), 3u);
+  TokenChallenge challenge;
+  challenge.issuer_name = "127.0.0.1";
+  challenge.origin_info = "node.test";
+  DoubleSpendStore store(dir.file("spent"), token_key_id(spki));
+  const TokenRedeemer redeemer(pub, challenge, store);
+  while (std::optional<Token> t = w.take()) {
+    redeemer.redeem(authorization_header(*t));
+    expect_refused([&] { redeemer.redeem(authorization_header(*t)); }, Reason::double_spent, "already spent");
+  }
+  EXPECT_EQ(store.size(), 3u);
 }
 
 }  // namespace
