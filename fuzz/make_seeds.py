@@ -483,6 +483,69 @@ def tpm_evidence_seeds():
     put("tpm_evidence", "identity", tpm.identity)
 
 
+# ---- Privacy Pass (privacy_pass) -----------------------------------------------------------
+# RFC 9578 Appendix A.2, type 2 test vector 1: the issuer key (pkS), challenge, token request,
+# response and token. fuzz/privacy_pass_fuzz.cpp holds the same vector's private key, challenge
+# and pending token, so these verify there.
+PP_PKS = (
+    "30820152303d06092a864886f70d01010a3030a00d300b0609608648016503040202a11a301806092a864886f70d0101"
+    "08300b0609608648016503040202a2030201300382010f003082010a0282010100cb1aed6b6a95f5b1ce013a4cfcab25"
+    "b94b2e64a23034e4250a7eab43c0df3a8c12993af12b111908d4b471bec31d4b6c9ad9cdda90612a2ee903523e6de5a2"
+    "24d6b02f09e5c374d0cfe01d8f529c500a78a2f67908fa682b5a2b430c81eaf1af72d7b5e794fc98a3139276879757ce"
+    "453b526ef9bf6ceb99979b8423b90f4461a22af37aab0cf5733f7597abe44d31c732db68a181c6cbbe607d8c0e52e065"
+    "5fd9996dc584eca0be87afbcd78a337d17b1dba9e828bbd81e291317144e7ff89f55619709b096cbb9ea474cead264c2"
+    "073fe49740c01f00e109106066983d21e5f83f086e2e823c879cd43cef700d2a352a9babd612d03cad02db134b7e225a"
+    "5f0203010001")
+PP_CHALLENGE = (
+    "0002000e6973737565722e6578616d706c65208e7acc900e393381e8810b7c9e4a68b5163f1f880ab6688a6ffe780923"
+    "609e88000e6f726967696e2e6578616d706c65")
+PP_TOKEN_REQUEST = (
+    "0002086a95be84b63cfed0993bb579194a72a95057e1548ac463a9a5b33b011f2b2011d59487f01862f1d8e4d5ea42e7"
+    "3a660fbc3d010b944a54da3a4e0942f8894c0884589b438cb902e9a34278970f33c16f351f7dae58d273c3ab66ef368d"
+    "a36f785e89e24d1d983d5c34311cd21f290f9e89e8646ab0d0a48988fcd46230de5e7603cd12cc95c7ec5002e5e26737"
+    "aa7eb69c626476e6c8d46510ee404a3d7daf3a23b7c66735d363ca13676925c6ed0117f60d165ce1f8ba616d041b6384"
+    "baf6da3e2f757cb18e879a4f8595c2dc895ddf1f4279c75768d108b5c47f95f94e81e2d8b9c8b74476924ab3b7c45243"
+    "fc99ac5466e8a3680ad37fa15c96010b274094")
+PP_TOKEN_RESPONSE = (
+    "675d84b751d9e593330ec4b6d7ab69c9a61517e98971f4b736150508174b4335761464f237be2d72bbae4b94dffc6143"
+    "413f6351f1aa4efde6c32d4d6d9392a008290d56d1222f9b77a1336213e01934f7d972f3bf9ea5a5786c321352f103b3"
+    "667e605379a55f0fb925fbb09b8a9f85e7dd4b388a3b49d06fd70ba28f6a780e3bc8f6421554fd6c38b63ef19f84ccfc"
+    "f14709dd0b4d72213c1f060893854eba0ea1a147e275da320db5e9849882d5f9179efa8a2d8d3b803f9d1445ef5c1f66"
+    "0be08883ce9b29a0a992fc035d2938cbb61c440044438dbb8b3ce7158a8f9827d230482f622d291406ab236b32b12262"
+    "7ae0fd36bd0d6b7607b8044ace404d44")
+PP_TOKEN = (
+    "0002aa72019d1f951df197021ce63876fe8b0a02dc1c31a12b0a2dd1508d07827f055969f643b4cfda5196d4aa86aeb5"
+    "368834f4f06de46950ed435b3b81bd036d44ca572f8982a9ca248a3056186322d93ca147266121ddeb5632c07f1f71cd"
+    "2708bc6a21b533d07294b5e900faf5537dd3eb33cee4e08c9670d1e5358fd184b0e00c637174f5206b14c7bb0e724ebf"
+    "6b56271e5aa2ed94c051c4a433d302b23bc52460810d489fb050f9de5c868c6c1b06e3849fd087629f704cc724bc0d09"
+    "84d5c339686fcdd75f9a9cdd25f37f855f6f4c584d84f716864f546b696d620c5bd41a811498de84ff9740ba3003ba24"
+    "22d26b91eb745c084758974642a42078201543246ddb58030ea8e722376aa82484dca9610a8fb7e018e396165462e17a"
+    "03e40ea7e128c090a911ecc708066cb201833010c1ebd4e910fc8e27a1be467f78671836a508257123a45e4e0ae2180a"
+    "434bd1037713466347a8ebe46439d3da1970")
+
+
+def privacy_pass_seeds():
+    # Selector byte (privacy_pass_fuzz.cpp): '0' token, '1' request, '2' response, '3' challenge,
+    # '4' Authorization header value, '5' issuer key SPKI.
+    import base64
+    token = bytes.fromhex(PP_TOKEN)
+    put("privacy_pass", "token-vector", b"0" + token)
+    put("privacy_pass", "token-base64url", "0" + base64.urlsafe_b64encode(token).decode())
+    put("privacy_pass", "request-vector", b"1" + bytes.fromhex(PP_TOKEN_REQUEST))
+    put("privacy_pass", "response-vector", b"2" + bytes.fromhex(PP_TOKEN_RESPONSE))
+    put("privacy_pass", "challenge-vector", b"3" + bytes.fromhex(PP_CHALLENGE))
+    # Issuer name only: no redemption context, no origin info.
+    put("privacy_pass", "challenge-plain", b"3" + struct.pack(">HH", 2, 18) + b"issuer.example.net" + b"\x00\x00\x00")
+    b64 = base64.urlsafe_b64encode(token).decode()
+    put("privacy_pass", "authorization-quoted", '4PrivateToken token="%s"' % b64)
+    put("privacy_pass", "authorization-unquoted", "4PrivateToken token=%s" % b64)
+    put("privacy_pass", "authorization-params", '4privatetoken  challenge="abc\\"d" ,\ttoken = %s , extra=1' % b64)
+    forged = bytearray(token)
+    forged[-1] ^= 1  # the authenticator no longer verifies
+    put("privacy_pass", "authorization-forged", '4PrivateToken token="%s"' % base64.urlsafe_b64encode(bytes(forged)).decode())
+    put("privacy_pass", "spki-vector", b"5" + bytes.fromhex(PP_PKS))
+
+
 def main():
     # make_seeds.py [SHARED_DIR [TARGET...]]: with targets, only their seeds are written.
     shared = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(ROOT), "..", "..", "shared")
@@ -491,7 +554,8 @@ def main():
                ("tokenizer_json", lambda: tokenizer_seeds(shared)), ("chat_template", lambda: template_seeds(shared)),
                ("json_schema", schema_seeds), ("openai_request", request_seeds),
                ("gguf", lambda: gguf_prefix_seeds(shared)), ("attestation", lambda: attestation_seeds(shared)),
-               ("tpm_evidence", tpm_evidence_seeds)]
+               ("tpm_evidence", tpm_evidence_seeds),
+               ("privacy_pass", privacy_pass_seeds)]
     unknown = only - {target for target, _ in writers}
     if unknown:
         sys.exit("make_seeds.py: no seed writer for %s" % ", ".join(sorted(unknown)))

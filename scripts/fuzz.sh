@@ -23,7 +23,7 @@ for arg in "$@"; do
   esac
 done
 all=(gguf hf_model llama2c tokenizer_json chat_template json_schema openai_request binary_http ohttp_keys
-  ohttp_decapsulate attestation tpm_evidence)
+  ohttp_decapsulate attestation tpm_evidence privacy_pass)
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
 # Longest input per target: room for the largest seed (the GGUF seeds are tiny models of up to
@@ -34,7 +34,7 @@ max_len_of() {
     tokenizer_json) echo 65536 ;;
     hf_model|llama2c|chat_template|openai_request|binary_http) echo 16384 ;;
     json_schema|attestation) echo 8192 ;;
-    ohttp_keys|ohttp_decapsulate|tpm_evidence) echo 4096 ;;
+    ohttp_keys|ohttp_decapsulate|tpm_evidence|privacy_pass) echo 4096 ;;
     *) echo "fuzz.sh: unknown target '$1' (targets: ${all[*]})" >&2; exit 2 ;;
   esac
 }
