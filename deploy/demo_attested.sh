@@ -4,7 +4,9 @@
 #      signed), and publish it in a transparency log (`orchard log serve`) cosigned by a witness;
 #   2. start a software TPM (swtpm) per node, nginx as the relay, and 2 attested nodes whose
 #      attestation keys are in those TPMs;
-#   3. the client (`orchard cloud ask` in attested mode) verifies the nodes and streams an answer;
+#   3. the client fetches anonymous tokens from an issuer (`orchard tokens issue`, Privacy Pass),
+#      verifies the nodes (`orchard cloud ask` in attested mode) and streams an answer, paying one
+#      token per request, which the node redeems once;
 #   4. restart one node with a different model file: the client refuses that node (its measurement
 #      is not the release's) and keeps being answered by the other, which the refused node's own
 #      metrics confirm (no request reached it).
@@ -62,7 +64,7 @@ start_listening() {
 
 say "1. keys, the log with its witness, the release"
 cd "$work"
-rm -rf ./*.key token log witness.state client.state tpm0 tpm1 cluster
+rm -rf ./*.key ./*.pub token clients log witness.state client.state tpm0 tpm1 cluster spent wallet
 release_vkey=$("$orchard" key generate --name release.demo --out release.key)
 log_vkey=$("$orchard" key generate --name log.demo --out log.key)
 witness_vkey=$("$orchard" key generate --name witness.demo --out witness.key)
@@ -70,10 +72,20 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > token && chmod 600 token
 witness_url=$(start_listening witness.log "$orchard" log witness --key witness.key --log-vkey "$log_vkey" --state witness.state --port 0)
 log_url=$(start_listening log.log "$orchard" log serve --dir log --key log.key --port 0 --append-token-file token \
   --witness "$witness_url" --witness-vkey "$witness_vkey")
-"$orchard" release measure --name orchard-demo-1 --model "$model" --private > release.txt
+"$orchard" tokens keygen --out issuer.key --public-out issuer.pub >/dev/null  # nodes take only its tokens
+token_args=(--token-issuer-key "$work/issuer.pub" --token-issuer-name issuer.demo)
+"$orchard" release measure --name orchard-demo-1 --model "$model" --private "${token_args[@]}" > release.txt
 "$orchard" release sign --key release.key --statement release.txt --out release.note
 "$orchard" log append --url "$log_url" --token-file token --entry release.note >/dev/null
 say "   release $(grep '^measurement' release.txt) logged at $log_url"
+
+say "   the token issuer; the client fetches 8 tokens"
+secret=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf 'demo-client %s\n' "$secret" > clients && chmod 600 clients
+issuer_url=$(start_listening issuer.log "$orchard" tokens issue --key issuer.key --clients clients --port 0 --rate 20)
+DEMO_SECRET=$secret "$orchard" tokens fetch --issuer "$issuer_url" --issuer-key issuer.pub --auth-env DEMO_SECRET \
+  --issuer-name issuer.demo --count 8 --wallet wallet >/dev/null
+[ "$(wc -l < wallet)" = 8 ] || { say "the wallet does not hold 8 tokens"; exit 1; }
 
 say "2. a software TPM per node, nginx and 2 attested nodes"
 tcti=()
@@ -86,15 +98,17 @@ for k in 0 1; do
   tcti+=("swtpm:host=127.0.0.1,port=$port")
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
 done
-node_args=(--release "$work/release.note" --log-url "$log_url" --log-token-file "$work/token")
+node_args=(--release "$work/release.note" --log-url "$log_url" --log-token-file "$work/token"
+           "${token_args[@]}" --token-store "$work/spent")
 NODE_ARGS_0="--attester tpm:${tcti[0]}" NODE_ARGS_1="--attester tpm:${tcti[1]}" ORCHARD="$orchard" \
   bash "$here/local_cluster.sh" start "$work/cluster" --model "$model" --nodes 2 --port "$(free_port_pair)" --log "$log_url" \
   -- "${node_args[@]}"
 # shellcheck disable=SC1091
 . "$work/cluster/cluster.env"
 read -r -a node_pids <<< "$NODE_PIDS"; read -r -a node_ports <<< "$NODE_PORTS"
-ask=("$orchard" cloud ask --relay "$RELAY" --ca-file "$CA" --log-key "$log_vkey" --release-key "$release_vkey"
-     --witness-key "$witness_vkey" --state "$work/client.state" --max-tokens 16)
+untokened=("$orchard" cloud ask --relay "$RELAY" --ca-file "$CA" --log-key "$log_vkey" --release-key "$release_vkey"
+           --witness-key "$witness_vkey" --state "$work/client.state" --max-tokens 16)
+ask=("${untokened[@]}" --tokens "$work/wallet")
 
 say "3. the client verifies the nodes and streams an answer"
 "${ask[@]}" --stream --prompt "Tell me a story" > answer.txt 2> ask.err || { cat ask.err >&2; exit 1; }
@@ -102,6 +116,10 @@ say "3. the client verifies the nodes and streams an answer"
 grep -q "answered by node" ask.err || { cat ask.err >&2; exit 1; }
 grep -q "refused node" ask.err && { say "a node was refused before anything changed"; cat ask.err >&2; exit 1; }
 say "   answer: $(tr -cd '[:print:]' < answer.txt | head -c 80)... ($(grep -o 'answered by node [a-z0-9]*' ask.err))"
+
+if "${untokened[@]}" --prompt "Free ride" > /dev/null 2> free.err; then say "a request without a token was answered"; exit 1; fi
+grep -q "Privacy Pass token refused" free.err || { cat free.err >&2; exit 1; }
+say "   without a token: $(grep -o 'refused the request (401)[^,]*' free.err | head -1)"
 
 say "4. node1 restarted with another model file"
 cp "$model" other-model.gguf && printf 'not the released model' >> other-model.gguf
@@ -120,5 +138,6 @@ for i in 1 2 3 4; do
 done
 posts=$(curl -s "http://127.0.0.1:$admin1/metrics" | awk '/^orchard_requests_total\{endpoint="\/gateway"/ {n += $2} END {print n + 0}')
 [ "$posts" = 0 ] || { say "the refused node received $posts gateway requests"; exit 1; }
+[ "$(wc -l < wallet)" = 3 ] || { say "5 requests should have spent 5 tokens, $(wc -l < wallet) of 8 left"; exit 1; }
 say "   4 answers from node0; node1 refused each time ($(grep -o 'measurement differs[^(]*' ask1.err | head -1)); node1 received nothing"
 say "passed"

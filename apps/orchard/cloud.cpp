@@ -25,6 +25,7 @@
 #include "cloud/client.h"
 #include "cloud/key_file.h"
 #include "cloud/log_client.h"
+#include "cloud/privacy_pass.h"
 #include "command.h"
 
 namespace orchard::cli {
@@ -54,6 +55,15 @@ cloud::CloudClientOptions client_options(Args& args) {
   const std::optional<std::string> release_keys = args.get("release-key");
   const std::optional<std::string> witnesses = args.get("witness-key");
   const std::optional<std::string> identities = args.get("attester-identity");
+  if (const std::optional<std::string> wallet = args.get("tokens")) {
+    // One anonymous token per attempt, taken from the wallet (`orchard tokens fetch`).
+    auto tokens = std::make_shared<cloud::privacy_pass::TokenWallet>(*wallet);
+    o.token = [tokens] {
+      const std::optional<cloud::privacy_pass::Token> token = tokens->take();
+      if (!token) throw cloud::CloudError("cloud: no token left in " + tokens->path() + " (orchard tokens fetch)");
+      return cloud::privacy_pass::authorization_header(*token);
+    };
+  }
   const std::string log_url = args.get_or("log", o.relay + "/log");
   const std::string state = args.get_or("state", "");
   if (!log_key) {

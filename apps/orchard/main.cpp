@@ -47,7 +47,8 @@ const char* usage_of(const std::string& name) {
                 "              [--kernels reference|fast] [--tokenizer PATH] [--admin-port N] [--no-prefix-reuse]\n"
                 "              [--private [--key-rotation-s S] [--replay-window-s S] [--node-name N]\n"
                 "                [--release NOTE --attester software|tpm:TCTI [--attester-key F] --log-url URL\n"
-                "                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]]"},
+                "                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]\n"
+                "                [--token-issuer-key PUB --token-issuer-name NAME --token-store FILE [--token-origin-info T]]]"},
       {"bench", "orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]\n"
                 "              [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]"},
       {"quantize", "orchard quantize --model IN --out OUT.gguf --type q4_os|q4_om|q4_0|q4_k_m|q6_k|q8_0|f16|bf16|f32\n"

@@ -2,7 +2,8 @@
 //               [--kv-type f32|f16|int8] [--stream-interval-ms MS] [--memory-budget SIZE]
 //               [--private [--admin-port N] [--key-rotation-s S] [--replay-window-s S] [--node-name N]
 //                [--release NOTE --attester software|tpm:TCTI [--attester-key F] --log-url URL
-//                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]]
+//                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]
+//                [--token-issuer-key PUB --token-issuer-name NAME --token-store FILE [--token-origin-info T]]]
 // An OpenAI-compatible HTTP server (see src/server/); with --private, the private cloud node: the
 // same API reachable only through Oblivious HTTP (src/cloud/, docs/cloud.md).
 #include <chrono>
@@ -48,10 +49,17 @@ ServeConfig parse_serve_config(Args& args) {
   attest.log_token_file = args.get_or("log-token-file", "");
   attest.log_ca_file = args.get_or("log-ca-file", "");
   attest.binary = args.get_or("binary", attest.binary);
+  cloud::TokenOptions& tokens = node.tokens;
+  tokens.issuer_key = args.get_or("token-issuer-key", "");
+  tokens.issuer_name = args.get_or("token-issuer-name", "");
+  tokens.origin_info = args.get_or("token-origin-info", "");
+  tokens.store = args.get_or("token-store", "");
   const int64_t rotation_s = rotation.value_or(node.key_rotation.count());
   const int64_t window_s = window.value_or(node.gateway.replay_window.count());
-  if (!c.private_node && (rotation || window || validity || !attest.release.empty() || !attest.node_name.empty()))
-    fail("orchard serve: --key-rotation-s, --replay-window-s, --node-name and the attestation options go with --private");
+  if (!c.private_node && (rotation || window || validity || !attest.release.empty() || !attest.node_name.empty() ||
+                          !tokens.issuer_key.empty()))
+    fail("orchard serve: --key-rotation-s, --replay-window-s, --node-name, the attestation and the token options go with "
+         "--private");
   const int64_t validity_s = validity.value_or(node.attestation_validity.count());
   if (validity_s < 2 || validity_s > 30 * 86400) fail("orchard serve: --attestation-validity-s must be between 2 and 2592000");
   node.attestation_validity = std::chrono::seconds(validity_s);

@@ -64,19 +64,6 @@ volatile std::sig_atomic_t stop_requested = 0;
 
 // ---- Files ----
 
-// The public key file: one line, padded base64url of the SPKI.
-cloud::Bytes read_public_key_file(const std::string& path) {
-  std::string text = read_text_file(path, 8192);
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
-  try {
-    const cloud::Bytes spki = pp::base64url_decode(text);
-    pp::parse_public_key(spki);
-    return spki;
-  } catch (const Error& e) {
-    fail("issuer public key file ", path, ": ", e.what());
-  }
-}
-
 void write_new_file(const std::string& path, const std::string& text, mode_t mode) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) fail(path, ": cannot be created: ", std::strerror(errno));
@@ -281,7 +268,7 @@ IssuerUrl parse_issuer_url(const std::string& url) {
 
 int tokens_fetch(Args& args) {
   const IssuerUrl issuer = parse_issuer_url(args.require("issuer"));
-  const cloud::Bytes spki = read_public_key_file(args.require("issuer-key"));
+  const cloud::Bytes spki = pp::load_public_key_file(args.require("issuer-key"));
   const std::string auth_env = args.require("auth-env");
   const int64_t count = args.get_int("count").value_or(0);
   const std::string wallet_path = args.require("wallet");

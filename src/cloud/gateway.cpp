@@ -169,8 +169,9 @@ std::string pad_content(std::string_view bytes, bool event_stream, size_t bucket
 }
 
 Gateway::Gateway(const server::OpenAIHandler& handler, KeyRing& keys, const GatewayOptions& options,
-                 const NoteSigner* signing_key)
-    : handler_(handler), keys_(keys), options_(options), signing_key_(signing_key), replays_(options.replay_window) {}
+                 const NoteSigner* signing_key, const privacy_pass::TokenRedeemer* tokens)
+    : handler_(handler), keys_(keys), options_(options), signing_key_(signing_key), tokens_(tokens),
+      replays_(options.replay_window) {}
 
 ApiResponse Gateway::keys() const {
   ApiResponse r;
@@ -197,6 +198,16 @@ ApiResponse Gateway::answer(const ApiRequest& outer) const {
   if (type == request_media_type(OhttpMode::plain)) mode = OhttpMode::plain;
   else if (type == request_media_type(OhttpMode::chunked)) mode = OhttpMode::chunked;
   else return problem(415, "the body must be message/ohttp-req or message/ohttp-chunked-req");
+  if (tokens_) {  // spent here, whatever happens to the request after: a token buys one attempt
+    try {
+      tokens_->redeem(field(outer.headers, "authorization"));
+    } catch (const privacy_pass::TokenError& e) {
+      const bool ours = e.reason() == privacy_pass::TokenError::Reason::unavailable;
+      ApiResponse r = problem(ours ? 503 : 401, std::string("Privacy Pass token refused: ") + e.what());
+      if (!ours) r.headers.push_back({"WWW-Authenticate", tokens_->www_authenticate()});
+      return r;
+    }
+  }
 
   std::shared_ptr<const NodeKey> key;  // held while the request decrypts: a rotation may drop it
   const KeyLookup lookup = [&](const RequestHeader& header) -> const X25519KeyPair* {

@@ -16,6 +16,7 @@
 
 #include "cloud/binary_http.h"
 #include "cloud/key_ring.h"
+#include "cloud/privacy_pass.h"
 #include "cloud/replay_window.h"
 #include "cloud/signed_note.h"
 #include "server/openai_handler.h"
@@ -31,9 +32,11 @@ struct GatewayOptions {
 class Gateway {
  public:
   // With `signing_key` (an attested node's; it must outlive the gateway), answers to requests
-  // that ask for it carry the response binding (response_binding.h).
+  // that ask for it carry the response binding (response_binding.h). With `tokens`, every
+  // request must carry an unspent Privacy Pass token (outer `Authorization: PrivateToken ...`):
+  // without one, 401 with the node's challenge (RFC 9577); checked before anything is decrypted.
   Gateway(const server::OpenAIHandler& handler, KeyRing& keys, const GatewayOptions& options = {},
-          const NoteSigner* signing_key = nullptr);
+          const NoteSigner* signing_key = nullptr, const privacy_pass::TokenRedeemer* tokens = nullptr);
 
   // POST /gateway. Outer errors are problem details (RFC 9457): 415 for a media type other than
   // message/ohttp-req or message/ohttp-chunked-req, 422 with the "ohttp-key" problem type for a
@@ -50,6 +53,7 @@ class Gateway {
   KeyRing& keys_;
   GatewayOptions options_;
   const NoteSigner* signing_key_;
+  const privacy_pass::TokenRedeemer* tokens_;
   mutable ReplayWindow replays_;
 };
 

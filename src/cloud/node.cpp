@@ -40,10 +40,24 @@ void serve_private(const std::string& model_path, server::ServerOptions server, 
                  attestation->matches_release() ? ", as its release states"
                                                 : ", NOT what its release states: clients will refuse this node");
   }
+  // Anonymous tokens: the redeemer and its double-spend store, when the node has an issuer.
+  std::unique_ptr<privacy_pass::DoubleSpendStore> spent;
+  std::unique_ptr<privacy_pass::TokenRedeemer> tokens;
+  if (!node.tokens.issuer_key.empty()) {
+    const TokenOptions& t = node.tokens;
+    if (t.issuer_name.empty() || t.store.empty())
+      fail("a node that takes tokens needs the issuer's name (--token-issuer-name) and a store (--token-store)");
+    const Bytes spki = privacy_pass::load_public_key_file(t.issuer_key);
+    spent = std::make_unique<privacy_pass::DoubleSpendStore>(t.store, privacy_pass::token_key_id(spki));
+    privacy_pass::TokenChallenge challenge;
+    challenge.issuer_name = t.issuer_name;
+    challenge.origin_info = t.origin_info;
+    tokens = std::make_unique<privacy_pass::TokenRedeemer>(privacy_pass::parse_public_key(spki), challenge, *spent);
+  }
   std::unique_ptr<Gateway> gateway;  // made once the handler exists, in the route installer
   auto install = [&](server::FrontServer& http, const server::ServedModel& served) {
     gateway = std::make_unique<Gateway>(served.handler, keys, node.gateway,
-                                        attestation ? &attestation->signing_key() : nullptr);
+                                        attestation ? &attestation->signing_key() : nullptr, tokens.get());
     const Gateway& g = *gateway;
     const size_t max_body = served.options.max_body_bytes;
     http.Post("/gateway", [&g, max_body](const httplib::Request& req, httplib::Response& res,

@@ -27,12 +27,22 @@ struct AttestationOptions {
   std::string binary = "/proc/self/exe";  // what is measured as the node binary
 };
 
+// Anonymous tokens (Privacy Pass type 2; privacy_pass.h): with an issuer key, every request must
+// carry a token of that issuer, spent once.
+struct TokenOptions {
+  std::string issuer_key;   // the issuer's public key file (base64url SPKI, `orchard tokens keygen`)
+  std::string issuer_name;  // the challenge's issuer name, as clients fetch tokens for it
+  std::string origin_info;  // the challenge's origin info (empty: tokens for any origin)
+  std::string store;        // the double-spend store, shared by the nodes of this host
+};
+
 struct NodeOptions {
   std::chrono::seconds key_rotation{3600};
   // How long an attestation document is valid; the node makes (and logs) a new one at half of it.
   std::chrono::seconds attestation_validity{86400};
   GatewayOptions gateway;
   AttestationOptions attestation;
+  TokenOptions tokens;
 };
 
 // Turns off what could write a request's bytes out of the process: core dumps (RLIMIT_CORE 0,

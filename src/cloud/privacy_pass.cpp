@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <fstream>
 #include <utility>
 #include <vector>
 
@@ -360,6 +361,23 @@ blind_rsa::PublicKey parse_public_key(ByteView spki) {
     fail("issuer public key: not the RFC 9578 encoding (hash identifiers without NULL parameters, no trailer "
          "field, minimal DER), which the token key id is computed over");
   return out;
+}
+
+Bytes load_public_key_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("issuer public key file ", path, ": cannot be read");
+  std::string text(8192, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (!in.eof()) fail("issuer public key file ", path, ": longer than a key");
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+  try {
+    const Bytes spki = base64url_decode(text);
+    parse_public_key(spki);
+    return spki;
+  } catch (const Error& e) {
+    fail("issuer public key file ", path, ": ", e.what());
+  }
 }
 
 Bytes token_key_id(ByteView spki) { return sha256(spki); }

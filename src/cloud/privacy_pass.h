@@ -113,6 +113,9 @@ Bytes encode_public_key(const blind_rsa::PublicKey& key);
 // algorithm, other PSS parameters, an explicit NULL or trailer field, trailing bytes), so a key
 // has one token key id.
 blind_rsa::PublicKey parse_public_key(ByteView spki);
+// The issuer's public key file (`orchard tokens keygen`): one line, padded base64url of the SPKI.
+// Returns the SPKI, checked by parse_public_key; throws orchard::Error naming the file.
+Bytes load_public_key_file(const std::string& path);
 Bytes token_key_id(ByteView spki);  // SHA-256 of the encoding, 32 bytes
 Bytes token_key_id(const blind_rsa::PublicKey& key);
 

@@ -8,6 +8,7 @@
 #include "cloud/attester.h"
 #include "cloud/crypto.h"
 #include "cloud/openssl_owner.h"
+#include "cloud/privacy_pass.h"
 
 #include <openssl/evp.h>
 
@@ -100,6 +101,12 @@ std::string canonical_node_config(const server::ServerOptions& server, const Nod
       "replay-window-s=" + std::to_string(node.gateway.replay_window.count()),
       "response-padding=" + std::to_string(node.gateway.response_padding),
       "attestation-validity-s=" + std::to_string(node.attestation_validity.count()),
+      // Whether requests need tokens, and of which issuer: it changes whom the node serves.
+      "token-issuer=" + (node.tokens.issuer_key.empty() ? std::string("none")
+                                                        : to_hex(privacy_pass::token_key_id(
+                                                              privacy_pass::load_public_key_file(node.tokens.issuer_key)))),
+      "token-issuer-name=" + node.tokens.issuer_name,
+      "token-origin-info=" + node.tokens.origin_info,
   };
   std::sort(lines.begin(), lines.end());
   std::string out;
