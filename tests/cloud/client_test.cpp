@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cloud/gateway.h"
+#include "cloud/privacy_pass.h"
 #include "server/http_server.h"
 #include "tiny_handler.h"
 
@@ -89,6 +90,55 @@ TEST(CloudClient, SkipsANodeThatFailedAndRefetchesRotatedKeys) {
   const CloudAnswer a = client.send("/v1/chat/completions", kChat, nullptr, [](std::string_view) { return true; });
   EXPECT_EQ(a.status, 200);
   EXPECT_EQ(relay.list_fetches, fetches + 1);
+}
+
+// A node that takes anonymous tokens: each request spends one, a request without one or with a
+// spent one is refused (401 with the node's challenge) before anything is decrypted.
+TEST(CloudClient, PaysOneTokenPerRequestAndANodeRefusesASpentOne) {
+  namespace pp = privacy_pass;
+  const pp::IssuerKey issuer = pp::IssuerKey::generate();
+  const pp::TokenChallenge challenge{pp::kTokenTypeBlindRsa, "issuer.example", {}, ""};
+  const std::string store_path = ::testing::TempDir() + "/client_test_spent";
+  std::remove(store_path.c_str());
+  pp::DoubleSpendStore store(store_path, pp::token_key_id(issuer.public_key()));
+  const pp::TokenRedeemer redeemer(issuer.public_key(), challenge, store);
+  auto fresh_token = [&] {
+    pp::ClientTokenRequest r = pp::make_token_request(issuer.public_key(), challenge);
+    const Bytes response = pp::TokenResponse{issuer.blind_sign(r.request.blinded_msg)}.encode();
+    return pp::authorization_header(pp::finalize_token(issuer.public_key(), r.pending, response));
+  };
+  KeyRing keys(std::chrono::seconds(600));
+  Gateway gateway(tiny_handler().handler, keys, {}, nullptr, &redeemer);
+  Relay relay(gateway, keys);
+  std::string last;
+  int paid = 0;
+  // The relay also lists a node that is down: a try there costs a token too, which never reaches a
+  // node and is lost (a token buys one attempt).
+  CloudClient client({.relay = relay.url(), .attempts = 2, .token = [&] { return ++paid, last = fresh_token(); }});
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(client.send("/v1/chat/completions", kChat, nullptr, nullptr).status, 200);
+  EXPECT_EQ(store.size(), 3u);
+  EXPECT_EQ(paid, 3 + relay.down_requests);
+
+  auto refusal = [&](std::function<std::string()> token) {
+    CloudClient c({.relay = relay.url(), .attempts = 2, .token = std::move(token)});
+    try {
+      c.send("/v1/chat/completions", kChat, nullptr, nullptr);
+    } catch (const CloudError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(answered)");
+  };
+  const std::string spent = last;
+  EXPECT_NE(refusal([&] { return spent; }).find("(401)"), std::string::npos);
+  EXPECT_NE(refusal([&] { return spent; }).find("token: already spent"), std::string::npos) << refusal([&] { return spent; });
+  EXPECT_NE(refusal([] { return std::string(); }).find("(401)"), std::string::npos);
+  // The 401 carries the node's challenge, which a client needs to fetch the right tokens.
+  server::ApiRequest outer{.method = "POST", .path = "/gateway", .headers = {{"Content-Type", "message/ohttp-req"}},
+                           .body = std::string(64, 'x'), .client_left = {}};
+  const server::ApiResponse r = gateway.handle(outer);
+  EXPECT_EQ(r.status, 401);
+  ASSERT_FALSE(r.headers.empty());
+  EXPECT_EQ(r.headers[0].second, redeemer.www_authenticate());
 }
 
 TEST(CloudClient, ClearErrorsWhenNothingAnswers) {
