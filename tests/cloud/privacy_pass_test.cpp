@@ -765,15 +765,19 @@ TEST(DoubleSpend, TwoProcesses) {
   const std::string path = dir.file("spent");
   const std::vector<Bytes> nonces = random_nonces(300);
   DoubleSpendStore parent(path, key_id);
-  int fds[2];
+  int fds[2], go[2];
   ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::pipe(go), 0);
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::close(fds[0]);
+    ::close(go[1]);
     int rc = 0;
     try {
-      DoubleSpendStore child(path, key_id);
+      DoubleSpendStore child(path, key_id);  // its own open file, so its own flock
+      char start;
+      if (::read(go[0], &start, 1) != 1) rc = 4;  // both sides begin together
       std::string won(nonces.size(), '0');
       for (size_t i = 0; i < nonces.size(); ++i) won[i] = child.spend(nonces[i]) ? '1' : '0';
       if (::write(fds[1], won.data(), won.size()) != static_cast<ssize_t>(won.size())) rc = 2;
@@ -784,6 +788,10 @@ TEST(DoubleSpend, TwoProcesses) {
     ::_exit(rc);
   }
   ::close(fds[1]);
+  ::close(go[0]);
+  std::this_thread::sleep_for(100ms);  // the child has opened its store and waits
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  ::close(go[1]);
   std::vector<int> won(nonces.size());
   for (size_t i = 0; i < nonces.size(); ++i) won[i] = parent.spend(nonces[i]);
   std::string child_won;
@@ -874,15 +882,19 @@ TEST(PrivacyPass, WalletNeverGivesATokenTwice) {
   EXPECT_FALSE(wallet.take(ByteView(tokens[57].challenge_digest)).has_value());
 
   // A child process and two threads take at once until the wallet is empty.
-  int fds[2];
+  int fds[2], go[2];
   ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::pipe(go), 0);
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::close(fds[0]);
+    ::close(go[1]);
     int rc = 0;
     try {
       TokenWallet mine(path);
+      char start;
+      if (::read(go[0], &start, 1) != 1) rc = 4;  // all three begin together
       while (std::optional<Token> t = mine.take())
         if (::write(fds[1], t->nonce.data(), t->nonce.size()) != 32) rc = 2;
     } catch (...) {
@@ -892,16 +904,22 @@ TEST(PrivacyPass, WalletNeverGivesATokenTwice) {
     ::_exit(rc);
   }
   ::close(fds[1]);
+  ::close(go[0]);
   std::vector<Bytes> taken;
   std::mutex taken_mutex;
+  std::atomic<bool> start{false};
   auto taker = [&] {
     TokenWallet mine(path);
+    while (!start) std::this_thread::yield();
     while (std::optional<Token> t = mine.take()) {
       std::lock_guard<std::mutex> lock(taken_mutex);
       taken.push_back(t->nonce);
     }
   };
   std::thread t1(taker), t2(taker);
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  ::close(go[1]);
+  start = true;
   t1.join();
   t2.join();
   Bytes child_bytes;
