@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -498,14 +499,15 @@ TEST(PrivacyPass, TenThousandRounds) {
   test::TempDir dir;
   const TokenChallenge challenge = node_challenge();
   const blind_rsa::PublicKey pub = fresh_key().public_key();
-  std::atomic<size_t> transcript_entries{0};
+  std::vector<IssuanceRecord> transcript;  // the hook's calls are serialized by the issuer
   TokenIssuer issuer(IssuerKey::from_pem(as_text(fresh_key().to_pem().view())), kRounds / kClients, 3600s, {},
-                     [&](const IssuanceRecord&) { ++transcript_entries; });
+                     [&](const IssuanceRecord& r) { transcript.push_back(r); });
   DoubleSpendStore store(dir.file("spent"), issuer.token_key_id());
   const TokenRedeemer redeemer(pub, challenge, store);
 
   std::atomic<int> accepted{0}, refused_again{0}, failures{0};
   std::vector<Bytes> nonces(kRounds);
+  std::vector<Token> tokens(kRounds);
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -514,6 +516,7 @@ TEST(PrivacyPass, TenThousandRounds) {
         try {
           const Token token = issue_token(issuer, challenge, "client-" + std::to_string(i % kClients));
           nonces[i] = token.nonce;
+          tokens[i] = token;
           const std::string header = authorization_header(token);
           redeemer.redeem(header);
           ++accepted;
@@ -536,13 +539,53 @@ TEST(PrivacyPass, TenThousandRounds) {
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(accepted.load(), kRounds);
   EXPECT_EQ(refused_again.load(), kRounds);
-  EXPECT_EQ(transcript_entries.load(), static_cast<size_t>(kRounds));
+  EXPECT_EQ(transcript.size(), static_cast<size_t>(kRounds));
   EXPECT_EQ(store.size(), static_cast<size_t>(kRounds));
   EXPECT_EQ(set_of(nonces).size(), static_cast<size_t>(kRounds));
   // Every client used its whole allowance: one more is over the limit.
   EXPECT_THROW(issue_token(issuer, challenge, "client-0"), RateLimited);
   // The file holds each spent nonce once: the header and 32 bytes per token.
   EXPECT_EQ(test::read_bytes(dir.file("spent")).size(), 56u + 32u * kRounds);
+
+  // Unlinkable: no redeemed token's nonce, token input or authenticator is anywhere in the
+  // issuer's view. Any occurrence of one would put its first 32 bytes (and the authenticator's
+  // last 32) at some offset of the view, so every 32-byte window of it is looked up among those.
+  Bytes view;
+  for (const IssuanceRecord& r : transcript) {
+    put_bytes(view, as_bytes(r.client_id));
+    const int64_t t = r.time.time_since_epoch().count();
+    for (int b = 0; b < 8; ++b) view.push_back(static_cast<uint8_t>(t >> (8 * b)));
+    view.push_back(r.truncated_token_key_id);
+    put_bytes(view, r.blinded_msg);
+  }
+  std::multimap<uint64_t, Bytes> needles;  // by their first 8 bytes
+  auto add_needle = [&](ByteView b) {
+    uint64_t k = 0;
+    std::memcpy(&k, b.data(), 8);
+    needles.emplace(k, Bytes(b.begin(), b.begin() + 32));
+  };
+  for (const Token& t : tokens) {
+    add_needle(t.nonce);
+    add_needle(t.token_input());
+    add_needle(t.authenticator);
+    add_needle(ByteView(t.authenticator).last(32));
+  }
+  auto occurrences = [&] {
+    size_t found = 0;
+    for (size_t at = 0; at + 32 <= view.size(); ++at) {
+      uint64_t k = 0;
+      std::memcpy(&k, view.data() + at, 8);
+      for (auto [it, end] = needles.equal_range(k); it != end; ++it)
+        found += std::equal(it->second.begin(), it->second.end(), view.begin() + static_cast<std::ptrdiff_t>(at));
+    }
+    return found;
+  };
+  EXPECT_EQ(needles.size(), 4u * kRounds);
+  EXPECT_GT(view.size(), static_cast<size_t>(kNk) * kRounds);
+  EXPECT_EQ(occurrences(), 0u);
+  // The scan finds what is there: 32 of the view's own bytes, planted as a needle, are found.
+  add_needle(ByteView(transcript[1234].blinded_msg).subspan(100, 32));
+  EXPECT_EQ(occurrences(), 1u);
 }
 
 TEST(PrivacyPass, RedeemerRefusalsNameTheirReason) {
