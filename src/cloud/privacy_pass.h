@@ -242,7 +242,8 @@ class TokenWallet {
 // key id) then one 32-byte record per spent nonce, appended under an exclusive flock and fsynced
 // before spend() returns true, so a restart or another process sees it; each spend first reads
 // what other processes appended. A torn last record (a crash mid-append, never acknowledged) is
-// dropped.
+// dropped. Each process opens its own DoubleSpendStore (after any fork: a flock belongs to the
+// open file, which a forked child would share with its parent).
 //
 // Bounded: a nonce must be remembered only while a token carrying it can still verify, that is
 // while its issuer key is in use. The store belongs to one token key id: opened with another key
