@@ -49,13 +49,14 @@ while True:
     finally:
         a.close(); b.close()'
 }
-# Starts a background command whose stdout names its address; prints the address.
+# Starts a background command whose stdout names its address; sets $url to it. (Not in a $(...)
+# subshell, so that the process lands in $pids and is stopped at the end.)
 start_listening() {
   local log=$1; shift
   "$@" >"$log" 2>&1 </dev/null &
   pids+=($!)
   for _ in $(seq 200); do
-    grep -q "listening on " "$log" && { grep -o "listening on [^ ]*" "$log" | head -1 | cut -d' ' -f3; return; }
+    if grep -q "listening on " "$log"; then url=$(grep -o "listening on [^ ]*" "$log" | head -1 | cut -d' ' -f3); return; fi
     kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
     sleep 0.05
   done
@@ -69,9 +70,11 @@ release_vkey=$("$orchard" key generate --name release.demo --out release.key)
 log_vkey=$("$orchard" key generate --name log.demo --out log.key)
 witness_vkey=$("$orchard" key generate --name witness.demo --out witness.key)
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > token && chmod 600 token
-witness_url=$(start_listening witness.log "$orchard" log witness --key witness.key --log-vkey "$log_vkey" --state witness.state --port 0)
-log_url=$(start_listening log.log "$orchard" log serve --dir log --key log.key --port 0 --append-token-file token \
-  --witness "$witness_url" --witness-vkey "$witness_vkey")
+start_listening witness.log "$orchard" log witness --key witness.key --log-vkey "$log_vkey" --state witness.state --port 0
+witness_url=$url
+start_listening log.log "$orchard" log serve --dir log --key log.key --port 0 --append-token-file token \
+  --witness "$witness_url" --witness-vkey "$witness_vkey"
+log_url=$url
 "$orchard" tokens keygen --out issuer.key --public-out issuer.pub >/dev/null  # nodes take only its tokens
 token_args=(--token-issuer-key "$work/issuer.pub" --token-issuer-name issuer.demo)
 "$orchard" release measure --name orchard-demo-1 --model "$model" --private "${token_args[@]}" > release.txt
@@ -82,7 +85,8 @@ say "   release $(grep '^measurement' release.txt) logged at $log_url"
 say "   the token issuer; the client fetches 8 tokens"
 secret=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf 'demo-client %s\n' "$secret" > clients && chmod 600 clients
-issuer_url=$(start_listening issuer.log "$orchard" tokens issue --key issuer.key --clients clients --port 0 --rate 20)
+start_listening issuer.log "$orchard" tokens issue --key issuer.key --clients clients --port 0 --rate 20
+issuer_url=$url
 DEMO_SECRET=$secret "$orchard" tokens fetch --issuer "$issuer_url" --issuer-key issuer.pub --auth-env DEMO_SECRET \
   --issuer-name issuer.demo --count 8 --wallet wallet >/dev/null
 [ "$(wc -l < wallet)" = 8 ] || { say "the wallet does not hold 8 tokens"; exit 1; }

@@ -73,7 +73,8 @@ const char* usage_of(const std::string& name) {
       {"log witness", "orchard log witness --key FILE --log-vkey VKEY --state FILE [--origin NAME] [--host H] [--port N]"},
       {"tokens keygen", "orchard tokens keygen --out KEY [--public-out PUB] [--bits 2048]"},
       {"tokens issue", "orchard tokens issue --key KEY --clients FILE [--host H] [--port N] [--rate N] [--period-s S]"},
-      {"tokens fetch", "orchard tokens fetch --issuer URL --issuer-key PUB --auth-env VAR --count N --wallet FILE"},
+      {"tokens fetch", "orchard tokens fetch --issuer URL --issuer-key PUB --auth-env VAR --count N --wallet FILE\n"
+                       "                     [--issuer-name NAME] [--origin-info TEXT] [--ca-file PEM]"},
   };
   const auto it = usage.find(name);
   return it == usage.end() ? nullptr : it->second;
