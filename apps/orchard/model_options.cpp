@@ -92,13 +92,7 @@ std::vector<int32_t> read_token_file(const std::string& path) {
 
 void write_file_atomically(const std::string& path, const void* bytes, size_t size) {
   AtomicFile out(path);
-  const auto* p = static_cast<const uint8_t*>(bytes);
-  for (size_t done = 0; done < size;) {
-    const ssize_t put = ::write(out.fd(), p + done, size - done);
-    if (put < 0 && errno == EINTR) continue;
-    if (put <= 0) fail(path, ": write failed: ", put == 0 ? "no progress" : std::strerror(errno));
-    done += static_cast<size_t>(put);
-  }
+  out.write(std::string_view(static_cast<const char*>(bytes), size));
   out.commit();
 }
 

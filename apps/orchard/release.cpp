@@ -6,17 +6,15 @@
 // canonical configuration); `sign` signs a statement with the release key, after checking it,
 // into the note that goes into the transparency log (`orchard log append`).
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "cloud/key_file.h"
 #include "cloud/release.h"
 #include "command.h"
 #include "serve_config.h"
 
-#include <unistd.h>
 
 namespace orchard::cli {
 namespace {
@@ -36,14 +34,9 @@ int release_sign(Args& args) {
   const std::string statement_path = args.require("statement");
   const std::string out = args.require("out");
   args.finish();
-  std::ifstream in(statement_path, std::ios::binary);
-  if (!in) fail("release sign: cannot read ", statement_path);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (text.str().size() > (64 << 10)) fail("release sign: ", statement_path, " is too large for a statement");
-  const std::string note = cloud::sign_release(cloud::parse_release(text.str()), key);
+  const std::string note = cloud::sign_release(cloud::parse_release(read_text_file(statement_path, 64 << 10)), key);
   AtomicFile file(out);
-  if (::write(file.fd(), note.data(), note.size()) != static_cast<ssize_t>(note.size())) fail("release sign: cannot write ", out);
+  file.write(note);
   file.commit();
   std::fprintf(stderr, "orchard: release statement signed by %s into %s\n", key.verifier().format().c_str(), out.c_str());
   return 0;

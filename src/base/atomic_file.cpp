@@ -64,6 +64,15 @@ AtomicFile::~AtomicFile() {
   if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
 }
 
+void AtomicFile::write(std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t put = ::write(fd_, bytes.data(), bytes.size());
+    if (put < 0 && errno == EINTR) continue;
+    if (put <= 0) fail(path_, ": write failed: ", put == 0 ? "no progress" : std::strerror(errno));
+    bytes.remove_prefix(static_cast<size_t>(put));
+  }
+}
+
 void AtomicFile::commit() {
   if (fd_ < 0) fail(path_, ": internal: committed twice");
   if (::fsync(fd_) != 0) fail(path_, ": write failed: ", std::strerror(errno));

@@ -10,6 +10,7 @@
 // AtomicFile for the same path, so a kill -9 leaves at most one until the next write.
 #pragma once
 #include <string>
+#include <string_view>
 
 namespace orchard {
 
@@ -22,6 +23,8 @@ class AtomicFile {
   AtomicFile& operator=(const AtomicFile&) = delete;
 
   int fd() const { return fd_; }
+  // Writes all of `bytes` after what was written before. Throws orchard::Error naming the path.
+  void write(std::string_view bytes);
   // Flushes to storage and publishes the file at its path (replacing any file there), then closes
   // it. Throws orchard::Error naming the path.
   void commit();

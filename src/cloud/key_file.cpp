@@ -6,22 +6,16 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "base/error.h"
+#include "base/mapped_file.h"
 
 namespace orchard::cloud {
 namespace {
 
-std::string read_small_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(what, " ", path, ": cannot be read");
-  std::string text;
-  text.resize(4096);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (!in.eof()) fail(what, " ", path, ": longer than a key");
+// One line: the key or vkey, without its line end.
+std::string read_key_line(const std::string& path) {
+  std::string text = read_text_file(path, 4096);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   return text;
 }
@@ -44,7 +38,7 @@ NoteSigner load_signer(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) fail("key file ", path, ": ", std::strerror(errno));
   if (st.st_mode & 077) fail("key file ", path, ": readable by others than its owner (chmod 600 it)");
-  const std::string text = read_small_file(path, "key file");
+  const std::string text = read_key_line(path);
   try {
     return NoteSigner::parse(text);
   } catch (const Error& e) {
@@ -55,7 +49,7 @@ NoteSigner load_signer(const std::string& path) {
 NoteVerifier load_verifier(const std::string& vkey_or_path) {
   if (vkey_or_path.find('+') != std::string::npos && ::access(vkey_or_path.c_str(), F_OK) != 0)
     return NoteVerifier::parse(vkey_or_path);
-  return NoteVerifier::parse(read_small_file(vkey_or_path, "verifier key file"));
+  return NoteVerifier::parse(read_key_line(vkey_or_path));
 }
 
 }  // namespace orchard::cloud

@@ -3,24 +3,15 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "cloud/merkle.h"
 
 namespace orchard::cloud {
 namespace {
 
 using Clock = std::chrono::system_clock;
-
-std::string read_file(const std::string& path, const char* what, size_t limit) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(what, " ", path, " cannot be read");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (text.size() > limit) fail(what, " ", path, " is larger than ", limit, " bytes");
-  return text;
-}
 
 std::string host_name() {
   char name[256] = {};
@@ -44,7 +35,7 @@ NodeAttestation::NodeAttestation(const NodeOptions& node, const server::ServerOp
       attester_(make_attester(node.attestation.attester, node.attestation.attester_key)),
       signing_(NoteSigner::generate(name_)) {
   const AttestationOptions& a = node.attestation;
-  release_note_ = read_file(a.release, "release statement", 64 << 10);
+  release_note_ = read_text_file(a.release, 64 << 10);
   try {
     matches_release_ = parse_release(parse_note(release_note_).text).measurement == measurement_;
   } catch (const Error& e) {
@@ -52,7 +43,7 @@ NodeAttestation::NodeAttestation(const NodeOptions& node, const server::ServerOp
   }
   if (a.log_url.empty()) fail("an attested node needs the transparency log's address (--log-url)");
   if (a.log_token_file.empty()) fail("an attested node needs the log's append token (--log-token-file)");
-  log_token_ = read_file(a.log_token_file, "log token file", 4096);
+  log_token_ = read_text_file(a.log_token_file, 4096);
   while (!log_token_.empty() && (log_token_.back() == '\n' || log_token_.back() == '\r')) log_token_.pop_back();
   log_ = std::make_unique<LogClient>(a.log_url, a.log_ca_file);
   attester_->record_measurement(measurement_.digest());

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 
 #include "base/atomic_file.h"
 #include "base/json_parse.h"
+#include "base/mapped_file.h"
 #include "cloud/crypto.h"
 #include "cloud/merkle.h"
 #include "cloud/release.h"
@@ -117,8 +117,7 @@ NodeVerifier::NodeVerifier(TrustPolicy policy, ConsistencyFetch consistency_proo
     : policy_(std::move(policy)), consistency_proof_(std::move(consistency_proof)), now_(std::move(now)) {
   if (policy_.log_origin.empty()) policy_.log_origin = policy_.log_key.name;
   if (policy_.state_file.empty() || ::access(policy_.state_file.c_str(), F_OK) != 0) return;
-  std::ifstream in(policy_.state_file, std::ios::binary);
-  std::string note((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string note = read_text_file(policy_.state_file, kMaxNoteSize);
   try {
     const NoteVerifier log[] = {policy_.log_key};
     seen_ = parse_checkpoint(verify_note(note, log).text);
@@ -245,8 +244,7 @@ VerifiedNode NodeVerifier::verify(const NodeBundle& b) {
     seen_note_ = b.checkpoint;
     if (!policy_.state_file.empty()) {
       AtomicFile file(policy_.state_file);
-      if (::write(file.fd(), seen_note_.data(), seen_note_.size()) != static_cast<ssize_t>(seen_note_.size()))
-        fail("cloud client state ", policy_.state_file, ": write failed");
+      file.write(seen_note_);
       file.commit();
     }
   }

@@ -19,12 +19,12 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <fstream>
 #include <utility>
 #include <vector>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "cloud/crypto.h"
 #include "cloud/openssl_owner.h"
 #include "cloud/signed_note.h"
@@ -364,12 +364,7 @@ blind_rsa::PublicKey parse_public_key(ByteView spki) {
 }
 
 Bytes load_public_key_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("issuer public key file ", path, ": cannot be read");
-  std::string text(8192, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (!in.eof()) fail("issuer public key file ", path, ": longer than a key");
+  std::string text = read_text_file(path, 8192);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
   try {
     const Bytes spki = base64url_decode(text);

@@ -6,11 +6,11 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <limits>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "cloud/crypto.h"
 #include "cloud/merkle.h"
 
@@ -21,25 +21,6 @@ constexpr size_t kMaxStateFile = 1 << 16;
 
 WitnessReply reply(int status, std::string message) {
   return {status, "text/plain; charset=utf-8", std::move(message) + "\n"};
-}
-
-std::string read_state(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("witness state ", path, ": cannot be read");
-  std::string text(kMaxStateFile + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxStateFile) fail("witness state ", path, ": longer than ", kMaxStateFile, " bytes");
-  return text;
-}
-
-void write_all(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("witness state ", path, ": write failed: ", std::strerror(errno));
-    data.remove_prefix(static_cast<size_t>(n));
-  }
 }
 
 }  // namespace
@@ -108,7 +89,7 @@ Witness::Witness(NoteSigner key, NoteVerifier log_key, std::string state_path, s
   }
   try {
     const NoteVerifier verifiers[] = {log_key_};
-    Checkpoint cp = parse_checkpoint(verify_note(read_state(state_path_), verifiers).text);
+    Checkpoint cp = parse_checkpoint(verify_note(read_text_file(state_path_, kMaxStateFile), verifiers).text);
     if (cp.origin != origin_) fail("it is for the log ", cp.origin, ", not ", origin_);
     latest_ = std::move(cp);
   } catch (const Error& e) {
@@ -162,7 +143,7 @@ WitnessReply Witness::add_checkpoint(std::string_view body) {
   if (!latest_ || latest_->size != cp.size || latest_->root_hash != cp.root_hash) {
     try {
       AtomicFile file(state_path_);
-      write_all(file.fd(), format_note(Note{verified.text, verified.verified}), state_path_);
+      file.write(format_note(Note{verified.text, verified.verified}));
       file.commit();
     } catch (const Error& e) {
       return reply(500, str_cat("the witness cannot save its state: ", e.what()));
