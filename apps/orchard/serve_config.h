@@ -4,7 +4,8 @@
 #include <string>
 
 #include "args.h"
-#include "cloud/node.h"
+#include "cloud/node_options.h"
+#include "server/http_server.h"
 
 namespace orchard::cli {
 

@@ -17,7 +17,7 @@
 #include "cloud/attestation.h"
 #include "cloud/key_ring.h"
 #include "cloud/log_client.h"
-#include "cloud/node.h"
+#include "cloud/node_options.h"
 #include "cloud/node_bundle.h"
 #include "cloud/release.h"
 

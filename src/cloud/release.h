@@ -16,8 +16,9 @@
 #include <vector>
 
 #include "cloud/bytes.h"
-#include "cloud/node.h"
+#include "cloud/node_options.h"
 #include "cloud/signed_note.h"
+#include "server/http_server.h"
 
 namespace orchard::cloud {
 
