@@ -103,14 +103,13 @@ constexpr const char* kToken =
     "434bd1037713466347a8ebe46439d3da1970";
 
 struct Fixed {
-  IssuerKey issuer_key = IssuerKey::from_pem(kSkS);
   blind_rsa::PublicKey key = parse_public_key(from_hex(kPkS));
   TokenChallenge challenge = TokenChallenge::parse(from_hex(kChallenge));
   ClientTokenRequest request;  // the vector's, with its nonce, salt and blind
   DoubleSpendStore store{fuzz::ScratchDir::get().path("spent-nonces"), token_key_id(key)};
   TokenRedeemer redeemer{key, challenge, store};
   // No rate limit worth the name: every input may be signed. A fixed clock.
-  TokenIssuer issuer{IssuerKey::from_pem(kSkS), std::numeric_limits<size_t>::max(), std::chrono::seconds(3600),
+  TokenIssuer issuer{blind_rsa::PrivateKey::from_pem(kSkS), std::numeric_limits<size_t>::max(), std::chrono::seconds(3600),
                      [] { return std::chrono::system_clock::time_point(std::chrono::seconds(1767225600)); }};
 
   Fixed() {

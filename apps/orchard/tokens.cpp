@@ -154,8 +154,8 @@ int tokens_keygen(Args& args) {
   if (bits != static_cast<int64_t>(pp::kModulusBits))
     fail("orchard tokens keygen: --bits ", bits, ": token type 2 (RFC 9578) is defined for 2048-bit keys only");
   if (::access(public_out.c_str(), F_OK) == 0) fail("orchard tokens keygen: ", public_out, " exists; not replaced");
-  const pp::IssuerKey key = pp::IssuerKey::generate();
-  key.save(out);
+  const cloud::blind_rsa::PrivateKey key = cloud::blind_rsa::PrivateKey::generate(pp::kModulusBits);
+  pp::save_issuer_key(key, out);
   const cloud::Bytes spki = pp::encode_public_key(key.public_key());
   write_new_file(public_out, pp::base64url_encode(spki) + "\n", 0644);
   std::printf("%s\n", cloud::to_hex(pp::token_key_id(spki)).c_str());
@@ -163,7 +163,7 @@ int tokens_keygen(Args& args) {
 }
 
 int tokens_issue(Args& args) {
-  pp::IssuerKey key = pp::IssuerKey::load(args.require("key"));
+  cloud::blind_rsa::PrivateKey key = pp::load_issuer_key(args.require("key"));
   const std::vector<Client> clients = read_clients(args.require("clients"));
   const std::string host = args.get_or("host", "127.0.0.1");
   const int64_t port = args.get_int("port").value_or(0);

@@ -1,5 +1,6 @@
 #include "cloud/blind_rsa.h"
 
+#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -7,12 +8,15 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/params.h>
+#include <openssl/pem.h>
 #include <openssl/rsa.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 #include "base/error.h"
 #include "cloud/crypto.h"
@@ -24,6 +28,7 @@ namespace {
 constexpr size_t kMinModulusBits = 2048;   // below it RSA is no longer a safe issuer key
 constexpr size_t kMaxModulusBits = 16384;  // OpenSSL's OPENSSL_RSA_MAX_MODULUS_BITS
 constexpr int kMaxExponentBits = 64;       // OpenSSL refuses larger e for moduli over 3072 bits
+constexpr size_t kMaxPemSize = 32768;      // a PKCS#8 PEM of the largest modulus is about 13 KB
 
 [[noreturn]] void openssl_fail(const char* what) { cloud::openssl_fail("blind RSA", what); }
 
@@ -70,6 +75,13 @@ Bn to_bn(ByteView b) {
   return bn;
 }
 
+// The same for a secret: in the secure heap where the process set one up, cleared when freed.
+Bn to_secret_bn(ByteView b) {
+  Bn bn(BN_secure_new());
+  if (!bn || !BN_bin2bn(nonnull(b), static_cast<int>(b.size()), bn.get())) openssl_fail("BN_bin2bn");
+  return bn;
+}
+
 // I2OSP (RFC 8017 §4.1) into exactly out.size() bytes.
 void put_bn(const BIGNUM* bn, uint8_t* out, size_t size) {
   if (BN_bn2binpad(bn, out, static_cast<int>(size)) != static_cast<int>(size)) openssl_fail("BN_bn2binpad");
@@ -102,8 +114,32 @@ struct PublicKey::Impl {
 };
 
 struct PrivateKey::Impl {
-  Bn d;  // BN_FLG_CONSTTIME: OpenSSL takes the constant-time paths for it
+  Pkey pkey;  // RSA: n, e, d and, unless made from components, the CRT factors
+  bool crt = false;
 };
+
+namespace {
+
+// An RSA key from OSSL_PARAMs built from BIGNUMs (a secure one stays in the secure heap).
+Pkey rsa_from_params(std::initializer_list<std::pair<const char*, const BIGNUM*>> values, int selection) {
+  ParamBld bld(OSSL_PARAM_BLD_new());
+  if (!bld) openssl_fail("OSSL_PARAM_BLD_new");
+  for (const auto& [name, bn] : values)
+    if (OSSL_PARAM_BLD_push_BN(bld.get(), name, bn) != 1) openssl_fail("RSA key parameters");
+  Params params(OSSL_PARAM_BLD_to_param(bld.get()));
+  if (!params) openssl_fail("RSA key parameters");
+  PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
+  if (!ctx) openssl_fail("EVP_PKEY_CTX_new_from_name(RSA)");
+  EVP_PKEY* raw = nullptr;
+  if (EVP_PKEY_fromdata_init(ctx.get()) != 1 || EVP_PKEY_fromdata(ctx.get(), &raw, selection, params.get()) != 1)
+    openssl_fail("RSA key import");
+  return Pkey(raw);
+}
+
+// PEM_read_bio_PrivateKey's password callback: an encrypted key is refused, never prompted for.
+int no_password(char*, int, int, void*) { return -1; }
+
+}  // namespace
 
 // The operations' way into the keys' innards, which the header does not show.
 struct Access {
@@ -120,36 +156,28 @@ struct Access {
     if (BN_num_bits(e.get()) > kMaxExponentBits)
       fail("blind RSA: exponent e has ", BN_num_bits(e.get()), " bits, over ", kMaxExponentBits);
 
-    ParamBld bld(OSSL_PARAM_BLD_new());
-    if (!bld) openssl_fail("OSSL_PARAM_BLD_new");
-    if (OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) != 1 ||
-        OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get()) != 1)
-      openssl_fail("RSA key parameters");
-    Params params(OSSL_PARAM_BLD_to_param(bld.get()));
-    if (!params) openssl_fail("RSA key parameters");
-    PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
-    if (!ctx) openssl_fail("EVP_PKEY_CTX_new_from_name(RSA)");
-    EVP_PKEY* raw = nullptr;
-    if (EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-        EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1)
-      openssl_fail("RSA public key import");
-
+    Pkey pkey = rsa_from_params({{OSSL_PKEY_PARAM_RSA_N, n.get()}, {OSSL_PKEY_PARAM_RSA_E, e.get()}},
+                                EVP_PKEY_PUBLIC_KEY);
     auto impl = std::make_shared<PublicKey::Impl>();
     impl->n = std::move(n);
     impl->e = std::move(e);
-    impl->pkey.reset(raw);
+    impl->pkey = std::move(pkey);
     impl->bits = bits;
     impl->size = (bits + 7) / 8;
     return PublicKey(std::move(impl));
   }
 
-  static PrivateKey make_private(Bn n, Bn e, Bn d) {
-    PublicKey pub = make_public(std::move(n), std::move(e));
-    if (BN_is_zero(d.get()) || BN_cmp(d.get(), of(pub).n.get()) >= 0)
-      fail("blind RSA: private exponent d must be over 0 and below n");
-    BN_set_flags(d.get(), BN_FLG_CONSTTIME);
+  // An OpenSSL RSA private key, its n and e checked as PublicKey::from_components does.
+  static PrivateKey make_private(Pkey pkey) {
+    if (!EVP_PKEY_is_a(pkey.get(), "RSA")) fail("blind RSA: not an RSA key (rsaEncryption)");
+    PublicKey pub = make_public(get_bn_param(pkey.get(), OSSL_PKEY_PARAM_RSA_N),
+                                get_bn_param(pkey.get(), OSSL_PKEY_PARAM_RSA_E));
     auto impl = std::make_unique<PrivateKey::Impl>();
-    impl->d = std::move(d);
+    // Asked without copying a factor out: a null buffer gets only its size.
+    OSSL_PARAM query[] = {OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_FACTOR1, nullptr, 0), OSSL_PARAM_END};
+    impl->crt = EVP_PKEY_get_params(pkey.get(), query) == 1 && OSSL_PARAM_modified(query) && query[0].return_size > 0;
+    ERR_clear_error();
+    impl->pkey = std::move(pkey);
     return PrivateKey(std::move(pub), std::move(impl));
   }
 };
@@ -220,18 +248,50 @@ PrivateKey PrivateKey::generate(size_t bits) {
       EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), static_cast<int>(bits)) <= 0 ||
       EVP_PKEY_generate(ctx.get(), &raw) != 1)
     openssl_fail("RSA key generation");
-  Pkey key(raw);
-  return Access::make_private(get_bn_param(key.get(), OSSL_PKEY_PARAM_RSA_N),
-                              get_bn_param(key.get(), OSSL_PKEY_PARAM_RSA_E),
-                              get_bn_param(key.get(), OSSL_PKEY_PARAM_RSA_D));
+  return Access::make_private(Pkey(raw));
 }
 
 PrivateKey PrivateKey::from_components(ByteView n, ByteView e, ByteView d) {
   check_size(n, "modulus n");
   check_size(e, "exponent e");
   check_size(d, "private exponent d");
-  return Access::make_private(to_bn(n), to_bn(e), to_bn(d));
+  const PublicKey pub = PublicKey::from_components(n, e);
+  const Bn d_bn = to_secret_bn(d);
+  if (BN_is_zero(d_bn.get()) || BN_cmp(d_bn.get(), Access::of(pub).n.get()) >= 0)
+    fail("blind RSA: private exponent d must be over 0 and below n");
+  // No CRT factors: OpenSSL's private operation takes d itself (RFC 8017 §5.1.2's first form).
+  return Access::make_private(rsa_from_params({{OSSL_PKEY_PARAM_RSA_N, Access::of(pub).n.get()},
+                                               {OSSL_PKEY_PARAM_RSA_E, Access::of(pub).e.get()},
+                                               {OSSL_PKEY_PARAM_RSA_D, d_bn.get()}},
+                                              EVP_PKEY_KEYPAIR));
 }
+
+PrivateKey PrivateKey::from_pem(std::string_view pem) {
+  if (pem.empty()) fail("blind RSA: private key PEM is empty");
+  if (pem.size() > kMaxPemSize) fail("blind RSA: private key PEM of ", pem.size(), " bytes is longer than any RSA key's");
+  OpensslOwner<BIO, BIO_free> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) openssl_fail("BIO_new_mem_buf");
+  EVP_PKEY* raw = PEM_read_bio_PrivateKey(bio.get(), nullptr, no_password, nullptr);
+  if (!raw) {
+    ERR_clear_error();  // its reasons could name what was read
+    fail("blind RSA: not an unencrypted PEM private key");
+  }
+  return Access::make_private(Pkey(raw));
+}
+
+SecretBytes PrivateKey::to_pem() const {
+  if (!impl_->crt) fail("blind RSA: a key made from n, e and d alone has no PKCS#8 form (no CRT factors)");
+  OpensslOwner<BIO, BIO_free> bio(BIO_new(BIO_s_secmem()));
+  if (!bio) openssl_fail("BIO_new");
+  if (PEM_write_bio_PrivateKey(bio.get(), impl_->pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    openssl_fail("PEM_write_bio_PrivateKey");
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio.get(), &data);
+  if (size <= 0 || !data) openssl_fail("BIO_get_mem_data");
+  return SecretBytes(ByteView(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(size)));
+}
+
+bool PrivateKey::has_crt_factors() const { return impl_->crt; }
 
 Bytes prepare(ByteView msg, Variant variant, std::optional<ByteView> fixed_prefix) {
   if (!randomized(variant)) {
@@ -348,16 +408,24 @@ Bytes blind_sign(const PrivateKey& key, ByteView blinded_msg) {
   const Bn m = to_bn(blinded_msg);
   // RSASP1 step 1 (RFC 8017 §5.2.1): the representative must be below n.
   if (BN_cmp(m.get(), n) >= 0) fail("blind RSA: blinded message is not below the modulus n");
-  BnCtx ctx = new_ctx();
-  Bn s = new_bn();
-  if (BN_mod_exp_mont_consttime(s.get(), m.get(), Access::of(key).d.get(), n, ctx.get(), nullptr) != 1)
-    openssl_fail("m^d mod n");
+  // RSASP1 as OpenSSL's raw private operation: CRT where the key has its factors, d otherwise;
+  // constant time, blinded by OpenSSL. One context per call: calls may share the key.
+  PkeyCtx pctx(EVP_PKEY_CTX_new_from_pkey(nullptr, Access::of(key).pkey.get(), nullptr));
+  if (!pctx) openssl_fail("EVP_PKEY_CTX_new_from_pkey");
+  Bytes sig(k.size);
+  size_t sig_size = sig.size();
+  if (EVP_PKEY_decrypt_init(pctx.get()) != 1 || EVP_PKEY_CTX_set_rsa_padding(pctx.get(), RSA_NO_PADDING) <= 0 ||
+      EVP_PKEY_decrypt(pctx.get(), sig.data(), &sig_size, blinded_msg.data(), blinded_msg.size()) != 1)
+    openssl_fail("RSA private operation");
+  if (sig_size != k.size) fail("blind RSA: RSA private operation gave ", sig_size, " bytes, expected ", k.size);
   // RFC 9474 §4.3 steps 4-5: a faulty s (a glitch, a d that does not match e) can reveal d to the
   // client who receives it; it is checked against m first.
+  const Bn s = to_bn(sig);
+  BnCtx ctx = new_ctx();
   Bn check = new_bn();
   if (BN_mod_exp_mont(check.get(), s.get(), k.e.get(), n, ctx.get(), nullptr) != 1) openssl_fail("s^e mod n");
   if (BN_cmp(check.get(), m.get()) != 0) fail("blind RSA: signing failure: s^e mod n is not the blinded message");
-  return from_bn(s.get(), k.size);
+  return sig;
 }
 
 Bytes finalize(const PublicKey& key, ByteView prepared_msg, ByteView blind_sig, ByteView inv, Variant variant) {

@@ -378,102 +378,10 @@ Bytes load_public_key_file(const std::string& path) {
 Bytes token_key_id(ByteView spki) { return sha256(spki); }
 Bytes token_key_id(const blind_rsa::PublicKey& key) { return sha256(encode_public_key(key)); }
 
-// ---- IssuerKey ----
+// ---- The issuer's key file ----
 
-struct IssuerKey::Impl {
-  Pkey pkey;  // RSA with its CRT factors
-  Bytes modulus;
-};
-
-namespace {
-
-blind_rsa::PublicKey public_of(const EVP_PKEY* key) {
-  return blind_rsa::PublicKey::from_components(bn_bytes(get_bn(key, OSSL_PKEY_PARAM_RSA_N).get()),
-                                               bn_bytes(get_bn(key, OSSL_PKEY_PARAM_RSA_E).get()));
-}
-
-// PEM_read_bio_PrivateKey's password callback: an encrypted key is refused, never prompted for.
-int no_password(char*, int, int, void*) { return -1; }
-
-}  // namespace
-
-IssuerKey::IssuerKey(std::unique_ptr<Impl> impl, blind_rsa::PublicKey public_key)
-    : impl_(std::move(impl)), public_key_(std::move(public_key)) {
-  check_key_size(public_key_, "issuer key");
-  impl_->modulus = public_key_.modulus();
-}
-IssuerKey::IssuerKey(IssuerKey&&) noexcept = default;
-IssuerKey& IssuerKey::operator=(IssuerKey&&) noexcept = default;
-IssuerKey::~IssuerKey() = default;
-
-IssuerKey IssuerKey::generate() {
-  PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
-  if (!ctx) openssl_fail("EVP_PKEY_CTX_new_from_name(RSA)");
-  EVP_PKEY* raw = nullptr;
-  if (EVP_PKEY_keygen_init(ctx.get()) != 1 ||
-      EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), static_cast<int>(kModulusBits)) <= 0 ||
-      EVP_PKEY_generate(ctx.get(), &raw) != 1)
-    openssl_fail("RSA key generation");
-  auto impl = std::make_unique<Impl>();
-  impl->pkey.reset(raw);
-  blind_rsa::PublicKey pub = public_of(raw);
-  return IssuerKey(std::move(impl), std::move(pub));
-}
-
-IssuerKey IssuerKey::from_pem(std::string_view pem) {
-  if (pem.empty()) fail("issuer key: empty");
-  if (pem.size() > 16384) fail("issuer key: ", pem.size(), " bytes is too long for a PEM RSA key");
-  OpensslOwner<BIO, BIO_free> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!bio) openssl_fail("BIO_new_mem_buf");
-  EVP_PKEY* raw = PEM_read_bio_PrivateKey(bio.get(), nullptr, no_password, nullptr);
-  if (!raw) {
-    ERR_clear_error();
-    fail("issuer key: not an unencrypted PEM private key");
-  }
-  auto impl = std::make_unique<Impl>();
-  impl->pkey.reset(raw);
-  if (!EVP_PKEY_is_a(raw, "RSA")) fail("issuer key: not an RSA key (rsaEncryption)");
-  blind_rsa::PublicKey pub = public_of(raw);
-  return IssuerKey(std::move(impl), std::move(pub));
-}
-
-IssuerKey IssuerKey::load(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("issuer key file ", path, ": cannot be opened: ", errno_text());
-  FdCloser closer{fd};
-  check_private_mode(fd, path, "issuer key file");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) fail("issuer key file ", path, ": ", errno_text());
-  if (st.st_size > 16384) fail("issuer key file ", path, ": longer than a key");
-  SecretBytes text(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::read(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("issuer key file ", path, ": read failed");
-    done += static_cast<size_t>(n);
-  }
-  try {
-    return from_pem(as_text(text.view()));
-  } catch (const Error& e) {
-    fail("issuer key file ", path, ": ", e.what());
-  }
-}
-
-SecretBytes IssuerKey::to_pem() const {
-  // Secure-heap memory where the process has one: the PEM is the private key.
-  OpensslOwner<BIO, BIO_free> bio(BIO_new(BIO_s_secmem()));
-  if (!bio) openssl_fail("BIO_new");
-  if (PEM_write_bio_PrivateKey(bio.get(), impl_->pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
-    openssl_fail("PEM_write_bio_PrivateKey");
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(bio.get(), &data);
-  if (size <= 0 || !data) openssl_fail("BIO_get_mem_data");
-  return SecretBytes(ByteView(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(size)));
-}
-
-void IssuerKey::save(const std::string& path) const {
-  const SecretBytes pem = to_pem();
+void save_issuer_key(const blind_rsa::PrivateKey& key, const std::string& path) {
+  const SecretBytes pem = key.to_pem();
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) fail("issuer key file ", path, ": cannot be created: ", errno_text());
   const bool ok = write_all_at(fd, pem.view(), 0) && ::fsync(fd) == 0;
@@ -484,41 +392,29 @@ void IssuerKey::save(const std::string& path) const {
   }
 }
 
-blind_rsa::PrivateKey IssuerKey::to_blind_rsa() const {
-  const Bn d = get_bn(impl_->pkey.get(), OSSL_PKEY_PARAM_RSA_D);
-  SecretBytes d_bytes(static_cast<size_t>(BN_num_bytes(d.get())));
-  if (d_bytes.size() > 0 && BN_bn2bin(d.get(), d_bytes.data()) != static_cast<int>(d_bytes.size()))
-    openssl_fail("BN_bn2bin");
-  return blind_rsa::PrivateKey::from_components(public_key_.modulus(), public_key_.exponent(), d_bytes.view());
-}
-
-Bytes IssuerKey::blind_sign(ByteView blinded_msg) const {
-  if (blinded_msg.size() != kNk)
-    refuse(Reason::malformed, str_cat("blinded message is ", blinded_msg.size(), " bytes, expected ", kNk));
-  if (!below_modulus(blinded_msg, impl_->modulus))
-    refuse(Reason::malformed, "blinded message is not below the issuer key's modulus");
-  // RSASP1 (RFC 8017 §5.2.1) as OpenSSL's raw private operation: CRT, constant time, blinded.
-  PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, impl_->pkey.get(), nullptr));
-  if (!ctx) openssl_fail("EVP_PKEY_CTX_new_from_pkey");
-  Bytes sig(kNk);
-  size_t sig_size = sig.size();
-  if (EVP_PKEY_decrypt_init(ctx.get()) != 1 || EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_NO_PADDING) <= 0 ||
-      EVP_PKEY_decrypt(ctx.get(), sig.data(), &sig_size, blinded_msg.data(), blinded_msg.size()) != 1)
-    openssl_fail("RSA private operation");
-  if (sig_size != kNk) fail("privacy pass: RSA private operation gave ", sig_size, " bytes");
-  // RFC 9474 §4.3 steps 4-5: s^e mod n must give the message back, or s is not sent (a faulty s
-  // can reveal the key to whoever receives it).
-  PkeyCtx check_ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, impl_->pkey.get(), nullptr));
-  if (!check_ctx) openssl_fail("EVP_PKEY_CTX_new_from_pkey");
-  Bytes check(kNk);
-  size_t check_size = check.size();
-  if (EVP_PKEY_encrypt_init(check_ctx.get()) != 1 ||
-      EVP_PKEY_CTX_set_rsa_padding(check_ctx.get(), RSA_NO_PADDING) <= 0 ||
-      EVP_PKEY_encrypt(check_ctx.get(), check.data(), &check_size, sig.data(), sig.size()) != 1)
-    openssl_fail("RSA public operation");
-  if (check_size != kNk || CRYPTO_memcmp(check.data(), blinded_msg.data(), kNk) != 0)
-    fail("privacy pass: signing failure: s^e mod n is not the blinded message");
-  return sig;
+blind_rsa::PrivateKey load_issuer_key(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("issuer key file ", path, ": cannot be opened: ", errno_text());
+  FdCloser closer{fd};
+  check_private_mode(fd, path, "issuer key file");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail("issuer key file ", path, ": ", errno_text());
+  if (st.st_size > 16384) fail("issuer key file ", path, ": longer than a 2048-bit key");
+  SecretBytes text(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("issuer key file ", path, ": read failed");
+    done += static_cast<size_t>(n);
+  }
+  try {
+    blind_rsa::PrivateKey key = blind_rsa::PrivateKey::from_pem(as_text(text.view()));
+    check_key_size(key.public_key(), "issuer key");
+    return key;
+  } catch (const Error& e) {
+    fail("issuer key file ", path, ": ", e.what());
+  }
 }
 
 // ---- Token, TokenRequest, TokenResponse ----
@@ -970,47 +866,19 @@ std::string TokenRedeemer::www_authenticate() const {
 
 // ---- TokenIssuer ----
 
-struct TokenIssuer::Signer {
-  std::function<Bytes(ByteView)> sign;
-  blind_rsa::PublicKey public_key;
-
-  static Signer of(IssuerKey key) {
-    auto shared = std::make_shared<const IssuerKey>(std::move(key));
-    return Signer{[shared](ByteView m) { return shared->blind_sign(m); }, shared->public_key()};
-  }
-  static Signer of(blind_rsa::PrivateKey key) {
-    auto shared = std::make_shared<const blind_rsa::PrivateKey>(std::move(key));
-    return Signer{[shared, n = shared->public_key().modulus()](ByteView m) {
-                    if (m.size() != kNk) refuse(Reason::malformed, str_cat("blinded message is ", m.size(), " bytes, expected ", kNk));
-                    if (!below_modulus(m, n)) refuse(Reason::malformed, "blinded message is not below the issuer key's modulus");
-                    return blind_rsa::blind_sign(*shared, m);
-                  },
-                  shared->public_key()};
-  }
-};
-
-TokenIssuer::TokenIssuer(Signer signer, size_t tokens_per_period, std::chrono::seconds period, Clock clock,
+TokenIssuer::TokenIssuer(blind_rsa::PrivateKey key, size_t tokens_per_period, std::chrono::seconds period, Clock clock,
                          Transcript transcript)
-    : sign_(std::move(signer.sign)),
-      public_key_(std::move(signer.public_key)),
+    : key_(std::move(key)),
       tokens_per_period_(tokens_per_period),
       period_(period),
       clock_(clock ? std::move(clock) : Clock([] { return std::chrono::system_clock::now(); })),
       transcript_(std::move(transcript)) {
-  check_key_size(public_key_, "token issuer");
+  check_key_size(key_.public_key(), "token issuer");
   if (tokens_per_period_ == 0) fail("token issuer: the rate must be at least 1 token per period");
   if (period_.count() <= 0) fail("token issuer: the period must be at least 1 second");
-  spki_ = encode_public_key(public_key_);
+  spki_ = encode_public_key(key_.public_key());
   key_id_ = privacy_pass::token_key_id(spki_);
 }
-
-TokenIssuer::TokenIssuer(IssuerKey key, size_t tokens_per_period, std::chrono::seconds period, Clock clock,
-                         Transcript transcript)
-    : TokenIssuer(Signer::of(std::move(key)), tokens_per_period, period, std::move(clock), std::move(transcript)) {}
-
-TokenIssuer::TokenIssuer(blind_rsa::PrivateKey key, size_t tokens_per_period, std::chrono::seconds period, Clock clock,
-                         Transcript transcript)
-    : TokenIssuer(Signer::of(std::move(key)), tokens_per_period, period, std::move(clock), std::move(transcript)) {}
 
 TokenIssuer::~TokenIssuer() = default;
 
@@ -1040,7 +908,10 @@ Bytes TokenIssuer::issue(std::string_view client_id, ByteView token_request) {
   }
   Bytes blind_sig;
   try {
-    blind_sig = sign_(request.blinded_msg);
+    // blind_sign's own refusals, as the 400 they are: the length is TokenRequest::parse's.
+    if (!below_modulus(request.blinded_msg, key_.public_key().modulus()))
+      refuse(Reason::malformed, "blinded message is not below the issuer key's modulus");
+    blind_sig = blind_rsa::blind_sign(key_, request.blinded_msg);
   } catch (...) {
     std::lock_guard<std::mutex> lock(mutex_);
     Usage& u = usage_[client];

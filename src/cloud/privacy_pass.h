@@ -12,7 +12,7 @@
 //
 // The parts, each end in its own class:
 //   client   make_token_request, finalize_token, TokenWallet, authorization_header
-//   issuer   IssuerKey (the RSA key, signing with OpenSSL's CRT), TokenIssuer (rate limit)
+//   issuer   blind_rsa::PrivateKey in a key file (save_issuer_key, load_issuer_key), TokenIssuer
 //   node     TokenRedeemer (checks a token), DoubleSpendStore (remembers spent nonces)
 // Every malformed input throws: TokenError with its reason for what comes from a client or an
 // issuer, orchard::Error for files and configuration. Error messages never quote a token or a key.
@@ -119,38 +119,12 @@ Bytes load_public_key_file(const std::string& path);
 Bytes token_key_id(ByteView spki);  // SHA-256 of the encoding, 32 bytes
 Bytes token_key_id(const blind_rsa::PublicKey& key);
 
-// The issuer's private key: an OpenSSL RSA key with its CRT factors, kept as OpenSSL keeps it.
-// blind_sign here is OpenSSL's RSA private operation with CRT and its own blinding (about 7x
-// faster than blind_rsa::blind_sign, which works from d alone), checked by raising the result to
-// e before it leaves (RFC 9474 §4.3). Move-only.
-class IssuerKey {
- public:
-  static IssuerKey generate();  // 2048 bits, e = 65537
-  // PEM PKCS#8 ("BEGIN PRIVATE KEY", unencrypted) of a 2048-bit RSA key; throws orchard::Error
-  // without quoting the text.
-  static IssuerKey from_pem(std::string_view pem);
-  // A key file written by save: refused when readable by others than its owner.
-  static IssuerKey load(const std::string& path);
-  // Writes the PEM to `path` with mode 0600, complete or not at all; refuses to replace a file.
-  void save(const std::string& path) const;
-  SecretBytes to_pem() const;
-
-  IssuerKey(IssuerKey&&) noexcept;
-  IssuerKey& operator=(IssuerKey&&) noexcept;
-  ~IssuerKey();
-
-  const blind_rsa::PublicKey& public_key() const { return public_key_; }
-  blind_rsa::PrivateKey to_blind_rsa() const;  // the same key as (n, e, d)
-  // TokenError(malformed) unless blinded_msg is kNk bytes and below n.
-  Bytes blind_sign(ByteView blinded_msg) const;
-
-  struct Impl;
-
- private:
-  IssuerKey(std::unique_ptr<Impl> impl, blind_rsa::PublicKey public_key);
-  std::unique_ptr<Impl> impl_;
-  blind_rsa::PublicKey public_key_;
-};
+// The issuer's private key file (`orchard tokens keygen`): blind_rsa::PrivateKey::to_pem, PEM
+// PKCS#8. save_issuer_key writes it with mode 0600, complete or not at all, and refuses to replace
+// a file; load_issuer_key refuses a file readable by others than its owner or a key that is not
+// 2048 bits. Errors name the file, never quote it.
+void save_issuer_key(const blind_rsa::PrivateKey& key, const std::string& path);
+blind_rsa::PrivateKey load_issuer_key(const std::string& path);
 
 // RFC 9577 §2.2 / RFC 9578 §6.3. token_input() is what the authenticator signs.
 struct Token {
@@ -328,9 +302,7 @@ class TokenIssuer {
   using Transcript = std::function<void(const IssuanceRecord&)>;
   // clock defaults to the system clock; transcript, when set, is called (serialized) for each
   // token issued. Throws orchard::Error for a key that is not 2048 bits or a zero rate or period.
-  TokenIssuer(IssuerKey key, size_t tokens_per_period, std::chrono::seconds period, Clock clock = {},
-              Transcript transcript = {});
-  // The same with blind_rsa's signing (no CRT: slower).
+  // Signing is blind_rsa::blind_sign: OpenSSL's CRT for a key from generate or a key file.
   TokenIssuer(blind_rsa::PrivateKey key, size_t tokens_per_period, std::chrono::seconds period, Clock clock = {},
               Transcript transcript = {});
   ~TokenIssuer();
@@ -340,19 +312,16 @@ class TokenIssuer {
   // tokens for this period. A refused request does not count against the limit.
   Bytes issue(std::string_view client_id, ByteView token_request);
 
-  const blind_rsa::PublicKey& public_key() const { return public_key_; }
+  const blind_rsa::PublicKey& public_key() const { return key_.public_key(); }
   const Bytes& public_key_spki() const { return spki_; }
   const Bytes& token_key_id() const { return key_id_; }
 
  private:
-  struct Signer;
-  TokenIssuer(Signer signer, size_t tokens_per_period, std::chrono::seconds period, Clock clock, Transcript transcript);
   struct Usage {
     int64_t period_index = 0;
     size_t issued = 0;
   };
-  std::function<Bytes(ByteView)> sign_;
-  blind_rsa::PublicKey public_key_;
+  blind_rsa::PrivateKey key_;
   Bytes spki_;
   Bytes key_id_;
   size_t tokens_per_period_;

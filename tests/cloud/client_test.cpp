@@ -96,7 +96,7 @@ TEST(CloudClient, SkipsANodeThatFailedAndRefetchesRotatedKeys) {
 // spent one is refused (401 with the node's challenge) before anything is decrypted.
 TEST(CloudClient, PaysOneTokenPerRequestAndANodeRefusesASpentOne) {
   namespace pp = privacy_pass;
-  const pp::IssuerKey issuer = pp::IssuerKey::generate();
+  const blind_rsa::PrivateKey issuer = blind_rsa::PrivateKey::generate(pp::kModulusBits);
   const pp::TokenChallenge challenge{pp::kTokenTypeBlindRsa, "issuer.example", {}, ""};
   const std::string store_path = ::testing::TempDir() + "/client_test_spent";
   std::remove(store_path.c_str());
@@ -104,7 +104,7 @@ TEST(CloudClient, PaysOneTokenPerRequestAndANodeRefusesASpentOne) {
   const pp::TokenRedeemer redeemer(issuer.public_key(), challenge, store);
   auto fresh_token = [&] {
     pp::ClientTokenRequest r = pp::make_token_request(issuer.public_key(), challenge);
-    const Bytes response = pp::TokenResponse{issuer.blind_sign(r.request.blinded_msg)}.encode();
+    const Bytes response = pp::TokenResponse{blind_rsa::blind_sign(issuer, r.request.blinded_msg)}.encode();
     return pp::authorization_header(pp::finalize_token(issuer.public_key(), r.pending, response));
   };
   KeyRing keys(std::chrono::seconds(600));

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -124,13 +125,32 @@ constexpr const char* kVectorToken =
     "434bd1037713466347a8ebe46439d3da1970";
 
 // One fresh issuer key for the tests that need one: generating it is the slow part.
-const IssuerKey& fresh_key() {
-  static const IssuerKey key = IssuerKey::generate();
+const blind_rsa::PrivateKey& fresh_key() {
+  static const blind_rsa::PrivateKey key = blind_rsa::PrivateKey::generate(kModulusBits);
   return key;
 }
-const IssuerKey& other_key() {
-  static const IssuerKey key = IssuerKey::generate();
+const blind_rsa::PrivateKey& other_key() {
+  static const blind_rsa::PrivateKey key = blind_rsa::PrivateKey::generate(kModulusBits);
   return key;
+}
+
+// The same key as n, e and d alone (no CRT factors), d read from its PEM by OpenSSL.
+blind_rsa::PrivateKey d_only(const blind_rsa::PrivateKey& key) {
+  const SecretBytes pem = key.to_pem();
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  EXPECT_NE(pkey, nullptr);
+  BIGNUM* d = nullptr;
+  EXPECT_EQ(EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_D, &d), 1);
+  EVP_PKEY_free(pkey);
+  Bytes d_bytes(static_cast<size_t>(BN_num_bytes(d)));
+  BN_bn2bin(d, d_bytes.data());
+  BN_clear_free(d);
+  blind_rsa::PrivateKey out =
+      blind_rsa::PrivateKey::from_components(key.public_key().modulus(), key.public_key().exponent(), d_bytes);
+  EXPECT_FALSE(out.has_crt_factors());
+  return out;
 }
 
 TokenChallenge node_challenge() {
@@ -200,7 +220,8 @@ Bytes openssl_sha256(ByteView data) {
 // ---- The RFC's vector ----
 
 TEST(PrivacyPass, Rfc9578TypeTwoVector) {
-  const IssuerKey key = IssuerKey::from_pem(kVectorSkS);
+  const blind_rsa::PrivateKey key = blind_rsa::PrivateKey::from_pem(kVectorSkS);
+  EXPECT_TRUE(key.has_crt_factors());
   const Bytes pks = from_hex(kVectorPkS);
   EXPECT_EQ(to_hex(encode_public_key(key.public_key())), kVectorPkS);
   const Bytes key_id = token_key_id(pks);
@@ -225,11 +246,11 @@ TEST(PrivacyPass, Rfc9578TypeTwoVector) {
   EXPECT_EQ(req.request.truncated_token_key_id, key_id.back());
   EXPECT_EQ(TokenRequest::parse(from_hex(kVectorTokenRequest)).encode(), from_hex(kVectorTokenRequest));
 
-  // The issuer's response, by OpenSSL's CRT and by blind_rsa's d-only exponentiation.
-  const Bytes response = key.blind_sign(req.request.blinded_msg);
+  // The issuer's response, by OpenSSL's CRT and by its exponentiation by d alone.
+  const Bytes response = blind_rsa::blind_sign(key, req.request.blinded_msg);
   EXPECT_EQ(to_hex(response), kVectorTokenResponse);
-  EXPECT_EQ(to_hex(blind_rsa::blind_sign(key.to_blind_rsa(), req.request.blinded_msg)), kVectorTokenResponse);
-  TokenIssuer issuer(IssuerKey::from_pem(kVectorSkS), 1, 3600s);
+  EXPECT_EQ(to_hex(blind_rsa::blind_sign(d_only(key), req.request.blinded_msg)), kVectorTokenResponse);
+  TokenIssuer issuer(blind_rsa::PrivateKey::from_pem(kVectorSkS), 1, 3600s);
   EXPECT_EQ(to_hex(issuer.issue("vector", from_hex(kVectorTokenRequest))), kVectorTokenResponse);
 
   const Token token = finalize_token(parsed, req.pending, from_hex(kVectorTokenResponse));
@@ -435,26 +456,27 @@ TEST(PrivacyPass, AuthorizationHeader) {
 
 // ---- The issuer key ----
 
-TEST(PrivacyPass, IssuerKeyFileAndSigning) {
+TEST(PrivacyPass, KeyFileAndSigning) {
   test::TempDir dir;
-  const IssuerKey& key = fresh_key();
+  const blind_rsa::PrivateKey& key = fresh_key();
   const std::string path = dir.file("issuer.pem");
-  key.save(path);
+  save_issuer_key(key, path);
   struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   const std::string pem = test::read_text(path);
   EXPECT_EQ(pem.rfind("-----BEGIN PRIVATE KEY-----\n", 0), 0u);  // PKCS#8, unencrypted
-  const IssuerKey loaded = IssuerKey::load(path);
+  const blind_rsa::PrivateKey loaded = load_issuer_key(path);
   EXPECT_EQ(loaded.public_key().modulus(), key.public_key().modulus());
-  expect_error([&] { key.save(path); }, "cannot be created");  // never replaces a key
+  EXPECT_TRUE(loaded.has_crt_factors());
+  expect_error([&] { save_issuer_key(key, path); }, "cannot be created");  // never replaces a key
   ::chmod(path.c_str(), 0644);
-  expect_error([&] { IssuerKey::load(path); }, "readable by others");
+  expect_error([&] { load_issuer_key(path); }, "readable by others");
   // A broken key file: the error names the file, never its text.
   const std::string broken = dir.write("broken.pem", pem.substr(0, 400));
   ::chmod(broken.c_str(), 0600);
   try {
-    IssuerKey::load(broken);
+    load_issuer_key(broken);
     ADD_FAILURE() << "a truncated key loaded";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("broken.pem"), std::string::npos);
@@ -474,20 +496,22 @@ TEST(PrivacyPass, IssuerKeyFileAndSigning) {
   const long size = BIO_get_mem_data(bio, &data);
   const std::string big_pem(data, static_cast<size_t>(size));
   BIO_free(bio);
-  expect_error([&] { IssuerKey::from_pem(big_pem); }, "has 3072 bits");
-  expect_error([&] { IssuerKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"); },
+  const std::string big_path = dir.write("big.pem", big_pem);
+  ::chmod(big_path.c_str(), 0600);
+  expect_error([&] { load_issuer_key(big_path); }, "has 3072 bits");
+  expect_error([&] { blind_rsa::PrivateKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"); },
                "not an unencrypted PEM private key");
 
-  // OpenSSL's CRT signing agrees with blind_rsa's exponentiation by d, on random blinded values.
-  const blind_rsa::PrivateKey by_d = key.to_blind_rsa();
+  // OpenSSL's CRT signing agrees with its exponentiation by d alone, on random blinded values.
+  const blind_rsa::PrivateKey by_d = d_only(key);
   for (int i = 0; i < 5; ++i) {
     Bytes m = random_bytes(kNk);
     m[0] &= 0x7f;  // below n, whose top bit is set
-    EXPECT_EQ(key.blind_sign(m), blind_rsa::blind_sign(by_d, m));
+    EXPECT_EQ(blind_rsa::blind_sign(key, m), blind_rsa::blind_sign(by_d, m));
   }
   const Bytes n = key.public_key().modulus();
-  expect_refused([&] { key.blind_sign(n); }, Reason::malformed, "not below");
-  expect_refused([&] { key.blind_sign(ByteView(n).first(255)); }, Reason::malformed, "255 bytes");
+  expect_error([&] { blind_rsa::blind_sign(key, n); }, "not below");
+  expect_error([&] { blind_rsa::blind_sign(key, ByteView(n).first(255)); }, "255 bytes");
 }
 
 // ---- Issuance and redemption ----
@@ -500,7 +524,7 @@ TEST(PrivacyPass, TenThousandRounds) {
   const TokenChallenge challenge = node_challenge();
   const blind_rsa::PublicKey pub = fresh_key().public_key();
   std::vector<IssuanceRecord> transcript;  // the hook's calls are serialized by the issuer
-  TokenIssuer issuer(IssuerKey::from_pem(as_text(fresh_key().to_pem().view())), kRounds / kClients, 3600s, {},
+  TokenIssuer issuer(blind_rsa::PrivateKey::from_pem(as_text(fresh_key().to_pem().view())), kRounds / kClients, 3600s, {},
                      [&](const IssuanceRecord& r) { transcript.push_back(r); });
   DoubleSpendStore store(dir.file("spent"), issuer.token_key_id());
   const TokenRedeemer redeemer(pub, challenge, store);
@@ -591,8 +615,8 @@ TEST(PrivacyPass, TenThousandRounds) {
 TEST(PrivacyPass, RedeemerRefusalsNameTheirReason) {
   test::TempDir dir;
   const TokenChallenge challenge = node_challenge();
-  TokenIssuer issuer(IssuerKey::from_pem(as_text(fresh_key().to_pem().view())), 100, 3600s);
-  TokenIssuer other_issuer(IssuerKey::from_pem(as_text(other_key().to_pem().view())), 100, 3600s);
+  TokenIssuer issuer(blind_rsa::PrivateKey::from_pem(as_text(fresh_key().to_pem().view())), 100, 3600s);
+  TokenIssuer other_issuer(blind_rsa::PrivateKey::from_pem(as_text(other_key().to_pem().view())), 100, 3600s);
   DoubleSpendStore store(dir.file("spent"), issuer.token_key_id());
   const TokenRedeemer redeemer(issuer.public_key(), challenge, store);
 
@@ -653,7 +677,7 @@ TEST(PrivacyPass, UnlinkableIssuerTranscript) {
   constexpr int kTokens = 300;
   const TokenChallenge challenge = node_challenge();
   std::vector<IssuanceRecord> transcript;
-  TokenIssuer issuer(IssuerKey::from_pem(as_text(fresh_key().to_pem().view())), kTokens, 3600s, {},
+  TokenIssuer issuer(blind_rsa::PrivateKey::from_pem(as_text(fresh_key().to_pem().view())), kTokens, 3600s, {},
                      [&](const IssuanceRecord& r) { transcript.push_back(r); });
   const blind_rsa::PublicKey& pub = issuer.public_key();
   std::vector<Token> tokens;
@@ -714,7 +738,7 @@ TEST(PrivacyPass, UnlinkableIssuerTranscript) {
 
 TEST(TokenIssuer, RateLimitPerClientPerPeriod) {
   auto now = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000));  // 7200 * 236111 + 800
-  TokenIssuer issuer(IssuerKey::from_pem(as_text(fresh_key().to_pem().view())), 3, 7200s, [&] { return now; });
+  TokenIssuer issuer(blind_rsa::PrivateKey::from_pem(as_text(fresh_key().to_pem().view())), 3, 7200s, [&] { return now; });
   const TokenChallenge challenge = node_challenge();
   auto request = [&] { return make_token_request(issuer.public_key(), challenge).request.encode(); };
   for (int i = 0; i < 3; ++i) issuer.issue("alice", request());
@@ -746,14 +770,14 @@ TEST(TokenIssuer, RateLimitPerClientPerPeriod) {
   now += 1s;
   for (int i = 0; i < 3; ++i) issuer.issue("alice", request());
   EXPECT_THROW(issuer.issue("alice", request()), RateLimited);
-  EXPECT_THROW(TokenIssuer(IssuerKey::from_pem(kVectorSkS), 0, 60s), Error);
-  EXPECT_THROW(TokenIssuer(IssuerKey::from_pem(kVectorSkS), 1, 0s), Error);
+  EXPECT_THROW(TokenIssuer(blind_rsa::PrivateKey::from_pem(kVectorSkS), 0, 60s), Error);
+  EXPECT_THROW(TokenIssuer(blind_rsa::PrivateKey::from_pem(kVectorSkS), 1, 0s), Error);
 }
 
 TEST(TokenIssuer, BlindRsaKeySignsTheSame) {
-  // The constructor that takes blind_rsa's key (no CRT) gives the same responses.
-  TokenIssuer by_crt(IssuerKey::from_pem(kVectorSkS), 10, 60s);
-  TokenIssuer by_d(IssuerKey::from_pem(kVectorSkS).to_blind_rsa(), 10, 60s);
+  // A key without its CRT factors (n, e, d alone) gives the same responses.
+  TokenIssuer by_crt(blind_rsa::PrivateKey::from_pem(kVectorSkS), 10, 60s);
+  TokenIssuer by_d(d_only(blind_rsa::PrivateKey::from_pem(kVectorSkS)), 10, 60s);
   const ClientTokenRequest req = make_token_request(by_crt.public_key(), node_challenge());
   EXPECT_EQ(by_crt.issue("a", req.request.encode()), by_d.issue("a", req.request.encode()));
   EXPECT_EQ(by_crt.token_key_id(), by_d.token_key_id());
@@ -1061,7 +1085,7 @@ TEST(PrivacyPassCli, KeygenIssueFetchRedeem) {
   const Bytes spki = base64url_decode(pub_line);
   const blind_rsa::PublicKey pub = parse_public_key(spki);
   EXPECT_EQ(keygen.out, to_hex(openssl_sha256(spki)) + "\n");
-  EXPECT_EQ(IssuerKey::load(key).public_key().modulus(), pub.modulus());
+  EXPECT_EQ(load_issuer_key(key).public_key().modulus(), pub.modulus());
   test::expect_one_line_error(test::run_cli({"tokens", "keygen", "--out", dir.file("big.pem"), "--bits", "3072"}),
                               "2048-bit keys only");
   test::expect_one_line_error(test::run_cli({"tokens", "keygen", "--out", key}), "exists");
