@@ -1,10 +1,16 @@
 // RSA blind signatures against RFC 9474 Appendix A: every vector of the four variants, from
 // Prepare with its fixed prefix through the EMSA-PSS encoding with its salt, blinding with its inv,
 // the issuer's blind signature and Finalize to the signature, byte for byte, and OpenSSL's
-// verification of it. Then fresh keys end to end, and the failures the vectors do not cover.
+// verification of it. Then fresh keys end to end, PEM keys (CRT) signing as their n, e, d do, and
+// the failures the vectors do not cover.
 #include "cloud/blind_rsa.h"
 
 #include <gtest/gtest.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include <fstream>
 #include <map>
@@ -247,6 +253,111 @@ TEST(BlindRsa, PrepareAndVariants) {
   EXPECT_FALSE(parse_variant("RSABSSA-SHA256-PSS-Randomized"));
   EXPECT_EQ(salt_size(Variant::sha384_pss_randomized), 48u);
   EXPECT_EQ(salt_size(Variant::sha384_psszero_deterministic), 0u);
+}
+
+std::string pem_of(EVP_PKEY* key) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  EXPECT_EQ(PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr), 1);
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(size));
+  BIO_free(bio);
+  return out;
+}
+
+Bytes bn_param(const EVP_PKEY* key, const char* name) {
+  BIGNUM* bn = nullptr;
+  EXPECT_EQ(EVP_PKEY_get_bn_param(key, name, &bn), 1) << name;
+  Bytes out(static_cast<size_t>(BN_num_bytes(bn)));
+  BN_bn2bin(bn, out.data());
+  BN_clear_free(bn);
+  return out;
+}
+
+// A key's PEM as OpenSSL reads it (PKCS#8, with its CRT factors); the CRT signing of that key and
+// the signing by n, e, d alone (the same key, d read by OpenSSL) agree, and each is m^d: raised to
+// e by OpenSSL's BIGNUM it gives m back.
+TEST(BlindRsa, PemKeySignsByCrtAsByD) {
+  const SecretBytes pem = fresh_key().to_pem();
+  const std::string text(reinterpret_cast<const char*>(pem.data()), pem.size());
+  EXPECT_EQ(text.rfind("-----BEGIN PRIVATE KEY-----\n", 0), 0u);
+  BIO* bio = BIO_new_mem_buf(text.data(), static_cast<int>(text.size()));
+  EVP_PKEY* ossl = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  ASSERT_NE(ossl, nullptr);
+  const Bytes n = bn_param(ossl, OSSL_PKEY_PARAM_RSA_N), e = bn_param(ossl, OSSL_PKEY_PARAM_RSA_E);
+  const Bytes d = bn_param(ossl, OSSL_PKEY_PARAM_RSA_D);
+  EXPECT_FALSE(bn_param(ossl, OSSL_PKEY_PARAM_RSA_FACTOR1).empty());
+  EVP_PKEY_free(ossl);
+  EXPECT_EQ(hex(n), hex(fresh_key().public_key().modulus()));
+
+  const PrivateKey by_pem = PrivateKey::from_pem(text);
+  EXPECT_TRUE(by_pem.has_crt_factors());
+  EXPECT_TRUE(fresh_key().has_crt_factors());
+  EXPECT_EQ(hex(by_pem.public_key().modulus()), hex(n));
+  const PrivateKey by_d = PrivateKey::from_components(n, e, d);
+  EXPECT_FALSE(by_d.has_crt_factors());
+  EXPECT_THROW(by_d.to_pem(), Error);
+
+  BIGNUM* n_bn = BN_bin2bn(n.data(), static_cast<int>(n.size()), nullptr);
+  BIGNUM* e_bn = BN_bin2bn(e.data(), static_cast<int>(e.size()), nullptr);
+  BN_CTX* ctx = BN_CTX_new();
+  for (int i = 0; i < 5; ++i) {
+    Bytes m = random_bytes(n.size());
+    m[0] &= 0x7f;  // below n, whose top bit is set
+    const Bytes s = blind_sign(by_pem, m);
+    EXPECT_EQ(hex(s), hex(blind_sign(by_d, m)));
+    EXPECT_EQ(hex(s), hex(blind_sign(fresh_key(), m)));
+    BIGNUM* s_bn = BN_bin2bn(s.data(), static_cast<int>(s.size()), nullptr);
+    BIGNUM* back = BN_new();
+    ASSERT_EQ(BN_mod_exp(back, s_bn, e_bn, n_bn, ctx), 1);
+    Bytes back_bytes(m.size());
+    BN_bn2binpad(back, back_bytes.data(), static_cast<int>(back_bytes.size()));
+    EXPECT_EQ(hex(back_bytes), hex(m));
+    BN_free(s_bn);
+    BN_free(back);
+  }
+  BN_CTX_free(ctx);
+  BN_free(n_bn);
+  BN_free(e_bn);
+}
+
+TEST(BlindRsa, PemRefusals) {
+  auto expect_error = [](std::string_view pem, const std::string& needle) {
+    try {
+      PrivateKey::from_pem(pem);
+      ADD_FAILURE() << "accepted; expected " << needle;
+    } catch (const Error& err) {
+      EXPECT_NE(std::string(err.what()).find(needle), std::string::npos) << err.what();
+    }
+  };
+  expect_error("", "empty");
+  expect_error(std::string(40000, 'A'), "longer than any RSA key");
+  expect_error("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "not an unencrypted PEM private key");
+  // Another algorithm, and an RSA key under 2048 bits, each made by OpenSSL.
+  EVP_PKEY* ec = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  ASSERT_NE(ec, nullptr);
+  expect_error(pem_of(ec), "not an RSA key");
+  EVP_PKEY_free(ec);
+  EVP_PKEY* small = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{1024});
+  ASSERT_NE(small, nullptr);
+  expect_error(pem_of(small), "under 2048");
+  EVP_PKEY_free(small);
+  // An encrypted key is refused, never prompted for.
+  const SecretBytes pem = fresh_key().to_pem();
+  BIO* in = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(in, nullptr, nullptr, nullptr);
+  BIO_free(in);
+  ASSERT_NE(key, nullptr);
+  BIO* out = BIO_new(BIO_s_mem());
+  char pass[] = "secret";
+  ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(out, key, EVP_aes_256_cbc(), pass, 6, nullptr, nullptr), 1);
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(out, &data);
+  const std::string encrypted(data, static_cast<size_t>(size));
+  BIO_free(out);
+  EVP_PKEY_free(key);
+  expect_error(encrypted, "not an unencrypted PEM private key");
 }
 
 TEST(BlindRsa, KeyChecks) {
