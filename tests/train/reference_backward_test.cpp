@@ -1,0 +1,172 @@
+// The reference backward pass against shared/train's float64 PyTorch gradients (every trainable
+// tensor of every sft case within the manifest's relative-L2 bound, the loss within its relative
+// bound), and against central finite differences of its own forward in double on a few weights.
+#include "train/reference_model.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "test_paths.h"
+
+namespace orchard::train {
+namespace {
+
+nlohmann::json read_manifest() {
+  std::ifstream in(test::shared_path("train/manifest.json"));
+  if (!in) ADD_FAILURE() << "cannot open " << test::shared_path("train/manifest.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  return nlohmann::json::parse(text.str());
+}
+
+std::vector<float> read_floats(const std::string& path, uint64_t offset, uint64_t count) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << "cannot open " << path;
+  std::vector<float> out(count);
+  in.seekg(static_cast<std::streamoff>(offset));
+  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(count * sizeof(float)));
+  EXPECT_TRUE(in.good()) << path << ": cannot read " << count << " floats at " << offset;
+  return out;
+}
+
+TEST(TrainReferenceBackward, SftGradientsMatchTheOracle) {
+  const nlohmann::json manifest = read_manifest();
+  const double grad_bound = manifest.at("tolerances").at("gradient_rel_l2_per_tensor").get<double>();
+  const double loss_bound = manifest.at("tolerances").at("loss_rel").get<double>();
+  int cases = 0;
+  for (const auto& c : manifest.at("cases")) {
+    if (c.at("kind") != "sft") continue;
+    const auto start = std::chrono::steady_clock::now();
+    const std::string name = c.at("case");
+    const ReferenceModel model = load_reference_model(test::shared_path(c.at("model").get<std::string>()));
+    const std::vector<int32_t> tokens = c.at("tokens").get<std::vector<int32_t>>();
+    std::vector<int32_t> targets;
+    std::vector<uint8_t> mask;
+    sft_targets(tokens, targets, mask);
+    std::vector<int64_t> rows;
+    for (size_t i = 0; i < mask.size(); ++i)
+      if (mask[i]) rows.push_back(static_cast<int64_t>(i));
+    EXPECT_EQ(rows, c.at("sft_logit_rows").get<std::vector<int64_t>>()) << name;
+
+    ReferenceParams grads = zeros_like(model.params);
+    const double loss = reference_cross_entropy_gradients(model, tokens, targets, mask, grads);
+    const double expected_loss = c.at("loss").get<double>();
+    const double loss_rel = std::fabs(loss - expected_loss) / std::fabs(expected_loss);
+    EXPECT_LE(loss_rel, loss_bound) << name << ": loss " << loss << " vs " << expected_loss;
+
+    std::map<std::string, NamedTensor> ours;
+    for (NamedTensor& t : named_tensors(grads, model.config)) ours[t.name] = t;
+    const std::string grad_file = test::shared_path("train/" + c.at("grad_file").get<std::string>());
+    double worst = 0;
+    std::string worst_name;
+    int checked = 0;
+    for (const auto& t : c.at("tensors")) {
+      if (!t.at("trainable").get<bool>()) continue;
+      const std::string tname = t.at("name");
+      auto it = ours.find(tname);
+      if (it == ours.end()) {
+        ADD_FAILURE() << name << ": no gradient for trainable tensor " << tname;
+        continue;
+      }
+      EXPECT_EQ(it->second.shape, t.at("shape").get<std::vector<int64_t>>()) << name << " " << tname;
+      const uint64_t count = t.at("n_elements").get<uint64_t>();
+      ASSERT_EQ(it->second.values->size(), count) << name << " " << tname;
+      const std::vector<float> ref = read_floats(grad_file, t.at("offset").get<uint64_t>(), count);
+      double diff = 0, norm = 0;
+      for (uint64_t i = 0; i < count; ++i) {
+        const double d = (*it->second.values)[i] - ref[i];
+        diff += d * d;
+        norm += static_cast<double>(ref[i]) * ref[i];
+      }
+      ASSERT_GT(norm, 0) << name << " " << tname;
+      const double rel = std::sqrt(diff / norm);
+      EXPECT_LE(rel, grad_bound) << name << " " << tname;
+      if (rel > worst) worst = rel, worst_name = tname;
+      ours.erase(it);
+      ++checked;
+    }
+    EXPECT_TRUE(ours.empty()) << name << ": " << ours.size() << " of our tensors are not in the manifest, e.g. "
+                              << (ours.empty() ? "" : ours.begin()->first);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("  %-16s loss %.10f (rel %.2e), %d tensors, worst rel L2 %.2e (%s), %.2f s\n", name.c_str(), loss,
+                loss_rel, checked, worst, worst_name.c_str(), seconds);
+    ++cases;
+  }
+  EXPECT_EQ(cases, 4);
+}
+
+// d/dw of L = sum(C ⊙ logits) with a fixed random C [T, V]: the backward from dlogits = C against
+// fourth-order central differences of the double forward, at the largest-gradient coordinate and
+// a few random ones of tensors that exercise biases (qwen2), q/k norm (qwen3) and the llama3 RoPE
+// factors with adjacent pairs (llama).
+TEST(TrainReferenceBackward, FiniteDifferencesOfTheForward) {
+  const char* models[] = {"golden/llama-f32.gguf", "golden/qwen2-f32.gguf", "golden/qwen3-f32.gguf"};
+  const std::vector<int32_t> tokens = {1, 17, 300, 42, 900, 5, 77, 512};
+  for (const char* path : models) {
+    ReferenceModel model = load_reference_model(test::shared_path(path));
+    const int64_t T = static_cast<int64_t>(tokens.size()), V = model.config.n_vocab;
+    std::mt19937 rng(7);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    std::vector<double> C(static_cast<size_t>(T * V));
+    for (double& x : C) x = normal(rng);
+    const auto loss = [&] {
+      Activations acts;
+      reference_forward(model, tokens, acts);
+      double s = 0;
+      for (size_t i = 0; i < C.size(); ++i) s += C[i] * acts.logits[i];
+      return s;
+    };
+    Activations acts;
+    reference_forward(model, tokens, acts);
+    ReferenceParams grads = zeros_like(model.params);
+    reference_backward(model, acts, C, grads);
+
+    std::vector<NamedTensor> g = named_tensors(grads, model.config);
+    std::vector<NamedTensor> w = named_tensors(model.params, model.config);
+    int checked = 0;
+    for (size_t ti = 0; ti < g.size(); ++ti) {
+      const std::string& name = g[ti].name;
+      const bool wanted = name == "token_embd.weight" || name == "output_norm.weight" ||
+                          name.find("blk.1.") == 0 || name.find("blk.0.attn_q") == 0 ||
+                          name.find("blk.0.attn_k") == 0;
+      if (!wanted) continue;
+      std::vector<double>& values = *w[ti].values;
+      const std::vector<double>& grad = *g[ti].values;
+      size_t biggest = 0;
+      for (size_t i = 0; i < grad.size(); ++i)
+        if (std::fabs(grad[i]) > std::fabs(grad[biggest])) biggest = i;
+      std::uniform_int_distribution<size_t> pick(0, grad.size() - 1);
+      for (size_t i : {biggest, pick(rng)}) {
+        if (std::fabs(grad[i]) < 0.05 * std::fabs(grad[biggest])) continue;
+        const double h = 1e-4 * std::max(1.0, std::fabs(values[i])), saved = values[i];
+        double f[4];
+        const double steps[4] = {-2, -1, 1, 2};
+        for (int s = 0; s < 4; ++s) {
+          values[i] = saved + steps[s] * h;
+          f[s] = loss();
+        }
+        values[i] = saved;
+        const double fd = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h);
+        const double rel = std::fabs(fd - grad[i]) / std::fabs(grad[biggest]);
+        EXPECT_LE(rel, 1e-6) << path << " " << name << "[" << i << "]: backward " << grad[i] << ", differences " << fd;
+        ++checked;
+      }
+    }
+    std::printf("  %s: %d coordinates against finite differences\n", path, checked);
+    EXPECT_GE(checked, 15) << path;
+  }
+}
+
+}  // namespace
+}  // namespace orchard::train
