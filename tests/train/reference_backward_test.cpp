@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
@@ -17,7 +19,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
 #include "test_paths.h"
+#include "train/reference_layers.h"
 
 namespace orchard::train {
 namespace {
@@ -165,6 +169,158 @@ TEST(TrainReferenceBackward, FiniteDifferencesOfTheForward) {
     }
     std::printf("  %s: %d coordinates against finite differences\n", path, checked);
     EXPECT_GE(checked, 15) << path;
+  }
+}
+
+
+// The double forward against the golden reference logits (a float64 numpy forward over the exactly
+// dequantized GGUF weights, stored as float32): f32 models and quantized ones (the weights reach
+// the reference through the engine's dequantization).
+TEST(TrainReferenceBackward, ForwardMatchesTheGoldenLogits) {
+  std::ifstream in(test::shared_path("golden/manifest.json"));
+  ASSERT_TRUE(in.good()) << "cannot open " << test::shared_path("golden/manifest.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json golden = nlohmann::json::parse(text.str());
+  const std::vector<int32_t> tokens = golden.at("sequences").at("long").get<std::vector<int32_t>>();
+  for (const char* name : {"llama-f32", "qwen2-f32", "qwen3-f32", "llama-q4_0", "qwen3-q8_0"}) {
+    const ReferenceModel model = load_reference_model(test::shared_path(std::string("golden/") + name + ".gguf"));
+    Activations acts;
+    reference_forward(model, tokens, acts);
+    const std::vector<float> ref = read_floats(test::shared_path(std::string("golden/") + name + ".long.ref.f32"), 0,
+                                               acts.logits.size());
+    double worst = 0;
+    for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::fabs(acts.logits[i] - ref[i]));
+    std::printf("  %-12s logits max abs difference %.2e\n", name, worst);
+    EXPECT_LE(worst, 1e-4) << name;
+  }
+}
+
+// A refused token: a clear error, not a read outside the embedding.
+TEST(TrainReferenceBackward, RefusesTokensOutsideTheVocabulary) {
+  const ReferenceModel model = load_reference_model(test::shared_path("models/stories260K/stories260K.gguf"));
+  Activations acts;
+  const std::vector<int32_t> bad = {1, 512};
+  EXPECT_THROW(reference_forward(model, bad, acts), Error);
+}
+
+// Each layer's backward against central differences of its forward on awkward shapes: RoPE over
+// part of a head (rope_dims < head_dim) in both styles, attention with 3 query heads per KV head
+// and an odd head size, rmsnorm and swiglu on odd lengths. L = sum(C ⊙ out) for a random C.
+TEST(TrainReferenceBackward, LayerBackwardsAgainstFiniteDifferences) {
+  std::mt19937 rng(11);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const auto random = [&](int64_t n) {
+    std::vector<double> v(static_cast<size_t>(n));
+    for (double& x : v) x = normal(rng);
+    return v;
+  };
+  // d(sum C ⊙ f(inputs))/d(input) by differences, for every element of `x`.
+  const auto differences = [](std::vector<double>& x, const std::function<double()>& loss) {
+    std::vector<double> g(x.size());
+    const double h = 1e-4;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double saved = x[i];
+      double f[4];
+      const double steps[4] = {-2, -1, 1, 2};
+      for (int s = 0; s < 4; ++s) {
+        x[i] = saved + steps[s] * h;
+        f[s] = loss();
+      }
+      x[i] = saved;
+      g[i] = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h);
+    }
+    return g;
+  };
+  const auto expect_close = [](const std::vector<double>& got, const std::vector<double>& want, const char* what) {
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      diff += (got[i] - want[i]) * (got[i] - want[i]);
+      norm += want[i] * want[i];
+    }
+    EXPECT_GT(norm, 0) << what;
+    EXPECT_LE(std::sqrt(diff / norm), 1e-8) << what;
+  };
+  const auto dot = [](const std::vector<double>& a, const std::vector<double>& b) {
+    double s = 0;
+    for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+    return s;
+  };
+
+  {  // matmul with bias: T 3, I 5, O 7
+    const int64_t T = 3, I = 5, O = 7;
+    auto x = random(T * I), W = random(O * I), b = random(O), C = random(T * O);
+    std::vector<double> out(static_cast<size_t>(T * O));
+    const auto loss = [&] {
+      matmul_forward(out.data(), x.data(), W.data(), b.data(), T, I, O);
+      return dot(C, out);
+    };
+    std::vector<double> dx(x.size()), dW(W.size()), db(b.size());
+    matmul_backward(dx.data(), dW.data(), db.data(), C.data(), x.data(), W.data(), T, I, O);
+    expect_close(dx, differences(x, loss), "matmul dx");
+    expect_close(dW, differences(W, loss), "matmul dW");
+    expect_close(db, differences(b, loss), "matmul db");
+  }
+  {  // rmsnorm, n 13
+    const int64_t n = 13;
+    auto x = random(n), w = random(n), C = random(n);
+    std::vector<double> out(static_cast<size_t>(n));
+    const auto loss = [&] {
+      rmsnorm_forward(out.data(), x.data(), w.data(), n, 1e-5);
+      return dot(C, out);
+    };
+    std::vector<double> dx(x.size()), dw(w.size());
+    rmsnorm_backward(dx.data(), dw.data(), C.data(), x.data(), w.data(), n, 1e-5);
+    expect_close(dx, differences(x, loss), "rmsnorm dx");
+    expect_close(dw, differences(w, loss), "rmsnorm dw");
+  }
+  for (RopeStyle style : {RopeStyle::neox, RopeStyle::interleaved}) {  // 6 of 10 dimensions rotate
+    const int64_t hd = 10, rope_dims = 6;
+    auto x = random(hd), C = random(hd), cos = random(rope_dims / 2), sin = random(rope_dims / 2);
+    for (size_t i = 0; i < cos.size(); ++i) {  // real angles
+      const double a = cos[i];
+      cos[i] = std::cos(a);
+      sin[i] = std::sin(a);
+    }
+    std::vector<double> out;
+    const auto loss = [&] {
+      out = x;
+      rope_forward(out.data(), rope_dims, style, cos.data(), sin.data());
+      return dot(C, out);
+    };
+    std::vector<double> dx = C;
+    rope_backward(dx.data(), rope_dims, style, cos.data(), sin.data());
+    expect_close(dx, differences(x, loss), style == RopeStyle::neox ? "rope neox" : "rope interleaved");
+  }
+  {  // attention: T 4, 6 query heads over 2 KV heads, head_dim 3
+    const int64_t T = 4, H = 6, KV = 2, hd = 3;
+    auto q = random(T * H * hd), k = random(T * KV * hd), v = random(T * KV * hd), C = random(T * H * hd);
+    std::vector<double> out(q.size()), probs(static_cast<size_t>(H * T * T));
+    const double scale = 1.0 / std::sqrt(3.0);
+    const auto loss = [&] {
+      attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), T, H, KV, hd, scale);
+      return dot(C, out);
+    };
+    loss();
+    std::vector<double> dq(q.size()), dk(k.size()), dv(v.size());
+    attention_backward(dq.data(), dk.data(), dv.data(), C.data(), probs.data(), q.data(), k.data(), v.data(), T, H, KV,
+                       hd, scale);
+    expect_close(dq, differences(q, loss), "attention dq");
+    expect_close(dk, differences(k, loss), "attention dk");
+    expect_close(dv, differences(v, loss), "attention dv");
+  }
+  {  // swiglu, n 9
+    const int64_t n = 9;
+    auto g = random(n), u = random(n), C = random(n);
+    std::vector<double> out(static_cast<size_t>(n));
+    const auto loss = [&] {
+      swiglu_forward(out.data(), g.data(), u.data(), n);
+      return dot(C, out);
+    };
+    std::vector<double> dg(g.size()), du(u.size());
+    swiglu_backward(dg.data(), du.data(), C.data(), g.data(), u.data(), n);
+    expect_close(dg, differences(g, loss), "swiglu dgate");
+    expect_close(du, differences(u, loss), "swiglu dup");
   }
 }
 
