@@ -291,17 +291,28 @@ void sft_targets(std::span<const int32_t> tokens, std::vector<int32_t>& targets,
     }
 }
 
+double reference_loss_gradients(const ReferenceModel& model, std::span<const int32_t> tokens, const LogitLoss& loss,
+                                ReferenceParams& grads) {
+  Activations acts;
+  reference_forward(model, tokens, acts);
+  const std::vector<float> logits(acts.logits.begin(), acts.logits.end());
+  std::vector<float> dlogits_f(logits.size(), 0.0f);
+  const double value = loss(logits, dlogits_f);
+  const std::vector<double> dlogits(dlogits_f.begin(), dlogits_f.end());
+  reference_backward(model, acts, dlogits, grads);
+  return value;
+}
+
 double reference_cross_entropy_gradients(const ReferenceModel& model, std::span<const int32_t> tokens,
                                          std::span<const int32_t> targets, std::span<const uint8_t> mask,
                                          ReferenceParams& grads) {
-  Activations acts;
-  reference_forward(model, tokens, acts);
   const int64_t T = static_cast<int64_t>(tokens.size()), V = model.config.n_vocab;
-  std::vector<float> logits(acts.logits.begin(), acts.logits.end()), dlogits_f(logits.size());
-  const double loss = cross_entropy(logits, T, V, targets, mask, dlogits_f);
-  const std::vector<double> dlogits(dlogits_f.begin(), dlogits_f.end());
-  reference_backward(model, acts, dlogits, grads);
-  return loss;
+  return reference_loss_gradients(
+      model, tokens,
+      [&](std::span<const float> logits, std::span<float> dlogits) {
+        return cross_entropy(logits, T, V, targets, mask, dlogits);
+      },
+      grads);
 }
 
 }  // namespace orchard::train

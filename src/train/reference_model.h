@@ -11,6 +11,7 @@
 // reference_layers.h, and the gradients have the parameters' own struct and shapes.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -99,6 +100,15 @@ void reference_backward(const ReferenceModel& model, const Activations& acts, st
 // The supervised fine-tuning targets: row i predicts tokens[i + 1], counted where 2 (i + 1) >= T
 // (the answer half, shared/train's sft mask). targets and mask [T] (the last row never counts).
 void sft_targets(std::span<const int32_t> tokens, std::vector<int32_t>& targets, std::vector<uint8_t>& mask);
+
+// A loss over logits [T, V] (float32, train/loss.h's interface): returns the loss and writes its
+// gradient with respect to the logits into the second span [T, V].
+using LogitLoss = std::function<double(std::span<const float> logits, std::span<float> dlogits)>;
+
+// Forward, `loss` on the logits (rounded to float32), and backward from its gradient: returns the
+// loss and ADDS the gradients into `grads`.
+double reference_loss_gradients(const ReferenceModel& model, std::span<const int32_t> tokens, const LogitLoss& loss,
+                                ReferenceParams& grads);
 
 // Forward, train/loss.h's cross_entropy on the logits (rounded to float32 there: its interface)
 // with `targets` and `mask`, and backward: returns the loss and ADDS the gradients into `grads`.

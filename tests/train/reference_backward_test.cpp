@@ -1,5 +1,5 @@
 // The reference backward pass against shared/train's float64 PyTorch gradients (every trainable
-// tensor of every sft case within the manifest's relative-L2 bound, the loss within its relative
+// tensor of every sft and kd case within the manifest's relative-L2 bound, the loss within its relative
 // bound), and against central finite differences of its own forward in double on a few weights.
 #include "train/reference_model.h"
 
@@ -21,6 +21,7 @@
 
 #include "base/error.h"
 #include "test_paths.h"
+#include "train/loss.h"
 #include "train/reference_layers.h"
 
 namespace orchard::train {
@@ -44,17 +45,20 @@ std::vector<float> read_floats(const std::string& path, uint64_t offset, uint64_
   return out;
 }
 
-TEST(TrainReferenceBackward, SftGradientsMatchTheOracle) {
-  const nlohmann::json manifest = read_manifest();
+// One sft or kd case of the manifest: the loss within loss_rel, every trainable tensor's gradient
+// within gradient_rel_l2_per_tensor of the oracle, and no tensor of ours the oracle lacks.
+void check_case(const nlohmann::json& manifest, const nlohmann::json& c) {
   const double grad_bound = manifest.at("tolerances").at("gradient_rel_l2_per_tensor").get<double>();
   const double loss_bound = manifest.at("tolerances").at("loss_rel").get<double>();
-  int cases = 0;
-  for (const auto& c : manifest.at("cases")) {
-    if (c.at("kind") != "sft") continue;
-    const auto start = std::chrono::steady_clock::now();
-    const std::string name = c.at("case");
-    const ReferenceModel model = load_reference_model(test::shared_path(c.at("model").get<std::string>()));
-    const std::vector<int32_t> tokens = c.at("tokens").get<std::vector<int32_t>>();
+  const auto start = std::chrono::steady_clock::now();
+  const std::string name = c.at("case");
+  const std::string kind = c.at("kind");
+  const ReferenceModel model = load_reference_model(test::shared_path(c.at("model").get<std::string>()));
+  const std::vector<int32_t> tokens = c.at("tokens").get<std::vector<int32_t>>();
+  const int64_t n = static_cast<int64_t>(tokens.size()), V = model.config.n_vocab;
+  ReferenceParams grads = zeros_like(model.params);
+  double loss = 0;
+  if (kind == "sft") {
     std::vector<int32_t> targets;
     std::vector<uint8_t> mask;
     sft_targets(tokens, targets, mask);
@@ -62,52 +66,82 @@ TEST(TrainReferenceBackward, SftGradientsMatchTheOracle) {
     for (size_t i = 0; i < mask.size(); ++i)
       if (mask[i]) rows.push_back(static_cast<int64_t>(i));
     EXPECT_EQ(rows, c.at("sft_logit_rows").get<std::vector<int64_t>>()) << name;
-
-    ReferenceParams grads = zeros_like(model.params);
-    const double loss = reference_cross_entropy_gradients(model, tokens, targets, mask, grads);
-    const double expected_loss = c.at("loss").get<double>();
-    const double loss_rel = std::fabs(loss - expected_loss) / std::fabs(expected_loss);
-    EXPECT_LE(loss_rel, loss_bound) << name << ": loss " << loss << " vs " << expected_loss;
-
-    std::map<std::string, NamedTensor> ours;
-    for (NamedTensor& t : named_tensors(grads, model.config)) ours[t.name] = t;
-    const std::string grad_file = test::shared_path("train/" + c.at("grad_file").get<std::string>());
-    double worst = 0;
-    std::string worst_name;
-    int checked = 0;
-    for (const auto& t : c.at("tensors")) {
-      if (!t.at("trainable").get<bool>()) continue;
-      const std::string tname = t.at("name");
-      auto it = ours.find(tname);
-      if (it == ours.end()) {
-        ADD_FAILURE() << name << ": no gradient for trainable tensor " << tname;
-        continue;
-      }
-      EXPECT_EQ(it->second.shape, t.at("shape").get<std::vector<int64_t>>()) << name << " " << tname;
-      const uint64_t count = t.at("n_elements").get<uint64_t>();
-      ASSERT_EQ(it->second.values->size(), count) << name << " " << tname;
-      const std::vector<float> ref = read_floats(grad_file, t.at("offset").get<uint64_t>(), count);
-      double diff = 0, norm = 0;
-      for (uint64_t i = 0; i < count; ++i) {
-        const double d = (*it->second.values)[i] - ref[i];
-        diff += d * d;
-        norm += static_cast<double>(ref[i]) * ref[i];
-      }
-      ASSERT_GT(norm, 0) << name << " " << tname;
-      const double rel = std::sqrt(diff / norm);
-      EXPECT_LE(rel, grad_bound) << name << " " << tname;
-      if (rel > worst) worst = rel, worst_name = tname;
-      ours.erase(it);
-      ++checked;
-    }
-    EXPECT_TRUE(ours.empty()) << name << ": " << ours.size() << " of our tensors are not in the manifest, e.g. "
-                              << (ours.empty() ? "" : ours.begin()->first);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("  %-16s loss %.10f (rel %.2e), %d tensors, worst rel L2 %.2e (%s), %.2f s\n", name.c_str(), loss,
-                loss_rel, checked, worst, worst_name.c_str(), seconds);
-    ++cases;
+    loss = reference_cross_entropy_gradients(model, tokens, targets, mask, grads);
+  } else {
+    const double T = manifest.at("hyperparameters").at("kd_temperature").get<double>();
+    const int64_t k = manifest.at("hyperparameters").at("kd_top_k").get<int64_t>();
+    std::vector<int32_t> ids;
+    std::vector<float> probs;
+    for (const auto& row : c.at("teacher_topk_ids")) for (int32_t id : row.get<std::vector<int32_t>>()) ids.push_back(id);
+    for (const auto& row : c.at("teacher_topk_probs"))
+      for (double p : row.get<std::vector<double>>()) probs.push_back(static_cast<float>(p));
+    ASSERT_EQ(static_cast<int64_t>(ids.size()), n * k) << name;
+    const TeacherTopK teacher{.k = k, .ids = ids, .probs = probs};
+    loss = reference_loss_gradients(
+        model, tokens,
+        [&](std::span<const float> logits, std::span<float> dlogits) {
+          return distill_loss(logits, n, V, teacher, {.divergence = Divergence::forward_kl, .temperature = T}, {},
+                              dlogits);
+        },
+        grads);
   }
+  const double expected_loss = c.at("loss").get<double>();
+  const double loss_rel = std::fabs(loss - expected_loss) / std::fabs(expected_loss);
+  EXPECT_LE(loss_rel, loss_bound) << name << ": loss " << loss << " vs " << expected_loss;
+
+  std::map<std::string, NamedTensor> ours;
+  for (NamedTensor& t : named_tensors(grads, model.config)) ours[t.name] = t;
+  const std::string grad_file = test::shared_path("train/" + c.at("grad_file").get<std::string>());
+  double worst = 0;
+  std::string worst_name;
+  int checked = 0;
+  for (const auto& t : c.at("tensors")) {
+    if (!t.at("trainable").get<bool>()) continue;
+    const std::string tname = t.at("name");
+    auto it = ours.find(tname);
+    if (it == ours.end()) {
+      ADD_FAILURE() << name << ": no gradient for trainable tensor " << tname;
+      continue;
+    }
+    EXPECT_EQ(it->second.shape, t.at("shape").get<std::vector<int64_t>>()) << name << " " << tname;
+    const uint64_t count = t.at("n_elements").get<uint64_t>();
+    ASSERT_EQ(it->second.values->size(), count) << name << " " << tname;
+    const std::vector<float> ref = read_floats(grad_file, t.at("offset").get<uint64_t>(), count);
+    double diff = 0, norm = 0;
+    for (uint64_t i = 0; i < count; ++i) {
+      const double d = (*it->second.values)[i] - ref[i];
+      diff += d * d;
+      norm += static_cast<double>(ref[i]) * ref[i];
+    }
+    ASSERT_GT(norm, 0) << name << " " << tname;
+    const double rel = std::sqrt(diff / norm);
+    EXPECT_LE(rel, grad_bound) << name << " " << tname;
+    if (rel > worst) worst = rel, worst_name = tname;
+    ours.erase(it);
+    ++checked;
+  }
+  EXPECT_TRUE(ours.empty()) << name << ": " << ours.size() << " of our tensors are not in the manifest, e.g. "
+                            << (ours.empty() ? "" : ours.begin()->first);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("  %-16s loss %.10f (rel %.2e), %d tensors, worst rel L2 %.2e (%s), %.2f s\n", name.c_str(), loss,
+              loss_rel, checked, worst, worst_name.c_str(), seconds);
+}
+
+TEST(TrainReferenceBackward, SftGradientsMatchTheOracle) {
+  const nlohmann::json manifest = read_manifest();
+  int cases = 0;
+  for (const auto& c : manifest.at("cases"))
+    if (c.at("kind") == "sft") check_case(manifest, c), ++cases;
   EXPECT_EQ(cases, 4);
+}
+
+// The same backward from the top-k forward KL's logit gradient (T = 2).
+TEST(TrainReferenceBackward, KdGradientsMatchTheOracle) {
+  const nlohmann::json manifest = read_manifest();
+  int cases = 0;
+  for (const auto& c : manifest.at("cases"))
+    if (c.at("kind") == "kd") check_case(manifest, c), ++cases;
+  EXPECT_EQ(cases, 3);
 }
 
 // d/dw of L = sum(C ⊙ logits) with a fixed random C [T, V]: the backward from dlogits = C against
