@@ -64,6 +64,7 @@ const char* usage_of(const std::string& name) {
                      "                   [--plaintext] [--prompt TEXT]"},
       {"key generate", "orchard key generate --name NAME --out FILE   (an Ed25519 signing key; prints its vkey)"},
       {"key public", "orchard key public --key FILE   (prints the key's vkey)"},
+      {"train check", "orchard train check --manifest FILE --case NAME --out FILE.f32 [--kernels reference]   (a gradient case, written in the manifest's layout)"},
       {"release measure", "orchard release measure --name NAME --model PATH [--binary PATH] [serve --private's options]\n"
                           "                        (prints the release statement: what a node with these options measures)"},
       {"release sign", "orchard release sign --key FILE --statement FILE --out NOTE"},
