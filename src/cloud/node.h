@@ -1,7 +1,7 @@
 // `orchard serve --private`: the private cloud node. The same engine and OpenAI handler as
 // `orchard serve`, behind an Oblivious HTTP gateway: its public port answers only GET /ohttp-keys,
-// POST /gateway and GET /health; /metrics (counts, no content) is on an admin port bound to
-// loopback. It keeps nothing of a request: no prompt or answer bytes in logs, files, metric
+// GET /attestation (an attested node's bundle), POST /gateway and GET /health; /metrics (counts,
+// no content) is on an admin port bound to loopback. It keeps nothing of a request: no prompt or answer bytes in logs, files, metric
 // labels or outer error messages; no KV prefix shared between requests (each job's cache is
 // zeroed when it ends); no core dumps; private keys only in locked memory (docs/cloud.md).
 #pragma once
