@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "model/model_impl.h"
 #include "model/transformer.h"
 #include "tensor/dequantize.h"
 #include "train/loss.h"
@@ -31,8 +32,7 @@ std::vector<double> zeros(const std::vector<double>& v) { return std::vector<dou
 const double* or_null(const std::vector<double>& v) { return v.empty() ? nullptr : v.data(); }
 double* or_null(std::vector<double>& v) { return v.empty() ? nullptr : v.data(); }
 
-}  // namespace
-
+// Double copies of a bound model's weights.
 ReferenceModel reference_model(const Model::Impl& model) {
   ReferenceModel m;
   m.config = model.config;
@@ -61,6 +61,8 @@ ReferenceModel reference_model(const Model::Impl& model) {
   }
   return m;
 }
+
+}  // namespace
 
 ReferenceModel load_reference_model(const std::string& path) { return reference_model(*read_model(path)); }
 

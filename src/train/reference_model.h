@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "model/model_impl.h"
+#include "orchard/model.h"
 
 namespace orchard::train {
 
@@ -55,8 +55,6 @@ struct NamedTensor {
   std::vector<double>* values = nullptr;
 };
 
-// Double copies of a bound model's weights.
-ReferenceModel reference_model(const Model::Impl& model);
 // Reads the model at `path` as the engine does (read_model) and copies it.
 ReferenceModel load_reference_model(const std::string& path);
 // Zeros in the shapes of `params` (a gradient buffer).
