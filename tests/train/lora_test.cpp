@@ -16,29 +16,12 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "oracle_files.h"
 #include "test_paths.h"
 #include "train/loss.h"
 
 namespace orchard::train {
 namespace {
-
-nlohmann::json read_manifest() {
-  std::ifstream in(test::shared_path("train/manifest.json"));
-  if (!in) ADD_FAILURE() << "cannot open " << test::shared_path("train/manifest.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  return nlohmann::json::parse(text.str());
-}
-
-std::vector<float> read_floats(const std::string& path, uint64_t offset, uint64_t count) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "cannot open " << path;
-  std::vector<float> out(count);
-  in.seekg(static_cast<std::streamoff>(offset));
-  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(count * sizeof(float)));
-  EXPECT_TRUE(in.good()) << path << ": cannot read " << count << " floats at " << offset;
-  return out;
-}
 
 double rel_error(double x, double ref) { return std::fabs(x - ref) / std::fabs(ref); }
 
