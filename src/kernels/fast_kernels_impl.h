@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/half.h"
+#include "kernels/gemm_f32_impl.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/packed_matmul_impl.h"
 #include "tensor/dequantize.h"
@@ -404,7 +405,8 @@ void to_f16(const float* x, int64_t n, uint16_t* out) {
 template <typename V>
 IsaKernels make_isa_kernels(Isa isa) {
   return IsaKernels{isa,          quantize<V>, matmul_packed<V>, matmul_float<V>,
-                    attention<V>, rmsnorm<V>,  swiglu<V>,        exp_weights<V>, to_f16<V>};
+                    attention<V>, rmsnorm<V>,  swiglu<V>,        exp_weights<V>, to_f16<V>,
+                    gemm_f32_blocked<V>};
 }
 
 }  // namespace

@@ -58,6 +58,8 @@ struct IsaKernels {
   void (*swiglu)(float* gate, const float* up, int64_t n);
   double (*exp_weights)(const float* x, int64_t n, float shift, float scale, float* weights);
   void (*to_f16)(const float* x, int64_t n, uint16_t* out);
+  // Kernels::gemm_f32 (kernels.h), blocked around this ISA's register tile (gemm_f32_impl.h).
+  void (*gemm_f32)(const GemmF32& g, ThreadPool* pool);
 };
 
 const IsaKernels& isa_kernels(Isa isa);
