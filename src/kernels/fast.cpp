@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/gemm_f32.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/rope.h"
 #include "kernels/thread_pool.h"
@@ -148,7 +149,8 @@ struct FastTable {
   static const Kernels& table() {
     static const std::string name = "fast-" + std::string(isa_name(isa));
     static const Kernels kernels{name.c_str(), KvType::f16,   matmul,    matmul_shared_input, rmsnorm,
-                                 rope_rotate,   attention, swiglu, k().exp_weights, k().to_f16};
+                                 rope_rotate,   attention, swiglu, k().exp_weights, k().to_f16,
+                                 k().gemm_f32};
     return kernels;
   }
 };

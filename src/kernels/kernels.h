@@ -46,6 +46,24 @@ struct AttentionBatch {
 void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t position, int64_t kv_head,
                    int64_t n_kv_heads, int64_t head_dim, float* out);
 
+// A float32 matrix product, the trainer's workhorse (forward, input and weight gradients):
+//   C[M, N] = (accumulate ? C : 0) + op(A) · op(B)
+// op(A) [M, K] is A stored row-major [M, K] with row stride lda, or with a_trans its transpose
+// (A stored [K, M]); op(B) [K, N] is B stored [K, N] (ldb), or with b_trans B stored [N, K].
+// C is row-major [M, N] with row stride ldc. So y = x W^T is {b_trans}, dx = dy W is {}, and
+// dW += dy^T x is {a_trans, accumulate}.
+struct GemmF32 {
+  bool a_trans = false, b_trans = false;
+  int64_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const float* b = nullptr;
+  int64_t ldb = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  bool accumulate = false;
+};
+
 struct Kernels {
   const char* name;
   KvType kv_type;  // what the KV cache stores for these kernels
@@ -79,6 +97,10 @@ struct Kernels {
   // out[i] = x[i] rounded to float16 (to nearest even, as f32_to_f16), n elements: the KV cache's
   // keys and values as they are stored.
   void (*to_f16)(const float* x, int64_t n, uint16_t* out);
+
+  // GemmF32 above; with pool null, on the calling thread only (callers that split the work
+  // themselves, e.g. attention heads over the pool's threads).
+  void (*gemm_f32)(const GemmF32& g, ThreadPool* pool);
 };
 
 const Kernels& reference_kernels();

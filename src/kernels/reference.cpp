@@ -113,6 +113,21 @@ void to_f16_reference(const float* x, int64_t n, uint16_t* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = f32_to_f16(x[i]);
 }
 
+// Each element summed in double in k order: the definition the fast product is held against.
+void gemm_f32_reference(const GemmF32& g, ThreadPool*) {
+  for (int64_t i = 0; i < g.m; ++i)
+    for (int64_t j = 0; j < g.n; ++j) {
+      double sum = 0;
+      for (int64_t p = 0; p < g.k; ++p) {
+        const float a = g.a_trans ? g.a[p * g.lda + i] : g.a[i * g.lda + p];
+        const float b = g.b_trans ? g.b[j * g.ldb + p] : g.b[p * g.ldb + j];
+        sum += static_cast<double>(a) * b;
+      }
+      float& c = g.c[i * g.ldc + j];
+      c = g.accumulate ? static_cast<float>(c + sum) : static_cast<float>(sum);
+    }
+}
+
 }  // namespace
 
 void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t position, int64_t kv_head,
@@ -136,7 +151,8 @@ void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t p
 const Kernels& reference_kernels() {
   static const Kernels kernels{"reference",       KvType::f32,         matmul_reference, matmul_shared_input_reference,
                                rmsnorm_reference, rope_rotate,         attention_reference,
-                               swiglu_reference,  exp_weights_reference, to_f16_reference};
+                               swiglu_reference,  exp_weights_reference, to_f16_reference,
+                               gemm_f32_reference};
   return kernels;
 }
 
