@@ -36,6 +36,10 @@ struct GemmShape {
   // one packed A block (kMc x kKc, 216 KiB on AVX-512) stays in L2.
   static constexpr int64_t kKc = V::L >= 16 ? 192 : 256;
   static constexpr int64_t kMc = kMr * (V::L >= 16 ? 24 : 16);
+  // Columns of op(B) packed at a time (32 AVX-512 panels, 768 KiB at kKc): wider products (the
+  // feed-forward's 4864) go through in column blocks, so that the packed block stays near the
+  // core and the packing buffer stays bounded.
+  static constexpr int64_t kNc = kNr * 32;
 };
 
 // a*b + c: fused where the ISA file's flags give an FMA instruction; the portable x86-64 build has
@@ -191,6 +195,12 @@ template <typename V>
 void gemm_block(const GemmF32& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   using S = GemmShape<V>;
   constexpr int kMr = S::kMr, kNr = S::kNr;
+  if (j1 - j0 > S::kNc) {  // column blocks of equal whole panels
+    const int64_t all_panels = (j1 - j0 + kNr - 1) / kNr, blocks = (j1 - j0 + S::kNc - 1) / S::kNc;
+    const int64_t width = (all_panels + blocks - 1) / blocks * kNr;
+    for (int64_t jc = j0; jc < j1; jc += width) gemm_block<V>(g, i0, i1, jc, std::min(j1, jc + width));
+    return;
+  }
   thread_local GemmBuffer a_buffer, b_buffer;
   const int64_t nc = j1 - j0, panels = (nc + kNr - 1) / kNr;
   // K in equal blocks of at most kKc, so that no block is a short remainder.
