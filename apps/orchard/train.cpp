@@ -1,7 +1,7 @@
 // orchard train check --manifest FILE --case NAME --out GRADS.f32 [--kernels reference|fast]
 //
 // Runs one case of a gradient manifest laid out like shared/train/manifest.json (issue 17) on the
-// trainer's reference path and writes the result in the manifest's own file layout (the case's
+// trainer's reference path (or, with --kernels fast, its fast path: FastModel) and writes the result in the manifest's own file layout (the case's
 // tensors at their offsets, float32 little-endian), so that the file can be diffed against the
 // oracle or against any other framework. Kinds: sft and kd (every tensor of the model; tensors
 // with no gradient, such as the constant rope_freqs, are written as zeros), lora (the adapter
@@ -9,23 +9,38 @@
 // .updated, .exp_avg, .exp_avg_sq). Model paths in the manifest are relative to the folder that
 // holds the manifest's folder; data files (init adapters, gradients) to the manifest's folder.
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include "base/error.h"
 #include "command.h"
+#include "formats/gguf.h"
+#include "formats/gguf_writer.h"
+#include "orchard/engine.h"
+#include "orchard/model.h"
+#include "progress.h"
+#include "train/adapter_io.h"
+#include "train/dataset.h"
+#include "train/fast_model.h"
 #include "train/lora.h"
 #include "train/loss.h"
 #include "train/optimizer.h"
 #include "train/reference_model.h"
+#include "train/trainer.h"
 
 namespace orchard::cli {
 namespace {
@@ -127,14 +142,30 @@ std::vector<std::string> put_named(Output& out, const std::vector<Entry>& layout
   return missing;
 }
 
+// Puts the gradient of every parameter the layout names; returns the names it lacked.
+std::vector<std::string> put_params(Output& out, const std::vector<Entry>& layout, std::span<const train::Parameter> params) {
+  std::map<std::string, const train::Parameter*> by_name;
+  for (const auto& p : params) by_name[p.name] = &p;
+  std::vector<std::string> missing;
+  for (const Entry& e : layout) {
+    auto it = by_name.find(e.name);
+    if (it == by_name.end()) {
+      missing.push_back(e.name);
+      continue;
+    }
+    out.put(e, std::vector<float>(it->second->grad.begin(), it->second->grad.end()));
+  }
+  return missing;
+}
+
 int train_check(Args& args) {
   const std::string manifest_path = args.require("manifest");
   const std::string case_name = args.require("case");
   const std::string out_path = args.require("out");
   const std::string kernels = args.get_or("kernels", "reference");
   args.finish();
-  if (kernels == "fast") fail("--kernels fast: the fast training path is not built yet (use --kernels reference)");
-  if (kernels != "reference") fail("--kernels ", kernels, ": expected reference or fast");
+  if (kernels != "reference" && kernels != "fast") fail("--kernels ", kernels, ": expected reference or fast");
+  const bool fast = kernels == "fast";
 
   const json manifest = read_manifest(manifest_path);
   const fs::path data_dir = fs::absolute(manifest_path).parent_path();
@@ -147,7 +178,11 @@ int train_check(Args& args) {
   const std::string kind = c.at("kind").get<std::string>();
   const std::string where = manifest_path + " case " + case_name;
 
-  const train::ReferenceModel model = train::load_reference_model((root / c.at("model").get<std::string>()).string());
+  const std::string model_path = (root / c.at("model").get<std::string>()).string();
+  const train::ReferenceModel model = train::load_reference_model(model_path);
+  // The fast path reads the weights as stored: no packed copy.
+  std::shared_ptr<const Model> engine_model;
+  if (fast && kind != "adamw") engine_model = Model::load(model_path, {.kernels = KernelChoice::reference});
 
   if (kind == "adamw") {
     // The stored sft gradient of the same model, as the oracle's inputs say.
@@ -210,10 +245,22 @@ int train_check(Args& args) {
   Output out(layout);
   double loss = 0;
   std::vector<std::string> missing;
+  // The fast path on one sequence: its parameters' gradients, put by name.
+  const auto run_fast = [&](train::FastModel& f, const train::LogitLoss& logit_loss) {
+    f.zero_gradients();
+    const std::vector<std::vector<int32_t>> seqs = {tokens};
+    loss = f.loss_gradients(seqs, [&](size_t, std::span<const float> logits, std::span<float> dlogits) {
+      return logit_loss(logits, dlogits);
+    });
+    missing = put_params(out, layout, f.parameters());
+  };
   if (kind == "sft" || kind == "kd") {
     train::ReferenceParams grads = train::zeros_like(model.params);
+    std::unique_ptr<train::FastModel> f;
+    if (fast) f = std::make_unique<train::FastModel>(*engine_model, train::FastModelOptions{.kernels = KernelChoice::fast});
     if (kind == "sft") {
-      loss = train::reference_loss_gradients(model, tokens, ce, grads);
+      if (f) run_fast(*f, ce);
+      else loss = train::reference_loss_gradients(model, tokens, ce, grads);
     } else {
       const double T = manifest.at("hyperparameters").at("kd_temperature").get<double>();
       const int64_t k = manifest.at("hyperparameters").at("kd_top_k").get<int64_t>();
@@ -225,15 +272,14 @@ int train_check(Args& args) {
       if (k < 1 || static_cast<int64_t>(ids.size()) != n * k || probs.size() != ids.size())
         fail(where, ": the teacher's top-k lists are not ", n, " x ", k);
       const train::TeacherTopK teacher{.k = k, .ids = ids, .probs = probs};
-      loss = train::reference_loss_gradients(
-          model, tokens,
-          [&](std::span<const float> logits, std::span<float> dlogits) {
-            return train::distill_loss(logits, n, V, teacher,
-                                       {.divergence = train::Divergence::forward_kl, .temperature = T}, {}, dlogits);
-          },
-          grads);
+      const train::LogitLoss kd = [&](std::span<const float> logits, std::span<float> dlogits) {
+        return train::distill_loss(logits, n, V, teacher, {.divergence = train::Divergence::forward_kl, .temperature = T},
+                                   {}, dlogits);
+      };
+      if (f) run_fast(*f, kd);
+      else loss = train::reference_loss_gradients(model, tokens, kd, grads);
     }
-    missing = put_named(out, layout, train::named_tensors(grads, model.config));
+    if (!f) missing = put_named(out, layout, train::named_tensors(grads, model.config));
   } else if (kind == "lora") {
     const json& cfg = c.at("lora");
     train::LoraConfig config;
@@ -263,9 +309,16 @@ int train_check(Args& args) {
       const std::vector<float> v = read_floats(init_file, e);
       std::copy(v.begin(), v.end(), it->second.values->begin());
     }
-    train::Lora grads;
-    loss = train::lora_loss_gradients(model, lora, tokens, ce, grads);
-    missing = put_named(out, layout, train::lora_tensors(grads));
+    if (fast) {
+      train::FastModel f(*engine_model, {.kernels = KernelChoice::fast, .lora_rank = config.rank,
+                                         .lora_alpha = config.alpha, .lora_targets = config.targets});
+      f.set_lora(lora);
+      run_fast(f, ce);
+    } else {
+      train::Lora grads;
+      loss = train::lora_loss_gradients(model, lora, tokens, ce, grads);
+      missing = put_named(out, layout, train::lora_tensors(grads));
+    }
   } else {
     fail(where, ": unknown kind '", kind, "' (expected sft, kd, lora or adamw)");
   }
@@ -280,8 +333,330 @@ int train_check(Args& args) {
   return 0;
 }
 
-const RegisterCommand kCheck("train check", "run a gradient-manifest case on the reference trainer; write its result file",
+const RegisterCommand kCheck("train check", "run a gradient-manifest case on the reference or fast trainer; write its result file",
                              train_check);
+
+// ---------------------------------------------------------------------------------------------
+// orchard train: the training run.
+
+std::vector<train::LoraTarget> parse_targets(const std::string& list) {
+  std::vector<train::LoraTarget> out;
+  size_t begin = 0;
+  while (begin <= list.size()) {
+    size_t end = list.find(',', begin);
+    if (end == std::string::npos) end = list.size();
+    const std::string name = list.substr(begin, end - begin);
+    if (name.empty()) fail("--lora-targets ", list, ": an empty name");
+    out.push_back(train::parse_lora_target(name));
+    begin = end + 1;
+  }
+  return out;
+}
+
+int64_t positive(Args& args, const std::string& name, std::optional<int64_t> fallback = std::nullopt) {
+  const std::optional<int64_t> v = args.get_int(name);
+  if (!v && !fallback) fail("missing --", name);
+  const int64_t value = v ? *v : *fallback;
+  if (value < 1) fail("--", name, " ", value, ": must be at least 1");
+  return value;
+}
+
+double number(Args& args, const std::string& name, double fallback) {
+  const std::optional<double> v = args.get_double(name);
+  if (v && !std::isfinite(*v)) fail("--", name, ": not a finite number");
+  return v.value_or(fallback);
+}
+
+std::string format_seconds(double s) {
+  char buf[32];
+  if (!std::isfinite(s) || s < 0) return "?";
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
+  return buf;
+}
+
+// Full fine-tuning's result: the base GGUF's metadata and tensors, the trained ones as F32.
+void write_trained_gguf(const std::string& base, std::span<const train::Parameter> params, const std::string& path) {
+  const std::shared_ptr<const GgufFile> file = GgufFile::open(base);
+  std::map<std::string, const train::Parameter*> trained;
+  for (const auto& p : params) trained[p.name] = &p;
+  GgufWriter w(file->alignment());
+  for (const auto& [key, value] : file->metadata())
+    if (key != "general.alignment") w.set(key, value);
+  size_t found = 0;
+  for (const GgufTensor& t : file->tensors()) {
+    auto it = trained.find(t.name);
+    if (it != trained.end()) {
+      if (static_cast<size_t>(t.element_count()) != it->second->value.size())
+        fail(base, ": tensor ", t.name, " has ", t.element_count(), " values, the trained one ", it->second->value.size());
+      ++found;
+    }
+    w.add_tensor(t.name, t.shape, it != trained.end() ? DType::F32 : t.type);
+  }
+  if (found != trained.size()) fail(base, ": ", trained.size() - found, " trained tensors are not in the base GGUF");
+  w.begin(path);
+  for (const GgufTensor& t : file->tensors()) {
+    auto it = trained.find(t.name);
+    if (it == trained.end()) w.write(t.data, t.nbytes);
+    else w.write(it->second->value.data(), it->second->value.size() * sizeof(float));
+  }
+  w.finish();
+}
+
+int train_run(Args& args) {
+  const std::string model_path = args.require("model");
+  const std::string data_path = args.require("data");
+  const std::string out_dir = args.require("out");
+  const std::optional<std::string> eval_path = args.get("eval");
+  const std::optional<std::string> resume = args.get("resume");
+  const std::string kernels = args.get_or("kernels", "fast");
+  if (kernels != "fast" && kernels != "reference") fail("--kernels ", kernels, ": expected fast or reference");
+
+  train::TrainConfig config;
+  config.loss = train::parse_loss_kind(args.get_or("loss", "ce"));
+  config.kd_alpha = number(args, "kd-alpha", 1.0);
+  config.temperature = number(args, "kd-temperature", 2.0);
+  config.jsd_beta = number(args, "jsd-beta", 0.5);
+  config.rationale_weight = number(args, "rationale-weight", 1.0);
+  config.steps = positive(args, "steps");
+  config.batch_tokens = positive(args, "batch-tokens");
+  config.accumulate = positive(args, "accumulate", 1);
+  const std::optional<double> lr = args.get_double("lr");
+  if (!lr) fail("missing --lr");
+  config.lr = *lr;
+  config.min_lr = number(args, "min-lr", 0.0);
+  config.warmup = args.get_int("warmup").value_or(0);
+  config.weight_decay = number(args, "weight-decay", 0.0);
+  config.clip = number(args, "clip", 1.0);
+  config.seed = static_cast<uint64_t>(args.get_int("seed").value_or(0));
+  config.eval_every = args.get_int("eval-every").value_or(0);
+  config.checkpoint_every = args.get_int("checkpoint-every").value_or(0);
+  const int64_t stop_after = args.get_int("stop-after").value_or(0);
+  const std::optional<int64_t> max_seq_arg = args.get_int("max-seq");
+  const bool truncate = args.flag("truncate");
+  const bool recompute = args.flag("recompute");
+  const int threads = static_cast<int>(args.get_int("threads").value_or(0));
+  const int64_t lora_rank = args.get_int("lora-rank").value_or(0);
+  const double lora_alpha = number(args, "lora-alpha", 16.0);
+  const std::string lora_targets = args.get_or("lora-targets", "q,v");
+  args.finish();
+  if (lora_rank < 0) fail("--lora-rank ", lora_rank, ": must be >= 0 (0: full fine-tuning)");
+  if (stop_after < 0) fail("--stop-after ", stop_after, ": must be >= 0");
+
+  // No packed copy of the weights: FastModel reads them as stored (and dequantizes per layer).
+  const std::shared_ptr<const Model> model = Model::load(model_path, {.kernels = KernelChoice::reference});
+  const std::shared_ptr<const Tokenizer> tokenizer = load_model_tokenizer(*model);
+  const int64_t context = model->config().context_length > 0 ? model->config().context_length : 2048;
+  const int64_t max_seq = max_seq_arg.value_or(context);
+  if (max_seq < 2) fail("--max-seq ", max_seq, ": must be at least 2");
+  if (max_seq > context) fail("--max-seq ", max_seq, " is longer than the model's context of ", context);
+  const train::DataTokenizer data_tok = train::data_tokenizer(tokenizer);
+  const train::DatasetOptions data_options{.max_seq = max_seq, .truncate = truncate};
+  const std::vector<train::Example> data = train::load_dataset(data_path, data_tok, data_options);
+  const std::vector<train::Example> eval =
+      eval_path ? train::load_dataset(*eval_path, data_tok, data_options) : std::vector<train::Example>{};
+
+  train::FastModelOptions fast_options{.kernels = kernels == "fast" ? KernelChoice::fast : KernelChoice::reference,
+                                       .n_threads = threads,
+                                       .recompute = recompute,
+                                       .lora_rank = lora_rank,
+                                       .lora_alpha = lora_alpha,
+                                       .lora_targets = parse_targets(lora_targets),
+                                       .seed = config.seed};
+  train::FastModel fast(*model, fast_options);
+  train::TrainableOf<train::FastModel> trainable(fast);
+  train::Trainer trainer(trainable, config, data, eval);
+
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) fail(out_dir, ": cannot create the output folder (", ec.message(), ")");
+  if (resume) trainer.restore_checkpoint((fs::path(*resume) / "checkpoint").string());
+  const int64_t first_step = trainer.step();
+  const std::string log_path = (fs::path(out_dir) / "log.jsonl").string();
+  std::FILE* log = std::fopen(log_path.c_str(), resume ? "a" : "w");
+  if (!log) fail(log_path, ": cannot open the log for writing");
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> log_closer(log, std::fclose);
+
+  std::fprintf(stderr, "orchard train: %s, %zu examples (%zu eval), %s, %zu tensors%s, %lld steps from step %lld\n",
+               model_path.c_str(), data.size(), eval.size(),
+               lora_rank > 0 ? ("LoRA rank " + std::to_string(lora_rank)).c_str() : "full fine-tuning",
+               fast.parameters().size(), recompute ? ", recompute" : "", static_cast<long long>(config.steps),
+               static_cast<long long>(first_step));
+  ProgressBar bar("train");
+  int64_t run_tokens = 0;
+  double last_loss = std::nan(""), last_eval = std::nan("");
+  const auto started = std::chrono::steady_clock::now();
+  trainer.run(
+      stop_after,
+      [&](const train::StepReport& r) {
+        run_tokens += r.tokens;
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        const double tps = elapsed > 0 ? static_cast<double>(run_tokens) / elapsed : 0;
+        nlohmann::ordered_json line = {{"step", r.step}, {"loss", r.skipped ? json(nullptr) : json(r.loss)}, {"lr", r.lr},
+                     {"grad_norm", r.grad_norm}, {"tokens", r.tokens}, {"tokens_per_s", tps}};
+        if (r.evaluated) line["eval_loss"] = std::isfinite(r.eval_loss) ? json(r.eval_loss) : json(nullptr);
+        if (r.skipped) {
+          line["skipped"] = true;
+          line["reason"] = r.skip_reason;
+          std::fprintf(stderr, "%sorchard train: step %lld skipped: %s\n", ::isatty(2) ? "\n" : "",
+                       static_cast<long long>(r.step), r.skip_reason.c_str());
+        } else {
+          last_loss = r.loss;
+        }
+        if (r.evaluated) last_eval = r.eval_loss;
+        const std::string text = line.dump() + "\n";
+        std::fwrite(text.data(), 1, text.size(), log);
+        std::fflush(log);
+        const int64_t done = r.step - first_step, left = config.steps - r.step;
+        char detail[160];
+        std::snprintf(detail, sizeof detail, "step %lld/%lld loss %.4f %.0f tok/s ETA %s", static_cast<long long>(r.step),
+                      static_cast<long long>(config.steps), r.loss, tps,
+                      format_seconds(done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(left) : NAN).c_str());
+        bar.update(static_cast<double>(r.step) / static_cast<double>(config.steps), detail);
+      },
+      (fs::path(out_dir) / "checkpoint").string());
+  bar.done();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  if (fast.is_lora()) {
+    const train::Lora lora = fast.lora();
+    train::save_peft_adapter(lora, model->config(), out_dir, model_path);
+    train::save_gguf_adapter(lora, model->config(), (fs::path(out_dir) / "adapter.gguf").string());
+  } else {
+    if (model->config().source_format != "gguf")
+      fail(model_path, ": full fine-tuning writes model.gguf from a GGUF base (this base is ", model->config().source_format,
+           "); the checkpoint in ", out_dir, "/checkpoint holds the trained tensors");
+    write_trained_gguf(model_path, fast.parameters(), (fs::path(out_dir) / "model.gguf").string());
+  }
+  const auto show = [](double v) { return std::isfinite(v) ? str_cat(v) : std::string("n/a"); };
+  std::printf("trained: %lld steps, %lld tokens, %.0f tokens/s, final loss %s, eval loss %s\n",
+              static_cast<long long>(trainer.step() - first_step), static_cast<long long>(run_tokens),
+              seconds > 0 ? static_cast<double>(run_tokens) / seconds : 0.0, show(last_loss).c_str(), show(last_eval).c_str());
+  if (trainer.skipped_steps() > 0)
+    std::fprintf(stderr, "orchard train: %lld steps were skipped (log.jsonl has them)\n",
+                 static_cast<long long>(trainer.skipped_steps()));
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// orchard train init: a llama of a chosen shape with random weights and another model's tokenizer.
+
+int train_init(Args& args) {
+  const std::string like_path = args.require("like");
+  const std::string out_path = args.require("out");
+  const std::shared_ptr<const GgufFile> like = GgufFile::open(like_path);
+  const std::string arch = like->get_string("general.architecture").value_or("");
+  const auto like_int = [&](const std::string& key, int64_t fallback) {
+    return arch.empty() ? fallback : like->get_int(arch + "." + key).value_or(fallback);
+  };
+  const GgufTensor* embd = like->find_tensor("token_embd.weight");
+  if (!embd || embd->shape.size() != 2) fail(like_path, ": no token_embd.weight to take the vocabulary size from");
+  const int64_t V = embd->shape[1];
+  const int64_t layers = positive(args, "layers", like_int("block_count", 0));
+  const int64_t D = positive(args, "dim", like_int("embedding_length", 0));
+  const int64_t H = positive(args, "heads", like_int("attention.head_count", 0));
+  const int64_t K = positive(args, "kv-heads", args.get_int("heads") ? H : like_int("attention.head_count_kv", H));
+  const int64_t F = positive(args, "ffn", like_int("feed_forward_length", 0));
+  const uint64_t seed = static_cast<uint64_t>(args.get_int("seed").value_or(0));
+  args.finish();
+  if (D % H != 0 || (D / H) % 2 != 0) fail("--dim ", D, " --heads ", H, ": the head size must be a whole, even number");
+  if (H % K != 0) fail("--heads ", H, " is not a multiple of --kv-heads ", K);
+  const int64_t hd = D / H;
+  const double eps = arch.empty() ? 1e-5 : like->get_float(arch + ".attention.layer_norm_rms_epsilon").value_or(1e-5);
+  const double theta = arch.empty() ? 10000.0 : like->get_float(arch + ".rope.freq_base").value_or(10000.0);
+  const int64_t ctx = like_int("context_length", 2048);
+
+  GgufWriter w;
+  for (const auto& [key, value] : like->metadata())
+    if (key.starts_with("tokenizer.")) w.set(key, value);
+  w.set_string("general.architecture", "llama");
+  w.set_string("general.name", "orchard-train-init");
+  w.set_u32("general.file_type", 0);  // all F32
+  w.set_u32("llama.context_length", static_cast<uint32_t>(ctx));
+  w.set_u32("llama.embedding_length", static_cast<uint32_t>(D));
+  w.set_u32("llama.block_count", static_cast<uint32_t>(layers));
+  w.set_u32("llama.feed_forward_length", static_cast<uint32_t>(F));
+  w.set_u32("llama.attention.head_count", static_cast<uint32_t>(H));
+  w.set_u32("llama.attention.head_count_kv", static_cast<uint32_t>(K));
+  w.set_u32("llama.rope.dimension_count", static_cast<uint32_t>(hd));
+  w.set_f32("llama.attention.layer_norm_rms_epsilon", static_cast<float>(eps));
+  w.set_f32("llama.rope.freq_base", static_cast<float>(theta));
+  w.set_u32("llama.vocab_size", static_cast<uint32_t>(V));
+  // ne order: the contiguous (input) dimension first. Norms are ones, everything else normal(0, 0.02).
+  struct Spec {
+    std::string name;
+    std::vector<int64_t> ne;
+    bool norm;
+  };
+  std::vector<Spec> specs = {{"token_embd.weight", {D, V}, false}};
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    specs.push_back({p + "attn_norm.weight", {D}, true});
+    specs.push_back({p + "attn_q.weight", {D, H * hd}, false});
+    specs.push_back({p + "attn_k.weight", {D, K * hd}, false});
+    specs.push_back({p + "attn_v.weight", {D, K * hd}, false});
+    specs.push_back({p + "attn_output.weight", {H * hd, D}, false});
+    specs.push_back({p + "ffn_norm.weight", {D}, true});
+    specs.push_back({p + "ffn_gate.weight", {D, F}, false});
+    specs.push_back({p + "ffn_up.weight", {D, F}, false});
+    specs.push_back({p + "ffn_down.weight", {F, D}, false});
+  }
+  specs.push_back({"output_norm.weight", {D}, true});
+  if (like->find_tensor("output.weight")) specs.push_back({"output.weight", {D, V}, false});
+  for (const Spec& s : specs) w.add_tensor(s.name, s.ne, DType::F32);
+  w.begin(out_path);
+  // Box-Muller on a 64-bit Mersenne twister: the same file from the same seed on every platform.
+  std::mt19937_64 rng(seed);
+  const auto uniform = [&] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1p-53; };
+  int64_t count = 0;
+  for (const Spec& s : specs) {
+    const int64_t rows = s.ne.size() == 2 ? s.ne[1] : 1, cols = s.ne[0];
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; c += 2) {
+        if (s.norm) {
+          row[c] = 1.0f;
+          if (c + 1 < cols) row[c + 1] = 1.0f;
+          continue;
+        }
+        const double radius = std::sqrt(-2.0 * std::log(uniform())), angle = 2.0 * M_PI * uniform();
+        row[c] = static_cast<float>(0.02 * radius * std::cos(angle));
+        if (c + 1 < cols) row[c + 1] = static_cast<float>(0.02 * radius * std::sin(angle));
+      }
+      w.write(row.data(), row.size() * sizeof(float));
+    }
+    count += rows * cols;
+  }
+  w.finish();
+  std::printf("wrote %s: llama, %lld layers, dim %lld, %lld heads (%lld KV), ffn %lld, vocab %lld, %lld parameters\n",
+              out_path.c_str(), static_cast<long long>(layers), static_cast<long long>(D), static_cast<long long>(H),
+              static_cast<long long>(K), static_cast<long long>(F), static_cast<long long>(V), static_cast<long long>(count));
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// orchard train merge: a PEFT adapter merged into a copy of its base GGUF.
+
+int train_merge(Args& args) {
+  const std::string base = args.require("model");
+  const std::string adapter = args.require("adapter");
+  const std::string out_path = args.require("out");
+  args.finish();
+  const std::shared_ptr<const Model> model = Model::load(base, {.kernels = KernelChoice::reference});
+  if (model->config().source_format != "gguf") fail(base, ": merging writes a GGUF, so the base must be a GGUF file");
+  const train::Lora lora = train::load_peft_adapter(adapter, model->config());
+  train::merge_adapter_into_gguf(base, lora, out_path);
+  std::printf("merged %zu adapters (rank %lld, alpha %g) into %s\n", lora.adapters.size(),
+              static_cast<long long>(lora.config.rank), lora.config.alpha, out_path.c_str());
+  return 0;
+}
+
+const RegisterCommand kTrain("train", "train a model or LoRA adapters on a JSONL file (docs/training.md)", train_run,
+                             {"recompute", "truncate"});
+const RegisterCommand kInit("train init", "write a llama GGUF of a chosen shape with random weights and another's tokenizer",
+                            train_init);
+const RegisterCommand kMerge("train merge", "merge a PEFT LoRA adapter into a copy of its base GGUF", train_merge);
 
 }  // namespace
 }  // namespace orchard::cli
