@@ -486,6 +486,7 @@ int train_run(Args& args) {
   ProgressBar bar("train");
   int64_t run_tokens = 0;
   double last_loss = std::nan(""), last_eval = std::nan("");
+  double train_seconds = 0;  // to the last step's end: the final checkpoint's writing is not training
   const auto started = std::chrono::steady_clock::now();
   trainer.run(
       stop_after,
@@ -493,6 +494,7 @@ int train_run(Args& args) {
         run_tokens += r.tokens;
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         const double tps = elapsed > 0 ? static_cast<double>(run_tokens) / elapsed : 0;
+        train_seconds = elapsed;
         nlohmann::ordered_json line = {{"step", r.step}, {"loss", r.skipped ? json(nullptr) : json(r.loss)}, {"lr", r.lr},
                      {"grad_norm", r.grad_norm}, {"tokens", r.tokens}, {"tokens_per_s", tps}};
         if (r.evaluated) line["eval_loss"] = std::isfinite(r.eval_loss) ? json(r.eval_loss) : json(nullptr);
@@ -517,7 +519,6 @@ int train_run(Args& args) {
       },
       (fs::path(out_dir) / "checkpoint").string());
   bar.done();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   if (fast.is_lora()) {
     const train::Lora lora = fast.lora();
@@ -532,7 +533,7 @@ int train_run(Args& args) {
   const auto show = [](double v) { return std::isfinite(v) ? str_cat(v) : std::string("n/a"); };
   std::printf("trained: %lld steps, %lld tokens, %.0f tokens/s, final loss %s, eval loss %s\n",
               static_cast<long long>(trainer.step() - first_step), static_cast<long long>(run_tokens),
-              seconds > 0 ? static_cast<double>(run_tokens) / seconds : 0.0, show(last_loss).c_str(), show(last_eval).c_str());
+              train_seconds > 0 ? static_cast<double>(run_tokens) / train_seconds : 0.0, show(last_loss).c_str(), show(last_eval).c_str());
   if (trainer.skipped_steps() > 0)
     std::fprintf(stderr, "orchard train: %lld steps were skipped (log.jsonl has them)\n",
                  static_cast<long long>(trainer.skipped_steps()));
