@@ -251,8 +251,8 @@ void parse_example(std::string_view line, int64_t line_number, const std::string
     const int64_t n = static_cast<int64_t>(seq.trained.size());
     // A completion's teacher may stop before the appended EOS (n - 1 rows) or cover it (n rows).
     if (teacher.rows() != n && !(prompt && teacher.rows() == n - 1))
-      fail(where, ": the teacher has ", teacher.rows(), " rows but the ", prompt ? "completion" : "assistant messages", " has ",
-           n, prompt ? " tokens with its EOS (give one row per token, or one fewer without the EOS)" : " tokens");
+      fail(where, ": the teacher has ", teacher.rows(), " rows but the ", prompt ? "completion has " : "assistant messages have ", n,
+           prompt ? " tokens with its EOS (give one row per token, or one fewer without the EOS)" : " tokens");
   }
   out.push_back(make_example(std::move(seq), has_teacher ? &teacher : nullptr, weight, false, line_number, where, vocab,
                              options));

@@ -175,6 +175,50 @@ TEST(TrainDataset, MessagesTrainTheAssistantTurnsOnly) {
   EXPECT_EQ(spans[0], tok->encode("Hello there<|im_end|>\n", false));
 }
 
+TEST(TrainDataset, MessagesWithATeacherAndARationale) {
+  const auto tok = chat();
+  const std::string source =
+      "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  DataTokenizer data = data_tokenizer(tok);
+  const auto tmpl = std::make_shared<ChatTemplate>(source);
+  data.render_chat = [tmpl](const std::string& m, bool gen) { return tmpl->render_chat(m, "", gen); };
+  const nlohmann::json messages = {{{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Blue"}}};
+  const std::vector<int32_t> answer = tok->encode("Blue<|im_end|>\n", false);
+  nlohmann::json ids = nlohmann::json::array(), lps = nlohmann::json::array();
+  for (size_t r = 0; r < answer.size(); ++r) ids.push_back({answer[r], 5}), lps.push_back({-0.1, -2.5});
+  const nlohmann::json line = {{"messages", messages}, {"teacher", {{"ids", ids}, {"logprobs", lps}}}, {"rationale", "Sky"}};
+  const std::vector<Example> ex = load_lines(line.dump() + "\n", data);
+  ASSERT_EQ(ex.size(), 2u);
+  // The teacher's rows sit exactly on the assistant's trained rows, in order.
+  std::vector<int32_t> on_rows;
+  for (size_t i = 0; i < ex[0].tokens.size(); ++i) {
+    EXPECT_EQ(ex[0].kd_mask[i], ex[0].ce_mask[i]) << i;
+    if (ex[0].kd_mask[i]) {
+      EXPECT_EQ(ex[0].teacher_ids[i * 2], ex[0].tokens[i + 1]) << i;
+      on_rows.push_back(ex[0].teacher_ids[i * 2]);
+    }
+  }
+  EXPECT_EQ(on_rows, answer);
+  // The rationale continues the conversation before the assistant's message, generation prompt included.
+  const std::vector<int32_t> prompt = tok->encode("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", false);
+  EXPECT_EQ(ex[1].tokens, concat(concat(prompt, tok->encode("Sky", false)), {tok->eos_ids().front()}));
+  EXPECT_TRUE(ex[1].rationale);
+  // One row too many is refused, naming the line.
+  ids.push_back({1, 2}), lps.push_back({0, 0});
+  nlohmann::json bad = line;
+  bad["teacher"] = {{"ids", ids}, {"logprobs", lps}};
+  try {
+    load_lines(bad.dump() + "\n", data);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.jsonl:1: the teacher has " + std::to_string(answer.size() + 1) +
+                                         " rows but the assistant messages have " + std::to_string(answer.size())),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(TrainDataset, ModelTemplateWithAThinkingBlock) {
   // The tiny chat model's own (Qwen3-style) template writes an empty thinking block into the last
   // assistant turn only: one turn trains on it; two turns are not prefix-stable and are refused.
