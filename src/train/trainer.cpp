@@ -212,6 +212,13 @@ Trainer::Trainer(Trainable& model, const TrainConfig& config, std::span<const Ex
     for (const Example& e : train_) any = any || e.has_teacher();
     if (!any) fail("training: --loss ", loss_kind_name(c.loss), " needs a teacher's top k in the data, and no line has one");
   }
+  if (c.loss == LossKind::rkl)  // log(r/p) is infinite where p = 0: refuse such data now, by line
+    for (const Example& e : train_)
+      for (int64_t i = 0; i < e.size() && e.has_teacher(); ++i)
+        for (int64_t j = 0; j < e.teacher_k && e.kd_mask[i]; ++j)
+          if (e.teacher_probs[i * e.teacher_k + j] <= 0)
+            fail("training: line ", e.line, ": a teacher probability is 0 (its log-probability is far below the row's "
+                 "largest), where reverse KL is infinite; drop that id or use --loss kd or jsd");
   adamw_ = std::make_unique<AdamW>(AdamWConfig{.lr = c.lr, .weight_decay = c.weight_decay}, model_.parameters());
 }
 
@@ -318,7 +325,12 @@ void Trainer::run(int64_t until_step, const std::function<void(const StepReport&
           return std::nan("");
         }
         const double w = ex.weight * (ex.rationale ? config_.rationale_weight : 1.0) / weight;
-        const double l = example_loss(ex, logits, dlogits, false);
+        double l = 0;
+        try {
+          l = example_loss(ex, logits, dlogits, false);
+        } catch (const Error& e) {
+          fail("step ", step_ + 1, ", the example of line ", ex.line, ": ", e.what());
+        }
         scale(dlogits, w);
         return w * l;
       });
@@ -369,6 +381,29 @@ void Trainer::run(int64_t until_step, const std::function<void(const StepReport&
 // ---------------------------------------------------------------------------------------------
 // Checkpoints
 
+// The training examples in brief: their count and an FNV-1a hash of their tokens, masks and
+// weights, so that a resume on other data (whose order would differ) is refused.
+std::string Trainer::data_fingerprint() const {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const auto add = [&](const void* data, size_t size) {
+    const auto* bytes = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < size; ++i) h = (h ^ bytes[i]) * 0x100000001b3ull;
+  };
+  for (const Example& e : train_) {
+    add(e.tokens.data(), e.tokens.size() * sizeof(int32_t));
+    add(e.ce_mask.data(), e.ce_mask.size());
+    add(e.kd_mask.data(), e.kd_mask.size());
+    add(e.teacher_ids.data(), e.teacher_ids.size() * sizeof(int32_t));
+    add(e.teacher_probs.data(), e.teacher_probs.size() * sizeof(float));
+    add(&e.weight, sizeof e.weight);
+    const uint8_t r = e.rationale;
+    add(&r, 1);
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%zu examples, fnv1a %016llx", train_.size(), static_cast<unsigned long long>(h));
+  return buf;
+}
+
 void Trainer::save_checkpoint(const std::string& dir_name) const {
   const fs::path dir(dir_name);
   std::error_code ec;
@@ -397,6 +432,7 @@ void Trainer::save_checkpoint(const std::string& dir_name) const {
                               {"skipped_total", skipped_total_},
                               {"skipped_in_row", skipped_in_row_},
                               {"tokens", tokens_total_},
+                              {"data", data_fingerprint()},
                               {"params", params_file},
                               {"params_index", index_file},
                               {"optimizer", optimizer_file},
@@ -426,6 +462,9 @@ void Trainer::restore_checkpoint(const std::string& dir_name) {
         fail(state_path, ": the checkpoint was trained with ", key, " = ", saved.contains(key) ? saved[key].dump() : "(none)",
              ", this run has ", value.dump(), " (resume with the same settings)");
     }
+    if (state.at("data").get<std::string>() != data_fingerprint())
+      fail(state_path, ": the checkpoint was trained on other data (", state.at("data").get<std::string>(), ", this run's is ",
+           data_fingerprint(), "): resume with the same data file");
     const int64_t step = state.at("step").get<int64_t>();
     const int64_t epoch = state.at("epoch").get<int64_t>(), index = state.at("index").get<int64_t>();
     if (step < 0 || step > config_.steps || epoch < 0 || index < 0 || index > static_cast<int64_t>(train_.size()))

@@ -160,8 +160,9 @@ class Trainer {
   // position, seed and config, each written atomically and state.json last, so a crash leaves the
   // previous checkpoint whole. Older step files are removed after.
   void save_checkpoint(const std::string& dir) const;
-  // Restores a checkpoint of a run with the same config (every field but steps... none: the
-  // schedule depends on steps; a differing field is refused by name) and the same parameters.
+  // Restores a checkpoint of a run with the same config (a differing field that changes the result
+  // is refused by name; steps too, since the schedule depends on it), the same data (a fingerprint
+  // of the examples) and the same parameter names and shapes.
   void restore_checkpoint(const std::string& dir);
 
   // The config as JSON text (for the checkpoint and the log).
@@ -169,6 +170,7 @@ class Trainer {
 
  private:
   const std::vector<size_t>& order(int64_t epoch) const;
+  std::string data_fingerprint() const;
   std::vector<size_t> next_examples();  // the step's examples, advancing the position
   double example_loss(const Example& e, std::span<const float> logits, std::span<float> dlogits, bool eval_only) const;
 

@@ -118,6 +118,16 @@ TEST(TrainTrainer, ResumeGivesTheSameBytes) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("lr"), std::string::npos) << e.what();
   }
+  // So is one of other data: its order would differ.
+  const std::vector<Example> fewer(data.begin(), data.end() - 1);
+  auto other_data = stories_model();
+  Trainer f(*other_data, config, fewer, eval);
+  try {
+    f.restore_checkpoint(dir.path());
+    ADD_FAILURE() << "a checkpoint of other data was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("trained on other data"), std::string::npos) << e.what();
+  }
 }
 
 // Wraps a model and poisons chosen calls: NaN logits handed to the loss, or a NaN gradient.
