@@ -241,21 +241,27 @@ void gemm_f32_blocked(const GemmF32& g, ThreadPool* pool) {
   }
   const int threads = pool ? pool->size() : 1;
   if (threads == 1 || g.m * g.n * g.k < kGemmParallelMin) return gemm_block<V>(g, 0, g.m, 0, g.n);
-  // Each thread takes an equal share of whole strips of the longer side (rows of C, or its
-  // columns) and packs the other operand whole for itself: no thread waits on another's packing,
-  // and the repeated packing costs 1 / (its share of the longer side) of the arithmetic.
+  // The threads form a grid of row parts x column parts of C, each part whole strips or panels,
+  // and each thread packs the rows of op(A) and the columns of op(B) its rectangle needs: no
+  // thread waits on another's packing. The grid minimizes the largest rectangle's arithmetic
+  // plus its packing (a packed element costs about kPackCost multiply-adds), so that two threads
+  // split the longer side and the operand both pack is the smaller one.
+  constexpr int64_t kPackCost = 24;
   const int64_t strips = (g.m + S::kMr - 1) / S::kMr, panels = (g.n + S::kNr - 1) / S::kNr;
-  bool by_rows = g.m >= g.n;
-  if (by_rows && strips < threads && panels > strips) by_rows = false;
-  if (!by_rows && panels < threads && strips > panels) by_rows = true;
-  pool->run([&](int t, int n) {
-    if (by_rows) {
-      const int64_t b = strips * t / n * S::kMr, e = std::min(g.m, strips * (t + 1) / n * S::kMr);
-      if (b < e) gemm_block<V>(g, b, e, 0, g.n);
-    } else {
-      const int64_t b = panels * t / n * S::kNr, e = std::min(g.n, panels * (t + 1) / n * S::kNr);
-      if (b < e) gemm_block<V>(g, 0, g.m, b, e);
-    }
+  int row_parts = 1;
+  int64_t best = -1;
+  for (int r = 1; r <= threads; ++r) {
+    if (threads % r != 0) continue;
+    const int64_t rows = (strips + r - 1) / r * S::kMr, cols = (panels + threads / r - 1) / (threads / r) * S::kNr;
+    const int64_t cost = rows * cols + kPackCost * (rows + cols);
+    if (best < 0 || cost < best) best = cost, row_parts = r;
+  }
+  const int col_parts = threads / row_parts;
+  pool->run([&](int t, int) {
+    const int64_t r = t / col_parts, c = t % col_parts;
+    const int64_t i0 = strips * r / row_parts * S::kMr, i1 = std::min(g.m, strips * (r + 1) / row_parts * S::kMr);
+    const int64_t j0 = panels * c / col_parts * S::kNr, j1 = std::min(g.n, panels * (c + 1) / col_parts * S::kNr);
+    if (i0 < i1 && j0 < j1) gemm_block<V>(g, i0, i1, j0, j1);
   });
 }
 

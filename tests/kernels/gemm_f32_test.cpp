@@ -152,6 +152,31 @@ TEST(GemmF32, PoolSplitsRowsOrColumns) {
     check(p, rng);
 }
 
+TEST(GemmF32, FourThreadsInAGrid) {
+  // Four threads split rows and columns (a 2 x 2 grid on square products), or one side only.
+  static ThreadPool four(4);
+  std::mt19937 rng(21);
+  for (const Problem& p : {Problem{false, true, false, 130, 257, 65, 1, 2, 3}, Problem{true, false, true, 257, 130, 33},
+                           Problem{false, false, true, 7, 1031, 65}, Problem{true, true, false, 1031, 3, 65}}) {
+    SCOPED_TRACE(describe(p));
+    const Operands ops(p, rng);
+    std::vector<float> expected = ops.c0, c = ops.c0;
+    reference_kernels().gemm_f32(ops.gemm(expected.data()), nullptr);
+    for (Isa isa : supported_isas()) {
+      SCOPED_TRACE(isa_name(isa));
+      c = ops.c0;
+      fast_kernels(isa).gemm_f32(ops.gemm(c.data()), &four);
+      int64_t wrong = 0;
+      for (int64_t i = 0; i < p.m; ++i)
+        for (int64_t j = 0; j < ops.ldc; ++j) {
+          const size_t at = static_cast<size_t>(i * ops.ldc + j);
+          if (j >= p.n ? c[at] != 1234.5f : !(std::fabs(c[at] - expected[at]) <= ops.tolerance(i, j))) ++wrong;
+        }
+      EXPECT_EQ(wrong, 0);
+    }
+  }
+}
+
 TEST(GemmF32, CrossesCacheBlocks) {
   std::mt19937 rng(19);
   // Past the row block (kMc), several K blocks, many panels; all four transpose cases.
