@@ -3,7 +3,7 @@
 // binds gemm_f32_blocked<V> into IsaKernels). Everything is in an anonymous namespace so that the
 // copies built with different flags never mix.
 //
-// Blocked in the GotoBLAS/BLIS manner. For each block of kc steps of K:
+// Blocked in the GotoBLAS/BLIS manner. For each block of at most kNc columns of C and kc steps of K:
 //   op(B) [kc, columns] is packed into panels of NR columns, each panel kc rows of NR contiguous
 //   floats (zero-padded past N), small enough to stay in L1 while it is reused;
 //   op(A) is packed block by block (mc rows, kept in L2) into strips of MR rows, each strip kc

@@ -147,7 +147,8 @@ TEST(GemmF32, PoolSplitsRowsOrColumns) {
   std::mt19937 rng(18);
   // Few rows and many columns (split by columns), the reverse, and one row or column alone.
   for (const Problem& p : {Problem{false, true, false, 7, 520, 257, 0, 0, 3}, Problem{true, false, true, 520, 7, 257},
-                           Problem{false, false, false, 1, 1031, 300, 1}, Problem{true, true, true, 1031, 1, 300, 2, 3, 1},
+                           Problem{false, false, false, 1, 1031, 300, 1},
+                           Problem{true, true, true, 1031, 1, 300, 2, 3, 1},
                            Problem{false, true, true, 33, 257, 65, 0, 1, 0}})
     check(p, rng);
 }
