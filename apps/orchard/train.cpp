@@ -486,17 +486,18 @@ int train_run(Args& args) {
   ProgressBar bar("train");
   int64_t run_tokens = 0;
   double last_loss = std::nan(""), last_eval = std::nan("");
-  double train_seconds = 0;  // to the last step's end: the final checkpoint's writing is not training
+  double train_seconds = 0;  // the steps' own time: evaluation and checkpoints are not training
   const auto started = std::chrono::steady_clock::now();
   trainer.run(
       stop_after,
       [&](const train::StepReport& r) {
         run_tokens += r.tokens;
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        const double tps = elapsed > 0 ? static_cast<double>(run_tokens) / elapsed : 0;
-        train_seconds = elapsed;
+        train_seconds += r.seconds;
+        const double tps = train_seconds > 0 ? static_cast<double>(run_tokens) / train_seconds : 0;
+        const double step_tps = r.seconds > 0 ? static_cast<double>(r.tokens) / r.seconds : 0;
         nlohmann::ordered_json line = {{"step", r.step}, {"loss", r.skipped ? json(nullptr) : json(r.loss)}, {"lr", r.lr},
-                     {"grad_norm", r.grad_norm}, {"tokens", r.tokens}, {"tokens_per_s", tps}};
+                     {"grad_norm", r.grad_norm}, {"tokens", r.tokens}, {"tokens_per_s", step_tps}};
         if (r.evaluated) line["eval_loss"] = std::isfinite(r.eval_loss) ? json(r.eval_loss) : json(nullptr);
         if (r.skipped) {
           line["skipped"] = true;
@@ -653,10 +654,90 @@ int train_merge(Args& args) {
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// orchard train eval: the cross-entropy of a JSONL file under a model (and a PEFT adapter).
+
+int train_eval(Args& args) {
+  const std::string model_path = args.require("model");
+  const std::string data_path = args.require("data");
+  const std::optional<std::string> adapter = args.get("adapter");
+  const std::string kernels = args.get_or("kernels", "fast");
+  const int64_t batch_tokens = positive(args, "batch-tokens", 4096);
+  const int threads = static_cast<int>(args.get_int("threads").value_or(0));
+  const std::optional<int64_t> max_seq_arg = args.get_int("max-seq");
+  const bool truncate = args.flag("truncate");
+  args.finish();
+  if (kernels != "fast" && kernels != "reference") fail("--kernels ", kernels, ": expected fast or reference");
+  const std::shared_ptr<const Model> model = Model::load(model_path, {.kernels = KernelChoice::reference});
+  const int64_t context = model->config().context_length > 0 ? model->config().context_length : 2048;
+  const int64_t max_seq = max_seq_arg.value_or(context);
+  if (max_seq < 2 || max_seq > context) fail("--max-seq ", max_seq, ": must be in [2, ", context, "] (the model's context)");
+  const std::vector<train::Example> data = train::load_dataset(
+      data_path, train::data_tokenizer(load_model_tokenizer(*model)), {.max_seq = max_seq, .truncate = truncate});
+  // A frozen base: LoRA mode (with the adapter, or a rank-1 adapter whose B is zero) trains nothing
+  // and copies no weights.
+  train::FastModelOptions options{.kernels = kernels == "fast" ? KernelChoice::fast : KernelChoice::reference,
+                                  .n_threads = threads, .lora_rank = 1, .lora_alpha = 1};
+  train::Lora lora;
+  if (adapter) {
+    lora = train::load_peft_adapter(*adapter, model->config());
+    options.lora_rank = lora.config.rank;
+    options.lora_alpha = lora.config.alpha;
+    options.lora_targets = lora.config.targets;
+  }
+  train::FastModel fast(*model, options);
+  if (adapter) fast.set_lora(lora);
+  // Per example: its mean CE over its trained rows and how many rows that is.
+  std::vector<double> ce(data.size());
+  std::vector<int64_t> rows(data.size());
+  size_t begin = 0;
+  while (begin < data.size()) {
+    size_t end = begin;
+    int64_t tokens = 0;
+    std::vector<std::vector<int32_t>> seqs;
+    while (end < data.size() && (end == begin || tokens + data[end].size() <= batch_tokens)) {
+      tokens += data[end].size();
+      seqs.push_back(data[end++].tokens);
+    }
+    fast.loss_only(seqs, [&](size_t i, std::span<const float> logits, std::span<float>) {
+      const train::Example& e = data[begin + i];
+      const int64_t T = e.size(), V = static_cast<int64_t>(logits.size()) / T;
+      ce[begin + i] = train::cross_entropy(logits, T, V, e.targets, e.ce_mask, {});
+      for (uint8_t m : e.ce_mask) rows[begin + i] += m;
+      return ce[begin + i];
+    });
+    begin = end;
+  }
+  double weighted = 0, weight = 0, token_sum = 0;
+  int64_t token_count = 0;
+  std::map<int32_t, int64_t> counts;
+  for (size_t e = 0; e < data.size(); ++e) {
+    weighted += data[e].weight * ce[e], weight += data[e].weight;
+    token_sum += ce[e] * static_cast<double>(rows[e]), token_count += rows[e];
+    for (int64_t i = 0; i < data[e].size(); ++i)
+      if (data[e].ce_mask[i]) ++counts[data[e].targets[i]];
+  }
+  double entropy = 0;
+  for (const auto& [id, n] : counts) {
+    const double p = static_cast<double>(n) / static_cast<double>(token_count);
+    entropy -= p * std::log(p);
+  }
+  nlohmann::ordered_json out = {{"loss", weighted / weight},
+                                {"token_loss", token_sum / static_cast<double>(token_count)},
+                                {"unigram_entropy", entropy},
+                                {"examples", data.size()},
+                                {"tokens", token_count}};
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
 const RegisterCommand kTrain("train", "train a model or LoRA adapters on a JSONL file (docs/training.md)", train_run,
                              {"recompute", "truncate"});
 const RegisterCommand kInit("train init", "write a llama GGUF of a chosen shape with random weights and another's tokenizer",
                             train_init);
+const RegisterCommand kEval("train eval",
+                            "the cross-entropy of a JSONL file under a model (and a PEFT adapter), as one JSON line",
+                            train_eval, {"truncate"});
 const RegisterCommand kMerge("train merge", "merge a PEFT LoRA adapter into a copy of its base GGUF", train_merge);
 
 }  // namespace

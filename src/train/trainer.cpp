@@ -364,11 +364,11 @@ void Trainer::run(int64_t until_step, const std::function<void(const StepReport&
     } else {
       skipped_in_row_ = 0;
     }
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!eval_.empty() && ((config_.eval_every > 0 && step_ % config_.eval_every == 0) || step_ == config_.steps)) {
       report.evaluated = true;
       report.eval_loss = evaluate();
     }
-    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (on_step) on_step(report);
     if (skipped_in_row_ > config_.max_skipped)
       fail("training stopped at step ", step_, ": ", skipped_in_row_, " steps in a row were skipped (last: ", reason, ")");

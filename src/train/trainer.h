@@ -118,7 +118,7 @@ struct StepReport {
   double lr = 0;
   double grad_norm = 0;  // before clipping
   int64_t tokens = 0;    // the step's tokens
-  double seconds = 0;    // the step's wall time
+  double seconds = 0;    // the step's wall time (its evaluation not included)
   bool skipped = false;
   std::string skip_reason;
   bool evaluated = false;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_test_support.h"
+#include "orchard/tokenizer.h"
 #include "golden.h"
 #include "temp_dir.h"
 #include "test_paths.h"
@@ -185,6 +187,45 @@ TEST(CliTrain, TinyRunWritesItsOutputs) {
   const auto m = run_cli({"train", "merge", "--model", stories(), "--adapter", lora, "--out", dir.file("merged.gguf")});
   ASSERT_EQ(m.exit_code, 0) << m.err;
   EXPECT_NE(m.out.find("merged 10 adapters (rank 4, alpha 8)"), std::string::npos) << m.out;
+
+  // train eval: the base with the adapter scores as the merged model does (two different paths),
+  // and differently from the base alone.
+  const auto eval_of = [&](std::vector<std::string> a) {
+    const auto e = run_cli(a);
+    EXPECT_EQ(e.exit_code, 0) << e.err;
+    return nlohmann::json::parse(e.out);
+  };
+  const auto with_adapter = eval_of({"train", "eval", "--model", stories(), "--data", data, "--adapter", lora});
+  const auto merged = eval_of({"train", "eval", "--model", dir.file("merged.gguf"), "--data", data});
+  const auto base = eval_of({"train", "eval", "--model", stories(), "--data", data});
+  EXPECT_NEAR(with_adapter.at("loss").get<double>(), merged.at("loss").get<double>(), 1e-5);
+  EXPECT_GT(std::fabs(with_adapter.at("loss").get<double>() - base.at("loss").get<double>()), 1e-3);
+}
+
+TEST(CliTrain, EvalReportsTheUnigramEntropyOfTheTrainedTokens) {
+  test::TempDir dir;
+  const std::string data = dir.write("frogs.jsonl", std::string(kFrogs));
+  const auto r = run_cli({"train", "eval", "--model", stories(), "--data", data});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json got = nlohmann::json::parse(r.out);
+  // The trained tokens counted here: every token after BOS of the texts, the completion and its EOS.
+  const auto tok = Tokenizer::load(stories());
+  std::map<int32_t, int> counts;
+  int n = 0;
+  for (const char* t : {"Zorbo the green frog sang a song about the moon.", "Zorbo the green frog ate a big red cake.",
+                        "Zorbo the green frog liked to swim in the pond."}) {
+    const std::vector<int32_t> ids = tok->encode(t, true);
+    for (size_t i = 1; i < ids.size(); ++i) ++counts[ids[i]], ++n;
+  }
+  std::vector<int32_t> completion = tok->encode(" jumped over the old wall.", false);
+  completion.push_back(tok->eos_ids().front());
+  for (int32_t id : completion) ++counts[id], ++n;
+  double h = 0;
+  for (const auto& [id, c] : counts) h -= c / double(n) * std::log(c / double(n));
+  EXPECT_EQ(got.at("tokens").get<int>(), n);
+  EXPECT_NEAR(got.at("unigram_entropy").get<double>(), h, 1e-12);
+  EXPECT_EQ(got.at("examples").get<int>(), 4);
+  EXPECT_GT(got.at("loss").get<double>(), 0);
 }
 
 TEST(CliTrain, ResumedRunWritesTheSameModel) {
