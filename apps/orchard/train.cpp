@@ -45,6 +45,16 @@
 namespace orchard::cli {
 namespace {
 
+// The model's tokenizer for the data; a model without a usable one (the golden test models) can
+// still train on pre-tokenized {"tokens": [...]} lines.
+train::DataTokenizer data_tokenizer_of(const Model& model) {
+  try {
+    return train::data_tokenizer(load_model_tokenizer(model));
+  } catch (const Error& e) {
+    return train::token_ids_only(model.config().n_vocab, e.what());
+  }
+}
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -446,12 +456,11 @@ int train_run(Args& args) {
 
   // No packed copy of the weights: FastModel reads them as stored (and dequantizes per layer).
   const std::shared_ptr<const Model> model = Model::load(model_path, {.kernels = KernelChoice::reference});
-  const std::shared_ptr<const Tokenizer> tokenizer = load_model_tokenizer(*model);
   const int64_t context = model->config().context_length > 0 ? model->config().context_length : 2048;
   const int64_t max_seq = max_seq_arg.value_or(context);
   if (max_seq < 2) fail("--max-seq ", max_seq, ": must be at least 2");
   if (max_seq > context) fail("--max-seq ", max_seq, " is longer than the model's context of ", context);
-  const train::DataTokenizer data_tok = train::data_tokenizer(tokenizer);
+  const train::DataTokenizer data_tok = data_tokenizer_of(*model);
   const train::DatasetOptions data_options{.max_seq = max_seq, .truncate = truncate};
   const std::vector<train::Example> data = train::load_dataset(data_path, data_tok, data_options);
   const std::vector<train::Example> eval =
@@ -673,7 +682,7 @@ int train_eval(Args& args) {
   const int64_t max_seq = max_seq_arg.value_or(context);
   if (max_seq < 2 || max_seq > context) fail("--max-seq ", max_seq, ": must be in [2, ", context, "] (the model's context)");
   const std::vector<train::Example> data = train::load_dataset(
-      data_path, train::data_tokenizer(load_model_tokenizer(*model)), {.max_seq = max_seq, .truncate = truncate});
+      data_path, data_tokenizer_of(*model), {.max_seq = max_seq, .truncate = truncate});
   // A frozen base: LoRA mode (with the adapter, or a rank-1 adapter whose B is zero) trains nothing
   // and copies no weights.
   train::FastModelOptions options{.kernels = kernels == "fast" ? KernelChoice::fast : KernelChoice::reference,

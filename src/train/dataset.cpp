@@ -185,9 +185,35 @@ void parse_example(std::string_view line, int64_t line_number, const std::string
   const ordered_json j = parse_json<ordered_json>(line, where, "malformed JSON");
   if (!j.is_object()) fail(where, ": a line must be a JSON object, not ", j.type_name());
   for (const auto& [key, value] : j.items())
-    if (key != "text" && key != "prompt" && key != "completion" && key != "messages" && key != "rationale" &&
-        key != "teacher" && key != "weight")
-      fail(where, ": unknown field \"", key, "\" (expected text, prompt/completion or messages; rationale, teacher, weight)");
+    if (key != "text" && key != "tokens" && key != "prompt" && key != "completion" && key != "messages" &&
+        key != "rationale" && key != "teacher" && key != "weight")
+      fail(where, ": unknown field \"", key,
+           "\" (expected text, tokens, prompt/completion or messages; rationale, teacher, weight)");
+  const bool ids = j.contains("tokens");
+  if (ids) {
+    // Pre-tokenized language modelling: every id as given (no BOS added), every one after the first trained.
+    for (const char* other : {"text", "prompt", "completion", "messages", "rationale", "teacher"})
+      if (j.contains(other)) fail(where, ": \"tokens\" cannot be combined with \"", other, "\"");
+    const ordered_json& list = j["tokens"];
+    if (!list.is_array()) fail(where, ": \"tokens\" must be an array of token ids");
+    Sequence seq;
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!list[i].is_number_integer()) fail(where, ": \"tokens\"[", i, "] is not an integer");
+      const int64_t id = list[i].get<int64_t>();
+      if (id < 0 || id >= vocab) fail(where, ": \"tokens\"[", i, "] = ", id, " is outside the vocabulary of ", vocab);
+      seq.tokens.push_back(static_cast<int32_t>(id));
+      if (i > 0) seq.trained.push_back(static_cast<int64_t>(i));
+    }
+    if (seq.trained.empty()) fail(where, ": \"tokens\" needs at least 2 ids: nothing to predict");
+    double weight = 1;
+    if (j.contains("weight")) {
+      if (!j["weight"].is_number()) fail(where, ": \"weight\" must be a number");
+      weight = j["weight"].get<double>();
+      if (!(weight > 0) || !std::isfinite(weight)) fail(where, ": \"weight\" is ", weight, ", not a finite number > 0");
+    }
+    out.push_back(make_example(std::move(seq), nullptr, weight, false, line_number, where, vocab, options));
+    return;
+  }
   const bool text = j.contains("text"), prompt = j.contains("prompt"), completion = j.contains("completion"),
              messages = j.contains("messages");
   if (prompt != completion) fail(where, ": \"", prompt ? "prompt" : "completion", "\" needs \"", prompt ? "completion" : "prompt", "\"");
@@ -278,7 +304,14 @@ std::vector<Example> load_dataset(const std::string& path, const DataTokenizer& 
     if (!view.empty() && view.back() == '\r') view.remove_suffix(1);
     begin = end + 1;
     if (view.find_first_not_of(" \t") == std::string_view::npos) continue;
-    parse_example(view, line, path + ":" + std::to_string(line), tok, options, out);
+    const std::string where = path + ":" + std::to_string(line);
+    try {
+      parse_example(view, line, where, tok, options, out);
+    } catch (const Error& e) {
+      // Errors from below (the tokenizer, the template) learn the line here.
+      if (std::string_view(e.what()).starts_with(where)) throw;
+      fail(where, ": ", e.what());
+    }
   }
   if (out.empty()) fail(path, ": no examples (the file is empty)");
   return out;

@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/error.h"
 #include "orchard/chat_template.h"
 #include "orchard/tokenizer.h"
 #include "train/loss.h"
@@ -43,6 +44,17 @@ struct DataTokenizer {
   // function: the model has no chat template and "messages" lines are refused.
   std::function<std::string(const std::string& messages_json, bool add_generation_prompt)> render_chat;
 };
+
+// For a model whose tokenizer cannot be loaded (`why`): only pre-tokenized {"tokens": [...]} lines
+// can be read; any line with text is refused with `why`.
+inline DataTokenizer token_ids_only(int64_t vocab_size, std::string why) {
+  DataTokenizer out;
+  out.vocab_size = vocab_size;
+  out.encode = [why](std::string_view, bool) -> std::vector<int32_t> {
+    fail("the model's tokenizer cannot be loaded (", why, "): only {\"tokens\": [...]} lines can be used");
+  };
+  return out;
+}
 
 // The DataTokenizer of a public Tokenizer (which must outlive it): its BOS policy, its first EOS,
 // its chat template with its own BOS/EOS texts. Chat renders are encoded without an added BOS: the

@@ -305,6 +305,31 @@ TEST(TrainDataset, EveryRefusalNamesTheLine) {
   expect_refused("{\"text\": \"a\", \"teacher\": {\"ids\": [[1]], \"logprobs\": [[0]]}}", "not \"text\"", tok);
 }
 
+// Pre-tokenized lines: the ids as given, every one after the first trained; they need no
+// tokenizer, so a model whose tokenizer cannot be loaded still trains on them.
+TEST(TrainDataset, TokenLinesNeedNoTokenizer) {
+  const DataTokenizer none = token_ids_only(512, "no tokenizer here");
+  const std::vector<Example> ex = load_lines("{\"tokens\": [5, 511, 0, 7], \"weight\": 2}\n", none);
+  ASSERT_EQ(ex.size(), 1u);
+  EXPECT_EQ(ex[0].tokens, (std::vector<int32_t>{5, 511, 0, 7}));
+  expect_targets(ex[0]);
+  EXPECT_EQ(ex[0].ce_mask, (std::vector<uint8_t>{1, 1, 1, 0}));
+  EXPECT_EQ(ex[0].weight, 2.0);
+  const DataTokenizer tok = data_tokenizer(stories());
+  expect_refused("{\"tokens\": [1, 512]}", "\"tokens\"[1] = 512 is outside the vocabulary of 512", tok);
+  expect_refused("{\"tokens\": [1, 2.5]}", "\"tokens\"[1] is not an integer", tok);
+  expect_refused("{\"tokens\": [1]}", "at least 2 ids", tok);
+  expect_refused("{\"tokens\": [1, 2], \"text\": \"a\"}", "cannot be combined with \"text\"", tok);
+  try {
+    load_lines("{\"tokens\": [1, 2]}\n{\"text\": \"a\"}\n", none);
+    ADD_FAILURE() << "a text line was read without a tokenizer";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.jsonl:2: the model's tokenizer cannot be loaded (no tokenizer here)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(TrainDataset, ExtremeLogprobsRenormalizeToFiniteProbabilities) {
   // JSON has no NaN or infinity (see the refusals above); the most negative double still gives
   // finite probabilities, renormalized from the largest value.
