@@ -12,6 +12,10 @@ python3-torch, float32, 2 threads), and prints the tokens/s of both and the rati
 (Orchard, PyTorch, Orchard, ...) so that the neighbours' load falls on both; each run's figure is the
 median over its steps after the first (the first pays for allocation and warm-up in both).
 Needs nothing else running: this is a benchmark, not a test.
+
+Debian's torch calls the system's libblas.so.3, which is netlib's reference BLAS unless a faster one
+provides it: install libopenblas0-pthread (measured here: a 2048x512x1376 product at 5.6 GFLOP/s on
+the reference BLAS, 70 on OpenBLAS). The header line says which one this run's PyTorch used.
 """
 import argparse
 import json
@@ -185,6 +189,13 @@ def orchard_run(orchard, shape, lora, steps, work):
     return statistics.median(rates[1:])
 
 
+def torch_blas():
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    with open("/proc/self/maps") as f:
+        maps = f.read()
+    return "OpenBLAS" if "openblas" in maps else "the reference BLAS (slow: install libopenblas0-pthread)"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--orchard", default=os.path.join(ROOT, "build", "bin", "orchard"))
@@ -192,7 +203,8 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--shapes", default=",".join(SHAPES))
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {BATCH} x {SEQ} tokens, "
+    torch.set_num_threads(2)
+    print(f"torch {torch.__version__} on {torch_blas()}, {torch.get_num_threads()} threads; batch {BATCH} x {SEQ} tokens, "
           f"{args.steps} steps per run, {args.runs} runs, median of each run's steps after the first")
     with tempfile.TemporaryDirectory() as work:
         for shape in args.shapes.split(","):

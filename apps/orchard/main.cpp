@@ -64,7 +64,16 @@ const char* usage_of(const std::string& name) {
                      "                   [--plaintext] [--prompt TEXT]"},
       {"key generate", "orchard key generate --name NAME --out FILE   (an Ed25519 signing key; prints its vkey)"},
       {"key public", "orchard key public --key FILE   (prints the key's vkey)"},
-      {"train check", "orchard train check --manifest FILE --case NAME --out FILE.f32 [--kernels reference]   (a gradient case, written in the manifest's layout)"},
+      {"train", "orchard train --model BASE --data F.jsonl --steps N --out DIR [--batch-tokens T] [--lr LR] [--eval F]\n"
+                "              [--lora-rank R --lora-alpha A --lora-targets q,k,v,o,gate,up,down]\n"
+                "              [--loss ce|kd|rkl|jsd] [--kd-alpha A] [--kd-temperature T] [--jsd-beta B] [--rationale-weight W]\n"
+                "              [--warmup N] [--min-lr X] [--weight-decay W] [--clip C] [--accumulate K] [--seed S]\n"
+                "              [--recompute] [--threads N] [--kernels fast|reference] [--eval-every N]\n"
+                "              [--checkpoint-every N] [--resume DIR] [--max-seq N] [--truncate]   (docs/training.md)"},
+      {"train init", "orchard train init --like MODEL.gguf [--layers N] [--dim D] [--heads H] [--kv-heads K] [--ffn F] [--seed S] --out NEW.gguf"},
+      {"train merge", "orchard train merge --model BASE.gguf --adapter DIR --out MERGED.gguf"},
+      {"train eval", "orchard train eval --model M --data F.jsonl [--adapter DIR]   (mean cross-entropy, JSON)"},
+      {"train check", "orchard train check --manifest FILE --case NAME --out FILE.f32 [--kernels reference|fast]   (a gradient case, written in the manifest's layout)"},
       {"release measure", "orchard release measure --name NAME --model PATH [--binary PATH] [serve --private's options]\n"
                           "                        (prints the release statement: what a node with these options measures)"},
       {"release sign", "orchard release sign --key FILE --statement FILE --out NOTE"},

@@ -547,6 +547,17 @@ int train_run(Args& args) {
   if (trainer.skipped_steps() > 0)
     std::fprintf(stderr, "orchard train: %lld steps were skipped (log.jsonl has them)\n",
                  static_cast<long long>(trainer.skipped_steps()));
+  // Where the memory goes (the peak RSS is about their sum plus the process's own): the mapped
+  // file, the trainable tensors with their gradients, AdamW's two moments, one batch's activations.
+  constexpr double kMiB = 1 << 20;
+  std::error_code size_error;
+  const uint64_t file_bytes = fs::file_size(model_path, size_error);
+  std::fprintf(stderr,
+               "memory: model file %.0f MiB (mapped), parameters and gradients %.1f MiB, AdamW moments %.1f MiB, "
+               "activations at most %.0f MiB (of which logits and their gradient %.0f MiB)\n",
+               size_error ? 0.0 : static_cast<double>(file_bytes) / kMiB, static_cast<double>(fast.parameter_bytes()) / kMiB,
+               static_cast<double>(fast.parameter_bytes()) / kMiB, static_cast<double>(fast.peak_activation_bytes()) / kMiB,
+               static_cast<double>(fast.peak_logit_bytes()) / kMiB);
   return 0;
 }
 

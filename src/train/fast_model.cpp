@@ -92,7 +92,18 @@ struct FastModel::Impl {
   std::vector<std::array<Adapter, kTargets>> adapters;
   std::array<std::vector<float>, kTargets> dequantized;  // a frozen layer's matrices as float32
 
-  uint64_t peak_activations = 0;
+  uint64_t peak_activations = 0, peak_logits = 0;
+
+  // Buffers kept from batch to batch: a step allocates nothing once the shapes repeat (fresh
+  // allocations of this size come from mmap and cost a page fault per 4 KiB: they were a third of
+  // a step's time on the 26M-parameter benchmark shape).
+  struct Scratch {
+    std::vector<float> x, normed, logits, dlogits, dnormed, dx, layer_out;
+    std::vector<std::vector<float>> inputs;  // each layer's input: the checkpoints
+    std::vector<LayerActs> acts;
+    std::vector<float> dhidden, dgate, dup, dffn_in, dattn_out, dq, dk, dv, dq_pre, dk_pre, dattn_in, lora_u;
+    std::vector<std::vector<float>> attention;  // per thread: two [T, T] score buffers
+  } scratch;
 
   Impl(const Model& m, const FastModelOptions& o)
       : model(m.impl()), c(m.impl().config), options(o), kernels(select_kernels(o.kernels)), pool(o.n_threads) {
@@ -346,7 +357,8 @@ struct FastModel::Impl {
         for (int64_t o = 0; o < p.out; ++o) p.dbias[o] += dy[t * p.out + o];
     if (const Adapter* a = p.lora) {
       run(gemm(true, false, p.out, a->rank, N, dy, p.out, lora_t.data(), a->rank, a->gb, a->rank, true));
-      std::vector<float> u(sz(N * a->rank));
+      std::vector<float>& u = scratch.lora_u;
+      u.resize(sz(N * a->rank));
       run(gemm(false, false, N, a->rank, p.out, dy, p.out, a->b, a->rank, u.data(), a->rank, false));
       for (float& v : u) v *= a->scale;
       run(gemm(true, false, a->rank, p.in, N, u.data(), a->rank, x, p.in, a->ga, p.in, true));
@@ -432,14 +444,20 @@ struct FastModel::Impl {
     return b;
   }
 
+  void attention_buffers(int64_t T_max) {
+    scratch.attention.resize(sz(2 * pool.size()));
+    for (std::vector<float>& b : scratch.attention) b.resize(sz(T_max * T_max));
+  }
+
   // Causal GQA attention of each sequence: out [N, Q], lse [H, N] (each row's log-sum-exp of its
   // scaled scores). Work per (sequence, head), each thread with its own [T, T] scores.
   void attention_forward(const Batch& batch, const float* q, const float* k, const float* v, float* out, float* lse) {
     const int64_t H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim, Q = H * hd, K = KV * hd, N = batch.N;
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
     const int64_t tasks = static_cast<int64_t>(batch.start.size()) * H;
+    attention_buffers(batch.T_max);
     pool.run([&](int thread, int n_threads) {
-      std::vector<float> scores(sz(batch.T_max * batch.T_max));
+      std::vector<float>& scores = scratch.attention[sz(2 * thread)];
       for (int64_t task = tasks * thread / n_threads; task < tasks * (thread + 1) / n_threads; ++task) {
         const int64_t s = task / H, h = task % H, kvh = h / (H / KV), T = batch.length[sz(s)], t0 = batch.start[sz(s)];
         const float* qh = q + t0 * Q + h * hd;
@@ -477,8 +495,10 @@ struct FastModel::Impl {
     std::fill(dk, dk + N * K, 0.0f);
     std::fill(dv, dv + N * K, 0.0f);
     const int64_t tasks = static_cast<int64_t>(batch.start.size()) * KV;
+    attention_buffers(batch.T_max);
     pool.run([&](int thread, int n_threads) {
-      std::vector<float> p(sz(batch.T_max * batch.T_max)), dp(sz(batch.T_max * batch.T_max));
+      std::vector<float>& p = scratch.attention[sz(2 * thread)];
+      std::vector<float>& dp = scratch.attention[sz(2 * thread + 1)];
       for (int64_t task = tasks * thread / n_threads; task < tasks * (thread + 1) / n_threads; ++task) {
         const int64_t s = task / KV, kvh = task % KV, T = batch.length[sz(s)], t0 = batch.start[sz(s)];
         const float* kh = k + t0 * K + kvh * hd;
@@ -565,9 +585,14 @@ struct FastModel::Impl {
     const int64_t N = batch.N, D = c.dim, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim, Q = H * hd,
                   K = KV * hd, F = c.ffn_dim, pairs = c.rope_dims / 2;
     // Feed-forward: x_out = x_mid + down(silu(gate) * up), gate/up from ffn_in = rmsnorm(x_mid).
-    std::vector<float> dhidden(sz(N * F), 0.0f);
+    Scratch& b = scratch;
+    std::vector<float>& dhidden = b.dhidden;
+    dhidden.assign(sz(N * F), 0.0f);
     linear_backward(w.proj[6], a.hidden.data(), dx, N, dhidden.data(), a.lora_t[6]);
-    std::vector<float> dgate(sz(N * F)), dup(sz(N * F));
+    std::vector<float>& dgate = b.dgate;
+    std::vector<float>& dup = b.dup;
+    dgate.resize(sz(N * F));
+    dup.resize(sz(N * F));
     pool.parallel_for(N * F, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const float g = a.gate[sz(i)], sig = 1.0f / (1.0f + std::exp(-g));
@@ -575,14 +600,21 @@ struct FastModel::Impl {
         dgate[sz(i)] = dhidden[sz(i)] * a.up[sz(i)] * sig * (1.0f + g * (1.0f - sig));
       }
     });
-    std::vector<float> dffn_in(sz(N * D), 0.0f);
+    std::vector<float>& dffn_in = b.dffn_in;
+    dffn_in.assign(sz(N * D), 0.0f);
     linear_backward(w.proj[4], a.ffn_in.data(), dgate.data(), N, dffn_in.data(), a.lora_t[4]);
     linear_backward(w.proj[5], a.ffn_in.data(), dup.data(), N, dffn_in.data(), a.lora_t[5]);
     rmsnorm_backward(a.x_mid.data(), w.ffn_norm, dffn_in.data(), N, D, dx, w.d_ffn_norm);
     // Attention: x_mid = x + o(attention(rope(norm(q)), rope(norm(k)), v)).
-    std::vector<float> dattn_out(sz(N * Q), 0.0f);
+    std::vector<float>& dattn_out = b.dattn_out;
+    dattn_out.assign(sz(N * Q), 0.0f);
     linear_backward(w.proj[3], a.attn_out.data(), dx, N, dattn_out.data(), a.lora_t[3]);
-    std::vector<float> dq(sz(N * Q)), dk(sz(N * K)), dv(sz(N * K));
+    std::vector<float>& dq = b.dq;
+    std::vector<float>& dk = b.dk;
+    std::vector<float>& dv = b.dv;
+    dq.resize(sz(N * Q));
+    dk.resize(sz(N * K));
+    dv.resize(sz(N * K));
     attention_backward(batch, a.q.data(), a.k.data(), a.v.data(), a.attn_out.data(), a.lse.data(), dattn_out.data(),
                        dq.data(), dk.data(), dv.data());
     pool.parallel_for(N, [&](int64_t b, int64_t e) {
@@ -595,7 +627,8 @@ struct FastModel::Impl {
                        &batch.neg_sin[sz(t * pairs)]);
       }
     });
-    std::vector<float> dq_pre, dk_pre;
+    std::vector<float>& dq_pre = b.dq_pre;
+    std::vector<float>& dk_pre = b.dk_pre;
     if (w.q_norm) {
       dq_pre.assign(sz(N * Q), 0.0f);
       rmsnorm_backward(a.q_pre.data(), w.q_norm, dq.data(), N * H, hd, dq_pre.data(), w.d_q_norm);
@@ -604,7 +637,8 @@ struct FastModel::Impl {
       dk_pre.assign(sz(N * K), 0.0f);
       rmsnorm_backward(a.k_pre.data(), w.k_norm, dk.data(), N * KV, hd, dk_pre.data(), w.d_k_norm);
     }
-    std::vector<float> dattn_in(sz(N * D), 0.0f);
+    std::vector<float>& dattn_in = b.dattn_in;
+    dattn_in.assign(sz(N * D), 0.0f);
     linear_backward(w.proj[0], a.attn_in.data(), w.q_norm ? dq_pre.data() : dq.data(), N, dattn_in.data(), a.lora_t[0]);
     linear_backward(w.proj[1], a.attn_in.data(), w.k_norm ? dk_pre.data() : dk.data(), N, dattn_in.data(), a.lora_t[1]);
     linear_backward(w.proj[2], a.attn_in.data(), dv.data(), N, dattn_in.data(), a.lora_t[2]);
@@ -632,8 +666,10 @@ struct FastModel::Impl {
   double run_batch(std::span<const std::vector<int32_t>> sequences, const SequenceLoss& loss, bool backward) {
     const Batch batch = make_batch(sequences);
     const int64_t N = batch.N, D = c.dim, V = c.n_vocab, L = c.n_layers;
+    Scratch& b = scratch;
     // Embedding rows.
-    std::vector<float> x(sz(N * D));
+    std::vector<float>& x = b.x;
+    x.resize(sz(N * D));
     {
       int64_t t = 0;
       const TensorRef& e = model.weights.token_embedding;
@@ -645,11 +681,11 @@ struct FastModel::Impl {
         }
     }
     // Layers: the inputs of each kept (they are the checkpoints), the activations of each unless
-    // recomputing.
-    std::vector<std::vector<float>> inputs(sz(L));
-    std::vector<LayerActs> acts(options.recompute || !backward ? 1 : sz(L));
-    uint64_t activation_bytes = 0;
-    const auto count = [&](const LayerActs& a) {
+    // recomputing (or not going back at all).
+    const bool one_layer_of_acts = options.recompute || !backward;
+    b.inputs.resize(sz(L));
+    b.acts.resize(one_layer_of_acts ? 1 : sz(L));
+    const auto count = [](const LayerActs& a) {
       uint64_t n = 0;
       for (const auto* v : {&a.attn_in, &a.q_pre, &a.k_pre, &a.q, &a.k, &a.v, &a.lse, &a.attn_out, &a.x_mid,
                             &a.ffn_in, &a.gate, &a.up, &a.hidden})
@@ -658,49 +694,48 @@ struct FastModel::Impl {
       return n;
     };
     for (int64_t l = 0; l < L; ++l) {
-      inputs[sz(l)] = x;
-      LayerActs& a = acts[acts.size() == 1 ? 0 : sz(l)];
-      layer_forward(batch, layer(l), inputs[sz(l)].data(), a, x.data());
-      if (acts.size() > 1) activation_bytes += count(a);
-      if (!backward) inputs[sz(l)].clear();
+      std::vector<float>& input = b.inputs[sz(l)];
+      input.assign(x.begin(), x.end());
+      layer_forward(batch, layer(l), input.data(), b.acts[one_layer_of_acts ? 0 : sz(l)], x.data());
     }
-    activation_bytes += (acts.size() == 1 ? count(acts[0]) : 0) + static_cast<uint64_t>(L) * N * D * sizeof(float);
+    uint64_t activation_bytes = static_cast<uint64_t>(L) * N * D * sizeof(float);
+    for (const LayerActs& a : b.acts) activation_bytes += count(a);
     // Output.
-    std::vector<float> normed(sz(N * D));
-    rmsnorm_forward(x.data(), out_norm ? out_norm : model.weights.output_norm.data(), N, D, normed.data());
-    std::vector<float> logits(sz(N * V)), dlogits(sz(N * V), 0.0f);
-    activation_bytes += 2 * logits.size() * sizeof(float);
-    peak_activations = std::max(peak_activations, activation_bytes);
+    std::vector<float>& normed = b.normed;
+    normed.resize(sz(N * D));
+    const float* final_norm = out_norm ? out_norm : model.weights.output_norm.data();
+    rmsnorm_forward(x.data(), final_norm, N, D, normed.data());
+    b.logits.resize(sz(N * V));
+    b.dlogits.assign(sz(N * V), 0.0f);
+    const uint64_t logit_bytes = 2 * static_cast<uint64_t>(N) * V * sizeof(float);
+    peak_activations = std::max(peak_activations, activation_bytes + logit_bytes);
+    peak_logits = std::max(peak_logits, logit_bytes);
     for_output_chunks([&](int64_t first, int64_t rows, const float* w) {
-      run(gemm(false, true, N, rows, D, normed.data(), D, w, D, logits.data() + first, V, false));
+      run(gemm(false, true, N, rows, D, normed.data(), D, w, D, b.logits.data() + first, V, false));
     });
     double total = 0;
     for (size_t s = 0; s < sequences.size(); ++s) {
       const size_t offset = sz(batch.start[s] * V), n = sz(batch.length[s] * V);
-      total += loss(s, std::span<const float>(logits).subspan(offset, n), std::span<float>(dlogits).subspan(offset, n));
+      total += loss(s, std::span<const float>(b.logits).subspan(offset, n), std::span<float>(b.dlogits).subspan(offset, n));
     }
     if (!backward) return total;
-    logits.clear();
-    logits.shrink_to_fit();
 
     // Back through the output: logits = normed · W^T, normed = rmsnorm(x).
-    std::vector<float> dnormed(sz(N * D), 0.0f);
+    std::vector<float>& dnormed = b.dnormed;
+    dnormed.assign(sz(N * D), 0.0f);
     for_output_chunks([&](int64_t first, int64_t rows, const float* w) {
-      run(gemm(false, false, N, D, rows, dlogits.data() + first, V, w, D, dnormed.data(), D, true));
+      run(gemm(false, false, N, D, rows, b.dlogits.data() + first, V, w, D, dnormed.data(), D, true));
     });
-    if (d_out_w) run(gemm(true, false, V, D, N, dlogits.data(), V, normed.data(), D, d_out_w, D, true));
-    dlogits.clear();
-    dlogits.shrink_to_fit();
-    std::vector<float> dx(sz(N * D), 0.0f);
-    rmsnorm_backward(x.data(), out_norm ? out_norm : model.weights.output_norm.data(), dnormed.data(), N, D, dx.data(),
-                     d_out_norm);
-    std::vector<float> scratch_out(options.recompute ? sz(N * D) : 0);
+    if (d_out_w) run(gemm(true, false, V, D, N, b.dlogits.data(), V, normed.data(), D, d_out_w, D, true));
+    std::vector<float>& dx = b.dx;
+    dx.assign(sz(N * D), 0.0f);
+    rmsnorm_backward(x.data(), final_norm, dnormed.data(), N, D, dx.data(), d_out_norm);
+    b.layer_out.resize(options.recompute ? sz(N * D) : 0);
     for (int64_t l = L; l-- > 0;) {
       const LayerView w = layer(l);
-      if (options.recompute) layer_forward(batch, w, inputs[sz(l)].data(), acts[0], scratch_out.data());
-      layer_backward(batch, w, inputs[sz(l)].data(), acts[options.recompute ? 0 : sz(l)], dx.data());
-      inputs[sz(l)].clear();
-      inputs[sz(l)].shrink_to_fit();
+      const float* input = b.inputs[sz(l)].data();
+      if (options.recompute) layer_forward(batch, w, input, b.acts[0], b.layer_out.data());
+      layer_backward(batch, w, input, b.acts[options.recompute ? 0 : sz(l)], dx.data());
     }
     if (d_embd) {
       int64_t t = 0;
@@ -773,5 +808,6 @@ uint64_t FastModel::parameter_bytes() const {
 }
 
 uint64_t FastModel::peak_activation_bytes() const { return impl_->peak_activations; }
+uint64_t FastModel::peak_logit_bytes() const { return impl_->peak_logits; }
 
 }  // namespace orchard::train

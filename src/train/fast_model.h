@@ -81,9 +81,11 @@ class FastModel {
   Lora lora() const;
   void set_lora(const Lora& lora);
 
-  // Bytes held: parameters and their gradients, and the most the activations reached.
+  // Bytes held: parameters and their gradients; the most a batch's activations reached (the saved
+  // layer state, the logits and their gradient included), and of that the logits and their gradient.
   uint64_t parameter_bytes() const;
   uint64_t peak_activation_bytes() const;
+  uint64_t peak_logit_bytes() const;
 
   struct Impl;
 
