@@ -7,7 +7,10 @@
 namespace orchard {
 namespace {
 
-// log-softmax of the chosen token and the `top` most likely ones, from the model's own logits.
+// log-softmax of the chosen token and the `top` most likely ones, from the model's own logits:
+// the raw model distribution over the tokenizer's tokens, before penalties, constraints,
+// top-k/top-p/min-p and temperature (what a distillation student is trained to match, and what
+// scoring a text needs), whatever the sampler then draws from.
 void fill_logprobs(std::span<const float> logits, int top, TokenStep& step) {
   float max_logit = -INFINITY;
   for (float l : logits) max_logit = std::max(max_logit, l);

@@ -1,8 +1,11 @@
 #include "server/chat_service.h"
 
+#include <cstdio>
+
 #include "orchard/error.h"
 #include "runtime/prompt_limits.h"
 #include "template/chat_template.h"
+#include "tokenizer/unicode.h"
 
 namespace orchard::server {
 
@@ -129,6 +132,47 @@ json ChatService::token_logprob_json(const TokenStep& step) const {
   out["top_logprobs"] = json::array();
   for (const TokenLogprob& t : step.top) out["top_logprobs"].push_back(entry(t));
   return out;
+}
+
+namespace {
+
+// A token's text in the legacy completions API: its bytes when they are whole UTF-8, else
+// OpenAI's "bytes:\xNN..." form, so that a token that is part of a character keeps its bytes (and
+// is not confused with the others that JSON would turn into U+FFFD).
+std::string legacy_token_text(const std::string& bytes) {
+  if (unicode::is_valid_utf8(bytes)) return bytes;
+  std::string out = "bytes:";
+  char hex[8];
+  for (unsigned char c : bytes) {
+    std::snprintf(hex, sizeof hex, "\\x%02x", c);
+    out += hex;
+  }
+  return out;
+}
+
+}  // namespace
+
+json ChatService::completion_logprobs_json(const std::vector<TokenStep>& steps, int64_t& offset) const {
+  json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(), text_offset = json::array();
+  for (const TokenStep& step : steps) {
+    if (step.token < 0) continue;
+    const std::string bytes = tokenizer_->token_bytes(step.chosen.token), text = legacy_token_text(bytes);
+    tokens.push_back(text);
+    token_logprobs.push_back(step.chosen.logprob);
+    text_offset.push_back(offset);
+    offset += static_cast<int64_t>(bytes.size());
+    // OpenAI's shape: {token text: logprob}, most likely first. Two ids of the same text keep the
+    // likelier one's; the chosen token is always there, as OpenAI's (up to N + 1 entries).
+    json top = json::object();
+    for (const TokenLogprob& t : step.top) {
+      const std::string key = legacy_token_text(tokenizer_->token_bytes(t.token));
+      if (!top.contains(key)) top[key] = t.logprob;
+    }
+    if (!top.contains(text)) top[text] = step.chosen.logprob;
+    top_logprobs.push_back(std::move(top));
+  }
+  return json{{"tokens", std::move(tokens)}, {"token_logprobs", std::move(token_logprobs)},
+              {"top_logprobs", std::move(top_logprobs)}, {"text_offset", std::move(text_offset)}};
 }
 
 }  // namespace orchard::server

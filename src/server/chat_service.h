@@ -39,8 +39,12 @@ class ChatService {
   const std::string& model_name() const { return model_name_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
-  // Logprobs of one token in the API's shape.
+  // Logprobs of one token in the chat API's shape.
   json token_logprob_json(const TokenStep& step) const;
+  // The legacy completions API's logprobs of `steps` (those with a token): {tokens,
+  // token_logprobs, top_logprobs, text_offset}. `offset` is the byte offset in the choice's text
+  // of the first token; it is moved past the last (a stream's chunks continue where the last ended).
+  json completion_logprobs_json(const std::vector<TokenStep>& steps, int64_t& offset) const;
 
  private:
   // The schema compiled with the wrapper, from the cache when a request used it before. `param`

@@ -280,8 +280,10 @@ ApiResponse OpenAIHandler::completion(const ApiRequest& http) const {
   const std::string id = new_id("cmpl"), echo = request.echo ? request.prompt : "";
   const int64_t created = unix_time();  // one time for every chunk of the completion
   const std::string* model = &service_.model_name();  // the service outlives every answer
-  auto choice = [](const std::string& text, const json& finish) {
-    return json{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}};
+  const ChatService* service = &service_;
+  const bool logprobs = request.logprobs >= 0;
+  auto choice = [](const std::string& text, const json& finish, json lp = nullptr) {
+    return json{{"text", text}, {"index", 0}, {"logprobs", std::move(lp)}, {"finish_reason", finish}};
   };
   // By value: a deferred body is written after this function has returned.
   auto envelope = [id, created, model](json choices) {
@@ -291,7 +293,12 @@ ApiResponse OpenAIHandler::completion(const ApiRequest& http) const {
     return answer_when_done(channel, [=](const std::vector<TokenStep>& steps, const JobSummary& summary) {
       std::string text = echo;
       for (const TokenStep& step : steps) text += step.text;
-      json body = envelope(json::array({choice(text, finish_reason_name(finish_reason_of(summary.stop)))}));
+      json lp = nullptr;
+      if (logprobs) {
+        int64_t offset = static_cast<int64_t>(echo.size());
+        lp = service->completion_logprobs_json(steps, offset);
+      }
+      json body = envelope(json::array({choice(text, finish_reason_name(finish_reason_of(summary.stop)), std::move(lp))}));
       body["usage"] = usage_json(summary);
       return body;
     });
@@ -303,10 +310,17 @@ ApiResponse OpenAIHandler::completion(const ApiRequest& http) const {
     if (!echo.empty()) text_chunk->append_event(events, echo);  // goes out with the first token
     bool open = true;
     std::vector<TokenStep> steps;
+    int64_t offset = static_cast<int64_t>(echo.size());  // of the next token, in the whole text
     while (channel->take(steps, [&out] { return out.client_present(kSseProbe); })) {
       std::string text;
       for (const TokenStep& step : steps) text += step.text;
-      if (!text.empty()) text_chunk->append_event(events, text);
+      // With logprobs, a chunk carries the tokens taken together, even those whose text is held
+      // back (a partial character, a possible stop string).
+      json lp = logprobs ? service->completion_logprobs_json(steps, offset) : json(nullptr);
+      if (logprobs && !lp["tokens"].empty())
+        append_event(events, to_text(envelope(json::array({choice(text, nullptr, std::move(lp))}))));
+      else if (!text.empty())
+        text_chunk->append_event(events, text);
       open = send_events(out, events, open);
       if (!open) channel->cancel();
     }

@@ -258,7 +258,8 @@ CompletionRequest parse_completion_request(const json& body) {
     r.include_usage = boolean(*so, "include_usage", false);
   }
   r.echo = boolean(body, "echo", false);
-  if (std::optional<int64_t> lp = integer_in(body, "logprobs", 0, 5)) r.logprobs = static_cast<int>(*lp);
+  // Up to 20, as chat's top_logprobs: what a distillation teacher gives per token.
+  if (std::optional<int64_t> lp = integer_in(body, "logprobs", 0, 20)) r.logprobs = static_cast<int>(*lp);
   return r;
 }
 

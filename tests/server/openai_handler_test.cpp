@@ -330,7 +330,7 @@ std::vector<ErrorCase> error_cases() {
       p("a prompt that is a number", {{"prompt", 5}}, "prompt", "must be a string"),
       p("two prompts", {{"prompt", json::array({"a", "b"})}}, "prompt", "one prompt per request"),
       p("completion n = 2", {{"prompt", "a"}, {"n", 2}}, "n", "only n = 1", "unsupported_value"),
-      p("completion logprobs 6", {{"prompt", "a"}, {"logprobs", 6}}, "logprobs", "must be between"),
+      p("completion logprobs 21", {{"prompt", "a"}, {"logprobs", 21}}, "logprobs", "must be between"),
       p("completion echo a string", {{"prompt", "a"}, {"echo", "x"}}, "echo", "must be a boolean"),
       // The tiny model's tokenizer adds no BOS: an empty prompt has no token to start from.
       p("an empty completion prompt", {{"prompt", ""}}, "prompt", "the prompt is empty", nullptr),
