@@ -64,6 +64,10 @@ struct StreamOptions {
   std::vector<std::string> stop;
   std::shared_ptr<LogitConstraint> constraint;  // e.g. JSON-schema constrained decoding
   int top_logprobs = -1;  // < 0: no logprobs; 0: the chosen token's only
+  // >= 0: the logprobs of the prompt's own tokens (from its second on: the first has no position
+  // before it) with this many top ones, handed to on_step before the first generated token as
+  // steps with `prompt` set; the whole prompt is then prefilled (no cached prefix has the logits).
+  int prompt_logprobs = -1;
 };
 
 // One step of a job's generation.
@@ -73,6 +77,7 @@ struct TokenStep {
   StopReason stop = StopReason::none;
   TokenLogprob chosen{};      // when logprobs are asked for
   std::vector<TokenLogprob> top;
+  bool prompt = false;        // a prompt token's logprobs (StreamOptions::prompt_logprobs), not generated
 };
 
 struct JobSummary {

@@ -59,6 +59,10 @@ struct Slot {
   int32_t next_token = -1;       // picked, to be decoded in the next batch
   std::vector<int32_t> prefill;  // prompt tokens still to run (a newly admitted job)
   TokenStep step;                // picked from the lane's logits, not yet handed to the job
+  // StreamOptions::prompt_logprobs: the prompt's logits are asked of its prefill pass, and its
+  // tokens' steps wait here to go to the job before its first generated one.
+  bool wants_prompt_logprobs = false;
+  std::vector<TokenStep> prompt_steps;
   std::shared_ptr<GenerationJob> job;
   std::unique_ptr<TokenStream> stream;
   int64_t logits_row = -1;  // its row of the lane's last pass's logits (of its last evaluated position)
@@ -200,7 +204,11 @@ void Engine::Impl::admit(Slot& slot) {
       if (t < 0 || t >= vocab) fail("token id ", t, " is outside the vocabulary");
     // Keep the common prefix, but always recompute at least the last prompt token: its logits
     // choose the first new token.
-    const size_t common = std::min(common_prefix(slot.cached, prompt), prompt.size() - 1);
+    // Prompt logprobs need the logits of every prompt position: then nothing comes from the cache.
+    slot.wants_prompt_logprobs = slot.job->options.prompt_logprobs >= 0;
+    slot.prompt_steps.clear();
+    const size_t common =
+        slot.wants_prompt_logprobs ? 0 : std::min(common_prefix(slot.cached, prompt), prompt.size() - 1);
     slot.cached.resize(common);
     slot.summary.cached_prompt_tokens = static_cast<int64_t>(common);
     StreamOptions options = slot.job->options;
@@ -233,10 +241,17 @@ void Engine::Impl::finish(Slot& slot, StopReason reason, const std::string& erro
   }
   slot.stream.reset();
   slot.prefill.clear();
+  slot.prompt_steps.clear();
   if (job && job->on_done) job->on_done(slot.summary);
 }
 
 bool Engine::Impl::deliver(Slot& slot) {
+  for (const TokenStep& prompt_step : slot.prompt_steps)
+    if (!slot.job->on_step(prompt_step)) {
+      finish(slot, StopReason::cancelled);
+      return false;
+    }
+  slot.prompt_steps.clear();
   TokenStep step = std::move(slot.step);
   const Clock::time_point now = Clock::now();
   if (step.token >= 0 && step.stop != StopReason::end_of_sequence) {
@@ -268,24 +283,43 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   if (batch_slots.empty()) return;
   const size_t vocab = static_cast<size_t>(model->config().n_vocab);
   std::vector<SequenceTokens> batch;
+  size_t rows = 0;
   for (Slot* s : batch_slots) {
     const std::span<const int32_t> tokens =
         s->prefill.empty() ? std::span<const int32_t>(&s->next_token, 1) : std::span<const int32_t>(s->prefill);
-    batch.push_back({s->sequence, static_cast<int64_t>(s->cached.size()), tokens, false});
+    // A prompt whose logprobs are asked for gives the logits of all its positions.
+    const bool all = !s->prefill.empty() && s->wants_prompt_logprobs;
+    batch.push_back({s->sequence, static_cast<int64_t>(s->cached.size()), tokens, all});
+    rows += all ? tokens.size() : 1;
   }
   // Kept until the next pass: each slot samples from its row in place (with a 150k vocabulary,
   // copying rows out would move megabytes per step).
-  lane.logits.resize(batch_slots.size() * vocab);
+  lane.logits.resize(rows * vocab);
   lane.transformer->forward(batch, lane.logits.data());
+  size_t row = 0;
   for (size_t i = 0; i < batch_slots.size(); ++i) {
     Slot& s = *batch_slots[i];
+    if (batch[i].all_logits) {
+      // Row j predicts prompt token j + 1; padding rows beyond the tokenizer's are no tokens.
+      const size_t n = batch[i].tokens.size(), tokens = std::min(vocab, static_cast<size_t>(tokenizer->vocab_size()));
+      for (size_t j = 0; j + 1 < n; ++j) {
+        TokenStep step;
+        step.token = s.prefill[j + 1];
+        step.prompt = true;
+        const size_t width = static_cast<size_t>(step.token) < tokens ? tokens : vocab;  // a token only the model knows
+        fill_logprobs(std::span<const float>(lane.logits.data() + (row + j) * vocab, width), step.token,
+                      s.job->options.prompt_logprobs, step);
+        s.prompt_steps.push_back(std::move(step));
+      }
+      row += n - 1;
+    }
+    s.logits_row = static_cast<int64_t>(row++);
     if (s.prefill.empty()) {
       s.cached.push_back(s.next_token);
     } else {
       s.cached.insert(s.cached.end(), s.prefill.begin(), s.prefill.end());
       s.prefill.clear();
     }
-    s.logits_row = static_cast<int64_t>(i);
   }
 }
 

@@ -5,19 +5,18 @@
 #include <limits>
 
 namespace orchard {
-namespace {
 
 // log-softmax of the chosen token and the `top` most likely ones, from the model's own logits:
 // the raw model distribution over the tokenizer's tokens, before penalties, constraints,
 // top-k/top-p/min-p and temperature (what a distillation student is trained to match, and what
 // scoring a text needs), whatever the sampler then draws from.
-void fill_logprobs(std::span<const float> logits, int top, TokenStep& step) {
+void fill_logprobs(std::span<const float> logits, int32_t token, int top, TokenStep& step) {
   float max_logit = -INFINITY;
   for (float l : logits) max_logit = std::max(max_logit, l);
   double total = 0;
   for (float l : logits) total += std::exp(static_cast<double>(l - max_logit));
   const float log_norm = max_logit + static_cast<float>(std::log(total));
-  step.chosen = {step.token, logits[step.token] - log_norm};
+  step.chosen = {token, logits[token] - log_norm};
   if (top <= 0) return;
   std::vector<int32_t> ids(logits.size());
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
@@ -26,8 +25,6 @@ void fill_logprobs(std::span<const float> logits, int top, TokenStep& step) {
                     [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
   for (size_t i = 0; i < k; ++i) step.top.push_back({ids[i], logits[ids[i]] - log_norm});
 }
-
-}  // namespace
 
 TokenStream::TokenStream(const Tokenizer& tokenizer, std::span<const int32_t> prompt, StreamOptions options)
     : tokenizer_(tokenizer),
@@ -71,7 +68,7 @@ TokenStep TokenStream::next(std::span<float> logits) {
   }
   TokenStep step;
   step.token = sampler_.sample(logits);
-  if (!original.empty()) fill_logprobs(original, options_.top_logprobs, step);
+  if (!original.empty()) fill_logprobs(original, step.token, options_.top_logprobs, step);
   const bool is_eos = std::find(eos_.begin(), eos_.end(), step.token) != eos_.end();
   if (is_eos) {
     TokenStep end = finish(StopReason::end_of_sequence);

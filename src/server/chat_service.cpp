@@ -117,6 +117,8 @@ PreparedJob ChatService::prepare(const CompletionRequest& r) {
   job.options.sampling = r.sampling;
   job.options.stop = r.stop;
   job.options.top_logprobs = r.logprobs;
+  // The echoed prompt comes with its own tokens' logprobs (the score of a given text).
+  if (r.echo && r.logprobs >= 0) job.options.prompt_logprobs = r.logprobs;
   fit_to_context(job, r.max_tokens, "prompt");
   return job;
 }
@@ -152,24 +154,37 @@ std::string legacy_token_text(const std::string& bytes) {
 
 }  // namespace
 
-json ChatService::completion_logprobs_json(const std::vector<TokenStep>& steps, int64_t& offset) const {
+json ChatService::completion_logprobs_json(const std::vector<TokenStep>& steps, LogprobCursor& cursor) const {
   json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(), text_offset = json::array();
+  auto add = [&](int32_t token, json logprob, json top) {
+    const std::string bytes = tokenizer_->token_bytes(token);
+    tokens.push_back(legacy_token_text(bytes));
+    token_logprobs.push_back(std::move(logprob));
+    top_logprobs.push_back(std::move(top));
+    text_offset.push_back(cursor.offset);
+    cursor.offset += static_cast<int64_t>(bytes.size());
+  };
+  if (cursor.first_prompt_token >= 0) {
+    // Nothing comes before the prompt's first token: no distribution gives it a logprob.
+    add(cursor.first_prompt_token, nullptr, nullptr);
+    cursor.first_prompt_token = -1;
+  }
   for (const TokenStep& step : steps) {
     if (step.token < 0) continue;
-    const std::string bytes = tokenizer_->token_bytes(step.chosen.token), text = legacy_token_text(bytes);
-    tokens.push_back(text);
-    token_logprobs.push_back(step.chosen.logprob);
-    text_offset.push_back(offset);
-    offset += static_cast<int64_t>(bytes.size());
+    if (!step.prompt && !cursor.generating) {
+      cursor.generating = true;
+      cursor.offset = cursor.generated_offset;
+    }
     // OpenAI's shape: {token text: logprob}, most likely first. Two ids of the same text keep the
     // likelier one's; the chosen token is always there, as OpenAI's (up to N + 1 entries).
+    const std::string text = legacy_token_text(tokenizer_->token_bytes(step.chosen.token));
     json top = json::object();
     for (const TokenLogprob& t : step.top) {
       const std::string key = legacy_token_text(tokenizer_->token_bytes(t.token));
       if (!top.contains(key)) top[key] = t.logprob;
     }
     if (!top.contains(text)) top[text] = step.chosen.logprob;
-    top_logprobs.push_back(std::move(top));
+    add(step.chosen.token, step.chosen.logprob, std::move(top));
   }
   return json{{"tokens", std::move(tokens)}, {"token_logprobs", std::move(token_logprobs)},
               {"top_logprobs", std::move(top_logprobs)}, {"text_offset", std::move(text_offset)}};

@@ -41,10 +41,19 @@ class ChatService {
 
   // Logprobs of one token in the chat API's shape.
   json token_logprob_json(const TokenStep& step) const;
-  // The legacy completions API's logprobs of `steps` (those with a token): {tokens,
-  // token_logprobs, top_logprobs, text_offset}. `offset` is the byte offset in the choice's text
-  // of the first token; it is moved past the last (a stream's chunks continue where the last ended).
-  json completion_logprobs_json(const std::vector<TokenStep>& steps, int64_t& offset) const;
+  // Where a completion's logprobs stand, from one stream chunk to the next.
+  struct LogprobCursor {
+    int64_t offset = 0;            // in the choice's text, in bytes, of the next token
+    int64_t generated_offset = 0;  // where the generated tokens start (after an echoed prompt)
+    bool generating = false;
+    int32_t first_prompt_token = -1;  // >= 0: still to open the lists, logprob null (echo)
+  };
+  // The legacy completions API's logprobs of `steps` (those with a token, the prompt's first when
+  // they were asked for): {tokens, token_logprobs, top_logprobs, text_offset}. A prompt token's
+  // offset counts the bytes of the prompt's tokens before it (a BOS, or the space a SentencePiece
+  // tokenizer adds, makes them differ from the prompt's text); the generated ones start at
+  // `generated_offset`.
+  json completion_logprobs_json(const std::vector<TokenStep>& steps, LogprobCursor& cursor) const;
 
  private:
   // The schema compiled with the wrapper, from the cache when a request used it before. `param`

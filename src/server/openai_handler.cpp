@@ -282,6 +282,11 @@ ApiResponse OpenAIHandler::completion(const ApiRequest& http) const {
   const std::string* model = &service_.model_name();  // the service outlives every answer
   const ChatService* service = &service_;
   const bool logprobs = request.logprobs >= 0;
+  // Where the logprobs start: with echo, the prompt's own tokens (the first one's logprob null),
+  // then the generated ones after the echoed text.
+  ChatService::LogprobCursor start;
+  start.generated_offset = static_cast<int64_t>(echo.size());
+  if (request.echo) start.first_prompt_token = prepared.prompt.front();
   auto choice = [](const std::string& text, const json& finish, json lp = nullptr) {
     return json{{"text", text}, {"index", 0}, {"logprobs", std::move(lp)}, {"finish_reason", finish}};
   };
@@ -295,8 +300,8 @@ ApiResponse OpenAIHandler::completion(const ApiRequest& http) const {
       for (const TokenStep& step : steps) text += step.text;
       json lp = nullptr;
       if (logprobs) {
-        int64_t offset = static_cast<int64_t>(echo.size());
-        lp = service->completion_logprobs_json(steps, offset);
+        ChatService::LogprobCursor cursor = start;
+        lp = service->completion_logprobs_json(steps, cursor);
       }
       json body = envelope(json::array({choice(text, finish_reason_name(finish_reason_of(summary.stop)), std::move(lp))}));
       body["usage"] = usage_json(summary);
@@ -307,16 +312,19 @@ ApiResponse OpenAIHandler::completion(const ApiRequest& http) const {
   const auto text_chunk = std::make_shared<const ChunkTemplate>(envelope(json::array({choice(ChunkTemplate::kSlot, nullptr)})));
   return event_stream([=](ClientConnection& out) {
     std::string events;
-    if (!echo.empty()) text_chunk->append_event(events, echo);  // goes out with the first token
+    // Goes out with the first token; with logprobs, in the chunk of the prompt's logprobs.
+    std::string pending_echo = echo;
+    if (!logprobs && !echo.empty()) text_chunk->append_event(events, echo), pending_echo.clear();
     bool open = true;
     std::vector<TokenStep> steps;
-    int64_t offset = static_cast<int64_t>(echo.size());  // of the next token, in the whole text
+    ChatService::LogprobCursor cursor = start;
     while (channel->take(steps, [&out] { return out.client_present(kSseProbe); })) {
-      std::string text;
+      std::string text = std::move(pending_echo);
+      pending_echo.clear();
       for (const TokenStep& step : steps) text += step.text;
       // With logprobs, a chunk carries the tokens taken together, even those whose text is held
       // back (a partial character, a possible stop string).
-      json lp = logprobs ? service->completion_logprobs_json(steps, offset) : json(nullptr);
+      json lp = logprobs ? service->completion_logprobs_json(steps, cursor) : json(nullptr);
       if (logprobs && !lp["tokens"].empty())
         append_event(events, to_text(envelope(json::array({choice(text, nullptr, std::move(lp))}))));
       else if (!text.empty())

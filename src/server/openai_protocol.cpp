@@ -249,7 +249,10 @@ CompletionRequest parse_completion_request(const json& body) {
   }
   check_n(body);
   r.sampling = sampling_from(body);
-  r.max_tokens = max_tokens_from(body);
+  // 0 scores the echoed prompt without generating (checked with echo below).
+  const json* max_tokens = field(body, "max_tokens");
+  const bool score_only = max_tokens && max_tokens->is_number_integer() && max_tokens->get<int64_t>() == 0;
+  r.max_tokens = score_only ? std::optional<int64_t>(0) : max_tokens_from(body);
   if (!r.max_tokens) r.max_tokens = 16;  // the completions API's default
   r.stop = stop_strings(body);
   r.stream = boolean(body, "stream", false);
@@ -258,6 +261,7 @@ CompletionRequest parse_completion_request(const json& body) {
     r.include_usage = boolean(*so, "include_usage", false);
   }
   r.echo = boolean(body, "echo", false);
+  if (score_only && !r.echo) bad("max_tokens", "'max_tokens': 0 needs 'echo': true (it scores the prompt without generating)");
   // Up to 20, as chat's top_logprobs: what a distillation teacher gives per token.
   if (std::optional<int64_t> lp = integer_in(body, "logprobs", 0, 20)) r.logprobs = static_cast<int>(*lp);
   return r;

@@ -312,18 +312,123 @@ TEST_F(ServerLogprobs, CompletionsTop20InTheLegacyShape) {
   EXPECT_EQ(s_text, choice["text"].get<std::string>());
 }
 
-TEST_F(ServerLogprobs, CompletionsEchoOffsetsStartAfterThePromptAndZeroGivesTheChosenOnly) {
-  const std::string prompt = "The cat";
+TEST_F(ServerLogprobs, CompletionsLogprobsZeroGiveTheChosenOnly) {
   const json body = json::parse(
-      stories_->post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 3}, {"temperature", 0}, {"echo", true}, {"logprobs", 0}}).body);
+      stories_->post("/v1/completions", {{"prompt", "The cat"}, {"max_tokens", 3}, {"temperature", 0}, {"logprobs", 0}}).body);
   const json& lp = body["choices"][0]["logprobs"];
-  ASSERT_EQ(lp["text_offset"].size(), 3u) << body;
-  EXPECT_EQ(lp["text_offset"][0].get<int64_t>(), static_cast<int64_t>(prompt.size()));
+  ASSERT_EQ(lp["tokens"].size(), 3u) << body;
+  EXPECT_EQ(lp["text_offset"][0].get<int64_t>(), 0);
   for (size_t i = 0; i < 3; ++i) {
     ASSERT_EQ(lp["top_logprobs"][i].size(), 1u);
     EXPECT_EQ(lp["top_logprobs"][i][lp["tokens"][i].get<std::string>()], lp["token_logprobs"][i]);
   }
-  EXPECT_TRUE(json::parse(stories_->post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 2}}).body)["choices"][0]["logprobs"].is_null());
+  EXPECT_TRUE(json::parse(stories_->post("/v1/completions", {{"prompt", "The cat"}, {"max_tokens", 2}}).body)["choices"][0]["logprobs"].is_null());
+}
+
+// Every prompt position's log-softmax, from one Context pass over the prompt.
+std::vector<std::vector<double>> prompt_logprobs(const Server& s, const std::vector<int32_t>& prompt) {
+  Context context(s.model, {.n_ctx = 512, .kernels = KernelChoice::reference, .n_threads = 1});
+  const std::vector<float> logits = context.eval(prompt);
+  const int64_t n_vocab = s.model->config().n_vocab;
+  std::vector<std::vector<double>> out;
+  for (size_t i = 0; i < prompt.size(); ++i) out.push_back(log_softmax(logits.data() + i * n_vocab, s.tokenizer->vocab_size()));
+  return out;
+}
+
+// The lists of a completion's logprobs, streamed or not.
+json completion_lists(const Server& s, json request) {
+  json lists = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()}, {"text_offset", json::array()}};
+  const Reply r = s.post("/v1/completions", request);
+  EXPECT_EQ(r.status, 200) << r.body;
+  std::vector<json> chunks = request.value("stream", false) ? events_of(r.body) : std::vector<json>{json::parse(r.body)};
+  std::string text;
+  for (const json& chunk : chunks)
+    for (const json& c : chunk["choices"]) {
+      text += c["text"].get<std::string>();
+      if (!c["logprobs"].is_object()) continue;
+      for (auto& [key, list] : lists.items())
+        for (const json& v : c["logprobs"][key]) list.push_back(v);
+    }
+  lists["text"] = text;
+  return lists;
+}
+
+TEST_F(ServerLogprobs, CompletionsEchoWithZeroTokensScoresThePrompt) {
+  const std::string prompt = "Once upon a time, there was a little girl named Lily.";
+  const json request = {{"prompt", prompt}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 5}};
+  const std::vector<int32_t> tokens = stories_->service.prepare(parse_completion_request(request)).prompt;
+  ASSERT_GT(tokens.size(), 5u);
+  const std::vector<std::vector<double>> oracle = prompt_logprobs(*stories_, tokens);
+  for (bool stream : {false, true}) {
+    json r = request;
+    r["stream"] = stream;
+    const json lists = completion_lists(*stories_, r);
+    SCOPED_TRACE(stream ? "streamed" : "not streamed");
+    EXPECT_EQ(lists["text"], prompt);
+    ASSERT_EQ(lists["tokens"].size(), tokens.size()) << lists;
+    // Nothing comes before the first token: OpenAI's null.
+    EXPECT_TRUE(lists["token_logprobs"][0].is_null());
+    EXPECT_TRUE(lists["top_logprobs"][0].is_null());
+    EXPECT_EQ(lists["text_offset"][0], 0);
+    int64_t offset = 0;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const std::string bytes = stories_->tokenizer->token_bytes(tokens[i]);
+      EXPECT_EQ(legacy_bytes(lists["tokens"][i]), bytes) << i;
+      EXPECT_EQ(lists["text_offset"][i].get<int64_t>(), offset) << i;
+      offset += static_cast<int64_t>(bytes.size());
+      if (i == 0) continue;
+      // Token i under the distribution of position i - 1.
+      const std::vector<double>& lp = oracle[i - 1];
+      EXPECT_NEAR(lists["token_logprobs"][i].get<double>(), lp[static_cast<size_t>(tokens[i])], 1e-4) << i;
+      std::vector<double> best = lp;
+      std::sort(best.begin(), best.end(), std::greater<>());
+      const json& top = lists["top_logprobs"][i];
+      ASSERT_GE(top.size(), 5u);
+      ASSERT_LE(top.size(), 6u);
+      size_t k = 0;
+      for (auto& [text, value] : top.items()) {
+        if (k < 5) {
+          EXPECT_NEAR(value.get<double>(), best[k], 1e-4) << i << " " << k;
+        } else {  // the chosen token, beyond the five likeliest
+          EXPECT_NEAR(value.get<double>(), lp[static_cast<size_t>(tokens[i])], 1e-4) << i;
+        }
+        ++k;
+      }
+    }
+  }
+  // A second time the slot's cache holds the prompt: every position must still be computed.
+  EXPECT_EQ(completion_lists(*stories_, request), completion_lists(*stories_, request));
+}
+
+TEST_F(ServerLogprobs, CompletionsEchoThenGeneratedTokens) {
+  const std::string prompt = "The dog ran";
+  const json request = {{"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}, {"echo", true}, {"logprobs", 1}};
+  const std::vector<int32_t> tokens = stories_->service.prepare(parse_completion_request(request)).prompt;
+  const std::vector<std::vector<double>> oracle = prompt_logprobs(*stories_, tokens);
+  Oracle generated(*stories_, tokens);
+  for (bool stream : {false, true}) {
+    json r = request;
+    r["stream"] = stream;
+    const json lists = completion_lists(*stories_, r);
+    ASSERT_EQ(lists["tokens"].size(), tokens.size() + 4) << lists;
+    for (size_t i = 1; i < tokens.size(); ++i)
+      EXPECT_NEAR(lists["token_logprobs"][i].get<double>(), oracle[i - 1][static_cast<size_t>(tokens[i])], 1e-4) << i;
+    // The generated tokens' offsets start after the echoed text.
+    EXPECT_EQ(lists["text_offset"][tokens.size()].get<int64_t>(), static_cast<int64_t>(prompt.size()));
+    EXPECT_EQ(lists["text"].get<std::string>().rfind(prompt, 0), 0u);
+  }
+  // The first generated token is the greedy one after the prompt, with its logprob.
+  const json lists = completion_lists(*stories_, request);
+  const std::vector<double> best = generated.sorted();
+  EXPECT_NEAR(lists["token_logprobs"][tokens.size()].get<double>(), best[0], 1e-4);
+}
+
+TEST_F(ServerLogprobs, ZeroTokensWithoutEchoIsRefused) {
+  const Reply r = stories_->post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 0}});
+  EXPECT_EQ(r.status, 400);
+  const json error = json::parse(r.body)["error"];
+  EXPECT_EQ(error["param"], "max_tokens");
+  EXPECT_NE(error["message"].get<std::string>().find("needs 'echo': true"), std::string::npos) << r.body;
 }
 
 TEST_F(ServerLogprobs, MoreThan20IsRefusedNamingTheField) {
