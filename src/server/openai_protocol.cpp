@@ -261,7 +261,8 @@ CompletionRequest parse_completion_request(const json& body) {
     r.include_usage = boolean(*so, "include_usage", false);
   }
   r.echo = boolean(body, "echo", false);
-  if (score_only && !r.echo) bad("max_tokens", "'max_tokens': 0 needs 'echo': true (it scores the prompt without generating)");
+  if (score_only && !r.echo)
+    bad("max_tokens", "'max_tokens': 0 needs 'echo': true (it scores the prompt without generating)");
   // Up to 20, as chat's top_logprobs: what a distillation teacher gives per token.
   if (std::optional<int64_t> lp = integer_in(body, "logprobs", 0, 20)) r.logprobs = static_cast<int>(*lp);
   return r;

@@ -314,7 +314,8 @@ TEST_F(ServerLogprobs, CompletionsTop20InTheLegacyShape) {
 
 TEST_F(ServerLogprobs, CompletionsLogprobsZeroGiveTheChosenOnly) {
   const json body = json::parse(
-      stories_->post("/v1/completions", {{"prompt", "The cat"}, {"max_tokens", 3}, {"temperature", 0}, {"logprobs", 0}}).body);
+      stories_->post("/v1/completions", {{"prompt", "The cat"}, {"max_tokens", 3}, {"temperature", 0}, {"logprobs", 0}})
+          .body);
   const json& lp = body["choices"][0]["logprobs"];
   ASSERT_EQ(lp["tokens"].size(), 3u) << body;
   EXPECT_EQ(lp["text_offset"][0].get<int64_t>(), 0);
@@ -322,7 +323,8 @@ TEST_F(ServerLogprobs, CompletionsLogprobsZeroGiveTheChosenOnly) {
     ASSERT_EQ(lp["top_logprobs"][i].size(), 1u);
     EXPECT_EQ(lp["top_logprobs"][i][lp["tokens"][i].get<std::string>()], lp["token_logprobs"][i]);
   }
-  EXPECT_TRUE(json::parse(stories_->post("/v1/completions", {{"prompt", "The cat"}, {"max_tokens", 2}}).body)["choices"][0]["logprobs"].is_null());
+  const json plain = json::parse(stories_->post("/v1/completions", {{"prompt", "The cat"}, {"max_tokens", 2}}).body);
+  EXPECT_TRUE(plain["choices"][0]["logprobs"].is_null());
 }
 
 // Every prompt position's log-softmax, from one Context pass over the prompt.
@@ -331,16 +333,19 @@ std::vector<std::vector<double>> prompt_logprobs(const Server& s, const std::vec
   const std::vector<float> logits = context.eval(prompt);
   const int64_t n_vocab = s.model->config().n_vocab;
   std::vector<std::vector<double>> out;
-  for (size_t i = 0; i < prompt.size(); ++i) out.push_back(log_softmax(logits.data() + i * n_vocab, s.tokenizer->vocab_size()));
+  for (size_t i = 0; i < prompt.size(); ++i)
+    out.push_back(log_softmax(logits.data() + i * n_vocab, s.tokenizer->vocab_size()));
   return out;
 }
 
 // The lists of a completion's logprobs, streamed or not.
 json completion_lists(const Server& s, json request) {
-  json lists = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()}, {"text_offset", json::array()}};
+  json lists = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+                {"text_offset", json::array()}};
   const Reply r = s.post("/v1/completions", request);
   EXPECT_EQ(r.status, 200) << r.body;
-  std::vector<json> chunks = request.value("stream", false) ? events_of(r.body) : std::vector<json>{json::parse(r.body)};
+  const std::vector<json> chunks =
+      request.value("stream", false) ? events_of(r.body) : std::vector<json>{json::parse(r.body)};
   std::string text;
   for (const json& chunk : chunks)
     for (const json& c : chunk["choices"]) {
