@@ -31,7 +31,8 @@ LEVELS = [
     ["runtime"],     # the Engine, sampling, constraints, sessions, chat prompts
     ["quant", "eval", "train"],  # tools over the engine and the model, independent of each other
     ["capi"],        # the C API (orchard_c.h) over the engine, tokenizer and templates
-    ["server"],      # the OpenAI protocol handler and its HTTP transport
+    ["server", "distill"],  # the OpenAI protocol handler and its HTTP transport; distillation (a teacher's
+                            # answers over HTTP, then the student's training): peers, both on cpp-httplib
     ["cloud"],       # the private cloud node (reuses the server's handler)
     ["router"],      # uses the engine and the cloud client
     ["umbrella"],    # orchard.h, the whole C++ API in one include (for programs outside Orchard)

@@ -1,0 +1,21 @@
+// `orchard distill collect` in a build configured with -DORCHARD_SERVER=OFF (no cpp-httplib, so no
+// distill library): the command still exists and says why it cannot run, as `orchard serve` does.
+// CMakeLists.txt compiles this file instead of distill.cpp in such a build.
+#include "base/error.h"
+#include "command.h"
+
+namespace orchard::cli {
+namespace {
+
+int run_distill_unavailable(Args&) {
+  fail(
+      "distill collect: this orchard was built without HTTP support (configured with -DORCHARD_SERVER=OFF); "
+      "rebuild with -DORCHARD_SERVER=ON");
+}
+
+const RegisterCommand kCollect(
+    "distill collect", "collect a teacher's answers from an OpenAI endpoint (not in this build: ORCHARD_SERVER=OFF)",
+    run_distill_unavailable);
+
+}  // namespace
+}  // namespace orchard::cli
