@@ -70,6 +70,9 @@ const char* usage_of(const std::string& name) {
                 "              [--warmup N] [--min-lr X] [--weight-decay W] [--clip C] [--accumulate K] [--seed S]\n"
                 "              [--recompute] [--threads N] [--kernels fast|reference] [--eval-every N]\n"
                 "              [--checkpoint-every N] [--resume DIR] [--max-seq N] [--truncate]   (docs/training.md)"},
+      {"distill collect", "orchard distill collect --teacher URL --prompts FILE --out DATA.jsonl [--endpoint chat|completions]\n"
+                          "                        [--api-key-env VAR] [--model NAME] [--concurrency N] [--rate R] [--top-logprobs K]\n"
+                          "                        [--samples S] [--max-tokens M] [--temperature T] [--retries N] [--timeout S]"},
       {"train init", "orchard train init --like MODEL.gguf [--layers N] [--dim D] [--heads H] [--kv-heads K] [--ffn F] [--seed S] --out NEW.gguf"},
       {"train merge", "orchard train merge --model BASE.gguf --adapter DIR --out MERGED.gguf"},
       {"train eval", "orchard train eval --model M --data F.jsonl [--adapter DIR]   (mean cross-entropy, JSON)"},
