@@ -274,6 +274,8 @@ Attempt parse_answer(const CollectOptions& o, const Prompt& p, int sample, const
     line["prompt"] = p.prompt;
   line["completion"] = completion;
   if (!reasoning.empty()) line["reasoning"] = reasoning;
+  // "stop": the teacher ended the answer itself (EOS or a stop string), which the student learns too.
+  if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) line["finish_reason"] = choice["finish_reason"];
   a.tokens = static_cast<int64_t>(tokens.size());
   line["teacher_tokens"] = std::move(tokens);
   line["teacher_logprobs"] = std::move(logprobs);

@@ -4,6 +4,7 @@
 // Input: a prompts JSONL, one object per line with a unique "id" (string or integer) and either
 // "prompt" (text) or "messages" (an OpenAI chat list). Output: one line per (id, sample):
 //   {"id", "sample", "prompt" | "messages", "completion", "reasoning" (absent when none),
+//    "finish_reason" (as the teacher gave it: "stop" or "length"; absent when it gave none),
 //    "teacher_tokens": [token text, ...], "teacher_logprobs": [chosen token's logprob, ...],
 //    "teacher_top": [{token text: logprob, ...} per completion token]}
 // The teacher's tokens are kept as raw texts, not ids: the teacher's tokenizer need not be the
