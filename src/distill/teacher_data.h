@@ -1,0 +1,107 @@
+// A teacher's collected answers (collect.h's JSONL) as the trainer's examples for a student
+// (issue 18): the teacher's token texts mapped to the student's ids, the top-k rows with them, and
+// the compact side file (`orchard distill pack`) that holds the same examples in a few bytes a token.
+//
+// Mapping. Each teacher token text (raw bytes, or the legacy API's "bytes:\xNN..." form) is looked
+// up among the student's tokens by the bytes they decode to. When two student ids decode to the same
+// bytes (SentencePiece's byte-fallback <0x20> and "▁", say), the one that is not a byte-fallback or
+// special token wins. A record is
+//   exact     every chosen token and every top-k entry maps: the student trains on the teacher's own
+//             token sequence, with KD on every answer token;
+//   partial   every chosen token maps but some top-k entries do not: those entries are dropped and
+//             each row renormalized over what is left (the dropped mass is reported);
+//   sft_only  some chosen token does not map (another tokenizer): the answer text is re-encoded with
+//             the student's tokenizer and trained with cross-entropy only; no KD rows.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "orchard/tokenizer.h"
+#include "train/dataset.h"
+
+namespace orchard::distill {
+
+// One line of collect's output (collect.h has the format).
+struct TeacherRecord {
+  nlohmann::json id;
+  int sample = 0;
+  int64_t line = 0;            // 1-based line in the file
+  std::string prompt;          // the text prompt; empty when `messages` is set
+  nlohmann::json messages;     // the chat prompt; null when `prompt` is set
+  std::string completion;      // the answer (reasoning split off)
+  std::string reasoning;       // empty: none
+  std::string finish_reason;   // "stop", "length" or empty (not given)
+  std::vector<std::string> tokens;   // the teacher's answer tokens' texts, as collected
+  std::vector<double> logprobs;      // the chosen tokens' log-probabilities (NaN where the teacher gave null)
+  std::vector<std::vector<std::pair<std::string, double>>> top;  // per answer token: (text, logprob), likeliest first
+};
+
+// Every record of a collected JSONL file; blank lines skipped. orchard::Error "FILE:LINE: what" for a
+// line that is not such a record (missing or mistyped field, lists of different lengths, non-finite
+// top logprobs, more than 20... k entries are accepted up to 65536).
+std::vector<TeacherRecord> read_records(const std::string& path);
+
+// The student's ids by the bytes their tokens decode to (see the header comment for ties).
+class StudentVocab {
+ public:
+  explicit StudentVocab(std::shared_ptr<const Tokenizer> tokenizer);
+  // A teacher token text (raw bytes, or "bytes:\xNN..." as the legacy completions API spells a token
+  // that is not whole UTF-8) to the student's id; nullopt when no student token has those bytes.
+  std::optional<int32_t> id_of(std::string_view teacher_text) const;
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const std::shared_ptr<const Tokenizer>& shared() const { return tokenizer_; }
+
+ private:
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  // implementation's choice of lookup structure
+  std::vector<std::pair<std::string, int32_t>> by_bytes_;  // sorted by bytes
+};
+
+struct MappingOptions {
+  bool reasoning = true;  // a record's reasoning becomes a second sequence prompt -> reasoning (+ EOS), CE only
+  int64_t max_seq = 0;    // as train::DatasetOptions
+  bool truncate = false;
+};
+
+struct MappingStats {
+  int64_t records = 0, exact = 0, partial = 0, sft_only = 0;
+  int64_t answer_tokens = 0;     // the answers' tokens (EOS not counted)
+  int64_t kd_rows = 0;           // rows with teacher top-k
+  double dropped_mass = 0;       // the teacher probability of dropped top-k entries, summed over rows
+  int64_t dropped_entries = 0;
+  std::string first_unmapped;    // "FILE:LINE: token '...'" of the first sft_only record, for the message
+};
+
+// One example per record (the prompt encoded as the student would see it: text with BOS as its
+// tokenizer adds it, or messages rendered with its chat template and the generation prompt; then the
+// answer's tokens, and EOS when finish_reason is "stop"), plus the reasoning sequence when asked. The
+// answer's rows have the CE mask; those with a teacher row the KD mask and the teacher's top k
+// (renormalized over the entries that map; k = the widest row, narrower rows padded with distinct
+// unused ids at probability 0). Records too long for max_seq are refused (or cut with truncate).
+std::vector<train::Example> to_examples(std::span<const TeacherRecord> records, const StudentVocab& vocab,
+                                        const MappingOptions& options, MappingStats* stats = nullptr,
+                                        const std::string& where = "");
+
+// The compact side file: the examples with their teacher rows in teacher_store's form (OTKP).
+struct PackStats {
+  int64_t examples = 0, tokens = 0, kd_rows = 0;
+  int64_t bytes = 0;          // the whole file
+  int64_t teacher_bytes = 0;  // the OTKP blobs alone
+};
+void write_pack(const std::string& path, std::span<const train::Example> examples, int64_t vocab,
+                PackStats* stats = nullptr);
+std::vector<train::Example> read_pack(const std::string& path, int64_t vocab);
+
+// A collected JSONL file or a pack, told apart by the first bytes.
+std::vector<train::Example> load_teacher_examples(const std::string& path, const StudentVocab& vocab,
+                                                  const MappingOptions& options, MappingStats* stats = nullptr);
+
+}  // namespace orchard::distill
