@@ -73,6 +73,8 @@ const char* usage_of(const std::string& name) {
       {"distill collect", "orchard distill collect --teacher URL --prompts FILE --out DATA.jsonl [--endpoint chat|completions]\n"
                           "                        [--api-key-env VAR] [--model NAME] [--concurrency N] [--rate R] [--top-logprobs K]\n"
                           "                        [--samples S] [--max-tokens M] [--temperature T] [--retries N] [--timeout S]"},
+      {"distill report", "orchard distill report (--run LABEL=DIR[:EVAL.json][,LABEL=...] | --runs FILE) --out REPORT.html\n"
+                         "                       [--title TEXT]   (LABEL is GROUP/NAME: runs of a group are summarized together)"},
       {"train init", "orchard train init --like MODEL.gguf [--layers N] [--dim D] [--heads H] [--kv-heads K] [--ffn F] [--seed S] --out NEW.gguf"},
       {"train merge", "orchard train merge --model BASE.gguf --adapter DIR --out MERGED.gguf"},
       {"train eval", "orchard train eval --model M --data F.jsonl [--adapter DIR]   (mean cross-entropy, JSON)"},

@@ -1,0 +1,600 @@
+#include "distill/report.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/json_parse.h"
+#include "base/mapped_file.h"
+
+namespace orchard::distill {
+namespace {
+
+using json = nlohmann::json;
+
+// A field that may be absent or null; otherwise a finite number.
+std::optional<double> optional_number(const json& object, const char* key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number()) fail(where, ": \"", key, "\" must be a number or null, not ", it->dump());
+  const double v = it->get<double>();
+  if (!std::isfinite(v)) fail(where, ": \"", key, "\" is not finite");
+  return v;
+}
+
+double required_number(const json& object, const char* key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end()) fail(where, ": \"", key, "\" is missing");
+  if (!it->is_number()) fail(where, ": \"", key, "\" must be a number, not ", it->dump());
+  return it->get<double>();
+}
+
+std::optional<int64_t> optional_count(const json& object, const char* key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return std::nullopt;
+  if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    fail(where, ": \"", key, "\" is too large");
+  if (!it->is_number_integer() || it->get<int64_t>() < 0)
+    fail(where, ": \"", key, "\" must be a non-negative integer, not ", it->dump());
+  return it->get<int64_t>();
+}
+
+std::optional<std::string> optional_string(const json& object, const char* key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) fail(where, ": \"", key, "\" must be a string, not ", it->dump());
+  return it->get<std::string>();
+}
+
+struct LogEntry {
+  std::optional<double> loss, eval_loss, agreement, kl, ce;
+};
+
+std::string fmt(double v, const char* format = "%.4g") {
+  if (!std::isfinite(v)) return "-";
+  char text[64];
+  std::snprintf(text, sizeof text, format, v + 0.0);  // + 0.0: no "-0"
+  return text;
+}
+
+std::string coord(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", v + 0.0);
+  return text;
+}
+
+// Step 1, 2 or 5 x 10^e as (m, e), giving about `target` intervals over `span` > 0.
+std::pair<int, int> nice_step_parts(double span, int target) {
+  const double raw = span / std::max(target, 1);
+  int e = static_cast<int>(std::floor(std::log10(raw)));
+  const double f = raw / std::pow(10.0, e);
+  int m = f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10;
+  if (m == 10) {
+    m = 1;
+    ++e;
+  }
+  return {m, e};
+}
+
+// k * m * 10^e rounded once: the nearest double to the decimal value (exact powers of ten up to 10^22).
+double scaled(int64_t k, int m, int e) {
+  const double km = static_cast<double>(k) * m;
+  if (e >= 0) return km * std::pow(10.0, e);
+  return km / std::pow(10.0, -e);
+}
+
+// The colours of groups, in the order groups first appear (a palette readable on white and by most
+// colour-blind readers when the groups are few).
+const char* const kPalette[] = {"#1f6fb4", "#d1492e", "#2f9a3a", "#8e5bb8", "#e08a0b", "#17a2b0", "#7a5a3c", "#c2448f"};
+
+struct MetricOf {
+  const char* title;
+  const char* y_label;
+  const char* empty;
+  std::vector<Point> RunLog::*member;
+};
+
+}  // namespace
+
+std::string html_escape(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string group_of(const std::string& label) { return label.substr(0, label.find('/')); }
+
+RunLog read_run_log(const std::string& dir_or_log_path, const std::string& label) {
+  RunLog log;
+  log.label = label;
+  log.group = group_of(label);
+  log.path = is_directory(dir_or_log_path) ? (std::filesystem::path(dir_or_log_path) / "log.jsonl").string()
+                                           : dir_or_log_path;
+  const std::string text = read_text_file(log.path, kMaxTextFileBytes);
+  std::map<int64_t, LogEntry> entries;
+  size_t at = 0;
+  for (int64_t line_number = 1; at < text.size(); ++line_number) {
+    const size_t end = text.find('\n', at);
+    const bool whole = end != std::string::npos;
+    std::string_view line(text.data() + at, (whole ? end : text.size()) - at);
+    at = whole ? end + 1 : text.size();
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    const std::string where = str_cat(log.path, ":", line_number);
+    json j;
+    try {
+      j = parse_json(line, where);
+    } catch (const Error& e) {
+      // A run killed mid-write leaves a torn last line; what came before it is still the run.
+      if (whole) throw;
+      log.warnings.push_back(str_cat(where, ": the last line is cut short (a run stopped mid-write?): skipped"));
+      break;
+    }
+    ++log.lines;
+    if (!j.is_object()) fail(where, ": not a JSON object");
+    const std::optional<int64_t> step = optional_count(j, "step", where);
+    if (!step) fail(where, ": \"step\" is missing");
+    LogEntry entry;
+    entry.loss = optional_number(j, "loss", where);
+    entry.eval_loss = optional_number(j, "eval_loss", where);
+    if (const auto it = j.find("eval"); it != j.end() && !it->is_null()) {
+      if (!it->is_object()) fail(where, ": \"eval\" must be an object or null, not ", it->dump());
+      const std::string eval_where = where + ": \"eval\"";
+      entry.agreement = optional_number(*it, "agreement", eval_where);
+      entry.kl = optional_number(*it, "kl", eval_where);
+      entry.ce = optional_number(*it, "ce", eval_where);
+      optional_count(*it, "rows", eval_where);
+    }
+    entries[*step] = entry;  // a resumed run's later line for the same step wins
+    log.last_step = std::max(log.last_step, *step);
+  }
+  for (const auto& [step, e] : entries) {
+    if (e.loss) log.loss.push_back({step, *e.loss});
+    if (e.eval_loss) log.eval_loss.push_back({step, *e.eval_loss});
+    if (e.agreement) log.agreement.push_back({step, *e.agreement});
+    if (e.kl) log.kl.push_back({step, *e.kl});
+    if (e.ce) log.ce.push_back({step, *e.ce});
+  }
+  return log;
+}
+
+EvalResult read_eval(const std::string& path) {
+  const json j = parse_json(read_text_file(path, kMaxTextFileBytes), path);
+  if (!j.is_object()) fail(path, ": not a JSON object");
+  EvalResult r;
+  r.path = path;
+  r.student = optional_string(j, "student", path).value_or("");
+  r.data = optional_string(j, "data", path).value_or("");
+  r.examples = optional_count(j, "examples", path).value_or(0);
+  r.rows = optional_count(j, "rows", path).value_or(0);
+  r.agreement = required_number(j, "agreement", path);
+  r.kl = required_number(j, "kl", path);
+  r.ce = required_number(j, "ce", path);
+  if (const auto it = j.find("teacher_score"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) fail(path, ": \"teacher_score\" must be an object or null, not ", it->dump());
+    const std::string where = path + ": \"teacher_score\"";
+    r.teacher_score = required_number(*it, "mean_logprob_per_token", where);
+    r.teacher_score_tokens = optional_count(*it, "tokens", where);
+  }
+  r.teacher_self = optional_number(j, "teacher_self_logprob_per_token", path);
+  return r;
+}
+
+RunSpec parse_run_spec(const std::string& spec) {
+  const size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0) fail("run \"", spec, "\": expected LABEL=DIR[:EVAL.json]");
+  RunSpec r;
+  r.label = spec.substr(0, eq);
+  const std::string paths = spec.substr(eq + 1);
+  const size_t colon = paths.rfind(':');
+  r.dir = paths.substr(0, colon);
+  if (colon != std::string::npos) r.eval = paths.substr(colon + 1);
+  if (r.dir.empty() && r.eval.empty()) fail("run \"", spec, "\": neither a run folder nor an EVAL.json");
+  if (colon != std::string::npos && r.eval.empty()) fail("run \"", spec, "\": nothing after ':' (EVAL.json)");
+  return r;
+}
+
+Spread spread_of(const std::vector<double>& values) {
+  Spread s;
+  double sum = 0;
+  for (const double v : values) {
+    if (!std::isfinite(v)) continue;
+    if (s.n == 0) s.min = s.max = v;
+    s.min = std::min(s.min, v);
+    s.max = std::max(s.max, v);
+    sum += v;
+    ++s.n;
+  }
+  if (s.n == 0) return s;
+  s.mean = sum / s.n;
+  if (s.n >= 2) {
+    double sq = 0;
+    for (const double v : values)
+      if (std::isfinite(v)) sq += (v - s.mean) * (v - s.mean);
+    s.sd = std::sqrt(sq / (s.n - 1));
+  }
+  return s;
+}
+
+RunFinal final_metrics(const ReportRun& run) {
+  RunFinal f;
+  if (run.eval) {
+    f.agreement = run.eval->agreement;
+    f.kl = run.eval->kl;
+    f.ce = run.eval->ce;
+    f.teacher_score = run.eval->teacher_score.value_or(kNaN);
+    f.source = run.eval->path;
+    return f;
+  }
+  int64_t step = -1;
+  const auto last = [&](const std::vector<Point>& points) {
+    if (points.empty()) return kNaN;
+    step = std::max(step, points.back().step);
+    return points.back().value;
+  };
+  f.agreement = last(run.log.agreement);
+  f.kl = last(run.log.kl);
+  f.ce = last(run.log.ce);
+  f.source = step >= 0 ? str_cat("log, step ", step) : "none";
+  return f;
+}
+
+std::vector<GroupSummary> summarize(const ReportInput& input) {
+  std::vector<GroupSummary> groups;
+  for (size_t i = 0; i < input.runs.size(); ++i) {
+    const std::string& name = input.runs[i].log.group;
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const GroupSummary& g) { return g.group == name; });
+    if (it == groups.end()) {
+      groups.push_back({});
+      groups.back().group = name;
+      it = groups.end() - 1;
+    }
+    it->runs.push_back(i);
+  }
+  for (GroupSummary& g : groups) {
+    std::vector<double> agreement, kl, ce, teacher;
+    for (const size_t i : g.runs) {
+      const RunFinal f = final_metrics(input.runs[i]);
+      agreement.push_back(f.agreement);
+      kl.push_back(f.kl);
+      ce.push_back(f.ce);
+      teacher.push_back(f.teacher_score);
+    }
+    g.agreement = spread_of(agreement);
+    g.kl = spread_of(kl);
+    g.ce = spread_of(ce);
+    g.teacher_score = spread_of(teacher);
+  }
+  return groups;
+}
+
+namespace {
+
+std::string spread_text(const Spread& s) {
+  if (s.n == 0) return "-";
+  if (s.n == 1) return fmt(s.mean) + " (1 run)";
+  return str_cat(fmt(s.mean), " +- ", fmt(s.sd), " [", fmt(s.min), ", ", fmt(s.max), "]");
+}
+
+std::string spread_html(const Spread& s) {
+  if (s.n == 0) return "<td class=\"none\">&ndash;</td>";
+  if (s.n == 1) return "<td>" + fmt(s.mean) + "<br><span class=\"small\">1 run</span></td>";
+  return str_cat("<td>", fmt(s.mean), " &plusmn; ", fmt(s.sd), "<br><span class=\"small\">", fmt(s.min), " &ndash; ",
+                 fmt(s.max), "</span></td>");
+}
+
+std::string number_cell(double v) {
+  return std::isfinite(v) ? "<td>" + fmt(v) + "</td>" : std::string("<td class=\"none\">&ndash;</td>");
+}
+
+std::vector<XY> as_xy(const std::vector<Point>& points) {
+  std::vector<XY> out;
+  out.reserve(points.size());
+  for (const Point& p : points) out.push_back({static_cast<double>(p.step), p.value});
+  return out;
+}
+
+// The mean over the group's runs that have the metric, at the steps all of them have.
+std::vector<XY> mean_curve(const std::vector<const std::vector<Point>*>& curves) {
+  std::map<int64_t, std::pair<double, size_t>> at;
+  for (const auto* c : curves)
+    for (const Point& p : *c) {
+      auto& [sum, count] = at[p.step];
+      sum += p.value;
+      ++count;
+    }
+  std::vector<XY> out;
+  for (const auto& [step, sc] : at)
+    if (sc.second == curves.size()) out.push_back({static_cast<double>(step), sc.first / static_cast<double>(sc.second)});
+  return out;
+}
+
+constexpr size_t kMaxPointsPerLine = 1000;
+
+Chart metric_chart(const ReportInput& input, const std::vector<GroupSummary>& groups, const MetricOf& metric) {
+  Chart chart;
+  chart.title = metric.title;
+  chart.x_label = "step";
+  chart.y_label = metric.y_label;
+  chart.empty_text = metric.empty;
+  bool any_mean = false;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const std::string colour = kPalette[g % std::size(kPalette)];
+    std::vector<const std::vector<Point>*> curves;
+    for (const size_t i : groups[g].runs)
+      if (!(input.runs[i].log.*metric.member).empty()) curves.push_back(&(input.runs[i].log.*metric.member));
+    if (curves.empty()) continue;
+    for (const size_t i : groups[g].runs) {
+      const std::vector<Point>& points = input.runs[i].log.*metric.member;
+      if (points.empty()) continue;
+      chart.series.push_back({input.runs[i].log.label, colour, curves.size() == 1, thin_points(as_xy(points), kMaxPointsPerLine)});
+    }
+    if (curves.size() > 1) {
+      std::vector<XY> mean = mean_curve(curves);
+      if (!mean.empty()) {
+        any_mean = true;
+        chart.series.push_back({groups[g].group + " (mean of " + std::to_string(curves.size()) + ")", colour, true,
+                                thin_points(mean, kMaxPointsPerLine)});
+      }
+    }
+    chart.legend.push_back({str_cat(groups[g].group, " (", curves.size(), curves.size() == 1 ? " run)" : " runs)"), colour});
+  }
+  if (any_mean) {
+    chart.legend.push_back({"thin: one run", ""});
+    chart.legend.push_back({"bold: the group's mean", ""});
+  }
+  return chart;
+}
+
+}  // namespace
+
+std::string summary_text(const ReportInput& input) {
+  const std::vector<GroupSummary> groups = summarize(input);
+  std::string out;
+  char line[512];
+  std::snprintf(line, sizeof line, "%-16s %4s  %-34s %-34s %-34s %s\n", "group", "runs", "agreement", "KL", "CE",
+                "teacher score");
+  out += line;
+  for (const GroupSummary& g : groups) {
+    std::snprintf(line, sizeof line, "%-16s %4zu  %-34s %-34s %-34s %s\n", g.group.c_str(), g.runs.size(),
+                  spread_text(g.agreement).c_str(), spread_text(g.kl).c_str(), spread_text(g.ce).c_str(),
+                  spread_text(g.teacher_score).c_str());
+    out += line;
+  }
+  return out;
+}
+
+std::vector<XY> thin_points(const std::vector<XY>& points, size_t max_points) {
+  if (max_points == 0 || points.size() <= max_points) return points;
+  const size_t bucket = (points.size() + max_points - 1) / max_points;
+  std::vector<XY> out;
+  for (size_t at = 0; at < points.size(); at += bucket) {
+    const size_t end = std::min(points.size(), at + bucket);
+    XY sum;
+    for (size_t i = at; i < end; ++i) {
+      sum.x += points[i].x;
+      sum.y += points[i].y;
+    }
+    const double n = static_cast<double>(end - at);
+    out.push_back({sum.x / n, sum.y / n});
+  }
+  return out;
+}
+
+std::vector<double> nice_ticks(double lo, double hi, int target) {
+  if (!std::isfinite(lo) || !std::isfinite(hi)) return {};
+  if (lo > hi) std::swap(lo, hi);
+  if (lo == hi) return {lo};
+  const auto [m, e] = nice_step_parts(hi - lo, target);
+  const double step = scaled(1, m, e);
+  const double slack = 1e-9;
+  const int64_t first = static_cast<int64_t>(std::ceil(lo / step - slack));
+  const int64_t last = static_cast<int64_t>(std::floor(hi / step + slack));
+  std::vector<double> ticks;
+  for (int64_t k = first; k <= last && ticks.size() < 100; ++k) ticks.push_back(scaled(k, m, e) + 0.0);
+  return ticks;
+}
+
+std::string tick_label(double value, double step) {
+  int decimals = 0;
+  if (step > 0 && std::isfinite(step)) decimals = std::clamp(-static_cast<int>(std::floor(std::log10(step) + 1e-9)), 0, 15);
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value + 0.0);
+  return text;
+}
+
+std::string svg_line_chart(const Chart& chart) {
+  using G = ChartGeometry;
+  std::string s = str_cat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"", G::width, "\" height=\"", G::height,
+                          "\" viewBox=\"0 0 ", G::width, " ", G::height, "\" role=\"img\" aria-label=\"",
+                          html_escape(chart.title), "\">\n");
+  s += str_cat("<rect x=\"0\" y=\"0\" width=\"", G::width, "\" height=\"", G::height, "\" fill=\"#ffffff\"/>\n");
+  s += str_cat("<text x=\"", G::left, "\" y=\"24\" class=\"title\">", html_escape(chart.title), "</text>\n");
+  double x_lo = INFINITY, x_hi = -INFINITY, y_lo = INFINITY, y_hi = -INFINITY;
+  for (const Series& series : chart.series)
+    for (const XY& p : series.points) {
+      if (!std::isfinite(p.x) || !std::isfinite(p.y)) continue;
+      x_lo = std::min(x_lo, p.x);
+      x_hi = std::max(x_hi, p.x);
+      y_lo = std::min(y_lo, p.y);
+      y_hi = std::max(y_hi, p.y);
+    }
+  if (!(x_lo <= x_hi)) {
+    s += str_cat("<rect x=\"", G::left, "\" y=\"", G::top, "\" width=\"", G::right - G::left, "\" height=\"",
+                 G::bottom - G::top, "\" fill=\"#f6f6f6\" stroke=\"#cccccc\"/>\n");
+    s += str_cat("<text x=\"", coord((G::left + G::right) / 2), "\" y=\"", coord((G::top + G::bottom) / 2),
+                 "\" text-anchor=\"middle\" class=\"empty\">", html_escape(chart.empty_text), "</text>\n</svg>\n");
+    return s;
+  }
+  // One value on an axis: widen it so that the value sits in the middle.
+  if (x_lo == x_hi) {
+    x_lo -= 1;
+    x_hi += 1;
+  }
+  if (y_lo == y_hi) {
+    const double pad = y_lo == 0 ? 1 : std::fabs(y_lo) * 0.05;
+    y_lo -= pad;
+    y_hi += pad;
+  }
+  const auto px = [&](double x) { return G::left + (x - x_lo) / (x_hi - x_lo) * (G::right - G::left); };
+  const auto py = [&](double y) { return G::bottom - (y - y_lo) / (y_hi - y_lo) * (G::bottom - G::top); };
+
+  // Grid and ticks.
+  const std::vector<double> xt = nice_ticks(x_lo, x_hi, 6), yt = nice_ticks(y_lo, y_hi, 5);
+  const double x_step = xt.size() > 1 ? xt[1] - xt[0] : 0, y_step = yt.size() > 1 ? yt[1] - yt[0] : 0;
+  s += "<g class=\"grid\">\n";
+  for (const double t : yt)
+    s += str_cat("<line x1=\"", coord(G::left), "\" y1=\"", coord(py(t)), "\" x2=\"", coord(G::right), "\" y2=\"",
+                 coord(py(t)), "\"/>\n");
+  for (const double t : xt)
+    s += str_cat("<line x1=\"", coord(px(t)), "\" y1=\"", coord(G::top), "\" x2=\"", coord(px(t)), "\" y2=\"",
+                 coord(G::bottom), "\"/>\n");
+  s += "</g>\n<g class=\"ticks\">\n";
+  for (const double t : yt)
+    s += str_cat("<text x=\"", coord(G::left - 6), "\" y=\"", coord(py(t) + 4), "\" text-anchor=\"end\">",
+                 tick_label(t, y_step), "</text>\n");
+  for (const double t : xt)
+    s += str_cat("<text x=\"", coord(px(t)), "\" y=\"", coord(G::bottom + 16), "\" text-anchor=\"middle\">",
+                 tick_label(t, x_step), "</text>\n");
+  s += "</g>\n";
+  s += str_cat("<rect x=\"", G::left, "\" y=\"", G::top, "\" width=\"", G::right - G::left, "\" height=\"",
+               G::bottom - G::top, "\" fill=\"none\" stroke=\"#444444\"/>\n");
+  s += str_cat("<text x=\"", coord((G::left + G::right) / 2), "\" y=\"", coord(G::bottom + 38),
+               "\" text-anchor=\"middle\" class=\"axis\">", html_escape(chart.x_label), "</text>\n");
+  s += str_cat("<text x=\"18\" y=\"", coord((G::top + G::bottom) / 2), "\" text-anchor=\"middle\" class=\"axis\" ",
+               "transform=\"rotate(-90 18 ", coord((G::top + G::bottom) / 2), ")\">", html_escape(chart.y_label),
+               "</text>\n");
+
+  // The thin lines first, so that the bold means lie on top.
+  for (const bool bold : {false, true})
+    for (const Series& series : chart.series) {
+      if (series.bold != bold || series.points.empty()) continue;
+      const std::string style =
+          str_cat("stroke=\"", html_escape(series.colour), "\" stroke-width=\"", bold ? "2.5" : "1.2",
+                  "\" stroke-opacity=\"", bold ? "1" : "0.45", "\"");
+      if (series.points.size() == 1) {
+        s += str_cat("<circle class=\"series\" cx=\"", coord(px(series.points[0].x)), "\" cy=\"",
+                     coord(py(series.points[0].y)), "\" r=\"3\" fill=\"", html_escape(series.colour), "\" ", style,
+                     "><title>", html_escape(series.name), "</title></circle>\n");
+        continue;
+      }
+      s += "<polyline class=\"series\" fill=\"none\" stroke-linejoin=\"round\" " + style + " points=\"";
+      for (size_t i = 0; i < series.points.size(); ++i) {
+        if (i) s += ' ';
+        s += coord(px(series.points[i].x)) + "," + coord(py(series.points[i].y));
+      }
+      s += "\"><title>" + html_escape(series.name) + "</title></polyline>\n";
+    }
+
+  // The legend, right of the plot.
+  double ly = G::top + 8;
+  for (const LegendEntry& entry : chart.legend) {
+    if (!entry.colour.empty()) {
+      s += str_cat("<line x1=\"", coord(G::right + 16), "\" y1=\"", coord(ly), "\" x2=\"", coord(G::right + 40),
+                   "\" y2=\"", coord(ly), "\" stroke=\"", html_escape(entry.colour), "\" stroke-width=\"3\"/>\n");
+      s += str_cat("<text x=\"", coord(G::right + 46), "\" y=\"", coord(ly + 4), "\" class=\"legend\">",
+                   html_escape(entry.text), "</text>\n");
+    } else {
+      s += str_cat("<text x=\"", coord(G::right + 16), "\" y=\"", coord(ly + 4), "\" class=\"note\">",
+                   html_escape(entry.text), "</text>\n");
+    }
+    ly += 20;
+  }
+  s += "</svg>\n";
+  return s;
+}
+
+std::string render_report(const ReportInput& input) {
+  const std::vector<GroupSummary> groups = summarize(input);
+  std::string h;
+  h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" + html_escape(input.title) +
+       "</title>\n<style>\n"
+       "body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#222;margin:24px auto;"
+       "max-width:980px;padding:0 12px}\n"
+       "h1{font-size:1.6em;margin-bottom:4px}h2{font-size:1.25em;margin-top:28px;border-bottom:1px solid #ddd}\n"
+       "code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:0.85em}\n"
+       "pre.cmd{background:#f4f4f4;padding:8px;white-space:pre-wrap;word-break:break-all}\n"
+       "table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums}\n"
+       "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}\n"
+       "th{background:#f0f0f0}td.label,th.label{text-align:left}td.none{color:#999;text-align:center}\n"
+       ".small{font-size:0.8em;color:#666}.swatch{display:inline-block;width:12px;height:12px;margin-right:6px;"
+       "vertical-align:middle}\n.warning{color:#a33}\nfigure{margin:16px 0}\n"
+       "svg text{font-family:system-ui,Helvetica,Arial,sans-serif;font-size:12px;fill:#222}\n"
+       "svg text.title{font-size:15px;font-weight:600}svg text.axis{font-size:13px}svg text.note{fill:#666}\n"
+       "svg text.empty{font-size:14px;fill:#888}svg .grid line{stroke:#e4e4e4;stroke-width:1}\n"
+       "</style>\n</head>\n<body>\n";
+  h += "<h1>" + html_escape(input.title) + "</h1>\n";
+  if (!input.command_line.empty()) h += "<pre class=\"cmd\">" + html_escape(input.command_line) + "</pre>\n";
+
+  h += "<h2>Summary by group</h2>\n";
+  h += "<p class=\"small\">Final held-out metrics per run (from the run's EVAL.json when given, else its log's last "
+       "evaluation): mean &plusmn; sample standard deviation over the group's runs, and min &ndash; max beneath. "
+       "Agreement: higher is better; KL and CE: lower is better; teacher score (the teacher's mean log-probability "
+       "per token of the student's answers): higher is better.</p>\n";
+  h += "<table>\n<tr><th class=\"label\">group</th><th>runs</th><th>agreement</th><th>KL</th><th>CE</th>"
+       "<th>teacher score</th></tr>\n";
+  for (size_t g = 0; g < groups.size(); ++g) {
+    h += str_cat("<tr><td class=\"label\"><span class=\"swatch\" style=\"background:", kPalette[g % std::size(kPalette)],
+                 "\"></span>", html_escape(groups[g].group), "</td><td>", groups[g].runs.size(), "</td>");
+    h += spread_html(groups[g].agreement) + spread_html(groups[g].kl) + spread_html(groups[g].ce) +
+         spread_html(groups[g].teacher_score) + "</tr>\n";
+  }
+  h += "</table>\n";
+
+  h += "<h2>Runs</h2>\n<table>\n<tr><th class=\"label\">run</th><th>last step</th><th>last loss</th>"
+       "<th>last eval loss</th><th>agreement</th><th>KL</th><th>CE</th><th>teacher score</th>"
+       "<th>teacher self</th><th class=\"label\">final metrics from</th></tr>\n";
+  for (const ReportRun& run : input.runs) {
+    const RunFinal f = final_metrics(run);
+    h += "<tr><td class=\"label\">" + html_escape(run.log.label) + "</td>";
+    h += run.log.last_step >= 0 ? str_cat("<td>", run.log.last_step, "</td>") : std::string("<td class=\"none\">&ndash;</td>");
+    h += number_cell(run.log.loss.empty() ? kNaN : run.log.loss.back().value);
+    h += number_cell(run.log.eval_loss.empty() ? kNaN : run.log.eval_loss.back().value);
+    h += number_cell(f.agreement) + number_cell(f.kl) + number_cell(f.ce) + number_cell(f.teacher_score);
+    h += number_cell(run.eval && run.eval->teacher_self ? *run.eval->teacher_self : kNaN);
+    h += "<td class=\"label small\">" + html_escape(f.source) + "</td></tr>\n";
+  }
+  h += "</table>\n";
+  std::vector<std::string> warnings;
+  for (const ReportRun& run : input.runs) {
+    for (const std::string& w : run.log.warnings) warnings.push_back(run.log.label + ": " + w);
+    if (!run.log.path.empty() && run.log.lines == 0) warnings.push_back(run.log.label + ": " + run.log.path + " has no line");
+  }
+  if (!warnings.empty()) {
+    h += "<ul class=\"warning\">\n";
+    for (const std::string& w : warnings) h += "<li>" + html_escape(w) + "</li>\n";
+    h += "</ul>\n";
+  }
+
+  h += "<h2>Curves</h2>\n";
+  const MetricOf metrics[] = {
+      {"Training loss over steps", "training loss", "no training loss in the logs", &RunLog::loss},
+      {"Held-out agreement with the teacher over steps", "agreement (top-1)", "no held-out agreement in the logs",
+       &RunLog::agreement},
+      {"Held-out KL(teacher || student) over steps", "KL (nats/token)", "no held-out KL in the logs", &RunLog::kl},
+      {"Held-out cross-entropy over steps", "CE (nats/token)", "no held-out CE in the logs", &RunLog::ce},
+      {"Held-out loss (eval_loss) over steps", "eval loss", "no eval_loss in the logs", &RunLog::eval_loss},
+  };
+  for (const MetricOf& metric : metrics)
+    h += "<figure>\n" + svg_line_chart(metric_chart(input, groups, metric)) + "</figure>\n";
+  h += "</body>\n</html>\n";
+  return h;
+}
+
+}  // namespace orchard::distill
