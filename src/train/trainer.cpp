@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstdio>
@@ -256,15 +257,16 @@ std::vector<size_t> Trainer::next_examples() {
 }
 
 double Trainer::example_loss(const Example& e, std::span<const float> logits, std::span<float> dlogits,
-                             bool eval_only) const {
+                             bool eval_only, bool kd_only) const {
   const int64_t T = e.size(), V = static_cast<int64_t>(logits.size()) / T;
-  if (eval_only || config_.loss == LossKind::ce || !e.has_teacher())
+  if (!kd_only && (eval_only || config_.loss == LossKind::ce || !e.has_teacher()))
     return cross_entropy(logits, T, V, e.targets, e.ce_mask, dlogits);
   const KdOptions kd{.divergence = config_.loss == LossKind::kd    ? Divergence::forward_kl
                                    : config_.loss == LossKind::rkl ? Divergence::reverse_kl
                                                                    : Divergence::jsd,
                      .temperature = config_.temperature,
                      .beta = config_.jsd_beta};
+  if (kd_only) return distill_loss(logits, T, V, e.teacher(), kd, e.kd_mask, dlogits);  // on-policy: alpha = 1
   return distill_mix(logits, T, V, config_.kd_alpha, e.teacher(), kd, e.kd_mask, e.targets, e.ce_mask, dlogits);
 }
 
@@ -292,6 +294,23 @@ double Trainer::evaluate() {
   return total;
 }
 
+bool on_policy_step(uint64_t seed, int64_t step, double lambda) {
+  if (!(lambda > 0)) return false;
+  // Salted apart from the data order's (seed, epoch) stream; 53 bits to a double in [0, 1).
+  const uint64_t draw = mix(mix(seed ^ 0x6f6e2d706f6c6963ull) ^ static_cast<uint64_t>(step));
+  return static_cast<double>(draw >> 11) * 0x1p-53 < lambda;
+}
+
+void Trainer::set_on_policy(OnPolicy on_policy) {
+  if (!(on_policy.lambda >= 0 && on_policy.lambda <= 1))
+    fail("training: the on-policy fraction (lambda) ", on_policy.lambda, " is not in [0, 1]");
+  if (on_policy.lambda > 0 && !on_policy.generate) fail("training: on-policy steps (lambda > 0) need a generator");
+  if (on_policy.lambda > 0 && config_.loss == LossKind::ce)
+    fail("training: on-policy distillation needs --loss kd, rkl or jsd (the teacher scores the student's own answers; "
+         "there are no targets for cross-entropy)");
+  on_policy_ = std::move(on_policy);
+}
+
 void Trainer::run(int64_t until_step, const std::function<void(const StepReport&)>& on_step,
                   const std::string& checkpoint_dir) {
   const int64_t last = until_step <= 0 ? config_.steps : std::min(until_step, config_.steps);
@@ -301,24 +320,63 @@ void Trainer::run(int64_t until_step, const std::function<void(const StepReport&
     StepReport report;
     report.step = step_ + 1;
     report.lr = schedule_.at(step_);
+    report.on_policy = on_policy_step(config_.seed, report.step, on_policy_.lambda);
+    // The step's examples as micro-batches, each ended by nullptr. The data position advances the
+    // same way on an on-policy step, so the data order does not depend on which steps were.
     const std::vector<size_t> picked = next_examples();
+    std::vector<Example> generated;  // an on-policy step's examples (kept alive for the step)
+    std::vector<const Example*> batch;
+    std::string reason;
+    if (!report.on_policy) {
+      for (size_t e : picked) batch.push_back(e == SIZE_MAX ? nullptr : &train_[e]);
+    } else {
+      std::vector<const Example*> prompts;
+      for (size_t e : picked)
+        if (e != SIZE_MAX && !train_[e].rationale) prompts.push_back(&train_[e]);
+      if (!prompts.empty()) {
+        try {
+          generated = on_policy_.generate(prompts, report.step);
+        } catch (const Error& e) {
+          fail("step ", report.step, " (on-policy): ", e.what());
+        }
+      }
+      // Re-packed into micro-batches by --batch-tokens (the answers make them longer than the prompts).
+      int64_t tokens = 0;
+      for (const Example& e : generated) {
+        if (e.ce_mask.size() != e.tokens.size() || e.kd_mask.size() != e.tokens.size() ||
+            e.targets.size() != e.tokens.size() ||
+            e.teacher_ids.size() != e.tokens.size() * static_cast<size_t>(std::max<int64_t>(e.teacher_k, 0)) ||
+            e.teacher_probs.size() != e.teacher_ids.size())
+          fail("step ", report.step, " (on-policy): a generated example's rows disagree in length");
+        if (!e.has_teacher() || std::find(e.kd_mask.begin(), e.kd_mask.end(), 1) == e.kd_mask.end()) continue;
+        if (!batch.empty() && tokens + e.size() > config_.batch_tokens) {
+          batch.push_back(nullptr);
+          tokens = 0;
+        }
+        batch.push_back(&e);
+        tokens += e.size();
+      }
+      if (!batch.empty()) batch.push_back(nullptr);
+      if (batch.empty())
+        reason = prompts.empty() ? "on-policy: the step's examples are all rationales (not sent to the generator)"
+                                 : "on-policy: no generated answer has a teacher row";
+    }
     double weight = 0;
-    for (size_t e : picked)
-      if (e != SIZE_MAX) weight += train_[e].weight * (train_[e].rationale ? config_.rationale_weight : 1.0);
+    for (const Example* e : batch)
+      if (e) weight += e->weight * (e->rationale ? config_.rationale_weight : 1.0);
     model_.zero_gradients();
     double loss = 0;
-    std::string reason;
-    std::vector<size_t> micro;
-    for (size_t e : picked) {
-      if (e != SIZE_MAX) {
+    std::vector<const Example*> micro;
+    for (const Example* e : batch) {
+      if (e) {
         micro.push_back(e);
-        report.tokens += train_[e].size();
+        report.tokens += e->size();
         continue;
       }
       std::vector<std::vector<int32_t>> seqs;
-      for (size_t m : micro) seqs.push_back(train_[m].tokens);
+      for (const Example* m : micro) seqs.push_back(m->tokens);
       loss += model_.loss_gradients(seqs, [&](size_t i, std::span<const float> logits, std::span<float> dlogits) {
-        const Example& ex = train_[micro[i]];
+        const Example& ex = *micro[i];
         if (!all_finite(logits)) {
           if (reason.empty()) reason = str_cat("non-finite logits on the example of line ", ex.line);
           std::fill(dlogits.begin(), dlogits.end(), 0.0f);
@@ -327,15 +385,17 @@ void Trainer::run(int64_t until_step, const std::function<void(const StepReport&
         const double w = ex.weight * (ex.rationale ? config_.rationale_weight : 1.0) / weight;
         double l = 0;
         try {
-          l = example_loss(ex, logits, dlogits, false);
+          l = example_loss(ex, logits, dlogits, false, report.on_policy);
         } catch (const Error& e) {
-          fail("step ", step_ + 1, ", the example of line ", ex.line, ": ", e.what());
+          fail("step ", step_ + 1, ", the ", report.on_policy ? "on-policy answer to the " : "", "example of line ", ex.line,
+               ": ", e.what());
         }
         scale(dlogits, w);
         return w * l;
       });
       micro.clear();
     }
+    if (batch.empty()) loss = std::nan("");
     report.loss = loss;
     if (reason.empty() && !std::isfinite(loss)) reason = str_cat("the loss is ", loss);
     if (reason.empty()) {

@@ -14,6 +14,9 @@
 // epoch), every sum runs in a fixed order, and a checkpoint holds the parameters, the optimizer's
 // bytes and the data position, so N steps in one run and k steps + resume N - k give the same bytes
 // (provided the model's own passes are deterministic, as FastModel's and the reference path are).
+//
+// On-policy distillation (GKD, issue 18; set_on_policy): a fraction lambda of the steps train on the
+// student's own answers scored by a teacher instead of on the data's rows. See OnPolicy.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -123,7 +126,32 @@ struct StepReport {
   std::string skip_reason;
   bool evaluated = false;
   double eval_loss = 0;
+  bool on_policy = false;  // the step trained on the student's own answers (OnPolicy)
 };
+
+// On-policy distillation (GKD: Agarwal et al., "On-Policy Distillation of Language Models"). A step is
+// on-policy when a draw in [0, 1) from (config.seed, step) alone is below `lambda`, so which steps are
+// on-policy does not depend on what ran before (a resume makes the same choices). Such a step takes
+// its examples from the data position exactly as any other step (the data order is unchanged), but
+// hands those that are not rationales to `generate` (in the step's order; `step` is the 1-based step
+// number), and trains on what it returns instead: the prompts with the student's sampled answers and
+// the teacher's top k on the answers' rows (kd_mask; each example needs a teacher and at least one
+// kd row, others are dropped; the weight is the example's own). The loss is config.loss's divergence
+// on the kd rows alone: the student's sampled tokens are no targets, so there is no cross-entropy
+// part and kd_alpha is treated as 1. The step's loss is the weighted mean over the returned examples;
+// a step where generate returns nothing trainable is skipped and reported.
+//
+// Checkpoints are unchanged: the answers are not stored, so an on-policy run resumes bit for bit
+// only when `generate` is deterministic given (weights, step): the student's sampling is seeded by
+// the step, but the teacher's scores must be deterministic too (a local model is; a remote API may
+// not be).
+struct OnPolicy {
+  double lambda = 0;  // the fraction of on-policy steps, in [0, 1]; 0: off
+  std::function<std::vector<Example>(std::span<const Example* const> batch, int64_t step)> generate;
+};
+
+// Whether step `step` (1-based) is on-policy: the draw from (seed, step) against lambda.
+bool on_policy_step(uint64_t seed, int64_t step, double lambda);
 
 // The data position: the epoch and the index of the next example in its order.
 struct DataPosition {
@@ -144,6 +172,10 @@ class Trainer {
   // every checkpoint_every steps and at the end of the call.
   void run(int64_t until_step, const std::function<void(const StepReport&)>& on_step,
            const std::string& checkpoint_dir = "");
+
+  // On-policy distillation from the next step on (see OnPolicy). Throws orchard::Error for lambda
+  // outside [0, 1], lambda > 0 without generate, or lambda > 0 with --loss ce (no divergence to train).
+  void set_on_policy(OnPolicy on_policy);
 
   // The mean CE over the eval set's CE masks (weighted as in training); NaN without an eval set.
   double evaluate();
@@ -172,7 +204,8 @@ class Trainer {
   const std::vector<size_t>& order(int64_t epoch) const;
   std::string data_fingerprint() const;
   std::vector<size_t> next_examples();  // the step's examples, advancing the position
-  double example_loss(const Example& e, std::span<const float> logits, std::span<float> dlogits, bool eval_only) const;
+  double example_loss(const Example& e, std::span<const float> logits, std::span<float> dlogits, bool eval_only,
+                      bool kd_only = false) const;
 
   Trainable& model_;
   TrainConfig config_;
@@ -185,6 +218,7 @@ class Trainer {
   DataPosition position_;
   mutable std::vector<size_t> order_cache_;
   mutable int64_t order_epoch_ = -1;
+  OnPolicy on_policy_;
 };
 
 }  // namespace orchard::train
