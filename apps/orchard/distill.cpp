@@ -1,6 +1,6 @@
 // orchard distill collect --teacher URL [--api-key-env VAR] [--endpoint chat|completions]
 //   --prompts FILE --out DATA.jsonl [--model NAME] [--concurrency N] [--rate R] [--top-logprobs K]
-//   [--samples S] [--max-tokens M] [--temperature T] [--retries N] [--timeout SECONDS]
+//   [--samples S] [--max-tokens M] [--temperature T] [--retries N] [--timeout SECONDS] [--ca-file PEM]
 //
 // A teacher's answers, reasoning and top-k log-probabilities from an OpenAI-compatible endpoint
 // (src/distill/collect.h has the output's format and its crash-safety). Exit code 0 when every
@@ -46,6 +46,7 @@ int distill_collect(Args& args) {
   o.temperature = args.get_double("temperature").value_or(1.0);
   o.retries = static_cast<int>(args.get_int("retries").value_or(6));
   o.timeout_seconds = args.get_double("timeout").value_or(300);
+  o.ca_file = args.get_or("ca-file", "");
   args.finish();
   if (endpoint == "chat")
     o.endpoint = distill::Endpoint::chat;

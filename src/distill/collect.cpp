@@ -1,7 +1,6 @@
 #include "distill/collect.h"
 
 #include <fcntl.h>
-#include <httplib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 
 #include "base/error.h"
 #include "base/json_parse.h"
+#include "distill/teacher_client.h"
 
 namespace orchard::distill {
 namespace {
@@ -40,33 +40,6 @@ void check_messages(const json& messages, const std::string& where) {
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content"))
       fail(where, ": \"messages\"[", i, "] must be an object with a string \"role\" and a \"content\"");
   }
-}
-
-struct Url {
-  std::string origin;  // scheme://host[:port]
-  std::string prefix;  // "" or "/path" without a trailing slash
-};
-
-Url parse_url(const std::string& url) {
-  const size_t scheme_end = url.find("://");
-  if (scheme_end == std::string::npos ||
-      (url.compare(0, scheme_end, "http") != 0 && url.compare(0, scheme_end, "https") != 0))
-    fail("distill collect: --teacher ", url, " is not an http:// or https:// URL");
-  const size_t path_at = url.find('/', scheme_end + 3);
-  Url out;
-  out.origin = url.substr(0, path_at);
-  if (out.origin.size() == scheme_end + 3) fail("distill collect: --teacher ", url, " has no host");
-  if (path_at != std::string::npos) {
-    out.prefix = url.substr(path_at);
-    while (!out.prefix.empty() && out.prefix.back() == '/') out.prefix.pop_back();
-  }
-  return out;
-}
-
-std::string endpoint_path(const Url& url, Endpoint endpoint) {
-  const std::string tail = endpoint == Endpoint::chat ? "/chat/completions" : "/completions";
-  const bool has_v1 = url.prefix.size() >= 3 && url.prefix.compare(url.prefix.size() - 3, 3, "/v1") == 0;
-  return url.prefix + (has_v1 ? "" : "/v1") + tail;
 }
 
 // Cuts a torn last line away, then returns the (id, sample) keys of the whole lines.
@@ -340,7 +313,9 @@ std::vector<Prompt> read_prompts(const std::string& path) {
 }
 
 CollectReport collect(const CollectOptions& o) {
-  const Url url = parse_url(o.teacher);
+  const TeacherClientOptions client_options{.url = o.teacher, .api_key = o.api_key, .ca_file = o.ca_file,
+                                            .timeout_seconds = o.timeout_seconds, .retries = o.retries,
+                                            .backoff_seconds = o.backoff_seconds};
   if (o.top_logprobs < 0 || o.top_logprobs > 20)
     fail("distill collect: --top-logprobs must be from 0 to 20 (OpenAI's API gives at most 20), not ", o.top_logprobs);
   if (o.concurrency < 1 || o.concurrency > 1024)
@@ -352,6 +327,11 @@ CollectReport collect(const CollectOptions& o) {
     fail("distill collect: --rate must be 0 (no limit) or a positive number of requests/s");
   if (!(o.temperature >= 0) || !std::isfinite(o.temperature)) fail("distill collect: --temperature must be 0 or more");
   if (o.out_path.empty()) fail("distill collect: --out is required");
+  try {
+    TeacherClient check(client_options);  // the URL and the CA file, before anything is read or sent
+  } catch (const Error& e) {
+    fail("distill collect: --teacher: ", e.what());
+  }
 
   const std::vector<Prompt> prompts = read_prompts(o.prompts_path);
   if (o.endpoint == Endpoint::completions)
@@ -377,7 +357,7 @@ CollectReport collect(const CollectOptions& o) {
 
   AppendFile out(o.out_path);
   RateLimiter limiter(o.rate);
-  const std::string path = endpoint_path(url, o.endpoint);
+  const std::string endpoint = o.endpoint == Endpoint::chat ? "chat/completions" : "completions";
   const auto started = Clock::now();
   std::mutex progress_mutex;  // guards report and the progress callback
   std::atomic<size_t> next{0};
@@ -395,19 +375,8 @@ CollectReport collect(const CollectOptions& o) {
     if (o.progress) o.progress(progress);
   };
 
-  auto worker = [&](unsigned seed) {
-    std::mt19937_64 rng(seed);
-    auto open = [&] {
-      auto http = std::make_unique<httplib::Client>(url.origin);
-      const auto seconds = static_cast<time_t>(o.timeout_seconds);
-      http->set_connection_timeout(seconds);
-      http->set_read_timeout(seconds);
-      http->set_write_timeout(seconds);
-      http->set_keep_alive(true);
-      if (!o.api_key.empty()) http->set_bearer_token_auth(o.api_key);
-      return http;
-    };
-    std::unique_ptr<httplib::Client> http = open();
+  auto worker = [&] {
+    TeacherClient client(client_options);
     while (!stop) {
       const size_t j = next.fetch_add(1);
       if (j >= jobs.size()) break;
@@ -416,44 +385,29 @@ CollectReport collect(const CollectOptions& o) {
       const std::string body = request_body(o, p).dump();
       Attempt a;
       for (int attempt = 0; attempt <= o.retries && !stop; ++attempt) {
-        if (attempt > 0) {
-          double delay = std::min(30.0, o.backoff_seconds * std::pow(2.0, attempt - 1));
-          delay *= std::uniform_real_distribution<double>(0.5, 1.0)(rng);  // jitter: workers do not retry in step
-          delay = std::max(delay, std::min(a.retry_after, 60.0));
-          std::this_thread::sleep_for(std::chrono::duration<double>(delay));
-        }
+        if (attempt > 0) client.wait_before_retry(attempt, a.retry_after);
         limiter.wait();
         {
           std::lock_guard<std::mutex> lock(progress_mutex);
           ++report.requests;
         }
-        httplib::Result result = http->Post(path, body, "application/json");
-        if (!result) {
-          a = Attempt{};
-          a.error = str_cat("connection: ", httplib::to_string(result.error()));
-          http = open();  // the connection's state is unknown after a broken answer
-          continue;
+        const TeacherAttempt t = client.attempt(endpoint, body);
+        if (t.certificate) {  // no retry mends a certificate: the whole run stops with the reason
+          std::lock_guard<std::mutex> lock(progress_mutex);
+          if (worker_error.empty()) worker_error = str_cat("distill collect: ", o.teacher, ": ", t.error);
+          stop = true;
+          break;
         }
-        const int status = result->status;
-        if (status == 200) {
-          a = parse_answer(o, p, sample, result->body);
+        if (t.status == 200) {
+          a = parse_answer(o, p, sample, t.body);
           if (a.kind == Attempt::ok) break;
-          http = open();
+          client.reconnect();  // a 200 cut short: the connection's state is unknown
           continue;
         }
         a = Attempt{};
-        std::string detail = result->body.substr(0, 200);
-        std::replace(detail.begin(), detail.end(), '\n', ' ');
-        a.error = str_cat("HTTP ", status, ": ", detail);
-        if (status == 429 || status == 408 || status >= 500) {
-          if (result->has_header("Retry-After")) {
-            try {
-              a.retry_after = std::stod(result->get_header_value("Retry-After"));
-            } catch (...) {
-            }
-          }
-          continue;
-        }
+        a.error = TeacherClient::describe(t);
+        a.retry_after = t.retry_after;
+        if (TeacherClient::retryable(t.status)) continue;
         a.kind = Attempt::fatal;  // another 4xx: the request itself is wrong, a retry would not help
         break;
       }
@@ -484,8 +438,7 @@ CollectReport collect(const CollectOptions& o) {
   std::vector<std::thread> threads;
   const int n =
       static_cast<int>(std::min<size_t>(static_cast<size_t>(o.concurrency), std::max<size_t>(jobs.size(), 1)));
-  std::random_device entropy;
-  for (int i = 0; i < n; ++i) threads.emplace_back(worker, entropy());
+  for (int i = 0; i < n; ++i) threads.emplace_back(worker);
   for (std::thread& t : threads) t.join();
   if (!worker_error.empty()) fail(worker_error);
   {

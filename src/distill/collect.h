@@ -16,7 +16,7 @@
 // (a process killed mid-write) is cut away and every (id, sample) already in the file is skipped.
 // A SIGKILL therefore loses at most the requests in flight. Requests that meet 429, 408, 5xx, a
 // broken connection or a truncated answer are retried with exponential backoff and jitter, a
-// bounded number of times; then the (id, sample) is reported as failed and not written, so that a
+// bounded number of times (teacher_client.h); then the (id, sample) is reported as failed and not written, so that a
 // rerun tries it again.
 #pragma once
 #include <cstdint>
@@ -41,6 +41,7 @@ struct CollectProgress {
 struct CollectOptions {
   std::string teacher;  // http(s)://host[:port][/prefix]; "/v1/..." is appended (or "/..." after a "/v1" prefix)
   std::string api_key;  // sent as "Authorization: Bearer ..." when not empty; never printed
+  std::string ca_file;  // PEM CA certificates for an https teacher with a private CA; empty: the system's
   std::string model;    // the request's "model"; omitted when empty
   Endpoint endpoint = Endpoint::chat;
   std::string prompts_path;

@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -45,8 +46,12 @@ def expected_tokens(prompt, sample):
 class Teacher(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, faults=True, slow=0.0):
+    def __init__(self, faults=True, slow=0.0, tls=None):
         super().__init__(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:  # HTTPS: each connection's handshake in its own handler thread
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+            self.scheme = "https"
         self.faults, self.slow = faults, slow
         self.lock = threading.Lock()
         self.requests = []       # (prompt, outcome)
@@ -57,13 +62,13 @@ class Teacher(http.server.ThreadingHTTPServer):
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], ConnectionError):  # a killed collector's connections
+        if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):  # a killed collector; a refused certificate
             return
         super().handle_error(request, client_address)
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
     def close(self):
         self.shutdown()
@@ -345,6 +350,36 @@ def main():
                          capture_output=True, text=True,
                          env={k: v for k, v in os.environ.items() if k != "DISTILL_UNSET_VAR_X"})
     check(res.returncode == 2 and "DISTILL_UNSET_VAR_X" in res.stderr, "an unset --api-key-env variable refused")
+
+    # 4b. An HTTPS teacher with a private CA: a self-signed certificate made here. --ca-file trusts
+    # it; without it the collector stops at once with a certificate error (no retries: no retry mends it).
+    cert, key = os.path.join(tmp, "teacher.pem"), os.path.join(tmp, "teacher.key")
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                           "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                           "-days", "2", "-keyout", key, "-out", cert], capture_output=True, text=True)
+    check(made.returncode == 0, f"a self-signed certificate made ({made.stderr[-200:] if made.returncode else 'openssl req'})")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    https_teacher = Teacher(faults=False, tls=tls)
+    try:
+        prompts4 = write_prompts(prompts_path, 6, prefix="h")
+        out4 = os.path.join(tmp, "https.jsonl")
+        res = collect(https_teacher.url, prompts_path, out4, "--ca-file", cert)
+        check(https_teacher.url.startswith("https://") and res.returncode == 0,
+              f"collected over HTTPS with --ca-file (rc {res.returncode}: {res.stderr[-300:]})")
+        check_complete(read_lines(out4), prompts4, 1, "HTTPS teacher")
+        t0 = time.monotonic()
+        res = collect(https_teacher.url, prompts_path, os.path.join(tmp, "https-untrusted.jsonl"))
+        check(res.returncode != 0 and "certificate" in res.stderr and "--ca-file" in res.stderr,
+              f"without --ca-file refused with a certificate error (rc {res.returncode}: {res.stderr.strip()[-200:]})")
+        check(time.monotonic() - t0 < 10, f"... at once ({time.monotonic() - t0:.1f} s)")
+        check(not os.path.exists(os.path.join(tmp, "https-untrusted.jsonl")) or
+              os.path.getsize(os.path.join(tmp, "https-untrusted.jsonl")) == 0, "... and nothing written")
+        res = collect(https_teacher.url, prompts_path, os.path.join(tmp, "never.jsonl"), "--ca-file",
+                      os.path.join(tmp, "no-such.pem"))
+        check(res.returncode == 2 and "no-such.pem" in res.stderr, "an unreadable --ca-file refused by name")
+    finally:
+        https_teacher.close()
 
     # 5. End to end: `orchard serve` on stories260K as the teacher, top-20 logprobs.
     model = os.path.join(SOURCE, "models", "stories260K", "stories260K.gguf")
