@@ -41,13 +41,18 @@ struct TeacherRecord {
   std::string finish_reason;   // "stop", "length" or empty (not given)
   std::vector<std::string> tokens;   // the teacher's answer tokens' texts, as collected
   std::vector<double> logprobs;      // the chosen tokens' log-probabilities (NaN where the teacher gave null)
-  std::vector<std::vector<std::pair<std::string, double>>> top;  // per answer token: (text, logprob), likeliest first
+  std::vector<std::vector<std::pair<std::string, double>>> top;  // per teacher token: (text, logprob), likeliest first
 };
 
 // Every record of a collected JSONL file; blank lines skipped. orchard::Error "FILE:LINE: what" for a
 // line that is not such a record (missing or mistyped field, lists of different lengths, non-finite
-// top logprobs, more than 20... k entries are accepted up to 65536).
+// top logprobs, a top row of more than 65536 entries). Unknown fields are ignored (later collect
+// versions may add some); "teacher_top" rows are objects {token text: logprob}, kept likeliest first.
 std::vector<TeacherRecord> read_records(const std::string& path);
+
+// The bytes a teacher token text stands for: "bytes:\xNN..." (the legacy completions API's spelling
+// of a token that is not whole UTF-8) decoded, any other text as is.
+std::string teacher_text_bytes(std::string_view text);
 
 // The student's ids by the bytes their tokens decode to (see the header comment for ties).
 class StudentVocab {
@@ -61,13 +66,12 @@ class StudentVocab {
 
  private:
   std::shared_ptr<const Tokenizer> tokenizer_;
-  // implementation's choice of lookup structure
-  std::vector<std::pair<std::string, int32_t>> by_bytes_;  // sorted by bytes
+  std::vector<std::pair<std::string, int32_t>> by_bytes_;  // sorted by bytes, one (preferred) id each
 };
 
 struct MappingOptions {
   bool reasoning = true;  // a record's reasoning becomes a second sequence prompt -> reasoning (+ EOS), CE only
-  int64_t max_seq = 0;    // as train::DatasetOptions
+  int64_t max_seq = 0;    // as train::DatasetOptions, except that <= 0 means no limit
   bool truncate = false;
 };
 
@@ -77,6 +81,7 @@ struct MappingStats {
   int64_t kd_rows = 0;           // rows with teacher top-k
   double dropped_mass = 0;       // the teacher probability of dropped top-k entries, summed over rows
   int64_t dropped_entries = 0;
+  int64_t rationale_examples = 0;  // reasoning sequences made
   std::string first_unmapped;    // "FILE:LINE: token '...'" of the first sft_only record, for the message
 };
 
@@ -86,6 +91,11 @@ struct MappingStats {
 // answer's rows have the CE mask; those with a teacher row the KD mask and the teacher's top k
 // (renormalized over the entries that map; k = the widest row, narrower rows padded with distinct
 // unused ids at probability 0). Records too long for max_seq are refused (or cut with truncate).
+// The teacher's tokens must spell the completion; when the record has reasoning they may spell a
+// thinking block first (collect splits it off the text, not off the tokens), and the answer's
+// tokens are then those after it. Tokens that do not spell the completion make the record
+// sft_only. An answer with nothing to train (empty, no EOS) gives no example; errors name
+// "WHERE:LINE" (WHERE = `where`, or "records").
 std::vector<train::Example> to_examples(std::span<const TeacherRecord> records, const StudentVocab& vocab,
                                         const MappingOptions& options, MappingStats* stats = nullptr,
                                         const std::string& where = "");
@@ -98,9 +108,17 @@ struct PackStats {
 };
 void write_pack(const std::string& path, std::span<const train::Example> examples, int64_t vocab,
                 PackStats* stats = nullptr);
+// Every example of a pack (teacher probabilities as the quantizer gives them back, renormalized).
+// `vocab` > 0 must be the pack's. Bytes that are not such a pack (bad magic, version or checksum,
+// truncated, sizes out of range, trailing bytes) throw orchard::Error naming the file.
 std::vector<train::Example> read_pack(const std::string& path, int64_t vocab);
 
-// A collected JSONL file or a pack, told apart by the first bytes.
+// Whether `path` begins with the pack's magic "OTKD".
+bool is_teacher_pack(const std::string& path);
+
+// A collected JSONL file or a pack, told apart by the first bytes. For a pack, `options` drops the
+// rationale sequences (reasoning = false) and applies max_seq/truncate; `stats` gets records (the
+// answer sequences), rationale_examples and kd_rows only.
 std::vector<train::Example> load_teacher_examples(const std::string& path, const StudentVocab& vocab,
                                                   const MappingOptions& options, MappingStats* stats = nullptr);
 
