@@ -33,6 +33,7 @@
 #include "orchard/engine.h"
 #include "orchard/model.h"
 #include "progress.h"
+#include "train_run.h"
 #include "train/adapter_io.h"
 #include "train/dataset.h"
 #include "train/fast_model.h"
@@ -414,7 +415,14 @@ void write_trained_gguf(const std::string& base, std::span<const train::Paramete
   w.finish();
 }
 
-int train_run(Args& args) {
+}  // namespace
+
+std::vector<train::Example> load_train_jsonl(const std::string& path, const Model& model, int64_t max_seq,
+                                             bool truncate) {
+  return train::load_dataset(path, data_tokenizer_of(model), {.max_seq = max_seq, .truncate = truncate});
+}
+
+int run_training(Args& args, const TrainDataLoader& loader, const TrainHooks& hooks, const TrainDefaults& defaults) {
   const std::string model_path = args.require("model");
   const std::string data_path = args.require("data");
   const std::string out_dir = args.require("out");
@@ -424,9 +432,9 @@ int train_run(Args& args) {
   if (kernels != "fast" && kernels != "reference") fail("--kernels ", kernels, ": expected fast or reference");
 
   train::TrainConfig config;
-  config.loss = train::parse_loss_kind(args.get_or("loss", "ce"));
-  config.kd_alpha = number(args, "kd-alpha", 1.0);
-  config.temperature = number(args, "kd-temperature", 2.0);
+  config.loss = train::parse_loss_kind(args.get_or("loss", defaults.loss));
+  config.kd_alpha = number(args, "kd-alpha", defaults.kd_alpha);
+  config.temperature = number(args, "kd-temperature", defaults.kd_temperature);
   config.jsd_beta = number(args, "jsd-beta", 0.5);
   config.rationale_weight = number(args, "rationale-weight", 1.0);
   config.steps = positive(args, "steps");
@@ -460,11 +468,9 @@ int train_run(Args& args) {
   const int64_t max_seq = max_seq_arg.value_or(context);
   if (max_seq < 2) fail("--max-seq ", max_seq, ": must be at least 2");
   if (max_seq > context) fail("--max-seq ", max_seq, " is longer than the model's context of ", context);
-  const train::DataTokenizer data_tok = data_tokenizer_of(*model);
-  const train::DatasetOptions data_options{.max_seq = max_seq, .truncate = truncate};
-  const std::vector<train::Example> data = train::load_dataset(data_path, data_tok, data_options);
+  const std::vector<train::Example> data = loader(data_path, *model, max_seq, truncate);
   const std::vector<train::Example> eval =
-      eval_path ? train::load_dataset(*eval_path, data_tok, data_options) : std::vector<train::Example>{};
+      eval_path ? loader(*eval_path, *model, max_seq, truncate) : std::vector<train::Example>{};
 
   train::FastModelOptions fast_options{.kernels = kernels == "fast" ? KernelChoice::fast : KernelChoice::reference,
                                        .n_threads = threads,
@@ -482,13 +488,17 @@ int train_run(Args& args) {
   if (ec) fail(out_dir, ": cannot create the output folder (", ec.message(), ")");
   if (resume) trainer.restore_checkpoint((fs::path(*resume) / "checkpoint").string());
   const int64_t first_step = trainer.step();
+  const int64_t last_step = stop_after > 0 ? std::min(stop_after, config.steps) : config.steps;
+  if (hooks.before_run) hooks.before_run(trainer, fast, *model);
+  const TrainRun run{.model = *model, .fast = fast, .trainer = trainer, .data = data, .eval = eval,
+                     .last_step = last_step};
   const std::string log_path = (fs::path(out_dir) / "log.jsonl").string();
   std::FILE* log = std::fopen(log_path.c_str(), resume ? "a" : "w");
   if (!log) fail(log_path, ": cannot open the log for writing");
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> log_closer(log, std::fclose);
 
-  std::fprintf(stderr, "orchard train: %s, %zu examples (%zu eval), %s, %zu tensors%s, %lld steps from step %lld\n",
-               model_path.c_str(), data.size(), eval.size(),
+  std::fprintf(stderr, "%s: %s, %zu examples (%zu eval), %s, %zu tensors%s, %lld steps from step %lld\n",
+               hooks.name.c_str(), model_path.c_str(), data.size(), eval.size(),
                lora_rank > 0 ? ("LoRA rank " + std::to_string(lora_rank)).c_str() : "full fine-tuning",
                fast.parameters().size(), recompute ? ", recompute" : "", static_cast<long long>(config.steps),
                static_cast<long long>(first_step));
@@ -511,12 +521,13 @@ int train_run(Args& args) {
         if (r.skipped) {
           line["skipped"] = true;
           line["reason"] = r.skip_reason;
-          std::fprintf(stderr, "%sorchard train: step %lld skipped: %s\n", ::isatty(2) ? "\n" : "",
+          std::fprintf(stderr, "%s%s: step %lld skipped: %s\n", ::isatty(2) ? "\n" : "", hooks.name.c_str(),
                        static_cast<long long>(r.step), r.skip_reason.c_str());
         } else {
           last_loss = r.loss;
         }
         if (r.evaluated) last_eval = r.eval_loss;
+        if (hooks.after_step) hooks.after_step(run, r, line);
         const std::string text = line.dump() + "\n";
         std::fwrite(text.data(), 1, text.size(), log);
         std::fflush(log);
@@ -545,7 +556,7 @@ int train_run(Args& args) {
               static_cast<long long>(trainer.step() - first_step), static_cast<long long>(run_tokens),
               train_seconds > 0 ? static_cast<double>(run_tokens) / train_seconds : 0.0, show(last_loss).c_str(), show(last_eval).c_str());
   if (trainer.skipped_steps() > 0)
-    std::fprintf(stderr, "orchard train: %lld steps were skipped (log.jsonl has them)\n",
+    std::fprintf(stderr, "%s: %lld steps were skipped (log.jsonl has them)\n", hooks.name.c_str(),
                  static_cast<long long>(trainer.skipped_steps()));
   // Where the memory goes (the peak RSS is about their sum plus the process's own): the mapped
   // file, the trainable tensors with their gradients, AdamW's two moments, one batch's activations.
@@ -560,6 +571,10 @@ int train_run(Args& args) {
                static_cast<double>(fast.peak_logit_bytes()) / kMiB);
   return 0;
 }
+
+namespace {
+
+int train_run(Args& args) { return run_training(args, load_train_jsonl, {}); }
 
 // ---------------------------------------------------------------------------------------------
 // orchard train init: a llama of a chosen shape with random weights and another model's tokenizer.
