@@ -286,17 +286,20 @@ std::vector<GroupSummary> summarize(const ReportInput& input) {
 
 namespace {
 
-std::string spread_text(const Spread& s) {
+std::string spread_text(const Spread& s, size_t runs) {
   if (s.n == 0) return "-";
+  const std::string of = static_cast<size_t>(s.n) < runs ? str_cat(" n=", s.n) : "";
   if (s.n == 1) return fmt(s.mean) + " (1 run)";
-  return str_cat(fmt(s.mean), " +- ", fmt(s.sd), " [", fmt(s.min), ", ", fmt(s.max), "]");
+  return str_cat(fmt(s.mean), " +- ", fmt(s.sd), " [", fmt(s.min), ", ", fmt(s.max), "]", of);
 }
 
-std::string spread_html(const Spread& s) {
+// `runs`: the group's runs; fewer values than runs (a run without that metric) is said.
+std::string spread_html(const Spread& s, size_t runs) {
   if (s.n == 0) return "<td class=\"none\">&ndash;</td>";
-  if (s.n == 1) return "<td>" + fmt(s.mean) + "<br><span class=\"small\">1 run</span></td>";
+  const std::string of = static_cast<size_t>(s.n) < runs ? str_cat(" (", s.n, " of ", runs, " runs)") : "";
+  if (s.n == 1) return "<td>" + fmt(s.mean) + "<br><span class=\"small\">1 run" + of + "</span></td>";
   return str_cat("<td>", fmt(s.mean), " &plusmn; ", fmt(s.sd), "<br><span class=\"small\">", fmt(s.min), " &ndash; ",
-                 fmt(s.max), "</span></td>");
+                 fmt(s.max), of, "</span></td>");
 }
 
 std::string number_cell(double v) {
@@ -373,8 +376,8 @@ std::string summary_text(const ReportInput& input) {
   out += line;
   for (const GroupSummary& g : groups) {
     std::snprintf(line, sizeof line, "%-16s %4zu  %-34s %-34s %-34s %s\n", g.group.c_str(), g.runs.size(),
-                  spread_text(g.agreement).c_str(), spread_text(g.kl).c_str(), spread_text(g.ce).c_str(),
-                  spread_text(g.teacher_score).c_str());
+                  spread_text(g.agreement, g.runs.size()).c_str(), spread_text(g.kl, g.runs.size()).c_str(),
+                  spread_text(g.ce, g.runs.size()).c_str(), spread_text(g.teacher_score, g.runs.size()).c_str());
     out += line;
   }
   return out;
@@ -435,9 +438,11 @@ std::string svg_line_chart(const Chart& chart) {
       y_lo = std::min(y_lo, p.y);
       y_hi = std::max(y_hi, p.y);
     }
+  const double frame_left = G::left - G::pad, frame_right = G::right + G::pad, frame_top = G::top - G::pad,
+               frame_bottom = G::bottom + G::pad;
   if (!(x_lo <= x_hi)) {
-    s += str_cat("<rect x=\"", G::left, "\" y=\"", G::top, "\" width=\"", G::right - G::left, "\" height=\"",
-                 G::bottom - G::top, "\" fill=\"#f6f6f6\" stroke=\"#cccccc\"/>\n");
+    s += str_cat("<rect x=\"", frame_left, "\" y=\"", frame_top, "\" width=\"", frame_right - frame_left,
+                 "\" height=\"", frame_bottom - frame_top, "\" fill=\"#f6f6f6\" stroke=\"#cccccc\"/>\n");
     s += str_cat("<text x=\"", coord((G::left + G::right) / 2), "\" y=\"", coord((G::top + G::bottom) / 2),
                  "\" text-anchor=\"middle\" class=\"empty\">", html_escape(chart.empty_text), "</text>\n</svg>\n");
     return s;
@@ -460,22 +465,22 @@ std::string svg_line_chart(const Chart& chart) {
   const double x_step = xt.size() > 1 ? xt[1] - xt[0] : 0, y_step = yt.size() > 1 ? yt[1] - yt[0] : 0;
   s += "<g class=\"grid\">\n";
   for (const double t : yt)
-    s += str_cat("<line x1=\"", coord(G::left), "\" y1=\"", coord(py(t)), "\" x2=\"", coord(G::right), "\" y2=\"",
+    s += str_cat("<line x1=\"", coord(frame_left), "\" y1=\"", coord(py(t)), "\" x2=\"", coord(frame_right), "\" y2=\"",
                  coord(py(t)), "\"/>\n");
   for (const double t : xt)
-    s += str_cat("<line x1=\"", coord(px(t)), "\" y1=\"", coord(G::top), "\" x2=\"", coord(px(t)), "\" y2=\"",
-                 coord(G::bottom), "\"/>\n");
+    s += str_cat("<line x1=\"", coord(px(t)), "\" y1=\"", coord(frame_top), "\" x2=\"", coord(px(t)), "\" y2=\"",
+                 coord(frame_bottom), "\"/>\n");
   s += "</g>\n<g class=\"ticks\">\n";
   for (const double t : yt)
-    s += str_cat("<text x=\"", coord(G::left - 6), "\" y=\"", coord(py(t) + 4), "\" text-anchor=\"end\">",
+    s += str_cat("<text x=\"", coord(frame_left - 6), "\" y=\"", coord(py(t) + 4), "\" text-anchor=\"end\">",
                  tick_label(t, y_step), "</text>\n");
   for (const double t : xt)
-    s += str_cat("<text x=\"", coord(px(t)), "\" y=\"", coord(G::bottom + 16), "\" text-anchor=\"middle\">",
+    s += str_cat("<text x=\"", coord(px(t)), "\" y=\"", coord(frame_bottom + 16), "\" text-anchor=\"middle\">",
                  tick_label(t, x_step), "</text>\n");
   s += "</g>\n";
-  s += str_cat("<rect x=\"", G::left, "\" y=\"", G::top, "\" width=\"", G::right - G::left, "\" height=\"",
-               G::bottom - G::top, "\" fill=\"none\" stroke=\"#444444\"/>\n");
-  s += str_cat("<text x=\"", coord((G::left + G::right) / 2), "\" y=\"", coord(G::bottom + 38),
+  s += str_cat("<rect x=\"", frame_left, "\" y=\"", frame_top, "\" width=\"", frame_right - frame_left, "\" height=\"",
+               frame_bottom - frame_top, "\" fill=\"none\" stroke=\"#444444\"/>\n");
+  s += str_cat("<text x=\"", coord((G::left + G::right) / 2), "\" y=\"", coord(frame_bottom + 36),
                "\" text-anchor=\"middle\" class=\"axis\">", html_escape(chart.x_label), "</text>\n");
   s += str_cat("<text x=\"18\" y=\"", coord((G::top + G::bottom) / 2), "\" text-anchor=\"middle\" class=\"axis\" ",
                "transform=\"rotate(-90 18 ", coord((G::top + G::bottom) / 2), ")\">", html_escape(chart.y_label),
@@ -503,18 +508,97 @@ std::string svg_line_chart(const Chart& chart) {
     }
 
   // The legend, right of the plot.
-  double ly = G::top + 8;
+  double ly = frame_top + 8;
   for (const LegendEntry& entry : chart.legend) {
     if (!entry.colour.empty()) {
-      s += str_cat("<line x1=\"", coord(G::right + 16), "\" y1=\"", coord(ly), "\" x2=\"", coord(G::right + 40),
+      s += str_cat("<line x1=\"", coord(frame_right + 14), "\" y1=\"", coord(ly), "\" x2=\"", coord(frame_right + 38),
                    "\" y2=\"", coord(ly), "\" stroke=\"", html_escape(entry.colour), "\" stroke-width=\"3\"/>\n");
-      s += str_cat("<text x=\"", coord(G::right + 46), "\" y=\"", coord(ly + 4), "\" class=\"legend\">",
+      s += str_cat("<text x=\"", coord(frame_right + 44), "\" y=\"", coord(ly + 4), "\" class=\"legend\">",
                    html_escape(entry.text), "</text>\n");
     } else {
-      s += str_cat("<text x=\"", coord(G::right + 16), "\" y=\"", coord(ly + 4), "\" class=\"note\">",
+      s += str_cat("<text x=\"", coord(frame_right + 14), "\" y=\"", coord(ly + 4), "\" class=\"note\">",
                    html_escape(entry.text), "</text>\n");
     }
     ly += 20;
+  }
+  s += "</svg>\n";
+  return s;
+}
+
+std::string svg_dot_chart(const std::string& title, const std::string& x_label, const std::vector<DotRow>& rows,
+                          const std::string& empty_text) {
+  // Rows of 34 px under a title; group names left of the plot, the numbers right of it.
+  constexpr double width = 900, left = 150, right = 640, top = 44, row = 34, pad = 8;
+  const double height = top + row * static_cast<double>(std::max<size_t>(rows.size(), 1)) + 50;
+  const double bottom = top + row * static_cast<double>(std::max<size_t>(rows.size(), 1));
+  std::string s = str_cat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"", width, "\" height=\"", height,
+                          "\" viewBox=\"0 0 ", width, " ", height, "\" role=\"img\" aria-label=\"", html_escape(title),
+                          "\">\n<rect x=\"0\" y=\"0\" width=\"", width, "\" height=\"", height, "\" fill=\"#ffffff\"/>\n");
+  s += str_cat("<text x=\"", left - pad, "\" y=\"24\" class=\"title\">", html_escape(title), "</text>\n");
+  std::vector<Spread> spreads;
+  double lo = INFINITY, hi = -INFINITY;
+  for (const DotRow& r : rows) {
+    std::vector<double> values;
+    for (const auto& [label, v] : r.runs) values.push_back(v);
+    spreads.push_back(spread_of(values));
+    const Spread& sp = spreads.back();
+    if (sp.n == 0) continue;
+    lo = std::min(lo, sp.min);
+    hi = std::max(hi, sp.max);
+    if (std::isfinite(sp.sd)) {
+      lo = std::min(lo, sp.mean - sp.sd);
+      hi = std::max(hi, sp.mean + sp.sd);
+    }
+  }
+  if (!(lo <= hi)) {
+    s += str_cat("<text x=\"", coord((left + right) / 2), "\" y=\"", coord((top + bottom) / 2),
+                 "\" text-anchor=\"middle\" class=\"empty\">", html_escape(empty_text), "</text>\n</svg>\n");
+    return s;
+  }
+  if (lo == hi) {
+    const double widen = lo == 0 ? 1 : std::fabs(lo) * 0.05;
+    lo -= widen;
+    hi += widen;
+  }
+  const auto px = [&](double x) { return left + (x - lo) / (hi - lo) * (right - left); };
+  const std::vector<double> ticks = nice_ticks(lo, hi, 5);
+  const double step = ticks.size() > 1 ? ticks[1] - ticks[0] : 0;
+  s += "<g class=\"grid\">\n";
+  for (const double t : ticks)
+    s += str_cat("<line x1=\"", coord(px(t)), "\" y1=\"", coord(top), "\" x2=\"", coord(px(t)), "\" y2=\"",
+                 coord(bottom), "\"/>\n");
+  s += "</g>\n";
+  for (const double t : ticks)
+    s += str_cat("<text x=\"", coord(px(t)), "\" y=\"", coord(bottom + 16), "\" text-anchor=\"middle\">",
+                 tick_label(t, step), "</text>\n");
+  s += str_cat("<rect x=\"", coord(left - pad), "\" y=\"", coord(top), "\" width=\"", coord(right - left + 2 * pad),
+               "\" height=\"", coord(bottom - top), "\" fill=\"none\" stroke=\"#444444\"/>\n");
+  s += str_cat("<text x=\"", coord((left + right) / 2), "\" y=\"", coord(bottom + 36),
+               "\" text-anchor=\"middle\" class=\"axis\">", html_escape(x_label), "</text>\n");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const DotRow& r = rows[i];
+    const Spread& sp = spreads[i];
+    const double y = top + row * (static_cast<double>(i) + 0.5);
+    const std::string colour = html_escape(r.colour);
+    s += str_cat("<text x=\"", coord(left - pad - 8), "\" y=\"", coord(y + 4), "\" text-anchor=\"end\">",
+                 html_escape(r.group), "</text>\n");
+    if (sp.n == 0) {
+      s += str_cat("<text x=\"", coord(right + pad + 10), "\" y=\"", coord(y + 4), "\" class=\"note\">no value</text>\n");
+      continue;
+    }
+    if (std::isfinite(sp.sd))
+      s += str_cat("<line class=\"sd\" x1=\"", coord(px(sp.mean - sp.sd)), "\" y1=\"", coord(y), "\" x2=\"",
+                   coord(px(sp.mean + sp.sd)), "\" y2=\"", coord(y), "\" stroke=\"", colour, "\" stroke-width=\"2\"/>\n");
+    s += str_cat("<line class=\"mean\" x1=\"", coord(px(sp.mean)), "\" y1=\"", coord(y - 9), "\" x2=\"", coord(px(sp.mean)),
+                 "\" y2=\"", coord(y + 9), "\" stroke=\"", colour, "\" stroke-width=\"3\"/>\n");
+    for (const auto& [label, v] : r.runs) {
+      if (!std::isfinite(v)) continue;
+      s += str_cat("<circle class=\"run\" cx=\"", coord(px(v)), "\" cy=\"", coord(y), "\" r=\"4.5\" fill=\"", colour,
+                   "\" fill-opacity=\"0.55\" stroke=\"", colour, "\"><title>", html_escape(label), ": ", fmt(v),
+                   "</title></circle>\n");
+    }
+    s += str_cat("<text x=\"", coord(right + pad + 10), "\" y=\"", coord(y + 4), "\">", fmt(sp.mean),
+                 std::isfinite(sp.sd) ? " \u00b1 " + fmt(sp.sd) : std::string(), " (n=", sp.n, ")</text>\n");
   }
   s += "</svg>\n";
   return s;
@@ -552,10 +636,39 @@ std::string render_report(const ReportInput& input) {
   for (size_t g = 0; g < groups.size(); ++g) {
     h += str_cat("<tr><td class=\"label\"><span class=\"swatch\" style=\"background:", kPalette[g % std::size(kPalette)],
                  "\"></span>", html_escape(groups[g].group), "</td><td>", groups[g].runs.size(), "</td>");
-    h += spread_html(groups[g].agreement) + spread_html(groups[g].kl) + spread_html(groups[g].ce) +
-         spread_html(groups[g].teacher_score) + "</tr>\n";
+    const size_t n = groups[g].runs.size();
+    h += spread_html(groups[g].agreement, n) + spread_html(groups[g].kl, n) + spread_html(groups[g].ce, n) +
+         spread_html(groups[g].teacher_score, n) + "</tr>\n";
   }
   h += "</table>\n";
+  struct Final {
+    const char* title;
+    const char* x_label;
+    double RunFinal::*member;
+    bool always;  // drawn (or said missing) even when no run has it
+  };
+  const Final finals[] = {
+      {"Final held-out agreement (higher is better)", "agreement (top-1)", &RunFinal::agreement, true},
+      {"Final held-out KL (lower is better)", "KL (nats/token)", &RunFinal::kl, true},
+      {"Final held-out CE (lower is better)", "CE (nats/token)", &RunFinal::ce, true},
+      {"Teacher score of the student's answers (higher is better)", "mean teacher log-probability per token",
+       &RunFinal::teacher_score, false},
+  };
+  for (const Final& metric : finals) {
+    std::vector<DotRow> rows;
+    bool any = false;
+    for (size_t g = 0; g < groups.size(); ++g) {
+      DotRow row{groups[g].group, kPalette[g % std::size(kPalette)], {}};
+      for (const size_t i : groups[g].runs) {
+        const double v = final_metrics(input.runs[i]).*metric.member;
+        if (std::isfinite(v)) any = true;
+        row.runs.push_back({input.runs[i].log.label, v});
+      }
+      rows.push_back(std::move(row));
+    }
+    if (!any && !metric.always) continue;
+    h += "<figure>\n" + svg_dot_chart(metric.title, metric.x_label, rows, "no run has this metric") + "</figure>\n";
+  }
 
   h += "<h2>Runs</h2>\n<table>\n<tr><th class=\"label\">run</th><th>last step</th><th>last loss</th>"
        "<th>last eval loss</th><th>agreement</th><th>KL</th><th>CE</th><th>teacher score</th>"
@@ -587,7 +700,7 @@ std::string render_report(const ReportInput& input) {
       {"Training loss over steps", "training loss", "no training loss in the logs", &RunLog::loss},
       {"Held-out agreement with the teacher over steps", "agreement (top-1)", "no held-out agreement in the logs",
        &RunLog::agreement},
-      {"Held-out KL(teacher || student) over steps", "KL (nats/token)", "no held-out KL in the logs", &RunLog::kl},
+      {"Held-out KL divergence over steps", "KL (nats/token)", "no held-out KL in the logs", &RunLog::kl},
       {"Held-out cross-entropy over steps", "CE (nats/token)", "no held-out CE in the logs", &RunLog::ce},
       {"Held-out loss (eval_loss) over steps", "eval loss", "no eval_loss in the logs", &RunLog::eval_loss},
   };

@@ -140,10 +140,22 @@ struct Chart {
 struct ChartGeometry {
   static constexpr double width = 900, height = 380;
   static constexpr double left = 78, right = 700, top = 40, bottom = 320;  // the plot area
+  // The frame and grid reach this far beyond the plot area, so that a line at the data's extreme
+  // does not run along the frame.
+  static constexpr double pad = 8;
 };
 // An <svg> element; each series a <polyline class="series" points="x,y ..."> (a lone point a
 // <circle>) mapping the data's x and y ranges exactly onto [left, right] and [bottom, top].
 std::string svg_line_chart(const Chart& chart);
+
+// Final values per group, one row a group: a dot per run, the mean as a bar and mean +- sample
+// standard deviation as a line, and the numbers at the right. An <svg> element like the line chart's.
+struct DotRow {
+  std::string group, colour;
+  std::vector<std::pair<std::string, double>> runs;  // (label, value); non-finite values are left out
+};
+std::string svg_dot_chart(const std::string& title, const std::string& x_label, const std::vector<DotRow>& rows,
+                          const std::string& empty_text);
 
 // Bucket means down to at most `max_points` (steps of thousands of points would only blur; the
 // mean of consecutive steps keeps the trend).

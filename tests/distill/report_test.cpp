@@ -231,7 +231,7 @@ ReportInput sample_input(const TempDir& dir, const std::string& odd_label = "kd/
                                   "{\"step\":0,\"loss\":3.2,\"eval\":{\"agreement\":0.45,\"kl\":2,\"ce\":3}}\n"
                                   "{\"step\":20,\"loss\":2.2,\"eval\":{\"agreement\":0.7,\"kl\":0.8,\"ce\":1.7}}\n"),
                          odd_label);
-  kd2.eval = read_eval(dir.write("kd2.json", "{\"agreement\":0.9,\"kl\":0.3,\"ce\":1.3}"));
+  kd2.eval = read_eval(dir.write("kd2.json", "{\"agreement\":0.9,\"kl\":0.3,\"ce\":1.3,\"teacher_score\":{\"mean_logprob_per_token\":-0.5}}"));
   in.runs.push_back(std::move(kd2));
   return in;
 }
@@ -261,10 +261,12 @@ TEST(DistillReport, GroupMeansAndSpreads) {
   EXPECT_NEAR(groups[1].agreement.sd, std::sqrt(0.005), 1e-12);
   EXPECT_NEAR(groups[1].kl.mean, 0.4, 1e-12);
   EXPECT_NEAR(groups[1].ce.mean, 1.4, 1e-12);
-  EXPECT_EQ(groups[1].teacher_score.n, 0);
+  EXPECT_EQ(groups[1].teacher_score.n, 1);
+  EXPECT_EQ(groups[1].teacher_score.mean, -0.5);
   const std::string text = summary_text(in);
   EXPECT_NE(text.find("0.65 +- 0.05568 [0.6, 0.71]"), std::string::npos) << text;
   EXPECT_NE(text.find("0.85 +- 0.07071 [0.8, 0.9]"), std::string::npos) << text;
+  EXPECT_NE(render_report(in).find("1 of 2 runs"), std::string::npos);  // kd2's teacher score only
 }
 
 TEST(DistillReport, PageIsSelfContainedAndEscaped) {
@@ -273,8 +275,9 @@ TEST(DistillReport, PageIsSelfContainedAndEscaped) {
   const std::string html = render_report(in);
   EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
   EXPECT_NE(html.find("</html>"), std::string::npos);
-  EXPECT_EQ(count_of(html, "<svg"), 5u);
-  EXPECT_EQ(count_of(html, "</svg>"), 5u);
+  // Five curves and four final-value charts (the SFT runs have a teacher score).
+  EXPECT_EQ(count_of(html, "<svg"), 9u);
+  EXPECT_EQ(count_of(html, "</svg>"), 9u);
   EXPECT_EQ(count_of(html, "<figure>"), count_of(html, "</figure>"));
   EXPECT_EQ(count_of(html, "<table>"), count_of(html, "</table>"));
   EXPECT_EQ(count_of(html, "<tr>"), count_of(html, "</tr>"));
@@ -311,7 +314,10 @@ TEST(DistillReport, MissingDataSaysSoInsteadOfAChart) {
   EXPECT_EQ(html.find("no training loss in the logs"), std::string::npos);
   EXPECT_EQ(count_of(html, "<polyline"), 1u);  // the one run's loss, drawn bold since it is alone
   EXPECT_NE(html.find("stroke-width=\"2.5\""), std::string::npos);
-  EXPECT_EQ(count_of(html, "</svg>"), 5u);
+  // Five curves and the three final-value charts, which say they have no value; no teacher score chart.
+  EXPECT_EQ(count_of(html, "</svg>"), 8u);
+  EXPECT_EQ(count_of(html, "no run has this metric"), 3u);
+  EXPECT_EQ(html.find("Teacher score of"), std::string::npos);
 }
 
 // The coordinates of a polyline's points attribute.
@@ -356,6 +362,37 @@ TEST(DistillReport, PolylineMapsTheDataOntoThePlotArea) {
   const std::string none = svg_line_chart(empty);
   EXPECT_NE(none.find("nothing &lt;here&gt;"), std::string::npos);
   EXPECT_EQ(none.find("<polyline"), std::string::npos);
+}
+
+// The numbers of attribute `name` of every element whose class is `cls`, in order.
+std::vector<double> attribute_of(const std::string& svg, const std::string& cls, const std::string& name) {
+  std::vector<double> out;
+  const std::regex element("class=\"" + cls + "\"[^>]* " + name + "=\"(-?[0-9.]+)\"");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), element); it != std::sregex_iterator(); ++it)
+    out.push_back(std::stod((*it)[1]));
+  return out;
+}
+
+TEST(DistillReport, DotChartPlacesRunsMeanAndSpread) {
+  // Values 1, 2, 3: mean 2, sample SD 1, so the SD line spans exactly the outer dots.
+  const std::string svg = svg_dot_chart("final <x>", "value", {{"g<1>", "#123456", {{"g/a", 1}, {"g/b", 3}, {"g/c", 2}}},
+                                                               {"h", "#654321", {{"h/a", NAN}}}}, "none");
+  const std::vector<double> dots = attribute_of(svg, "run", "cx");
+  ASSERT_EQ(dots.size(), 3u) << svg;
+  const std::vector<double> sd_from = attribute_of(svg, "sd", "x1"), sd_to = attribute_of(svg, "sd", "x2");
+  const std::vector<double> mean = attribute_of(svg, "mean", "x1");
+  ASSERT_EQ(sd_from.size(), 1u);
+  ASSERT_EQ(mean.size(), 1u);
+  EXPECT_NEAR(sd_from[0], dots[0], 0.011);
+  EXPECT_NEAR(sd_to[0], dots[1], 0.011);
+  EXPECT_NEAR(mean[0], dots[2], 0.011);
+  EXPECT_NEAR(dots[2], (dots[0] + dots[1]) / 2, 0.011);
+  EXPECT_LT(dots[0], dots[1]);
+  EXPECT_NE(svg.find("2 \u00b1 1 (n=3)"), std::string::npos) << svg;
+  EXPECT_NE(svg.find("final &lt;x&gt;"), std::string::npos);
+  EXPECT_NE(svg.find(">g&lt;1&gt;</text>"), std::string::npos);
+  EXPECT_NE(svg.find("no value"), std::string::npos);  // h has none
+  EXPECT_NE(svg_dot_chart("t", "v", {{"h", "#000", {}}}, "nothing here").find("nothing here"), std::string::npos);
 }
 
 void expect_ticks(double lo, double hi, int target, const std::vector<double>& want) {
