@@ -284,6 +284,46 @@ std::vector<GroupSummary> summarize(const ReportInput& input) {
   return groups;
 }
 
+std::vector<Comparison> compare_groups(const ReportInput& input) {
+  const std::vector<GroupSummary> groups = summarize(input);
+  std::vector<Comparison> out;
+  if (groups.size() < 2) return out;
+  struct Metric {
+    const char* name;
+    double RunFinal::*member;
+    Spread GroupSummary::*spread;
+    bool higher_is_better;
+  };
+  const Metric metrics[] = {{"agreement", &RunFinal::agreement, &GroupSummary::agreement, true},
+                            {"KL", &RunFinal::kl, &GroupSummary::kl, false},
+                            {"CE", &RunFinal::ce, &GroupSummary::ce, false},
+                            {"teacher score", &RunFinal::teacher_score, &GroupSummary::teacher_score, true}};
+  const auto name_in_group = [&](size_t run) {
+    const std::string& label = input.runs[run].log.label;
+    const size_t slash = label.find('/');
+    return slash == std::string::npos ? std::string() : label.substr(slash + 1);
+  };
+  const GroupSummary& base = groups[0];
+  for (size_t g = 1; g < groups.size(); ++g)
+    for (const Metric& m : metrics) {
+      Comparison c;
+      c.group = groups[g].group;
+      c.baseline = base.group;
+      c.metric = m.name;
+      c.mean_difference = (groups[g].*m.spread).mean - (base.*m.spread).mean;
+      for (const size_t i : groups[g].runs)
+        for (const size_t j : base.runs) {
+          if (name_in_group(i).empty() || name_in_group(i) != name_in_group(j)) continue;
+          const double a = final_metrics(input.runs[i]).*m.member, b = final_metrics(input.runs[j]).*m.member;
+          if (!std::isfinite(a) || !std::isfinite(b)) continue;
+          ++c.pairs;
+          if (m.higher_is_better ? a > b : a < b) ++c.better;
+        }
+      if (std::isfinite(c.mean_difference) || c.pairs > 0) out.push_back(c);
+    }
+  return out;
+}
+
 namespace {
 
 std::string spread_text(const Spread& s, size_t runs) {
@@ -379,6 +419,13 @@ std::string summary_text(const ReportInput& input) {
                   spread_text(g.agreement, g.runs.size()).c_str(), spread_text(g.kl, g.runs.size()).c_str(),
                   spread_text(g.ce, g.runs.size()).c_str(), spread_text(g.teacher_score, g.runs.size()).c_str());
     out += line;
+  }
+  for (const Comparison& c : compare_groups(input)) {
+    std::snprintf(line, sizeof line, "%s vs %s: %s mean difference %s", c.group.c_str(), c.baseline.c_str(),
+                  c.metric.c_str(), fmt(c.mean_difference, "%+.4g").c_str());
+    out += line;
+    if (c.pairs > 0) out += str_cat(", better on ", c.better, " of ", c.pairs, " paired runs");
+    out += '\n';
   }
   return out;
 }
@@ -641,6 +688,20 @@ std::string render_report(const ReportInput& input) {
          spread_html(groups[g].teacher_score, n) + "</tr>\n";
   }
   h += "</table>\n";
+  if (const std::vector<Comparison> comparisons = compare_groups(input); !comparisons.empty()) {
+    h += "<p class=\"small\">Each group against the first, <b>" + html_escape(comparisons[0].baseline) +
+         "</b>: the difference of the means, and on how many pairs of runs with the same name after the group "
+         "(&ldquo;kd/seed1&rdquo; with &ldquo;sft/seed1&rdquo;) the group did better.</p>\n";
+    h += "<table>\n<tr><th class=\"label\">group</th><th class=\"label\">metric</th><th>mean difference</th>"
+         "<th>better on</th></tr>\n";
+    for (const Comparison& c : comparisons) {
+      h += "<tr><td class=\"label\">" + html_escape(c.group) + "</td><td class=\"label\">" + html_escape(c.metric) +
+           "</td>" + number_cell(c.mean_difference);
+      h += c.pairs > 0 ? str_cat("<td>", c.better, " of ", c.pairs, " pairs</td>") : std::string("<td class=\"none\">&ndash;</td>");
+      h += "</tr>\n";
+    }
+    h += "</table>\n";
+  }
   struct Final {
     const char* title;
     const char* x_label;
@@ -700,7 +761,7 @@ std::string render_report(const ReportInput& input) {
       {"Training loss over steps", "training loss", "no training loss in the logs", &RunLog::loss},
       {"Held-out agreement with the teacher over steps", "agreement (top-1)", "no held-out agreement in the logs",
        &RunLog::agreement},
-      {"Held-out KL divergence over steps", "KL (nats/token)", "no held-out KL in the logs", &RunLog::kl},
+      {"Held-out KL(teacher || student) over steps", "KL (nats/token)", "no held-out KL in the logs", &RunLog::kl},
       {"Held-out cross-entropy over steps", "CE (nats/token)", "no held-out CE in the logs", &RunLog::ce},
       {"Held-out loss (eval_loss) over steps", "eval loss", "no eval_loss in the logs", &RunLog::eval_loss},
   };

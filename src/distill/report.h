@@ -104,7 +104,18 @@ struct GroupSummary {
 // Groups in the order of their first run.
 std::vector<GroupSummary> summarize(const ReportInput& input);
 
-// The group summary as a plain-text table (what the CLI prints).
+// Each later group against the first (the baseline), metric by metric: the difference of the means
+// and, pairing runs by their label's part after the first '/' ("kd/seed1" with "sft/seed1"), on how
+// many pairs the group did better (agreement and teacher score higher, KL and CE lower). Pairs where
+// either run lacks the metric are not counted.
+struct Comparison {
+  std::string group, baseline, metric;
+  double mean_difference = kNaN;  // group's mean - baseline's mean
+  int pairs = 0, better = 0;
+};
+std::vector<Comparison> compare_groups(const ReportInput& input);
+
+// The group summary and the comparisons as plain text (what the CLI prints).
 std::string summary_text(const ReportInput& input);
 
 // The whole page. Deterministic: the same input gives the same bytes.

@@ -269,6 +269,42 @@ TEST(DistillReport, GroupMeansAndSpreads) {
   EXPECT_NE(render_report(in).find("1 of 2 runs"), std::string::npos);  // kd2's teacher score only
 }
 
+TEST(DistillReport, GroupsAgainstTheFirstPairedByRunName) {
+  TempDir dir;
+  const ReportInput in = sample_input(dir);
+  const std::vector<Comparison> c = compare_groups(in);
+  ASSERT_EQ(c.size(), 4u);
+  for (const Comparison& x : c) {
+    EXPECT_EQ(x.group, "kd");
+    EXPECT_EQ(x.baseline, "sft");
+  }
+  // Pairs seed1 (kd 0.8 from its log vs sft 0.60) and seed2 (kd 0.9 from its EVAL.json vs 0.64).
+  EXPECT_EQ(c[0].metric, "agreement");
+  EXPECT_NEAR(c[0].mean_difference, 0.85 - 0.65, 1e-12);
+  EXPECT_EQ(c[0].pairs, 2);
+  EXPECT_EQ(c[0].better, 2);
+  EXPECT_EQ(c[1].metric, "KL");  // 0.5 < 0.9 and 0.3 < 1.0: lower is better
+  EXPECT_NEAR(c[1].mean_difference, 0.4 - 1.1, 1e-12);
+  EXPECT_EQ(c[1].better, 2);
+  EXPECT_EQ(c[2].metric, "CE");
+  EXPECT_EQ(c[2].pairs, 2);
+  EXPECT_EQ(c[2].better, 2);
+  EXPECT_EQ(c[3].metric, "teacher score");  // kd1 has none: only seed2's pair, -0.5 against -2
+  EXPECT_EQ(c[3].pairs, 1);
+  EXPECT_EQ(c[3].better, 1);
+  EXPECT_NEAR(c[3].mean_difference, -0.5 - -2.0, 1e-12);
+  // Worse KL on one pair: sft/seed1's KL down to 0.4 (below kd/seed1's 0.5).
+  ReportInput worse = sample_input(dir);
+  worse.runs[0].eval->kl = 0.4;
+  EXPECT_EQ(compare_groups(worse)[1].better, 1);
+  // Run names that match nothing are not paired.
+  worse.runs[3].log.label = "kd/other";
+  worse.runs[4].log.label = "kd";
+  EXPECT_EQ(compare_groups(worse)[1].pairs, 0);
+  EXPECT_NE(summary_text(in).find("kd vs sft: KL mean difference -0.7, better on 2 of 2 paired runs"), std::string::npos)
+      << summary_text(in);
+}
+
 TEST(DistillReport, PageIsSelfContainedAndEscaped) {
   TempDir dir;
   const ReportInput in = sample_input(dir, "kd/<b>&");
