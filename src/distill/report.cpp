@@ -98,6 +98,7 @@ struct MetricOf {
   const char* y_label;
   const char* empty;
   std::vector<Point> RunLog::*member;
+  const char* caption;  // "" for none
 };
 
 }  // namespace
@@ -124,6 +125,7 @@ RunLog read_run_log(const std::string& dir_or_log_path, const std::string& label
   RunLog log;
   log.label = label;
   log.group = group_of(label);
+  if (!file_exists(dir_or_log_path)) fail(dir_or_log_path, ": no such run folder or log (", label, ")");
   log.path = is_directory(dir_or_log_path) ? (std::filesystem::path(dir_or_log_path) / "log.jsonl").string()
                                            : dir_or_log_path;
   const std::string text = read_text_file(log.path, kMaxTextFileBytes);
@@ -758,15 +760,22 @@ std::string render_report(const ReportInput& input) {
 
   h += "<h2>Curves</h2>\n";
   const MetricOf metrics[] = {
-      {"Training loss over steps", "training loss", "no training loss in the logs", &RunLog::loss},
+      {"Training loss over steps", "training loss", "no training loss in the logs", &RunLog::loss,
+       "Each run's own objective: an SFT run's cross-entropy and a KD run's mix of cross-entropy and KD are not the "
+       "same quantity; compare groups on the held-out charts."},
       {"Held-out agreement with the teacher over steps", "agreement (top-1)", "no held-out agreement in the logs",
-       &RunLog::agreement},
-      {"Held-out KL(teacher || student) over steps", "KL (nats/token)", "no held-out KL in the logs", &RunLog::kl},
-      {"Held-out cross-entropy over steps", "CE (nats/token)", "no held-out CE in the logs", &RunLog::ce},
-      {"Held-out loss (eval_loss) over steps", "eval loss", "no eval_loss in the logs", &RunLog::eval_loss},
+       &RunLog::agreement, ""},
+      {"Held-out KL(teacher || student) over steps", "KL (nats/token)", "no held-out KL in the logs", &RunLog::kl, ""},
+      {"Held-out cross-entropy over steps", "CE (nats/token)", "no held-out CE in the logs", &RunLog::ce,
+       "The student's cross-entropy on the teacher's answers."},
+      {"Held-out loss (eval_loss) over steps", "eval loss", "no eval_loss in the logs", &RunLog::eval_loss,
+       "The trainer's own loss on its --eval data."},
   };
-  for (const MetricOf& metric : metrics)
-    h += "<figure>\n" + svg_line_chart(metric_chart(input, groups, metric)) + "</figure>\n";
+  for (const MetricOf& metric : metrics) {
+    h += "<figure>\n" + svg_line_chart(metric_chart(input, groups, metric));
+    if (*metric.caption) h += str_cat("<figcaption class=\"small\">", html_escape(metric.caption), "</figcaption>\n");
+    h += "</figure>\n";
+  }
   h += "</body>\n</html>\n";
   return h;
 }

@@ -117,7 +117,9 @@ TEST(DistillReport, MalformedLogLinesNameFileAndLine) {
     EXPECT_NE(e.find("run/log.jsonl:2: "), std::string::npos) << line.substr(0, 60) << " -> " << e;
     EXPECT_NE(e.find(why), std::string::npos) << line.substr(0, 60) << " -> " << e;
   }
-  EXPECT_NE(error_of([&] { read_run_log(dir.file("absent"), "a"); }), "");
+  EXPECT_NE(error_of([&] { read_run_log(dir.file("absent"), "a"); }).find("absent: no such run folder"), std::string::npos);
+  std::filesystem::create_directories(dir.file("empty"));  // a folder without log.jsonl
+  EXPECT_NE(error_of([&] { read_run_log(dir.file("empty"), "a"); }).find("empty/log.jsonl"), std::string::npos);
   EXPECT_NE(error_of([&] { read_run_log("/dev/zero", "a"); }), "");
 }
 
