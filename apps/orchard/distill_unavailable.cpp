@@ -16,6 +16,12 @@ int run_distill_unavailable(Args&) {
 const RegisterCommand kCollect(
     "distill collect", "collect a teacher's answers from an OpenAI endpoint (not in this build: ORCHARD_SERVER=OFF)",
     run_distill_unavailable);
+const RegisterCommand kTrain("distill train",
+                             "train a student on a teacher's collected answers (not in this build: ORCHARD_SERVER=OFF)",
+                             run_distill_unavailable);
+const RegisterCommand kEval("distill eval",
+                            "a student against a teacher's held-out answers (not in this build: ORCHARD_SERVER=OFF)",
+                            run_distill_unavailable);
 
 }  // namespace
 }  // namespace orchard::cli

@@ -72,7 +72,16 @@ const char* usage_of(const std::string& name) {
                 "              [--checkpoint-every N] [--resume DIR] [--max-seq N] [--truncate]   (docs/training.md)"},
       {"distill collect", "orchard distill collect --teacher URL --prompts FILE --out DATA.jsonl [--endpoint chat|completions]\n"
                           "                        [--api-key-env VAR] [--model NAME] [--concurrency N] [--rate R] [--top-logprobs K]\n"
-                          "                        [--samples S] [--max-tokens M] [--temperature T] [--retries N] [--timeout S]"},
+                          "                        [--samples S] [--max-tokens M] [--temperature T] [--retries N] [--timeout S]\n"
+                          "                        [--ca-file PEM]"},
+      {"distill train", "orchard distill train --model STUDENT --data COLLECTED(.jsonl|pack) --out DIR --steps N --lr LR\n"
+                        "                      [--eval HELD_OUT(.jsonl|pack)] [--no-reasoning] [every orchard train flag; defaults\n"
+                        "                      --loss kd --kd-alpha 0.5 --kd-temperature 1]   (log.jsonl: \"eval\": agreement, kl, ce)"},
+      {"distill eval", "orchard distill eval --student MODEL [--adapter DIR] (--data HELD_OUT(.jsonl|pack) |\n"
+                       "                     --teacher URL --prompts HELD_OUT_PROMPTS [--endpoint completions|chat] [--cache FILE]\n"
+                       "                     [--api-key-env VAR] [--ca-file PEM] [--model NAME] [--top-logprobs K] [--temperature T]\n"
+                       "                     [--concurrency N]) [--teacher-score] [--max-tokens N] [--out EVAL.json]\n"
+                       "                     [--batch-tokens T] [--threads N] [--max-seq N] [--truncate]"},
       {"distill report", "orchard distill report (--run LABEL=DIR[:EVAL.json][,LABEL=...] | --runs FILE) --out REPORT.html\n"
                          "                       [--title TEXT]   (LABEL is GROUP/NAME: runs of a group are summarized together)"},
       {"train init", "orchard train init --like MODEL.gguf [--layers N] [--dim D] [--heads H] [--kv-heads K] [--ffn F] [--seed S] --out NEW.gguf"},

@@ -56,6 +56,7 @@ struct TrainDefaults {
 // Reads every `orchard train` flag from `args` (then args.finish(): read a caller's own flags
 // before), trains, writes OUT/log.jsonl, OUT/checkpoint and the result (model.gguf, or the adapter
 // as PEFT files and adapter.gguf). Returns the exit code.
-int run_training(Args& args, const TrainDataLoader& loader, const TrainHooks& hooks, const TrainDefaults& defaults = {});
+int run_training(Args& args, const TrainDataLoader& loader, const TrainHooks& hooks,
+                 const TrainDefaults& defaults = {});
 
 }  // namespace orchard::cli

@@ -14,7 +14,8 @@ namespace orchard::distill {
 
 using json = nlohmann::json;
 
-TeacherClient::TeacherClient(TeacherClientOptions options) : options_(std::move(options)), rng_(std::random_device{}()) {
+TeacherClient::TeacherClient(TeacherClientOptions options)
+    : options_(std::move(options)), rng_(std::random_device{}()) {
   const std::string& url = options_.url;
   const size_t scheme_end = url.find("://");
   if (scheme_end == std::string::npos ||

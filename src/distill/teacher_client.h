@@ -21,7 +21,8 @@ class Client;
 namespace orchard::distill {
 
 struct TeacherClientOptions {
-  std::string url;      // http(s)://host[:port][/prefix]; "/v1/<endpoint>" is appended ("/<endpoint>" after a "/v1" prefix)
+  // http(s)://host[:port][/prefix]; "/v1/<endpoint>" is appended ("/<endpoint>" after a "/v1" prefix)
+  std::string url;
   std::string api_key;  // sent as "Authorization: Bearer ..." when not empty; never printed
   std::string ca_file;  // a PEM file of CA certificates for an https teacher; empty: the system's
   double timeout_seconds = 300;  // per request (connect, read, write)
@@ -33,7 +34,8 @@ struct TeacherClientOptions {
 struct ScoredText {
   std::vector<std::string> tokens;  // the teacher's token texts
   std::vector<double> logprobs;     // each one's log-probability given everything before it
-  std::vector<std::vector<std::pair<std::string, double>>> top;  // per token: its top k (text, logprob), likeliest first
+  // per token: its top k (text, logprob), likeliest first
+  std::vector<std::vector<std::pair<std::string, double>>> top;
 };
 
 // One attempt's outcome, for callers that judge a 200's body themselves (collect retries an answer

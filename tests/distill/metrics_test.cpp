@@ -22,7 +22,8 @@ std::shared_ptr<const Model> student_model() {
 }
 
 // log softmax of every row of the engine's logits for `tokens`, in double.
-std::vector<std::vector<double>> log_probs(const std::shared_ptr<const Model>& model, const std::vector<int32_t>& tokens) {
+std::vector<std::vector<double>> log_probs(const std::shared_ptr<const Model>& model,
+                                           const std::vector<int32_t>& tokens) {
   Context ctx(model, {.n_ctx = 64, .kernels = KernelChoice::reference, .n_threads = 1});
   const std::vector<float> z = ctx.eval(tokens);
   const size_t V = z.size() / tokens.size();
