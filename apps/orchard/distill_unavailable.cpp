@@ -1,15 +1,16 @@
-// `orchard distill collect` in a build configured with -DORCHARD_SERVER=OFF (no cpp-httplib, so no
-// distill library): the command still exists and says why it cannot run, as `orchard serve` does.
-// CMakeLists.txt compiles this file instead of distill.cpp in such a build.
+// `orchard distill collect` and `orchard distill pack` in a build configured with -DORCHARD_SERVER=OFF
+// (no cpp-httplib, so no distill library): the commands still exist and say why they cannot run, as
+// `orchard serve` does.
+// CMakeLists.txt compiles this file instead of distill.cpp and distill_pack.cpp in such a build.
 #include "base/error.h"
 #include "command.h"
 
 namespace orchard::cli {
 namespace {
 
-int run_distill_unavailable(Args&) {
+int run_distill_unavailable(Args& args) {
   fail(
-      "distill collect: this orchard was built without HTTP support (configured with -DORCHARD_SERVER=OFF); "
+      args.command(), ": this orchard was built without HTTP support (configured with -DORCHARD_SERVER=OFF); "
       "rebuild with -DORCHARD_SERVER=ON");
 }
 
@@ -22,6 +23,10 @@ const RegisterCommand kTrain("distill train",
 const RegisterCommand kEval("distill eval",
                             "a student against a teacher's held-out answers (not in this build: ORCHARD_SERVER=OFF)",
                             run_distill_unavailable);
+const RegisterCommand kPack("distill pack",
+                            "map a teacher's collected answers onto a student's vocabulary as a compact pack (not in this "
+                            "build: ORCHARD_SERVER=OFF)",
+                            run_distill_unavailable, {"no-reasoning", "truncate"});
 
 }  // namespace
 }  // namespace orchard::cli

@@ -82,6 +82,8 @@ const char* usage_of(const std::string& name) {
                        "                     [--api-key-env VAR] [--ca-file PEM] [--model NAME] [--top-logprobs K] [--temperature T]\n"
                        "                     [--concurrency N]) [--teacher-score] [--max-tokens N] [--out EVAL.json]\n"
                        "                     [--batch-tokens T] [--threads N] [--max-seq N] [--truncate]"},
+      {"distill pack", "orchard distill pack --data COLLECTED.jsonl --student MODEL --out FILE.otk [--no-reasoning] [--max-seq N]\n"
+                       "                     [--truncate] [--value-bits Q] [--check-logits zero|student|none] [--check-examples N]"},
       {"distill report", "orchard distill report (--run LABEL=DIR[:EVAL.json][,LABEL=...] | --runs FILE) --out REPORT.html\n"
                          "                       [--title TEXT]   (LABEL is GROUP/NAME: runs of a group are summarized together)"},
       {"train init", "orchard train init --like MODEL.gguf [--layers N] [--dim D] [--heads H] [--kv-heads K] [--ffn F] [--seed S] --out NEW.gguf"},

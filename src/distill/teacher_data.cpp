@@ -497,8 +497,10 @@ std::vector<train::Example> to_examples(std::span<const TeacherRecord> records, 
 // minus 64 (the quantizer's floor) and set back to 0 on reading, the rest renormalized over what is
 // left, so forward KL sees the same support as from the JSONL. Unpadded rows cost one bit of nothing:
 // z = 0 is one byte an example.
-void write_pack(const std::string& path, std::span<const train::Example> examples, int64_t vocab, PackStats* stats) {
+void write_pack(const std::string& path, std::span<const train::Example> examples, int64_t vocab, PackStats* stats,
+                int value_bits) {
   if (vocab < 1 || vocab > INT32_MAX) fail(path, ": vocabulary size ", vocab, " is not in [1, 2^31 - 1]");
+  if (value_bits < 4 || value_bits > 16) fail(path, ": value_bits = ", value_bits, " is not in [4, 16]");
   PackStats local;
   PackStats& s = stats ? *stats : local;
   s = PackStats{};
@@ -576,7 +578,7 @@ void write_pack(const std::string& path, std::span<const train::Example> example
     std::vector<uint8_t> blob;
     if (rows > 0) {
       try {
-        blob = train::encode_rows(ids, logprobs, k, vocab);
+        blob = train::encode_rows(ids, logprobs, k, vocab, {.value_bits = value_bits});
       } catch (const Error& err) {
         fail(what, ": ", err.what());
       }

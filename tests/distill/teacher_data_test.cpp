@@ -16,8 +16,10 @@
 #include <vector>
 
 #include "distill/teacher_data.h"
+#include "orchard/chat_template.h"
 #include "orchard/error.h"
 #include "orchard/tokenizer.h"
+#include "cli/cli_test_support.h"
 #include "temp_dir.h"
 #include "test_paths.h"
 #include "train/loss.h"
@@ -394,6 +396,35 @@ TEST(DistillTeacherData, MaxSeqRefusesOrTruncates) {
                {"c.jsonl:11", "chat template"});
 }
 
+TEST(DistillTeacherData, ChatRecordIsRenderedWithTheStudentsTemplate) {
+  const auto tok = Tokenizer::load(test::shared_path("models/tiny-chat/tiny-qwen2-chat-q8_0.gguf"));
+  ASSERT_FALSE(tok->chat_template().empty());
+  const StudentVocab vocab(tok);
+  const nlohmann::json messages = nlohmann::json::parse(R"([{"role": "user", "content": "Say hello."}])");
+  const std::vector<int32_t> answer = tok->encode("Hello there, friend.", false);
+  TeacherRecord r;
+  r.id = "c";
+  r.line = 2;
+  r.messages = messages;
+  r.finish_reason = "stop";
+  for (int32_t id : answer) {
+    r.tokens.push_back(tok->token_bytes(id));
+    r.completion += tok->token_bytes(id);
+    r.logprobs.push_back(-0.1);
+    r.top.push_back({{tok->token_bytes(id), -0.1}});
+  }
+  const train::Example e = to_examples(std::span(&r, 1), vocab, {}).at(0);
+  const ChatTemplate tmpl(tok->chat_template());
+  std::vector<int32_t> want = tok->encode(tmpl.render_chat(messages.dump(), "", true), false);
+  const int64_t P = static_cast<int64_t>(want.size());
+  want.insert(want.end(), answer.begin(), answer.end());
+  want.push_back(tok->eos_ids().at(0));
+  EXPECT_EQ(e.tokens, want);
+  EXPECT_EQ(e.teacher_k, 1);
+  EXPECT_EQ(e.kd_mask[P - 1], 1);
+  EXPECT_EQ(e.teacher_probs[(P - 1) * 1], 1.0f);
+}
+
 // Examples of every kind: exact with a padded row, partial, sft_only, a rationale.
 std::vector<train::Example> mixed_examples() {
   std::vector<TeacherRecord> records;
@@ -522,6 +553,45 @@ TEST(DistillTeacherData, PackRefusesEveryTruncationAndCorruption) {
   const uint32_t crc = train::crc32_ieee(std::span(trailing).first(trailing.size() - 4));
   for (int i = 0; i < 4; ++i) trailing[trailing.size() - 4 + i] = static_cast<uint8_t>(crc >> (8 * i));
   expect_error([&] { read_pack(dir.write("trail.otk", trailing), V); }, {"after the last example"});
+}
+
+
+nlohmann::json record_json(const TeacherRecord& r) {
+  nlohmann::json j = {{"id", r.id}, {"sample", r.sample}, {"prompt", r.prompt}, {"completion", r.completion},
+                      {"finish_reason", r.finish_reason}, {"teacher_tokens", r.tokens}};
+  nlohmann::json lps = nlohmann::json::array(), top = nlohmann::json::array();
+  for (double lp : r.logprobs) lps.push_back(lp);
+  for (const auto& row : r.top) {
+    nlohmann::json o = nlohmann::json::object();
+    for (const auto& [text, lp] : row) o[text] = lp;
+    top.push_back(o);
+  }
+  j["teacher_logprobs"] = lps;
+  j["teacher_top"] = top;
+  return j;
+}
+
+TEST(DistillTeacherData, CliPacksAndChecksTheLoss) {
+  test::TempDir dir;
+  Built a = build_record(1), b = build_record(2);
+  ASSERT_FALSE(some_token_spells("zzqqxxyy"));
+  b.record.top[0].push_back({"zzqqxxyy", -4.0});
+  const std::string data = dir.write("c.jsonl", record_json(a.record).dump() + "\n" + record_json(b.record).dump() + "\n");
+  const std::string model = test::source_path("models/stories260K/stories260K.gguf");
+  const test::CliResult r = test::run_cli({"distill", "pack", "--data", data, "--student", model, "--out", dir.file("p.otk")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("records: 2 (exact 1, partial 1, sft_only 0)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("within 1e-3"), std::string::npos) << r.out;
+  const std::vector<train::Example> want = to_examples(read_records(data), stories_vocab(), {});
+  const std::vector<train::Example> got = read_pack(dir.file("p.otk"), stories()->vocab_size());
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t n = 0; n < got.size(); ++n) {
+    EXPECT_EQ(got[n].tokens, want[n].tokens);
+    EXPECT_EQ(got[n].kd_mask, want[n].kd_mask);
+  }
+  const std::string bad = dir.write("bad.jsonl", record_json(a.record).dump() + "\n{\"id\": 1}\n");
+  test::expect_one_line_error(
+      test::run_cli({"distill", "pack", "--data", bad, "--student", model, "--out", dir.file("q.otk")}), bad + ":2");
 }
 
 }  // namespace
