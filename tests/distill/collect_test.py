@@ -11,12 +11,15 @@ way through the body, and answers ~10% slowly. Checks: every (id, sample) writte
 matching its prompt, every line parsing; a collector SIGKILLed mid-run (and a torn line left at the
 end of the file) resumes to the complete set without asking for what was already written; bad
 input refused with an error that names the problem; failures after the retries reported and not
-written; the API key sent as Bearer and never printed. Python 3 standard library only; ~20 s.
+written; the API key sent as Bearer and never printed; an HTTPS teacher with a self-signed
+certificate trusted with --ca-file and refused without; `orchard distill eval --teacher-score`
+(TeacherClient's scoring by echo) through 429s and a 500. Python 3 standard library only; ~22 s.
 """
 import http.server
 import json
 import os
 import random
+import re
 import signal
 import socket
 import ssl
@@ -106,6 +109,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/v1/chat/completions":
             return self.chat(req)
+        if req.get("echo"):
+            return self.echo(req)
         prompt = req.get("prompt")
         with t.lock:
             t.auth.add(self.headers.get("Authorization"))
@@ -141,6 +146,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
             t.requests.append((prompt, outcome))
 
 
+    def echo(self, req):
+        """Scoring (distill eval --teacher-score): the text echoed as whitespace-led words, each -0.5
+        (the first null), top rows one entry wider than asked. With faults, the 1st and 3rd scoring
+        requests are answered 429 (with Retry-After) and the 2nd 500."""
+        t = self.server
+        ok = req.get("max_tokens") == 0 and isinstance(req.get("prompt"), str) and isinstance(req.get("logprobs"), int)
+        with t.lock:
+            n = sum(o.startswith("echo") for _, o in t.requests)
+            fault = {0: "echo-429", 1: "echo-500", 2: "echo-429"}.get(n) if t.faults else None
+            outcome = "echo-bad" if not ok else fault or "echo"
+            t.requests.append((req.get("prompt"), outcome))
+        if outcome == "echo-bad":
+            return self.send_json(400, {"error": {"message": f"unexpected scoring request {req}"}})
+        if outcome == "echo-429":
+            body = json.dumps({"error": {"message": "slow down"}}).encode()
+            self.send_response(429)
+            self.send_header("Retry-After", "0.05")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return self.wfile.write(body)
+        if outcome == "echo-500":
+            return self.send_json(500, {"error": {"message": "oops"}})
+        toks, offsets = echo_tokens(req["prompt"])
+        k = req["logprobs"]
+        top = [None] + [dict([(tok, -0.5)] + [(f" alt{j}", -1.0 - j) for j in range(k)]) for tok in toks[1:]]
+        self.send_json(200, {"object": "text_completion", "choices": [{"index": 0, "text": req["prompt"],
+                       "finish_reason": "length", "logprobs": {"tokens": toks,
+                       "token_logprobs": [None] + [-0.5] * (len(toks) - 1), "top_logprobs": top,
+                       "text_offset": offsets}}]})
+
     def chat(self, req):
         """A chat teacher that thinks aloud in reasoning_content; echoes the last user message."""
         t = self.server
@@ -159,6 +194,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(200, {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
                        "message": {"role": "assistant", "content": "".join(toks), "reasoning_content": "thought"},
                        "logprobs": {"content": content}}]})
+
+
+def echo_tokens(text):
+    """The fake teacher's tokens of a text: each run of spaces with the word after it."""
+    toks, offsets = [], []
+    for m in re.finditer(r"\s*\S+|\s+$", text):
+        toks.append(m.group())
+        offsets.append(m.start())
+    return toks, offsets
 
 
 def write_prompts(path, n, prefix="p"):
@@ -381,8 +425,45 @@ def main():
     finally:
         https_teacher.close()
 
-    # 5. End to end: `orchard serve` on stories260K as the teacher, top-20 logprobs.
+    # 4c. distill eval --teacher --teacher-score against the faulty teacher: the held-out prompts
+    # collected, stories260K's greedy answers scored by echo through 429s (Retry-After) and 500s.
     model = os.path.join(SOURCE, "models", "stories260K", "stories260K.gguf")
+    faulty = Teacher()
+    try:
+        with open(prompts_path, "w") as f:
+            for i, p in enumerate(["Once upon a time there was", "The little dog ran to", "Lily saw a big",
+                                   "Tom and Sue went", "One day the sun"]):
+                f.write(json.dumps({"id": i, "prompt": p}) + "\n")
+        eval_out = os.path.join(tmp, "eval.json")
+        res = subprocess.run([ORCHARD, "distill", "eval", "--student", model, "--teacher", faulty.url, "--prompts",
+                              prompts_path, "--endpoint", "completions", "--top-logprobs", "5", "--max-tokens", "12",
+                              "--teacher-score", "--out", eval_out], capture_output=True, text=True, timeout=120)
+        check(res.returncode == 0, f"distill eval --teacher-score against the faulty teacher (rc {res.returncode}: "
+              f"{res.stderr[-300:]})")
+        outcomes = [o for _, o in faulty.requests]
+        check(outcomes.count("echo-429") == 2 and outcomes.count("echo-500") == 1 and outcomes.count("echo") == 5,
+              "scoring met 429s and 500s and got through: " +
+              ", ".join(f"{o} {outcomes.count(o)}" for o in ("echo", "echo-429", "echo-500", "echo-bad")))
+        if res.returncode == 0:
+            d = json.load(open(eval_out))
+            ts = d.get("teacher_score", {})
+            answers = ts.get("per_answer", [])
+            prompt_of = {json.dumps(x["id"]): x["prompt"] for x in map(json.loads, open(prompts_path))}
+            good = 0
+            for a in answers:
+                prompt = prompt_of[json.dumps(a["id"])]
+                _, offsets = echo_tokens(prompt + a["text"])
+                n = sum(off >= len(prompt) for off in offsets)
+                good += a["tokens"] == n and abs(a["logprob"] + 0.5 * n) < 1e-9
+            check(len(answers) == 5 and good == 5, f"each greedy answer scored as the teacher's tokens past the prompt "
+                  f"({good}/{len(answers)})")
+            check(abs(ts.get("mean_logprob_per_token", 0) + 0.5) < 1e-9, "mean_logprob_per_token -0.5")
+            check(abs(d.get("teacher_self_logprob_per_token", 0) + 0.1) < 1e-9,
+                  "teacher_self_logprob_per_token -0.1 (the collected answers' logprobs)")
+    finally:
+        faulty.close()
+
+    # 5. End to end: `orchard serve` on stories260K as the teacher, top-20 logprobs.
     log = open(os.path.join(tmp, "serve.log"), "w+")
     serve = subprocess.Popen([ORCHARD, "serve", "--model", model, "--port", "0", "--parallel", "4"],
                              stdout=subprocess.DEVNULL, stderr=log)
