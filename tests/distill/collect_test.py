@@ -401,7 +401,8 @@ def main():
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                            "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                            "-days", "2", "-keyout", key, "-out", cert], capture_output=True, text=True)
-    check(made.returncode == 0, f"a self-signed certificate made ({made.stderr[-200:] if made.returncode else 'openssl req'})")
+    check(made.returncode == 0,
+          f"a self-signed certificate made ({made.stderr[-200:] if made.returncode else 'openssl req'})")
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     https_teacher = Teacher(faults=False, tls=tls)

@@ -132,10 +132,12 @@ def main():
               "every line has orchard train's fields; evaluation lines eval_loss too")
         sane = all(set(x["eval"]) == {"agreement", "kl", "ce", "rows"} and 0 <= x["eval"]["agreement"] <= 1
                    and x["eval"]["kl"] >= 0 and x["eval"]["ce"] > 0 and x["eval"]["rows"] > 0 for x in evals)
-        check(sane, f"each eval is {{agreement in [0, 1], kl >= 0, ce > 0, rows > 0}}: {evals[-1]['eval'] if evals else None}")
+        check(sane, "each eval is {agreement in [0, 1], kl >= 0, ce > 0, rows > 0}: "
+              f"{evals[-1]['eval'] if evals else None}")
         if len(evals) == 4:
             kls = [x["eval"]["kl"] for x in evals]
-            check(kls[-1] < kls[0] - 0.1, f"the held-out KL goes down over training ({' -> '.join(f'{k:.3f}' for k in kls)})")
+            check(kls[-1] < kls[0] - 0.1,
+                  f"the held-out KL goes down over training ({' -> '.join(f'{k:.3f}' for k in kls)})")
             agr = [x["eval"]["agreement"] for x in evals]
             check(agr[-1] > agr[0], f"the held-out top-1 agreement goes up ({agr[0]:.3f} -> {agr[-1]:.3f})")
         trained = os.path.join(out_dir, "model.gguf")
@@ -155,7 +157,8 @@ def main():
                       "eval --data equals the log's step-40 metrics (the same model and data)")
             r0 = run("distill", "eval", "--student", student, "--data", eval_data)
             d0 = json.loads(r0.stdout) if r0.returncode == 0 else {}
-            check(d0.get("kl", 0) > d["kl"], f"the untrained student is further from the teacher (kl {d0.get('kl')} > {d['kl']:.3f})")
+            check(d0.get("kl", 0) > d["kl"],
+                  f"the untrained student is further from the teacher (kl {d0.get('kl')} > {d['kl']:.3f})")
 
         # A LoRA student: the adapter applied by distill eval gives the log's final metrics.
         lora_dir = os.path.join(tmp, "lora")
@@ -187,7 +190,8 @@ def main():
             self_lp = [v for x in rows for v in x["teacher_logprobs"] if v is not None]
             check(abs(d["teacher_self_logprob_per_token"] - sum(self_lp) / len(self_lp)) < 1e-9
                   and d["teacher_self_tokens"] == len(self_lp),
-                  f"teacher_self_logprob_per_token is the collected answers' mean ({d['teacher_self_logprob_per_token']:.4f})")
+                  "teacher_self_logprob_per_token is the collected answers' mean "
+                  f"({d['teacher_self_logprob_per_token']:.4f})")
             ts = d.get("teacher_score", {})
             check(ts.get("answers") == 12 and ts.get("tokens", 0) > 0 and ts.get("mean_logprob_per_token", 1) < 0,
                   f"teacher_score: 12 answers scored, a negative mean logprob ({ts.get('mean_logprob_per_token')})")
