@@ -453,6 +453,10 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
   if (!std::isfinite(lo) || !std::isfinite(hi)) return {};
   if (lo > hi) std::swap(lo, hi);
   if (lo == hi) return {lo};
+  // Spans a double cannot divide into steps (overflowing, vanishing, or far below the values'
+  // own size) get their two ends alone rather than a cast out of range.
+  const double raw = (hi - lo) / std::max(target, 1);
+  if (!std::isfinite(raw) || !(raw >= 1e-300) || std::max(std::fabs(lo), std::fabs(hi)) / raw > 1e12) return {lo, hi};
   const auto [m, e] = nice_step_parts(hi - lo, target);
   const double step = scaled(1, m, e);
   const double slack = 1e-9;
@@ -494,6 +498,11 @@ std::string svg_line_chart(const Chart& chart) {
                  "\" height=\"", frame_bottom - frame_top, "\" fill=\"#f6f6f6\" stroke=\"#cccccc\"/>\n");
     s += str_cat("<text x=\"", coord((G::left + G::right) / 2), "\" y=\"", coord((G::top + G::bottom) / 2),
                  "\" text-anchor=\"middle\" class=\"empty\">", html_escape(chart.empty_text), "</text>\n</svg>\n");
+    return s;
+  }
+  if (!std::isfinite(x_hi - x_lo) || !std::isfinite(y_hi - y_lo)) {
+    s += str_cat("<text x=\"", coord((G::left + G::right) / 2), "\" y=\"", coord((G::top + G::bottom) / 2),
+                 "\" text-anchor=\"middle\" class=\"empty\">values too far apart to draw</text>\n</svg>\n");
     return s;
   }
   // One value on an axis: widen it so that the value sits in the middle.
@@ -599,9 +608,10 @@ std::string svg_dot_chart(const std::string& title, const std::string& x_label, 
       hi = std::max(hi, sp.mean + sp.sd);
     }
   }
-  if (!(lo <= hi)) {
+  if (!(lo <= hi) || !std::isfinite(hi - lo)) {
     s += str_cat("<text x=\"", coord((left + right) / 2), "\" y=\"", coord((top + bottom) / 2),
-                 "\" text-anchor=\"middle\" class=\"empty\">", html_escape(empty_text), "</text>\n</svg>\n");
+                 "\" text-anchor=\"middle\" class=\"empty\">",
+                 html_escape(lo <= hi ? std::string("values too far apart to draw") : empty_text), "</text>\n</svg>\n");
     return s;
   }
   if (lo == hi) {

@@ -449,6 +449,18 @@ TEST(DistillReport, NiceTicks) {
   expect_ticks(7, 7, 5, {7});
   expect_ticks(1, 0, 5, {0, 0.2, 0.4, 0.6, 0.8, 1});
   EXPECT_TRUE(nice_ticks(0, NAN).empty());
+  // Spans no step fits: the two ends, never a cast out of range (the sanitizers watch).
+  expect_ticks(-1e308, 1e308, 5, {-1e308, 1e308});
+  expect_ticks(1e300, 1.0000000000001e300, 5, {1e300, 1.0000000000001e300});
+  expect_ticks(0, 1e-310, 5, {0, 1e-310});
+  EXPECT_LE(nice_ticks(1e15, 1e15 + 1, 5).size(), 100u);
+  Chart wide;
+  wide.series.push_back({"w", "#000", true, {{0, -1e308}, {1, 1e308}}});
+  const std::string svg = svg_line_chart(wide);
+  EXPECT_NE(svg.find("too far apart"), std::string::npos);
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
+  EXPECT_NE(svg_dot_chart("t", "v", {{"g", "#000", {{"g/a", -1e308}, {"g/b", 1e308}}}}, "none").find("too far apart"),
+            std::string::npos);
   EXPECT_EQ(tick_label(0.0015, 0.0005), "0.0015");
   EXPECT_EQ(tick_label(0.6000000000000001, 0.2), "0.6");
   EXPECT_EQ(tick_label(1000, 500), "1000");
