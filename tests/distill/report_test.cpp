@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_test_support.h"
 #include "orchard/error.h"
 #include "temp_dir.h"
 
@@ -480,6 +481,38 @@ TEST(DistillReport, ThinPointsAveragesBuckets) {
   EXPECT_DOUBLE_EQ(thin[3].x, 9);
   EXPECT_DOUBLE_EQ(thin[3].y, 81);
   EXPECT_EQ(thin_points(points, 10).size(), 10u);
+}
+
+TEST(DistillReport, CommandWritesThePageAndPrintsTheSummary) {
+  TempDir dir;
+  const std::string a = make_run(dir, "a", "{\"step\":1,\"loss\":3,\"eval\":{\"agreement\":0.5,\"kl\":1,\"ce\":2}}\n");
+  const std::string b = make_run(dir, "b", "{\"step\":1,\"loss\":2,\"eval\":{\"agreement\":0.7,\"kl\":0.6,\"ce\":1.5}}\n");
+  const std::string c = make_run(dir, "c", "{\"step\":1,\"loss\":2,\"eval\":{\"agreement\":0.9,\"kl\":0.4,\"ce\":1.1}}\n");
+  const std::string eval = dir.write("c.json", "{\"agreement\":0.8,\"kl\":0.5,\"ce\":1.2}");
+  const std::string out = dir.file("report.html");
+  const auto r = test::run_cli({"distill", "report", "--run", "sft/s1=" + a + ",kd/s1=" + b + ",kd/s2=" + c + ":" + eval,
+                                "--out", out, "--title", "A <b> title"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // kd: agreement 0.7 (log) and 0.8 (c.json, over its log's 0.9): mean 0.75, SD sqrt(0.005).
+  EXPECT_NE(r.out.find("0.75 +- 0.07071 [0.7, 0.8]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("kd vs sft: KL mean difference -0.45, better on 1 of 1 paired runs"), std::string::npos) << r.out;
+  const std::string html = test::read_text(out);
+  EXPECT_NE(html.find("<h1>A &lt;b&gt; title</h1>"), std::string::npos);
+  EXPECT_NE(html.find("distill report --run"), std::string::npos);  // how it was made
+  EXPECT_EQ(count_of(html, "<svg"), count_of(html, "</svg>"));
+
+  // The same runs from a --runs file, with a comment and blank lines.
+  const std::string list = dir.write("runs.txt", "# runs\n\nsft/s1=" + a + "\n  kd/s1=" + b + "  \n");
+  EXPECT_EQ(test::run_cli({"distill", "report", "--runs", list, "--out", out}).exit_code, 0);
+
+  test::expect_one_line_error(test::run_cli({"distill", "report", "--run", "x=" + a + ",x=" + b, "--out", out}),
+                              "given twice");
+  test::expect_one_line_error(test::run_cli({"distill", "report", "--run", "x", "--out", out}), "LABEL=DIR");
+  test::expect_one_line_error(test::run_cli({"distill", "report", "--out", out}), "no run");
+  dir.write("a/log.jsonl", "{\"step\":1}\n{\"step\":true}\n");
+  test::expect_one_line_error(test::run_cli({"distill", "report", "--run", "x=" + a, "--out", dir.file("bad.html")}),
+                              "a/log.jsonl:2:");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad.html")));
 }
 
 }  // namespace
