@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -108,12 +107,23 @@ std::string html_escape(const std::string& text) {
   out.reserve(text.size());
   for (const char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -126,8 +136,8 @@ RunLog read_run_log(const std::string& dir_or_log_path, const std::string& label
   log.label = label;
   log.group = group_of(label);
   if (!file_exists(dir_or_log_path)) fail(dir_or_log_path, ": no such run folder or log (", label, ")");
-  log.path = is_directory(dir_or_log_path) ? (std::filesystem::path(dir_or_log_path) / "log.jsonl").string()
-                                           : dir_or_log_path;
+  log.path =
+      is_directory(dir_or_log_path) ? (std::filesystem::path(dir_or_log_path) / "log.jsonl").string() : dir_or_log_path;
   const std::string text = read_text_file(log.path, kMaxTextFileBytes);
   std::map<int64_t, LogEntry> entries;
   size_t at = 0;
@@ -366,7 +376,8 @@ std::vector<XY> mean_curve(const std::vector<const std::vector<Point>*>& curves)
     }
   std::vector<XY> out;
   for (const auto& [step, sc] : at)
-    if (sc.second == curves.size()) out.push_back({static_cast<double>(step), sc.first / static_cast<double>(sc.second)});
+    if (sc.second == curves.size())
+      out.push_back({static_cast<double>(step), sc.first / static_cast<double>(sc.second)});
   return out;
 }
 
@@ -388,7 +399,8 @@ Chart metric_chart(const ReportInput& input, const std::vector<GroupSummary>& gr
     for (const size_t i : groups[g].runs) {
       const std::vector<Point>& points = input.runs[i].log.*metric.member;
       if (points.empty()) continue;
-      chart.series.push_back({input.runs[i].log.label, colour, curves.size() == 1, thin_points(as_xy(points), kMaxPointsPerLine)});
+      chart.series.push_back(
+          {input.runs[i].log.label, colour, curves.size() == 1, thin_points(as_xy(points), kMaxPointsPerLine)});
     }
     if (curves.size() > 1) {
       std::vector<XY> mean = mean_curve(curves);
@@ -398,7 +410,8 @@ Chart metric_chart(const ReportInput& input, const std::vector<GroupSummary>& gr
                                 thin_points(mean, kMaxPointsPerLine)});
       }
     }
-    chart.legend.push_back({str_cat(groups[g].group, " (", curves.size(), curves.size() == 1 ? " run)" : " runs)"), colour});
+    chart.legend.push_back(
+        {str_cat(groups[g].group, " (", curves.size(), curves.size() == 1 ? " run)" : " runs)"), colour});
   }
   if (any_mean) {
     chart.legend.push_back({"thin: one run", ""});
@@ -469,7 +482,8 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
 
 std::string tick_label(double value, double step) {
   int decimals = 0;
-  if (step > 0 && std::isfinite(step)) decimals = std::clamp(-static_cast<int>(std::floor(std::log10(step) + 1e-9)), 0, 15);
+  if (step > 0 && std::isfinite(step))
+    decimals = std::clamp(-static_cast<int>(std::floor(std::log10(step) + 1e-9)), 0, 15);
   char text[64];
   std::snprintf(text, sizeof text, "%.*f", decimals, value + 0.0);
   return text;
@@ -548,9 +562,8 @@ std::string svg_line_chart(const Chart& chart) {
   for (const bool bold : {false, true})
     for (const Series& series : chart.series) {
       if (series.bold != bold || series.points.empty()) continue;
-      const std::string style =
-          str_cat("stroke=\"", html_escape(series.colour), "\" stroke-width=\"", bold ? "2.5" : "1.2",
-                  "\" stroke-opacity=\"", bold ? "1" : "0.45", "\"");
+      const std::string style = str_cat("stroke=\"", html_escape(series.colour), "\" stroke-width=\"",
+                                        bold ? "2.5" : "1.2", "\" stroke-opacity=\"", bold ? "1" : "0.45", "\"");
       if (series.points.size() == 1) {
         s += str_cat("<circle class=\"series\" cx=\"", coord(px(series.points[0].x)), "\" cy=\"",
                      coord(py(series.points[0].y)), "\" r=\"3\" fill=\"", html_escape(series.colour), "\" ", style,
@@ -589,9 +602,10 @@ std::string svg_dot_chart(const std::string& title, const std::string& x_label, 
   constexpr double width = 900, left = 150, right = 640, top = 44, row = 34, pad = 8;
   const double height = top + row * static_cast<double>(std::max<size_t>(rows.size(), 1)) + 50;
   const double bottom = top + row * static_cast<double>(std::max<size_t>(rows.size(), 1));
-  std::string s = str_cat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"", width, "\" height=\"", height,
-                          "\" viewBox=\"0 0 ", width, " ", height, "\" role=\"img\" aria-label=\"", html_escape(title),
-                          "\">\n<rect x=\"0\" y=\"0\" width=\"", width, "\" height=\"", height, "\" fill=\"#ffffff\"/>\n");
+  std::string s =
+      str_cat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"", width, "\" height=\"", height, "\" viewBox=\"0 0 ",
+              width, " ", height, "\" role=\"img\" aria-label=\"", html_escape(title),
+              "\">\n<rect x=\"0\" y=\"0\" width=\"", width, "\" height=\"", height, "\" fill=\"#ffffff\"/>\n");
   s += str_cat("<text x=\"", left - pad, "\" y=\"24\" class=\"title\">", html_escape(title), "</text>\n");
   std::vector<Spread> spreads;
   double lo = INFINITY, hi = -INFINITY;
@@ -642,14 +656,16 @@ std::string svg_dot_chart(const std::string& title, const std::string& x_label, 
     s += str_cat("<text x=\"", coord(left - pad - 8), "\" y=\"", coord(y + 4), "\" text-anchor=\"end\">",
                  html_escape(r.group), "</text>\n");
     if (sp.n == 0) {
-      s += str_cat("<text x=\"", coord(right + pad + 10), "\" y=\"", coord(y + 4), "\" class=\"note\">no value</text>\n");
+      s += str_cat("<text x=\"", coord(right + pad + 10), "\" y=\"", coord(y + 4),
+                   "\" class=\"note\">no value</text>\n");
       continue;
     }
     if (std::isfinite(sp.sd))
       s += str_cat("<line class=\"sd\" x1=\"", coord(px(sp.mean - sp.sd)), "\" y1=\"", coord(y), "\" x2=\"",
-                   coord(px(sp.mean + sp.sd)), "\" y2=\"", coord(y), "\" stroke=\"", colour, "\" stroke-width=\"2\"/>\n");
-    s += str_cat("<line class=\"mean\" x1=\"", coord(px(sp.mean)), "\" y1=\"", coord(y - 9), "\" x2=\"", coord(px(sp.mean)),
-                 "\" y2=\"", coord(y + 9), "\" stroke=\"", colour, "\" stroke-width=\"3\"/>\n");
+                   coord(px(sp.mean + sp.sd)), "\" y2=\"", coord(y), "\" stroke=\"", colour,
+                   "\" stroke-width=\"2\"/>\n");
+    s += str_cat("<line class=\"mean\" x1=\"", coord(px(sp.mean)), "\" y1=\"", coord(y - 9), "\" x2=\"",
+                 coord(px(sp.mean)), "\" y2=\"", coord(y + 9), "\" stroke=\"", colour, "\" stroke-width=\"3\"/>\n");
     for (const auto& [label, v] : r.runs) {
       if (!std::isfinite(v)) continue;
       s += str_cat("<circle class=\"run\" cx=\"", coord(px(v)), "\" cy=\"", coord(y), "\" r=\"4.5\" fill=\"", colour,
@@ -693,8 +709,9 @@ std::string render_report(const ReportInput& input) {
   h += "<table>\n<tr><th class=\"label\">group</th><th>runs</th><th>agreement</th><th>KL</th><th>CE</th>"
        "<th>teacher score</th></tr>\n";
   for (size_t g = 0; g < groups.size(); ++g) {
-    h += str_cat("<tr><td class=\"label\"><span class=\"swatch\" style=\"background:", kPalette[g % std::size(kPalette)],
-                 "\"></span>", html_escape(groups[g].group), "</td><td>", groups[g].runs.size(), "</td>");
+    h +=
+        str_cat("<tr><td class=\"label\"><span class=\"swatch\" style=\"background:", kPalette[g % std::size(kPalette)],
+                "\"></span>", html_escape(groups[g].group), "</td><td>", groups[g].runs.size(), "</td>");
     const size_t n = groups[g].runs.size();
     h += spread_html(groups[g].agreement, n) + spread_html(groups[g].kl, n) + spread_html(groups[g].ce, n) +
          spread_html(groups[g].teacher_score, n) + "</tr>\n";
@@ -709,7 +726,8 @@ std::string render_report(const ReportInput& input) {
     for (const Comparison& c : comparisons) {
       h += "<tr><td class=\"label\">" + html_escape(c.group) + "</td><td class=\"label\">" + html_escape(c.metric) +
            "</td>" + number_cell(c.mean_difference);
-      h += c.pairs > 0 ? str_cat("<td>", c.better, " of ", c.pairs, " pairs</td>") : std::string("<td class=\"none\">&ndash;</td>");
+      h += c.pairs > 0 ? str_cat("<td>", c.better, " of ", c.pairs, " pairs</td>")
+                       : std::string("<td class=\"none\">&ndash;</td>");
       h += "</tr>\n";
     }
     h += "</table>\n";
@@ -749,7 +767,8 @@ std::string render_report(const ReportInput& input) {
   for (const ReportRun& run : input.runs) {
     const RunFinal f = final_metrics(run);
     h += "<tr><td class=\"label\">" + html_escape(run.log.label) + "</td>";
-    h += run.log.last_step >= 0 ? str_cat("<td>", run.log.last_step, "</td>") : std::string("<td class=\"none\">&ndash;</td>");
+    h += run.log.last_step >= 0 ? str_cat("<td>", run.log.last_step, "</td>")
+                                : std::string("<td class=\"none\">&ndash;</td>");
     h += number_cell(run.log.loss.empty() ? kNaN : run.log.loss.back().value);
     h += number_cell(run.log.eval_loss.empty() ? kNaN : run.log.eval_loss.back().value);
     h += number_cell(f.agreement) + number_cell(f.kl) + number_cell(f.ce) + number_cell(f.teacher_score);
@@ -760,7 +779,8 @@ std::string render_report(const ReportInput& input) {
   std::vector<std::string> warnings;
   for (const ReportRun& run : input.runs) {
     for (const std::string& w : run.log.warnings) warnings.push_back(run.log.label + ": " + w);
-    if (!run.log.path.empty() && run.log.lines == 0) warnings.push_back(run.log.label + ": " + run.log.path + " has no line");
+    if (!run.log.path.empty() && run.log.lines == 0)
+      warnings.push_back(run.log.label + ": " + run.log.path + " has no line");
   }
   if (!warnings.empty()) {
     h += "<ul class=\"warning\">\n";

@@ -34,8 +34,8 @@ struct RunLog {
   std::string path;  // the log.jsonl read
   // Sorted by step, one point per step (the last line of a step wins); null values are absent.
   std::vector<Point> loss, eval_loss, agreement, kl, ce;
-  int64_t lines = 0;          // non-blank lines read
-  int64_t last_step = -1;     // -1: no line
+  int64_t lines = 0;                  // non-blank lines read
+  int64_t last_step = -1;             // -1: no line
   std::vector<std::string> warnings;  // e.g. a torn last line (a run killed mid-write), skipped
 };
 
@@ -51,7 +51,8 @@ struct EvalResult {
   std::string path, student, data;
   int64_t examples = 0, rows = 0;
   double agreement = 0, kl = 0, ce = 0;
-  std::optional<double> teacher_score;  // teacher_score.mean_logprob_per_token: the teacher's view of the student's answers
+  std::optional<double>
+      teacher_score;  // teacher_score.mean_logprob_per_token: the teacher's view of the student's answers
   std::optional<int64_t> teacher_score_tokens;
   std::optional<double> teacher_self;  // teacher_self_logprob_per_token: the same for the teacher's own answers
 };

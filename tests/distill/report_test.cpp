@@ -45,15 +45,16 @@ std::string make_run(const TempDir& dir, const std::string& name, const std::str
 
 TEST(DistillReport, ReadsLogAndTheLaterLineOfAStepWins) {
   TempDir dir;
-  const std::string run = make_run(dir, "run",
-                                   "{\"step\":1,\"loss\":2.5,\"lr\":0.001,\"grad_norm\":1.2,\"tokens\":100,\"tokens_per_s\":50}\n"
-                                   "{\"step\":2,\"loss\":2.0}\n"
-                                   "{\"step\":2,\"loss\":1.8,\"eval_loss\":1.9,\"eval\":{\"agreement\":0.5,\"kl\":0.7,"
-                                   "\"ce\":1.95,\"rows\":100}}\n"
-                                   "{\"step\":3,\"loss\":null,\"skipped\":true,\"reason\":\"a gradient is not finite\"}\n"
-                                   "\n"
-                                   "{\"step\":1,\"loss\":2.4}\r\n"  // a resumed run's line, with a CRLF
-                                   "{\"step\":4,\"loss\":1.5,\"eval_loss\":null,\"eval\":null}\n");
+  const std::string run =
+      make_run(dir, "run",
+               "{\"step\":1,\"loss\":2.5,\"lr\":0.001,\"grad_norm\":1.2,\"tokens\":100,\"tokens_per_s\":50}\n"
+               "{\"step\":2,\"loss\":2.0}\n"
+               "{\"step\":2,\"loss\":1.8,\"eval_loss\":1.9,\"eval\":{\"agreement\":0.5,\"kl\":0.7,"
+               "\"ce\":1.95,\"rows\":100}}\n"
+               "{\"step\":3,\"loss\":null,\"skipped\":true,\"reason\":\"a gradient is not finite\"}\n"
+               "\n"
+               "{\"step\":1,\"loss\":2.4}\r\n"  // a resumed run's line, with a CRLF
+               "{\"step\":4,\"loss\":1.5,\"eval_loss\":null,\"eval\":null}\n");
   const RunLog log = read_run_log(run, "kd/seed1");
   EXPECT_EQ(log.label, "kd/seed1");
   EXPECT_EQ(log.group, "kd");
@@ -82,7 +83,8 @@ TEST(DistillReport, ReadsLogAndTheLaterLineOfAStepWins) {
 
 TEST(DistillReport, TornLastLineIsSkippedWithAWarning) {
   TempDir dir;
-  const std::string run = make_run(dir, "run", "{\"step\":1,\"loss\":2.5}\n{\"step\":2,\"loss\":2.1}\n{\"step\":3,\"lo");
+  const std::string run =
+      make_run(dir, "run", "{\"step\":1,\"loss\":2.5}\n{\"step\":2,\"loss\":2.1}\n{\"step\":3,\"lo");
   const RunLog log = read_run_log(run, "a");
   ASSERT_EQ(log.loss.size(), 2u);
   EXPECT_EQ(log.loss[1].value, 2.1);
@@ -118,7 +120,8 @@ TEST(DistillReport, MalformedLogLinesNameFileAndLine) {
     EXPECT_NE(e.find("run/log.jsonl:2: "), std::string::npos) << line.substr(0, 60) << " -> " << e;
     EXPECT_NE(e.find(why), std::string::npos) << line.substr(0, 60) << " -> " << e;
   }
-  EXPECT_NE(error_of([&] { read_run_log(dir.file("absent"), "a"); }).find("absent: no such run folder"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_run_log(dir.file("absent"), "a"); }).find("absent: no such run folder"),
+            std::string::npos);
   std::filesystem::create_directories(dir.file("empty"));  // a folder without log.jsonl
   EXPECT_NE(error_of([&] { read_run_log(dir.file("empty"), "a"); }).find("empty/log.jsonl"), std::string::npos);
   EXPECT_NE(error_of([&] { read_run_log("/dev/zero", "a"); }), "");
@@ -210,15 +213,16 @@ ReportInput sample_input(const TempDir& dir, const std::string& odd_label = "kd/
     for (int step = 0; step <= 40; step += 1) {
       log += "{\"step\":" + std::to_string(step) + ",\"loss\":" + std::to_string(3.0 - step * 0.02 - i * 0.1);
       if (step % 10 == 0)
-        log += ",\"eval_loss\":" + std::to_string(2.9 - step * 0.01) + ",\"eval\":{\"agreement\":" +
-               std::to_string(0.3 + step * 0.005 + i * 0.01) + ",\"kl\":1.5,\"ce\":2.5,\"rows\":10}";
+        log += ",\"eval_loss\":" + std::to_string(2.9 - step * 0.01) +
+               ",\"eval\":{\"agreement\":" + std::to_string(0.3 + step * 0.005 + i * 0.01) +
+               ",\"kl\":1.5,\"ce\":2.5,\"rows\":10}";
       log += "}\n";
     }
     ReportRun run;
     run.log = read_run_log(make_run(dir, "sft" + std::to_string(i), log), "sft/seed" + std::to_string(i + 1));
     run.eval = read_eval(dir.write("sft" + std::to_string(i) + ".json",
-                                   "{\"agreement\":" + std::to_string(sft_agreement[i]) + ",\"kl\":" +
-                                       std::to_string(sft_kl[i]) + ",\"ce\":" + std::to_string(sft_ce[i]) +
+                                   "{\"agreement\":" + std::to_string(sft_agreement[i]) +
+                                       ",\"kl\":" + std::to_string(sft_kl[i]) + ",\"ce\":" + std::to_string(sft_ce[i]) +
                                        ",\"teacher_score\":{\"mean_logprob_per_token\":" + std::to_string(-1.0 - i) +
                                        ",\"tokens\":10}}"));
     in.runs.push_back(std::move(run));
@@ -234,7 +238,8 @@ ReportInput sample_input(const TempDir& dir, const std::string& odd_label = "kd/
                                   "{\"step\":0,\"loss\":3.2,\"eval\":{\"agreement\":0.45,\"kl\":2,\"ce\":3}}\n"
                                   "{\"step\":20,\"loss\":2.2,\"eval\":{\"agreement\":0.7,\"kl\":0.8,\"ce\":1.7}}\n"),
                          odd_label);
-  kd2.eval = read_eval(dir.write("kd2.json", "{\"agreement\":0.9,\"kl\":0.3,\"ce\":1.3,\"teacher_score\":{\"mean_logprob_per_token\":-0.5}}"));
+  kd2.eval = read_eval(dir.write(
+      "kd2.json", "{\"agreement\":0.9,\"kl\":0.3,\"ce\":1.3,\"teacher_score\":{\"mean_logprob_per_token\":-0.5}}"));
   in.runs.push_back(std::move(kd2));
   return in;
 }
@@ -304,7 +309,8 @@ TEST(DistillReport, GroupsAgainstTheFirstPairedByRunName) {
   worse.runs[3].log.label = "kd/other";
   worse.runs[4].log.label = "kd";
   EXPECT_EQ(compare_groups(worse)[1].pairs, 0);
-  EXPECT_NE(summary_text(in).find("kd vs sft: KL mean difference -0.7, better on 2 of 2 paired runs"), std::string::npos)
+  EXPECT_NE(summary_text(in).find("kd vs sft: KL mean difference -0.7, better on 2 of 2 paired runs"),
+            std::string::npos)
       << summary_text(in);
 }
 
@@ -414,8 +420,9 @@ std::vector<double> attribute_of(const std::string& svg, const std::string& cls,
 
 TEST(DistillReport, DotChartPlacesRunsMeanAndSpread) {
   // Values 1, 2, 3: mean 2, sample SD 1, so the SD line spans exactly the outer dots.
-  const std::string svg = svg_dot_chart("final <x>", "value", {{"g<1>", "#123456", {{"g/a", 1}, {"g/b", 3}, {"g/c", 2}}},
-                                                               {"h", "#654321", {{"h/a", NAN}}}}, "none");
+  const std::string svg = svg_dot_chart(
+      "final <x>", "value",
+      {{"g<1>", "#123456", {{"g/a", 1}, {"g/b", 3}, {"g/c", 2}}}, {"h", "#654321", {{"h/a", NAN}}}}, "none");
   const std::vector<double> dots = attribute_of(svg, "run", "cx");
   ASSERT_EQ(dots.size(), 3u) << svg;
   const std::vector<double> sd_from = attribute_of(svg, "sd", "x1"), sd_to = attribute_of(svg, "sd", "x2");
@@ -486,16 +493,20 @@ TEST(DistillReport, ThinPointsAveragesBuckets) {
 TEST(DistillReport, CommandWritesThePageAndPrintsTheSummary) {
   TempDir dir;
   const std::string a = make_run(dir, "a", "{\"step\":1,\"loss\":3,\"eval\":{\"agreement\":0.5,\"kl\":1,\"ce\":2}}\n");
-  const std::string b = make_run(dir, "b", "{\"step\":1,\"loss\":2,\"eval\":{\"agreement\":0.7,\"kl\":0.6,\"ce\":1.5}}\n");
-  const std::string c = make_run(dir, "c", "{\"step\":1,\"loss\":2,\"eval\":{\"agreement\":0.9,\"kl\":0.4,\"ce\":1.1}}\n");
+  const std::string b =
+      make_run(dir, "b", "{\"step\":1,\"loss\":2,\"eval\":{\"agreement\":0.7,\"kl\":0.6,\"ce\":1.5}}\n");
+  const std::string c =
+      make_run(dir, "c", "{\"step\":1,\"loss\":2,\"eval\":{\"agreement\":0.9,\"kl\":0.4,\"ce\":1.1}}\n");
   const std::string eval = dir.write("c.json", "{\"agreement\":0.8,\"kl\":0.5,\"ce\":1.2}");
   const std::string out = dir.file("report.html");
-  const auto r = test::run_cli({"distill", "report", "--run", "sft/s1=" + a + ",kd/s1=" + b + ",kd/s2=" + c + ":" + eval,
-                                "--out", out, "--title", "A <b> title"});
+  const auto r =
+      test::run_cli({"distill", "report", "--run", "sft/s1=" + a + ",kd/s1=" + b + ",kd/s2=" + c + ":" + eval, "--out",
+                     out, "--title", "A <b> title"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // kd: agreement 0.7 (log) and 0.8 (c.json, over its log's 0.9): mean 0.75, SD sqrt(0.005).
   EXPECT_NE(r.out.find("0.75 +- 0.07071 [0.7, 0.8]"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("kd vs sft: KL mean difference -0.45, better on 1 of 1 paired runs"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("kd vs sft: KL mean difference -0.45, better on 1 of 1 paired runs"), std::string::npos)
+      << r.out;
   const std::string html = test::read_text(out);
   EXPECT_NE(html.find("<h1>A &lt;b&gt; title</h1>"), std::string::npos);
   EXPECT_NE(html.find("distill report --run"), std::string::npos);  // how it was made
