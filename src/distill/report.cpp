@@ -27,11 +27,11 @@ std::optional<double> optional_number(const json& object, const char* key, const
   return v;
 }
 
-double required_number(const json& object, const char* key, const std::string& where) {
-  const auto it = object.find(key);
-  if (it == object.end()) fail(where, ": \"", key, "\" is missing");
-  if (!it->is_number()) fail(where, ": \"", key, "\" must be a number, not ", it->dump());
-  return it->get<double>();
+// A field that must be there, a number or null (NaN): an evaluation gives null for a metric it has
+// no rows for (SFT-only data has no top-k rows, so no KL).
+double required_number_or_null(const json& object, const char* key, const std::string& where) {
+  if (!object.contains(key)) fail(where, ": \"", key, "\" is missing");
+  return optional_number(object, key, where).value_or(kNaN);
 }
 
 std::optional<int64_t> optional_count(const json& object, const char* key, const std::string& where) {
@@ -195,13 +195,14 @@ EvalResult read_eval(const std::string& path) {
   r.data = optional_string(j, "data", path).value_or("");
   r.examples = optional_count(j, "examples", path).value_or(0);
   r.rows = optional_count(j, "rows", path).value_or(0);
-  r.agreement = required_number(j, "agreement", path);
-  r.kl = required_number(j, "kl", path);
-  r.ce = required_number(j, "ce", path);
+  r.agreement = required_number_or_null(j, "agreement", path);
+  r.kl = required_number_or_null(j, "kl", path);
+  r.ce = required_number_or_null(j, "ce", path);
   if (const auto it = j.find("teacher_score"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) fail(path, ": \"teacher_score\" must be an object or null, not ", it->dump());
     const std::string where = path + ": \"teacher_score\"";
-    r.teacher_score = required_number(*it, "mean_logprob_per_token", where);
+    if (const double mean = required_number_or_null(*it, "mean_logprob_per_token", where); std::isfinite(mean))
+      r.teacher_score = mean;
     r.teacher_score_tokens = optional_count(*it, "tokens", where);
   }
   r.teacher_self = optional_number(j, "teacher_self_logprob_per_token", path);

@@ -24,6 +24,8 @@
 
 namespace orchard::distill {
 
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
 struct Point {
   int64_t step = 0;
   double value = 0;
@@ -50,7 +52,7 @@ RunLog read_run_log(const std::string& dir_or_log_path, const std::string& label
 struct EvalResult {
   std::string path, student, data;
   int64_t examples = 0, rows = 0;
-  double agreement = 0, kl = 0, ce = 0;
+  double agreement = kNaN, kl = kNaN, ce = kNaN;  // NaN: null in the file (no rows for that metric)
   std::optional<double>
       teacher_score;  // teacher_score.mean_logprob_per_token: the teacher's view of the student's answers
   std::optional<int64_t> teacher_score_tokens;
@@ -78,8 +80,6 @@ struct ReportInput {
   std::string command_line;  // shown under the title: how the page was made
   std::vector<ReportRun> runs;
 };
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Mean, range and sample standard deviation (n - 1) of the finite values given; NaN where undefined
 // (no value; the deviation of one value).

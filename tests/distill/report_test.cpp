@@ -149,6 +149,17 @@ TEST(DistillReport, ReadsEvalAndRefusesBadOnes) {
   EXPECT_FALSE(plain.teacher_score.has_value());
   EXPECT_FALSE(plain.teacher_self.has_value());
 
+  // null metrics (no rows of that kind in the held-out data) and a null teacher score are no value.
+  const EvalResult nulls =
+      read_eval(dir.write("nulls.json",
+                          "{\"agreement\":0.5,\"kl\":null,\"ce\":2,\"teacher_score\":{\"mean_logprob_per_token\":null,"
+                          "\"tokens\":0},\"teacher_self_logprob_per_token\":null}"));
+  EXPECT_EQ(nulls.agreement, 0.5);
+  EXPECT_TRUE(std::isnan(nulls.kl));
+  EXPECT_EQ(nulls.ce, 2);
+  EXPECT_FALSE(nulls.teacher_score.has_value());
+  EXPECT_FALSE(nulls.teacher_self.has_value());
+
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"{\"kl\":1,\"ce\":2}", "\"agreement\" is missing"},
       {"{\"agreement\":\"0.5\",\"kl\":1,\"ce\":2}", "\"agreement\" must be a number"},
