@@ -298,6 +298,35 @@ class PackReader {
   const std::string& path_;
 };
 
+// OTKP's largest value code reads back as d = 2 Q ln 2 nats below the row's largest (teacher_store.h):
+// every entry further down than about that comes back there, which is the quantizer's floor.
+double floor_nats(int value_bits) { return 2.0 * value_bits * std::log(2.0); }
+
+// Q of a blob that decode_rows accepted: magic and version, vocab and k (varints), then Q.
+int blob_value_bits(std::span<const uint8_t> blob) {
+  size_t pos = 5;
+  for (int varint = 0; varint < 2; ++varint)
+    while (pos < blob.size() && (blob[pos++] & 0x80)) {
+    }
+  if (pos >= blob.size()) fail("teacher store: no value_bits");  // not reached: decode_rows read it
+  return blob[pos];
+}
+
+// The entries of a decoded row (ascending-id order) that sit at the quantizer's floor, those listed
+// as zero left out.
+std::vector<size_t> floor_entries(const float* lp, int64_t k, double floor, const std::vector<uint8_t>* zero) {
+  float top = lp[0];
+  for (int64_t c = 1; c < k; ++c) top = std::max(top, lp[c]);
+  std::vector<size_t> out;
+  for (int64_t c = 0; c < k; ++c)
+    if (!(zero && (*zero)[c]) && static_cast<double>(top) - lp[c] >= floor - 1e-3) out.push_back(static_cast<size_t>(c));
+  return out;
+}
+
+// The floor byte: the floor entries' depth below the row's largest as one value that keeps their
+// total probability (-log of their mean exp(-d)), in 1/16 nats from 1 nat above the floor.
+constexpr double kFloorStep = 1.0 / 16;
+
 }  // namespace
 
 std::string teacher_text_bytes(std::string_view text) {
@@ -487,7 +516,10 @@ std::vector<train::Example> to_examples(std::span<const TeacherRecord> records, 
 //     flags (1 byte: bit 0 rationale), line (varint), k (varint, 0: no teacher); when k > 0:
 //     zero rows (varint z), z times (row gap (varint), ceil(k/8) bytes: which entries, in the row's
 //     ascending-id order, have probability 0), then the blob's length (varint) and the blob: the
-//     kd_mask rows' ids and log-probabilities as train::encode_rows writes them (OTKP, its own CRC)
+//     kd_mask rows' ids and log-probabilities as train::encode_rows writes them (OTKP, its own CRC),
+//     then one floor byte per KD row (in order) whose decoded row has entries, not listed as zero,
+//     at the quantizer's floor (2 Q ln 2 nats below the row's largest): b puts all of them at
+//     floor - 1 + b/16 nats below it
 //   CRC-32 (4 bytes) of every byte before it.
 //
 // Zero-probability entries (the padding of narrower rows, or a probability that underflowed) are
@@ -495,8 +527,14 @@ std::vector<train::Example> to_examples(std::span<const TeacherRecord> records, 
 // that reverse KL stays finite, so a padded entry would come back as a small false probability and
 // bend every padded row's renormalization. They are encoded at the row's largest log-probability
 // minus 64 (the quantizer's floor) and set back to 0 on reading, the rest renormalized over what is
-// left, so forward KL sees the same support as from the JSONL. Unpadded rows cost one bit of nothing:
-// z = 0 is one byte an example.
+// left, so forward KL sees the same support as from the JSONL; z = 0 is one byte an example.
+//
+// The floor bytes: OTKP brings every entry more than ~2 Q ln 2 nats below the row's largest back at
+// that depth, so a confident teacher's tail (19 entries at 1e-8, say) comes back ~100 times heavier
+// (~1e-6 each at Q = 10). Near a student that matches the teacher, that moved forward KL by 1.4e-4
+// nats on a loss of 8.5e-4 (tiny-qwen2-chat into itself, Q = 10: 0.16 relative; 4.9e-3 with the
+// floor bytes). One byte per such row puts the tail at the depth that keeps its total mass, which
+// is what the loss mostly sees of it.
 void write_pack(const std::string& path, std::span<const train::Example> examples, int64_t vocab, PackStats* stats,
                 int value_bits) {
   if (vocab < 1 || vocab > INT32_MAX) fail(path, ": vocabulary size ", vocab, " is not in [1, 2^31 - 1]");
@@ -539,6 +577,7 @@ void write_pack(const std::string& path, std::span<const train::Example> example
     std::vector<double> logprobs;
     std::string zero_rows;
     int64_t zero_count = 0, rows = 0, last_zero = -1;
+    std::vector<std::vector<uint8_t>> row_zero;  // per KD row: its zero entries (ascending-id order), or empty
     for (int64_t i = 0; i < T; ++i) {
       if (!e.kd_mask[i]) continue;
       const int32_t* row_ids = e.teacher_ids.data() + i * k;
@@ -571,6 +610,7 @@ void write_pack(const std::string& path, std::span<const train::Example> example
         last_zero = rows;
         ++zero_count;
       }
+      row_zero.push_back(any_zero ? std::move(zero) : std::vector<uint8_t>());
       ++rows;
     }
     put_varint(out, static_cast<uint64_t>(zero_count));
@@ -583,8 +623,35 @@ void write_pack(const std::string& path, std::span<const train::Example> example
         fail(what, ": ", err.what());
       }
     }
+    // Each row with entries at the quantizer's floor gets one byte that puts them back at the depth
+    // that keeps their mass: the reader finds the same rows and entries in the same decoded blob.
+    std::string floor_bytes;
+    if (rows > 0) {
+      const train::TeacherRows decoded = train::decode_rows(blob, {.vocab = vocab, .k = k, .rows = rows});
+      const double floor = floor_nats(value_bits);
+      int64_t r = 0;
+      for (int64_t i = 0; i < T; ++i) {
+        if (!e.kd_mask[i]) continue;
+        const std::vector<uint8_t>* zero = row_zero[r].empty() ? nullptr : &row_zero[r];
+        const std::vector<size_t> at_floor = floor_entries(decoded.logprobs.data() + r * k, k, floor, zero);
+        if (!at_floor.empty()) {
+          const int32_t* row_ids = e.teacher_ids.data() + i * k;
+          const float* row_p = e.teacher_probs.data() + i * k;
+          std::vector<std::pair<int32_t, int64_t>> order;
+          for (int64_t c = 0; c < k; ++c) order.emplace_back(row_ids[c], c);
+          std::sort(order.begin(), order.end());
+          double top = 0, mass = 0;
+          for (int64_t c = 0; c < k; ++c) top = std::max(top, static_cast<double>(row_p[c]));
+          for (size_t pos : at_floor) mass += row_p[order[pos].second] / top;
+          const double depth = -std::log(mass / static_cast<double>(at_floor.size()));
+          floor_bytes.push_back(static_cast<char>(std::clamp(std::round((depth - floor + 1) / kFloorStep), 0.0, 255.0)));
+        }
+        ++r;
+      }
+    }
     put_varint(out, blob.size());
     out.append(reinterpret_cast<const char*>(blob.data()), blob.size());
+    out += floor_bytes;
     s.kd_rows += rows;
     s.teacher_bytes += static_cast<int64_t>(blob.size());
   }
@@ -671,24 +738,34 @@ std::vector<train::Example> read_pack(const std::string& path, int64_t vocab) {
         } catch (const Error& err) {
           fail(what, ": ", err.what());
         }
+        const double floor = floor_nats(blob_value_bits(blob));
         size_t next_zero = 0;
         int64_t r = 0;
+        std::vector<double> lp(static_cast<size_t>(k));
         for (int64_t i = 0; i < T; ++i) {
           if (!e.kd_mask[i]) continue;
           std::copy_n(t.ids.begin() + r * k, k, e.teacher_ids.begin() + i * k);
           float* p = e.teacher_probs.data() + i * k;
-          if (next_zero < zero.size() && zero[next_zero].first == r) {
-            // Renormalized over the entries that are not zero, from their largest, in double.
-            const std::vector<uint8_t>& mask = zero[next_zero++].second;
-            const float* lp = t.logprobs.data() + r * k;
-            double top = -std::numeric_limits<double>::infinity(), sum = 0;
-            for (int64_t c = 0; c < k; ++c)
-              if (!mask[c]) top = std::max(top, static_cast<double>(lp[c]));
-            for (int64_t c = 0; c < k; ++c)
-              if (!mask[c]) sum += std::exp(lp[c] - top);
-            for (int64_t c = 0; c < k; ++c) p[c] = mask[c] ? 0.0f : static_cast<float>(std::exp(lp[c] - top) / sum);
-          } else {
+          const std::vector<uint8_t>* mask = nullptr;
+          if (next_zero < zero.size() && zero[next_zero].first == r) mask = &zero[next_zero++].second;
+          const float* row_lp = t.logprobs.data() + r * k;
+          const std::vector<size_t> at_floor = floor_entries(row_lp, k, floor, mask);
+          if (!mask && at_floor.empty()) {
             std::copy_n(t.probs.begin() + r * k, k, p);
+          } else {
+            // The floor entries at their stored depth, the zero entries at 0, the row renormalized
+            // over the rest from its largest, in double.
+            double top = -std::numeric_limits<double>::infinity(), sum = 0;
+            for (int64_t c = 0; c < k; ++c) top = std::max(top, static_cast<double>(row_lp[c]));
+            for (int64_t c = 0; c < k; ++c) lp[c] = row_lp[c];
+            if (!at_floor.empty()) {
+              const double depth = floor - 1 + in.byte("floor depth") * kFloorStep;
+              for (size_t c : at_floor) lp[c] = top - depth;
+            }
+            for (int64_t c = 0; c < k; ++c)
+              if (!(mask && (*mask)[c])) sum += std::exp(lp[c] - top);
+            for (int64_t c = 0; c < k; ++c)
+              p[c] = mask && (*mask)[c] ? 0.0f : static_cast<float>(std::exp(lp[c] - top) / sum);
           }
           ++r;
         }

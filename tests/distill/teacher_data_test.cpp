@@ -425,6 +425,28 @@ TEST(DistillTeacherData, ChatRecordIsRenderedWithTheStudentsTemplate) {
   EXPECT_EQ(e.teacher_probs[(P - 1) * 1], 1.0f);
 }
 
+// A confident teacher: each row's chosen token at ~1, ten others at e^-18.42 = 1e-8 of it, far below
+// the quantizer's floor (2 Q ln 2 nats: 16.6 at Q = 12, 13.9 at Q = 10).
+TeacherRecord peaked_record(int64_t line = 5) {
+  const auto tok = stories();
+  const std::vector<int32_t> answer = tok->encode("the dog ran", false);
+  const std::vector<int32_t> others = other_ids(answer, 10);
+  TeacherRecord r;
+  r.id = 5;
+  r.line = line;
+  r.prompt = "One day";
+  r.finish_reason = "stop";
+  for (int32_t id : answer) {
+    r.tokens.push_back(tok->token_bytes(id));
+    r.completion += tok->token_bytes(id);
+    r.logprobs.push_back(0);
+    std::vector<std::pair<std::string, double>> row = {{tok->token_bytes(id), 0.0}};
+    for (int32_t o : others) row.emplace_back(tok->token_bytes(o), std::log(1e-8));
+    r.top.push_back(row);
+  }
+  return r;
+}
+
 // Examples of every kind: exact with a padded row, partial, sft_only, a rationale.
 std::vector<train::Example> mixed_examples() {
   std::vector<TeacherRecord> records;
@@ -444,6 +466,7 @@ std::vector<train::Example> mixed_examples() {
   s.logprobs = {-1, -1, -1};
   s.top = {{{"ab", -1}}, {{"\xff\xfe", -1}}, {{"cd", -1}}};
   records.push_back(s);
+  records.push_back(peaked_record());
   return to_examples(records, stories_vocab(), {});
 }
 
@@ -454,14 +477,14 @@ double fkl(const train::Example& e, const std::vector<float>& logits, int64_t V)
 TEST(DistillTeacherData, PackRoundTrip) {
   const int64_t V = stories()->vocab_size();
   const std::vector<train::Example> ex = mixed_examples();
-  ASSERT_EQ(ex.size(), 4u);
+  ASSERT_EQ(ex.size(), 5u);
   test::TempDir dir;
   PackStats stats;
   const std::string path = dir.file("t.otk");
   write_pack(path, ex, V, &stats);
   EXPECT_TRUE(is_teacher_pack(path));
   EXPECT_EQ(stats.bytes, static_cast<int64_t>(test::read_bytes(path).size()));
-  EXPECT_EQ(stats.examples, 4);
+  EXPECT_EQ(stats.examples, 5);
   EXPECT_GT(stats.teacher_bytes, 0);
   EXPECT_LT(stats.teacher_bytes, stats.bytes);
   const std::vector<train::Example> back = read_pack(path, V);
@@ -511,9 +534,35 @@ TEST(DistillTeacherData, PackRoundTrip) {
   EXPECT_EQ(stats.kd_rows, kd_rows);
   EXPECT_EQ(stats.tokens, tokens);
   // load_teacher_examples tells the pack from JSONL.
-  EXPECT_EQ(load_teacher_examples(path, stories_vocab(), {}).size(), 4u);
-  EXPECT_EQ(load_teacher_examples(path, stories_vocab(), {.reasoning = false}).size(), 3u);
+  EXPECT_EQ(load_teacher_examples(path, stories_vocab(), {}).size(), 5u);
+  EXPECT_EQ(load_teacher_examples(path, stories_vocab(), {.reasoning = false}).size(), 4u);
   expect_error([&] { read_pack(path, V + 1); }, {path, "vocabulary"});
+}
+
+// Entries below the quantizer's floor come back at their depth (the floor byte), not at the floor,
+// at every Q that puts them there: each of the ten tail entries is 1e-8 / (1 + 1e-7) after renormalization.
+TEST(DistillTeacherData, PackKeepsTheTailBelowTheQuantizersFloor) {
+  const int64_t V = stories()->vocab_size();
+  const TeacherRecord r = peaked_record();
+  const std::vector<train::Example> ex = to_examples(std::span(&r, 1), stories_vocab(), {});
+  test::TempDir dir;
+  for (int q : {9, 10, 12}) {
+    write_pack(dir.file("p.otk"), ex, V, nullptr, q);
+    const train::Example e = read_pack(dir.file("p.otk"), V).at(0);
+    int tail = 0, rows = 0;
+    for (int64_t i = 0; i < e.size(); ++i) {
+      if (!e.kd_mask[i]) continue;
+      ++rows;
+      for (int64_t c = 0; c < e.teacher_k; ++c) {
+        const float p = e.teacher_probs[i * e.teacher_k + c];
+        if (p > 0.5f) continue;
+        ++tail;
+        EXPECT_NEAR(p, 1e-8, 0.04e-8) << "Q = " << q;  // the byte's step is 1/16 nat: 3% at most
+      }
+    }
+    EXPECT_EQ(tail, 10 * rows) << q;
+    EXPECT_GE(rows, 2);
+  }
 }
 
 TEST(DistillTeacherData, PackRefusesEveryTruncationAndCorruption) {
