@@ -92,6 +92,19 @@ double scaled(int64_t k, int m, int e) {
 // colour-blind readers when the groups are few).
 const char* const kPalette[] = {"#1f6fb4", "#d1492e", "#2f9a3a", "#8e5bb8", "#e08a0b", "#17a2b0", "#7a5a3c", "#c2448f"};
 
+// `text` cut to `max_chars` code points with an ellipsis, escaped, and when cut followed by the whole
+// text as a tooltip: labels beside a plot have a fixed width, and a long one would leave the picture.
+std::string fitted(const std::string& text, size_t max_chars) {
+  size_t chars = 0, cut = std::string::npos;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) continue;  // a UTF-8 continuation byte
+    if (chars == max_chars - 1) cut = i;
+    ++chars;
+  }
+  if (chars <= max_chars) return html_escape(text);
+  return html_escape(text.substr(0, cut)) + "\u2026<title>" + html_escape(text) + "</title>";
+}
+
 struct MetricOf {
   const char* title;
   const char* y_label;
@@ -586,10 +599,10 @@ std::string svg_line_chart(const Chart& chart) {
       s += str_cat("<line x1=\"", coord(frame_right + 14), "\" y1=\"", coord(ly), "\" x2=\"", coord(frame_right + 38),
                    "\" y2=\"", coord(ly), "\" stroke=\"", html_escape(entry.colour), "\" stroke-width=\"3\"/>\n");
       s += str_cat("<text x=\"", coord(frame_right + 44), "\" y=\"", coord(ly + 4), "\" class=\"legend\">",
-                   html_escape(entry.text), "</text>\n");
+                   fitted(entry.text, 22), "</text>\n");
     } else {
       s += str_cat("<text x=\"", coord(frame_right + 14), "\" y=\"", coord(ly + 4), "\" class=\"note\">",
-                   html_escape(entry.text), "</text>\n");
+                   fitted(entry.text, 26), "</text>\n");
     }
     ly += 20;
   }
@@ -655,7 +668,7 @@ std::string svg_dot_chart(const std::string& title, const std::string& x_label, 
     const double y = top + row * (static_cast<double>(i) + 0.5);
     const std::string colour = html_escape(r.colour);
     s += str_cat("<text x=\"", coord(left - pad - 8), "\" y=\"", coord(y + 4), "\" text-anchor=\"end\">",
-                 html_escape(r.group), "</text>\n");
+                 fitted(r.group, 18), "</text>\n");
     if (sp.n == 0) {
       s += str_cat("<text x=\"", coord(right + pad + 10), "\" y=\"", coord(y + 4),
                    "\" class=\"note\">no value</text>\n");

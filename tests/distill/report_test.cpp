@@ -450,6 +450,14 @@ TEST(DistillReport, DotChartPlacesRunsMeanAndSpread) {
   EXPECT_NE(svg.find(">g&lt;1&gt;</text>"), std::string::npos);
   EXPECT_NE(svg.find("no value"), std::string::npos);  // h has none
   EXPECT_NE(svg_dot_chart("t", "v", {{"h", "#000", {}}}, "nothing here").find("nothing here"), std::string::npos);
+  // A long group name is cut to fit left of the plot (18 characters: 17 and an ellipsis), whole in its tooltip;
+  // the cut counts characters, not bytes ("é" is two).
+  const std::string long_name = "\u00e9abcdefghijklmnopqrstuvwxyz<&>";
+  const std::string cut = svg_dot_chart("t", "v", {{long_name, "#000", {{"x", 1}}}}, "none");
+  EXPECT_NE(
+      cut.find(">\u00e9abcdefghijklmnop\u2026<title>\u00e9abcdefghijklmnopqrstuvwxyz&lt;&amp;&gt;</title></text>"),
+      std::string::npos)
+      << cut;
 }
 
 void expect_ticks(double lo, double hi, int target, const std::vector<double>& want) {
