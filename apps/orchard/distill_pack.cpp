@@ -42,7 +42,8 @@ double zero_logits_kl(const train::Example& e, int64_t V, std::vector<float>& ze
     if (n == 0) return;
     if (static_cast<int64_t>(zeros.size()) < n * V) zeros.assign(static_cast<size_t>(n * V), 0.0f);
     const train::TeacherTopK t{.k = k, .ids = ids, .probs = probs};
-    sum += n * train::distill_loss(std::span(zeros).first(static_cast<size_t>(n * V)), n, V, t, {.temperature = 1}, {}, {});
+    sum += n *
+           train::distill_loss(std::span(zeros).first(static_cast<size_t>(n * V)), n, V, t, {.temperature = 1}, {}, {});
     rows += n;
     ids.clear();
     probs.clear();
@@ -92,8 +93,8 @@ int distill_pack(Args& args) {
   const std::vector<train::Example> back = distill::read_pack(out, V);
   if (back.size() != examples.size()) fail(out, ": read back ", back.size(), " examples of ", examples.size());
 
-  std::printf("records: %" PRId64 " (exact %" PRId64 ", partial %" PRId64 ", sft_only %" PRId64 ")\n", m.records, m.exact,
-              m.partial, m.sft_only);
+  std::printf("records: %" PRId64 " (exact %" PRId64 ", partial %" PRId64 ", sft_only %" PRId64 ")\n", m.records,
+              m.exact, m.partial, m.sft_only);
   if (!m.first_unmapped.empty()) std::printf("first sft_only record: %s\n", m.first_unmapped.c_str());
   std::printf("examples: %zu (%" PRId64 " reasoning sequences)\n", examples.size(), m.rationale_examples);
   std::printf("answer tokens: %" PRId64 ", KD rows: %" PRId64 "\n", m.answer_tokens, m.kd_rows);
@@ -102,7 +103,8 @@ int distill_pack(Args& args) {
   const double per_token = m.answer_tokens ? static_cast<double>(p.bytes) / static_cast<double>(m.answer_tokens) : 0.0;
   const double teacher_per_token =
       m.answer_tokens ? static_cast<double>(p.teacher_bytes) / static_cast<double>(m.answer_tokens) : 0.0;
-  std::printf("pack: %s, %" PRId64 " bytes (%" PRId64 " of them teacher rows), %.2f bytes per answer token (teacher %.2f)\n",
+  std::printf("pack: %s, %" PRId64 " bytes (%" PRId64
+              " of them teacher rows), %.2f bytes per answer token (teacher %.2f)\n",
               out.c_str(), p.bytes, p.teacher_bytes, per_token, teacher_per_token);
   if (check == "none") return 0;
 
@@ -145,16 +147,17 @@ int distill_pack(Args& args) {
     }
   }
   const bool ok = worst <= kLossTolerance;
-  std::printf("KD-loss check (forward KL, T = 1, %s logits, %" PRId64 " examples with teacher rows): max relative "
+  std::printf("KD-loss check (forward KL, T = 1, %s logits, %" PRId64
+              " examples with teacher rows): max relative "
               "difference JSONL vs pack %.3g%s (%s); largest absolute %.3g nats, mean loss %.4g nats\n",
               check.c_str(), checked, worst, checked ? str_cat(" at line ", worst_line).c_str() : "",
               ok ? "within 1e-3" : "ABOVE 1e-3", worst_abs, checked ? sum_loss / static_cast<double>(checked) : 0.0);
   return ok ? 0 : 1;
 }
 
-const RegisterCommand kPack("distill pack",
-                            "map a teacher's collected answers onto a student's vocabulary and write them as a compact pack",
-                            distill_pack, {"no-reasoning", "truncate"});
+const RegisterCommand kPack(
+    "distill pack", "map a teacher's collected answers onto a student's vocabulary and write them as a compact pack",
+    distill_pack, {"no-reasoning", "truncate"});
 
 }  // namespace
 }  // namespace orchard::cli

@@ -9,9 +9,9 @@ namespace orchard::cli {
 namespace {
 
 int run_distill_unavailable(Args& args) {
-  fail(
-      args.command(), ": this orchard was built without HTTP support (configured with -DORCHARD_SERVER=OFF); "
-      "rebuild with -DORCHARD_SERVER=ON");
+  fail(args.command(),
+       ": this orchard was built without HTTP support (configured with -DORCHARD_SERVER=OFF); "
+       "rebuild with -DORCHARD_SERVER=ON");
 }
 
 const RegisterCommand kCollect(
@@ -23,10 +23,11 @@ const RegisterCommand kTrain("distill train",
 const RegisterCommand kEval("distill eval",
                             "a student against a teacher's held-out answers (not in this build: ORCHARD_SERVER=OFF)",
                             run_distill_unavailable);
-const RegisterCommand kPack("distill pack",
-                            "map a teacher's collected answers onto a student's vocabulary as a compact pack (not in this "
-                            "build: ORCHARD_SERVER=OFF)",
-                            run_distill_unavailable, {"no-reasoning", "truncate"});
+const RegisterCommand kPack(
+    "distill pack",
+    "map a teacher's collected answers onto a student's vocabulary as a compact pack (not in this "
+    "build: ORCHARD_SERVER=OFF)",
+    run_distill_unavailable, {"no-reasoning", "truncate"});
 
 }  // namespace
 }  // namespace orchard::cli

@@ -88,7 +88,8 @@ TeacherRecord parse_record(std::string_view text, int64_t line, const std::strin
     if (!r.messages.is_array() || r.messages.empty()) fail(where, ": \"messages\" must be a non-empty array");
   }
   r.completion = string_of(field(j, "completion", where), "completion", where);
-  if (const auto it = j.find("reasoning"); it != j.end() && !it->is_null()) r.reasoning = string_of(*it, "reasoning", where);
+  if (const auto it = j.find("reasoning"); it != j.end() && !it->is_null())
+    r.reasoning = string_of(*it, "reasoning", where);
   if (const auto it = j.find("finish_reason"); it != j.end() && !it->is_null())
     r.finish_reason = string_of(*it, "finish_reason", where);
 
@@ -106,31 +107,37 @@ TeacherRecord parse_record(std::string_view text, int64_t line, const std::strin
   r.logprobs.reserve(tokens.size());
   r.top.reserve(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
-    if (!tokens[i].is_string()) fail(where, ": \"teacher_tokens\"[", i, "] must be a string, not ", tokens[i].type_name());
+    if (!tokens[i].is_string())
+      fail(where, ": \"teacher_tokens\"[", i, "] must be a string, not ", tokens[i].type_name());
     r.tokens.push_back(tokens[i].get<std::string>());
     const json& lp = logprobs[i];
     if (lp.is_null()) {
       r.logprobs.push_back(std::numeric_limits<double>::quiet_NaN());
     } else {
-      if (!lp.is_number()) fail(where, ": \"teacher_logprobs\"[", i, "] must be a number or null, not ", lp.type_name());
+      if (!lp.is_number())
+        fail(where, ": \"teacher_logprobs\"[", i, "] must be a number or null, not ", lp.type_name());
       r.logprobs.push_back(lp.get<double>());
     }
     const json& row = top[i];
     if (!row.is_object())
       fail(where, ": \"teacher_top\"[", i, "] must be an object {token text: logprob}, not ", row.type_name());
-    if (row.size() > kMaxTopK) fail(where, ": \"teacher_top\"[", i, "] has ", row.size(), " entries (at most ", kMaxTopK, ")");
+    if (row.size() > kMaxTopK)
+      fail(where, ": \"teacher_top\"[", i, "] has ", row.size(), " entries (at most ", kMaxTopK, ")");
     std::vector<std::pair<std::string, double>> entries;
     entries.reserve(row.size());
     for (const auto& [text, value] : row.items()) {
       if (!value.is_number())
-        fail(where, ": \"teacher_top\"[", i, "] entry '", printable(text), "' must be a number, not ", value.type_name());
+        fail(where, ": \"teacher_top\"[", i, "] entry '", printable(text), "' must be a number, not ",
+             value.type_name());
       const double v = value.get<double>();
-      if (!std::isfinite(v)) fail(where, ": \"teacher_top\"[", i, "] entry '", printable(text), "' is ", v, " (not finite)");
+      if (!std::isfinite(v))
+        fail(where, ": \"teacher_top\"[", i, "] entry '", printable(text), "' is ", v, " (not finite)");
       entries.emplace_back(text, v);
     }
     // Likeliest first; ties by text so that the order does not depend on the parser's.
-    std::sort(entries.begin(), entries.end(),
-              [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
     r.top.push_back(std::move(entries));
   }
   return r;
@@ -170,8 +177,8 @@ std::optional<train::Example> lay_out(const std::vector<int32_t>& tokens, size_t
   const int64_t T = static_cast<int64_t>(tokens.size());
   if (T <= static_cast<int64_t>(prompt_len)) return std::nullopt;
   if (o.max_seq > 0 && T > o.max_seq && !o.truncate)
-    fail(at, ": the ", rationale ? "rationale " : "", "sequence is ", T, " tokens, longer than the limit of ", o.max_seq,
-         " (raise --max-seq or pass --truncate)");
+    fail(at, ": the ", rationale ? "rationale " : "", "sequence is ", T, " tokens, longer than the limit of ",
+         o.max_seq, " (raise --max-seq or pass --truncate)");
   const int64_t kept = o.max_seq > 0 ? std::min(T, o.max_seq) : T;
   // A position p is predicted by row p - 1: position 0 (an empty prompt without BOS) is never trained.
   const int64_t first = std::max<int64_t>(static_cast<int64_t>(prompt_len), 1);
@@ -285,7 +292,8 @@ class PackReader {
     const std::span<const uint8_t> packed = take((n + 7) / 8, field);
     std::vector<uint8_t> out(static_cast<size_t>(n), 0);
     for (uint64_t i = 0; i < n; ++i) out[i] = (packed[i / 8] >> (i % 8)) & 1u;
-    if (n % 8 && (packed.back() >> (n % 8)) != 0) fail(path_, ": ", field, ": unused bits are set (at byte ", pos_ - 1, ")");
+    if (n % 8 && (packed.back() >> (n % 8)) != 0)
+      fail(path_, ": ", field, ": unused bits are set (at byte ", pos_ - 1, ")");
     return out;
   }
   [[noreturn]] void truncated(const char* field) {
@@ -319,7 +327,8 @@ std::vector<size_t> floor_entries(const float* lp, int64_t k, double floor, cons
   for (int64_t c = 1; c < k; ++c) top = std::max(top, lp[c]);
   std::vector<size_t> out;
   for (int64_t c = 0; c < k; ++c)
-    if (!(zero && (*zero)[c]) && static_cast<double>(top) - lp[c] >= floor - 1e-3) out.push_back(static_cast<size_t>(c));
+    if (!(zero && (*zero)[c]) && static_cast<double>(top) - lp[c] >= floor - 1e-3)
+      out.push_back(static_cast<size_t>(c));
   return out;
 }
 
@@ -388,8 +397,9 @@ StudentVocab::StudentVocab(std::shared_ptr<const Tokenizer> tokenizer) : tokeniz
 
 std::optional<int32_t> StudentVocab::id_of(std::string_view teacher_text) const {
   const std::string bytes = teacher_text_bytes(teacher_text);
-  const auto it = std::lower_bound(by_bytes_.begin(), by_bytes_.end(), bytes,
-                                   [](const std::pair<std::string, int32_t>& e, const std::string& b) { return e.first < b; });
+  const auto it =
+      std::lower_bound(by_bytes_.begin(), by_bytes_.end(), bytes,
+                       [](const std::pair<std::string, int32_t>& e, const std::string& b) { return e.first < b; });
   if (it == by_bytes_.end() || it->first != bytes) return std::nullopt;
   return it->second;
 }
@@ -555,9 +565,11 @@ void write_pack(const std::string& path, std::span<const train::Example> example
       fail(what, ": masks of ", e.ce_mask.size(), " and ", e.kd_mask.size(), " rows for ", T, " tokens");
     if (e.ce_mask.back() || e.kd_mask.back()) fail(what, ": the last row is masked in (it predicts nothing)");
     if (k < 0 || k > static_cast<int64_t>(kMaxTopK) || k > vocab) fail(what, ": teacher k = ", k, " is out of range");
-    if (k > 0 && (static_cast<int64_t>(e.teacher_ids.size()) != T * k || static_cast<int64_t>(e.teacher_probs.size()) != T * k))
+    if (k > 0 &&
+        (static_cast<int64_t>(e.teacher_ids.size()) != T * k || static_cast<int64_t>(e.teacher_probs.size()) != T * k))
       fail(what, ": teacher arrays do not hold T * k values");
-    if (!(e.weight > 0) || !std::isfinite(static_cast<float>(e.weight))) fail(what, ": weight ", e.weight, " is not > 0");
+    if (!(e.weight > 0) || !std::isfinite(static_cast<float>(e.weight)))
+      fail(what, ": weight ", e.weight, " is not > 0");
     put_varint(out, static_cast<uint64_t>(T));
     for (int32_t t : e.tokens) {
       if (t < 0 || t >= vocab) fail(what, ": token ", t, " is outside the vocabulary [0, ", vocab, ")");
@@ -584,7 +596,8 @@ void write_pack(const std::string& path, std::span<const train::Example> example
       const float* row_p = e.teacher_probs.data() + i * k;
       double top = -std::numeric_limits<double>::infinity();
       for (int64_t c = 0; c < k; ++c) {
-        if (!(row_p[c] >= 0 && row_p[c] <= 1)) fail(what, ": teacher probability ", row_p[c], " at row ", i, " is not in [0, 1]");
+        if (!(row_p[c] >= 0 && row_p[c] <= 1))
+          fail(what, ": teacher probability ", row_p[c], " at row ", i, " is not in [0, 1]");
         if (row_p[c] > 0) top = std::max(top, std::log(static_cast<double>(row_p[c])));
       }
       if (!std::isfinite(top)) fail(what, ": teacher row ", i, " has no probability above 0");
@@ -644,7 +657,8 @@ void write_pack(const std::string& path, std::span<const train::Example> example
           for (int64_t c = 0; c < k; ++c) top = std::max(top, static_cast<double>(row_p[c]));
           for (size_t pos : at_floor) mass += row_p[order[pos].second] / top;
           const double depth = -std::log(mass / static_cast<double>(at_floor.size()));
-          floor_bytes.push_back(static_cast<char>(std::clamp(std::round((depth - floor + 1) / kFloorStep), 0.0, 255.0)));
+          floor_bytes.push_back(
+              static_cast<char>(std::clamp(std::round((depth - floor + 1) / kFloorStep), 0.0, 255.0)));
         }
         ++r;
       }
@@ -669,10 +683,12 @@ std::vector<train::Example> read_pack(const std::string& path, int64_t vocab) {
   if (all.size() < 4 || std::memcmp(all.data(), kPackMagic, 4) != 0)
     fail(path, ": not a teacher pack (no \"OTKD\" magic)");
   if (all.size() < 5 + 2 + 4) fail(path, ": truncated (", all.size(), " bytes)");
-  if (all[4] != kPackVersion) fail(path, ": unsupported pack version ", int{all[4]}, " (this build reads ", int{kPackVersion}, ")");
+  if (all[4] != kPackVersion)
+    fail(path, ": unsupported pack version ", int{all[4]}, " (this build reads ", int{kPackVersion}, ")");
   const std::span<const uint8_t> body = all.first(all.size() - 4);
   const std::span<const uint8_t> tail = all.last(4);
-  const uint32_t stored = uint32_t{tail[0]} | uint32_t{tail[1]} << 8 | uint32_t{tail[2]} << 16 | uint32_t{tail[3]} << 24;
+  const uint32_t stored =
+      uint32_t{tail[0]} | uint32_t{tail[1]} << 8 | uint32_t{tail[2]} << 16 | uint32_t{tail[3]} << 24;
   if (train::crc32_ieee(body) != stored) fail(path, ": checksum mismatch (the pack is truncated or corrupt)");
   PackReader in(body.subspan(5), path);
   const int64_t V = static_cast<int64_t>(in.varint_max("vocab", INT32_MAX));
@@ -690,14 +706,16 @@ std::vector<train::Example> read_pack(const std::string& path, int64_t vocab) {
     const std::string what = str_cat(path, ": example ", n);
     if (T < 2) fail(what, ": ", T, " tokens (at least 2)");
     e.tokens.resize(T);
-    for (int64_t i = 0; i < T; ++i) e.tokens[i] = static_cast<int32_t>(in.varint_max("token", static_cast<uint64_t>(V - 1)));
+    for (int64_t i = 0; i < T; ++i)
+      e.tokens[i] = static_cast<int32_t>(in.varint_max("token", static_cast<uint64_t>(V - 1)));
     e.targets.assign(T, 0);
     for (int64_t i = 0; i + 1 < T; ++i) e.targets[i] = e.tokens[i + 1];
     e.ce_mask = in.bits(T, "ce_mask");
     e.kd_mask = in.bits(T, "kd_mask");
     if (e.ce_mask.back() || e.kd_mask.back()) fail(what, ": the last row is masked in (it predicts nothing)");
     const std::span<const uint8_t> wb = in.take(4, "weight");
-    const float w = std::bit_cast<float>(uint32_t{wb[0]} | uint32_t{wb[1]} << 8 | uint32_t{wb[2]} << 16 | uint32_t{wb[3]} << 24);
+    const float w =
+        std::bit_cast<float>(uint32_t{wb[0]} | uint32_t{wb[1]} << 8 | uint32_t{wb[2]} << 16 | uint32_t{wb[3]} << 24);
     if (!(w > 0) || !std::isfinite(w)) fail(what, ": weight ", w, " is not a finite number > 0");
     e.weight = w;
     const uint8_t flags = in.byte("flags");

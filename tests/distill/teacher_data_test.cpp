@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_test_support.h"
 #include "distill/teacher_data.h"
 #include "orchard/chat_template.h"
 #include "orchard/error.h"
 #include "orchard/tokenizer.h"
-#include "cli/cli_test_support.h"
 #include "temp_dir.h"
 #include "test_paths.h"
 #include "train/loss.h"
@@ -63,7 +63,8 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
     f();
     ADD_FAILURE() << "no error; expected one mentioning " << parts.front();
   } catch (const Error& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << "  (wanted: " << p << ")";
+    for (const std::string& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << "  (wanted: " << p << ")";
   }
 }
 
@@ -119,11 +120,13 @@ TEST(DistillTeacherData, RefusesMalformedLinesByLine) {
     std::string field;
   };
   const std::vector<Case> cases = {
-      {"{\"id\": 1, \"prompt\": \"p\", \"teacher_tokens\": [], \"teacher_logprobs\": [], \"teacher_top\": []}", "completion"},
+      {"{\"id\": 1, \"prompt\": \"p\", \"teacher_tokens\": [], \"teacher_logprobs\": [], \"teacher_top\": []}",
+       "completion"},
       {"{\"id\": 1, \"prompt\": \"p\", \"completion\": \"a\", \"teacher_tokens\": [\"a\"], \"teacher_logprobs\": [-1], "
        "\"teacher_top\": [[\"a\", -1]]}",
        "teacher_top"},
-      {"{\"id\": 1, \"prompt\": \"p\", \"completion\": \"a\", \"teacher_tokens\": [\"a\"], \"teacher_logprobs\": [-1, -2], "
+      {"{\"id\": 1, \"prompt\": \"p\", \"completion\": \"a\", \"teacher_tokens\": [\"a\"], \"teacher_logprobs\": [-1, "
+       "-2], "
        "\"teacher_top\": [{\"a\": -1}]}",
        "teacher_logprobs"},
       {"{\"id\": 1, \"prompt\": \"p\", \"completion\": \"a\", \"teacher_tokens\": [\"a\"], \"teacher_logprobs\": [-1], "
@@ -221,7 +224,9 @@ Built build_record(int64_t line = 4) {
     r.completion += t;
     r.logprobs.push_back(-0.5);
     if (j + 1 < out.answer.size())
-      r.top.push_back({{t, -0.5}, {tok->token_bytes(out.a), -1.5}, {tok->token_bytes(out.b), -2.0},
+      r.top.push_back({{t, -0.5},
+                       {tok->token_bytes(out.a), -1.5},
+                       {tok->token_bytes(out.b), -2.0},
                        {hex_form(tok->token_bytes(out.a)), -3.0}});
     else
       r.top.push_back({{t, -0.2}, {tok->token_bytes(out.a), -0.9}});
@@ -252,7 +257,7 @@ TEST(DistillTeacherData, ExactRecordBecomesTheTeachersTokensWithRenormalizedRows
   ASSERT_EQ(e.teacher_k, 3);  // chosen, a (its two spellings merged), b
   const int64_t P = static_cast<int64_t>(b.prompt.size()), n = static_cast<int64_t>(b.answer.size());
   for (int64_t i = 0; i < e.size(); ++i) {
-    EXPECT_EQ(e.ce_mask[i], i >= P - 1 && i < P + n) << i;  // answer tokens and EOS
+    EXPECT_EQ(e.ce_mask[i], i >= P - 1 && i < P + n) << i;      // answer tokens and EOS
     EXPECT_EQ(e.kd_mask[i], i >= P - 1 && i < P + n - 1) << i;  // answer tokens only
     if (i + 1 < e.size()) {
       EXPECT_EQ(e.targets[i], e.tokens[i + 1]);
@@ -284,7 +289,8 @@ TEST(DistillTeacherData, ExactRecordBecomesTheTeachersTokensWithRenormalizedRows
   EXPECT_EQ(stats.dropped_entries, 0);
   // The loss accepts the rows as they are (distinct ids, sums of 1).
   std::vector<float> logits(static_cast<size_t>(e.size() * tok->vocab_size()), 0.0f);
-  EXPECT_NO_THROW(train::distill_loss(logits, e.size(), tok->vocab_size(), e.teacher(), {.temperature = 1}, e.kd_mask, {}));
+  EXPECT_NO_THROW(
+      train::distill_loss(logits, e.size(), tok->vocab_size(), e.teacher(), {.temperature = 1}, e.kd_mask, {}));
 
   // Without "stop" no EOS: the answer alone.
   Built c = build_record();
@@ -316,7 +322,9 @@ TEST(DistillTeacherData, UnmappedTokenMakesTheRecordSftOnly) {
   r.id = 2;
   r.line = 9;
   r.prompt = "Once upon a time";
-  r.completion = "ab\xff\xfe" "cd";
+  r.completion =
+      "ab\xff\xfe"
+      "cd";
   r.tokens = {"ab", "\xff\xfe", "cd"};
   r.logprobs = {-1, -1, -1};
   r.top = {{{"ab", -1}}, {{"\xff\xfe", -1}}, {{"cd", -1}}};
@@ -386,8 +394,11 @@ TEST(DistillTeacherData, MaxSeqRefusesOrTruncates) {
   EXPECT_EQ(e.ce_mask[P], 1);
   EXPECT_EQ(e.ce_mask[P + 1], 0);
   EXPECT_EQ(e.kd_mask[P + 1], 0);
-  expect_error([&] { to_examples(std::span(&b.record, 1), stories_vocab(), {.max_seq = P, .truncate = true}, nullptr, "c.jsonl"); },
-               {"c.jsonl:11", "nothing left"});
+  expect_error(
+      [&] {
+        to_examples(std::span(&b.record, 1), stories_vocab(), {.max_seq = P, .truncate = true}, nullptr, "c.jsonl");
+      },
+      {"c.jsonl:11", "nothing left"});
   // A chat record for a student without a chat template.
   TeacherRecord chat = b.record;
   chat.prompt.clear();
@@ -455,13 +466,16 @@ std::vector<train::Example> mixed_examples() {
   records.push_back(a.record);
   Built p = build_record(2);
   p.record.top[1].insert(p.record.top[1].begin(), {"\xff\xfe", -0.1});
-  p.record.top[2] = {{p.record.tokens[2], -0.01}, {stories()->token_bytes(p.a), -900.0}};  // a probability that underflows
+  p.record.top[2] = {{p.record.tokens[2], -0.01},
+                     {stories()->token_bytes(p.a), -900.0}};  // a probability that underflows
   records.push_back(p.record);
   TeacherRecord s;
   s.id = 3;
   s.line = 3;
   s.prompt = "The cat";
-  s.completion = "ab\xff\xfe" "cd";
+  s.completion =
+      "ab\xff\xfe"
+      "cd";
   s.tokens = {"ab", "\xff\xfe", "cd"};
   s.logprobs = {-1, -1, -1};
   s.top = {{{"ab", -1}}, {{"\xff\xfe", -1}}, {{"cd", -1}}};
@@ -604,10 +618,13 @@ TEST(DistillTeacherData, PackRefusesEveryTruncationAndCorruption) {
   expect_error([&] { read_pack(dir.write("trail.otk", trailing), V); }, {"after the last example"});
 }
 
-
 nlohmann::json record_json(const TeacherRecord& r) {
-  nlohmann::json j = {{"id", r.id}, {"sample", r.sample}, {"prompt", r.prompt}, {"completion", r.completion},
-                      {"finish_reason", r.finish_reason}, {"teacher_tokens", r.tokens}};
+  nlohmann::json j = {{"id", r.id},
+                      {"sample", r.sample},
+                      {"prompt", r.prompt},
+                      {"completion", r.completion},
+                      {"finish_reason", r.finish_reason},
+                      {"teacher_tokens", r.tokens}};
   nlohmann::json lps = nlohmann::json::array(), top = nlohmann::json::array();
   for (double lp : r.logprobs) lps.push_back(lp);
   for (const auto& row : r.top) {
@@ -625,9 +642,11 @@ TEST(DistillTeacherData, CliPacksAndChecksTheLoss) {
   Built a = build_record(1), b = build_record(2);
   ASSERT_FALSE(some_token_spells("zzqqxxyy"));
   b.record.top[0].push_back({"zzqqxxyy", -4.0});
-  const std::string data = dir.write("c.jsonl", record_json(a.record).dump() + "\n" + record_json(b.record).dump() + "\n");
+  const std::string data =
+      dir.write("c.jsonl", record_json(a.record).dump() + "\n" + record_json(b.record).dump() + "\n");
   const std::string model = test::source_path("models/stories260K/stories260K.gguf");
-  const test::CliResult r = test::run_cli({"distill", "pack", "--data", data, "--student", model, "--out", dir.file("p.otk")});
+  const test::CliResult r =
+      test::run_cli({"distill", "pack", "--data", data, "--student", model, "--out", dir.file("p.otk")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("records: 2 (exact 1, partial 1, sft_only 0)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("within 1e-3"), std::string::npos) << r.out;
