@@ -21,6 +21,7 @@
 #include "base/error.h"
 #include "base/json_parse.h"
 #include "distill/teacher_client.h"
+#include "tokenizer/unicode.h"
 
 namespace orchard::distill {
 namespace {
@@ -161,6 +162,28 @@ json request_body(const CollectOptions& o, const Prompt& p) {
 
 // Reads the answer out of a 200's body; a body that lacks what was asked for is retried (a teacher
 // cut off mid-answer can still send a 200 header).
+// A chat logprobs entry's token text. JSON strings cannot hold a token that is part of a UTF-8
+// character (servers send U+FFFD for it), but the entry's "bytes" can: such a token is kept in the
+// legacy completions API's "bytes:\xNN..." form, which the student's vocabulary reads back
+// (teacher_data.h), so that the record still maps token for token.
+std::string chat_token_text(const json& entry) {
+  std::string text = entry.at("token").get<std::string>();
+  if (!entry.contains("bytes") || !entry["bytes"].is_array()) return text;
+  std::string bytes;
+  for (const json& b : entry["bytes"]) {
+    if (!b.is_number_integer() || b.get<int64_t>() < 0 || b.get<int64_t>() > 255) return text;
+    bytes.push_back(static_cast<char>(b.get<int>()));
+  }
+  if (bytes.empty() || unicode::is_valid_utf8(bytes)) return text;
+  std::string out = "bytes:";
+  char hex[8];
+  for (unsigned char c : bytes) {
+    std::snprintf(hex, sizeof hex, "\\x%02x", c);
+    out += hex;
+  }
+  return out;
+}
+
 Attempt parse_answer(const CollectOptions& o, const Prompt& p, int sample, const std::string& body) {
   Attempt a;
   json r;
@@ -190,12 +213,12 @@ Attempt parse_answer(const CollectOptions& o, const Prompt& p, int sample, const
       if (m.contains("reasoning_content") && m["reasoning_content"].is_string()) reasoning = m["reasoning_content"];
       const json& content = lp->at("content");
       for (const json& entry : content) {
-        tokens.push_back(entry.at("token").get<std::string>());
+        tokens.push_back(chat_token_text(entry));
         logprobs.push_back(entry.at("logprob").get<double>());
         json row = json::object();
         if (entry.contains("top_logprobs") && entry["top_logprobs"].is_array())
           for (const json& t : entry["top_logprobs"])
-            row[t.at("token").get<std::string>()] = t.at("logprob").get<double>();
+            row[chat_token_text(t)] = t.at("logprob").get<double>();
         top.push_back(std::move(row));
       }
     } else {

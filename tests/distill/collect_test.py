@@ -186,13 +186,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             t.requests.append((json.dumps(messages), "chat"))
         if not ok:
             return self.send_json(400, {"error": {"message": f"unexpected chat request {req}"}})
-        toks = ["re", ":", " " + messages[-1]["content"]]
-        content = [{"token": tok, "logprob": -0.2, "bytes": list(tok.encode()),
-                    "top_logprobs": [{"token": tok, "logprob": -0.2, "bytes": []},
+        # The last two tokens are the two bytes of one character ("é"): as OpenAI and Orchard's server send
+        # them, each token text is U+FFFD and only "bytes" tells them apart.
+        toks = ["re", ":", " " + messages[-1]["content"], b"\xc3", b"\xa9"]
+        text = lambda tok: tok if isinstance(tok, str) else "\ufffd"
+        raw = lambda tok: list(tok.encode() if isinstance(tok, str) else tok)
+        content = [{"token": text(tok), "logprob": -0.2, "bytes": raw(tok),
+                    "top_logprobs": [{"token": text(tok), "logprob": -0.2, "bytes": raw(tok)},
                                      {"token": "no", "logprob": -2.0, "bytes": []},
                                      {"token": "yes", "logprob": -3.0, "bytes": []}]} for tok in toks]
+        answer = "".join(tok if isinstance(tok, str) else "" for tok in toks) + "\u00e9"
         self.send_json(200, {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
-                       "message": {"role": "assistant", "content": "".join(toks), "reasoning_content": "thought"},
+                       "message": {"role": "assistant", "content": answer, "reasoning_content": "thought"},
                        "logprobs": {"content": content}}]})
 
 
@@ -359,10 +364,11 @@ def main():
     check(r.returncode == 0 and sent == want,
           f"chat: a prompt sent as one user message, messages as given (rc {r.returncode}, {sent})")
     check(set(rows) == {"a", "b"} and rows["a"].get("prompt") == "one" and rows["b"].get("messages") == conversation
-          and rows["b"]["completion"] == "re: two" and rows["b"].get("reasoning") == "thought"
-          and rows["b"]["teacher_tokens"] == ["re", ":", " two"]
-          and rows["b"]["teacher_top"][2] == {" two": -0.2, "no": -2.0, "yes": -3.0},
-          f"chat: answer, reasoning_content and top-3 rows kept ({rows.get('b')})")
+          and rows["b"]["completion"] == "re: two\u00e9" and rows["b"].get("reasoning") == "thought"
+          and rows["b"]["teacher_tokens"] == ["re", ":", " two", "bytes:\\xc3", "bytes:\\xa9"]
+          and rows["b"]["teacher_top"][2] == {" two": -0.2, "no": -2.0, "yes": -3.0}
+          and rows["b"]["teacher_top"][4] == {"bytes:\\xa9": -0.2, "no": -2.0, "yes": -3.0},
+          f"chat: answer, reasoning_content, top-3 rows and a split character's bytes kept ({rows.get('b')})")
     teacher.close()
 
     # 4. Bad input, refused before anything is sent.
