@@ -28,6 +28,9 @@ const RegisterCommand kPack(
     "map a teacher's collected answers onto a student's vocabulary as a compact pack (not in this "
     "build: ORCHARD_SERVER=OFF)",
     run_distill_unavailable, {"no-reasoning", "truncate"});
+const RegisterCommand kReport("distill report",
+                              "distillation runs side by side as an HTML report (not in this build: ORCHARD_SERVER=OFF)",
+                              run_distill_unavailable);
 
 }  // namespace
 }  // namespace orchard::cli

@@ -422,6 +422,18 @@ std::vector<train::Example> load_train_jsonl(const std::string& path, const Mode
   return train::load_dataset(path, data_tokenizer_of(model), {.max_seq = max_seq, .truncate = truncate});
 }
 
+// A run killed while writing its log leaves a torn last line: cut it before a resume appends, so
+// that the log stays one JSON object a line (the steps after the checkpoint are logged again).
+static void cut_torn_line(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.empty() || text.back() == '\n') return;
+  std::error_code ec;
+  fs::resize_file(path, text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1, ec);
+  if (ec) fail(path, ": cannot cut the log's torn last line (", ec.message(), ")");
+}
+
 int run_training(Args& args, const TrainDataLoader& loader, const TrainHooks& hooks, const TrainDefaults& defaults) {
   const std::string model_path = args.require("model");
   const std::string data_path = args.require("data");
@@ -493,6 +505,7 @@ int run_training(Args& args, const TrainDataLoader& loader, const TrainHooks& ho
   const TrainRun run{.model = *model, .fast = fast, .trainer = trainer, .data = data, .eval = eval,
                      .last_step = last_step};
   const std::string log_path = (fs::path(out_dir) / "log.jsonl").string();
+  if (resume) cut_torn_line(log_path);
   std::FILE* log = std::fopen(log_path.c_str(), resume ? "a" : "w");
   if (!log) fail(log_path, ": cannot open the log for writing");
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> log_closer(log, std::fclose);

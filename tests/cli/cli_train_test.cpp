@@ -251,6 +251,10 @@ TEST(CliTrain, ResumedRunWritesTheSameModel) {
   };
   ASSERT_EQ(run_cli(args(dir.file("a"), {})).exit_code, 0);
   ASSERT_EQ(run_cli(args(dir.file("b"), {"--stop-after", "3"})).exit_code, 0);
+  {  // a run killed while writing its log: the torn line is cut before the resumed run appends
+    std::ofstream torn(dir.file("b/log.jsonl"), std::ios::app);
+    torn << "{\"step\": 4, \"lo";
+  }
   const auto resumed = run_cli(args(dir.file("b"), {"--resume", dir.file("b")}));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_NE(resumed.out.find("trained: 3 steps"), std::string::npos) << resumed.out;
