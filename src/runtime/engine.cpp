@@ -307,8 +307,8 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
         step.token = s.prefill[j + 1];
         step.prompt = true;
         const size_t width = static_cast<size_t>(step.token) < tokens ? tokens : vocab;  // a token only the model knows
-        fill_logprobs(std::span<const float>(lane.logits.data() + (row + j) * vocab, width), step.token,
-                      s.job->options.prompt_logprobs, step);
+        fill_logprobs(select_kernels(kernels), std::span<const float>(lane.logits.data() + (row + j) * vocab, width),
+                      step.token, s.job->options.prompt_logprobs, step);
         s.prompt_steps.push_back(std::move(step));
       }
       row += n - 1;

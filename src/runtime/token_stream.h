@@ -18,7 +18,8 @@ namespace orchard {
 
 // Sets step.chosen to `token`'s log-probability under `logits` and step.top to the `top` likeliest
 // (none when top <= 0): the log-softmax of the logits as they are (token_stream.cpp says which).
-void fill_logprobs(std::span<const float> logits, int32_t token, int top, TokenStep& step);
+// `kernels` gives the exp (the reference kernels' in double, or a fast one's).
+void fill_logprobs(const Kernels& kernels, std::span<const float> logits, int32_t token, int top, TokenStep& step);
 
 class TokenStream {
  public:
