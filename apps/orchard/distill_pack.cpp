@@ -68,7 +68,7 @@ int distill_pack(Args& args) {
   options.truncate = args.flag("truncate");
   const std::string check = args.get_or("check-logits", "zero");
   const int64_t check_examples = args.get_int("check-examples").value_or(-1);
-  const int64_t value_bits = args.get_int("value-bits").value_or(12);
+  const int64_t value_bits = args.get_int("value-bits").value_or(10);
   args.finish();
   if (value_bits < 4 || value_bits > 16) fail("distill pack: --value-bits ", value_bits, ": must be in [4, 16]");
   if (check != "zero" && check != "student" && check != "none")

@@ -113,8 +113,12 @@ struct PackStats {
 // at Q = 9, 1.9e-4 at 10, 4.7e-5 at 11, 1.3e-5 at 12; tiny-qwen2-chat (a confident teacher: most
 // of each row at the quantizer's floor) 1.9e-2, 4.9e-3, 1.1e-3, 2.7e-4. Each bit costs k - 1 bits a
 // row; 12 keeps the 1e-3 in both. Under zero logits every Q here stays below 1e-4.
+// The default is 10: on a 151,936-token vocabulary (Qwen2.5-0.5B's shape, top 20, 300 answers of 32
+// tokens, the model's own logits) the teacher rows take 60.08 / 62.45 / 67.18 bytes a token at
+// Q = 9 / 10 / 12 against the 64, and forward KL moves 2.4e-4 / 5.3e-5 / 4.4e-6 relative.
+// Distilling a confident teacher into itself wants --value-bits 12.
 void write_pack(const std::string& path, std::span<const train::Example> examples, int64_t vocab,
-                PackStats* stats = nullptr, int value_bits = 12);
+                PackStats* stats = nullptr, int value_bits = 10);
 // Every example of a pack (teacher probabilities as the quantizer gives them back, renormalized).
 // `vocab` > 0 must be the pack's. Bytes that are not such a pack (bad magic, version or checksum,
 // truncated, sizes out of range, trailing bytes) throw orchard::Error naming the file.
