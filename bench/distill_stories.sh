@@ -87,4 +87,9 @@ for suffix in ["", "-q8_0"]:
 print("verdict:", "KD student beats SFT on KL and CE on every seed, f32 and q8_0" if ok else "FAILED")
 sys.exit(0 if ok else 1)
 EOF
+FIRST=$(echo $SEEDS | cut -d' ' -f1)
+echo "the q8_0 KD student (seed $FIRST) tells a story:"
+"$ORCHARD" run --model "$WORK/kd-$FIRST/model-q8_0.gguf" --prompt "One day, a little girl named Lily" --max-tokens 60 \
+  --temperature 0 2> /dev/null
+echo
 echo "reports: $WORK/report.html $WORK/report-q8_0.html"
