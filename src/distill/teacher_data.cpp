@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "base/json_parse.h"
 #include "base/mapped_file.h"
+#include "tokenizer/unicode.h"
 #include "train/teacher_store.h"
 
 namespace orchard::distill {
@@ -152,6 +153,14 @@ std::optional<size_t> answer_start(const std::vector<std::string>& bytes, const 
   std::string concat;
   for (const std::string& b : bytes) concat += b;
   if (concat == completion) return 0;
+  // A teacher may sample a token that starts a character and a next one that does not finish it:
+  // its text then has U+FFFD where the tokens have the bytes (one per maximal invalid subpart, as
+  // Orchard's decoder and Python's writes it). The tokens are still what the teacher said.
+  if (!unicode::is_valid_utf8(concat)) {
+    std::string valid;
+    unicode::append_valid_utf8(concat, valid);
+    if (valid == completion) return 0;
+  }
   if (!has_reasoning) return std::nullopt;
   std::optional<size_t> stripped;
   size_t offset = 0;

@@ -350,6 +350,37 @@ TEST(DistillTeacherData, UnmappedTokenMakesTheRecordSftOnly) {
   EXPECT_EQ(s2.sft_only, 1);
 }
 
+// A teacher that samples the first two bytes of a 4-byte character and then an ASCII token: its
+// text has one U+FFFD there (Unicode's maximal subpart, as Python's errors="replace" gives), its
+// tokens the bytes. The tokens are what it said, so the record still maps token for token.
+TEST(DistillTeacherData, SplitCharacterWithAReplacementInTheTextStillMaps) {
+  const auto tok = stories();
+  Built b = build_record();
+  TeacherRecord& r = b.record;
+  const std::optional<int32_t> f0 = tok->token_id("<0xF0>"), x9d = tok->token_id("<0x9D>");
+  ASSERT_TRUE(f0 && x9d);
+  r.tokens.insert(r.tokens.begin() + 1, {"bytes:\\xf0", "bytes:\\x9d"});
+  r.logprobs.insert(r.logprobs.begin() + 1, {-4.0, -4.0});
+  r.top.insert(r.top.begin() + 1, {{{"bytes:\\xf0", -4.0}}, {{"bytes:\\x9d", -4.0}}});
+  r.completion = tok->token_bytes(b.answer[0]) + "\xEF\xBF\xBD";
+  for (size_t j = 1; j < b.answer.size(); ++j) r.completion += tok->token_bytes(b.answer[j]);
+  MappingStats stats;
+  const train::Example e = to_examples(std::span(&r, 1), stories_vocab(), {}, &stats).at(0);
+  EXPECT_EQ(stats.exact, 1);
+  std::vector<int32_t> want = b.prompt;
+  want.push_back(b.answer[0]);
+  want.push_back(*f0);
+  want.push_back(*x9d);
+  want.insert(want.end(), b.answer.begin() + 1, b.answer.end());
+  want.push_back(tok->eos_ids().front());
+  EXPECT_EQ(e.tokens, want);
+  // Two replacement characters where the bytes make one are another text: not these tokens.
+  r.completion.insert(tok->token_bytes(b.answer[0]).size(), "\xEF\xBF\xBD");
+  MappingStats other;
+  to_examples(std::span(&r, 1), stories_vocab(), {}, &other);
+  EXPECT_EQ(other.sft_only, 1);
+}
+
 TEST(DistillTeacherData, ReasoningBecomesARationaleSequence) {
   const auto tok = stories();
   Built b = build_record();
