@@ -23,7 +23,8 @@ for arg in "$@"; do
   esac
 done
 all=(gguf hf_model llama2c tokenizer_json chat_template json_schema openai_request binary_http ohttp_keys
-  ohttp_decapsulate attestation tpm_evidence privacy_pass)
+  ohttp_decapsulate attestation tpm_evidence privacy_pass train_dataset teacher_store teacher_pack distill_prompts
+  peft_adapter)
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
 # Longest input per target: room for the largest seed (the GGUF seeds are tiny models of up to
@@ -32,16 +33,19 @@ max_len_of() {
   case "$1" in
     gguf) echo 131072 ;;
     tokenizer_json) echo 65536 ;;
-    hf_model|llama2c|chat_template|openai_request|binary_http) echo 16384 ;;
-    json_schema|attestation) echo 8192 ;;
-    ohttp_keys|ohttp_decapsulate|tpm_evidence|privacy_pass) echo 4096 ;;
+    hf_model|llama2c|chat_template|openai_request|binary_http|peft_adapter) echo 16384 ;;
+    json_schema|attestation|teacher_pack|distill_prompts) echo 8192 ;;
+    ohttp_keys|ohttp_decapsulate|tpm_evidence|privacy_pass|train_dataset|teacher_store) echo 4096 ;;
     *) echo "fuzz.sh: unknown target '$1' (targets: ${all[*]})" >&2; exit 2 ;;
   esac
 }
 dict_of() {
   case "$1" in
     chat_template) echo fuzz/dict/jinja.dict ;;
-    hf_model|tokenizer_json|json_schema|openai_request) echo fuzz/dict/json.dict ;;
+    hf_model|tokenizer_json|json_schema|openai_request|distill_prompts) echo fuzz/dict/json.dict ;;
+    train_dataset) echo fuzz/dict/train.dict ;;
+    teacher_pack|teacher_store) echo fuzz/dict/teacher.dict ;;
+    peft_adapter) echo fuzz/dict/peft.dict ;;
     *) echo "" ;;
   esac
 }
