@@ -144,7 +144,7 @@ bool gb_national(std::string_view d) {
   return a == '1' || a == '2' || a == '3' || a == '8' || a == '9' || (a == '7' && d[2] != '0' && d[2] != '6');
 }
 bool de_national(std::string_view d) {
-  if (d.size() < 10 || d.size() > 12 || d[0] != '0') return false;
+  if (d.size() < 9 || d.size() > 12 || d[0] != '0') return false;
   if (d[1] == '1') return in(d[2], '5', '7') && d.size() >= 11;
   return in(d[1], '2', '9');
 }
@@ -218,6 +218,7 @@ void find_phones(std::string_view text, std::vector<Candidate>& out) {
     bool ok = !run.digits.empty() && !run.overflow && !alnum_before(text, i) && !alnum_at(text, run.end);
     if (ok && run.end + 1 < n && text[run.end] == ':' && is_digit(text[run.end + 1])) ok = false;  // a time
     if (ok && dotted_number(run)) ok = false;
+    if (ok && run.group_sizes == std::vector<size_t>{3, 2, 4} && run.seps == "--") ok = false;  // an SSN's shape
     if (ok && run.group_sizes.size() >= 3 && run.group_sizes[0] == 4 && run.group_sizes[1] == 2 &&
         run.group_sizes[2] == 2 && run.seps.substr(0, 2) == "--")
       ok = false;  // an ISO date
@@ -238,7 +239,7 @@ void find_cards(std::string_view text, std::vector<Candidate>& out) {
       ++i;
       continue;
     }
-    size_t start = i, p = i;
+    size_t start = i, p = i, first_group = 0;
     char sep = 0;
     bool mixed = false;
     digits.clear();
@@ -247,6 +248,7 @@ void find_cards(std::string_view text, std::vector<Candidate>& out) {
         if (digits.size() <= 19) digits.push_back(text[p]);
         ++p;
       }
+      if (first_group == 0) first_group = p - start;
       if (p + 1 < n && (text[p] == ' ' || text[p] == '-') && is_digit(text[p + 1])) {
         if (sep && sep != text[p]) mixed = true;
         sep = text[p];
@@ -257,6 +259,7 @@ void find_cards(std::string_view text, std::vector<Candidate>& out) {
     }
     i = p;
     if (mixed || digits.size() < 13 || digits.size() > 19 || alnum_before(text, start) || alnum_at(text, p)) continue;
+    if (first_group < 4 || (start > 0 && text[start - 1] == '+')) continue;  // "+49 1512 3451986" is a phone
     if (luhn_valid(digits) && !card_brand(digits).empty()) out.push_back({start, p});
   }
 }
@@ -267,17 +270,18 @@ struct IbanCountry {
   const char* cc;
   int length;
 };
-// The SWIFT IBAN registry's lengths: every SEPA country and the other common ones.
+// The SWIFT IBAN registry's lengths: every country in it (82; SEPA and the others).
 constexpr IbanCountry kIbanCountries[] = {
     {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16}, {"BG", 22}, {"BH", 22},
-    {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DK", 18}, {"DO", 28},
-    {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23},
-    {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26},
-    {"IT", 27}, {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20},
-    {"LV", 21}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NL", 18},
-    {"NO", 15}, {"PK", 24}, {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"SA", 24},
-    {"SC", 31}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24},
-    {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
+    {"BI", 27}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DJ", 27},
+    {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22},
+    {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23},
+    {"IQ", 23}, {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21},
+    {"LT", 20}, {"LU", 20}, {"LV", 21}, {"LY", 25}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MR", 27},
+    {"MT", 31}, {"MU", 30}, {"NL", 18}, {"NO", 15}, {"PK", 24}, {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29},
+    {"RO", 24}, {"RS", 22}, {"RU", 33}, {"SA", 24}, {"SC", 31}, {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24},
+    {"SM", 27}, {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24},
+    {"XK", 20},
 };
 
 bool iban_char(char c) { return is_upper(c) || is_digit(c); }
@@ -576,11 +580,14 @@ bool ipv6_valid(std::string_view s) {
 }
 
 std::vector<PiiMatch> find_pii(std::string_view text, const PiiOptions& options) {
-  auto enabled = [&](PiiType t) { return std::find(options.types.begin(), options.types.end(), t) != options.types.end(); };
+  auto enabled = [&](PiiType t) {
+    return std::find(options.types.begin(), options.types.end(), t) != options.types.end();
+  };
   std::map<size_t, size_t> taken;  // start -> end of the accepted matches
   std::vector<PiiMatch> result;
   auto accept = [&](PiiType type, const std::string& name, std::vector<Candidate>& found) {
-    std::stable_sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) { return a.start < b.start; });
+    std::stable_sort(found.begin(), found.end(),
+                     [](const Candidate& a, const Candidate& b) { return a.start < b.start; });
     for (const Candidate& c : found) {
       auto after = taken.lower_bound(c.start);
       if (after != taken.end() && after->first < c.end) continue;
@@ -624,7 +631,8 @@ Redaction redact(std::string_view text, std::span<const PiiMatch> matches) {
            text.size(), " bytes");
     order.push_back(&m);
   }
-  std::stable_sort(order.begin(), order.end(), [](const PiiMatch* a, const PiiMatch* b) { return a->start < b->start; });
+  std::stable_sort(order.begin(), order.end(),
+                   [](const PiiMatch* a, const PiiMatch* b) { return a->start < b->start; });
   Redaction out;
   std::map<std::string, int> counters;                               // prefix -> last number used
   std::map<std::pair<std::string, std::string>, std::string> given;  // (prefix, value) -> placeholder

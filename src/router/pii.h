@@ -18,13 +18,15 @@
 //          seven countries below the national rule applies to the national part as well. Without
 //          '+': the national formats of US (NANP: 10 digits or 1 + 10, area and exchange 2-9xx but
 //          not N11, grouped 3-3-4 or bare), GB (0 + 10 digits, 01/02/03/07[1-57-9]/08/09), DE
-//          (landline 0[2-9] + 8-10 digits, mobile 015x/016x/017x + 7-8 digits), FR (0[1-9] + 8),
+//          (landline 0[2-9] + 7-10 digits, mobile 015x/016x/017x + 7-8 digits), FR (0[1-9] + 8),
 //          CN (mobile 1[3-9] + 9, landline 0[1-9] + 9-10), JP (0[1-9] + 8 digits, mobile
 //          0[789]0 + 8), AU (0[2378] + 8, mobile 04 + 8). A run of >= 4 dot-joined groups of <= 3
 //          digits not all of 2 (an address or a version; 01.23.45.67.89 is French), an ISO date
-//          (dddd-dd-dd...) or one followed by ':' and a digit (a time) is not a phone.
-//   card   13-19 digits, bare or in groups joined by single spaces or single dashes (one kind),
-//          passing Luhn, with a brand prefix and one of that brand's lengths (card_brand below).
+//          (dddd-dd-dd...), an SSN's shape (ddd-dd-dddd) or one followed by ':' and a digit (a time) is
+//          not a phone.
+//   card   13-19 digits, bare or in groups joined by single spaces or single dashes (one kind), the
+//          first group of >= 4 digits, not after '+' (a phone's country code), passing Luhn, with a
+//          brand prefix and one of that brand's lengths (card_brand below).
 //   iban   2 upper-case letters, 2 check digits, the BBAN ([A-Z0-9]); the length from the
 //          per-country table (iban_length); compact or in groups of 4 joined by single spaces;
 //          mod 97 == 1.

@@ -194,6 +194,10 @@ TEST(Pii, NanpAndPhoneFormats) {
   EXPECT_TRUE(find_pii("+0 739 7180").empty());              // nor one starting with 0
   EXPECT_EQ(spans_of(find_pii("tel 01.23.45.67.89")), (Spans{{"phone", 4, 18}}));
   EXPECT_TRUE(find_pii("at 141.7.76.53.163").empty());       // dotted, a version or address
+  EXPECT_EQ(spans_of(find_pii("Berlin 030 123456")), (Spans{{"phone", 7, 17}}));  // DE: short numbers exist
+  // A German mobile whose digits after "+" pass Luhn as a 13-digit Visa: a phone, not a card.
+  EXPECT_EQ(spans_of(find_pii("+49 1512 3451986")), (Spans{{"phone", 0, 16}}));
+  EXPECT_TRUE(find_pii("id 045-12-0000").empty());          // SSN-shaped: never a phone
   // "电话" is 6 bytes; the number against CJK text on both sides is still found.
   EXPECT_EQ(spans_of(find_pii("电话13812345678。")), (Spans{{"phone", 6, 17}}));
   EXPECT_EQ(spans_of(find_pii("携帯090-1234-5678です")), (Spans{{"phone", 6, 19}}));
