@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <tuple>
@@ -334,6 +335,39 @@ TEST(Pii, HostileInputInBoundedTime) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   std::printf("[ PII      ] 8 MiB of hostile input in %.3f s\n", seconds);
   EXPECT_LT(seconds, 20.0);  // linear scans: well under a second in a release build
+}
+
+// Random texts over the bytes the detectors care about (digits, separators, '@', ':', '[', ']',
+// letters, non-ASCII): matches stay within the text, sorted and disjoint, and restore(redact(x)) is x
+// whatever placeholder look-alikes the text holds.
+TEST(Pii, RandomTextsRoundTrip) {
+  const std::string alphabet = "0123456789    --..::@@[]()+_ABDEFGSabcdefxz\xc3\xa9\xff";
+  std::mt19937 rng(19);
+  const char* pieces[] = {"[EMAIL_1]", "[PHONE_2]", "a@b.de", "10.0.0.1", "::1", "212-555-0123", "4111 1111 1111 1111",
+                          "DE89 3704 0044 0532 0130 00", "123-45-6789", "[IPV4_1]"};
+  for (int round = 0; round < 2000; ++round) {
+    std::string text;
+    const int parts = int(rng() % 12);
+    for (int k = 0; k < parts; ++k) {
+      if (rng() % 3 == 0) {
+        text += pieces[rng() % std::size(pieces)];
+      } else {
+        for (int c = int(rng() % 8); c > 0; --c) text.push_back(alphabet[rng() % alphabet.size()]);
+      }
+    }
+    std::vector<PiiMatch> found = find_pii(text);
+    size_t last_end = 0;
+    for (const PiiMatch& m : found) {
+      ASSERT_LE(last_end, m.start) << text;
+      ASSERT_LT(m.start, m.end) << text;
+      ASSERT_LE(m.end, text.size()) << text;
+      last_end = m.end;
+    }
+    Redaction r = redact(text, found);
+    ASSERT_EQ(restore(r.text, r), text) << text;
+    for (const auto& entry : r.placeholders)
+      ASSERT_EQ(text.find(entry.first), std::string::npos) << entry.first << " in " << text;
+  }
 }
 
 }  // namespace
