@@ -106,10 +106,18 @@ size_t phone_run(std::string_view text, size_t pos, DigitRun& run) {
       else run.overflow = true;
       ++p;
     }
-    run.group_sizes.push_back(p - g);
+    // "+44 (0)20 7946 0958": the trunk prefix written after the country code is not dialled.
+    const bool trunk = run.plus && run.group_sizes.size() == 1 && p - g == 1 && text[g] == '0' &&
+                       text[g - 1] == '(' && p < n && text[p] == ')';
+    if (trunk && !run.overflow) run.digits.pop_back();
+    if (!trunk) run.group_sizes.push_back(p - g);
     run.end = p;
     size_t q = p;
     while (q < n && q - p < 3 && phone_sep(text[q])) ++q;
+    // "030/1234567": Germany's slash after the area code, only there.
+    if (q == p && q < n && text[q] == '/' && !run.plus && run.seps.empty() && run.group_sizes.size() == 1 &&
+        text[g] == '0' && p - g >= 3 && p - g <= 5)
+      ++q;
     if (q == p || q - p > 2 || q >= n || !is_digit(text[q])) break;
     run.seps.append(text.substr(p, q - p));
     p = q;

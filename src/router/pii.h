@@ -13,7 +13,9 @@
 //          a@b.com), no leading, trailing or doubled dot. Domain: >= 2 dot-separated labels of
 //          [A-Za-z0-9-], 1-63 each, no leading or trailing '-', a last label (TLD) of >= 2 letters,
 //          <= 253 in all. A trailing '.' or '-' (end of a sentence) is not part of the domain.
-//   phone  A run of digit groups joined by 1-2 of ' ' '-' '.' '(' ')', optionally after '+' or '('.
+//   phone  A run of digit groups joined by 1-2 of ' ' '-' '.' '(' ')', optionally after '+' or '(';
+//          also '/' after a first group of 0 + 2-4 digits (German "030/1234567"), and "(0)" after
+//          the country code ("+44 (0)20 7946 0958": the trunk prefix, not dialled).
 //          '+': E.164, a country code from ITU's assigned list then 8-15 digits in all; for the
 //          seven countries below the national rule applies to the national part as well. Without
 //          '+': the national formats of US (NANP: 10 digits or 1 + 10, area and exchange 2-9xx but

@@ -199,6 +199,10 @@ TEST(Pii, NanpAndPhoneFormats) {
   // A German mobile whose digits after "+" pass Luhn as a 13-digit Visa: a phone, not a card.
   EXPECT_EQ(spans_of(find_pii("+49 1512 3451986")), (Spans{{"phone", 0, 16}}));
   EXPECT_TRUE(find_pii("id 045-12-0000").empty());          // SSN-shaped: never a phone
+  EXPECT_EQ(spans_of(find_pii("Tel: 030/1234567")), (Spans{{"phone", 5, 16}}));
+  EXPECT_TRUE(find_pii("am 12/05/2024 10").empty());         // '/' only after a 0-prefixed area code
+  EXPECT_EQ(spans_of(find_pii("+44 (0)20 7946 0958")), (Spans{{"phone", 0, 19}}));
+  EXPECT_TRUE(find_pii("+44 (0)20 7946 095").empty());       // GB has 10 digits after the 0
   // "电话" is 6 bytes; the number against CJK text on both sides is still found.
   EXPECT_EQ(spans_of(find_pii("电话13812345678。")), (Spans{{"phone", 6, 17}}));
   EXPECT_EQ(spans_of(find_pii("携帯090-1234-5678です")), (Spans{{"phone", 6, 19}}));
