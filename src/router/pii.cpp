@@ -605,6 +605,7 @@ std::vector<PiiMatch> find_pii(std::string_view text, const PiiOptions& options)
     }
     found.clear();
   };
+  if (text.empty()) return result;
   std::vector<Candidate> found;
   struct Detector {
     PiiType type;

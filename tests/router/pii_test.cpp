@@ -275,6 +275,7 @@ TEST(Pii, CustomPatterns) {
   std::vector<size_t> got;
   for (const PiiMatch& m : find_pii(text, options)) got.push_back(m.start);
   EXPECT_EQ(got, starts);
+  EXPECT_TRUE(find_pii("", options).empty());
   options.custom = {{"broken", "([a-z"}};
   EXPECT_THROW(find_pii("text", options), Error);
   options.custom = {{"employee id", "EMP-[0-9]{6}"}};
