@@ -2,16 +2,21 @@
 // scratch file, goes to distill::read_pack (the compact "OTKD" side file) and to
 // distill::read_records (collect's JSONL). A pack read_pack accepts must be one write_pack can
 // write again (at the finest value_bits), and that copy must read back to the same tokens, masks,
-// teacher ids, weights and lines: the reader may not accept what the writer would refuse.
+// teacher ids, weights and lines: the reader may not accept what the writer would refuse. A pack
+// whose closing CRC-32 is wrong is also read with it corrected, so that mutations reach past the
+// checksum (the teacher rows inside keep their own, as train/teacher_store's target fuzzes them).
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "distill/teacher_data.h"
 #include "fuzz_support.h"
 #include "orchard/error.h"
+#include "train/teacher_store.h"
 
 using namespace orchard;
 
@@ -73,5 +78,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = fuzz::ScratchDir::get().write("input", fuzz::as_text(data, size));
   check_pack(path, data);
   check_records(path);
+  if (size >= 4 + 4 && std::memcmp(data, "OTKD", 4) == 0) {
+    std::string fixed(fuzz::as_text(data, size));
+    const uint32_t crc = train::crc32_ieee(std::span<const uint8_t>(data, size - 4));
+    for (int i = 0; i < 4; ++i) fixed[size - 4 + i] = static_cast<char>(crc >> (8 * i));
+    if (fixed.compare(size - 4, 4, fuzz::as_text(data + size - 4, 4)) != 0)
+      check_pack(fuzz::ScratchDir::get().write("input", fixed), data);
+  }
   return 0;
 }

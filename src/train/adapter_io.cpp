@@ -247,6 +247,9 @@ Lora load_peft_adapter(const std::string& dir, const ModelConfig& config) {
     for (size_t i = 0; i < v.size(); ++i) {
       float f;
       std::memcpy(&f, t.data + i * sizeof(float), sizeof f);
+      // A NaN or infinity would pass into every merged weight and every output unnoticed.
+      if (!std::isfinite(f))
+        fail(weights_path, ": tensor ", name, " holds ", f, " at element ", i, " (adapter values must be finite)");
       v[i] = f;
     }
     by_name.erase(it);

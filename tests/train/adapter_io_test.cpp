@@ -412,6 +412,23 @@ TEST(TrainAdapterIo, BadAdaptersAreRefusedByName) {
   std::memcpy(f16.data() + 8, header.data(), header.size());
   EXPECT_TRUE(contains(refusal(config_text, f16), "lora_A.weight is F16; Orchard reads float32"));
 
+  // A NaN or an infinity anywhere (found by fuzz/peft_adapter_fuzz.cpp: it loaded, and poisoned
+  // whatever the adapter was merged into).
+  for (const float bad_value : {std::nanf(""), -INFINITY}) {
+    tensors.clear();
+    for (const LoraAdapter& a : lora.adapters) {
+      const std::string m = module_name(a.layer, a.target);
+      std::vector<float> av(a.a.begin(), a.a.end()), bv(a.b.begin(), a.b.end());
+      if (a.layer == 1 && a.target == LoraTarget::v) bv[3] = bad_value;
+      tensors.push_back({m + ".lora_A.weight", {2, a.in}, av});
+      tensors.push_back({m + ".lora_B.weight", {a.out, 2}, bv});
+    }
+    write_safetensors(scratch.file("w.safetensors"), tensors);
+    EXPECT_TRUE(contains(refusal(config_text, test::read_bytes(scratch.file("w.safetensors"))),
+                         "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight holds " +
+                             std::string(std::isnan(bad_value) ? "nan" : "-inf") + " at element 3"));
+  }
+
   // Saving an adapter that does not fit the model.
   Lora wrong = lora;
   wrong.adapters[1].b.pop_back();
