@@ -86,6 +86,11 @@ const char* usage_of(const std::string& name) {
                        "                     [--truncate] [--value-bits Q] [--check-logits zero|student|none] [--check-examples N]"},
       {"distill report", "orchard distill report (--run LABEL=DIR[:EVAL.json][,LABEL=...] | --runs FILE) --out REPORT.html\n"
                          "                       [--title TEXT]   (LABEL is GROUP/NAME: runs of a group are summarized together)"},
+      {"router explain", "orchard router explain --model LOCAL --prompt TEXT [--config FILE] [--class device-only|private-cloud-allowed]\n"
+                         "                       [--model-name NAME] [--kernels reference|fast]   (the decision as JSON, docs/router.md)"},
+      {"router calibrate", "orchard router calibrate --model LOCAL --prompts FILE.jsonl --cloud-fraction F --out CONFIG.json\n"
+                           "                         [--mode pre] [--config IN.json] [--kernels reference|fast]\n"
+                           "                         (FILE.jsonl: {\"prompt\"} or {\"messages\"} per line; docs/router.md)"},
       {"train init", "orchard train init --like MODEL.gguf [--layers N] [--dim D] [--heads H] [--kv-heads K] [--ffn F] [--seed S] --out NEW.gguf"},
       {"train merge", "orchard train merge --model BASE.gguf --adapter DIR --out MERGED.gguf"},
       {"train eval", "orchard train eval --model M --data F.jsonl [--adapter DIR]   (mean cross-entropy, JSON)"},

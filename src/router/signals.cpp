@@ -92,6 +92,17 @@ AnswerSignals answer_signals(std::span<const TokenStep> steps) {
   return s;
 }
 
+double threshold_for_fraction(std::vector<double> values, double fraction) {
+  if (values.empty()) fail("router calibrate: no values");
+  if (!(fraction >= 0 && fraction <= 1)) fail("router calibrate: the cloud fraction must be in [0, 1], got ", fraction);
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  const size_t k = std::min(n, size_t(std::llround(fraction * double(n))));
+  if (k == 0) return values.back();
+  if (k == n) return values.front() - 1.0;
+  return values[n - k - 1] + (values[n - k] - values[n - k - 1]) / 2;
+}
+
 nlohmann::json to_json(const PreSignals& s) {
   return {{"mean_surprisal", s.mean_surprisal},
           {"max_surprisal", s.max_surprisal},

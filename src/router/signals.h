@@ -53,6 +53,14 @@ struct AnswerSignals {
 // answer gives zeros and tokens = 0.
 AnswerSignals answer_signals(std::span<const TokenStep> steps);
 
+// Calibration: the threshold that sends `fraction` of `values` (one pre signal per prompt) to the
+// cloud, the cloud taking the values strictly above it. With n values sorted and k = round(F * n):
+// the midpoint between the (n-k)-th and (n-k+1)-th smallest (so that new prompts near the edge
+// fall on either side alike); k = 0: the largest value; k = n: 1 below the smallest. Ties at
+// the edge round toward the device: equal values get one route, so fewer than k may go when the
+// value at the edge is repeated. Throws orchard::Error for no values or F outside [0, 1].
+double threshold_for_fraction(std::vector<double> values, double fraction);
+
 nlohmann::json to_json(const PreSignals& s);
 nlohmann::json to_json(const AnswerSignals& s);
 

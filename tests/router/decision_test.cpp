@@ -6,8 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_test_support.h"
 #include "orchard/error.h"
 #include "router/decision.h"
+#include "temp_dir.h"
+#include "test_paths.h"
 
 namespace orchard::router {
 namespace {
@@ -226,6 +229,53 @@ TEST(RouterDecision, CascadeAcceptance) {
   a.mean_entropy = 0.3;
   EXPECT_TRUE(accept_local_answer(a, c));
   EXPECT_TRUE(accept_local_answer(AnswerSignals{}, c));  // empty answer
+}
+
+// `orchard router explain` end to end on stories260K: the decision's JSON, and one-line errors.
+TEST(RouterExplainCli, DecisionJson) {
+  const std::string model = test::shared_path("models/stories260K/stories260K.gguf");
+  const std::string prompt = "Once upon a time Lily wrote to lily@example.com from 4111-1111-1111-1111.";
+  test::CliResult r = test::run_cli({"router", "explain", "--model", model, "--prompt", prompt});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["route"], "device");
+  EXPECT_EQ(j["privacy_class"], "device-only");  // the default class
+  EXPECT_EQ(j["reasons"], nlohmann::json({"privacy-device-only", "pii-local:card"}));
+  ASSERT_EQ(j["pii"].size(), 2u);
+  EXPECT_EQ(j["pii"][0]["type"], "email");
+  EXPECT_EQ(j["pii"][0]["start"], prompt.find("lily@"));
+  EXPECT_EQ(j["pii"][0]["end"], prompt.find(" from"));
+  EXPECT_EQ(j["pii"][0]["action"], "redact");
+  EXPECT_EQ(j["pii"][1]["type"], "card");
+  EXPECT_EQ(j["pii"][1]["end"], prompt.size() - 1);
+  EXPECT_GT(j["signals"]["mean_surprisal"].get<double>(), 0.0);
+  EXPECT_EQ(j["signals"]["scored_tokens"].get<int64_t>() + 1, j["signals"]["prompt_tokens"].get<int64_t>());
+  EXPECT_EQ(r.out.find("lily@example.com"), std::string::npos);
+
+  // Cloud allowed, pre mode with a threshold below any surprisal: the cloud, redacted.
+  test::TempDir dir;
+  const std::string config =
+      dir.write("router.json", R"({"default_class": "private-cloud-allowed", "mode": "pre", "pre": {"threshold": 0},
+                                   "pii": {"card": "redact"}, "cloud_models": ["big"]})");
+  r = test::run_cli({"router", "explain", "--model", model, "--prompt", prompt, "--config", config});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["route"], "cloud");
+  EXPECT_EQ(j["reasons"], nlohmann::json({"low-confidence-pre"}));
+  EXPECT_EQ(j["redacted"], 2);
+  r = test::run_cli({"router", "explain", "--model", model, "--prompt", "hi", "--config", config, "--model-name", "big"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["reasons"], nlohmann::json({"cloud-model-requested"}));
+  // --class device-only overrides the default: back on the device.
+  r = test::run_cli({"router", "explain", "--model", model, "--prompt", "hi", "--config", config, "--class", "device-only"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["route"], "device");
+
+  test::expect_one_line_error(
+      test::run_cli({"router", "explain", "--model", model, "--prompt", "hi", "--class", "public"}), "--class");
+  const std::string bad = dir.write("bad.json", R"({"pii": {"credit_card": "local"}})");
+  test::expect_one_line_error(test::run_cli({"router", "explain", "--model", model, "--prompt", "hi", "--config", bad}),
+                              "pii.credit_card");
 }
 
 }  // namespace

@@ -9,11 +9,15 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_test_support.h"
 #include "orchard/engine.h"
 #include "orchard/error.h"
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
 #include "router/signals.h"
+#include "temp_dir.h"
 #include "test_paths.h"
 
 namespace orchard::router {
@@ -134,6 +138,71 @@ TEST(RouterSignals, PreFeaturesOnStories260K) {
       "mom called them home for dinner.",
       tokenizer->adds_bos());
   EXPECT_GT(long_prompt_check.size(), 65u);  // the second prompt exercises the window
+}
+
+TEST(RouterSignals, ThresholdForFraction) {
+  // Sorted: 1 2 3 4 5 6 7 8 9 10. F = 0.3: k = 3, between 7 and 8.
+  const std::vector<double> v = {5, 3, 9, 1, 10, 2, 8, 4, 7, 6};
+  EXPECT_DOUBLE_EQ(threshold_for_fraction(v, 0.3), 7.5);
+  EXPECT_DOUBLE_EQ(threshold_for_fraction(v, 0.0), 10);  // nothing above the largest
+  EXPECT_DOUBLE_EQ(threshold_for_fraction(v, 1.0), 0);   // everything above 1 - 1
+  EXPECT_DOUBLE_EQ(threshold_for_fraction(v, 0.04), 10);  // round(0.4) = 0
+  // Ties at the edge round toward the device: 1 1 2 2 2 2 with F = 0.5 (k = 3, the edge between
+  // two 2s) sends none, not 3 of the four tied 2s.
+  EXPECT_DOUBLE_EQ(threshold_for_fraction({2, 1, 2, 2, 1, 2}, 0.5), 2);
+  EXPECT_DOUBLE_EQ(threshold_for_fraction({1, 1, 2, 2, 2, 2, 2, 3}, 0.5), 2);  // 1 of 8 above
+  EXPECT_THROW(threshold_for_fraction({}, 0.5), Error);
+  EXPECT_THROW(threshold_for_fraction(v, 1.5), Error);
+}
+
+// `orchard router calibrate` sends the requested fraction of its prompts to the cloud: counted by
+// asking `orchard router explain` with the written configuration about each prompt.
+TEST(RouterCalibrateCli, SendsTheRequestedFraction) {
+  const std::string model = test::shared_path("models/stories260K/stories260K.gguf");
+  const std::vector<std::string> prompts = {
+      "Once upon a time, there was a little girl named Lily.", "The dog ran to the park.",
+      "She loved to play outside in the sun.", "Quantum chromodynamics of the xylophone.",
+      "Tom had a big red ball.", "The cat sat on the mat and looked at the bird.",
+      "zebra zebra zebra lattice cryptography", "Mom said it was time for bed.",
+      "They played together all day long.", "A tiny frog jumped over the log.",
+      "Invoice 2231: remit payment by wire", "The sun was hot and the sky was blue.",
+      "Ben wanted to fly like a bird.", "Kernel panic: not syncing, VFS unable to mount root",
+      "The little boat sailed on the lake.", "Sue found a shiny stone in the garden.",
+      "Hello, how are you today?", "They ate cake and laughed.", "The bear was hungry.",
+      "Compile with -O2 -march=native and link against libm."};
+  test::TempDir dir;
+  std::string jsonl;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const nlohmann::json line = i % 2 ? nlohmann::json{{"prompt", prompts[i]}}
+                                      : nlohmann::json{{"messages", {{{"role", "user"}, {"content", prompts[i]}}}}};
+    jsonl += line.dump() + "\n";
+  }
+  const std::string file = dir.write("prompts.jsonl", jsonl);
+  const std::string base = dir.write("base.json", R"({"default_class": "private-cloud-allowed"})");
+  const std::string out = dir.file("calibrated.json");
+  for (const double fraction : {0.25, 0.5}) {
+    test::CliResult r = test::run_cli({"router", "calibrate", "--model", model, "--prompts", file, "--cloud-fraction",
+                                       std::to_string(fraction), "--config", base, "--out", out});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json summary = nlohmann::json::parse(r.out);
+    EXPECT_EQ(summary["prompts"], 20);
+    int cloud = 0;
+    for (const std::string& p : prompts) {
+      r = test::run_cli({"router", "explain", "--model", model, "--prompt", p, "--config", out});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      cloud += nlohmann::json::parse(r.out)["route"] == "cloud";
+    }
+    EXPECT_EQ(cloud, int(std::lround(fraction * 20))) << fraction;
+    EXPECT_EQ(summary["to_cloud"], cloud);
+  }
+  // Bad lines name the file and line.
+  const std::string bad = dir.write("bad.jsonl", "{\"prompt\": \"ok\"}\n{\"text\": \"no\"}\n");
+  test::expect_one_line_error(test::run_cli({"router", "calibrate", "--model", model, "--prompts", bad,
+                                             "--cloud-fraction", "0.5", "--out", out}),
+                              "bad.jsonl:2");
+  test::expect_one_line_error(test::run_cli({"router", "calibrate", "--model", model, "--prompts", file,
+                                             "--cloud-fraction", "0.5", "--mode", "cascade", "--out", out}),
+                              "--mode");
 }
 
 }  // namespace
