@@ -30,6 +30,7 @@
 #include "command.h"
 #include "distill/collect.h"
 #include "distill/metrics.h"
+#include "distill/on_policy.h"
 #include "distill/teacher_client.h"
 #include "distill/teacher_data.h"
 #include "orchard/engine.h"
@@ -143,9 +144,34 @@ void print_mapping(const std::string& command, const std::string& path, const di
 // teacher metrics on the held-out set (metrics.h) in that step's log.jsonl line as
 //   "eval": {"agreement": A, "kl": K, "ce": C, "rows": N}
 // beside orchard train's fields (step, loss, lr, grad_norm, tokens, tokens_per_s, eval_loss).
+//
+// On-policy distillation (GKD; distill/on_policy.h, train/trainer.h's OnPolicy):
+//   --on-policy LAMBDA --teacher URL [--api-key-env VAR] [--ca-file PEM] [--on-policy-max-tokens N (64)]
+//   [--on-policy-temperature T (1)] [--on-policy-top-k K (20)] [--on-policy-concurrency N (4)]
+// A fraction LAMBDA of the steps (drawn from --seed and the step) train on the student's own answers
+// to the step's prompts, scored by the teacher at URL (completions with echo), with --loss's
+// divergence on the answer rows alone; the other steps train on the data as without the flag. Each
+// step's log line gains "on_policy" (true or false), and an on-policy step's "generation": its
+// prompts, the answers kept, the student's sampled tokens, the answers that ended with EOS, and the
+// seconds spent sampling and waiting for the teacher. The teacher's scores are not in the checkpoint:
+// a --resume repeats the same steps bit for bit only with a deterministic teacher.
 int distill_train(Args& args) {
   const std::string command = "orchard distill train";
   const bool reasoning = !args.flag("no-reasoning");
+  const std::optional<double> lambda = args.get_double("on-policy");
+  distill::OnPolicyOptions on_policy;
+  if (lambda) {
+    on_policy.lambda = *lambda;
+    on_policy.teacher.url = args.require("teacher");
+    on_policy.teacher.api_key = api_key_from(command, args.get_or("api-key-env", ""));
+    on_policy.teacher.ca_file = args.get_or("ca-file", "");
+    on_policy.max_tokens = static_cast<int>(args.get_int("on-policy-max-tokens").value_or(64));
+    on_policy.temperature = args.get_double("on-policy-temperature").value_or(1.0);
+    on_policy.top_k = static_cast<int>(args.get_int("on-policy-top-k").value_or(20));
+    on_policy.concurrency = static_cast<int>(args.get_int("on-policy-concurrency").value_or(4));
+  }
+  std::unique_ptr<distill::StudentVocab> on_policy_vocab;  // lives through the run: the generator reads it
+  distill::OnPolicyBatch generation;                       // the last on-policy step's, for its log line
   const TrainDataLoader loader = [&](const std::string& path, const Model& model, int64_t max_seq, bool truncate) {
     const distill::StudentVocab vocab(load_model_tokenizer(model));
     distill::MappingStats stats;
@@ -156,7 +182,20 @@ int distill_train(Args& args) {
   };
   TrainHooks hooks;
   hooks.name = command;
-  hooks.after_step = [](const TrainRun& run, const train::StepReport& r, nlohmann::ordered_json& line) {
+  if (lambda)
+    hooks.before_run = [&](train::Trainer& trainer, train::FastModel& fast, const Model& model) {
+      on_policy_vocab = std::make_unique<distill::StudentVocab>(load_model_tokenizer(model));
+      on_policy.seed = trainer.config().seed;
+      on_policy.on_batch = [&](const distill::OnPolicyBatch& b) { generation = b; };
+      trainer.set_on_policy(distill::make_on_policy(on_policy, fast, *on_policy_vocab, {.reasoning = false}));
+    };
+  hooks.after_step = [&, on = lambda.has_value()](const TrainRun& run, const train::StepReport& r,
+                                                   nlohmann::ordered_json& line) {
+    if (on) line["on_policy"] = r.on_policy;
+    if (on && r.on_policy && generation.step == r.step)
+      line["generation"] = {{"prompts", generation.prompts}, {"answers", generation.answers},
+                            {"sampled_tokens", generation.sampled_tokens}, {"stopped", generation.stopped},
+                            {"sample_s", generation.sample_seconds}, {"teacher_s", generation.teacher_seconds}};
     if (run.eval.empty() || (!r.evaluated && r.step != run.last_step)) return;
     const distill::TeacherMetrics m = distill::score_examples(run.fast, run.eval);
     line["eval"] = {{"agreement", number_or_null(m.agreement)},
