@@ -105,9 +105,11 @@ Decision decide(const RouteRequest& request, const RouterConfig& config, const P
     // Pinned to the device: answered there, or refused. Never the cloud.
     if (!incapable.empty()) {
       d.route = Route::refuse;
+      std::string pins, cannot;
+      for (const std::string& r : d.reasons) pins += (pins.empty() ? "" : ", ") + r;
+      for (const std::string& r : incapable) cannot += (cannot.empty() ? "" : ", ") + r;
       for (std::string& r : incapable) add_reason(d, std::move(r));
-      d.message = "the request must stay on this device (" + d.reasons.front() +
-                  ") and the device cannot answer it (" + d.reasons.back() + ")";
+      d.message = "the request must stay on this device (" + pins + ") and the device cannot answer it (" + cannot + ")";
     } else {
       d.route = Route::device;
     }

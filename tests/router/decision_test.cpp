@@ -54,7 +54,8 @@ TEST(RouterDecision, DeviceOnlyWithLongContextIsRefusedNeverCloud) {
   EXPECT_EQ(d.route, Route::refuse);
   EXPECT_EQ(d.reasons, (Reasons{"privacy-device-only", "context-exceeds-device", "tools-unsupported",
                                 "cloud-model-requested"}));
-  EXPECT_FALSE(d.message.empty());
+  EXPECT_EQ(d.message, "the request must stay on this device (privacy-device-only) and the device cannot answer it "
+                       "(context-exceeds-device, tools-unsupported, cloud-model-requested)");
   EXPECT_TRUE(d.outgoing_texts.empty());  // nothing prepared to leave
   EXPECT_EQ(to_json(d)["route"], "refuse");
 
