@@ -156,17 +156,23 @@ std::string legacy_token_text(const std::string& bytes) {
 
 json ChatService::completion_logprobs_json(const std::vector<TokenStep>& steps, LogprobCursor& cursor) const {
   json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(), text_offset = json::array();
-  auto add = [&](int32_t token, json logprob, json top) {
+  auto add = [&](int32_t token, json logprob, json top, bool prompt) {
     const std::string bytes = tokenizer_->token_bytes(token);
     tokens.push_back(legacy_token_text(bytes));
     token_logprobs.push_back(std::move(logprob));
     top_logprobs.push_back(std::move(top));
-    text_offset.push_back(cursor.offset);
-    cursor.offset += static_cast<int64_t>(bytes.size());
+    if (prompt) {
+      if (!cursor.prompt_text) cursor.prompt_text = std::make_shared<StreamingDecoder>(*tokenizer_, true);
+      text_offset.push_back(std::min(cursor.offset, cursor.generated_offset));
+      cursor.offset += static_cast<int64_t>(cursor.prompt_text->push(token).size());
+    } else {
+      text_offset.push_back(cursor.offset);
+      cursor.offset += static_cast<int64_t>(bytes.size());
+    }
   };
   if (cursor.first_prompt_token >= 0) {
     // Nothing comes before the prompt's first token: no distribution gives it a logprob.
-    add(cursor.first_prompt_token, nullptr, nullptr);
+    add(cursor.first_prompt_token, nullptr, nullptr, true);
     cursor.first_prompt_token = -1;
   }
   for (const TokenStep& step : steps) {
@@ -184,7 +190,7 @@ json ChatService::completion_logprobs_json(const std::vector<TokenStep>& steps, 
       if (!top.contains(key)) top[key] = t.logprob;
     }
     if (!top.contains(text)) top[text] = step.chosen.logprob;
-    add(step.chosen.token, step.chosen.logprob, std::move(top));
+    add(step.chosen.token, step.chosen.logprob, std::move(top), step.prompt);
   }
   return json{{"tokens", std::move(tokens)}, {"token_logprobs", std::move(token_logprobs)},
               {"top_logprobs", std::move(top_logprobs)}, {"text_offset", std::move(text_offset)}};

@@ -47,12 +47,15 @@ class ChatService {
     int64_t generated_offset = 0;  // where the generated tokens start (after an echoed prompt)
     bool generating = false;
     int32_t first_prompt_token = -1;  // >= 0: still to open the lists, logprob null (echo)
+    std::shared_ptr<StreamingDecoder> prompt_text;  // the echoed prompt decoded so far (made at first use)
   };
   // The legacy completions API's logprobs of `steps` (those with a token, the prompt's first when
-  // they were asked for): {tokens, token_logprobs, top_logprobs, text_offset}. A prompt token's
-  // offset counts the bytes of the prompt's tokens before it (a BOS, or the space a SentencePiece
-  // tokenizer adds, makes them differ from the prompt's text); the generated ones start at
-  // `generated_offset`.
+  // they were asked for): {tokens, token_logprobs, top_logprobs, text_offset}. Offsets index the
+  // choice's text, as OpenAI's: a prompt token's is where its text starts in the echoed prompt (the
+  // prompt's tokens decoded in order: a BOS adds nothing, nor the space a SentencePiece tokenizer
+  // puts before the first word; capped at the prompt's length), so that the tokens at or after
+  // `generated_offset` are exactly the continuation's (scoring a text, issue 18); the generated ones
+  // start at `generated_offset` and advance by each token's bytes.
   json completion_logprobs_json(const std::vector<TokenStep>& steps, LogprobCursor& cursor) const;
 
  private:

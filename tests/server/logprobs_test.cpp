@@ -375,12 +375,24 @@ TEST_F(ServerLogprobs, CompletionsEchoWithZeroTokensScoresThePrompt) {
     EXPECT_TRUE(lists["token_logprobs"][0].is_null());
     EXPECT_TRUE(lists["top_logprobs"][0].is_null());
     EXPECT_EQ(lists["text_offset"][0], 0);
-    int64_t offset = 0;
+    // Offsets index the echoed text, as OpenAI's: the prompt cut at consecutive offsets gives each
+    // token's text, except that BOS has none in the prompt and the first word's piece lacks the
+    // space SentencePiece writes before it.
+    bool first_word = true;
     for (size_t i = 0; i < tokens.size(); ++i) {
       const std::string bytes = stories_->tokenizer->token_bytes(tokens[i]);
       EXPECT_EQ(legacy_bytes(lists["tokens"][i]), bytes) << i;
-      EXPECT_EQ(lists["text_offset"][i].get<int64_t>(), offset) << i;
-      offset += static_cast<int64_t>(bytes.size());
+      const int64_t begin = lists["text_offset"][i].get<int64_t>();
+      const int64_t end = i + 1 < tokens.size() ? lists["text_offset"][i + 1].get<int64_t>()
+                                                : static_cast<int64_t>(prompt.size());
+      std::string want = bytes;
+      if (stories_->tokenizer->is_special(tokens[i])) {
+        want.clear();
+      } else if (first_word) {
+        first_word = false;
+        if (want.starts_with(" ")) want.erase(0, 1);
+      }
+      EXPECT_EQ(prompt.substr(static_cast<size_t>(begin), static_cast<size_t>(end - begin)), want) << i;
       if (i == 0) continue;
       // Token i under the distribution of position i - 1.
       const std::vector<double>& lp = oracle[i - 1];
