@@ -76,7 +76,10 @@ const char* usage_of(const std::string& name) {
                           "                        [--ca-file PEM]"},
       {"distill train", "orchard distill train --model STUDENT --data COLLECTED(.jsonl|pack) --out DIR --steps N --lr LR\n"
                         "                      [--eval HELD_OUT(.jsonl|pack)] [--no-reasoning] [every orchard train flag; defaults\n"
-                        "                      --loss kd --kd-alpha 0.5 --kd-temperature 1]   (log.jsonl: \"eval\": agreement, kl, ce)"},
+                        "                      --loss kd --kd-alpha 0.5 --kd-temperature 1]   (log.jsonl: \"eval\": agreement, kl, ce)\n"
+                        "                      [--on-policy LAMBDA --teacher URL [--api-key-env VAR] [--ca-file PEM]\n"
+                        "                       [--on-policy-max-tokens N] [--on-policy-temperature T] [--on-policy-top-k K]\n"
+                        "                       [--on-policy-concurrency N]]   (GKD: the student answers, the teacher scores)"},
       {"distill eval", "orchard distill eval --student MODEL [--adapter DIR] (--data HELD_OUT(.jsonl|pack) |\n"
                        "                     --teacher URL --prompts HELD_OUT_PROMPTS [--endpoint completions|chat] [--cache FILE]\n"
                        "                     [--api-key-env VAR] [--ca-file PEM] [--model NAME] [--top-logprobs K] [--temperature T]\n"
