@@ -16,6 +16,7 @@
 #include "distill/teacher_data.h"
 #include "fuzz_support.h"
 #include "orchard/error.h"
+#include "tokenizer/api_token_text.h"
 #include "train/teacher_store.h"
 
 using namespace orchard;
@@ -66,7 +67,7 @@ void check_records(const std::string& path) {
     for (const distill::TeacherRecord& r : records) {
       if (r.tokens.size() != r.logprobs.size()) std::abort();
       if (!r.top.empty() && r.top.size() != r.tokens.size()) std::abort();
-      for (const std::string& t : r.tokens) (void)distill::teacher_text_bytes(t);
+      for (const std::string& t : r.tokens) (void)api_token_bytes(t);
     }
   } catch (const Error&) {
   }

@@ -21,6 +21,7 @@
 #include "base/error.h"
 #include "base/json_parse.h"
 #include "distill/teacher_client.h"
+#include "tokenizer/api_token_text.h"
 #include "tokenizer/unicode.h"
 
 namespace orchard::distill {
@@ -175,13 +176,7 @@ std::string chat_token_text(const json& entry) {
     bytes.push_back(static_cast<char>(b.get<int>()));
   }
   if (bytes.empty() || unicode::is_valid_utf8(bytes)) return text;
-  std::string out = "bytes:";
-  char hex[8];
-  for (unsigned char c : bytes) {
-    std::snprintf(hex, sizeof hex, "\\x%02x", c);
-    out += hex;
-  }
-  return out;
+  return api_token_text(bytes);
 }
 
 Attempt parse_answer(const CollectOptions& o, const Prompt& p, int sample, const std::string& body) {

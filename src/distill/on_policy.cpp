@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "tokenizer/api_token_text.h"
 
 namespace orchard::distill {
 namespace {
@@ -66,7 +67,7 @@ std::vector<int32_t> prompt_ids(const train::Example& e) {
 std::optional<size_t> spelling_suffix(const std::vector<std::string>& tokens, const std::string& answer) {
   std::string suffix;
   for (size_t j = tokens.size(); j-- > 0;) {
-    suffix.insert(0, teacher_text_bytes(tokens[j]));
+    suffix.insert(0, api_token_bytes(tokens[j]));
     if (suffix.size() == answer.size()) return suffix == answer ? std::optional<size_t>(j) : std::nullopt;
     if (suffix.size() > answer.size()) return std::nullopt;
   }

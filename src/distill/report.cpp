@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "base/json_parse.h"
 #include "base/mapped_file.h"
+#include "base/text_lines.h"
 
 namespace orchard::distill {
 namespace {
@@ -153,23 +154,16 @@ RunLog read_run_log(const std::string& dir_or_log_path, const std::string& label
       is_directory(dir_or_log_path) ? (std::filesystem::path(dir_or_log_path) / "log.jsonl").string() : dir_or_log_path;
   const std::string text = read_text_file(log.path, kMaxTextFileBytes);
   std::map<int64_t, LogEntry> entries;
-  size_t at = 0;
-  for (int64_t line_number = 1; at < text.size(); ++line_number) {
-    const size_t end = text.find('\n', at);
-    const bool whole = end != std::string::npos;
-    std::string_view line(text.data() + at, (whole ? end : text.size()) - at);
-    at = whole ? end + 1 : text.size();
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-    const std::string where = str_cat(log.path, ":", line_number);
+  for_each_line(text, [&](const TextLine& line) {
+    const std::string where = str_cat(log.path, ":", line.number);
     json j;
     try {
-      j = parse_json(line, where);
+      j = parse_json(line.text, where);
     } catch (const Error& e) {
       // A run killed mid-write leaves a torn last line; what came before it is still the run.
-      if (whole) throw;
+      if (line.terminated) throw;
       log.warnings.push_back(str_cat(where, ": the last line is cut short (a run stopped mid-write?): skipped"));
-      break;
+      return;
     }
     ++log.lines;
     if (!j.is_object()) fail(where, ": not a JSON object");
@@ -188,7 +182,7 @@ RunLog read_run_log(const std::string& dir_or_log_path, const std::string& label
     }
     entries[*step] = entry;  // a resumed run's later line for the same step wins
     log.last_step = std::max(log.last_step, *step);
-  }
+  });
   for (const auto& [step, e] : entries) {
     if (e.loss) log.loss.push_back({step, *e.loss});
     if (e.eval_loss) log.eval_loss.push_back({step, *e.eval_loss});

@@ -11,6 +11,8 @@
 #include "base/error.h"
 #include "base/json_parse.h"
 #include "base/mapped_file.h"
+#include "base/text_lines.h"
+#include "tokenizer/api_token_text.h"
 #include "tokenizer/unicode.h"
 #include "train/teacher_store.h"
 
@@ -347,35 +349,12 @@ constexpr double kFloorStep = 1.0 / 16;
 
 }  // namespace
 
-std::string teacher_text_bytes(std::string_view text) {
-  constexpr std::string_view prefix = "bytes:";
-  if (!text.starts_with(prefix)) return std::string(text);
-  const std::string_view rest = text.substr(prefix.size());
-  if (rest.empty() || rest.size() % 4 != 0) return std::string(text);
-  std::string out;
-  for (size_t i = 0; i < rest.size(); i += 4) {
-    const int hi = hex_digit(rest[i + 2]), lo = hex_digit(rest[i + 3]);
-    if (rest[i] != '\\' || (rest[i + 1] != 'x' && rest[i + 1] != 'X') || hi < 0 || lo < 0) return std::string(text);
-    out.push_back(static_cast<char>(hi * 16 + lo));
-  }
-  return out;
-}
-
 std::vector<TeacherRecord> read_records(const std::string& path) {
   const std::string text = read_text_file(path, kMaxDataBytes);
   std::vector<TeacherRecord> out;
-  size_t begin = 0;
-  int64_t line = 0;
-  while (begin < text.size()) {
-    size_t end = text.find('\n', begin);
-    if (end == std::string::npos) end = text.size();
-    ++line;
-    std::string_view view(text.data() + begin, end - begin);
-    if (!view.empty() && view.back() == '\r') view.remove_suffix(1);
-    begin = end + 1;
-    if (view.find_first_not_of(" \t") == std::string_view::npos) continue;
-    out.push_back(parse_record(view, line, path + ":" + std::to_string(line)));
-  }
+  for_each_line(text, [&](const TextLine& line) {
+    out.push_back(parse_record(line.text, line.number, path + ":" + std::to_string(line.number)));
+  });
   return out;
 }
 
@@ -405,7 +384,7 @@ StudentVocab::StudentVocab(std::shared_ptr<const Tokenizer> tokenizer) : tokeniz
 }
 
 std::optional<int32_t> StudentVocab::id_of(std::string_view teacher_text) const {
-  const std::string bytes = teacher_text_bytes(teacher_text);
+  const std::string bytes = api_token_bytes(teacher_text);
   const auto it =
       std::lower_bound(by_bytes_.begin(), by_bytes_.end(), bytes,
                        [](const std::pair<std::string, int32_t>& e, const std::string& b) { return e.first < b; });
@@ -441,7 +420,7 @@ std::vector<train::Example> to_examples(std::span<const TeacherRecord> records, 
       // The answer: the teacher's own tokens when each maps, else the completion re-encoded.
       std::vector<std::string> bytes;
       bytes.reserve(r.tokens.size());
-      for (const std::string& t : r.tokens) bytes.push_back(teacher_text_bytes(t));
+      for (const std::string& t : r.tokens) bytes.push_back(api_token_bytes(t));
       const std::optional<size_t> start = answer_start(bytes, r.completion, !r.reasoning.empty());
       std::vector<int32_t> answer;
       bool mapped = start.has_value();

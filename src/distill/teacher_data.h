@@ -50,9 +50,6 @@ struct TeacherRecord {
 // versions may add some); "teacher_top" rows are objects {token text: logprob}, kept likeliest first.
 std::vector<TeacherRecord> read_records(const std::string& path);
 
-// The bytes a teacher token text stands for: "bytes:\xNN..." (the legacy completions API's spelling
-// of a token that is not whole UTF-8) decoded, any other text as is.
-std::string teacher_text_bytes(std::string_view text);
 
 // The student's ids by the bytes their tokens decode to (see the header comment for ties).
 class StudentVocab {

@@ -1,11 +1,9 @@
 #include "server/chat_service.h"
 
-#include <cstdio>
-
 #include "orchard/error.h"
 #include "runtime/prompt_limits.h"
 #include "template/chat_template.h"
-#include "tokenizer/unicode.h"
+#include "tokenizer/api_token_text.h"
 
 namespace orchard::server {
 
@@ -136,29 +134,12 @@ json ChatService::token_logprob_json(const TokenStep& step) const {
   return out;
 }
 
-namespace {
-
-// A token's text in the legacy completions API: its bytes when they are whole UTF-8, else
-// OpenAI's "bytes:\xNN..." form, so that a token that is part of a character keeps its bytes (and
-// is not confused with the others that JSON would turn into U+FFFD).
-std::string legacy_token_text(const std::string& bytes) {
-  if (unicode::is_valid_utf8(bytes)) return bytes;
-  std::string out = "bytes:";
-  char hex[8];
-  for (unsigned char c : bytes) {
-    std::snprintf(hex, sizeof hex, "\\x%02x", c);
-    out += hex;
-  }
-  return out;
-}
-
-}  // namespace
 
 json ChatService::completion_logprobs_json(const std::vector<TokenStep>& steps, LogprobCursor& cursor) const {
   json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(), text_offset = json::array();
   auto add = [&](int32_t token, json logprob, json top, bool prompt) {
     const std::string bytes = tokenizer_->token_bytes(token);
-    tokens.push_back(legacy_token_text(bytes));
+    tokens.push_back(api_token_text(bytes));
     token_logprobs.push_back(std::move(logprob));
     top_logprobs.push_back(std::move(top));
     if (prompt) {
@@ -183,10 +164,10 @@ json ChatService::completion_logprobs_json(const std::vector<TokenStep>& steps, 
     }
     // OpenAI's shape: {token text: logprob}, most likely first. Two ids of the same text keep the
     // likelier one's; the chosen token is always there, as OpenAI's (up to N + 1 entries).
-    const std::string text = legacy_token_text(tokenizer_->token_bytes(step.chosen.token));
+    const std::string text = api_token_text(tokenizer_->token_bytes(step.chosen.token));
     json top = json::object();
     for (const TokenLogprob& t : step.top) {
-      const std::string key = legacy_token_text(tokenizer_->token_bytes(t.token));
+      const std::string key = api_token_text(tokenizer_->token_bytes(t.token));
       if (!top.contains(key)) top[key] = t.logprob;
     }
     if (!top.contains(text)) top[text] = step.chosen.logprob;

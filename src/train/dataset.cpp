@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "base/json_parse.h"
 #include "base/mapped_file.h"
+#include "base/text_lines.h"
 
 namespace orchard::train {
 namespace {
@@ -294,25 +295,16 @@ std::vector<Example> load_dataset(const std::string& path, const DataTokenizer& 
   if (options.max_seq < 2) fail(path, ": the longest sequence allowed is ", options.max_seq, " tokens (need at least 2)");
   const std::string text = read_text_file(path, kMaxDataBytes);
   std::vector<Example> out;
-  size_t begin = 0;
-  int64_t line = 0;
-  while (begin < text.size()) {
-    size_t end = text.find('\n', begin);
-    if (end == std::string::npos) end = text.size();
-    ++line;
-    std::string_view view(text.data() + begin, end - begin);
-    if (!view.empty() && view.back() == '\r') view.remove_suffix(1);
-    begin = end + 1;
-    if (view.find_first_not_of(" \t") == std::string_view::npos) continue;
-    const std::string where = path + ":" + std::to_string(line);
+  for_each_line(text, [&](const TextLine& line) {
+    const std::string where = path + ":" + std::to_string(line.number);
     try {
-      parse_example(view, line, where, tok, options, out);
+      parse_example(line.text, line.number, where, tok, options, out);
     } catch (const Error& e) {
       // Errors from below (the tokenizer, the template) learn the line here.
       if (std::string_view(e.what()).starts_with(where)) throw;
       fail(where, ": ", e.what());
     }
-  }
+  });
   if (out.empty()) fail(path, ": no examples (the file is empty)");
   return out;
 }

@@ -22,6 +22,7 @@
 #include "orchard/tokenizer.h"
 #include "temp_dir.h"
 #include "test_paths.h"
+#include "tokenizer/api_token_text.h"
 #include "train/loss.h"
 #include "train/teacher_store.h"
 
@@ -91,7 +92,7 @@ TEST(DistillTeacherData, ReadsRecords) {
   EXPECT_TRUE(r[0].reasoning.empty());
   ASSERT_EQ(r[0].tokens.size(), 2u);
   EXPECT_EQ(r[0].tokens[1], "bytes:\\xc3\\xa9");  // kept as collected
-  EXPECT_EQ(teacher_text_bytes(r[0].tokens[1]), "\xc3\xa9");
+  EXPECT_EQ(api_token_bytes(r[0].tokens[1]), "\xc3\xa9");
   EXPECT_EQ(r[0].logprobs[0], -0.25);
   EXPECT_TRUE(std::isnan(r[0].logprobs[1]));
   ASSERT_EQ(r[0].top[0].size(), 3u);  // likeliest first
@@ -106,9 +107,9 @@ TEST(DistillTeacherData, ReadsRecords) {
   EXPECT_EQ(r[1].reasoning, "think");
   EXPECT_TRUE(r[1].finish_reason.empty());
   // The "bytes:" form only when it is all \xNN.
-  EXPECT_EQ(teacher_text_bytes("bytes:\\x41\\x42"), "AB");
-  EXPECT_EQ(teacher_text_bytes("bytes:\\x4"), "bytes:\\x4");
-  EXPECT_EQ(teacher_text_bytes("bytes:abcd"), "bytes:abcd");
+  EXPECT_EQ(api_token_bytes("bytes:\\x41\\x42"), "AB");
+  EXPECT_EQ(api_token_bytes("bytes:\\x4"), "bytes:\\x4");
+  EXPECT_EQ(api_token_bytes("bytes:abcd"), "bytes:abcd");
 }
 
 TEST(DistillTeacherData, RefusesMalformedLinesByLine) {
