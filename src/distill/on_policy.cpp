@@ -60,10 +60,10 @@ std::vector<int32_t> prompt_ids(const train::Example& e) {
 }
 
 // Where the teacher's tokens that spell `answer` begin: the shortest suffix of `tokens` whose bytes
-// are the answer's. The echo's tokens past the prompt may include some of the prompt's own: orchard
-// serve's text offsets count the BOS's text and the space SentencePiece puts before the first word,
-// so they run ahead of the prompt's characters. nullopt when no suffix spells it (a token across the
-// boundary): that answer gives no example.
+// are the answer's. The echo's tokens past the prompt may include some of the prompt's own where a
+// teacher's offsets do not index the prompt's text (Orchard's server counted a BOS's text and
+// SentencePiece's first space before 2026-12-05; other servers may still). nullopt when no suffix
+// spells it (a token across the boundary): that answer gives no example.
 std::optional<size_t> spelling_suffix(const std::vector<std::string>& tokens, const std::string& answer) {
   std::string suffix;
   for (size_t j = tokens.size(); j-- > 0;) {
