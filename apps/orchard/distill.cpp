@@ -10,18 +10,17 @@
 // (id, sample) is in the output, 1 when some failed after their retries (a rerun tries them again).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
-
-#include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -35,23 +34,13 @@
 #include "distill/teacher_data.h"
 #include "orchard/engine.h"
 #include "orchard/model.h"
+#include "progress.h"
 #include "train/adapter_io.h"
 #include "train/fast_model.h"
 #include "train_run.h"
 
 namespace orchard::cli {
 namespace {
-
-std::string clock_text(double seconds) {
-  if (seconds < 0) return "?";
-  const int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char text[32];
-  if (s >= 3600)
-    std::snprintf(text, sizeof text, "%" PRId64 "h%02" PRId64 "m", s / 3600, s / 60 % 60);
-  else
-    std::snprintf(text, sizeof text, "%" PRId64 "m%02" PRId64 "s", s / 60, s % 60);
-  return text;
-}
 
 // The API key from the environment variable --api-key-env names (empty without the flag).
 std::string api_key_from(const std::string& command, const std::string& key_env) {
@@ -99,7 +88,7 @@ int distill_collect(Args& args) {
     std::fprintf(
         stderr, "%scollect: %" PRId64 "/%" PRId64 " done, %" PRId64 " failed, %" PRId64 " tokens, %.0f tok/s, ETA %s%s",
         tty ? "\r" : "", p.done, p.total, p.failed, p.tokens, p.seconds > 0 ? p.tokens / p.seconds : 0.0,
-        clock_text(p.eta_seconds).c_str(), tty ? "   " : "\n");
+        eta_text(p.eta_seconds).c_str(), tty ? "   " : "\n");
     std::fflush(stderr);
   };
   const distill::CollectReport r = distill::collect(o);

@@ -2,12 +2,23 @@
 // unless `always` (so logs and tests get one final line instead of many).
 #pragma once
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
 #include <unistd.h>
 
 namespace orchard::cli {
+
+// A duration for an ETA: "42s", "3m05s", "2h10m"; "?" when not known (negative or not finite).
+inline std::string eta_text(double s) {
+  char buf[32];
+  if (!std::isfinite(s) || s < 0) return "?";
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
+  return buf;
+}
 
 class ProgressBar {
  public:

@@ -378,15 +378,6 @@ double number(Args& args, const std::string& name, double fallback) {
   return v.value_or(fallback);
 }
 
-std::string format_seconds(double s) {
-  char buf[32];
-  if (!std::isfinite(s) || s < 0) return "?";
-  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
-  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
-  return buf;
-}
-
 // Full fine-tuning's result: the base GGUF's metadata and tensors, the trained ones as F32.
 void write_trained_gguf(const std::string& base, std::span<const train::Parameter> params, const std::string& path) {
   const std::shared_ptr<const GgufFile> file = GgufFile::open(base);
@@ -548,7 +539,7 @@ int run_training(Args& args, const TrainDataLoader& loader, const TrainHooks& ho
         char detail[160];
         std::snprintf(detail, sizeof detail, "step %lld/%lld loss %.4f %.0f tok/s ETA %s", static_cast<long long>(r.step),
                       static_cast<long long>(config.steps), r.loss, tps,
-                      format_seconds(done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(left) : NAN).c_str());
+                      eta_text(done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(left) : NAN).c_str());
         bar.update(static_cast<double>(r.step) / static_cast<double>(config.steps), detail);
       },
       (fs::path(out_dir) / "checkpoint").string());
