@@ -29,6 +29,8 @@ import tempfile
 import threading
 import time
 
+import teacher_server
+
 ORCHARD, SOURCE = sys.argv[1], sys.argv[2]
 SECRET = "sk-test-7c1e0f2bd95a"
 FAILURES = []
@@ -471,20 +473,8 @@ def main():
         faulty.close()
 
     # 5. End to end: `orchard serve` on stories260K as the teacher, top-20 logprobs.
-    log = open(os.path.join(tmp, "serve.log"), "w+")
-    serve = subprocess.Popen([ORCHARD, "serve", "--model", model, "--port", "0", "--parallel", "4"],
-                             stdout=subprocess.DEVNULL, stderr=log)
+    serve, port = teacher_server.start(ORCHARD, model, os.path.join(tmp, "serve.log"), 4)
     try:
-        port = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and port is None:
-            log.seek(0)
-            text = log.read()
-            if "serving" in text and "http://" in text:
-                port = int(text.split("http://", 1)[1].split(":", 1)[1].split()[0].split("/")[0])
-            elif serve.poll() is not None:
-                break
-            time.sleep(0.05)
         check(port is not None, "orchard serve started")
         if port is not None:
             openings = ["Once upon a time", "Lily wanted to", "The little dog", "One day, Tom", "There was a big",
@@ -512,11 +502,7 @@ def main():
             check(good == len(rows),
                   f"each answer has 20 logprobs per token, a distribution's part ({good}/{len(rows)})")
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(10)
-        except subprocess.TimeoutExpired:
-            serve.kill()
+        teacher_server.stop(serve)
 
     print(f"{len(FAILURES)} failures, {time.monotonic() - started:.1f} s")
     sys.exit(1 if FAILURES else 0)

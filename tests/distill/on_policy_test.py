@@ -12,12 +12,13 @@ usage: on_policy_test.py ORCHARD SOURCE_DIR
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+import teacher_server
 
 ORCHARD, SOURCE = sys.argv[1], sys.argv[2]
 FAILURES = []
@@ -49,20 +50,8 @@ def main():
     started = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="orchard-on-policy-")
     teacher_model = os.path.join(SOURCE, "models", "stories260K", "stories260K.gguf")
-    log = open(os.path.join(tmp, "serve.log"), "w+")
-    serve = subprocess.Popen([ORCHARD, "serve", "--model", teacher_model, "--port", "0", "--parallel", "4"],
-                             stdout=subprocess.DEVNULL, stderr=log)
+    serve, port = teacher_server.start(ORCHARD, teacher_model, os.path.join(tmp, "serve.log"), 4)
     try:
-        port = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and port is None:
-            log.seek(0)
-            text = log.read()
-            if "serving" in text and "http://" in text:
-                port = int(text.split("http://", 1)[1].split(":", 1)[1].split()[0].split("/")[0])
-            elif serve.poll() is not None:
-                break
-            time.sleep(0.05)
         check(port is not None, "orchard serve started")
         if port is None:
             return
@@ -167,11 +156,7 @@ def main():
         answers = sum(x.get("generation", {}).get("answers", 0) for x in lines)
         check(answers <= served <= 8 * sum(want), f"echo requests only for on-policy steps ({served}, {sum(want)} steps)")
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(10)
-        except subprocess.TimeoutExpired:
-            serve.kill()
+        teacher_server.stop(serve)
     print(f"{len(FAILURES)} failures, {time.monotonic() - started:.1f} s")
     sys.exit(1 if FAILURES else 0)
 

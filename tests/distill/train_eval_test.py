@@ -17,12 +17,13 @@ here (echo) and summed in Python. Python 3 standard library only; ~15 s.
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+import teacher_server
 
 ORCHARD, SOURCE = sys.argv[1], sys.argv[2]
 FAILURES = []
@@ -37,22 +38,6 @@ def check(cond, what):
 def run(*args, timeout=120):
     r = subprocess.run([ORCHARD, *map(str, args)], capture_output=True, text=True, timeout=timeout)
     return r
-
-
-def start_server(model, log_path):
-    log = open(log_path, "w+")
-    serve = subprocess.Popen([ORCHARD, "serve", "--model", model, "--port", "0", "--parallel", "2"],
-                             stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        log.seek(0)
-        text = log.read()
-        if "serving" in text and "http://" in text:
-            return serve, int(text.split("http://", 1)[1].split(":", 1)[1].split()[0].split("/")[0])
-        if serve.poll() is not None:
-            break
-        time.sleep(0.05)
-    return serve, None
 
 
 def write_prompts(path, texts):
@@ -103,7 +88,7 @@ def main():
             "--out", student)
     check(r.returncode == 0, f"a random 2-layer student made ({r.stderr[-200:]})")
 
-    serve, port = start_server(model, os.path.join(tmp, "serve.log"))
+    serve, port = teacher_server.start(ORCHARD, model, os.path.join(tmp, "serve.log"), 2)
     try:
         check(port is not None, "orchard serve started")
         if port is None:
@@ -217,11 +202,7 @@ def main():
         r = run("distill", "eval", "--student", trained, "--data", eval_data, "--teacher-score")
         check(r.returncode == 2 and "--teacher-score needs" in r.stderr, "--teacher-score without a teacher refused")
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(10)
-        except subprocess.TimeoutExpired:
-            serve.kill()
+        teacher_server.stop(serve)
 
     print(f"{len(FAILURES)} failures, {time.monotonic() - started:.1f} s")
     sys.exit(1 if FAILURES else 0)
