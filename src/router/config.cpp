@@ -112,7 +112,8 @@ RouterConfig parse_router_config(std::string_view text, std::string_view what) {
   const json root = parse_json(text, what);
   expect_object(root, what, "");
   check_keys(root, what, "",
-             {"default_class", "pii", "device", "cloud_models", "mode", "pre", "cascade", "cloud_deadline_ms"});
+             {"default_class", "pii", "device", "cloud_models", "mode", "pre", "cascade", "cloud_deadline_ms",
+              "cloud_failures_to_pause", "cloud_pause_s"});
   RouterConfig c;
   if (root.contains("default_class"))
     c.default_class = parse_privacy_class(get_string(root["default_class"], what, "default_class"),
@@ -202,6 +203,9 @@ RouterConfig parse_router_config(std::string_view text, std::string_view what) {
   if (c.mode == RouterMode::cascade && !has_cascade) fail(what, ": mode cascade needs cascade.threshold");
   if (root.contains("cloud_deadline_ms"))
     c.cloud_deadline_ms = get_int(root["cloud_deadline_ms"], what, "cloud_deadline_ms", 1, 600000);
+  if (root.contains("cloud_failures_to_pause"))
+    c.cloud_failures_to_pause = get_int(root["cloud_failures_to_pause"], what, "cloud_failures_to_pause", 1, 1000);
+  if (root.contains("cloud_pause_s")) c.cloud_pause_s = get_int(root["cloud_pause_s"], what, "cloud_pause_s", 0, 86400);
   return c;
 }
 
@@ -225,7 +229,9 @@ json to_json(const RouterConfig& c) {
               {"mode", router_mode_name(c.mode)},
               {"pre", {{"threshold", c.pre_threshold}}},
               {"cascade", {{"threshold", c.cascade_threshold}, {"signal", cascade_signal_name(c.cascade_signal)}}},
-              {"cloud_deadline_ms", c.cloud_deadline_ms}};
+              {"cloud_deadline_ms", c.cloud_deadline_ms},
+              {"cloud_failures_to_pause", c.cloud_failures_to_pause},
+              {"cloud_pause_s", c.cloud_pause_s}};
 }
 
 PiiOptions pii_options(const RouterConfig& config) {

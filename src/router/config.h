@@ -57,6 +57,10 @@ struct RouterConfig {
   double cascade_threshold = 0;
   CascadeSignal cascade_signal = CascadeSignal::mean_logprob;
   int64_t cloud_deadline_ms = 2000;
+  // The endpoint's circuit breaker: after this many cloud failures in a row, requests are not
+  // sent to the cloud for cloud_pause_s seconds (then one is tried again).
+  int64_t cloud_failures_to_pause = 3;
+  int64_t cloud_pause_s = 30;
 
   PiiAction action_for(const PiiMatch& match) const;
 };

@@ -37,6 +37,8 @@ TEST(RouterConfig, Defaults) {
   EXPECT_TRUE(c.cloud_models.empty());
   EXPECT_EQ(c.mode, RouterMode::off);
   EXPECT_EQ(c.cloud_deadline_ms, 2000);
+  EXPECT_EQ(c.cloud_failures_to_pause, 3);
+  EXPECT_EQ(c.cloud_pause_s, 30);
 }
 
 TEST(RouterConfig, EveryField) {
@@ -50,7 +52,7 @@ TEST(RouterConfig, EveryField) {
     "mode": "cascade",
     "pre": {"threshold": 3.5},
     "cascade": {"threshold": -1.25, "signal": "min_margin"},
-    "cloud_deadline_ms": 1500})");
+    "cloud_deadline_ms": 1500, "cloud_failures_to_pause": 5, "cloud_pause_s": 0})");
   EXPECT_EQ(c.default_class, PrivacyClass::private_cloud_allowed);
   EXPECT_EQ(c.pii[static_cast<size_t>(PiiType::email)], PiiAction::allow);
   EXPECT_EQ(c.pii[static_cast<size_t>(PiiType::phone)], PiiAction::local);
@@ -70,6 +72,8 @@ TEST(RouterConfig, EveryField) {
   EXPECT_DOUBLE_EQ(c.cascade_threshold, -1.25);
   EXPECT_EQ(c.cascade_signal, CascadeSignal::min_margin);
   EXPECT_EQ(c.cloud_deadline_ms, 1500);
+  EXPECT_EQ(c.cloud_failures_to_pause, 5);
+  EXPECT_EQ(c.cloud_pause_s, 0);
   PiiMatch ticket{PiiType::custom, 0, 10, "ticket"};
   EXPECT_EQ(c.action_for(ticket), PiiAction::redact);
 
@@ -109,6 +113,8 @@ TEST(RouterConfig, EveryRefusalNamesTheKey) {
       {R"({"pre": {"threshold": 3, "window": 64}})", "unknown key pre.window"},
       {R"({"cascade": {"threshold": 1, "signal": "perplexity"}})", "cascade.signal"},
       {R"({"cloud_deadline_ms": 0})", "cloud_deadline_ms"},
+      {R"({"cloud_failures_to_pause": 0})", "cloud_failures_to_pause must be in [1, 1000]"},
+      {R"({"cloud_pause_s": -1})", "cloud_pause_s"},
       {R"([])", "must be an object"},
       {R"({"mode": )", "cfg.json"},
   };
