@@ -4,10 +4,14 @@
 //                [--release NOTE --attester software|tpm:TCTI [--attester-key F] --log-url URL
 //                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]
 //                [--token-issuer-key PUB --token-issuer-name NAME --token-store FILE [--token-origin-info T]]]
+//               [--cloud-relay URL [--cloud-ca-file PEM]] [--router-config FILE] [--router-audit FILE]
 // An OpenAI-compatible HTTP server (see src/server/); with --private, the private cloud node: the
-// same API reachable only through Oblivious HTTP (src/cloud/, docs/cloud.md).
+// same API reachable only through Oblivious HTTP (src/cloud/, docs/cloud.md); with --cloud-relay or
+// --router-config, the hybrid router's device endpoint: each request answered here or by the
+// private cloud node behind the relay (src/router/endpoint.h, docs/router.md).
 #include <chrono>
 #include <csignal>
+#include <memory>
 #include <optional>
 #include <cstdio>
 
@@ -16,6 +20,7 @@
 #include "command.h"
 #include "model_options.h"
 #include "serve_config.h"
+#include "router/endpoint.h"
 #include "server/http_server.h"
 
 namespace orchard::cli {
@@ -54,6 +59,14 @@ ServeConfig parse_serve_config(Args& args) {
   tokens.issuer_name = args.get_or("token-issuer-name", "");
   tokens.origin_info = args.get_or("token-origin-info", "");
   tokens.store = args.get_or("token-store", "");
+  c.cloud_relay = args.get_or("cloud-relay", "");
+  c.cloud_ca_file = args.get_or("cloud-ca-file", "");
+  c.router_config = args.get_or("router-config", "");
+  c.router_audit = args.get_or("router-audit", "");
+  const bool routed = !c.cloud_relay.empty() || !c.router_config.empty();
+  if (c.private_node && routed) fail("orchard serve: --private (a cloud node) and the router's options do not go together");
+  if (!routed && (!c.cloud_ca_file.empty() || !c.router_audit.empty()))
+    fail("orchard serve: --cloud-ca-file and --router-audit go with --cloud-relay or --router-config");
   const int64_t rotation_s = rotation.value_or(node.key_rotation.count());
   const int64_t window_s = window.value_or(node.gateway.replay_window.count());
   if (!c.private_node && (rotation || window || validity || !attest.release.empty() || !attest.node_name.empty() ||
@@ -104,14 +117,33 @@ int run_serve(Args& args) {
         should_stop);
     return 0;
   }
+  std::unique_ptr<router::DeviceRouter> routed;
+  if (!config.cloud_relay.empty() || !config.router_config.empty()) {
+    router::EndpointOptions endpoint;
+    if (!config.router_config.empty()) endpoint.config = router::load_router_config(config.router_config);
+    endpoint.cloud.relay = config.cloud_relay;
+    endpoint.cloud.ca_file = config.cloud_ca_file;
+    // A dead relay holds a request's cloud thread no longer than this (the client was answered
+    // by the device at the deadline already).
+    endpoint.cloud.timeout = std::chrono::seconds(120);
+    endpoint.audit_log = config.router_audit;
+    routed = std::make_unique<router::DeviceRouter>(std::move(endpoint));
+  }
   server::serve(
       model, options,
       [&](int port, int admin_port) {
         std::fprintf(stderr, "orchard: serving %s on http://%s:%d (%d parallel)\n", model.c_str(),
                      options.host.c_str(), port, options.parallel);
         if (admin_port >= 0) std::fprintf(stderr, "orchard: admin (/metrics, /health) on http://127.0.0.1:%d\n", admin_port);
+        if (routed)
+          std::fprintf(stderr, "orchard: routing requests between this device and %s\n",
+                       config.cloud_relay.empty() ? "no cloud (no --cloud-relay)" : config.cloud_relay.c_str());
       },
-      should_stop);
+      should_stop,
+      routed ? server::RouteInstaller([&](server::FrontServer& http, const server::ServedModel& served) {
+        routed->install(http, served);
+      })
+             : server::RouteInstaller{});
   return 0;
 }
 

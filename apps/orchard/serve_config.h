@@ -14,6 +14,9 @@ struct ServeConfig {
   server::ServerOptions server;
   cloud::NodeOptions node;
   bool private_node = false;
+  // The hybrid router's device endpoint (docs/router.md): set when --cloud-relay or
+  // --router-config is given.
+  std::string cloud_relay, cloud_ca_file, router_config, router_audit;
 };
 
 // Reads serve's options from `args` (the caller calls args.finish()); throws on a bad value.

@@ -695,4 +695,30 @@ std::string restore(std::string_view answer, const Redaction& redaction) {
   return out;
 }
 
+RestoreStream::RestoreStream(const Redaction& redaction) : redaction_(redaction) {}
+
+std::string RestoreStream::feed(std::string_view piece) {
+  held_.append(piece);
+  // The earliest '[' whose rest is a proper prefix of some placeholder starts what is held back.
+  size_t hold = held_.size();
+  for (size_t open = held_.find('['); open != std::string::npos; open = held_.find('[', open + 1)) {
+    const std::string_view rest = std::string_view(held_).substr(open);
+    const bool prefix = std::any_of(redaction_.placeholders.begin(), redaction_.placeholders.end(),
+                                    [&](const auto& p) { return p.first.size() > rest.size() && p.first.starts_with(rest); });
+    if (prefix) {
+      hold = open;
+      break;
+    }
+  }
+  std::string out = restore(std::string_view(held_).substr(0, hold), redaction_);
+  held_.erase(0, hold);
+  return out;
+}
+
+std::string RestoreStream::finish() {
+  std::string out = restore(held_, redaction_);
+  held_.clear();
+  return out;
+}
+
 }  // namespace orchard::router

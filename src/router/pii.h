@@ -131,4 +131,19 @@ Redaction redact(std::string_view text, std::span<const PiiMatch> matches);
 // Operates on a whole answer: a stream must hold back a trailing "[..." until it closes.
 std::string restore(std::string_view answer, const Redaction& redaction);
 
+// restore() over an answer that arrives in pieces (a stream's deltas): a piece's tail that could
+// still become a placeholder ("[", "[EMA") is held back until the next piece settles it, so that
+// a placeholder split across deltas is restored all the same. The concatenated output of feed()s
+// and finish() equals restore() of the concatenated pieces.
+class RestoreStream {
+ public:
+  explicit RestoreStream(const Redaction& redaction);
+  std::string feed(std::string_view piece);
+  std::string finish();  // what is held back, as it is (the answer ended inside no placeholder)
+
+ private:
+  const Redaction& redaction_;
+  std::string held_;
+};
+
 }  // namespace orchard::router

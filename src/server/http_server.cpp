@@ -63,6 +63,8 @@ int bind(FrontServer& http, const std::string& host, int port) {
   return bound;
 }
 
+}  // namespace
+
 ApiRequest api_request(const httplib::Request& req, std::string body) {
   // Runs on the thread that answers, where client_reset finds the request's connection.
   ApiRequest request{.method = req.method, .path = req.path, .headers = {}, .body = std::move(body), .client_left = client_reset};
@@ -110,6 +112,8 @@ void install_openai_routes(FrontServer& http, const ServedModel& served) {
     res.set_content(to_json_text(error_body(message, "invalid_request_error")), "application/json");
   });
 }
+
+namespace {
 
 // The admin listener's routes: counts and liveness, nothing else.
 void install_admin_routes(FrontServer& http, const OpenAIHandler& handler) {
@@ -164,7 +168,7 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
 
   http.set_payload_max_length(options.max_body_bytes);
   http.set_tcp_nodelay(true);  // streamed tokens are small writes: never wait on Nagle
-  (public_routes ? public_routes : install_openai_routes)(http, {engine, handler, metrics, options});
+  (public_routes ? public_routes : install_openai_routes)(http, {engine, service, handler, metrics, options});
   http.set_logger([&](const httplib::Request& req, const httplib::Response& res) { metrics.count_request(req.path, res.status); });
   std::thread admin_thread;
   std::atomic<bool> admin_ended{false};

@@ -8,6 +8,7 @@
 #include "orchard/model.h"
 
 namespace httplib {
+struct Request;
 struct Response;
 }
 
@@ -17,9 +18,11 @@ class Engine;
 
 namespace orchard::server {
 
+class ChatService;
 class FrontServer;
 class Metrics;
 class OpenAIHandler;
+struct ApiRequest;
 struct ApiResponse;
 
 struct ServerOptions {
@@ -47,6 +50,7 @@ struct ServerOptions {
 // What serve() hands to the routes of its public port.
 struct ServedModel {
   Engine& engine;
+  ChatService& service;  // the handler's: the model's name, tokenizer and prompts
   const OpenAIHandler& handler;
   Metrics& metrics;
   const ServerOptions& options;
@@ -54,6 +58,15 @@ struct ServedModel {
 // Registers the routes of the public port; by default the OpenAI API's. The private cloud node
 // registers its gateway instead (src/cloud/node.cpp), which hands what it decrypts to `handler`.
 using RouteInstaller = std::function<void(FrontServer& http, const ServedModel& served)>;
+
+// The OpenAI API's routes, each answered by `served.handler`: what `serve` installs by default.
+// A transport in front of the handler (the router) installs its own routes first, then these
+// for the rest (httplib takes the first route that matches).
+void install_openai_routes(FrontServer& http, const ServedModel& served);
+
+// The request as the handler takes it, on the thread that answers it (client_left watches that
+// thread's connection).
+ApiRequest api_request(const httplib::Request& req, std::string body);
 
 // The handler's response as httplib's: a whole body, or a chunked content provider that writes
 // the deferred body in one call and then ends it (or, when that failed, cuts the connection).

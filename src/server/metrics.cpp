@@ -67,6 +67,16 @@ void Metrics::count_request(const std::string& path, int status) {
   requests_[{endpoint_label(path), status}]++;
 }
 
+void Metrics::count(const std::string& name, const std::string& help,
+                    const std::vector<std::pair<std::string, std::string>>& labels) {
+  std::string series;
+  for (const auto& [label, value] : labels) series += (series.empty() ? "" : ",") + label + "=\"" + label_value(value) + "\"";
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto& [help_text, counts] = counters_[name];
+  help_text = help;
+  counts[series]++;
+}
+
 std::string Metrics::render() const {
   std::string out;
   out += "# HELP orchard_requests_total HTTP requests by endpoint and status.\n# TYPE orchard_requests_total counter\n";
@@ -89,6 +99,11 @@ std::string Metrics::render() const {
   out += "orchard_requests_active " + std::to_string(active_.load()) + "\n";
   ttft_.render("orchard_time_to_first_token_seconds", "Time from request to its first generated token.", out);
   token_latency_.render("orchard_token_latency_seconds", "Time between consecutive generated tokens.", out);
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& [name, counter] : counters_) {
+    out += "# HELP " + name + " " + counter.first + "\n# TYPE " + name + " counter\n";
+    for (const auto& [series, count] : counter.second) out += name + "{" + series + "} " + std::to_string(count) + "\n";
+  }
   return out;
 }
 

@@ -42,11 +42,18 @@ class Metrics : public EngineObserver {
   void on_abandoned() override { ++abandoned_; }
   void on_queue_depth(int64_t jobs) override { queue_depth_ = jobs; }
   void on_active(int64_t jobs) override { active_ = jobs; }
+  // A counter that a layer above the server keeps here, so that one /metrics shows it (the
+  // router's requests by route and reason): `name` (rendered with `help` once), labels as
+  // name=value pairs; each call adds 1 to the series of those labels.
+  void count(const std::string& name, const std::string& help,
+             const std::vector<std::pair<std::string, std::string>>& labels);
   std::string render() const;
 
  private:
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
+  // count(): name -> help and the series (the rendered label set -> count).
+  std::map<std::string, std::pair<std::string, std::map<std::string, uint64_t>>> counters_;
   std::atomic<int64_t> prompt_tokens_{0}, generated_tokens_{0}, abandoned_{0}, queue_depth_{0}, active_{0};
   Histogram ttft_, token_latency_;
 };

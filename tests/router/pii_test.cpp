@@ -375,5 +375,28 @@ TEST(Pii, RandomTextsRoundTrip) {
   }
 }
 
+// A stream's deltas cut placeholders anywhere: whatever the cut, the output is the original text.
+TEST(Pii, RestoreStreamAcrossAnyCut) {
+  const std::string original = "Mail a@b.de or [x] call +49 30 1234567; [EMAIL] a@b.de [";
+  Redaction r = redact(original, find_pii(original));
+  ASSERT_EQ(r.placeholders.size(), 2u);
+  ASSERT_EQ(r.text, "Mail [EMAIL_1] or [x] call [PHONE_1]; [EMAIL] [EMAIL_1] [");
+  for (size_t a = 0; a <= r.text.size(); ++a)
+    for (size_t b = a; b <= r.text.size(); ++b) {
+      RestoreStream stream(r);
+      std::string out = stream.feed(std::string_view(r.text).substr(0, a));
+      out += stream.feed(std::string_view(r.text).substr(a, b - a));
+      out += stream.feed(std::string_view(r.text).substr(b));
+      out += stream.finish();
+      ASSERT_EQ(out, original) << a << " " << b;
+    }
+  // What may still be a placeholder is held back, and nothing else.
+  RestoreStream stream(r);
+  EXPECT_EQ(stream.feed("see [EMA"), "see ");
+  EXPECT_EQ(stream.feed("IL_1] and [x"), "a@b.de and [x");
+  EXPECT_EQ(stream.feed(" [PHONE_"), " ");
+  EXPECT_EQ(stream.finish(), "[PHONE_");
+}
+
 }  // namespace
 }  // namespace orchard::router
