@@ -1,8 +1,10 @@
 // `orchard router explain` and `orchard router calibrate` (issue 19, docs/router.md): the router's
-// decision for one prompt as JSON, and the `pre` threshold that sends a chosen fraction of a
-// prompt set to the cloud. Both run the local model's prefill for the prompt's signals, as the
-// device endpoint will per request.
+// decision for one prompt as JSON, and the calibration over a prompt set: `pre`'s model, fitted
+// to predict the device's own answer confidence from the prompt's features, and its threshold,
+// or the cascade's threshold, each sending a chosen fraction of the prompts to the cloud. Both run
+// the local model's prefill for the prompt's signals, as the device endpoint does per request.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -114,24 +116,101 @@ double quantile(const std::vector<double>& sorted, double q) {
   return sorted[size_t(std::llround(q * double(sorted.size() - 1)))];
 }
 
+json distribution(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {{"min", v.front()}, {"p10", quantile(v, 0.1)}, {"p25", quantile(v, 0.25)}, {"p50", quantile(v, 0.5)},
+          {"p75", quantile(v, 0.75)}, {"p90", quantile(v, 0.9)}, {"max", v.back()}};
+}
+
+double correlation(const std::vector<double>& a, const std::vector<double>& b) {
+  const double n = double(a.size());
+  double ma = 0, mb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ma += a[i] / n, mb += b[i] / n;
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    sab += (a[i] - ma) * (b[i] - mb);
+    saa += (a[i] - ma) * (a[i] - ma);
+    sbb += (b[i] - mb) * (b[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0.0;
+}
+
+// The device's own answer to a prompt (greedy, as the endpoint answers) and its cascade signals.
+AnswerSignals local_answer(Engine& engine, const std::vector<int32_t>& tokens, int64_t max_tokens) {
+  GenerationJob job;
+  job.prompt = tokens;
+  job.options.sampling.temperature = 0;
+  job.options.max_tokens = max_tokens;
+  job.options.top_logprobs = kCascadeTopLogprobs;
+  std::vector<TokenStep> steps;
+  job.on_step = [&](const TokenStep& step) {
+    steps.push_back(step);
+    return true;
+  };
+  const JobSummary summary = engine.run(std::move(job));
+  if (!summary.error.empty()) fail("router calibrate: ", summary.error);
+  return answer_signals(steps);
+}
+
+std::vector<std::string> split_names(const std::string& list) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(list);
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// The cascade signal's value and which side of the threshold the cloud takes.
+double cascade_value(const AnswerSignals& a, CascadeSignal signal) {
+  switch (signal) {
+    case CascadeSignal::mean_logprob: return a.mean_logprob;
+    case CascadeSignal::min_margin: return a.min_margin;
+    case CascadeSignal::mean_entropy: return a.mean_entropy;
+  }
+  return 0;
+}
+
 int run_calibrate(Args& args) {
   const std::string model_path = args.require("model");
   const std::string prompts_path = args.require("prompts");
   const std::string out_path = args.require("out");
   const std::optional<double> fraction = args.get_double("cloud-fraction");
   const std::string mode = args.get_or("mode", "pre");
+  const std::string pre_rule = args.get_or("pre-rule", "fitted");
   const std::optional<std::string> config_path = args.get("config");
+  const int64_t max_tokens = args.get_int("max-tokens").value_or(64);
+  const double ridge = args.get_double("ridge").value_or(1.0);
+  const std::optional<std::string> feature_list = args.get("features");
+  const std::optional<std::string> signal_name = args.get("signal");
   const KernelChoice kernels = kernel_choice(args);
   args.finish();
   if (!fraction) fail("router calibrate: --cloud-fraction is required");
   if (!(*fraction >= 0 && *fraction <= 1)) fail("--cloud-fraction: must be in [0, 1], got ", *fraction);
-  // The cascade's signal needs the local answers generated; not built yet (docs/router.md).
-  if (mode != "pre") fail("--mode: only 'pre' can be calibrated so far, got '", mode, "'");
+  if (mode != "pre" && mode != "cascade") fail("--mode: must be pre or cascade, got '", mode, "'");
+  if (pre_rule != "fitted" && pre_rule != "surprisal")
+    fail("--pre-rule: must be fitted or surprisal, got '", pre_rule, "'");
+  if (max_tokens < 1 || max_tokens > 4096) fail("--max-tokens: must be in [1, 4096], got ", max_tokens);
+  if (!(ridge >= 0) || !std::isfinite(ridge)) fail("--ridge: must be >= 0, got ", ridge);
   RouterConfig config = config_path ? load_router_config(*config_path) : RouterConfig{};
+  if (signal_name) {
+    if (*signal_name == "mean_logprob") config.cascade_signal = CascadeSignal::mean_logprob;
+    else if (*signal_name == "min_margin") config.cascade_signal = CascadeSignal::min_margin;
+    else if (*signal_name == "mean_entropy") config.cascade_signal = CascadeSignal::mean_entropy;
+    else fail("--signal: must be mean_logprob, min_margin or mean_entropy, got '", signal_name->substr(0, 64), "'");
+  }
+  const std::vector<std::string> features = feature_list ? split_names(*feature_list) : pre_feature_names();
+  for (const std::string& f : features)
+    if (!pre_feature(PreSignals{}, f)) fail("--features: unknown feature '", f.substr(0, 64), "'");
+  // The fitted pre model and the cascade learn from the device's own answers; the surprisal rule
+  // needs only the prefill.
+  const bool fitted = mode == "pre" && pre_rule == "fitted";
+  const bool needs_answers = mode == "cascade" || fitted;
 
   Device d = load_device(model_path, config, kernels);
-  std::vector<double> values;
-  int64_t too_long = 0, line_no = 0;
+  std::vector<PreSignals> signals;
+  std::vector<AnswerSignals> answers;
+  int64_t too_long = 0, empty_answers = 0, line_no = 0;
   std::istringstream lines(read_text_file(prompts_path));
   std::string line;
   while (std::getline(lines, line)) {
@@ -144,37 +223,80 @@ int run_calibrate(Args& args) {
       ++too_long;  // goes to the cloud by capability, whatever the threshold
       continue;
     }
-    values.push_back(s->mean_surprisal);
+    if (needs_answers) {
+      const AnswerSignals a = local_answer(*d.engine, tokens, max_tokens);
+      if (a.tokens == 0) {
+        ++empty_answers;  // nothing to judge: the cascade accepts it; no confidence to learn from
+        continue;
+      }
+      answers.push_back(a);
+    }
+    signals.push_back(*s);
   }
-  if (values.empty()) fail(prompts_path, ": no prompt that fits the device's context");
-  const double threshold = threshold_for_fraction(values, *fraction);
-  config.mode = RouterMode::pre;
-  config.pre_threshold = threshold;
+  if (signals.empty()) fail(prompts_path, ": no prompt that fits the device's context (and gets a non-empty answer)");
+
+  json summary = {{"mode", mode}, {"prompts", signals.size()}, {"too_long_for_device", too_long},
+                  {"cloud_fraction", *fraction}};
+  if (needs_answers) summary["empty_answers"] = empty_answers;
+  std::vector<double> values;  // the routed value per prompt, the cloud taking the high ones
+  if (mode == "pre") {
+    config.mode = RouterMode::pre;
+    if (fitted) {
+      std::vector<double> confidence;
+      for (const AnswerSignals& a : answers) confidence.push_back(a.mean_logprob);
+      config.pre_model = fit_pre_model(signals, confidence, features, ridge);
+      std::vector<double> predicted;
+      for (const PreSignals& s : signals) predicted.push_back(-pre_score(s, config.pre_model));
+      summary["fit"] = {{"target", "mean_logprob of the device's answer"}, {"features", features.size()},
+                        {"ridge", ridge}, {"max_tokens", max_tokens},
+                        {"r_predicted_vs_answer", correlation(predicted, confidence)},
+                        {"answer_mean_logprob", distribution(confidence)}};
+    } else {
+      config.pre_model = PreModel{};
+    }
+    for (const PreSignals& s : signals) values.push_back(pre_score(s, config.pre_model));
+    config.pre_threshold = threshold_for_fraction(values, *fraction);
+    summary["threshold"] = config.pre_threshold;
+    summary["score"] = distribution(values);
+    summary["mean_surprisal"] = distribution([&] {
+      std::vector<double> v;
+      for (const PreSignals& s : signals) v.push_back(s.mean_surprisal);
+      return v;
+    }());
+  } else {
+    config.mode = RouterMode::cascade;
+    // threshold_for_fraction sends the high values; the cascade escalates the low mean logprob
+    // and margin (the unsure side), so those are negated and so is their threshold.
+    const bool low_is_unsure = config.cascade_signal != CascadeSignal::mean_entropy;
+    for (const AnswerSignals& a : answers)
+      values.push_back(low_is_unsure ? -cascade_value(a, config.cascade_signal) : cascade_value(a, config.cascade_signal));
+    const double t = threshold_for_fraction(values, *fraction);
+    config.cascade_threshold = low_is_unsure ? -t : t;
+    std::vector<double> raw;
+    for (const AnswerSignals& a : answers) raw.push_back(cascade_value(a, config.cascade_signal));
+    summary["signal"] = cascade_signal_name(config.cascade_signal);
+    summary["threshold"] = config.cascade_threshold;
+    summary["max_tokens"] = max_tokens;
+    summary[std::string(cascade_signal_name(config.cascade_signal))] = distribution(raw);
+  }
+  int64_t to_cloud = 0;
+  if (mode == "pre") {
+    to_cloud = std::count_if(values.begin(), values.end(), [&](double v) { return v > config.pre_threshold; });
+  } else {
+    for (const AnswerSignals& a : answers) to_cloud += accept_local_answer(a, config) ? 0 : 1;
+  }
+  summary["to_cloud"] = to_cloud;
   if (config.default_class == PrivacyClass::device_only)
     std::fprintf(stderr, "note: default_class is device-only: requests that name no class stay on the device\n");
   const std::string text = to_json(config).dump(2) + "\n";
   write_file_atomically(out_path, text.data(), text.size());
-
-  std::vector<double> sorted = values;
-  std::sort(sorted.begin(), sorted.end());
-  const int64_t to_cloud = std::count_if(values.begin(), values.end(), [&](double v) { return v > threshold; });
-  const json summary = {
-      {"prompts", values.size()},
-      {"too_long_for_device", too_long},
-      {"cloud_fraction", *fraction},
-      {"threshold", threshold},
-      {"to_cloud", to_cloud},
-      {"mean_surprisal",
-       {{"min", sorted.front()}, {"p10", quantile(sorted, 0.1)}, {"p25", quantile(sorted, 0.25)},
-        {"p50", quantile(sorted, 0.5)}, {"p75", quantile(sorted, 0.75)}, {"p90", quantile(sorted, 0.9)},
-        {"max", sorted.back()}}}};
   std::printf("%s\n", summary.dump().c_str());
   return 0;
 }
 
 const RegisterCommand kExplain("router explain", "the hybrid router's decision for a prompt, as JSON", run_explain);
 const RegisterCommand kCalibrate("router calibrate",
-                                 "the pre-mode threshold that sends a fraction of a prompt set to the cloud",
+                                 "fit pre's model and threshold, or the cascade's threshold, to send a fraction to the cloud",
                                  run_calibrate);
 
 }  // namespace

@@ -172,9 +172,27 @@ RouterConfig parse_router_config(std::string_view text, std::string_view what) {
   bool has_pre = false, has_cascade = false;
   if (root.contains("pre")) {
     const json& p = expect_object(root["pre"], what, "pre");
-    check_keys(p, what, "pre", {"threshold"});
+    check_keys(p, what, "pre", {"threshold", "features", "bias"});
     if (!p.contains("threshold")) fail(what, ": pre.threshold is missing");
     c.pre_threshold = get_number(p["threshold"], what, "pre.threshold");
+    // A fitted model comes whole: weights without their bias (or the reverse) would shift every
+    // score and route a different share than the calibration chose.
+    if (p.contains("features") != p.contains("bias"))
+      fail(what, ": ", p.contains("features") ? "pre.bias" : "pre.features", " is missing (a fitted pre model has both)");
+    if (p.contains("features")) {
+      const json& f = p["features"];
+      if (!f.is_object() || f.empty()) fail(what, ": pre.features must be a non-empty object {feature: weight}");
+      for (auto it = f.begin(); it != f.end(); ++it) {
+        const std::string path = "pre.features." + it.key().substr(0, 64);
+        if (!pre_feature(PreSignals{}, it.key())) {
+          std::string known;
+          for (const std::string& n : pre_feature_names()) known += (known.empty() ? "" : ", ") + n;
+          fail(what, ": unknown feature ", path, " (known: ", known, ")");
+        }
+        c.pre_model.weights.emplace_back(it.key(), get_number(it.value(), what, path));
+      }
+      c.pre_model.bias = get_number(p["bias"], what, "pre.bias");
+    }
     has_pre = true;
   }
   if (root.contains("cascade")) {
@@ -222,12 +240,19 @@ json to_json(const RouterConfig& c) {
     pii["custom"].push_back({{"name", r.name}, {"pattern", r.pattern}, {"action", pii_action_name(r.action)}});
   json cloud_models = json::array();
   for (const std::string& m : c.cloud_models) cloud_models.push_back(m);
+  json pre = {{"threshold", c.pre_threshold}};
+  if (c.pre_model.fitted()) {
+    json features = json::object();
+    for (const auto& [name, weight] : c.pre_model.weights) features[name] = weight;
+    pre["features"] = features;
+    pre["bias"] = c.pre_model.bias;
+  }
   return json{{"default_class", privacy_class_name(c.default_class)},
               {"pii", pii},
               {"device", {{"context", c.device_context}, {"tools", c.device_tools}, {"json_schema", c.device_json_schema}}},
               {"cloud_models", cloud_models},
               {"mode", router_mode_name(c.mode)},
-              {"pre", {{"threshold", c.pre_threshold}}},
+              {"pre", pre},
               {"cascade", {{"threshold", c.cascade_threshold}, {"signal", cascade_signal_name(c.cascade_signal)}}},
               {"cloud_deadline_ms", c.cloud_deadline_ms},
               {"cloud_failures_to_pause", c.cloud_failures_to_pause},

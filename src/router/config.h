@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "router/pii.h"
+#include "router/signals.h"
 
 namespace orchard::router {
 
@@ -53,7 +54,11 @@ struct RouterConfig {
   bool device_json_schema = true;  // and JSON Schema response formats
   std::vector<std::string> cloud_models;
   RouterMode mode = RouterMode::off;
-  double pre_threshold = 0;  // mean surprisal (nats) above which `pre` sends a prompt to the cloud
+  // `pre` sends a prompt to the cloud when its score is above the threshold: minus the fitted
+  // model's predicted confidence ("pre.features" and "pre.bias", `orchard router calibrate`), or,
+  // for a configuration without a model, the prompt's mean surprisal (nats).
+  double pre_threshold = 0;
+  PreModel pre_model;
   double cascade_threshold = 0;
   CascadeSignal cascade_signal = CascadeSignal::mean_logprob;
   int64_t cloud_deadline_ms = 2000;

@@ -130,7 +130,8 @@ Decision decide(const RouteRequest& request, const RouterConfig& config, const P
       break;
     case RouterMode::pre:
       if (!signals) fail("router: pre mode needs the prompt's signals");
-      if (signals->mean_surprisal > config.pre_threshold) {
+      d.pre_score = pre_score(*signals, config.pre_model);
+      if (*d.pre_score > config.pre_threshold) {
         d.route = Route::cloud;
         add_reason(d, "low-confidence-pre");
         redact_all(d, request);
@@ -178,6 +179,7 @@ nlohmann::json to_json(const Decision& d) {
                         {"cascade_pending", d.cascade_pending},
                         {"signals", d.signals ? to_json(*d.signals) : nlohmann::json(nullptr)}};
   if (!d.message.empty()) out["message"] = d.message;
+  if (d.pre_score) out["pre_score"] = *d.pre_score;
   return out;
 }
 

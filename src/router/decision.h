@@ -60,6 +60,9 @@ struct Decision {
   std::vector<std::string> outgoing_texts;
   Redaction redaction;
   std::optional<PreSignals> signals;
+  // `pre` mode: the score compared with pre.threshold (pre_score: minus the fitted model's
+  // predicted confidence, or the mean surprisal without a model).
+  std::optional<double> pre_score;
 };
 
 // Throws orchard::Error for an unknown privacy class (the client's fault: 400) and in `pre` mode
@@ -74,7 +77,7 @@ Decision decide(const RouteRequest& request, const RouterConfig& config, const P
 bool accept_local_answer(const AnswerSignals& signals, const RouterConfig& config);
 
 // {"route", "privacy_class", "reasons", "message"?, "pii": [{"type", "name"?, "text", "start",
-// "end", "action"}], "redacted": N, "cascade_pending", "signals": {...} | null}. No value of
+// "end", "action"}], "redacted": N, "cascade_pending", "signals": {...} | null, "pre_score"?}. No value of
 // the request's text appears in it (it is fit for an audit log).
 nlohmann::json to_json(const Decision& decision);
 

@@ -2,7 +2,10 @@
 // refusal naming the key's path, and the JSON form read back equal.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "orchard/error.h"
 #include "router/config.h"
@@ -111,6 +114,15 @@ TEST(RouterConfig, EveryRefusalNamesTheKey) {
       {R"({"pre": {}})", "pre.threshold is missing"},
       {R"({"pre": {"threshold": "3"}})", "pre.threshold"},
       {R"({"pre": {"threshold": 3, "window": 64}})", "unknown key pre.window"},
+      {R"({"pre": {"threshold": 3, "features": {"mean_surprisal": 1}}})", "pre.bias is missing"},
+      {R"({"pre": {"threshold": 3, "bias": 0.5}})", "pre.features is missing"},
+      {R"({"pre": {"threshold": 3, "features": {}, "bias": 0}})", "pre.features must be a non-empty object"},
+      {R"({"pre": {"threshold": 3, "features": [1], "bias": 0}})", "pre.features must be a non-empty object"},
+      {R"({"pre": {"threshold": 3, "features": {"mean_suprisal": 1}, "bias": 0}})",
+       "unknown feature pre.features.mean_suprisal"},
+      {R"({"pre": {"threshold": 3, "features": {"next_entropy": "1"}, "bias": 0}})",
+       "pre.features.next_entropy must be a number"},
+      {R"({"pre": {"threshold": 3, "features": {"next_entropy": 1}, "bias": true}})", "pre.bias must be a number"},
       {R"({"cascade": {"threshold": 1, "signal": "perplexity"}})", "cascade.signal"},
       {R"({"cloud_deadline_ms": 0})", "cloud_deadline_ms"},
       {R"({"cloud_failures_to_pause": 0})", "cloud_failures_to_pause must be in [1, 1000]"},
@@ -126,6 +138,42 @@ TEST(RouterConfig, EveryRefusalNamesTheKey) {
   // Nesting beyond the bound is refused before parsing.
   EXPECT_NE(error_of(std::string(10000, '[') + std::string(10000, ']')).find("cfg.json"), std::string::npos);
   EXPECT_NE(error_of(std::string(kMaxRouterConfigBytes + 1, ' ')).find("larger than"), std::string::npos);
+}
+
+// "pre" with a fitted model: the weights by name, the bias, read back equal from to_json; a
+// configuration with only a threshold keeps the surprisal rule (no model) and writes no model.
+TEST(RouterConfig, FittedPreModel) {
+  const RouterConfig c = parse_router_config(R"({"mode": "pre",
+    "pre": {"threshold": 0.75, "bias": -0.5,
+            "features": {"mean_surprisal": 0.125, "entropy_last2": -2.5, "next_margin": 1e-3}}})");
+  ASSERT_TRUE(c.pre_model.fitted());
+  EXPECT_EQ(c.pre_threshold, 0.75);
+  EXPECT_EQ(c.pre_model.bias, -0.5);
+  ASSERT_EQ(c.pre_model.weights.size(), 3u);
+  std::map<std::string, double> weights(c.pre_model.weights.begin(), c.pre_model.weights.end());
+  EXPECT_EQ(weights, (std::map<std::string, double>{{"mean_surprisal", 0.125}, {"entropy_last2", -2.5},
+                                                    {"next_margin", 1e-3}}));
+  // Every feature name the signals define is accepted.
+  nlohmann::json all = nlohmann::json::object();
+  for (const std::string& name : pre_feature_names()) all[name] = 1.0;
+  EXPECT_EQ(all.size(), 17u);
+  const RouterConfig every = parse_router_config(nlohmann::json{{"pre", {{"threshold", 1}, {"features", all}, {"bias", 0}}}}.dump());
+  EXPECT_EQ(every.pre_model.weights.size(), 17u);
+
+  const nlohmann::json written = to_json(c);
+  EXPECT_EQ(written["pre"]["features"]["entropy_last2"], -2.5);
+  EXPECT_EQ(written["pre"]["bias"], -0.5);
+  const RouterConfig back = parse_router_config(written.dump());
+  EXPECT_EQ(back.pre_threshold, c.pre_threshold);
+  EXPECT_EQ(back.pre_model.bias, c.pre_model.bias);
+  EXPECT_EQ(back.pre_model.weights, c.pre_model.weights);
+
+  const RouterConfig old = parse_router_config(R"({"mode": "pre", "pre": {"threshold": 5.6}})");
+  EXPECT_FALSE(old.pre_model.fitted());
+  const nlohmann::json old_written = to_json(old);
+  EXPECT_FALSE(old_written["pre"].contains("features"));
+  EXPECT_FALSE(old_written["pre"].contains("bias"));
+  EXPECT_FALSE(parse_router_config(old_written.dump()).pre_model.fitted());
 }
 
 TEST(RouterConfig, PrivacyClassNames) {

@@ -206,6 +206,45 @@ TEST(RouterDecision, ModeOffAndCascade) {
   EXPECT_FALSE(decide(pinned, c, nullptr).cascade_pending);
 }
 
+// pre with a fitted model: the score is minus the predicted confidence, bias + sum of weight *
+// feature, computed here by hand; the cloud above the threshold, the device at or below it.
+TEST(RouterDecision, FittedPreModel) {
+  RouterConfig c = parse_router_config(R"({"default_class": "private-cloud-allowed", "mode": "pre",
+      "pre": {"threshold": 0.5, "bias": -1.0,
+              "features": {"mean_surprisal": 0.25, "next_entropy": -0.5, "surprisal_last1": 0.125}}})");
+  PreSignals s = surprisal(3.0);  // mean 3: far above 0.5, which the old rule would send away
+  s.next_entropy = 0.5;
+  s.surprisal_last[0] = 2.0;
+  // Predicted confidence -1 + 0.75 - 0.25 + 0.25 = -0.25: score 0.25, at or below 0.5: the device.
+  Decision d = decide(request({"hi"}), c, &s);
+  EXPECT_EQ(d.route, Route::device);
+  EXPECT_EQ(d.reasons, (Reasons{"confident-pre"}));
+  ASSERT_TRUE(d.pre_score.has_value());
+  EXPECT_NEAR(*d.pre_score, 0.25, 1e-12);
+  EXPECT_NEAR(to_json(d)["pre_score"].get<double>(), 0.25, 1e-12);
+  // A higher next-token entropy lowers the predicted confidence: -1 + 0.75 - 1.25 + 0.25 = -1.25.
+  s.next_entropy = 2.5;
+  d = decide(request({"hi"}), c, &s);
+  EXPECT_EQ(d.route, Route::cloud);
+  EXPECT_EQ(d.reasons, (Reasons{"low-confidence-pre"}));
+  EXPECT_NEAR(*d.pre_score, 1.25, 1e-12);
+  // At the threshold exactly (score 0.5: next_entropy 1.0): the device.
+  s.next_entropy = 1.0;
+  d = decide(request({"hi"}), c, &s);
+  EXPECT_NEAR(*d.pre_score, 0.5, 1e-12);
+  EXPECT_EQ(d.route, Route::device);
+  // Without a model the score is the mean surprisal, as before.
+  c.pre_model = PreModel{};
+  d = decide(request({"hi"}), c, &s);
+  EXPECT_EQ(d.route, Route::cloud);
+  EXPECT_EQ(*d.pre_score, 3.0);
+  // No pre score outside pre mode's confidence step.
+  RouteRequest pinned = request({"hi"});
+  pinned.privacy_class = "device-only";
+  EXPECT_FALSE(decide(pinned, c, &s).pre_score.has_value());
+  EXPECT_FALSE(to_json(decide(pinned, c, &s)).contains("pre_score"));
+}
+
 TEST(RouterDecision, CascadeAcceptance) {
   RouterConfig c;
   c.cascade_threshold = -1.5;
