@@ -355,6 +355,8 @@ struct DeviceRouter::Impl : std::enable_shared_from_this<DeviceRouter::Impl> {
       std::string pending;  // bytes of an event not yet complete
       auto restore_event = [&](const std::string& event) -> std::string {
         const std::string prefix = "data: ";
+        // The node's keep-alive comments (its transport's probes) mean nothing past this hop.
+        if (event.find_first_not_of(" \r\n") == std::string::npos || event.starts_with(":")) return "";
         if (!event.starts_with(prefix) || event.substr(prefix.size()).starts_with("[DONE]")) return event + "\n\n";
         json chunk;
         try {
