@@ -2,15 +2,19 @@
 """The router's quality curve on a real pair (issue 19, docs/router.md "The quality curve"): the
 distilled student as the device, stories260K as the cloud, quality = the teacher's mean per-token
 log-likelihood of the answer, against the fraction of requests sent to the cloud, for random
-routing, `pre` (prompt surprisal under the device model), `cascade` (the device answer's
-confidence: mean log-probability, also min 8-token margin and mean entropy) and the oracle.
+routing, `pre` (the C++ router's fitted prompt model: `orchard router calibrate --mode pre` on
+training-split prompts, then `orchard router explain` per held-out prompt; also the old rule, the
+prompt's mean surprisal), `cascade` (the device answer's confidence: mean log-probability, also
+min 8-token margin and mean entropy) and the oracle.
 
     python3 bench/router_curve.py --orchard build/bin/orchard --out-dir /tmp/router-curve
 
-Starts two `orchard serve` (port 0), asks each for every held-out prompt's answer (temperature 0),
-scores the prompt under the device model (echo) and both answers under the teacher (echo), writes
-results.json and router_curve.svg to --out-dir, prints a table and the acceptance checks, and
-exits 1 when a check fails (after writing everything). Standard library only.
+Calibrates on the first --calibration-prompts of distill_prompts.py's training split (disjoint from
+the held-out prompts the curve is measured on; no cloud answer, no label: the device's own answers),
+starts two `orchard serve` (port 0), asks each for every held-out prompt's answer (temperature 0),
+scores both answers under the teacher (echo), writes results.json and router_curve.svg to
+--out-dir, prints a table and the acceptance checks, and exits 1 when a check fails (after writing
+everything). Standard library only.
 """
 import argparse
 import concurrent.futures
@@ -24,7 +28,6 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from orchard_server import start_server  # noqa: E402
 
-PRE_WINDOW = 64      # docs/router.md: kPreWindow, the last <= 64 prompt tokens
 MARGIN_WINDOW = 8    # kMarginWindow
 TOP_K = 5            # kCascadeTopLogprobs
 FRACTIONS = [i / 20 for i in range(21)]
@@ -85,10 +88,18 @@ def echo(port, text):
     return rows, shift
 
 
-def pre_signal(port, prompt):
-    rows, _ = echo(port, prompt)
-    scored = [lp for _, _, lp in rows if lp is not None][-PRE_WINDOW:]  # the first token has none
-    return sum(-v for v in scored) / len(scored) if scored else 0.0
+def explain(orchard, model, config, prompt):
+    """The C++ router's decision for a prompt: `orchard router explain` with the calibrated config."""
+    r = subprocess.run([orchard, "router", "explain", "--model", model, "--prompt", prompt, "--config", config],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def calibrate(orchard, model, prompts, base, out, mode, fraction):
+    r = subprocess.run([orchard, "router", "calibrate", "--model", model, "--prompts", prompts, "--config", base,
+                        "--out", out, "--mode", mode, "--cloud-fraction", str(fraction)],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
 
 
 def quality(port, prompt, answer_text):
@@ -103,15 +114,18 @@ def quality(port, prompt, answer_text):
     return sum(scored) / len(scored), len(scored)
 
 
-def one_prompt(ports, item, max_tokens):
+def one_prompt(ports, item, max_tokens, router):
     device, cloud = ports
     prompt = item["prompt"]
     d_text, d_steps = answer(device, prompt, max_tokens)
     c_text, c_steps = answer(cloud, prompt, max_tokens)
     d_q, d_n = quality(cloud, prompt, d_text)
     c_q, c_n = quality(cloud, prompt, c_text)
+    decision = explain(*router, prompt)
     return {"id": item.get("id"), "prompt": prompt, "device_answer": d_text, "cloud_answer": c_text,
-            "pre_surprisal": pre_signal(device, prompt), "cascade": cascade_signals(d_steps),
+            "pre_score": decision["pre_score"], "pre_route": decision["route"],
+            "pre_surprisal": decision["signals"]["mean_surprisal"], "pre_signals": decision["signals"],
+            "cascade": cascade_signals(d_steps),
             "device_quality": d_q, "device_scored_tokens": d_n, "cloud_quality": c_q, "cloud_scored_tokens": c_n,
             # The teacher's own logprobs while generating: its echo of its answer should give the same mean.
             "cloud_generation_mean_logprob": (sum(c for c, _ in c_steps) / len(c_steps)) if c_steps else None}
@@ -129,7 +143,8 @@ def curves(rows):
     idx = range(n)
     # Ties keep the prompt order (a stable sort), so every router is deterministic.
     orders = {
-        "pre": sorted(idx, key=lambda i: -rows[i]["pre_surprisal"]),
+        "pre": sorted(idx, key=lambda i: -rows[i]["pre_score"]),
+        "pre_surprisal": sorted(idx, key=lambda i: -rows[i]["pre_surprisal"]),
         "cascade": sorted(idx, key=lambda i: rows[i]["cascade"]["mean_logprob"]),
         "cascade_margin": sorted(idx, key=lambda i: rows[i]["cascade"]["min_margin"]),
         "cascade_entropy": sorted(idx, key=lambda i: -rows[i]["cascade"]["mean_entropy"]),
@@ -144,15 +159,17 @@ def curves(rows):
 
 
 STYLE = {"oracle": ("#222222", ""), "cascade": ("#d62728", ""), "pre": ("#1f77b4", ""),
+         "pre_surprisal": ("#aec7e8", "3,3"),
          "random": ("#7f7f7f", "6,4"), "cascade_margin": ("#ff9896", "3,3"), "cascade_entropy": ("#e377c2", "3,3")}
-LABEL = {"oracle": "oracle", "cascade": "cascade (mean logprob)", "pre": "pre (prompt surprisal)",
+LABEL = {"oracle": "oracle", "cascade": "cascade (mean logprob)", "pre": "pre (fitted prompt model)",
+         "pre_surprisal": "pre (old: mean surprisal)",
          "random": "random", "cascade_margin": "cascade (min margin)", "cascade_entropy": "cascade (mean entropy)"}
 
 
 def svg(c, path, title):
     W, H, L, R, T, B = 780, 440, 70, 220, 40, 50
     pw, ph = W - L - R, H - T - B
-    names = ["oracle", "cascade", "cascade_margin", "cascade_entropy", "pre", "random"]
+    names = ["oracle", "cascade", "cascade_margin", "cascade_entropy", "pre", "pre_surprisal", "random"]
     lo = min(min(c[k]) for k in names)
     hi = max(max(c[k]) for k in names)
     step = nice_step((hi - lo) / 6)
@@ -181,7 +198,7 @@ def svg(c, path, title):
     for k, name in enumerate(names):
         color, dash = STYLE[name]
         pts = " ".join(f"{x(f):.1f},{y(v):.1f}" for f, v in zip(c["fractions"], c[name]))
-        width = 1.2 if name.startswith("cascade_") else 2
+        width = 1.2 if name.startswith("cascade_") or name == "pre_surprisal" else 2
         d = f' stroke-dasharray="{dash}"' if dash else ""
         s.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="{width}"{d}/>')
         ly = T + 10 + k * 20
@@ -210,6 +227,10 @@ def main():
     ap.add_argument("--teacher-model", default=os.path.join(root, "../shared/models/stories260K/stories260K.gguf"),
                     help="the cloud model, also the judge")
     ap.add_argument("--prompts", help="JSONL of {id, prompt}; default: distill_prompts.py's 300 held-out")
+    ap.add_argument("--calibration-prompts", type=int, default=2000,
+                    help="how many of the training split's prompts calibrate the router (pre's model, thresholds)")
+    ap.add_argument("--calibration-fraction", type=float, default=0.3,
+                    help="the cloud fraction the written thresholds aim at (the curves rank at every fraction)")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--out-dir", required=True)
@@ -221,6 +242,38 @@ def main():
         args.prompts = os.path.join(args.out_dir, "held_out_prompts.jsonl")
     with open(args.prompts) as f:
         items = [json.loads(line) for line in f if line.strip()]
+    # Calibration on the training split only: the held-out prompts are never seen by the fit.
+    train_path = os.path.join(args.out_dir, "train_prompts.jsonl")
+    if not os.path.exists(train_path):
+        subprocess.run([sys.executable, os.path.join(here, "distill_prompts.py"), "--train", "2000",
+                        "--held-out", "300", "--out-dir", args.out_dir], check=True)
+    with open(train_path) as f:
+        train = [json.loads(line) for line in f if line.strip()][:args.calibration_prompts]
+    overlap = {t["prompt"] for t in train} & {it["prompt"] for it in items}
+    if overlap:
+        sys.exit(f"{len(overlap)} calibration prompts are also curve prompts")
+    calib_path = os.path.join(args.out_dir, "calibration_prompts.jsonl")
+    with open(calib_path, "w") as f:
+        for t in train:
+            f.write(json.dumps({"prompt": t["prompt"]}) + "\n")
+    base = os.path.join(args.out_dir, "router_base.json")
+    with open(base, "w") as f:
+        json.dump({"default_class": "private-cloud-allowed"}, f)
+    pre_config = os.path.join(args.out_dir, "router_pre.json")
+    cascade_config = os.path.join(args.out_dir, "router_cascade.json")
+    calibration = {
+        "prompts": len(train),
+        "pre": calibrate(args.orchard, args.student, calib_path, base, pre_config, "pre", args.calibration_fraction),
+        "cascade": calibrate(args.orchard, args.student, calib_path, base, cascade_config, "cascade",
+                             args.calibration_fraction)}
+    with open(pre_config) as f:
+        calibration["pre_config"] = json.load(f)["pre"]
+    with open(cascade_config) as f:
+        calibration["cascade_config"] = json.load(f)["cascade"]
+    print(f"calibrated on {len(train)} training-split prompts: pre fit r = "
+          f"{calibration['pre']['fit']['r_predicted_vs_answer']:.3f} (predicted vs the device answer's mean logprob), "
+          f"pre threshold {calibration['pre']['threshold']:.4f}, cascade threshold "
+          f"{calibration['cascade']['threshold']:.4f} (both for {args.calibration_fraction:.0%} cloud)")
 
     servers = []
     try:
@@ -230,7 +283,8 @@ def main():
         cloud, c_port = start_server(args.orchard, args.teacher_model)
         servers.append(cloud)
         with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
-            rows = list(pool.map(lambda it: one_prompt((d_port, c_port), it, args.max_tokens), items))
+            rows = list(pool.map(lambda it: one_prompt((d_port, c_port), it, args.max_tokens,
+                                                       (args.orchard, args.student, pre_config)), items))
     finally:
         for p in servers:
             p.terminate()
@@ -248,9 +302,15 @@ def main():
         print(f"WARNING: the teacher's echo of its own answers differs from its generation by up to {drift:.3g} "
               "per token: the answer's boundary in the echo is off")
     at = {f: FRACTIONS.index(f) for f in FRACTIONS}
-    names = ["random", "pre", "cascade", "cascade_margin", "cascade_entropy", "oracle"]
+    names = ["random", "pre", "pre_surprisal", "cascade", "cascade_margin", "cascade_entropy", "oracle"]
     print(f"{len(rows)} prompts; device mean quality {c['random'][0]:.4f}, cloud {c['random'][-1]:.4f}; "
           f"teacher echo vs generation, max |diff| of the mean {drift:.2e}")
+    # The thresholds written at calibration, applied to the held-out prompts: the share they send.
+    held_pre = sum(r["pre_route"] == "cloud" for r in rows) / len(rows)
+    held_cascade = sum(r["cascade"]["mean_logprob"] < calibration["cascade"]["threshold"] for r in rows) / len(rows)
+    calibration["held_out_cloud_share"] = {"pre": held_pre, "cascade": held_cascade}
+    print(f"calibrated thresholds on the held-out prompts (aimed at {args.calibration_fraction:.0%}): pre sends "
+          f"{held_pre:.1%}, cascade {held_cascade:.1%}")
     print("cloud %  " + "  ".join(f"{n:>15}" for n in names))
     check_fs = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
     for f in check_fs:
@@ -262,7 +322,7 @@ def main():
         checks[f"{name} > random at every f in [0.1, 0.5]"] = (worst > 0, f"smallest lead {worst:+.4f}")
     i = at[0.3]
     rec = {}
-    for name in ("cascade", "cascade_margin", "cascade_entropy", "pre"):
+    for name in ("cascade", "cascade_margin", "cascade_entropy", "pre", "pre_surprisal"):
         rec[name] = {"vs_random": (c[name][i] - c["random"][i]) / (c["oracle"][i] - c["random"][i]),
                      "vs_all_device": (c[name][i] - c["random"][0]) / (c["oracle"][i] - c["random"][0])}
     checks["cascade recovers >= half the oracle's gain over random at 30%"] = (
@@ -278,7 +338,7 @@ def main():
 
     with open(os.path.join(args.out_dir, "results.json"), "w") as f:
         json.dump({"student": args.student, "teacher": args.teacher_model, "prompts": args.prompts,
-                   "max_tokens": args.max_tokens, "left_out": unscored, "echo_drift": drift, "curves": c,
+                   "max_tokens": args.max_tokens, "calibration": calibration, "left_out": unscored, "echo_drift": drift, "curves": c,
                    "recovered_at_30": rec, "checks": {k: {"pass": p, "detail": d} for k, (p, d) in checks.items()},
                    "rows": rows}, f, indent=1)
     svg(c, os.path.join(args.out_dir, "router_curve.svg"),
