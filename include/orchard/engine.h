@@ -66,8 +66,17 @@ struct StreamOptions {
   int top_logprobs = -1;  // < 0: no logprobs; 0: the chosen token's only
   // >= 0: the logprobs of the prompt's own tokens (from its second on: the first has no position
   // before it) with this many top ones, handed to on_step before the first generated token as
-  // steps with `prompt` set; the whole prompt is then prefilled (no cached prefix has the logits).
+  // steps with `prompt` set, in prompt order.
   int prompt_logprobs = -1;
+  // With prompt_logprobs >= 0, how many of the prompt's last tokens are scored. For a prompt of
+  // n tokens and a value N > 0, the steps are those of prompt tokens max(1, n - N) .. n - 1
+  // (0-based), min(N, n - 1) of them: token i's logprobs come from the logits of position i - 1.
+  // Only those positions (and the last, which picks the first generated token) get logits, and a
+  // slot's cached prefix is reused up to the first of them (which is recomputed), so scoring a
+  // long prompt's tail costs its prefill and N more rows of the output matrix. 0: every prompt token (n - 1 steps); the whole
+  // prompt is then prefilled. A scoring job (max_tokens 0) leaves the prompt in its slot's cache:
+  // a generating job on the same prompt next prefills only its last token.
+  int64_t prompt_logprobs_last = 0;
 };
 
 // One step of a job's generation.

@@ -188,6 +188,15 @@ void Transformer::feed_forward(const LayerWeights& w, int64_t n) {
   for (int64_t i = 0; i < n * c.dim; ++i) x_[i] += proj_[i];
 }
 
+int64_t SequenceTokens::rows_with_logits() const {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (all_logits) return n;
+  if (logit_rows < 1 || logit_rows > n)
+    fail("transformer: batch entry for sequence ", sequence, " asks for the logits of ", logit_rows, " of its ", n,
+         " tokens");
+  return logit_rows;
+}
+
 void Transformer::forward(std::span<const int32_t> tokens, int64_t start, bool all_logits,
                           float* logits) {
   const SequenceTokens only{.sequence = 0, .start = start, .tokens = tokens, .all_logits = all_logits};
@@ -202,6 +211,7 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
     if (entry.tokens.empty() || entry.sequence < 0 || entry.sequence >= n_sequences() ||
         entry.start < 0 || entry.start + static_cast<int64_t>(entry.tokens.size()) > n_ctx())
       fail("transformer: batch entry for sequence ", entry.sequence, " is empty or outside its cache");
+    entry.rows_with_logits();  // checked before the pass writes any cache
     n += static_cast<int64_t>(entry.tokens.size());
     for (size_t i = 0; i < entry.tokens.size(); ++i) positions_.push_back(entry.start + static_cast<int64_t>(i));
   }
@@ -227,7 +237,7 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
   t = 0;
   for (const SequenceTokens& entry : batch) {
     const int64_t rows = static_cast<int64_t>(entry.tokens.size());
-    for (int64_t i = entry.all_logits ? 0 : rows - 1; i < rows; ++i, ++rows_out)
+    for (int64_t i = rows - entry.rows_with_logits(); i < rows; ++i, ++rows_out)
       kernels_.rmsnorm(&x_[(t + i) * c.dim], model_.weights.output_norm.data(), c.dim, c.rms_norm_eps,
                        &normed_[rows_out * c.dim]);
     t += rows;

@@ -27,7 +27,15 @@ struct SequenceTokens {
   int64_t sequence = 0;
   int64_t start = 0;
   std::span<const int32_t> tokens;
-  bool all_logits = false;  // logits of every token, or of the last one only
+  bool all_logits = false;  // logits of every token, or of the last `logit_rows` only
+  // Without all_logits: how many of the last tokens get logits, 1 to the number of tokens. A
+  // decode step asks for 1; scoring a prompt's tail (StreamOptions::prompt_logprobs_last) for the
+  // tail's rows only, so the final norm and the output matmul (vocab x dim per row, the largest
+  // matrix of a small model) run for those rows and no others.
+  int64_t logit_rows = 1;
+
+  // The rows of logits this entry gives; throws orchard::Error for a logit_rows out of range.
+  int64_t rows_with_logits() const;
 };
 
 // The public API's KV cache choice as the transformer's (nullopt: what the kernels prefer).
@@ -59,8 +67,8 @@ class Transformer {
   // logits: [n, n_vocab] when all_logits, else [n_vocab] for the last token only.
   void forward(std::span<const int32_t> tokens, int64_t start, bool all_logits, float* logits);
 
-  // Runs every entry of `batch` in one pass. logits: the entries' rows in order ([n, n_vocab]
-  // for an entry with all_logits, [n_vocab] otherwise).
+  // Runs every entry of `batch` in one pass. logits: the entries' rows in order
+  // ([rows_with_logits(), n_vocab] each: the entry's last rows, in order of position).
   void forward(std::span<const SequenceTokens> batch, float* logits);
 
   int64_t n_ctx() const { return caches_.front().n_ctx(); }

@@ -59,9 +59,10 @@ struct Slot {
   int32_t next_token = -1;       // picked, to be decoded in the next batch
   std::vector<int32_t> prefill;  // prompt tokens still to run (a newly admitted job)
   TokenStep step;                // picked from the lane's logits, not yet handed to the job
-  // StreamOptions::prompt_logprobs: the prompt's logits are asked of its prefill pass, and its
-  // tokens' steps wait here to go to the job before its first generated one.
-  bool wants_prompt_logprobs = false;
+  // StreamOptions::prompt_logprobs: the logits of the prefill's last `prefill_logit_rows`
+  // positions are asked of its pass (1: the last only, which picks the first token), and the
+  // prompt tokens' steps wait here to go to the job before its first generated one.
+  int64_t prefill_logit_rows = 1;
   std::vector<TokenStep> prompt_steps;
   std::shared_ptr<GenerationJob> job;
   std::unique_ptr<TokenStream> stream;
@@ -204,11 +205,20 @@ void Engine::Impl::admit(Slot& slot) {
       if (t < 0 || t >= vocab) fail("token id ", t, " is outside the vocabulary");
     // Keep the common prefix, but always recompute at least the last prompt token: its logits
     // choose the first new token.
-    // Prompt logprobs need the logits of every prompt position: then nothing comes from the cache.
-    slot.wants_prompt_logprobs = slot.job->options.prompt_logprobs >= 0;
+    size_t first_with_logits = prompt.size() - 1;
+    slot.prefill_logit_rows = 1;
     slot.prompt_steps.clear();
-    const size_t common =
-        slot.wants_prompt_logprobs ? 0 : std::min(common_prefix(slot.cached, prompt), prompt.size() - 1);
+    if (slot.job->options.prompt_logprobs >= 0) {
+      // Token i's logprobs come from position i - 1's logits: scoring the last `scored` tokens
+      // needs the positions from n - 1 - scored on, and only a prefix before them may be cached.
+      const int64_t last = slot.job->options.prompt_logprobs_last;
+      if (last < 0) fail("prompt_logprobs_last must be >= 0 (0: every prompt token), got ", last);
+      const size_t every = prompt.size() - 1;
+      const size_t scored = last == 0 ? every : std::min(every, static_cast<size_t>(last));
+      first_with_logits = every - scored;
+      slot.prefill_logit_rows = static_cast<int64_t>(scored) + 1;
+    }
+    const size_t common = std::min(common_prefix(slot.cached, prompt), first_with_logits);
     slot.cached.resize(common);
     slot.summary.cached_prompt_tokens = static_cast<int64_t>(common);
     StreamOptions options = slot.job->options;
@@ -287,10 +297,13 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   for (Slot* s : batch_slots) {
     const std::span<const int32_t> tokens =
         s->prefill.empty() ? std::span<const int32_t>(&s->next_token, 1) : std::span<const int32_t>(s->prefill);
-    // A prompt whose logprobs are asked for gives the logits of all its positions.
-    const bool all = !s->prefill.empty() && s->wants_prompt_logprobs;
-    batch.push_back({s->sequence, static_cast<int64_t>(s->cached.size()), tokens, all});
-    rows += all ? tokens.size() : 1;
+    // A prompt whose logprobs are asked for gives the logits of the positions they need.
+    const int64_t logit_rows = s->prefill.empty() ? 1 : s->prefill_logit_rows;
+    batch.push_back({.sequence = s->sequence,
+                     .start = static_cast<int64_t>(s->cached.size()),
+                     .tokens = tokens,
+                     .logit_rows = logit_rows});
+    rows += static_cast<size_t>(logit_rows);
   }
   // Kept until the next pass: each slot samples from its row in place (with a 150k vocabulary,
   // copying rows out would move megabytes per step).
@@ -299,19 +312,21 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   size_t row = 0;
   for (size_t i = 0; i < batch_slots.size(); ++i) {
     Slot& s = *batch_slots[i];
-    if (batch[i].all_logits) {
-      // Row j predicts prompt token j + 1; padding rows beyond the tokenizer's are no tokens.
-      const size_t n = batch[i].tokens.size(), tokens = std::min(vocab, static_cast<size_t>(tokenizer->vocab_size()));
-      for (size_t j = 0; j + 1 < n; ++j) {
+    if (batch[i].logit_rows > 1) {
+      // The k rows are those of the prefill's last k positions: row j predicts the prefill's
+      // token n - k + j + 1. Padding rows beyond the tokenizer's vocabulary are no tokens.
+      const size_t n = batch[i].tokens.size(), k = static_cast<size_t>(batch[i].logit_rows);
+      const size_t tokens = std::min(vocab, static_cast<size_t>(tokenizer->vocab_size()));
+      for (size_t j = 0; j + 1 < k; ++j) {
         TokenStep step;
-        step.token = s.prefill[j + 1];
+        step.token = s.prefill[n - k + j + 1];
         step.prompt = true;
         const size_t width = static_cast<size_t>(step.token) < tokens ? tokens : vocab;  // a token only the model knows
         fill_logprobs(select_kernels(kernels), std::span<const float>(lane.logits.data() + (row + j) * vocab, width),
                       step.token, s.job->options.prompt_logprobs, step);
         s.prompt_steps.push_back(std::move(step));
       }
-      row += n - 1;
+      row += k - 1;
     }
     s.logits_row = static_cast<int64_t>(row++);
     if (s.prefill.empty()) {

@@ -1,0 +1,135 @@
+// The hybrid router's `pre` mode overhead (issue 19): before the device generates, a scoring job
+// gives the logprobs of the prompt's last `window` tokens (StreamOptions::prompt_logprobs_last)
+// and leaves the prompt in the slot's cache; the generating job then prefills only its last token.
+// Measured per prompt length, as time to the first generated token from an empty cache:
+//   plain: the generating job alone;
+//   pre:   the scoring job, then the generating job (which reuses the scoring job's cache).
+// One JSON line per measurement on stdout; built and summarized by bench/router_overhead.py.
+//
+//   router_overhead MODEL LENGTHS RUNS THREADS WINDOW   (LENGTHS: comma-separated, e.g. 128,512)
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "orchard/engine.h"
+#include "orchard/error.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace orchard;
+
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// Runs one job and returns when its first generated step came (or when it ended, for a job
+// that generates nothing), and its summary.
+struct Timed {
+  Clock::time_point first_token;
+  JobSummary summary;
+  size_t prompt_steps = 0;
+};
+
+Timed run(Engine& engine, const std::vector<int32_t>& prompt, int64_t window, int64_t max_tokens) {
+  GenerationJob job;
+  job.prompt = prompt;
+  job.options.sampling.temperature = 0.0f;
+  job.options.max_tokens = max_tokens;
+  if (window > 0) {
+    job.options.prompt_logprobs = 0;  // the chosen token's logprob only, as router::compute_pre_signals asks
+    job.options.prompt_logprobs_last = window;
+  }
+  Timed t;
+  bool first = true;
+  job.on_step = [&](const TokenStep& step) {
+    if (step.prompt) {
+      ++t.prompt_steps;
+    } else if (first) {
+      t.first_token = Clock::now();
+      first = false;
+    }
+    return true;
+  };
+  t.summary = engine.run(std::move(job));
+  if (!t.summary.error.empty()) throw std::runtime_error(t.summary.error);
+  if (first) t.first_token = Clock::now();
+  return t;
+}
+
+std::vector<int64_t> parse_lengths(const std::string& s) {
+  std::vector<int64_t> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoll(item));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 6) {
+    std::fprintf(stderr, "usage: %s MODEL LENGTHS RUNS THREADS WINDOW\n", argv[0]);
+    return 2;
+  }
+  try {
+    const std::vector<int64_t> lengths = parse_lengths(argv[2]);
+    const int runs = std::atoi(argv[3]), threads = std::atoi(argv[4]);
+    const int64_t window = std::atoll(argv[5]);
+    int64_t longest = 0;
+    for (int64_t n : lengths) longest = std::max(longest, n);
+    auto model = Model::load(argv[1]);
+    auto tokenizer = load_model_tokenizer(*model);
+    Engine engine(model, tokenizer, {.slots = 1, .n_ctx = longest + 64, .n_threads = threads});
+    // Random ordinary tokens (a random-weight model's speed does not depend on them).
+    std::mt19937 rng(19);
+    const int32_t ordinary = std::min<int32_t>(static_cast<int32_t>(tokenizer->vocab_size()), 100000);
+    std::uniform_int_distribution<int32_t> token(100, ordinary - 1);
+    std::vector<std::vector<int32_t>> prompts;
+    for (int64_t n : lengths) {
+      std::vector<int32_t> p(static_cast<size_t>(n));
+      for (int32_t& t : p) t = token(rng);
+      prompts.push_back(std::move(p));
+    }
+    // Warm up: the weights' pages and the kernels' first-use work.
+    engine.clear_cache();
+    run(engine, prompts.front(), 0, 1);
+
+    for (int r = 0; r < runs; ++r)
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        const std::vector<int32_t>& prompt = prompts[i];
+        double plain = 0, pre = 0, scoring = 0;
+        int64_t cached = 0;
+        size_t scored = 0;
+        // Alternate which goes first, so that a drift in the machine's speed falls on both.
+        for (int k = 0; k < 2; ++k) {
+          const bool do_plain = (k == 0) == (r % 2 == 0);
+          engine.clear_cache();
+          const Clock::time_point start = Clock::now();
+          if (do_plain) {
+            plain = seconds(start, run(engine, prompt, 0, 1).first_token);
+          } else {
+            const Timed s = run(engine, prompt, window, 0);
+            scoring = seconds(start, Clock::now());
+            scored = s.prompt_steps;
+            const Timed g = run(engine, prompt, 0, 1);
+            pre = seconds(start, g.first_token);
+            cached = g.summary.cached_prompt_tokens;
+          }
+        }
+        std::printf(
+            "{\"run\": %d, \"prompt_tokens\": %lld, \"plain_ttft_s\": %.6f, \"pre_ttft_s\": %.6f, \"scoring_s\": %.6f, "
+            "\"scored_tokens\": %zu, \"generation_cached_tokens\": %lld}\n",
+            r, static_cast<long long>(prompt.size()), plain, pre, scoring, scored, static_cast<long long>(cached));
+        std::fflush(stdout);
+      }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "router_overhead: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
