@@ -24,7 +24,7 @@ for arg in "$@"; do
 done
 all=(gguf hf_model llama2c tokenizer_json chat_template json_schema openai_request binary_http ohttp_keys
   ohttp_decapsulate attestation tpm_evidence privacy_pass train_dataset teacher_store teacher_pack distill_prompts
-  peft_adapter)
+  peft_adapter pii router_config)
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
 # Longest input per target: room for the largest seed (the GGUF seeds are tiny models of up to
@@ -34,7 +34,7 @@ max_len_of() {
     gguf) echo 131072 ;;
     tokenizer_json) echo 65536 ;;
     hf_model|llama2c|chat_template|openai_request|binary_http|peft_adapter) echo 16384 ;;
-    json_schema|attestation|teacher_pack|distill_prompts) echo 8192 ;;
+    json_schema|attestation|teacher_pack|distill_prompts|pii|router_config) echo 8192 ;;
     ohttp_keys|ohttp_decapsulate|tpm_evidence|privacy_pass|train_dataset|teacher_store) echo 4096 ;;
     *) echo "fuzz.sh: unknown target '$1' (targets: ${all[*]})" >&2; exit 2 ;;
   esac
@@ -42,7 +42,8 @@ max_len_of() {
 dict_of() {
   case "$1" in
     chat_template) echo fuzz/dict/jinja.dict ;;
-    hf_model|tokenizer_json|json_schema|openai_request|distill_prompts) echo fuzz/dict/json.dict ;;
+    hf_model|tokenizer_json|json_schema|openai_request|distill_prompts|router_config) echo fuzz/dict/json.dict ;;
+    pii) echo fuzz/dict/pii.dict ;;
     train_dataset) echo fuzz/dict/train.dict ;;
     teacher_pack|teacher_store) echo fuzz/dict/teacher.dict ;;
     peft_adapter) echo fuzz/dict/peft.dict ;;

@@ -419,7 +419,20 @@ void find_ipv6(std::string_view text, std::vector<Candidate>& out) {
 
 // ---- custom patterns ----
 
+// std::regex compiles groups by recursion: a pattern nested deeper than any real one is refused
+// before it can exhaust the stack.
+constexpr int kMaxPatternNesting = 32;
+
 void find_custom(std::string_view text, const CustomPattern& pattern, std::vector<Candidate>& out) {
+  // (Counted repetitions that unroll too far, "((a{1000}){1000}){1000}", libstdc++ refuses itself:
+  // its NFA is capped at _GLIBCXX_REGEX_STATE_LIMIT states, and the regex_error is caught below.)
+  int depth = 0;
+  for (size_t i = 0; i < pattern.regex.size(); ++i) {
+    if (pattern.regex[i] == '\\') ++i;
+    else if (pattern.regex[i] == '(' && ++depth > kMaxPatternNesting)
+      fail("custom PII pattern '", pattern.name, "': groups nested deeper than ", kMaxPatternNesting);
+    else if (pattern.regex[i] == ')') --depth;
+  }
   std::regex re;
   try {
     re = std::regex(pattern.regex, std::regex::ECMAScript);

@@ -278,6 +278,15 @@ TEST(Pii, CustomPatterns) {
   EXPECT_TRUE(find_pii("", options).empty());
   options.custom = {{"broken", "([a-z"}};
   EXPECT_THROW(find_pii("text", options), Error);
+  // Nesting: 32 groups deep compiles, 33 is refused (escaped parentheses are no groups).
+  options.custom = {{"deep", std::string(32, '(') + "a" + std::string(32, ')') + "\\(\\(\\("}};
+  EXPECT_NO_THROW(find_pii("text", options));
+  options.custom = {{"deeper", std::string(33, '(') + "a" + std::string(33, ')')}};
+  EXPECT_THROW(find_pii("text", options), Error);
+  // Counted repetitions that unroll to a million states: refused (by libstdc++'s state limit), not
+  // compiled for seconds into gigabytes.
+  options.custom = {{"wide", "((a{100}){100}){100}"}};
+  EXPECT_THROW(find_pii("text", options), Error);
   options.custom = {{"employee id", "EMP-[0-9]{6}"}};
   EXPECT_THROW(find_pii(std::string(options.custom_max_bytes + 1, 'a'), options), Error);
 }
