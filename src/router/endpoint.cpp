@@ -496,8 +496,11 @@ struct DeviceRouter::Impl : std::enable_shared_from_this<DeviceRouter::Impl> {
         stream = c.stream;
         include_usage = c.include_usage;
         client_logprobs = c.logprobs ? c.top_logprobs : -1;
-        c.response_format = "text";  // the prompt's tokens only: no schema compiled here
+        // The prompt's tokens only: no schema compiled here (a forced tool call's or a response
+        // format's constrains the answer, not the prompt).
+        c.response_format = "text";
         c.response_schema = nullptr;
+        if (c.tool_choice != server::ToolChoiceMode::none) c.tool_choice = server::ToolChoiceMode::auto_;
         prompt = counter->prepare(c);
       } else {
         server::CompletionRequest c = server::parse_completion_request(body);
