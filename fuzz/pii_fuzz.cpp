@@ -13,7 +13,7 @@
 using namespace orchard::router;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string text = orchard::fuzz::as_text(data, size);
+  const std::string text(orchard::fuzz::as_text(data, size));
   const std::vector<PiiMatch> found = find_pii(text);
   size_t last_end = 0;
   for (const PiiMatch& m : found) {
