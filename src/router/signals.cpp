@@ -108,6 +108,9 @@ PreSignals compute_pre_signals(Engine& engine, std::span<const int32_t> prompt) 
   job.options.max_tokens = 1;
   job.options.top_logprobs = kPreTopLogprobs;
   job.options.prompt_logprobs = kPreTopLogprobs;
+  // Only the window's positions get logits (and a cached prefix before them is reused): the
+  // signal's cost beyond the prefill stays bounded on long prompts.
+  job.options.prompt_logprobs_last = kPreWindow;
   std::vector<TokenStep> steps;
   steps.reserve(prompt.size() + 1);
   job.on_step = [&](const TokenStep& step) {
@@ -117,8 +120,10 @@ PreSignals compute_pre_signals(Engine& engine, std::span<const int32_t> prompt) 
   const JobSummary summary = engine.run(std::move(job));
   if (!summary.error.empty()) fail("router signals: ", summary.error);
   const size_t prompt_steps = size_t(std::count_if(steps.begin(), steps.end(), [](const TokenStep& s) { return s.prompt; }));
-  if (prompt_steps + 1 != prompt.size())
-    fail("router signals: the engine gave ", prompt_steps, " prompt log-probabilities for ", prompt.size(), " tokens");
+  const size_t expected = std::min(prompt.size() - 1, size_t(kPreWindow));
+  if (prompt_steps != expected)
+    fail("router signals: the engine gave ", prompt_steps, " prompt log-probabilities for the last ", expected,
+         " of ", prompt.size(), " tokens");
   return pre_signals_from_steps(steps, int64_t(prompt.size()));
 }
 

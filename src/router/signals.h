@@ -1,10 +1,11 @@
 // The router's confidence signals (issue 19, docs/router.md). `pre` mode judges a prompt before
-// anything is generated, from what the local model's prefill gives almost for free: the surprisal
-// (-log p, nats) of the prompt's own last tokens under the local model, and the prompt's length.
-// `cascade` mode judges the local model's answer from its generated steps' log-probabilities.
-// The answer's features are pure functions over TokenSteps (tests hand-make the steps); the
-// prompt's come from the public Engine API (StreamOptions::prompt_logprobs), as the server's echo
-// scoring does.
+// anything is generated, from what the local model's prefill gives almost for free: over the
+// prompt's last tokens their surprisal (-log p, nats), each position's entropy and top choice, and
+// the distribution of the answer's first token; a ridge model fitted on the device's own traffic
+// (fit_pre_model) turns them into a predicted confidence of the device's answer. `cascade` mode
+// judges the local model's answer from its generated steps' log-probabilities. Both sets of
+// features are pure functions over TokenSteps (tests hand-make the steps); the prompt's steps come
+// from the public Engine API (StreamOptions::prompt_logprobs), as the server's echo scoring does.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -68,9 +69,9 @@ PreSignals pre_signals_from_logprobs(std::span<const float> prompt_logprobs, int
 // gives the next_* features. `prompt_tokens` is the prompt's length.
 PreSignals pre_signals_from_steps(std::span<const TokenStep> steps, int64_t prompt_tokens);
 
-// Runs the prompt through `engine` (one job: the prefill with every position's top
-// kPreTopLogprobs, and one greedy step read from the last position's logits, which the prefill
-// computes in any case) and computes the features. Throws orchard::Error when the prompt does not
+// Runs the prompt through `engine` (one job: the prefill with the top kPreTopLogprobs of the last
+// kPreWindow positions only (StreamOptions::prompt_logprobs_last), and one greedy step read from
+// the last position's logits, which the prefill computes in any case) and computes the features. Throws orchard::Error when the prompt does not
 // fit the engine's context or the job fails.
 PreSignals compute_pre_signals(Engine& engine, std::span<const int32_t> prompt);
 

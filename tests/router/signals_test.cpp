@@ -375,14 +375,18 @@ TEST(RouterCalibrateCli, SendsTheRequestedFraction) {
       const nlohmann::json written = nlohmann::json::parse(test::read_text(out));
       EXPECT_EQ(written["mode"], "pre");
       EXPECT_EQ(written["pre"].contains("features"), rule == "fitted");
-      if (rule == "fitted") EXPECT_EQ(written["pre"]["features"].size(), 17u);
+      if (rule == "fitted") {
+        EXPECT_EQ(written["pre"]["features"].size(), 17u);
+      }
       int cloud = 0;
       for (const std::string& p : prompts) {
         r = test::run_cli({"router", "explain", "--model", model, "--prompt", p, "--config", out});
         ASSERT_EQ(r.exit_code, 0) << r.err;
         const nlohmann::json j = nlohmann::json::parse(r.out);
         cloud += j["route"] == "cloud";
-        if (rule == "surprisal") EXPECT_EQ(j["pre_score"], j["signals"]["mean_surprisal"]);
+        if (rule == "surprisal") {
+          EXPECT_EQ(j["pre_score"], j["signals"]["mean_surprisal"]);
+        }
       }
       EXPECT_EQ(cloud, int(std::lround(fraction * 20))) << rule << " " << fraction;
       EXPECT_EQ(summary["to_cloud"], cloud);
