@@ -11,8 +11,11 @@ min 8-token margin and mean entropy) and the oracle.
 
 Calibrates on the first --calibration-prompts of distill_prompts.py's training split (disjoint from
 the held-out prompts the curve is measured on; no cloud answer, no label: the device's own answers),
-starts two `orchard serve` (port 0), asks each for every held-out prompt's answer (temperature 0),
-scores both answers under the teacher (echo), writes results.json and router_curve.svg to
+starts the student (`orchard serve`), the teacher as a private cloud node behind nginx
+(deploy/local_cluster.sh) with the device endpoint in front of it (`orchard serve --cloud-relay`:
+the cloud's answers come back through OHTTP exactly as the router gets them; --plain-cloud asks
+the teacher's server directly), asks for every held-out prompt's answer (temperature 0), scores
+both answers under the teacher (echo, a plain `orchard serve` of it: the judge), writes results.json and router_curve.svg to
 --out-dir, prints a table and the acceptance checks, and exits 1 when a check fails (after writing
 everything). Standard library only.
 """
@@ -21,6 +24,7 @@ import concurrent.futures
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -33,11 +37,20 @@ TOP_K = 5            # kCascadeTopLogprobs
 FRACTIONS = [i / 20 for i in range(21)]
 
 
-def post(port, body):
+def post(port, body, route=None):
+    """The answer; with `route`, the device endpoint's x-orchard-route must be it."""
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=300) as r:
+        if route and r.headers.get("x-orchard-route") != route:
+            sys.exit(f"expected route {route}, got {r.headers.get('x-orchard-route')} ({r.headers.get('x-orchard-route-reason')})")
         return json.load(r)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def token_bytes(text):
@@ -47,9 +60,13 @@ def token_bytes(text):
     return len(text.encode("utf-8"))
 
 
-def answer(port, prompt, max_tokens):
-    """(text, [(chosen logprob, [top-5 logprobs])]) at temperature 0."""
-    r = post(port, {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "logprobs": TOP_K})
+def answer(port, prompt, max_tokens, cloud=False):
+    """(text, [(chosen logprob, [top-5 logprobs])]) at temperature 0. cloud: asked of the device
+    endpoint for the cloud's model, which it must forward to the private node."""
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "logprobs": TOP_K}
+    if cloud:
+        body["model"] = "cloud"
+    r = post(port, body, "cloud" if cloud else None)
     c = r["choices"][0]
     lp = c.get("logprobs") or {"token_logprobs": [], "top_logprobs": []}
     steps = []
@@ -115,10 +132,10 @@ def quality(port, prompt, answer_text):
 
 
 def one_prompt(ports, item, max_tokens, router):
-    device, cloud = ports
+    device, cloud, endpoint = ports
     prompt = item["prompt"]
     d_text, d_steps = answer(device, prompt, max_tokens)
-    c_text, c_steps = answer(cloud, prompt, max_tokens)
+    c_text, c_steps = answer(endpoint, prompt, max_tokens, cloud=True) if endpoint else answer(cloud, prompt, max_tokens)
     d_q, d_n = quality(cloud, prompt, d_text)
     c_q, c_n = quality(cloud, prompt, c_text)
     decision = explain(*router, prompt)
@@ -234,6 +251,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--plain-cloud", action="store_true",
+                    help="ask the teacher's server directly instead of the private node (no nginx needed)")
     args = ap.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
     if not args.prompts:
@@ -275,20 +294,39 @@ def main():
           f"pre threshold {calibration['pre']['threshold']:.4f}, cascade threshold "
           f"{calibration['cascade']['threshold']:.4f} (both for {args.calibration_fraction:.0%} cloud)")
 
-    servers = []
+    servers, stops = [], []
     try:
         # start_server exits when a server does not start: the finally ends the one already running.
         device, d_port = start_server(args.orchard, args.student)
         servers.append(device)
+        # The judge: the teacher's echo scores every answer.
         cloud, c_port = start_server(args.orchard, args.teacher_model)
         servers.append(cloud)
+        e_port = None
+        if not args.plain_cloud:
+            # The cloud's answers as the router gets them: the teacher as a private node behind nginx
+            # (OHTTP), reached through the device endpoint (`orchard serve --cloud-relay`).
+            cluster = os.path.join(args.out_dir, "cluster")
+            subprocess.run(["bash", os.path.join(root, "deploy/local_cluster.sh"), "start", cluster, "--model",
+                            args.teacher_model, "--nodes", "1", "--port", str(free_port()), "--", "--parallel", "4"],
+                           env=dict(os.environ, ORCHARD=args.orchard), check=True, capture_output=True)
+            stops.append(lambda: subprocess.run(["bash", os.path.join(root, "deploy/local_cluster.sh"), "stop", cluster]))
+            conf = dict(line.strip().replace('"', "").split("=", 1) for line in open(os.path.join(cluster, "cluster.env")))
+            routed = os.path.join(args.out_dir, "router_endpoint.json")
+            with open(routed, "w") as f:
+                json.dump({"default_class": "private-cloud-allowed", "cloud_models": ["cloud"]}, f)
+            endpoint, e_port = start_server(args.orchard, args.student, "--router-config", routed,
+                                            "--cloud-relay", conf["RELAY"], "--cloud-ca-file", conf["CA"])
+            servers.append(endpoint)
         with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
-            rows = list(pool.map(lambda it: one_prompt((d_port, c_port), it, args.max_tokens,
+            rows = list(pool.map(lambda it: one_prompt((d_port, c_port, e_port), it, args.max_tokens,
                                                        (args.orchard, args.student, pre_config)), items))
     finally:
         for p in servers:
             p.terminate()
             p.wait()
+        for stop in stops:
+            stop()
 
     unscored = [r["id"] for r in rows if r["device_quality"] is None or r["cloud_quality"] is None]
     if unscored:
