@@ -74,8 +74,9 @@ struct StreamOptions {
   // Only those positions (and the last, which picks the first generated token) get logits, and a
   // slot's cached prefix is reused up to the first of them (which is recomputed), so scoring a
   // long prompt's tail costs its prefill and N more rows of the output matrix. 0: every prompt token (n - 1 steps); the whole
-  // prompt is then prefilled. A scoring job (max_tokens 0) leaves the prompt in its slot's cache:
-  // a generating job on the same prompt next prefills only its last token.
+  // prompt is then prefilled. A job of max_tokens 0 (scoring) leaves its prompt in the slot's
+  // cache with the last position's logits: a next job on exactly that prompt, without prompt
+  // logprobs, prefills nothing (cached_prompt_tokens = n) and picks its first token from them.
   int64_t prompt_logprobs_last = 0;
 };
 

@@ -64,6 +64,13 @@ struct Slot {
   // prompt tokens' steps wait here to go to the job before its first generated one.
   int64_t prefill_logit_rows = 1;
   std::vector<TokenStep> prompt_steps;
+  // The logits of the last cached position, kept from a prefill that no sampler will touch (a
+  // scoring job's, max_tokens 0): a next job whose prompt is exactly `cached` picks its first
+  // token from them instead of recomputing its last prompt token. The router's pre mode scores a
+  // prompt, then generates on it; without these the second job would pay one more decode pass.
+  std::vector<float> kept_logits;
+  bool logits_kept = false;       // kept_logits are those of `cached` as it is now
+  bool sample_from_kept = false;  // this round's pick reads kept_logits, not the lane's row
   std::shared_ptr<GenerationJob> job;
   std::unique_ptr<TokenStream> stream;
   int64_t logits_row = -1;  // its row of the lane's last pass's logits (of its last evaluated position)
@@ -193,6 +200,9 @@ void Engine::Impl::admit(Slot& slot) {
   slot.first_token = true;
   const std::vector<int32_t>& prompt = slot.job->prompt;
   slot.summary.prompt_tokens = static_cast<int64_t>(prompt.size());
+  const bool kept = slot.logits_kept;
+  slot.logits_kept = false;  // whatever this job does, they will not describe its cache
+  slot.sample_from_kept = false;
   if (slot.job->abandoned && slot.job->abandoned()) {
     finish(slot, StopReason::cancelled);
     return;
@@ -218,7 +228,13 @@ void Engine::Impl::admit(Slot& slot) {
       first_with_logits = every - scored;
       slot.prefill_logit_rows = static_cast<int64_t>(scored) + 1;
     }
-    const size_t common = std::min(common_prefix(slot.cached, prompt), first_with_logits);
+    size_t common = std::min(common_prefix(slot.cached, prompt), first_with_logits);
+    // The whole prompt is cached with its last position's logits: nothing to recompute.
+    if (kept && slot.job->options.prompt_logprobs < 0 && slot.cached.size() == prompt.size() &&
+        common_prefix(slot.cached, prompt) == prompt.size()) {
+      common = prompt.size();
+      slot.sample_from_kept = true;
+    }
     slot.cached.resize(common);
     slot.summary.cached_prompt_tokens = static_cast<int64_t>(common);
     StreamOptions options = slot.job->options;
@@ -248,10 +264,12 @@ void Engine::Impl::finish(Slot& slot, StopReason reason, const std::string& erro
     const size_t written = slot.cached.size() + slot.prefill.size() + 1;
     lanes[static_cast<size_t>(slot.lane)]->transformer->erase_cache(slot.sequence, static_cast<int64_t>(written));
     slot.cached.clear();
+    slot.logits_kept = false;
   }
   slot.stream.reset();
   slot.prefill.clear();
   slot.prompt_steps.clear();
+  slot.sample_from_kept = false;
   if (job && job->on_done) job->on_done(slot.summary);
 }
 
@@ -295,6 +313,7 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   std::vector<SequenceTokens> batch;
   size_t rows = 0;
   for (Slot* s : batch_slots) {
+    s->logits_kept = s->sample_from_kept = false;  // the pass changes the cache (or fails)
     const std::span<const int32_t> tokens =
         s->prefill.empty() ? std::span<const int32_t>(&s->next_token, 1) : std::span<const int32_t>(s->prefill);
     // A prompt whose logprobs are asked for gives the logits of the positions they need.
@@ -306,35 +325,60 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
     rows += static_cast<size_t>(logit_rows);
   }
   // Kept until the next pass: each slot samples from its row in place (with a 150k vocabulary,
-  // copying rows out would move megabytes per step).
-  lane.logits.resize(rows * vocab);
+  // copying rows out would move megabytes per step). It only grows: a scoring pass's many rows
+  // would otherwise be zero-filled anew (tens of megabytes) every time.
+  if (lane.logits.size() < rows * vocab) lane.logits.resize(rows * vocab);
   lane.transformer->forward(batch, lane.logits.data());
+  // Prompt tokens' logprobs: a log-softmax over the vocabulary per row, spread over the lane's
+  // threads (64 rows of a 150k vocabulary are milliseconds on one).
+  struct PromptRow {
+    Slot* slot;
+    size_t step, row;  // its step in the slot's prompt_steps, its row of the logits
+  };
+  std::vector<PromptRow> prompt_rows;
   size_t row = 0;
   for (size_t i = 0; i < batch_slots.size(); ++i) {
     Slot& s = *batch_slots[i];
     if (batch[i].logit_rows > 1) {
       // The k rows are those of the prefill's last k positions: row j predicts the prefill's
-      // token n - k + j + 1. Padding rows beyond the tokenizer's vocabulary are no tokens.
+      // token n - k + j + 1.
       const size_t n = batch[i].tokens.size(), k = static_cast<size_t>(batch[i].logit_rows);
-      const size_t tokens = std::min(vocab, static_cast<size_t>(tokenizer->vocab_size()));
       for (size_t j = 0; j + 1 < k; ++j) {
         TokenStep step;
         step.token = s.prefill[n - k + j + 1];
         step.prompt = true;
-        const size_t width = static_cast<size_t>(step.token) < tokens ? tokens : vocab;  // a token only the model knows
-        fill_logprobs(select_kernels(kernels), std::span<const float>(lane.logits.data() + (row + j) * vocab, width),
-                      step.token, s.job->options.prompt_logprobs, step);
+        prompt_rows.push_back({&s, s.prompt_steps.size(), row + j});
         s.prompt_steps.push_back(std::move(step));
       }
       row += k - 1;
     }
     s.logits_row = static_cast<int64_t>(row++);
+    // A scoring job ends without sampling: its last row stays as the pass left it.
+    if (share_prefix && !s.prefill.empty() && s.job->options.max_tokens == 0) {
+      s.kept_logits.assign(lane.logits.begin() + static_cast<ptrdiff_t>(s.logits_row * vocab),
+                           lane.logits.begin() + static_cast<ptrdiff_t>((s.logits_row + 1) * vocab));
+      s.logits_kept = true;
+    }
     if (s.prefill.empty()) {
       s.cached.push_back(s.next_token);
     } else {
       s.cached.insert(s.cached.end(), s.prefill.begin(), s.prefill.end());
       s.prefill.clear();
     }
+  }
+  if (!prompt_rows.empty()) {
+    // Padding rows beyond the tokenizer's vocabulary are no tokens.
+    const size_t tokens = std::min(vocab, static_cast<size_t>(tokenizer->vocab_size()));
+    const Kernels& k = select_kernels(kernels);
+    lane.transformer->pool().parallel_for(static_cast<int64_t>(prompt_rows.size()), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const PromptRow& r = prompt_rows[static_cast<size_t>(i)];
+        TokenStep& step = r.slot->prompt_steps[r.step];
+        const size_t width = static_cast<size_t>(step.token) < tokens ? tokens : vocab;  // a token only the model knows
+        fill_logprobs(k, std::span<const float>(lane.logits.data() + r.row * vocab, width), step.token,
+                      r.slot->job->options.prompt_logprobs, step);
+      }
+    });
   }
 }
 
@@ -349,7 +393,7 @@ void Engine::Impl::run(Lane& lane) {
       for (Slot* s : lane.slots)
         if (s->occupied && !s->job && !s->placed) {
           s->occupied = false;
-          if (s->forget) s->cached.clear(), s->forget = false;
+          if (s->forget) s->cached.clear(), s->logits_kept = false, s->forget = false;
         }
       // A slot freed here may take a queued job; so may another lane's (then that lane is woken).
       if (place_queued()) wake.notify_all();
@@ -373,7 +417,9 @@ void Engine::Impl::run(Lane& lane) {
     lane.transformer->pool().parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         Slot& s = *decoding[i];
-        s.step = s.stream->next(std::span<float>(lane.logits.data() + static_cast<size_t>(s.logits_row) * vocab, vocab));
+        float* logits = s.sample_from_kept ? s.kept_logits.data()
+                                           : lane.logits.data() + static_cast<size_t>(s.logits_row) * vocab;
+        s.step = s.stream->next(std::span<float>(logits, vocab));
       }
     });
     continuing.clear();
@@ -456,7 +502,7 @@ void Engine::clear_cache() {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   for (auto& s : impl_->slots) {
     if (s->occupied) s->forget = true;
-    else s->cached.clear();
+    else s->cached.clear(), s->logits_kept = false;
   }
 }
 
