@@ -73,10 +73,11 @@ struct StreamOptions {
   // (0-based), min(N, n - 1) of them: token i's logprobs come from the logits of position i - 1.
   // Only those positions (and the last, which picks the first generated token) get logits, and a
   // slot's cached prefix is reused up to the first of them (which is recomputed), so scoring a
-  // long prompt's tail costs its prefill and N more rows of the output matrix. 0: every prompt token (n - 1 steps); the whole
-  // prompt is then prefilled. A job of max_tokens 0 (scoring) leaves its prompt in the slot's
-  // cache with the last position's logits: a next job on exactly that prompt, without prompt
-  // logprobs, prefills nothing (cached_prompt_tokens = n) and picks its first token from them.
+  // long prompt's tail costs its prefill and N more rows of the output matrix. 0: every prompt
+  // token (n - 1 steps), and the whole prompt is prefilled. A job of max_tokens 0 (scoring)
+  // leaves its prompt in the slot's cache with the last position's logits: a next job on exactly
+  // that prompt, without prompt logprobs, prefills nothing (cached_prompt_tokens = n) and picks
+  // its first token from them.
   int64_t prompt_logprobs_last = 0;
 };
 

@@ -163,7 +163,8 @@ TEST(PromptLogprobsWindow, WindowedStepsAreTheFullJobsLastSteps) {
   ASSERT_EQ(full.prompt_steps.size(), n - 1);  // 0: every prompt token but the first, as before
   ASSERT_EQ(full.generated.size(), 6u);
   for (size_t i = 0; i + 1 < n; ++i) ASSERT_EQ(full.prompt_steps[i].token, prompt[i + 1]);
-  for (int64_t last : {int64_t{1}, int64_t{2}, int64_t{17}, int64_t(n - 2), int64_t(n - 1), int64_t(n), int64_t(n + 3)}) {
+  const int64_t m = static_cast<int64_t>(n);
+  for (int64_t last : {int64_t{1}, int64_t{2}, int64_t{17}, m - 2, m - 1, m, m + 3}) {
     SCOPED_TRACE("prompt_logprobs_last " + std::to_string(last));
     engine.clear_cache();
     const Outcome o = run_job(engine, prompt, last, 6, 3);
@@ -233,7 +234,8 @@ TEST(PromptLogprobsWindow, AScoringJobLeavesThePromptCachedForTheGeneratingJob) 
     const Outcome alone = run_job(fresh, prompt, -1, 16);
 
     CountingObserver observer;
-    Engine engine(model, tokenizer, {.slots = 1, .n_ctx = 256, .kernels = kernels, .n_threads = 1, .observer = &observer});
+    Engine engine(model, tokenizer,
+                  {.slots = 1, .n_ctx = 256, .kernels = kernels, .n_threads = 1, .observer = &observer});
     const Outcome scoring = run_job(engine, prompt, 16, 0, 0);
     EXPECT_EQ(scoring.prompt_steps.size(), 16u);
     EXPECT_TRUE(scoring.generated.empty());
@@ -290,8 +292,9 @@ TEST(PromptLogprobsWindow, KeptLogitsServeOnlyTheSamePromptOnce) {
   EXPECT_EQ(run_job(engine, prompt, -1, 1).summary.cached_prompt_tokens, 0);
 
   // Without share_prefix nothing is kept.
-  Engine isolated(model, tokenizer,
-                  {.slots = 1, .n_ctx = 256, .kernels = KernelChoice::reference, .n_threads = 1, .share_prefix = false});
+  Engine isolated(
+      model, tokenizer,
+      {.slots = 1, .n_ctx = 256, .kernels = KernelChoice::reference, .n_threads = 1, .share_prefix = false});
   run_job(isolated, prompt, 8, 0);
   const Outcome private_job = run_job(isolated, prompt, -1, 1);
   EXPECT_EQ(private_job.summary.cached_prompt_tokens, 0);
