@@ -64,8 +64,8 @@ struct Slot {
   // prompt tokens' steps wait here to go to the job before its first generated one.
   int64_t prefill_logit_rows = 1;
   std::vector<TokenStep> prompt_steps;
-  // The logits of the last cached position, kept from a prefill that no sampler will touch (a
-  // scoring job's, max_tokens 0): a next job whose prompt is exactly `cached` picks its first
+  // The logits of the last cached position, kept from a prefill whose job ends at it (a scoring
+  // job's, max_tokens 0 or 1; copied before any sampler reads the row): a next job whose prompt is exactly `cached` picks its first
   // token from them instead of recomputing its last prompt token. The router's pre mode scores a
   // prompt, then generates on it; without these the second job would pay one more decode pass.
   std::vector<float> kept_logits;
@@ -353,8 +353,11 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
       row += k - 1;
     }
     s.logits_row = static_cast<int64_t>(row++);
-    // A scoring job ends without sampling: its last row stays as the pass left it.
-    if (share_prefix && !s.prefill.empty() && s.job->options.max_tokens == 0) {
+    // A scoring job ends without sampling (max_tokens 0) or after the one token it picks from this
+    // row (max_tokens 1: the router's, for its next-token features): either way the row is kept
+    // as the pass left it, before any sampler reads it, for the next job on the same prompt.
+    const int64_t wanted = s.job->options.max_tokens;
+    if (share_prefix && !s.prefill.empty() && (wanted == 0 || wanted == 1)) {
       s.kept_logits.assign(lane.logits.begin() + static_cast<ptrdiff_t>(s.logits_row * vocab),
                            lane.logits.begin() + static_cast<ptrdiff_t>((s.logits_row + 1) * vocab));
       s.logits_kept = true;

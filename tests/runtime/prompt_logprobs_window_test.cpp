@@ -244,6 +244,15 @@ TEST(PromptLogprobsWindow, AScoringJobLeavesThePromptCachedForTheGeneratingJob) 
     const Outcome generating = run_job(engine, prompt, -1, 16);
     EXPECT_EQ(generating.summary.cached_prompt_tokens, n);
     EXPECT_EQ(observer.prefilled, n);  // not one token more
+    // The router's scoring job picks one greedy token too (its next-token features): the row it
+    // was picked from is kept as it was before the sampler saw it.
+    Engine again(model, tokenizer, {.slots = 1, .n_ctx = 256, .kernels = kernels, .n_threads = 1});
+    const Outcome one = run_job(again, prompt, 16, 1, 2);
+    ASSERT_EQ(one.generated.size(), 1u);
+    EXPECT_EQ(one.generated[0], alone.generated[0]);
+    const Outcome after_one = run_job(again, prompt, -1, 16);
+    EXPECT_EQ(after_one.summary.cached_prompt_tokens, n);
+    EXPECT_EQ(after_one.generated, alone.generated);
     // The first token comes from the scoring pass's last row, which a fresh engine computes in
     // its own n-row prefill; on the fast kernels the output matmul's row count (k rows instead of
     // 1) is the only difference, bitwise the same on this model (see the fast-kernel test).
