@@ -1,13 +1,14 @@
-// The hybrid router's `pre` mode overhead (issue 19): before the device generates, a scoring job
-// gives the logprobs of the prompt's last `window` tokens (StreamOptions::prompt_logprobs_last)
-// and leaves the prompt in the slot's cache with its last logits; the generating job then
-// prefills nothing.
+// The hybrid router's `pre` mode overhead (issue 19): before the device generates, the device
+// endpoint runs router::compute_pre_signals (the logprobs of the prompt's last kPreWindow tokens,
+// StreamOptions::prompt_logprobs_last, and one greedy step; the prompt stays in the slot's cache
+// with its last logits) and router::decide (the PII scan of the prompt's text); the generating job
+// then prefills nothing.
 // Measured per prompt length, as time to the first generated token from an empty cache:
 //   plain: the generating job alone;
-//   pre:   the scoring job, then the generating job (which reuses the scoring job's cache).
+//   pre:   compute_pre_signals and decide, then the generating job (which reuses the cache).
 // One JSON line per measurement on stdout; built and summarized by bench/router_overhead.py.
 //
-//   router_overhead MODEL LENGTHS RUNS THREADS WINDOW   (LENGTHS: comma-separated, e.g. 128,512)
+//   router_overhead MODEL LENGTHS RUNS THREADS   (LENGTHS: comma-separated, e.g. 128,512)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +21,8 @@
 
 #include "orchard/engine.h"
 #include "orchard/error.h"
+#include "router/decision.h"
+#include "router/signals.h"
 
 namespace {
 
@@ -36,15 +39,11 @@ struct Timed {
   size_t prompt_steps = 0;
 };
 
-Timed run(Engine& engine, const std::vector<int32_t>& prompt, int64_t window, int64_t max_tokens) {
+Timed run(Engine& engine, const std::vector<int32_t>& prompt, int64_t max_tokens) {
   GenerationJob job;
   job.prompt = prompt;
   job.options.sampling.temperature = 0.0f;
   job.options.max_tokens = max_tokens;
-  if (window > 0) {
-    job.options.prompt_logprobs = 0;  // the chosen token's logprob only, as router::compute_pre_signals asks
-    job.options.prompt_logprobs_last = window;
-  }
   Timed t;
   bool first = true;
   job.on_step = [&](const TokenStep& step) {
@@ -73,14 +72,19 @@ std::vector<int64_t> parse_lengths(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    std::fprintf(stderr, "usage: %s MODEL LENGTHS RUNS THREADS WINDOW\n", argv[0]);
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: %s MODEL LENGTHS RUNS THREADS\n", argv[0]);
     return 2;
   }
   try {
     const std::vector<int64_t> lengths = parse_lengths(argv[2]);
     const int runs = std::atoi(argv[3]), threads = std::atoi(argv[4]);
-    const int64_t window = std::atoll(argv[5]);
+    // A request the cloud may take, in `pre` mode with a threshold no prompt passes: routed to the
+    // device after the whole decision's work.
+    router::RouterConfig config;
+    config.default_class = router::PrivacyClass::private_cloud_allowed;
+    config.mode = router::RouterMode::pre;
+    config.pre_threshold = 1e30;
     int64_t longest = 0;
     for (int64_t n : lengths) longest = std::max(longest, n);
     auto model = Model::load(argv[1]);
@@ -99,8 +103,10 @@ int main(int argc, char** argv) {
     // Warm up: the weights' pages, the kernels' first-use work and the lane's logits buffer at
     // its scoring size (a server grows it once, at its first scoring request).
     engine.clear_cache();
-    run(engine, prompts.front(), window, 0);
-    run(engine, prompts.front(), 0, 1);
+    router::compute_pre_signals(engine, prompts.front());
+    run(engine, prompts.front(), 1);
+    std::vector<std::string> texts;
+    for (const std::vector<int32_t>& p : prompts) texts.push_back(tokenizer->decode(p));
 
     for (int r = 0; r < runs; ++r)
       for (size_t i = 0; i < prompts.size(); ++i) {
@@ -114,12 +120,18 @@ int main(int argc, char** argv) {
           engine.clear_cache();
           const Clock::time_point start = Clock::now();
           if (do_plain) {
-            plain = seconds(start, run(engine, prompt, 0, 1).first_token);
+            plain = seconds(start, run(engine, prompt, 1).first_token);
           } else {
-            const Timed s = run(engine, prompt, window, 0);
+            const router::PreSignals signals = router::compute_pre_signals(engine, prompt);
+            router::RouteRequest request;
+            request.texts = {texts[i]};
+            request.prompt_tokens = static_cast<int64_t>(prompt.size());
+            request.device_context = engine.n_ctx();
+            const router::Decision decision = router::decide(request, config, &signals);
+            if (decision.route != router::Route::device) throw std::runtime_error("the decision was not the device");
             scoring = seconds(start, Clock::now());
-            scored = s.prompt_steps;
-            const Timed g = run(engine, prompt, 0, 1);
+            scored = static_cast<size_t>(signals.scored_tokens);
+            const Timed g = run(engine, prompt, 1);
             pre = seconds(start, g.first_token);
             cached = g.summary.cached_prompt_tokens;
           }

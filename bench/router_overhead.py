@@ -3,14 +3,15 @@
 the prefill the local model does anyway, as a fraction of the local time to first token.
 
     bench/router_overhead.py [--model /tmp/models/qwen2.5-0.5b-q4_0.gguf] [--lengths 128,512]
-                             [--runs 3] [--repeat 5] [--threads 0] [--window 64] [--limit 0.05]
+                             [--runs 3] [--repeat 5] [--threads 0] [--limit 0.05]
                              [--build-dir build]
 
 For each prompt length, from an empty cache each time:
   plain: time to the first token of a generating job alone;
-  pre:   a scoring job (prompt_logprobs 0, prompt_logprobs_last = window, max_tokens 0, as
-         router::compute_pre_signals asks) and then the same generating job, which reuses the
-         scoring job's cache and last logits (it prefills nothing); time to its first token.
+  pre:   router::compute_pre_signals (the scoring job: top-5 logprobs of the last 64 prompt
+         tokens and one greedy step) and router::decide (the PII scan of the prompt's text), as
+         the device endpoint runs them, then the same generating job, which reuses the scoring
+         job's cache and last logits (it prefills nothing); time to its first token.
 overhead = (pre - plain) / plain per run, each run's pre and plain the medians of --repeat
 interleaved pairs (their order alternating, so that a drift in the machine's speed falls on both);
 the median over the runs is checked against --limit. Exit 0 when every length passes, 1 otherwise.
@@ -29,6 +30,7 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The runtime layer and the layers beneath it, in link order (docs/architecture.md, "Layers").
+WINDOW = 8  # router::kPreWindow
 LAYERS = ["runtime", "tokenizer", "template", "flash", "model", "kernels", "formats", "tensor", "base"]
 
 
@@ -38,8 +40,11 @@ def build_tool(build_dir, out):
     subprocess.run(["cmake", "--build", build_dir, "-j2", "--target", "orchard_runtime"], check=True,
                    stdout=subprocess.DEVNULL)
     libs = [os.path.join(build_dir, f"liborchard_{layer}.a") for layer in LAYERS]
+    # The router's decision without its endpoint (which needs the server and cloud layers).
+    router = [os.path.join(REPO, "src", "router", f + ".cpp") for f in ("signals", "decision", "config", "pii")]
     subprocess.run(["g++", "-O2", "-std=c++20", "-I" + os.path.join(REPO, "include"), "-I" + os.path.join(REPO, "src"),
-                    os.path.join(REPO, "bench", "router_overhead.cpp"), *libs, "-lpthread", "-o", out], check=True)
+                    os.path.join(REPO, "bench", "router_overhead.cpp"), *router, *libs, "-lpthread", "-o", out],
+                   check=True)
 
 
 def main():
@@ -49,7 +54,6 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=5, help="interleaved pairs per run")
     ap.add_argument("--threads", type=int, default=0, help="forward-pass threads (0: every CPU)")
-    ap.add_argument("--window", type=int, default=64, help="prompt tokens scored (router::kPreWindow)")
     ap.add_argument("--limit", type=float, default=0.05)
     ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
     args = ap.parse_args()
@@ -64,18 +68,18 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         tool = os.path.join(work, "router_overhead")
         build_tool(os.path.abspath(args.build_dir), tool)
-        proc = subprocess.run([tool, args.model, args.lengths, str(args.runs * args.repeat), str(args.threads), str(args.window)],
+        proc = subprocess.run([tool, args.model, args.lengths, str(args.runs * args.repeat), str(args.threads)],
                               check=True, stdout=subprocess.PIPE, text=True)
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
-    print(f"model {args.model}, window {args.window}, {args.runs} runs of {args.repeat} pairs, "
+    print(f"model {args.model}, window {WINDOW}, {args.runs} runs of {args.repeat} pairs, "
           f"threads {args.threads or 'all'}")
     print(f"{'prompt':>7} {'plain ttft s':>13} {'pre ttft s':>11} {'scoring s':>10} {'overhead':>9}  verdict")
     ok = True
     for n in sorted({r["prompt_tokens"] for r in rows}):
         mine = [r for r in rows if r["prompt_tokens"] == n]
         for r in mine:  # the generating job must have reused the scoring job's cache
-            if r["generation_cached_tokens"] != n or r["scored_tokens"] != min(args.window, n - 1):
+            if r["generation_cached_tokens"] != n or r["scored_tokens"] != min(WINDOW, n - 1):
                 sys.exit(f"prompt of {n} tokens: the generating job reused {r['generation_cached_tokens']} tokens "
                          f"(expected {n}) and {r['scored_tokens']} were scored")
         per_run, plains, pres, scorings = [], [], [], []

@@ -22,8 +22,13 @@
 namespace orchard::router {
 
 // The last this-many prompt tokens are scored: the end of a prompt is the question, and the
-// window bounds the signal's cost on long prompts (only these positions' log-softmax is read).
-inline constexpr int64_t kPreWindow = 64;
+// window bounds the signal's cost (only these positions get logits; StreamOptions::
+// prompt_logprobs_last). Each scored position costs an output matmul over the vocabulary,
+// 151,936 x 896 on the Qwen2.5-0.5B shape, ~1.2% of a 128-token prefill by count: 64 positions
+// added 15-25% to the time to first token of a 128-token prompt, 16 about 5-7%, 8 about 2-5%
+// (bench/router_overhead.py, medians of 3 noisy runs). The quality curve passes at 8 and 16 alike
+// (docs/router.md).
+inline constexpr int64_t kPreWindow = 8;
 // Generated steps of a cascade answer are judged over windows of this many tokens (the lowest
 // window mean of the margin: one confused stretch in a long answer is not averaged away).
 inline constexpr size_t kMarginWindow = 8;

@@ -79,14 +79,15 @@ TEST(RouterSignals, AnswerEdgeCases) {
 }
 
 TEST(RouterSignals, PreFeaturesByHand) {
-  // 70 log-probabilities: the first 6 are outside the 64-token window.
-  std::vector<float> lp(70, -1.0f);
+  // 14 log-probabilities: the first 6 are outside the 8-token window.
+  static_assert(kPreWindow == 8);
+  std::vector<float> lp(14, -1.0f);
   for (int i = 0; i < 6; ++i) lp[i] = -50.0f;
-  lp[69] = -3.0f;
-  const PreSignals s = pre_signals_from_logprobs(lp, 71);
-  EXPECT_EQ(s.scored_tokens, 64);
-  EXPECT_EQ(s.prompt_tokens, 71);
-  EXPECT_NEAR(s.mean_surprisal, (63 * 1.0 + 3.0) / 64, 1e-9);
+  lp[13] = -3.0f;
+  const PreSignals s = pre_signals_from_logprobs(lp, 15);
+  EXPECT_EQ(s.scored_tokens, 8);
+  EXPECT_EQ(s.prompt_tokens, 15);
+  EXPECT_NEAR(s.mean_surprisal, (7 * 1.0 + 3.0) / 8, 1e-9);
   EXPECT_NEAR(s.max_surprisal, 3.0, 1e-9);
   const PreSignals none = pre_signals_from_logprobs({}, 1);
   EXPECT_EQ(none.scored_tokens, 0);
@@ -140,12 +141,12 @@ TEST(RouterSignals, PreFeaturesFromStepsByHand) {
   EXPECT_NEAR(j["entropy_last2"].get<double>(), h31, 1e-6);
   EXPECT_EQ(j["prompt_tokens"], 4);
 
-  // Only the last 64 positions count: 6 misses with surprisal 50 before 64 hits of surprisal 1.
+  // Only the last 8 positions count: 6 misses with surprisal 50 before 8 hits of surprisal 1.
   std::vector<TokenStep> long_steps;
   for (int i = 0; i < 6; ++i) long_steps.push_back(prompt_step(i, -50.0f, {-1.0f, -50.0f}));
-  for (int i = 0; i < 64; ++i) long_steps.push_back(prompt_step(i, -1.0f, {-1.0f, -2.0f}));
-  const PreSignals l = pre_signals_from_steps(long_steps, 71);
-  EXPECT_EQ(l.scored_tokens, 64);
+  for (int i = 0; i < 8; ++i) long_steps.push_back(prompt_step(i, -1.0f, {-1.0f, -2.0f}));
+  const PreSignals l = pre_signals_from_steps(long_steps, 15);
+  EXPECT_EQ(l.scored_tokens, 8);
   EXPECT_EQ(l.top1_rate, 1.0);
   EXPECT_NEAR(l.mean_surprisal, 1.0, 1e-9);
   EXPECT_NEAR(l.mean_top1_logprob, -1.0, 1e-9);
@@ -261,7 +262,7 @@ TEST(RouterSignals, PreFeaturesOnStories260K) {
                     "the sun went down and mom called them home for dinner.")}) {
     const std::vector<int32_t> tokens = tokenizer->encode(text, tokenizer->adds_bos());
     const std::vector<double> ref = reference_logprobs(model, tokens);
-    const size_t n = std::min<size_t>(ref.size(), 64);
+    const size_t n = std::min<size_t>(ref.size(), size_t(kPreWindow));
     double sum = 0, mx = 0;
     for (size_t i = ref.size() - n; i < ref.size(); ++i) {
       sum += -ref[i];
