@@ -278,7 +278,7 @@ struct DeviceRouter::Impl : std::enable_shared_from_this<DeviceRouter::Impl> {
   // (nullptr then: the caller falls back to the device).
   std::shared_ptr<CloudCall> call_cloud(const std::string& path, const std::string& body, std::string& why) {
     if (!cloud) {
-      why = "cloud-unavailable";
+      why = "no-cloud-relay";
       return nullptr;
     }
     if (cloud_paused()) {
