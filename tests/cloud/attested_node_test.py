@@ -38,20 +38,9 @@ import urllib.request
 
 ORCHARD, SHARED = os.path.abspath(sys.argv[1]), sys.argv[2]
 MODEL = os.path.join(SHARED, "models/tiny-chat/tiny-qwen2-chat-q8_0.gguf")
-failures = []
 processes = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster_support import check, failures, free_port  # noqa: E402
 
 
 def free_port_pair():

@@ -29,19 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 ORCHARD, SHARED = sys.argv[1], sys.argv[2]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL = os.path.join(SHARED, "models/tiny-chat/tiny-qwen2-chat-q8_0.gguf")
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster_support import check, failures, start_cluster, stop_cluster  # noqa: E402
 
 
 class RecordingProxy:
@@ -103,17 +92,8 @@ def main():
     work = tempfile.mkdtemp(prefix="orchard-private-")
     cluster = os.path.join(work, "cluster")
     proxy = RecordingProxy()
-    env = dict(os.environ, ORCHARD=ORCHARD, NODE_PORT_OVERRIDE_0=str(proxy.port))
-    start = subprocess.run(["bash", os.path.join(ROOT, "deploy/local_cluster.sh"), "start", cluster, "--model", MODEL,
-                            "--nodes", "2", "--port", str(free_port()), "--", "--parallel", "2", "--ctx-size", "1024"],
-                           env=env, capture_output=True, text=True, timeout=300)
-    if start.returncode != 0:
-        print(start.stdout, start.stderr)
-        sys.exit("could not start the cluster")
-    conf = {}
-    for line in open(os.path.join(cluster, "cluster.env")):
-        key, _, value = line.strip().partition("=")
-        conf[key] = value.strip('"')
+    conf = start_cluster(ORCHARD, cluster, MODEL, 2, ["--parallel", "2", "--ctx-size", "1024"],
+                         {"NODE_PORT_OVERRIDE_0": str(proxy.port)})
     node_pids = conf["NODE_PIDS"].split()
     proxy.target = int(conf["NODE_PORTS"].split()[0])
     try:
@@ -203,7 +183,7 @@ def main():
                 print(r.stderr[-800:])
                 break
     finally:
-        subprocess.run(["bash", os.path.join(ROOT, "deploy/local_cluster.sh"), "stop", cluster], timeout=60)
+        stop_cluster(cluster)
     subprocess.run(["rm", "-rf", work])
     if failures:
         sys.exit(f"{len(failures)} check(s) failed")

@@ -39,19 +39,8 @@ ORCHARD, SHARED = sys.argv[1], sys.argv[2]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL = os.path.join(SHARED, "models/tiny-chat/tiny-qwen2-chat-q8_0.gguf")
 DEVICE_CTX = 96
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(ROOT, "tests", "cloud"))
+from cluster_support import check, failures, start_cluster, stop_cluster  # noqa: E402
 
 
 def start_device(work, name, config, relay="", ca=""):
@@ -109,16 +98,7 @@ def relay_lines(cluster):
 def main():
     work = tempfile.mkdtemp(prefix="orchard-router-")
     cluster = os.path.join(work, "cluster")
-    start = subprocess.run(["bash", os.path.join(ROOT, "deploy/local_cluster.sh"), "start", cluster, "--model", MODEL,
-                            "--nodes", "1", "--port", str(free_port()), "--", "--parallel", "2"],
-                           env=dict(os.environ, ORCHARD=ORCHARD), capture_output=True, text=True, timeout=300)
-    if start.returncode != 0:
-        print(start.stdout, start.stderr)
-        sys.exit("could not start the cluster")
-    conf = {}
-    for line in open(os.path.join(cluster, "cluster.env")):
-        key, _, value = line.strip().partition("=")
-        conf[key] = value.strip('"')
+    conf = start_cluster(ORCHARD, cluster, MODEL, 1, ["--parallel", "2"])
     admin = int(conf["ADMIN_PORTS"].split()[0])
     base = {"default_class": "private-cloud-allowed", "cloud_models": ["cloud"],
             "pii": {"email": "redact", "phone": "redact"}}
@@ -289,7 +269,7 @@ def main():
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
-        subprocess.run(["bash", os.path.join(ROOT, "deploy/local_cluster.sh"), "stop", cluster], timeout=60)
+        stop_cluster(cluster)
     subprocess.run(["rm", "-rf", work])
     if failures:
         sys.exit(f"{len(failures)} check(s) failed")
