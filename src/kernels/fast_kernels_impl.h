@@ -363,16 +363,23 @@ void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* o
   for (; i < n; ++i) out[i] = x[i] * inv_rms * weight[i];
 }
 
+// The tail goes through the same vector formula (masked loads and stores), not a scalar one: n is
+// a batch's tokens times ffn_dim, so which elements fall in the tail depends on how many tokens
+// share the call, and a token's values must not (batch invariance, issue 20).
 template <typename V>
 void swiglu(float* gate, const float* up, int64_t n) {
+  using F = typename V::F;
+  const F one = V::fset1(1.0f);
+  const auto silu_times = [&](F g, F u) {
+    const F e = vexp<V>(V::fsub(V::fzero(), g));
+    return V::fmul(V::fdiv(g, V::fadd(one, e)), u);
+  };
   int64_t i = 0;
-  const typename V::F one = V::fset1(1.0f);
-  for (; i + V::L <= n; i += V::L) {
-    const typename V::F g = V::fload(gate + i);
-    const typename V::F e = vexp<V>(V::fsub(V::fzero(), g));
-    V::fstore(gate + i, V::fmul(V::fdiv(g, V::fadd(one, e)), V::fload(up + i)));
+  for (; i + V::L <= n; i += V::L) V::fstore(gate + i, silu_times(V::fload(gate + i), V::fload(up + i)));
+  if (i < n) {
+    const int rest = static_cast<int>(n - i);
+    V::fstore_n(gate + i, silu_times(V::fload_n(gate + i, rest), V::fload_n(up + i, rest)), rest);
   }
-  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 // Sums in float over runs of 1024 values, the runs' sums in double: a 150k vocabulary loses no
