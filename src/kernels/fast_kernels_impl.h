@@ -21,8 +21,17 @@ namespace {
 
 // exp(x) for each lane: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial (relative
 // error ~1e-7), 2^n put into the exponent bits. Lanes below -87 give ~0, not denormals.
+// As the polynomial p and the power of two: exp(x) = p * scale. A caller that adds to exp(x)
+// writes fma(p, scale, c) itself: left as p * scale + c, the compiler may or may not fuse the
+// two (-ffp-contract, where the ISA has FMA) depending on the code around each inlined copy, and
+// the same token's values would then differ between call sites (batch invariance, issue 20).
 template <typename V>
-typename V::F vexp(typename V::F x) {
+struct ExpParts {
+  typename V::F p, scale;
+};
+
+template <typename V>
+ORCHARD_INLINE ExpParts<V> vexp_parts(typename V::F x) {
   using F = typename V::F;
   x = V::fmax(V::fmin(x, V::fset1(88.0f)), V::fset1(-87.0f));
   const typename V::I n = V::cvt_round(V::fmul(x, V::fset1(1.44269504088896341f)));
@@ -36,8 +45,13 @@ typename V::F vexp(typename V::F x) {
   p = V::fma(p, r, V::fset1(1.6666665459e-1f));
   p = V::fma(p, r, V::fset1(5.0000001201e-1f));
   p = V::fma(p, V::fmul(r, r), V::fadd(r, V::fset1(1.0f)));
-  const F scale = V::as_float(V::template slli<23>(V::add(n, V::set1(127))));
-  return V::fmul(p, scale);
+  return {p, V::as_float(V::template slli<23>(V::add(n, V::set1(127))))};
+}
+
+template <typename V>
+ORCHARD_INLINE typename V::F vexp(typename V::F x) {
+  const ExpParts<V> e = vexp_parts<V>(x);
+  return V::fmul(e.p, e.scale);
 }
 
 // Rows of floats `stride` apart (one KV head's rows of a cache, or a single vector).
@@ -225,7 +239,7 @@ void accumulate_values(float* out, float correction, const float* p, const Rows&
   }
   for (; d < hd; ++d) {
     float a = out[d] * correction;
-    for (int64_t j = 0; j < n; ++j) a += p[j] * values.at(j, d);
+    for (int64_t j = 0; j < n; ++j) a = std::fma(p[j], values.at(j, d), a);  // explicit: see attend_tile
     out[d] = a;
   }
 }
@@ -281,7 +295,10 @@ ORCHARD_INLINE void attend_tile(const float* q, const Rows& keys, const Rows& va
     if (visible - j < V::L) e = V::fload_n(p + j, static_cast<int>(visible - j));  // the real keys only
     sum = V::fadd(sum, e);
   }
-  running_sum = running_sum * correction + V::freduce(sum);
+  // One rounding, written out: as a * b + c the compiler fused it in some inlined copies of this
+  // function and not in others (the rows reading an f16 cache directly, the rows reading a
+  // converted tile), so a row's sum depended on how many rows shared its tile (issue 20).
+  running_sum = std::fma(running_sum, correction, V::freduce(sum));
   running_max = new_max;
   accumulate_values<V>(acc, correction, p, values, visible, hd);
 }
@@ -371,8 +388,8 @@ void swiglu(float* gate, const float* up, int64_t n) {
   using F = typename V::F;
   const F one = V::fset1(1.0f);
   const auto silu_times = [&](F g, F u) {
-    const F e = vexp<V>(V::fsub(V::fzero(), g));
-    return V::fmul(V::fdiv(g, V::fadd(one, e)), u);
+    const ExpParts<V> e = vexp_parts<V>(V::fsub(V::fzero(), g));
+    return V::fmul(V::fdiv(g, V::fma(e.p, e.scale, one)), u);  // g / (1 + exp(-g)) * u
   };
   int64_t i = 0;
   for (; i + V::L <= n; i += V::L) V::fstore(gate + i, silu_times(V::fload(gate + i), V::fload(up + i)));

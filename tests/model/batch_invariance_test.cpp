@@ -95,10 +95,12 @@ void run_pass(Transformer& t, const std::vector<SequenceTokens>& batch, int64_t 
 }
 
 // (a) Every sequence alone (one entry per pass), one token at a time, on one thread.
-LogitMap alone(const Model& model, const Kernels& kernels, const std::vector<std::vector<int32_t>>& seqs) {
-  Transformer t(model.impl(), kernels, 32, 1, kSequences);
+LogitMap alone(const Model& model, const Kernels& kernels, const std::vector<std::vector<int32_t>>& seqs,
+               int64_t n_ctx = 32) {
+  const int64_t n_seqs = static_cast<int64_t>(seqs.size());
+  Transformer t(model.impl(), kernels, n_ctx, 1, n_seqs);
   LogitMap out;
-  for (int64_t s = 0; s < kSequences; ++s) {
+  for (int64_t s = 0; s < n_seqs; ++s) {
     const auto& tokens = seqs[static_cast<size_t>(s)];
     for (size_t i = 0; i < tokens.size(); ++i)
       run_pass(t, {{s, static_cast<int64_t>(i), std::span<const int32_t>(&tokens[i], 1), true}},
@@ -136,21 +138,24 @@ LogitMap mixed_batches(const Model& model, const Kernels& kernels, const std::ve
   return out;
 }
 
-// (c) Each sequence's first 1 to 4 tokens as one prefill, then the rest kVerifyChunk tokens at a
-// time with every row's logits (speculative verification); the sequences alone, then all of them
-// in each pass.
+// (c) Each sequence's first tokens (1 to 4, or all but 4 to 7 with long_prefix) as one prefill,
+// then the rest kVerifyChunk tokens at a time with every row's logits (speculative
+// verification); the sequences alone, then all of them in each pass.
 LogitMap verified(const Model& model, const Kernels& kernels, const std::vector<std::vector<int32_t>>& seqs,
-                  bool together) {
-  Transformer t(model.impl(), kernels, 32, 2, kSequences);
+                  bool together, int64_t n_ctx = 32, int threads = 2, bool long_prefix = false) {
+  const int64_t n_seqs = static_cast<int64_t>(seqs.size());
+  Transformer t(model.impl(), kernels, n_ctx, threads, n_seqs);
   LogitMap out;
-  std::vector<size_t> done(kSequences, 0);
+  std::vector<size_t> done(static_cast<size_t>(n_seqs), 0);
   for (size_t step = 0;; ++step) {
     std::vector<SequenceTokens> batch;
-    for (int64_t s = 0; s < kSequences; ++s) {
+    for (int64_t s = 0; s < n_seqs; ++s) {
       const auto& tokens = seqs[static_cast<size_t>(s)];
       size_t& at = done[static_cast<size_t>(s)];
       if (at == tokens.size()) continue;
-      const size_t n = std::min<size_t>(tokens.size() - at, at == 0 ? 1 + s % kVerifyChunk : kVerifyChunk);
+      const size_t first = long_prefix ? tokens.size() - 4 - static_cast<size_t>(s) % kVerifyChunk
+                                       : 1 + static_cast<size_t>(s) % kVerifyChunk;
+      const size_t n = std::min<size_t>(tokens.size() - at, at == 0 ? first : kVerifyChunk);
       batch.push_back({s, static_cast<int64_t>(at), std::span<const int32_t>(&tokens[at], n), true});
       at += n;
     }
@@ -212,15 +217,62 @@ TEST_P(BatchInvariance, AloneBatchedAndVerifiedLogitsAreBitwiseEqual) {
   check_invariance(*model, c.isa ? fast_kernels(*c.isa) : reference_kernels());
 }
 
+// Long sequences (100, 30, 70 and 90 tokens): attention over several tiles of keys, in tiles of
+// query rows split over 3 threads (4 or 8 heads do not divide among them), the feed-forward in
+// chunks of Transformer::kFfnChunk tokens; a few models on every path.
+class LongSequenceInvariance : public ::testing::TestWithParam<InvarianceCase> {};
+
+TEST_P(LongSequenceInvariance, AlonePrefilledAndVerifiedLogitsAreBitwiseEqual) {
+  const InvarianceCase& c = GetParam();
+  auto model = load(c.model, c.isa ? KernelChoice::fast : KernelChoice::reference);
+  const Kernels& kernels = c.isa ? fast_kernels(*c.isa) : reference_kernels();
+  const int64_t n_vocab = model->config().n_vocab, n_ctx = 100;
+  std::mt19937 rng(150);
+  std::vector<std::vector<int32_t>> seqs;
+  for (size_t length : {100, 30, 70, 90}) {
+    std::vector<int32_t> tokens(length);
+    for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(n_vocab));
+    seqs.push_back(std::move(tokens));
+  }
+  const LogitMap expected = alone(*model, kernels, seqs, n_ctx);
+
+  // All four prefilled in one pass (290 tokens), every row's logits.
+  Transformer t(model->impl(), kernels, n_ctx, 3, static_cast<int64_t>(seqs.size()));
+  std::vector<SequenceTokens> batch;
+  for (size_t s = 0; s < seqs.size(); ++s) batch.push_back({static_cast<int64_t>(s), 0, seqs[s], true});
+  LogitMap prefilled;
+  run_pass(t, batch, n_vocab, prefilled);
+  EXPECT_EQ(prefilled.size(), expected.size());
+  EXPECT_EQ(differences(expected, prefilled), "") << "prefilled together";
+  EXPECT_EQ(differences(expected, verified(*model, kernels, seqs, true, n_ctx, 3, true)), "")
+      << "long prefixes, then verified 4 at a time, batched";
+}
+
+std::vector<InvarianceCase> long_cases() {
+  std::vector<InvarianceCase> out;
+  for (const char* m : {"golden/qwen3-q4_0.gguf", "golden/llama-q4_k_m.gguf", "golden/qwen2-q8_0.gguf",
+                        "golden/llama-f16.gguf", "models/stories260K/stories260K.gguf"}) {
+    out.push_back({m, std::nullopt});
+    for (Isa isa : supported_isas()) out.push_back({m, isa});
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, LongSequenceInvariance, ::testing::ValuesIn(long_cases()),
+                         [](const auto& info) { return info.param.label(); });
+
 // A model at a real shape, whose rows are long enough for the matmul's cache blocking (rows in
 // chunks of ~2048 inputs, partial sums through y) and whose batches fill the widest
 // micro-kernels: ORCHARD_BATCH_INVARIANCE_MODEL=/tmp/models/qwen2.5-0.5b-q4_0.gguf (written by
-// bench/make_models.py); skipped without it (a minute per ISA path on 2 cores).
+// bench/make_models.py), on every fast path, or on ORCHARD_ISA's alone; skipped without it.
 TEST(BatchInvarianceAtRealShape, EveryFastPath) {
   const char* path = std::getenv("ORCHARD_BATCH_INVARIANCE_MODEL");
   if (!path || !*path) GTEST_SKIP() << "ORCHARD_BATCH_INVARIANCE_MODEL is not set";
+  const char* only = std::getenv("ORCHARD_ISA");
+  const std::optional<Isa> only_isa = only ? parse_isa(only) : std::nullopt;
   auto model = Model::load(path, {.kernels = KernelChoice::fast});
   for (Isa isa : supported_isas()) {
+    if (only_isa && isa != *only_isa) continue;
     SCOPED_TRACE(isa_name(isa));
     check_invariance(*model, fast_kernels(isa));
   }
