@@ -33,9 +33,11 @@ constexpr int64_t kVerifyChunk = 4;
 struct InvarianceCase {
   std::string model;  // relative to the shared folder
   std::optional<Isa> isa;  // none: the reference kernels
+  std::optional<KvType> kv = std::nullopt;  // none: what the kernels prefer
   std::string label() const {
     std::string s = model.substr(model.find_last_of('/') + 1) + "_" +
-                    (isa ? std::string(isa_name(*isa)) : std::string("reference"));
+                    (isa ? std::string(isa_name(*isa)) : std::string("reference")) +
+                    (kv ? (*kv == KvType::q8 ? "_kv_int8" : *kv == KvType::f32 ? "_kv_f32" : "_kv_f16") : "");
     for (char& ch : s)
       if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
     return s;
@@ -96,9 +98,9 @@ void run_pass(Transformer& t, const std::vector<SequenceTokens>& batch, int64_t 
 
 // (a) Every sequence alone (one entry per pass), one token at a time, on one thread.
 LogitMap alone(const Model& model, const Kernels& kernels, const std::vector<std::vector<int32_t>>& seqs,
-               int64_t n_ctx = 32) {
+               int64_t n_ctx = 32, std::optional<KvType> kv = std::nullopt) {
   const int64_t n_seqs = static_cast<int64_t>(seqs.size());
-  Transformer t(model.impl(), kernels, n_ctx, 1, n_seqs);
+  Transformer t(model.impl(), kernels, n_ctx, 1, n_seqs, kv);
   LogitMap out;
   for (int64_t s = 0; s < n_seqs; ++s) {
     const auto& tokens = seqs[static_cast<size_t>(s)];
@@ -142,9 +144,10 @@ LogitMap mixed_batches(const Model& model, const Kernels& kernels, const std::ve
 // then the rest kVerifyChunk tokens at a time with every row's logits (speculative
 // verification); the sequences alone, then all of them in each pass.
 LogitMap verified(const Model& model, const Kernels& kernels, const std::vector<std::vector<int32_t>>& seqs,
-                  bool together, int64_t n_ctx = 32, int threads = 2, bool long_prefix = false) {
+                  bool together, int64_t n_ctx = 32, int threads = 2, bool long_prefix = false,
+                  std::optional<KvType> kv = std::nullopt) {
   const int64_t n_seqs = static_cast<int64_t>(seqs.size());
-  Transformer t(model.impl(), kernels, n_ctx, threads, n_seqs);
+  Transformer t(model.impl(), kernels, n_ctx, threads, n_seqs, kv);
   LogitMap out;
   std::vector<size_t> done(static_cast<size_t>(n_seqs), 0);
   for (size_t step = 0;; ++step) {
@@ -219,7 +222,8 @@ TEST_P(BatchInvariance, AloneBatchedAndVerifiedLogitsAreBitwiseEqual) {
 
 // Long sequences (100, 30, 70 and 90 tokens): attention over several tiles of keys, in tiles of
 // query rows split over 3 threads (4 or 8 heads do not divide among them), the feed-forward in
-// chunks of Transformer::kFfnChunk tokens; a few models on every path.
+// chunks of Transformer::kFfnChunk tokens; a few models on every path, and with f32 and int8 KV
+// caches.
 class LongSequenceInvariance : public ::testing::TestWithParam<InvarianceCase> {};
 
 TEST_P(LongSequenceInvariance, AlonePrefilledAndVerifiedLogitsAreBitwiseEqual) {
@@ -234,17 +238,17 @@ TEST_P(LongSequenceInvariance, AlonePrefilledAndVerifiedLogitsAreBitwiseEqual) {
     for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(n_vocab));
     seqs.push_back(std::move(tokens));
   }
-  const LogitMap expected = alone(*model, kernels, seqs, n_ctx);
+  const LogitMap expected = alone(*model, kernels, seqs, n_ctx, c.kv);
 
   // All four prefilled in one pass (290 tokens), every row's logits.
-  Transformer t(model->impl(), kernels, n_ctx, 3, static_cast<int64_t>(seqs.size()));
+  Transformer t(model->impl(), kernels, n_ctx, 3, static_cast<int64_t>(seqs.size()), c.kv);
   std::vector<SequenceTokens> batch;
   for (size_t s = 0; s < seqs.size(); ++s) batch.push_back({static_cast<int64_t>(s), 0, seqs[s], true});
   LogitMap prefilled;
   run_pass(t, batch, n_vocab, prefilled);
   EXPECT_EQ(prefilled.size(), expected.size());
   EXPECT_EQ(differences(expected, prefilled), "") << "prefilled together";
-  EXPECT_EQ(differences(expected, verified(*model, kernels, seqs, true, n_ctx, 3, true)), "")
+  EXPECT_EQ(differences(expected, verified(*model, kernels, seqs, true, n_ctx, 3, true, c.kv)), "")
       << "long prefixes, then verified 4 at a time, batched";
 }
 
@@ -253,7 +257,12 @@ std::vector<InvarianceCase> long_cases() {
   for (const char* m : {"golden/qwen3-q4_0.gguf", "golden/llama-q4_k_m.gguf", "golden/qwen2-q8_0.gguf",
                         "golden/llama-f16.gguf", "models/stories260K/stories260K.gguf"}) {
     out.push_back({m, std::nullopt});
-    for (Isa isa : supported_isas()) out.push_back({m, isa});
+    for (Isa isa : supported_isas()) {
+      out.push_back({m, isa});
+      // The other KV caches (--kv-type), on the paths fast enough to take them.
+      if (isa != Isa::generic)
+        for (KvType kv : {KvType::f32, KvType::q8}) out.push_back({m, isa, kv});
+    }
   }
   return out;
 }
