@@ -258,6 +258,11 @@ std::vector<InvarianceCase> long_cases() {
                         "golden/llama-f16.gguf", "models/stories260K/stories260K.gguf"}) {
     out.push_back({m, std::nullopt});
     for (Isa isa : supported_isas()) {
+      // The generic path is compiled without FMA, so no multiply-add can fuse in some inlined
+      // copies and not others (the long sequences' hazard); it is held to the short sequences of
+      // every model (BatchInvariance) and to one long case here, which keeps the suite's time down
+      // (the generic long cases took 9 s of the file's 71).
+      if (isa == Isa::generic && std::string_view(m) != "models/stories260K/stories260K.gguf") continue;
       out.push_back({m, isa});
       // The other KV caches (--kv-type), on the paths fast enough to take them.
       if (isa != Isa::generic)
