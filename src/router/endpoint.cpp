@@ -334,7 +334,7 @@ struct DeviceRouter::Impl : std::enable_shared_from_this<DeviceRouter::Impl> {
     return call;
   }
 
-  // A cloud answer with its placeholders restored: whole, or (streamed) event by event.
+  // A cloud answer's whole body once the call is done; nullopt when it broke off.
   static std::optional<std::string> whole_answer(CloudCall& call) {
     std::unique_lock<std::mutex> lock(call.mutex);
     call.changed.wait(lock, [&] { return call.done; });

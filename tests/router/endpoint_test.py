@@ -176,6 +176,8 @@ def main():
               f"a card number (local) keeps a request that asked for the cloud model on the device: refused ({status})")
         status, _, text = post(port, "/v1/completions", {"prompt": "hi", "privacy_class": "secret"})
         check(status == 400 and "unknown privacy class" in text, f"an unknown privacy class is a 400 ({text[:100]})")
+        status, _, text = post(port, "/v1/completions", {"prompt": "hi", "privacy_class": {"nested": [1]}})
+        check(status == 400 and "privacy_class must be a string" in text, f"a privacy class that is no string is a 400 ({text[:100]})")
 
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         m = re.search(r'orchard_router_requests_total\{route="device",reason="privacy-device-only"\} (\d+)', metrics)
