@@ -99,9 +99,14 @@ struct JobSummary {
   std::string error;  // set when the job failed inside the engine (a prompt that does not fit, ...)
 };
 
+class Adapter;
+
 struct GenerationJob {
   std::vector<int32_t> prompt;
   StreamOptions options;
+  // A LoRA adapter of the engine's model (orchard/adapter.h) for this job; null: the base. Jobs
+  // with different adapters share the batched passes.
+  std::shared_ptr<const Adapter> adapter;
   // Called on an engine thread for every step; returning false cancels the job (the client left).
   std::function<bool(const TokenStep&)> on_step;
   // Asked when the job reaches its slot: true when the client left while the job was queued (the

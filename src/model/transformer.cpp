@@ -57,11 +57,12 @@ void check_kv_cache_fits(const ModelConfig& c, int64_t n_ctx, int64_t n_caches, 
 }
 
 Transformer::Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx, int n_threads,
-                         int64_t n_sequences, std::optional<KvType> kv_type)
+                         int64_t n_sequences, std::optional<KvType> kv_type, ThreadPool* shared_pool)
     : model_(model),
       config_(model.config),
       kernels_(kernels),
-      pool_(n_threads),
+      own_pool_(shared_pool ? nullptr : std::make_unique<ThreadPool>(n_threads)),
+      pool_(shared_pool ? *shared_pool : *own_pool_),
       rope_freq_(rope_frequencies(model.config, model.weights.rope_freq_factors)) {
   check_kv_cache_fits(model.config, n_ctx, n_sequences, kv_type.value_or(kernels.kv_type));
   for (int64_t s = 0; s < std::max<int64_t>(1, n_sequences); ++s)

@@ -14,6 +14,8 @@
 
 namespace orchard {
 
+class Adapter;
+
 // Per-pair RoPE frequencies: theta^(-2i/rope_dims), divided by the llama3 factors if any.
 std::vector<double> rope_frequencies(const ModelConfig& config, const std::vector<float>& freq_factors);
 
@@ -33,6 +35,8 @@ struct SequenceTokens {
   // tail's rows only, so the final norm and the output matmul (vocab x dim per row, the largest
   // matrix of a small model) run for those rows and no others.
   int64_t logit_rows = 1;
+  // A LoRA adapter applied to this sequence's projections (orchard/adapter.h); null: the base.
+  const Adapter* adapter = nullptr;
 
   // The rows of logits this entry gives; throws orchard::Error for a logit_rows out of range.
   int64_t rows_with_logits() const;
@@ -58,9 +62,12 @@ class Transformer {
   // n_threads <= 0: one per available CPU. Each of `n_sequences` sequences has its own KV
   // cache of n_ctx positions; one forward pass can advance several of them together, reading
   // the weights once for all (continuous batching). kv_type: what the caches store (default:
-  // what the kernels prefer).
+  // what the kernels prefer). shared_pool: run on another transformer's workers instead of
+  // starting its own (a draft model beside its target: the two never run at once, and a second
+  // pool's workers would spin on the cores while the first computes); n_threads is then ignored.
   Transformer(const Model::Impl& model, const Kernels& kernels, int64_t n_ctx, int n_threads = 0,
-              int64_t n_sequences = 1, std::optional<KvType> kv_type = std::nullopt);
+              int64_t n_sequences = 1, std::optional<KvType> kv_type = std::nullopt,
+              ThreadPool* shared_pool = nullptr);
   ~Transformer();
 
   // Runs `tokens` of sequence 0 at positions start .. start+n-1, filling its cache there.
@@ -92,7 +99,8 @@ class Transformer {
   const Model::Impl& model_;
   const ModelConfig& config_;
   const Kernels& kernels_;
-  ThreadPool pool_;
+  std::unique_ptr<ThreadPool> own_pool_;  // unless another transformer's is shared
+  ThreadPool& pool_;
   std::vector<KvCache> caches_;
   std::vector<double> rope_freq_;
   std::vector<int64_t> positions_;

@@ -321,7 +321,8 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
     batch.push_back({.sequence = s->sequence,
                      .start = static_cast<int64_t>(s->cached.size()),
                      .tokens = tokens,
-                     .logit_rows = logit_rows});
+                     .logit_rows = logit_rows,
+                     .adapter = s->job->adapter.get()});
     rows += static_cast<size_t>(logit_rows);
   }
   // Kept until the next pass: each slot samples from its row in place (with a 150k vocabulary,
