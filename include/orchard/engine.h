@@ -126,6 +126,11 @@ class EngineObserver {
   // A generated token; seconds since the job's submission (the first) or its previous token.
   virtual void on_token(bool first, double seconds) {}
   virtual void on_abandoned() {}  // a job its client cancelled
+  // A batched forward pass of `sequences` jobs, of which `adapters` distinct LoRA adapters (the
+  // base counts as none): requests for different adapters share passes.
+  virtual void on_pass(int64_t sequences, int64_t adapters) {}
+  // Speculative decoding verified `drafted` tokens of one job's draft and kept `accepted`.
+  virtual void on_speculation(int64_t drafted, int64_t accepted) {}
 };
 
 struct EngineOptions {
