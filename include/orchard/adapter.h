@@ -33,8 +33,15 @@ class Adapter {
 };
 
 // A model whose target weights are W + scale * B A for each adapter, in float32 (--lora-merge):
-// no per-token cost, one adapter set for every request.
+// no per-token cost, one adapter set for every request. The base must be a GGUF file (read again
+// from model->path()); the merged copy is held in memory (no limited-memory mode), prepared for
+// the fast kernels when the base was (else for the reference kernels). The sum is computed in
+// double from the dequantized base weight; untargeted tensors are copied as they are.
 std::shared_ptr<const Model> merge_adapters(std::shared_ptr<const Model> model,
                                             std::span<const std::shared_ptr<const Adapter>> adapters);
+// The same, prepared for `kernels` (KernelChoice::fast packs the matrices for the fast kernels).
+std::shared_ptr<const Model> merge_adapters(std::shared_ptr<const Model> model,
+                                            std::span<const std::shared_ptr<const Adapter>> adapters,
+                                            KernelChoice kernels);
 
 }  // namespace orchard

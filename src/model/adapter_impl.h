@@ -1,0 +1,99 @@
+// LoRA adapter files read for a model (orchard/adapter.h): one parser for PEFT folders and GGUF
+// LoRAs, shared by inference (Adapter::load) and the trainer (train::load_peft_adapter).
+//
+// Matrices come back in the model's row order. PEFT files use Hugging Face's q/k rows; a llama
+// GGUF stores q/k rows permuted for adjacent-pair RoPE, so for such a model lora_b's q/k rows are
+// permuted on load (lora_a's columns are the layer input: never affected). A GGUF LoRA has the
+// rows of llama.cpp's llama GGUFs, so for a llama model read from a Hugging Face folder its q/k
+// rows are un-permuted. Qwen models are never permuted.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "orchard/adapter.h"
+#include "orchard/model.h"
+
+namespace orchard {
+
+// The projections an adapter may target, in the order of LayerWeights' matrices.
+enum class AdapterTarget { q, k, v, o, gate, up, down };
+constexpr int kAdapterTargets = 7;
+
+// GGUF projection names (attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down) and
+// Hugging Face module names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
+const char* adapter_target_gguf(AdapterTarget target);
+const char* adapter_target_hf(AdapterTarget target);
+
+// [out, in] of a target weight in a model of this configuration.
+void adapter_target_dims(const ModelConfig& config, AdapterTarget target, int64_t& in, int64_t& out);
+
+// True when the model's q/k rows are stored permuted for adjacent-pair RoPE (a llama GGUF), so
+// that PEFT's Hugging Face rows differ from the model's.
+bool adapter_rows_permuted(const ModelConfig& config);
+
+// llama.cpp's converter stores Hugging Face's q/k rows per head with the two halves of each head
+// interleaved: GGUF row h*hd + 2j + s (pair j, member s) is Hugging Face row h*hd + s*hd/2 + j.
+int64_t hf_row_of_gguf_row(int64_t row, int64_t head_dim);
+
+// One target of one layer: A [rank, in] and B [out, rank], row-major float32, B's rows in the
+// model's order.
+struct AdapterMatrices {
+  int64_t layer = 0;
+  AdapterTarget target = AdapterTarget::q;
+  int64_t in = 0, out = 0;
+  std::vector<float> a, b;
+  std::vector<float> bt;  // B transposed, [rank, out]: what add_lora_delta_row reads (Adapter::load fills it)
+};
+
+// What an adapter file says, before a multiplier is applied.
+struct AdapterFile {
+  std::string path;
+  int64_t rank = 0;
+  double alpha = 0;
+  bool rslora = false;                 // PEFT's use_rslora: scale alpha / sqrt(rank)
+  std::vector<AdapterTarget> targets;  // PEFT: target_modules' order; GGUF: first appearance
+  // Layer by layer, each layer's targets in `targets` order.
+  std::vector<AdapterMatrices> matrices;
+
+  double scale() const;  // alpha / rank, or alpha / sqrt(rank) for rsLoRA
+};
+
+struct PeftReadOptions {
+  // Refuse tensors that are not float32 and use_rslora (the trainer resumes from its own float32
+  // files and scales by alpha / r only); inference reads F16 and BF16 too, and rsLoRA.
+  bool trainer = false;
+};
+
+// A PEFT folder (adapter_config.json + adapter_model.safetensors) for a model of `config`.
+// Throws orchard::Error naming the file and the problem.
+AdapterFile read_peft_adapter(const std::string& dir, const ModelConfig& config, const PeftReadOptions& options = {});
+
+// A GGUF LoRA (general.type "adapter", adapter.type "lora") for a model of `config`.
+AdapterFile read_gguf_adapter(const std::string& path, const ModelConfig& config);
+
+// A folder is read as PEFT, a file as a GGUF LoRA.
+AdapterFile read_adapter(const std::string& path, const ModelConfig& config);
+
+struct Adapter::Impl {
+  AdapterFile file;
+  ModelConfig model;  // of the model it was loaded for (the transformer checks it matches)
+  float multiplier = 1.0f;
+  // scale() times the multiplier, rounded to float32 once: the factor of every delta.
+  float scale = 0;
+  // matrices index per layer and target; -1 where the adapter leaves the projection alone.
+  std::vector<std::array<int32_t, kAdapterTargets>> index;
+
+  const AdapterMatrices* find(int64_t layer, AdapterTarget target) const {
+    const int32_t i = index[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+    return i < 0 ? nullptr : &file.matrices[static_cast<size_t>(i)];
+  }
+};
+
+// y[out] += scale * B (A x) for one row x[in]: first the rank values u = A x, each a dot product
+// summed in index order in float, then each output adds scale * (B u), summed in rank order. The
+// order depends on nothing but the shapes, so a row's result is the same in any batch.
+void add_lora_delta_row(const AdapterMatrices& m, float scale, const float* x, float* y);
+
+}  // namespace orchard
