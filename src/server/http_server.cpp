@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "orchard/adapter.h"
 #include "orchard/engine.h"
 #include "server/chat_service.h"
 #include "server/channel_waker.h"
@@ -95,6 +96,12 @@ void install_openai_routes(FrontServer& http, const ServedModel& served) {
         }
         send(handler.handle(api_request(req, std::move(body))), res);
       });
+    } else if (std::string_view(route.method) == "DELETE") {
+      // The name's segment as a pattern; the handler checks it (valid_adapter_name).
+      const std::string pattern = std::string(route.path) + (route.takes_name ? "[^/]+" : "");
+      http.Delete(pattern, [&handler](const httplib::Request& req, httplib::Response& res) {
+        send(handler.handle(api_request(req, "")), res);
+      });
     } else {
       http.Get(route.path, [&handler](const httplib::Request& req, httplib::Response& res) {
         send(handler.handle(api_request(req, req.body)), res);
@@ -155,7 +162,26 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
     admin_port = bind(*admin, "127.0.0.1", options.admin_port);
   }
 
-  auto model = Model::load(model_path, {.kernels = options.kernels, .memory_budget = options.memory_budget});
+  std::shared_ptr<const Model> model = Model::load(model_path, {.kernels = options.kernels, .memory_budget = options.memory_budget});
+  const std::string base_id = base_name(model_path);
+  // --lora-merge: the adapters become part of the weights, and the server is a plain one.
+  if (options.merge_adapters) {
+    if (options.allow_adapter_updates) fail("--lora-merge and --allow-adapter-updates do not go together");
+    std::vector<std::shared_ptr<const Adapter>> loaded;
+    for (const AdapterSpec& spec : options.adapters) loaded.push_back(Adapter::load(*model, spec.path, spec.scale));
+    model = merge_adapters(model, loaded, options.kernels);
+  }
+  const bool offers_adapters = !options.adapters.empty() && !options.merge_adapters;
+  AdapterRegistry adapters(model, base_id, offers_adapters, options.allow_adapter_updates);
+  if (!options.merge_adapters) {
+    for (const AdapterSpec& spec : options.adapters) {
+      try {
+        adapters.add(spec, true);
+      } catch (const RequestError& e) {
+        fail("--lora ", spec.name, "=", spec.path, ": ", e.what());
+      }
+    }
+  }
   auto tokenizer = load_model_tokenizer(*model, options.tokenizer_path);
   Metrics metrics;
   ChannelWaker waker;  // outlives the engine, which pushes tokens until it stops
@@ -163,12 +189,13 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
                 {.slots = options.parallel, .n_ctx = options.n_ctx, .kernels = options.kernels,
                  .n_threads = options.threads, .kv_cache = options.kv_cache, .observer = &metrics,
                  .share_prefix = options.share_prefix});
-  ChatService service(tokenizer, base_name(model_path), engine.n_ctx());
-  const OpenAIHandler handler(service, engine, waker, metrics, std::chrono::microseconds(options.stream_interval_us));
+  ChatService service(tokenizer, base_id, engine.n_ctx());
+  const OpenAIHandler handler(service, engine, waker, metrics, std::chrono::microseconds(options.stream_interval_us),
+                              &adapters);
 
   http.set_payload_max_length(options.max_body_bytes);
   http.set_tcp_nodelay(true);  // streamed tokens are small writes: never wait on Nagle
-  (public_routes ? public_routes : install_openai_routes)(http, {engine, service, handler, metrics, options});
+  (public_routes ? public_routes : install_openai_routes)(http, {engine, service, handler, metrics, options, adapters});
   http.set_logger([&](const httplib::Request& req, const httplib::Response& res) { metrics.count_request(req.path, res.status); });
   std::thread admin_thread;
   std::atomic<bool> admin_ended{false};

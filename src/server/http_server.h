@@ -4,8 +4,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "orchard/model.h"
+#include "server/adapter_registry.h"
 
 namespace httplib {
 struct Request;
@@ -45,6 +47,13 @@ struct ServerOptions {
   // A second listener, on loopback only, that answers /metrics and /health; -1: none, 0: any
   // free port. The private cloud node serves its counts there and not on its public port.
   int admin_port = -1;
+  // LoRA adapters (--lora NAME=PATH[:SCALE]): offered by name beside the base, each request
+  // choosing one by its "model" (AdapterRegistry), or with `merge_adapters` (--lora-merge) all of
+  // them merged into the base's weights at load, the one model served under the base's name.
+  std::vector<AdapterSpec> adapters;
+  bool merge_adapters = false;
+  // POST /v1/adapters and DELETE /v1/adapters/NAME (--allow-adapter-updates); refused (403) without.
+  bool allow_adapter_updates = false;
 };
 
 // What serve() hands to the routes of its public port.
@@ -54,6 +63,7 @@ struct ServedModel {
   const OpenAIHandler& handler;
   Metrics& metrics;
   const ServerOptions& options;
+  AdapterRegistry& adapters;
 };
 // Registers the routes of the public port; by default the OpenAI API's. The private cloud node
 // registers its gateway instead (src/cloud/node.cpp), which hands what it decrypts to `handler`.

@@ -1,5 +1,6 @@
 #include "server/metrics.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace orchard::server {
@@ -28,10 +29,12 @@ std::string label_value(const std::string& v) {
 // a client could otherwise add a series per path it invents (without bound) and, with a quote
 // or a line feed in the path, write lines of its own into the metrics.
 const std::string& Metrics::endpoint_label(const std::string& path) {
-  static const std::array<std::string, 6> known = {"/v1/chat/completions", "/v1/completions", "/v1/models",
-                                                   "/health", "/metrics", "other"};
+  static const std::array<std::string, 7> known = {"/v1/chat/completions", "/v1/completions", "/v1/models",
+                                                   "/health", "/metrics", "/v1/adapters", "other"};
   for (const std::string& route : known)
     if (path == route) return route;
+  // DELETE /v1/adapters/NAME: one series for every name.
+  if (path.starts_with("/v1/adapters/")) return known[5];
   return known.back();
 }
 
@@ -67,6 +70,12 @@ void Metrics::count_request(const std::string& path, int status) {
   requests_[{endpoint_label(path), status}]++;
 }
 
+void Metrics::on_pass(int64_t sequences, int64_t adapters) {
+  const size_t label = static_cast<size_t>(std::clamp<int64_t>(adapters, 0, kAdapterLabels - 1));
+  passes_[label] += 1;
+  pass_sequences_[label] += sequences;
+}
+
 void Metrics::count(const std::string& name, const std::string& help,
                     const std::vector<std::pair<std::string, std::string>>& labels) {
   std::string series;
@@ -97,6 +106,26 @@ std::string Metrics::render() const {
   out += "orchard_queue_depth " + std::to_string(queue_depth_.load()) + "\n";
   out += "# HELP orchard_requests_active Requests being decoded.\n# TYPE orchard_requests_active gauge\n";
   out += "orchard_requests_active " + std::to_string(active_.load()) + "\n";
+  // Passes by the distinct LoRA adapters among their sequences (the base counts as none): a pass
+  // with adapters >= 2 decoded requests of different adapters together.
+  auto adapter_label = [](size_t i) {
+    return i + 1 < kAdapterLabels ? std::to_string(i) : std::to_string(kAdapterLabels - 1) + "+";
+  };
+  out += "# HELP orchard_batch_passes_total Batched forward passes, by distinct LoRA adapters among their sequences.\n"
+         "# TYPE orchard_batch_passes_total counter\n";
+  for (size_t i = 0; i < kAdapterLabels; ++i)
+    out += "orchard_batch_passes_total{adapters=\"" + adapter_label(i) + "\"} " + std::to_string(passes_[i].load()) + "\n";
+  out += "# HELP orchard_batch_sequences_total Sequences in batched forward passes, by distinct LoRA adapters in the pass.\n"
+         "# TYPE orchard_batch_sequences_total counter\n";
+  for (size_t i = 0; i < kAdapterLabels; ++i)
+    out += "orchard_batch_sequences_total{adapters=\"" + adapter_label(i) + "\"} " + std::to_string(pass_sequences_[i].load()) +
+           "\n";
+  out += "# HELP orchard_speculative_drafted_tokens_total Draft tokens verified by speculative decoding.\n"
+         "# TYPE orchard_speculative_drafted_tokens_total counter\n";
+  out += "orchard_speculative_drafted_tokens_total " + std::to_string(drafted_tokens_.load()) + "\n";
+  out += "# HELP orchard_speculative_accepted_tokens_total Draft tokens accepted by speculative decoding.\n"
+         "# TYPE orchard_speculative_accepted_tokens_total counter\n";
+  out += "orchard_speculative_accepted_tokens_total " + std::to_string(accepted_tokens_.load()) + "\n";
   ttft_.render("orchard_time_to_first_token_seconds", "Time from request to its first generated token.", out);
   token_latency_.render("orchard_token_latency_seconds", "Time between consecutive generated tokens.", out);
   std::lock_guard<std::mutex> lock(mutex_);

@@ -1,5 +1,6 @@
 // Prometheus metrics of the server: requests by status, token counts, time to first token and
-// per-token latency histograms, queue depth, requests in flight.
+// per-token latency histograms, queue depth, requests in flight, batched passes by how many
+// LoRA adapters shared them, speculative tokens drafted and accepted.
 #pragma once
 #include <array>
 #include <atomic>
@@ -42,6 +43,14 @@ class Metrics : public EngineObserver {
   void on_abandoned() override { ++abandoned_; }
   void on_queue_depth(int64_t jobs) override { queue_depth_ = jobs; }
   void on_active(int64_t jobs) override { active_ = jobs; }
+  // Counted by the number of distinct adapters in the pass, 0 to kAdapterLabels - 2 and then
+  // "N+" in one series: labels from a fixed set, however many adapters a server holds.
+  void on_pass(int64_t sequences, int64_t adapters) override;
+  void on_speculation(int64_t drafted, int64_t accepted) override {
+    drafted_tokens_ += drafted;
+    accepted_tokens_ += accepted;
+  }
+  static constexpr int kAdapterLabels = 9;  // "0" .. "7", "8+"
   // A counter that a layer above the server keeps here, so that one /metrics shows it (the
   // router's requests by route and reason): `name` (rendered with `help` once), labels as
   // name=value pairs; each call adds 1 to the series of those labels.
@@ -55,6 +64,8 @@ class Metrics : public EngineObserver {
   // count(): name -> help and the series (the rendered label set -> count).
   std::map<std::string, std::pair<std::string, std::map<std::string, uint64_t>>> counters_;
   std::atomic<int64_t> prompt_tokens_{0}, generated_tokens_{0}, abandoned_{0}, queue_depth_{0}, active_{0};
+  std::atomic<int64_t> drafted_tokens_{0}, accepted_tokens_{0};
+  std::array<std::atomic<int64_t>, kAdapterLabels> passes_{}, pass_sequences_{};
   Histogram ttft_, token_latency_;
 };
 

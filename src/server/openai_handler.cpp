@@ -1,6 +1,7 @@
 #include "server/openai_handler.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -8,6 +9,7 @@
 
 #include "base/error.h"
 #include "orchard/engine.h"
+#include "server/adapter_registry.h"
 #include "server/chat_service.h"
 #include "server/chunk_template.h"
 #include "server/metrics.h"
@@ -74,11 +76,12 @@ json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
 constexpr std::string_view kJsonProbe = " ", kSseProbe = ":\n";
 
 std::shared_ptr<RequestChannel> submit(Engine& engine, ChannelWaker& waker, const PreparedJob& prepared,
-                                       Clock::duration write_interval) {
+                                       std::shared_ptr<const Adapter> adapter, Clock::duration write_interval) {
   auto channel = std::make_shared<RequestChannel>(waker, write_interval);
   auto job = std::make_shared<GenerationJob>();
   job->prompt = prepared.prompt;
   job->options = prepared.options;
+  job->adapter = std::move(adapter);
   job->on_step = [channel](const TokenStep& step) { return channel->push(step); };
   job->abandoned = [channel] { return channel->cancelled(); };
   job->on_done = [channel](const JobSummary& summary) { channel->close(summary); };
@@ -123,6 +126,10 @@ ApiResponse event_stream(std::function<bool(ClientConnection&)> write_body) {
   return response;
 }
 
+json adapter_model_json(const AdapterEntry& e, const std::string& parent) {
+  return json{{"id", e.name}, {"object", "model"}, {"created", e.created}, {"owned_by", "orchard"}, {"parent", parent}};
+}
+
 json chat_envelope(const std::string& model, const std::string& id, int64_t created, const char* object, json choice) {
   return json{{"id", id}, {"object", object}, {"created", created}, {"model", model},
               {"system_fingerprint", "orchard"}, {"choices", json::array({std::move(choice)})}};
@@ -137,12 +144,21 @@ ApiResponse error_response(int status, const std::string& message, const std::st
 ApiResponse error_response(const RequestError& e) { return error_response(e.status, e.what(), e.param, e.code); }
 
 OpenAIHandler::OpenAIHandler(ChatService& service, Engine& engine, ChannelWaker& waker, const Metrics& metrics,
-                             Clock::duration stream_interval)
-    : service_(service), engine_(engine), waker_(waker), metrics_(metrics), stream_interval_(stream_interval) {}
+                             Clock::duration stream_interval, AdapterRegistry* adapters)
+    : service_(service),
+      engine_(engine),
+      waker_(waker),
+      metrics_(metrics),
+      stream_interval_(stream_interval),
+      no_adapters_(adapters ? nullptr : std::make_unique<AdapterRegistry>(nullptr, service.model_name(), false, false)),
+      adapters_(adapters ? *adapters : *no_adapters_) {}
+
+OpenAIHandler::~OpenAIHandler() = default;
 
 const std::vector<OpenAIHandler::Route>& OpenAIHandler::routes() {
   static const std::vector<Route> all = {{"POST", "/v1/chat/completions"}, {"POST", "/v1/completions"},
-                                         {"GET", "/v1/models"}, {"GET", "/health"}, {"GET", "/metrics"}};
+                                         {"GET", "/v1/models"}, {"GET", "/health"}, {"GET", "/metrics"},
+                                         {"POST", "/v1/adapters"}, {"DELETE", "/v1/adapters/", true}};
   return all;
 }
 
@@ -152,10 +168,10 @@ ApiResponse OpenAIHandler::handle(const ApiRequest& request) const {
   try {
     if (method == "POST" && path == "/v1/chat/completions") return chat(request);
     if (method == "POST" && path == "/v1/completions") return completion(request);
-    if (method == "GET" && path == "/v1/models")
-      return json_response(200, json{{"object", "list"},
-                                     {"data", json::array({{{"id", service_.model_name()}, {"object", "model"},
-                                                            {"created", unix_time()}, {"owned_by", "orchard"}}})}});
+    if (method == "GET" && path == "/v1/models") return models();
+    if (method == "POST" && path == "/v1/adapters") return load_adapter(request);
+    if (constexpr std::string_view kAdapters = "/v1/adapters/"; method == "DELETE" && path.starts_with(kAdapters))
+      return unload_adapter(path.substr(kAdapters.size()));
     if (method == "GET" && path == "/health") return json_response(200, json{{"status", "ok"}});
     if (method == "GET" && path == "/metrics") {
       ApiResponse response;
@@ -173,14 +189,17 @@ ApiResponse OpenAIHandler::handle(const ApiRequest& request) const {
 
 ApiResponse OpenAIHandler::chat(const ApiRequest& http) const {
   const ChatRequest request = parse_chat_request(parse_body(http.body));
+  // The model before the prompt: a request for a model this server does not have is a 404 whatever
+  // its messages (a template that cannot render them, a schema that does not compile).
+  const ModelChoice choice = adapters_.resolve(request.model);
   const PreparedJob prepared = service_.prepare(request, http.client_left);
-  auto channel = submit(engine_, waker_, prepared, request.stream ? stream_interval_ : Clock::duration{});
+  auto channel = submit(engine_, waker_, prepared, choice.adapter, request.stream ? stream_interval_ : Clock::duration{});
   const std::string id = new_id("chatcmpl");
   const int64_t created = unix_time();  // one time for every chunk of the completion
   const bool tools = prepared.tools_enabled, logprobs = request.logprobs;
   // The service outlives every answer, also one written after this function has returned.
   const ChatService* service = &service_;
-  const std::string* model = &service_.model_name();
+  const auto model = std::make_shared<const std::string>(choice.id);  // the base's id or the adapter's name
 
   if (!request.stream) {
     return answer_when_done(channel, [=](const std::vector<TokenStep>& steps, const JobSummary& summary) {
@@ -273,13 +292,51 @@ ApiResponse OpenAIHandler::chat(const ApiRequest& http) const {
   });
 }
 
+// The base, then each adapter with its parent (the base's id), as OpenAI's model objects.
+ApiResponse OpenAIHandler::models() const {
+  json data = json::array();
+  data.push_back({{"id", adapters_.base_id()}, {"object", "model"}, {"created", unix_time()}, {"owned_by", "orchard"}});
+  for (const AdapterEntry& e : adapters_.list())
+    data.push_back(adapter_model_json(e, adapters_.base_id()));
+  return json_response(200, json{{"object", "list"}, {"data", std::move(data)}});
+}
+
+ApiResponse OpenAIHandler::load_adapter(const ApiRequest& http) const {
+  // Refused before the body is looked at: on a server without the option nothing here is asked.
+  adapters_.require_updates();
+  const json body = parse_body(http.body);
+  if (!body.is_object()) throw RequestError(400, "the body must be a JSON object {\"name\", \"path\", \"scale\"}");
+  auto text = [&](const char* name) {
+    auto it = body.find(name);
+    if (it == body.end() || !it->is_string())
+      throw RequestError(400, str_cat("'", name, "' must be a string"), name, "invalid_value");
+    return it->get<std::string>();
+  };
+  AdapterSpec spec{.name = text("name"), .path = text("path"), .scale = 1.0f};
+  if (auto it = body.find("scale"); it != body.end() && !it->is_null()) {
+    if (!it->is_number()) throw RequestError(400, "'scale' must be a number", "scale", "invalid_value");
+    const double scale = it->get<double>();
+    if (!(std::fabs(scale) <= AdapterRegistry::kMaxScale))
+      throw RequestError(400, str_cat("'scale' must be between -", AdapterRegistry::kMaxScale, " and ", AdapterRegistry::kMaxScale),
+                         "scale", "invalid_value");
+    spec.scale = static_cast<float>(scale);
+  }
+  return json_response(200, adapter_model_json(adapters_.add(spec), adapters_.base_id()));
+}
+
+ApiResponse OpenAIHandler::unload_adapter(const std::string& name) const {
+  adapters_.remove(name);
+  return json_response(200, json{{"id", name}, {"object", "model"}, {"deleted", true}});
+}
+
 ApiResponse OpenAIHandler::completion(const ApiRequest& http) const {
   const CompletionRequest request = parse_completion_request(parse_body(http.body));
+  const ModelChoice chosen = adapters_.resolve(request.model);
   const PreparedJob prepared = service_.prepare(request);
-  auto channel = submit(engine_, waker_, prepared, request.stream ? stream_interval_ : Clock::duration{});
+  auto channel = submit(engine_, waker_, prepared, chosen.adapter, request.stream ? stream_interval_ : Clock::duration{});
   const std::string id = new_id("cmpl"), echo = request.echo ? request.prompt : "";
   const int64_t created = unix_time();  // one time for every chunk of the completion
-  const std::string* model = &service_.model_name();  // the service outlives every answer
+  const auto model = std::make_shared<const std::string>(chosen.id);  // the base's id or the adapter's name
   const ChatService* service = &service_;
   const bool logprobs = request.logprobs >= 0;
   // Where the logprobs start: with echo, the prompt's own tokens (the first one's logprob null),

@@ -19,6 +19,7 @@
 #pragma once
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,6 +33,7 @@ class Engine;
 
 namespace orchard::server {
 
+class AdapterRegistry;
 class ChannelWaker;
 class ChatService;
 class Metrics;
@@ -81,8 +83,11 @@ class OpenAIHandler {
   // `engine` runs the jobs, `service` turns requests into them; `waker` wakes the threads that
   // wait on streams (it must outlive the engine); `metrics` is rendered at /metrics.
   // `stream_interval`: the least time between two writes of one stream (ServerOptions).
+  // `adapters`: the LoRA adapters requests may choose by "model" (/v1/models lists them,
+  // /v1/adapters loads and unloads them); null: none, and any model name means the base.
   OpenAIHandler(ChatService& service, Engine& engine, ChannelWaker& waker, const Metrics& metrics,
-                Clock::duration stream_interval);
+                Clock::duration stream_interval, AdapterRegistry* adapters = nullptr);
+  ~OpenAIHandler();
 
   // Thread-safe. Never throws: a client mistake is an OpenAI error object with its 4xx status,
   // anything else a 500 with type "server_error". May block until the job has started (an answer
@@ -94,18 +99,26 @@ class OpenAIHandler {
   struct Route {
     const char* method;
     const char* path;
+    // The path takes one more segment, a name (DELETE /v1/adapters/NAME): a transport that
+    // matches paths exactly does not reach it.
+    bool takes_name = false;
   };
   static const std::vector<Route>& routes();
 
  private:
   ApiResponse chat(const ApiRequest& request) const;
   ApiResponse completion(const ApiRequest& request) const;
+  ApiResponse models() const;
+  ApiResponse load_adapter(const ApiRequest& request) const;
+  ApiResponse unload_adapter(const std::string& name) const;
 
   ChatService& service_;
   Engine& engine_;
   ChannelWaker& waker_;
   const Metrics& metrics_;
   const Clock::duration stream_interval_;
+  std::unique_ptr<AdapterRegistry> no_adapters_;  // when none is given: the base under any name
+  AdapterRegistry& adapters_;
 };
 
 // An OpenAI error object as a whole response: type "invalid_request_error" below 500,

@@ -75,6 +75,15 @@ SamplingParams sampling_from(const json& body) {
   return p;
 }
 
+// The model a request names (AdapterRegistry::resolve decides what it chooses); absent or null:
+// none named.
+std::optional<std::string> model_from(const json& body) {
+  const json* v = field(body, "model");
+  if (!v) return std::nullopt;
+  if (!v->is_string()) bad("model", "'model' must be a string");
+  return v->get<std::string>();
+}
+
 std::optional<int64_t> max_tokens_from(const json& body) {
   std::optional<int64_t> a = integer_in(body, "max_completion_tokens", 1, int64_t{1} << 30);
   std::optional<int64_t> b = integer_in(body, "max_tokens", 1, int64_t{1} << 30);
@@ -167,6 +176,7 @@ ChatRequest parse_chat_request(const json& body) {
     bad("messages", "'messages' must be a non-empty array");
   for (size_t i = 0; i < messages->size(); ++i) check_message((*messages)[i], i);
   r.messages = normalized_messages(*messages);
+  r.model = model_from(body);
   check_n(body);
   r.sampling = sampling_from(body);
   r.max_tokens = max_tokens_from(body);
@@ -247,6 +257,7 @@ CompletionRequest parse_completion_request(const json& body) {
   } else {
     bad("prompt", "'prompt' must be a string (one prompt per request)");
   }
+  r.model = model_from(body);
   check_n(body);
   r.sampling = sampling_from(body);
   // 0 scores the echoed prompt without generating (checked with echo below).

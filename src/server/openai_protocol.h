@@ -32,6 +32,7 @@ json error_body(const std::string& message, const std::string& type, const std::
 enum class ToolChoiceMode { none, auto_, required, function };
 
 struct ChatRequest {
+  std::optional<std::string> model;  // as sent; AdapterRegistry::resolve says what it chooses
   json messages;  // validated; passed to the chat template as is
   json tools;     // null when absent
   ToolChoiceMode tool_choice = ToolChoiceMode::auto_;
@@ -49,6 +50,7 @@ struct ChatRequest {
 };
 
 struct CompletionRequest {
+  std::optional<std::string> model;
   std::string prompt;
   SamplingParams sampling;
   std::optional<int64_t> max_tokens;
