@@ -1,10 +1,17 @@
 // orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]
 //               [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]
+//               [--spec ngram | --draft-model PATH [--draft-max K] [--draft-min N] [--prompt-file F]]
 // Prefill and decode speed in the manner of llama-bench: a prompt of random tokens, an empty
 // cache before each repetition, tokens per second as mean +- sd over the repetitions.
 // pp: one batch of p tokens; tg: n tokens decoded one at a time from an empty cache.
+// With --spec or --draft-model: greedy generation of n tokens after the prompt (the text of
+// --prompt-file, else p random tokens) through the engine, without and with speculation in
+// alternate repetitions, with the acceptance rate and the tokens per pass (per read of the
+// weights, which is what limited-memory mode pays for).
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,10 +19,12 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "command.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
 #include "model_options.h"
+#include "orchard/engine.h"
 #include "orchard/model.h"
 
 namespace orchard::cli {
@@ -51,6 +60,82 @@ int64_t option(Args& args, const std::string& short_name, const std::string& lon
 
 int context_threads(int requested) { return requested > 0 ? requested : available_cpus(); }
 
+struct SpeculationRun {
+  double tokens_per_second = 0;
+  JobSummary summary;
+  int64_t decode_passes = 0;  // forward passes after the prompt's
+};
+
+// One greedy generation of n tokens through an engine of one slot (a fresh one: an empty cache).
+SpeculationRun time_generation(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+                               const EngineOptions& options, const std::vector<int32_t>& prompt, int64_t n) {
+  struct PassCounter : EngineObserver {
+    std::atomic<int64_t> passes{0};
+    void on_pass(int64_t, int64_t) override { ++passes; }
+  } counter;
+  EngineOptions with_counter = options;
+  with_counter.observer = &counter;
+  Engine engine(std::move(model), std::move(tokenizer), with_counter);
+  GenerationJob job{.prompt = prompt};
+  job.options.sampling.temperature = 0;
+  job.options.max_tokens = n;
+  std::chrono::steady_clock::time_point first;
+  bool started = false;
+  job.on_step = [&](const TokenStep&) {
+    if (!started) first = std::chrono::steady_clock::now(), started = true;  // the prompt's pass is done
+    return true;
+  };
+  SpeculationRun run;
+  run.summary = engine.run(std::move(job));
+  if (!run.summary.error.empty()) fail("orchard bench: ", run.summary.error);
+  // Decode speed: the tokens after the first (which the prompt's pass gives) over the time after it.
+  run.tokens_per_second = static_cast<double>(std::max<int64_t>(0, run.summary.completion_tokens - 1)) / seconds_since(first);
+  run.decode_passes = counter.passes - 1;
+  return run;
+}
+
+int run_speculation_bench(const std::string& path, std::shared_ptr<const Model> model, const SpeculationOptions& speculation,
+                          const std::string& prompt_file, int64_t n_prompt, int64_t n_gen, int64_t reps,
+                          const EngineOptions& engine_options) {
+  auto tokenizer = load_model_tokenizer(*model);
+  std::vector<int32_t> prompt;
+  if (!prompt_file.empty()) {
+    prompt = tokenizer->encode(read_text_file(prompt_file), tokenizer->adds_bos());
+  } else {
+    std::mt19937 rng(42);
+    std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(tokenizer->vocab_size() - 1));
+    prompt.resize(static_cast<size_t>(std::max<int64_t>(1, n_prompt)));
+    for (int32_t& t : prompt) t = token(rng);
+  }
+  EngineOptions plain = engine_options, speculative = engine_options;
+  plain.n_ctx = speculative.n_ctx = static_cast<int64_t>(prompt.size()) + n_gen + 1;
+  speculative.speculation = speculation;
+  std::vector<double> without, with;
+  int64_t drafted = 0, accepted = 0, passes = 0, generated = 0;
+  for (int64_t r = 0; r < reps; ++r) {  // alternated, so that a neighbour's load falls on both
+    without.push_back(time_generation(model, tokenizer, plain, prompt, n_gen).tokens_per_second);
+    const SpeculationRun s = time_generation(model, tokenizer, speculative, prompt, n_gen);
+    with.push_back(s.tokens_per_second);
+    drafted += s.summary.drafted_tokens, accepted += s.summary.accepted_tokens;
+    passes += s.decode_passes, generated += s.summary.completion_tokens - 1;
+  }
+  std::sort(without.begin(), without.end());
+  std::sort(with.begin(), with.end());
+  const double a = without[without.size() / 2], b = with[with.size() / 2];
+  std::printf("model: %s, prompt %zu tokens, %lld generated, %s, draft-max %d\n", path.c_str(), prompt.size(),
+              (long long)n_gen,
+              speculation.mode == SpeculationMode::ngram ? "prompt lookup"
+                                                         : ("draft " + speculation.draft_model->path()).c_str(),
+              speculation.draft_max);
+  std::printf("decode without speculation %10.2f t/s (median of %lld)\n", a, (long long)reps);
+  std::printf("decode with speculation    %10.2f t/s (median of %lld), %.2fx\n", b, (long long)reps, b / a);
+  std::printf("acceptance %.1f%% (%lld of %lld drafted), %.2f tokens per pass (per read of the weights)\n",
+              100.0 * static_cast<double>(accepted) / static_cast<double>(std::max<int64_t>(1, drafted)),
+              (long long)accepted, (long long)drafted,
+              static_cast<double>(generated) / static_cast<double>(std::max<int64_t>(1, passes)));
+  return 0;
+}
+
 int run_bench(Args& args) {
   const std::string path = args.require("model");
   const int64_t n_prompt = option(args, "p", "n-prompt", 512);
@@ -59,14 +144,22 @@ int run_bench(Args& args) {
   const int n_threads = static_cast<int>(option(args, "t", "threads", 0));
   const KernelChoice kernels = kernel_choice(args);
   const bool json = args.flag("json");
-  const uint64_t budget = memory_budget(args);
+  uint64_t budget = memory_budget(args);
   const KvCacheType kv_cache = kv_cache_type(args);
   const bool verbose = args.flag("verbose");
+  const SpeculationArgs spec = speculation_args(args);
+  const std::string prompt_file = args.get_or("prompt-file", "");
   args.finish();
+  if (!prompt_file.empty() && spec.mode == SpeculationMode::off)
+    fail("orchard bench: --prompt-file goes with --spec ngram or --draft-model");
 
+  const SpeculationOptions speculation = load_speculation(spec, kernels, budget);
   const auto load_start = std::chrono::steady_clock::now();
   auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
   const double load_seconds = seconds_since(load_start);
+  if (speculation.mode != SpeculationMode::off)
+    return run_speculation_bench(path, model, speculation, prompt_file, n_prompt, n_gen, reps,
+                                 {.kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache});
   const int64_t n_ctx = std::max<int64_t>(n_prompt + n_gen, 1);
   Context context(model, {.n_ctx = n_ctx, .kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache});
 

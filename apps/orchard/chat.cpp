@@ -78,9 +78,11 @@ int run_chat(Args& args) {
   const std::string tokenizer_path = args.get_or("tokenizer", "");
   std::string system_prompt = args.get_or("system", "");
   const KernelChoice kernels = kernel_choice(args);
-  const uint64_t budget = memory_budget(args);
+  uint64_t budget = memory_budget(args);
   const KvCacheType kv_cache = kv_cache_type(args);
   const int64_t n_ctx = context_size(args);
+  const bool verbose = args.flag("verbose");
+  const SpeculationArgs spec = speculation_args(args);
   const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
   StreamOptions options;
   options.sampling.temperature = static_cast<float>(args.get_double("temperature").value_or(0.7));
@@ -88,12 +90,14 @@ int run_chat(Args& args) {
   options.max_tokens = max_tokens.value_or(-1);
   args.finish();
 
+  const SpeculationOptions speculation = load_speculation(spec, kernels, budget);
   LoadOptions load{.kernels = kernels, .memory_budget = budget};
   if (isatty(STDERR_FILENO)) load.on_progress = draw_progress;
   auto model = Model::load(path, load);
   if (load.on_progress) std::fputs("\n", stderr);
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path);
-  Session session(model, tokenizer, {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache});
+  Session session(model, tokenizer,
+                  {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache, .speculation = speculation});
   const bool has_template = !tokenizer->chat_template().empty();
   const std::string bos = tokenizer->bos_id() ? tokenizer->token_text(*tokenizer->bos_id()) : "";
   const std::string eos = tokenizer->eos_ids().empty() ? "" : tokenizer->token_text(tokenizer->eos_ids().front());
@@ -153,6 +157,7 @@ int run_chat(Args& args) {
       return true;
     }, &interrupted);
     std::fputs(result.stop == StopReason::cancelled ? " [stopped]\n" : "\n", stdout);
+    if (verbose) print_speculation(result.summary, session.engine().flash_stats());
     interrupted = false;
     if (has_template) messages.push_back({{"role", "assistant"}, {"content", reply}});
     else transcript += reply;
@@ -161,7 +166,7 @@ int run_chat(Args& args) {
   return 0;
 }
 
-const RegisterCommand kChat("chat", "talk with a model in the terminal", run_chat);
+const RegisterCommand kChat("chat", "talk with a model in the terminal", run_chat, {"verbose"});
 
 }  // namespace
 }  // namespace orchard::cli

@@ -58,6 +58,52 @@ void print_flash_stats(const FlashStats& s) {
                s.io_wait_s / tokens, s.compute_s / tokens);
 }
 
+SpeculationArgs speculation_args(Args& args) {
+  SpeculationArgs spec;
+  const std::optional<std::string> mode = args.get("spec");
+  const std::optional<std::string> draft = args.get("draft-model");
+  if (mode && *mode != "ngram" && *mode != "draft" && *mode != "off")
+    fail("--spec must be ngram, draft or off, got \"", *mode, "\"");
+  if (draft) spec.mode = SpeculationMode::draft_model, spec.draft_path = *draft;
+  if (mode && *mode == "ngram") {
+    if (draft) fail("--spec ngram and --draft-model: choose one");
+    spec.mode = SpeculationMode::ngram;
+  }
+  if (mode && *mode == "draft" && !draft) fail("--spec draft needs --draft-model PATH");
+  if (mode && *mode == "off") spec.mode = SpeculationMode::off;
+  const int64_t max = args.get_int("draft-max").value_or(spec.draft_max);
+  const int64_t min = args.get_int("draft-min").value_or(spec.draft_min);
+  if (max < 1 || max > 64) fail("--draft-max must be between 1 and 64, got ", max);
+  if (min < 0 || min > max) fail("--draft-min must be between 0 and --draft-max (", max, "), got ", min);
+  spec.draft_max = static_cast<int>(max), spec.draft_min = static_cast<int>(min);
+  return spec;
+}
+
+SpeculationOptions load_speculation(const SpeculationArgs& spec, KernelChoice kernels, uint64_t& budget) {
+  SpeculationOptions options{.mode = spec.mode, .draft_max = spec.draft_max, .draft_min = spec.draft_min};
+  if (spec.mode != SpeculationMode::draft_model) return options;
+  options.draft_model = Model::load(spec.draft_path, {.kernels = kernels});
+  if (budget > 0) {
+    const uint64_t draft = options.draft_model->file_bytes();
+    if (draft >= budget)
+      fail("--memory-budget: the draft model ", spec.draft_path, " (", draft / 1048576, " MiB) stays resident and leaves "
+           "nothing of the ", budget / 1048576, " MiB budget for the model");
+    budget -= draft;
+  }
+  return options;
+}
+
+void print_speculation(const JobSummary& summary, const FlashStats& flash) {
+  if (summary.drafted_tokens == 0) return;
+  std::fprintf(stderr, "speculation: %lld tokens drafted, %lld accepted (%.1f%%)\n", (long long)summary.drafted_tokens,
+               (long long)summary.accepted_tokens,
+               100.0 * static_cast<double>(summary.accepted_tokens) / static_cast<double>(summary.drafted_tokens));
+  if (flash.active && flash.passes > 0)
+    std::fprintf(stderr, "speculation: %.2f tokens per read of the streamed weights (%lld passes)\n",
+                 static_cast<double>(summary.completion_tokens + summary.prompt_tokens - summary.cached_prompt_tokens) /
+                     static_cast<double>(flash.passes), (long long)flash.passes);
+}
+
 std::vector<int32_t> parse_token_list(const std::string& text, const std::string& option) {
   std::vector<int32_t> ids;
   size_t pos = 0;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "args.h"
+#include "orchard/engine.h"
 #include "orchard/model.h"
 
 namespace orchard::cli {
@@ -24,6 +25,24 @@ uint64_t memory_budget(Args& args);
 
 // Limited-memory mode's figures of `context` on stderr, per token (nothing when inactive).
 void print_flash_stats(const FlashStats& stats);
+
+// Speculative decoding: --spec ngram, or --draft-model PATH (--spec draft implied), with
+// --draft-max K (default 4) and --draft-min N (default 0). Parsed before Args::finish.
+struct SpeculationArgs {
+  SpeculationMode mode = SpeculationMode::off;
+  std::string draft_path;
+  int draft_max = 4, draft_min = 0;
+};
+SpeculationArgs speculation_args(Args& args);
+
+// Loads the draft model (resident: never streamed) with `kernels`. Under a memory budget
+// (limited-memory mode) the draft's bytes count against it: `budget` is lowered by them, and a
+// budget they do not leave room in is refused.
+SpeculationOptions load_speculation(const SpeculationArgs& spec, KernelChoice kernels, uint64_t& budget);
+
+// What speculation did for a job, on stderr (nothing when it drafted nothing); with `flash`
+// active, the generated tokens per read of the streamed weights.
+void print_speculation(const JobSummary& summary, const FlashStats& flash);
 
 // "1,2,3" -> ids; orchard::Error naming --tokens when malformed.
 std::vector<int32_t> parse_token_list(const std::string& text, const std::string& option);

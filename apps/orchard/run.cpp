@@ -1,5 +1,6 @@
 // orchard run --model PATH --prompt TEXT [--raw] [sampling options] [--max-tokens N]
 //             [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]
+//             [--spec ngram | --draft-model PATH] [--draft-max K] [--draft-min N]
 // Streams exactly the generated text to stdout; everything else goes to stderr.
 #include <cstdio>
 
@@ -22,6 +23,8 @@ SamplingParams sampling_params(Args& args) {
   p.min_p = static_cast<float>(args.get_double("min-p").value_or(p.min_p));
   p.repeat_penalty = static_cast<float>(args.get_double("repeat-penalty").value_or(p.repeat_penalty));
   p.seed = static_cast<uint64_t>(args.get_int("seed").value_or(0));
+  p.presence_penalty = static_cast<float>(args.get_double("presence-penalty").value_or(p.presence_penalty));
+  p.frequency_penalty = static_cast<float>(args.get_double("frequency-penalty").value_or(p.frequency_penalty));
   return p;
 }
 
@@ -33,18 +36,21 @@ int run_generation(Args& args) {
   const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
   const int64_t n_ctx = context_size(args);
   const KernelChoice kernels = kernel_choice(args);
-  const uint64_t budget = memory_budget(args);
+  uint64_t budget = memory_budget(args);
   const KvCacheType kv_cache = kv_cache_type(args);
   const bool verbose = args.flag("verbose");
+  const SpeculationArgs spec = speculation_args(args);
   StreamOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
   args.finish();
   if (max_tokens && *max_tokens < 0) fail("orchard run: --max-tokens must be >= 0");
 
+  const SpeculationOptions speculation = load_speculation(spec, kernels, budget);
   auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));
   const std::vector<int32_t> prompt_ids = raw ? tokenizer->encode(prompt, tokenizer->adds_bos())
                                               : chat_prompt_ids(*tokenizer, prompt);
-  Engine engine(model, tokenizer, {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache});
+  Engine engine(model, tokenizer,
+                {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache, .speculation = speculation});
   GenerationJob job{.prompt = prompt_ids, .options = options};
   job.on_step = [](const TokenStep& step) {
     std::fwrite(step.text.data(), 1, step.text.size(), stdout);
@@ -54,7 +60,10 @@ int run_generation(Args& args) {
   const JobSummary summary = engine.run(std::move(job));
   if (!summary.error.empty()) fail("orchard run: ", summary.error);
   std::fputc('\n', stdout);
-  if (verbose) print_flash_stats(engine.flash_stats());
+  if (verbose) {
+    print_flash_stats(engine.flash_stats());
+    print_speculation(summary, engine.flash_stats());
+  }
   return 0;
 }
 

@@ -5,9 +5,9 @@
 // `orchard serve`, Session and the C API all generate through it.
 //
 // A job goes in (prompt tokens and options), steps come out on the engine's threads (token, text,
-// logprobs, finish reason), and a summary ends it (usage, error). A speculative decoder plugs in
-// at the step (docs/architecture.md, "The engine"): several pending tokens per slot, rolling a
-// slot back by k tokens, and the sampler's probabilities.
+// logprobs, finish reason), and a summary ends it (usage, error). With speculative decoding
+// (SpeculationOptions) a step verifies a slot's drafted tokens in the same batched pass and hands
+// the kept ones to the job one step each (docs/architecture.md, "Speculative decoding").
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -96,6 +96,8 @@ struct JobSummary {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   int64_t cached_prompt_tokens = 0;  // taken from a slot's cache instead of prefilled
+  // Speculative decoding: draft tokens verified, and how many of them were kept.
+  int64_t drafted_tokens = 0, accepted_tokens = 0;
   std::string error;  // set when the job failed inside the engine (a prompt that does not fit, ...)
 };
 
@@ -133,6 +135,28 @@ class EngineObserver {
   virtual void on_speculation(int64_t drafted, int64_t accepted) {}
 };
 
+// Speculative decoding: a cheap proposer drafts a few tokens, and one batched pass of the model
+// checks them all, reading the weights once for several tokens. The output is the model's own:
+// greedy decoding gives exactly the tokens it gives without speculation (the kernels are
+// batch-invariant: a row's logits do not depend on how many rows share the pass), and sampling
+// keeps a draft by exact rejection sampling, so the text has the model's distribution.
+enum class SpeculationMode {
+  off,
+  ngram,        // prompt lookup: the tokens that followed the latest earlier occurrence of the context's last n-gram
+  draft_model,  // a smaller model of the same vocabulary drafts them, one token at a time
+};
+
+struct SpeculationOptions {
+  SpeculationMode mode = SpeculationMode::off;
+  std::shared_ptr<const Model> draft_model;  // SpeculationMode::draft_model: same tokenizer (checked)
+  int draft_max = 4;  // tokens drafted per step, at most
+  int draft_min = 0;  // a shorter draft is not verified (the step decodes one token)
+  int ngram_max = 3;  // ngram: the context's last ngram_max tokens are looked up first, then shorter ones
+  int ngram_min = 1;
+  // For tests only: keep every draft, the wrong rule that the sampling tests must catch.
+  bool accept_every_draft_for_testing = false;
+};
+
 struct EngineOptions {
   int slots = 1;      // jobs decoded together
   int64_t n_ctx = 0;  // per slot; 0: the model's trained context length (capped at 4096)
@@ -144,6 +168,7 @@ struct EngineOptions {
   // keys and values are zeroed when it ends, so neither another job's timing (a reused prefix is
   // faster) nor the memory of a slot tells anything of its prompt (the private cloud node).
   bool share_prefix = true;
+  SpeculationOptions speculation;
 };
 
 class Engine {
@@ -187,6 +212,7 @@ struct GenerateResult {
   std::vector<int32_t> tokens;  // generated, without the end-of-sequence token
   StopReason stop = StopReason::none;
   int64_t reused_tokens = 0;    // prompt tokens taken from the cache
+  JobSummary summary;           // the engine's (usage, speculation)
 };
 
 // A conversation over an engine of one slot: each turn's prompt is the whole conversation so far,

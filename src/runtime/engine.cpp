@@ -13,6 +13,7 @@
 #include "model/model_impl.h"
 #include "model/transformer.h"
 #include "runtime/prompt_limits.h"
+#include "runtime/speculation.h"
 #include "runtime/token_stream.h"
 
 namespace orchard {
@@ -55,10 +56,17 @@ struct Slot {
   bool occupied = false;
   bool forget = false;  // clear_cache came while the slot was taken: empty `cached` when it frees
   std::vector<int32_t> cached;   // tokens whose keys and values are in the cache
+  // The adapter the cache was computed with: a prefix is shared only between jobs of the same one.
+  std::shared_ptr<const Adapter> cached_adapter;
   // The rest belongs to the lane's thread.
-  int32_t next_token = -1;       // picked, to be decoded in the next batch
+  // The next pass's tokens: the one picked, then the draft to verify (speculative decoding).
+  std::vector<int32_t> pending;
+  std::vector<TokenDistribution> draft_q;  // each draft token's draft distribution; empty: n-gram's
+  int64_t drafted = 0, accepted = 0;       // draft tokens in the last pass, and those kept
+  std::vector<int32_t> draft_cached;       // tokens in the draft model's cache of this slot
+  Rng draft_rng{0};                        // the draft model's draws, apart from the job's own
   std::vector<int32_t> prefill;  // prompt tokens still to run (a newly admitted job)
-  TokenStep step;                // picked from the lane's logits, not yet handed to the job
+  std::vector<TokenStep> steps;  // picked from the lane's logits, not yet handed to the job
   // StreamOptions::prompt_logprobs: the logits of the prefill's last `prefill_logit_rows`
   // positions are asked of its pass (1: the last only, which picks the first token), and the
   // prompt tokens' steps wait here to go to the job before its first generated one.
@@ -81,6 +89,8 @@ struct Slot {
 
 struct Lane {
   std::unique_ptr<Transformer> transformer;  // one KV cache per slot of the lane
+  std::unique_ptr<Transformer> draft;        // the draft model's, on the same threads
+  std::vector<float> draft_logits;
   std::vector<Slot*> slots;
   std::vector<float> logits;  // [slots in the last pass, n_vocab]: the next tokens' logits
   std::atomic<int64_t> active{0};
@@ -110,6 +120,12 @@ struct Engine::Impl {
   // Hands the slot's picked step to its job; true when the slot goes on to the next decode step.
   bool deliver(Slot& slot);
   void decode(Lane& lane, const std::vector<Slot*>& slots);
+  // Picks a decoding slot's next tokens from the last pass: one, or the kept part of its draft
+  // and the token after it.
+  void pick(Lane& lane, Slot& slot);
+  // Drafts the next tokens of each decoding slot into its `pending` (speculative decoding).
+  void propose(Lane& lane, const std::vector<Slot*>& slots);
+  void draft_with_model(Lane& lane, const std::vector<std::pair<Slot*, int64_t>>& drafting);
   void finish(Slot& slot, StopReason reason, const std::string& error = "");
   void run(Lane& lane);
 
@@ -118,6 +134,7 @@ struct Engine::Impl {
   int64_t n_ctx = 0;
   KernelChoice kernels;
   bool share_prefix = true;
+  SpeculationOptions speculation;
   EngineObserver no_observer;
   EngineObserver& observer;
   std::vector<std::unique_ptr<Slot>> slots;  // every lane's
@@ -134,6 +151,7 @@ Engine::Impl::Impl(std::shared_ptr<const Model> model_in, std::shared_ptr<const 
       tokenizer(std::move(tokenizer_in)),
       kernels(options.kernels),
       share_prefix(options.share_prefix),
+      speculation(options.speculation),
       observer(options.observer ? *options.observer : no_observer) {
   if (!model) fail("engine: no model");
   if (!tokenizer) fail("engine: no tokenizer");
@@ -143,6 +161,7 @@ Engine::Impl::Impl(std::shared_ptr<const Model> model_in, std::shared_ptr<const 
   // allocates (each Transformer checks only its own).
   check_kv_cache_fits(model->config(), ctx, options.slots,
                       kv_type_of(options.kv_cache).value_or(select_kernels(kernels).kv_type));
+  check_speculation(speculation, *model, *tokenizer);
   const LaneShape shape = lane_shape(*model, options.n_threads, options.slots);
   for (int i = 0; i < options.slots; ++i) {
     auto slot = std::make_unique<Slot>();
@@ -156,6 +175,10 @@ Engine::Impl::Impl(std::shared_ptr<const Model> model_in, std::shared_ptr<const 
       if (s->lane == l) lane->slots.push_back(s.get());
     lane->transformer = std::make_unique<Transformer>(model->impl(), select_kernels(kernels), ctx, shape.threads_per_lane,
                                                       static_cast<int64_t>(lane->slots.size()), kv_type_of(options.kv_cache));
+    if (speculation.mode == SpeculationMode::draft_model)
+      lane->draft = std::make_unique<Transformer>(speculation.draft_model->impl(), select_kernels(kernels), ctx, 0,
+                                                  static_cast<int64_t>(lane->slots.size()), kv_type_of(options.kv_cache),
+                                                  &lane->transformer->pool());
     lanes.push_back(std::move(lane));
   }
   n_ctx = lanes.front()->transformer->n_ctx();
@@ -181,7 +204,7 @@ bool Engine::Impl::place_queued() {
     const std::vector<int32_t>& prompt = queue.front().first->prompt;
     for (auto& s : slots) {
       if (s->occupied) continue;
-      const size_t common = common_prefix(s->cached, prompt);
+      const size_t common = s->cached_adapter == queue.front().first->adapter ? common_prefix(s->cached, prompt) : 0;
       if (!best || common > best_common) best = s.get(), best_common = common;
     }
     if (!best) break;
@@ -203,6 +226,14 @@ void Engine::Impl::admit(Slot& slot) {
   const bool kept = slot.logits_kept;
   slot.logits_kept = false;  // whatever this job does, they will not describe its cache
   slot.sample_from_kept = false;
+  slot.drafted = 0;
+  slot.pending.clear();
+  slot.draft_q.clear();
+  slot.draft_rng = Rng(slot.job->options.sampling.seed ^ 0x5bd1e995d1a95e5bull);
+  if (slot.cached_adapter != slot.job->adapter) {  // keys and values of another adapter
+    slot.cached.clear();
+    slot.cached_adapter = slot.job->adapter;
+  }
   if (slot.job->abandoned && slot.job->abandoned()) {
     finish(slot, StopReason::cancelled);
     return;
@@ -244,6 +275,7 @@ void Engine::Impl::admit(Slot& slot) {
     const int64_t room = n_ctx - static_cast<int64_t>(prompt.size());
     if (options.max_tokens < 0 || options.max_tokens > room) options.max_tokens = room;
     slot.stream = std::make_unique<TokenStream>(*tokenizer, prompt, std::move(options));
+    if (speculation.accept_every_draft_for_testing) slot.stream->accept_every_draft_for_testing();
     // The new prompt tokens go into the next batched pass beside the other jobs' decode.
     slot.prefill.assign(prompt.begin() + static_cast<long>(common), prompt.end());
     observer.on_prefill(static_cast<int64_t>(slot.prefill.size()));
@@ -261,13 +293,20 @@ void Engine::Impl::finish(Slot& slot, StopReason reason, const std::string& erro
   slot.job.reset();
   if (!share_prefix) {  // on the lane's thread, which alone touches the slot's cache now
     // Every position the job may have written: its tokens, and those of a pass that failed.
-    const size_t written = slot.cached.size() + slot.prefill.size() + 1;
-    lanes[static_cast<size_t>(slot.lane)]->transformer->erase_cache(slot.sequence, static_cast<int64_t>(written));
+    Lane& lane = *lanes[static_cast<size_t>(slot.lane)];
+    const size_t written = slot.cached.size() + slot.prefill.size() + slot.pending.size() + 1;
+    lane.transformer->erase_cache(slot.sequence, static_cast<int64_t>(written));
+    if (lane.draft)
+      lane.draft->erase_cache(slot.sequence, static_cast<int64_t>(slot.draft_cached.size() + slot.pending.size() + 1));
     slot.cached.clear();
+    slot.draft_cached.clear();
     slot.logits_kept = false;
   }
   slot.stream.reset();
   slot.prefill.clear();
+  slot.pending.clear();
+  slot.draft_q.clear();
+  slot.drafted = 0;
   slot.prompt_steps.clear();
   slot.sample_from_kept = false;
   if (job && job->on_done) job->on_done(slot.summary);
@@ -280,28 +319,30 @@ bool Engine::Impl::deliver(Slot& slot) {
       return false;
     }
   slot.prompt_steps.clear();
-  TokenStep step = std::move(slot.step);
-  const Clock::time_point now = Clock::now();
-  if (step.token >= 0 && step.stop != StopReason::end_of_sequence) {
-    observer.on_token(slot.first_token,
-                      std::chrono::duration<double>(now - (slot.first_token ? slot.submitted : slot.last_token)).count());
-    slot.first_token = false;
-    slot.last_token = now;
-  }
-  if (!slot.job->on_step(step)) {
-    finish(slot, StopReason::cancelled);
-    return false;
-  }
-  if (step.stop != StopReason::none) {
-    finish(slot, step.stop);
-    return false;
+  for (TokenStep& step : slot.steps) {
+    const Clock::time_point now = Clock::now();
+    if (step.token >= 0 && step.stop != StopReason::end_of_sequence) {
+      observer.on_token(slot.first_token,
+                        std::chrono::duration<double>(now - (slot.first_token ? slot.submitted : slot.last_token)).count());
+      slot.first_token = false;
+      slot.last_token = now;
+    }
+    if (!slot.job->on_step(step)) {
+      finish(slot, StopReason::cancelled);
+      return false;
+    }
+    if (step.stop != StopReason::none) {
+      finish(slot, step.stop);
+      return false;
+    }
   }
   if (static_cast<int64_t>(slot.cached.size()) >= n_ctx) {  // cannot happen with the budget admit sets
     slot.job->on_step(slot.stream->finish(StopReason::context_full));
     finish(slot, StopReason::context_full);
     return false;
   }
-  slot.next_token = step.token;
+  slot.pending.assign(1, slot.steps.back().token);
+  slot.draft_q.clear();
   return true;
 }
 
@@ -314,10 +355,10 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   size_t rows = 0;
   for (Slot* s : batch_slots) {
     s->logits_kept = s->sample_from_kept = false;  // the pass changes the cache (or fails)
-    const std::span<const int32_t> tokens =
-        s->prefill.empty() ? std::span<const int32_t>(&s->next_token, 1) : std::span<const int32_t>(s->prefill);
-    // A prompt whose logprobs are asked for gives the logits of the positions they need.
-    const int64_t logit_rows = s->prefill.empty() ? 1 : s->prefill_logit_rows;
+    const std::span<const int32_t> tokens = s->prefill.empty() ? s->pending : s->prefill;
+    // A prompt whose logprobs are asked for gives the logits of the positions they need; a
+    // draft one row per token, each checking the next.
+    const int64_t logit_rows = s->prefill.empty() ? static_cast<int64_t>(s->pending.size()) : s->prefill_logit_rows;
     batch.push_back({.sequence = s->sequence,
                      .start = static_cast<int64_t>(s->cached.size()),
                      .tokens = tokens,
@@ -330,6 +371,11 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   // would otherwise be zero-filled anew (tens of megabytes) every time.
   if (lane.logits.size() < rows * vocab) lane.logits.resize(rows * vocab);
   lane.transformer->forward(batch, lane.logits.data());
+  std::vector<const Adapter*> adapters;
+  for (const SequenceTokens& entry : batch)
+    if (entry.adapter && std::find(adapters.begin(), adapters.end(), entry.adapter) == adapters.end())
+      adapters.push_back(entry.adapter);
+  observer.on_pass(static_cast<int64_t>(batch.size()), static_cast<int64_t>(adapters.size()));
   // Prompt tokens' logprobs: a log-softmax over the vocabulary per row, spread over the lane's
   // threads (64 rows of a 150k vocabulary are milliseconds on one).
   struct PromptRow {
@@ -340,7 +386,7 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   size_t row = 0;
   for (size_t i = 0; i < batch_slots.size(); ++i) {
     Slot& s = *batch_slots[i];
-    if (batch[i].logit_rows > 1) {
+    if (!s.prefill.empty() && batch[i].logit_rows > 1) {
       // The k rows are those of the prefill's last k positions: row j predicts the prefill's
       // token n - k + j + 1.
       const size_t n = batch[i].tokens.size(), k = static_cast<size_t>(batch[i].logit_rows);
@@ -353,7 +399,8 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
       }
       row += k - 1;
     }
-    s.logits_row = static_cast<int64_t>(row++);
+    s.logits_row = static_cast<int64_t>(row);
+    row += s.prefill.empty() ? s.pending.size() : 1;
     // A scoring job ends without sampling (max_tokens 0) or after the one token it picks from this
     // row (max_tokens 1: the router's, for its next-token features): either way the row is kept
     // as the pass left it, before any sampler reads it, for the next job on the same prompt.
@@ -364,7 +411,8 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
       s.logits_kept = true;
     }
     if (s.prefill.empty()) {
-      s.cached.push_back(s.next_token);
+      s.cached.insert(s.cached.end(), s.pending.begin(), s.pending.end());
+      s.drafted = static_cast<int64_t>(s.pending.size()) - 1;
     } else {
       s.cached.insert(s.cached.end(), s.prefill.begin(), s.prefill.end());
       s.prefill.clear();
@@ -386,6 +434,111 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   }
 }
 
+void Engine::Impl::pick(Lane& lane, Slot& s) {
+  const size_t vocab = static_cast<size_t>(model->config().n_vocab);
+  s.steps.clear();
+  s.accepted = 0;
+  if (s.sample_from_kept) {
+    s.steps.push_back(s.stream->next(std::span<float>(s.kept_logits.data(), vocab)));
+    return;
+  }
+  // Row j of the pass holds the logits after pending[j]: it checks draft token pending[j + 1],
+  // and the row after the last kept one gives the next token.
+  for (int64_t j = 0; j <= s.drafted; ++j) {
+    const std::span<float> logits(lane.logits.data() + static_cast<size_t>(s.logits_row + j) * vocab, vocab);
+    if (j == s.drafted) {
+      s.steps.push_back(s.stream->next(logits));
+      break;
+    }
+    const int32_t draft = s.pending[static_cast<size_t>(j + 1)];
+    s.steps.push_back(s.stream->verify(logits, draft, s.draft_q.empty() ? nullptr : &s.draft_q[static_cast<size_t>(j)]));
+    const TokenStep& step = s.steps.back();
+    if (step.token != draft) break;
+    ++s.accepted;
+    if (step.stop != StopReason::none) break;
+  }
+  // The pass cached the whole draft: what was not kept is forgotten (the next pass overwrites
+  // its positions).
+  s.cached.resize(s.cached.size() - static_cast<size_t>(s.drafted - s.accepted));
+}
+
+void Engine::Impl::propose(Lane& lane, const std::vector<Slot*>& slots) {
+  if (speculation.mode == SpeculationMode::off) return;
+  std::vector<std::pair<Slot*, int64_t>> drafting;  // a slot and how many tokens it may draft
+  for (Slot* s : slots) {
+    if (!s->prefill.empty()) continue;  // its pass is its prompt's
+    // The pass holds pending[0] and the draft: it must fit in the context, and the draft's
+    // tokens and the one after them within the job's budget.
+    const int64_t room = n_ctx - static_cast<int64_t>(s->cached.size()) - 1;
+    const int64_t k = std::min({static_cast<int64_t>(speculation.draft_max), room, s->stream->remaining() - 1});
+    if (k <= 0 || k < speculation.draft_min) continue;
+    if (speculation.mode == SpeculationMode::ngram) {
+      thread_local std::vector<int32_t> context;
+      context.assign(s->cached.begin(), s->cached.end());
+      context.push_back(s->pending[0]);
+      const std::vector<int32_t> draft = prompt_lookup(context, k, speculation.ngram_max, speculation.ngram_min);
+      if (static_cast<int64_t>(draft.size()) >= std::max(1, speculation.draft_min))
+        s->pending.insert(s->pending.end(), draft.begin(), draft.end());
+    } else {
+      drafting.emplace_back(s, k);
+    }
+  }
+  if (!drafting.empty()) draft_with_model(lane, drafting);
+}
+
+// The draft model drafts k tokens per slot in k batched passes: the first brings its cache up to
+// the slot's context (usually the last token or two; a whole prompt after admission), each next
+// one feeds the token just drafted. Each draft token is drawn with a copy of the job's sampler
+// (its penalties and filters, its own random stream), and the distribution it was drawn from is
+// kept for the verification's acceptance test.
+void Engine::Impl::draft_with_model(Lane& lane, const std::vector<std::pair<Slot*, int64_t>>& drafting) {
+  const Model& draft_model = *speculation.draft_model;
+  const size_t vocab = static_cast<size_t>(draft_model.config().n_vocab);
+  const size_t tokens = std::min(vocab, static_cast<size_t>(tokenizer->vocab_size()));
+  std::vector<Sampler> samplers;
+  std::vector<std::vector<int32_t>> feeds(drafting.size());
+  for (const auto& [s, k] : drafting) {
+    samplers.push_back(s->stream->draft_sampler(s->draft_rng.next()));
+    // The draft cache keeps what it shares with the slot's context; at least the last token is
+    // fed again, for its logits.
+    std::vector<int32_t>& feed = feeds[samplers.size() - 1];
+    const size_t context = s->cached.size() + 1;
+    size_t common = std::min(common_prefix(s->draft_cached, s->cached), context - 1);
+    s->draft_cached.resize(common);
+    feed.assign(s->cached.begin() + static_cast<ptrdiff_t>(common), s->cached.end());
+    feed.push_back(s->pending[0]);
+  }
+  int64_t most = 0;
+  for (const auto& [s, k] : drafting) most = std::max(most, k);
+  std::vector<SequenceTokens> batch;
+  std::vector<size_t> in_batch;
+  for (int64_t round = 0; round < most; ++round) {
+    batch.clear();
+    in_batch.clear();
+    for (size_t i = 0; i < drafting.size(); ++i) {
+      Slot& s = *drafting[i].first;
+      if (round >= drafting[i].second) continue;
+      if (round > 0) feeds[i].assign(1, s.pending.back());
+      batch.push_back({.sequence = s.sequence, .start = static_cast<int64_t>(s.draft_cached.size()), .tokens = feeds[i]});
+      in_batch.push_back(i);
+    }
+    if (lane.draft_logits.size() < batch.size() * vocab) lane.draft_logits.resize(batch.size() * vocab);
+    lane.draft->forward(batch, lane.draft_logits.data());
+    for (size_t b = 0; b < in_batch.size(); ++b) {
+      const size_t i = in_batch[b];
+      Slot& s = *drafting[i].first;
+      s.draft_cached.insert(s.draft_cached.end(), feeds[i].begin(), feeds[i].end());
+      float* row = lane.draft_logits.data() + b * vocab;
+      std::fill(row + tokens, row + vocab, -INFINITY);  // padding rows are no tokens
+      TokenDistribution& q = s.draft_q.emplace_back();
+      samplers[i].distribution(std::span<const float>(row, tokens), q);
+      const int32_t token = samplers[i].draw(q);
+      samplers[i].remember_generated(token);
+      s.pending.push_back(token);
+    }
+  }
+}
+
 void Engine::Impl::run(Lane& lane) {
   std::vector<Slot*> admitted, decoding, continuing;
   const size_t vocab = static_cast<size_t>(model->config().n_vocab);
@@ -397,7 +550,7 @@ void Engine::Impl::run(Lane& lane) {
       for (Slot* s : lane.slots)
         if (s->occupied && !s->job && !s->placed) {
           s->occupied = false;
-          if (s->forget) s->cached.clear(), s->logits_kept = false, s->forget = false;
+          if (s->forget) s->cached.clear(), s->draft_cached.clear(), s->logits_kept = false, s->forget = false;
         }
       // A slot freed here may take a queued job; so may another lane's (then that lane is woken).
       if (place_queued()) wake.notify_all();
@@ -420,24 +573,30 @@ void Engine::Impl::run(Lane& lane) {
       if (s->job && s->prefill.empty()) decoding.push_back(s);
     lane.transformer->pool().parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        Slot& s = *decoding[i];
-        float* logits = s.sample_from_kept ? s.kept_logits.data()
-                                           : lane.logits.data() + static_cast<size_t>(s.logits_row) * vocab;
-        s.step = s.stream->next(std::span<float>(logits, vocab));
+        pick(lane, *decoding[i]);
       }
     });
+    for (Slot* s : decoding)
+      if (s->drafted > 0) {
+        observer.on_speculation(s->drafted, s->accepted);
+        s->summary.drafted_tokens += s->drafted;
+        s->summary.accepted_tokens += s->accepted;
+        s->drafted = 0;
+      }
     continuing.clear();
     for (Slot* s : lane.slots) {
       if (!s->job) continue;
       if (!s->prefill.empty() || deliver(*s)) continuing.push_back(s);
     }
     try {
+      propose(lane, continuing);
       decode(lane, continuing);
     } catch (const std::exception& e) {
       // The caches of a failed pass hold nothing to reuse.
       for (Slot* s : continuing) {
         finish(*s, StopReason::cancelled, e.what());
         s->cached.clear();
+        s->draft_cached.clear();
       }
     }
     lane.active = static_cast<int64_t>(continuing.size());
@@ -506,7 +665,7 @@ void Engine::clear_cache() {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   for (auto& s : impl_->slots) {
     if (s->occupied) s->forget = true;
-    else s->cached.clear(), s->logits_kept = false;
+    else s->cached.clear(), s->draft_cached.clear(), s->logits_kept = false;
   }
 }
 

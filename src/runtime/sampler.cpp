@@ -121,21 +121,15 @@ static int32_t draw_at_temperature(const Kernels& kernels, std::span<const float
   return static_cast<int32_t>(last);
 }
 
-int32_t Sampler::sample(std::span<const float> logits) {
+bool Sampler::temperature_only(int32_t n) const {
+  return params_.temperature > 0.0f && (params_.top_k <= 0 || params_.top_k >= n) && params_.top_p >= 1.0f &&
+         params_.min_p <= 0.0f && (params_.repeat_penalty == 1.0f || recent_.empty()) && generated_counts_.empty();
+}
+
+void Sampler::penalized_candidates(std::span<const float> logits) {
   const int32_t n = static_cast<int32_t>(logits.size());
-  if (n == 0) fail("sample: empty logits");
-  const bool temperature_only = params_.temperature > 0.0f && (params_.top_k <= 0 || params_.top_k >= n) &&
-                                params_.top_p >= 1.0f && params_.min_p <= 0.0f &&
-                                (params_.repeat_penalty == 1.0f || recent_.empty()) &&
-                                generated_counts_.empty();
-  if (temperature_only) {
-    const int32_t chosen = draw_at_temperature(*kernels_, logits, params_.temperature, rng_.uniform());
-    remember_generated(chosen);
-    return chosen;
-  }
   candidates_.resize(static_cast<size_t>(n));
   for (int32_t i = 0; i < n; ++i) candidates_[i] = {i, logits[i]};
-
   // Penalize each distinct recent token once: shrink positive logits, push negative ones down.
   if (params_.repeat_penalty != 1.0f) {
     std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
@@ -148,62 +142,83 @@ int32_t Sampler::sample(std::span<const float> logits) {
   // OpenAI's presence and frequency penalties, on the tokens generated so far.
   for (const auto& [id, count] : generated_counts_)
     if (id >= 0 && id < n) candidates_[id].logit -= static_cast<float>(count) * params_.frequency_penalty + params_.presence_penalty;
+}
 
-  int32_t chosen;
-  if (params_.temperature <= 0.0f) {
-    chosen = 0;
-    for (int32_t i = 1; i < n; ++i)
-      if (candidates_[i].logit > candidates_[chosen].logit) chosen = i;
+int32_t Sampler::best_candidate() const {
+  int32_t chosen = 0;
+  for (int32_t i = 1; i < static_cast<int32_t>(candidates_.size()); ++i)
+    if (candidates_[i].logit > candidates_[chosen].logit) chosen = i;
+  return chosen;
+}
+
+size_t Sampler::filter_candidates() {
+  auto by_logit = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
+  size_t kept = candidates_.size();
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < kept) {
+    kept = static_cast<size_t>(params_.top_k);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + kept, candidates_.end(), by_logit);
   } else {
-    auto by_logit = [](const Candidate& a, const Candidate& b) {
-      return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-    };
-    size_t kept = candidates_.size();
-    if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < kept) {
-      kept = static_cast<size_t>(params_.top_k);
-      std::partial_sort(candidates_.begin(), candidates_.begin() + kept, candidates_.end(), by_logit);
-    } else {
-      // Sorting a 150k vocabulary every token would cost more than the rest of sampling: first
-      // drop what cannot matter (weight below e^-30 of the best even after the temperature),
-      // and sort only when top-p needs the order.
-      float best = -INFINITY;
-      for (const Candidate& c : candidates_) best = std::max(best, c.logit);
-      const float floor = best - 30.0f * std::max(1.0f, params_.temperature);
-      kept = two_ended_partition(std::span<Candidate>(candidates_), [&](const Candidate& c) { return c.logit >= floor; },
-                                 draw_buffers().partition_scratch);
-      if (params_.top_p < 1.0f) std::sort(candidates_.begin(), candidates_.begin() + kept, by_logit);
-      else std::iter_swap(candidates_.begin(), std::min_element(candidates_.begin(), candidates_.begin() + kept, by_logit));
-    }
-    // Probabilities at temperature 1 decide top-p and min-p; candidates_[0] is the best.
-    const double max_logit = candidates_[0].logit;
-    std::vector<double>& prob = draw_buffers().prob;
-    if (params_.top_p < 1.0f || params_.min_p > 0.0f) {
-      prob.resize(kept);
-      double total = 0;
-      for (size_t i = 0; i < kept; ++i) total += prob[i] = std::exp(candidates_[i].logit - max_logit);
-      for (double& p : prob) p /= total;
-    }
-    if (params_.top_p < 1.0f) {  // candidates are sorted here
-      double cumulative = 0;
-      for (size_t i = 0; i < kept; ++i) {
-        cumulative += prob[i];
-        if (cumulative >= params_.top_p) {
-          kept = i + 1;
-          break;
-        }
+    // Sorting a 150k vocabulary every token would cost more than the rest of sampling: first
+    // drop what cannot matter (weight below e^-30 of the best even after the temperature),
+    // and sort only when top-p needs the order.
+    float best = -INFINITY;
+    for (const Candidate& c : candidates_) best = std::max(best, c.logit);
+    const float floor = best - 30.0f * std::max(1.0f, params_.temperature);
+    kept = two_ended_partition(std::span<Candidate>(candidates_), [&](const Candidate& c) { return c.logit >= floor; },
+                               draw_buffers().partition_scratch);
+    if (params_.top_p < 1.0f) std::sort(candidates_.begin(), candidates_.begin() + kept, by_logit);
+    else std::iter_swap(candidates_.begin(), std::min_element(candidates_.begin(), candidates_.begin() + kept, by_logit));
+  }
+  // Probabilities at temperature 1 decide top-p and min-p; candidates_[0] is the best.
+  const double max_logit = candidates_[0].logit;
+  std::vector<double>& prob = draw_buffers().prob;
+  if (params_.top_p < 1.0f || params_.min_p > 0.0f) {
+    prob.resize(kept);
+    double total = 0;
+    for (size_t i = 0; i < kept; ++i) total += prob[i] = std::exp(candidates_[i].logit - max_logit);
+    for (double& p : prob) p /= total;
+  }
+  if (params_.top_p < 1.0f) {  // candidates are sorted here
+    double cumulative = 0;
+    for (size_t i = 0; i < kept; ++i) {
+      cumulative += prob[i];
+      if (cumulative >= params_.top_p) {
+        kept = i + 1;
+        break;
       }
     }
-    if (params_.min_p > 0.0f) {  // keeps every candidate at least min_p as likely as the best
-      const double threshold = params_.min_p * prob[0];
-      size_t out = 0;
-      for (size_t i = 0; i < kept; ++i)
-        if (i == 0 || prob[i] >= threshold) {
-          candidates_[out] = candidates_[i];
-          prob[out++] = prob[i];
-        }
-      kept = out;
-    }
+  }
+  if (params_.min_p > 0.0f) {  // keeps every candidate at least min_p as likely as the best
+    const double threshold = params_.min_p * prob[0];
+    size_t out = 0;
+    for (size_t i = 0; i < kept; ++i)
+      if (i == 0 || prob[i] >= threshold) {
+        candidates_[out] = candidates_[i];
+        prob[out++] = prob[i];
+      }
+    kept = out;
+  }
+  return kept;
+}
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  if (n == 0) fail("sample: empty logits");
+  if (temperature_only(n)) {
+    const int32_t chosen = draw_at_temperature(*kernels_, logits, params_.temperature, rng_.uniform());
+    remember_generated(chosen);
+    return chosen;
+  }
+  penalized_candidates(logits);
+  int32_t chosen;
+  if (params_.temperature <= 0.0f) {
+    chosen = best_candidate();
+  } else {
+    const size_t kept = filter_candidates();
     // Temperature reshapes what survived; then one draw.
+    const double max_logit = candidates_[0].logit;
     std::vector<double>& weight = draw_buffers().weight;
     weight.resize(kept);
     double weight_total = 0;
@@ -225,6 +240,57 @@ int32_t Sampler::sample(std::span<const float> logits) {
   }
   remember_generated(chosen);
   return chosen;
+}
+
+double TokenDistribution::prob(int32_t id) const {
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] == id) return probs[i];
+  return 0;
+}
+
+void Sampler::distribution(std::span<const float> logits, TokenDistribution& out) {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  if (n == 0) fail("sample: empty logits");
+  out.ids.clear();
+  out.probs.clear();
+  auto add = [&](int32_t id, double weight) {
+    if (weight <= 0) return;  // a masked token (-inf) is no candidate
+    out.ids.push_back(id);
+    out.probs.push_back(weight);
+  };
+  if (temperature_only(n)) {
+    std::vector<float>& weight = draw_buffers().float_weight;
+    weight.resize(logits.size());
+    kernels_->exp_weights(logits.data(), n, max_logit(logits), 1.0f / params_.temperature, weight.data());
+    for (int32_t i = 0; i < n; ++i)
+      if (logits[i] != -INFINITY) add(i, weight[i]);
+  } else {
+    penalized_candidates(logits);
+    if (params_.temperature <= 0.0f) {
+      add(candidates_[best_candidate()].id, 1.0);
+    } else {
+      const size_t kept = filter_candidates();
+      const double max_logit = candidates_[0].logit;
+      for (size_t i = 0; i < kept; ++i)
+        add(candidates_[i].id, std::exp((candidates_[i].logit - max_logit) / params_.temperature));
+    }
+  }
+  if (out.ids.empty()) add(0, 1.0);  // every logit masked: what sample() would fall back to
+  double total = 0;
+  for (double p : out.probs) total += p;
+  for (double& p : out.probs) p /= total;
+}
+
+int32_t Sampler::draw(const TokenDistribution& d) {
+  if (d.ids.empty()) fail("sample: an empty distribution");
+  double r = rng_.uniform();
+  for (size_t i = 0; i < d.ids.size(); ++i) {
+    r -= d.probs[i];
+    if (r < 0) return d.ids[i];
+  }
+  size_t last = d.ids.size() - 1;  // rounding left r >= 0: the last with any probability
+  while (last > 0 && d.probs[last] == 0) --last;
+  return d.ids[last];
 }
 
 void Sampler::remember_generated(int32_t token) {

@@ -25,6 +25,14 @@ class Rng {
   uint64_t state_[4];
 };
 
+// A distribution over tokens: the candidates that survived the sampler's filters and their
+// probabilities (summing to 1). Greedy sampling's is its pick alone.
+struct TokenDistribution {
+  std::vector<int32_t> ids;
+  std::vector<double> probs;
+  double prob(int32_t id) const;  // 0 for a token outside it
+};
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
@@ -34,8 +42,25 @@ class Sampler {
   void remember(int32_t token);
   void reset();
 
- private:
+  // Speculative decoding (docs/architecture.md, "Speculative decoding") needs the distribution,
+  // not only a draw: `distribution` is exactly what `sample` draws from (the same penalties,
+  // filters and temperature; greedy: the pick alone), and it neither draws nor remembers.
+  void distribution(std::span<const float> logits, TokenDistribution& out);
+  int32_t draw(const TokenDistribution& d);  // one draw with this sampler's Rng
+  double uniform() { return rng_.uniform(); }
+  // Remembers a token chosen outside `sample` (an accepted draft) for the penalties.
   void remember_generated(int32_t token);
+  // A new random stream, for a copy that drafts beside the original: its draws must not repeat
+  // the original's, or the acceptance test would be correlated with the draft.
+  void reseed(uint64_t seed) { rng_ = Rng(seed); }
+
+ private:
+  bool temperature_only(int32_t n) const;  // no filter or penalty: one pass over the logits
+  // The vocabulary as candidates with the repeat, presence and frequency penalties applied.
+  void penalized_candidates(std::span<const float> logits);
+  int32_t best_candidate() const;  // greedy's pick (the lowest id on ties)
+  // top-k, top-p and min-p on the candidates: they keep candidates_[0, kept), the best first.
+  size_t filter_candidates();
 
   struct Candidate {
     int32_t id;

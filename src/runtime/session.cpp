@@ -28,6 +28,7 @@ GenerateResult Session::reply(std::span<const int32_t> prompt, const StreamOptio
   if (!summary.error.empty()) throw Error(summary.error);
   result.stop = summary.stop;
   result.reused_tokens = last_reused_ = summary.cached_prompt_tokens;
+  result.summary = summary;
   return result;
 }
 

@@ -70,6 +70,55 @@ TokenStep TokenStream::finish(StopReason reason) {
 }
 
 TokenStep TokenStream::next(std::span<float> logits) {
+  return advance(logits, [&](std::span<float> prepared) { return sampler_.sample(prepared); });
+}
+
+TokenStep TokenStream::verify(std::span<float> logits, int32_t draft, const TokenDistribution* q) {
+  return advance(logits, [&](std::span<float> prepared) {
+    sampler_.distribution(prepared, p_);
+    const double p = p_.prob(draft), q_draft = q ? q->prob(draft) : 1.0;
+    int32_t token = draft;
+    // One uniform per draft, drawn whatever the outcome, so that the stream of draws does not
+    // depend on the comparison.
+    const double u = sampler_.uniform();
+    const bool accepted = p > 0 && (q_draft <= p || u * q_draft < p);
+    if (!accept_every_draft_ && !accepted) {
+      // Rejected (p < q here, or p = 0): draw from the part of p that q did not cover.
+      residual_.ids.clear();
+      residual_.probs.clear();
+      double total = 0;
+      for (size_t i = 0; i < p_.ids.size(); ++i) {
+        const double rest = p_.probs[i] - (q ? q->prob(p_.ids[i]) : (p_.ids[i] == draft ? 1.0 : 0.0));
+        if (rest <= 0) continue;
+        residual_.ids.push_back(p_.ids[i]);
+        residual_.probs.push_back(rest);
+        total += rest;
+      }
+      if (total > 0) {
+        for (double& r : residual_.probs) r /= total;
+        token = sampler_.draw(residual_);
+      } else {
+        token = sampler_.draw(p_);  // rounding only: p and q agree everywhere
+      }
+    }
+    sampler_.remember_generated(token);
+    return token;
+  });
+}
+
+Sampler TokenStream::draft_sampler(uint64_t seed) const {
+  Sampler copy = sampler_;
+  copy.reseed(seed);
+  return copy;
+}
+
+int64_t TokenStream::remaining() const {
+  if (done_) return 0;
+  return options_.max_tokens < 0 ? INT64_MAX : std::max<int64_t>(0, options_.max_tokens - generated_);
+}
+
+template <typename Choose>
+TokenStep TokenStream::advance(std::span<float> logits, Choose&& choose) {
   if (done_) return TokenStep{.stop = StopReason::cancelled};
   if (options_.max_tokens >= 0 && generated_ >= options_.max_tokens) return finish(StopReason::max_tokens);
   // Padding rows of a vocabulary padded beyond the tokenizer's (n_vocab > vocab_size) are no
@@ -85,7 +134,7 @@ TokenStep TokenStream::next(std::span<float> logits) {
     options_.constraint->apply(logits, left);
   }
   TokenStep step;
-  step.token = sampler_.sample(logits);
+  step.token = choose(logits);
   if (!original.empty())
     fill_logprobs(select_kernels(options_.sampling.kernels), original, step.token, options_.top_logprobs, step);
   const bool is_eos = std::find(eos_.begin(), eos_.end(), step.token) != eos_.end();
