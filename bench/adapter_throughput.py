@@ -8,8 +8,8 @@
 
 The base is the random-weight qwen2.5-0.5b in q4_0 (made with bench/make_models.py when missing);
 the 4 adapters are random PEFT folders of rank --rank on all 7 projections of every layer
-(q, k, v, o, gate, up, down; float32), written here. One `orchard serve --parallel STREAMS` holds
-them all. A run sends STREAMS greedy completions at once (distinct prompts, --tokens each) and
+(q, k, v, o, gate, up, down; float32), written here. One `orchard serve --parallel STREAMS
+--allow-adapter-updates` holds them all, loaded through POST /v1/adapters. A run sends STREAMS greedy completions at once (distinct prompts, --tokens each) and
 takes tokens/s = the completion tokens of all of them / the wall time from the first request to
 the last answer. Runs alternate between the base (no "model") and the adapters (stream i asks for
 adapter i % 4), after one warm-up of each; the medians of --runs of each give
@@ -142,17 +142,22 @@ def main():
         subprocess.run([sys.executable, os.path.join(REPO, "bench", "make_models.py"), "--shape", "qwen2.5-0.5b",
                         "--type", "q4_0", "--out", args.model], check=True)
     names = [f"a{i}" for i in range(4)]
-    flags = []
+    folders = []
     for i, name in enumerate(names):
-        folder = os.path.join(args.adapters_dir, f"rank{args.rank}-{name}")
-        if not os.path.exists(os.path.join(folder, "adapter_config.json")):
-            print(f"writing {folder}", file=sys.stderr)
-            write_adapter(folder, args.rank, seed=i)
-        flags += ["--lora", f"{name}={folder}"]
+        folders.append(os.path.join(args.adapters_dir, f"rank{args.rank}-{name}"))
+        if not os.path.exists(os.path.join(folders[-1], "adapter_config.json")):
+            print(f"writing {folders[-1]}", file=sys.stderr)
+            write_adapter(folders[-1], args.rank, seed=i)
 
     server, port = start_server(args.orchard, args.model, "--parallel", str(args.streams), "--threads",
-                                str(args.threads), *flags)
+                                str(args.threads), "--allow-adapter-updates")
     try:
+        for name, folder in zip(names, folders):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/adapters",
+                                             data=json.dumps({"name": name, "path": folder}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=600) as response:
+                assert json.load(response)["id"] == name
         base_models = [None] * args.streams
         adapter_models = [names[i % len(names)] for i in range(args.streams)]
         one_run(port, args.streams, args.tokens, base_models)  # warm-up: pages, packing, the pool's threads
