@@ -111,6 +111,27 @@ void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y
   kernels_.matmul(matmul_weight(w, tolerates_int8), x, n, y, pool_);
 }
 
+// LoRA: after the base matmul, y += scale * (x A^T) B^T for the rows whose sequence has an adapter
+// for this projection (orchard/adapter.h). Each row's delta is computed by add_lora_delta_row
+// alone, in an order fixed by the shapes, so a row's output does not depend on its batch; rows
+// are spread over the workers, which changes who computes a row, never how.
+void Transformer::add_adapter_deltas(int64_t layer, AdapterTarget target, const float* x, float* y, int64_t first,
+                                     int64_t m) {
+  if (!any_adapter_) return;
+  const AdapterMatrices* probe = nullptr;
+  for (int64_t t = first; t < first + m && !probe; ++t)
+    if (const Adapter::Impl* a = row_adapters_[static_cast<size_t>(t)]) probe = a->find(layer, target);
+  if (!probe) return;
+  const int64_t in = probe->in, out = probe->out;
+  pool_.parallel_for(m, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const Adapter::Impl* a = row_adapters_[static_cast<size_t>(first + t)];
+      if (!a) continue;
+      if (const AdapterMatrices* mats = a->find(layer, target)) add_lora_delta_row(*mats, a->scale, x + t * in, y + t * out);
+    }
+  });
+}
+
 // x[n, dim] += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)) over each row's
 // own sequence cache; the n rows are the batch entries' tokens, in order.
 void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const SequenceTokens> batch, int64_t n) {
@@ -124,6 +145,9 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
   const MatmulWeight qkv[] = {matmul_weight(w.wq), matmul_weight(w.wk), matmul_weight(w.wv)};
   float* const qkv_out[] = {q_.data(), k_.data(), v_.data()};
   kernels_.matmul_shared_input(qkv, 3, normed_.data(), n, qkv_out, pool_);
+  add_adapter_deltas(l, AdapterTarget::q, normed_.data(), q_.data(), 0, n);
+  add_adapter_deltas(l, AdapterTarget::k, normed_.data(), k_.data(), 0, n);
+  add_adapter_deltas(l, AdapterTarget::v, normed_.data(), v_.data(), 0, n);
 
   int64_t t = 0;
   for (const SequenceTokens& entry : batch) {
@@ -166,13 +190,14 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
     t += rows;
   }
   matmul(w.wo, attn_out_.data(), n, proj_.data());  // [n, dim]
+  add_adapter_deltas(l, AdapterTarget::o, attn_out_.data(), proj_.data(), 0, n);
   for (int64_t i = 0; i < n * dim; ++i) x_[i] += proj_[i];
 }
 
 // x[n, dim] += W_down · (silu(W_gate · norm(x)) * (W_up · norm(x)))
 // In chunks of kFfnChunk tokens: the [n, ffn_dim] intermediates are the largest activations, and
 // chunks this long already amortize each weight pass over many tokens.
-void Transformer::feed_forward(const LayerWeights& w, int64_t n) {
+void Transformer::feed_forward(int64_t l, const LayerWeights& w, int64_t n) {
   const ModelConfig& c = config_;
   for (int64_t t = 0; t < n; ++t)
     kernels_.rmsnorm(&x_[t * c.dim], w.ffn_norm.data(), c.dim, c.rms_norm_eps, &normed_[t * c.dim]);
@@ -183,10 +208,21 @@ void Transformer::feed_forward(const LayerWeights& w, int64_t n) {
     const MatmulWeight gate_up[] = {matmul_weight(w.w_gate, true), matmul_weight(w.w_up, true)};
     float* const gate_up_out[] = {gate_.data(), up_.data()};  // [m, ffn_dim] each
     kernels_.matmul_shared_input(gate_up, 2, in, m, gate_up_out, pool_);
+    add_adapter_deltas(l, AdapterTarget::gate, in, gate_.data(), t0, m);
+    add_adapter_deltas(l, AdapterTarget::up, in, up_.data(), t0, m);
     kernels_.swiglu(gate_.data(), up_.data(), m * c.ffn_dim, pool_);
     matmul(w.w_down, gate_.data(), m, &proj_[t0 * c.dim]);  // [m, dim]
+    add_adapter_deltas(l, AdapterTarget::down, gate_.data(), &proj_[t0 * c.dim], t0, m);
   }
   for (int64_t i = 0; i < n * c.dim; ++i) x_[i] += proj_[i];
+}
+
+// An adapter loaded for another model could index past this model's layers or rows.
+static void check_adapter_fits(const Adapter& adapter, const ModelConfig& c) {
+  const ModelConfig& a = adapter.impl().model;
+  if (a.n_layers != c.n_layers || a.dim != c.dim || a.n_heads != c.n_heads || a.n_kv_heads != c.n_kv_heads ||
+      a.head_dim != c.head_dim || a.ffn_dim != c.ffn_dim || a.architecture != c.architecture)
+    fail("transformer: adapter ", adapter.path(), " was loaded for a model of another shape");
 }
 
 int64_t SequenceTokens::rows_with_logits() const {
@@ -213,10 +249,17 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
         entry.start < 0 || entry.start + static_cast<int64_t>(entry.tokens.size()) > n_ctx())
       fail("transformer: batch entry for sequence ", entry.sequence, " is empty or outside its cache");
     entry.rows_with_logits();  // checked before the pass writes any cache
+    if (entry.adapter) check_adapter_fits(*entry.adapter, c);
     n += static_cast<int64_t>(entry.tokens.size());
     for (size_t i = 0; i < entry.tokens.size(); ++i) positions_.push_back(entry.start + static_cast<int64_t>(i));
   }
   if (n == 0) return;
+  row_adapters_.clear();
+  any_adapter_ = false;
+  for (const SequenceTokens& entry : batch) {
+    row_adapters_.insert(row_adapters_.end(), entry.tokens.size(), entry.adapter ? &entry.adapter->impl() : nullptr);
+    any_adapter_ = any_adapter_ || entry.adapter;
+  }
   const auto pass_start = std::chrono::steady_clock::now();
   ensure_batch(n);
   extend_rope_table(*std::max_element(positions_.begin(), positions_.end()) + 1);
@@ -230,7 +273,7 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = weights_->layer(l);
     attention(l, w, batch, n);
-    feed_forward(w, n);
+    feed_forward(l, w, n);
   }
 
   // Normalize only the rows whose logits are wanted, packed together for one output matmul.

@@ -8,6 +8,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
+#include "model/adapter_impl.h"
 #include "model/kv_cache.h"
 #include "model/model_impl.h"
 #include "model/weight_source.h"
@@ -90,10 +91,14 @@ class Transformer {
 
  private:
   void attention(int64_t layer, const LayerWeights& w, std::span<const SequenceTokens> batch, int64_t n);
-  void feed_forward(const LayerWeights& w, int64_t n);
+  void feed_forward(int64_t layer, const LayerWeights& w, int64_t n);
   void output(int64_t rows, float* logits);
   void ensure_batch(int64_t n);
   MatmulWeight matmul_weight(const TensorRef& w, bool tolerates_int8 = false) const;
+  // y[rows first .. first+m, out] += each row's adapter delta for `target` of `layer` (rows
+  // without an adapter, or whose adapter leaves the target alone, are untouched); x is the
+  // projection's input [m, in]. Row by row in a fixed order, so batch-invariant.
+  void add_adapter_deltas(int64_t layer, AdapterTarget target, const float* x, float* y, int64_t first, int64_t m);
   void matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8 = false);
 
   const Model::Impl& model_;
@@ -114,6 +119,9 @@ class Transformer {
   // Hands out each layer's weights: the mapped ones, or limited-memory mode's streamed ones.
   std::unique_ptr<WeightSource> weights_;
   std::vector<float> chunk_logits_;  // one streamed output chunk's logits, [rows, chunk rows]
+  // Each row's adapter in this pass (null: the base), and whether any row has one.
+  std::vector<const Adapter::Impl*> row_adapters_;
+  bool any_adapter_ = false;
 };
 
 }  // namespace orchard

@@ -16,13 +16,16 @@
 #include "formats/gguf_writer.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_writer.h"
+#include "model/adapter_impl.h"
 #include "tensor/dequantize.h"
 
 namespace orchard::train {
 namespace {
 
-constexpr LoraTarget kAllTargets[] = {LoraTarget::q,    LoraTarget::k,  LoraTarget::v,   LoraTarget::o,
-                                      LoraTarget::gate, LoraTarget::up, LoraTarget::down};
+// LoraTarget and the model layer's AdapterTarget list the projections in the same order.
+static_assert(static_cast<int>(LoraTarget::q) == static_cast<int>(AdapterTarget::q) &&
+              static_cast<int>(LoraTarget::o) == static_cast<int>(AdapterTarget::o) &&
+              static_cast<int>(LoraTarget::down) == static_cast<int>(AdapterTarget::down));
 
 bool is_attention(LoraTarget t) {
   return t == LoraTarget::q || t == LoraTarget::k || t == LoraTarget::v || t == LoraTarget::o;
@@ -30,32 +33,16 @@ bool is_attention(LoraTarget t) {
 
 // [out, in] of a target weight in a model of this configuration.
 void target_dims(const ModelConfig& c, LoraTarget t, int64_t& in, int64_t& out) {
-  const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
-  switch (t) {
-    case LoraTarget::q: in = c.dim, out = q; return;
-    case LoraTarget::k:
-    case LoraTarget::v: in = c.dim, out = kv; return;
-    case LoraTarget::o: in = q, out = c.dim; return;
-    case LoraTarget::gate:
-    case LoraTarget::up: in = c.dim, out = c.ffn_dim; return;
-    case LoraTarget::down: in = c.ffn_dim, out = c.dim; return;
-  }
-  fail("lora: unknown target");
+  adapter_target_dims(c, static_cast<AdapterTarget>(t), in, out);
 }
 
 bool rows_move(const ModelConfig& c, LoraTarget t) {
   return (t == LoraTarget::q || t == LoraTarget::k) && c.architecture == "llama";
 }
 
-// llama.cpp's converter stores Hugging Face's q/k rows per head with the two halves of each head
-// interleaved: GGUF row h*hd + 2j + s (pair j, member s) is Hugging Face row h*hd + s*hd/2 + j.
-// The same mapping as the quantizer's SourceTensor::source_row (quant/model_tensors.cpp), which
-// writes Hugging Face llama folders as GGUF; tests hold it against the golden llama pair.
-int64_t hf_row_of_gguf_row(int64_t r, int64_t head_dim) {
-  const int64_t h = r / head_dim, within = r % head_dim;
-  return h * head_dim + (within % 2) * (head_dim / 2) + within / 2;
-}
-
+// hf_row_of_gguf_row (model/adapter_impl.h) maps the rows; the quantizer's
+// SourceTensor::source_row (quant/model_tensors.cpp) is the same mapping, held by tests against
+// the golden llama pair.
 // Rows [rows, cols] from GGUF order to Hugging Face order (to_hf) or back.
 std::vector<double> move_rows(const std::vector<double>& m, int64_t rows, int64_t cols, int64_t head_dim, bool to_hf) {
   if (head_dim <= 0 || head_dim % 2 != 0 || rows % head_dim != 0)
@@ -107,48 +94,11 @@ void write_text_atomically(const std::string& path, const std::string& text) {
   out.commit();
 }
 
-LoraTarget target_from_hf(const std::string& name, const std::string& what) {
-  for (LoraTarget t : kAllTargets)
-    if (name == lora_target_hf(t)) return t;
-  fail(what, ": target module '", name,
-       "' is not one Orchard trains (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
-}
-
-// Fields whose non-default values change what the adapter means: refused rather than ignored.
-void refuse_peft_options(const nlohmann::json& j, const std::string& what) {
-  auto is_true = [&](const char* key) { return j.contains(key) && j[key].is_boolean() && j[key].get<bool>(); };
-  auto non_empty = [&](const char* key) {
-    return j.contains(key) && !j[key].is_null() && !(j[key].is_object() && j[key].empty()) &&
-           !(j[key].is_array() && j[key].empty());
-  };
-  if (is_true("use_rslora")) fail(what, ": use_rslora (scale alpha/sqrt(r)) is not supported; Orchard scales by alpha/r");
-  if (is_true("use_dora")) fail(what, ": use_dora (DoRA) is not supported");
-  if (is_true("fan_in_fan_out")) fail(what, ": fan_in_fan_out (transposed Conv1D weights) is not supported");
-  if (j.contains("bias") && j["bias"] != "none") fail(what, ": bias ", j["bias"].dump(), " is not supported (\"none\")");
-  if (non_empty("rank_pattern")) fail(what, ": rank_pattern (per-module ranks) is not supported");
-  if (non_empty("alpha_pattern")) fail(what, ": alpha_pattern (per-module alphas) is not supported");
-  if (non_empty("layers_to_transform")) fail(what, ": layers_to_transform (some layers only) is not supported");
-  if (non_empty("modules_to_save")) fail(what, ": modules_to_save (fully trained modules) is not supported");
-}
-
 }  // namespace
 
-const char* lora_target_hf(LoraTarget target) {
-  switch (target) {
-    case LoraTarget::q: return "q_proj";
-    case LoraTarget::k: return "k_proj";
-    case LoraTarget::v: return "v_proj";
-    case LoraTarget::o: return "o_proj";
-    case LoraTarget::gate: return "gate_proj";
-    case LoraTarget::up: return "up_proj";
-    case LoraTarget::down: return "down_proj";
-  }
-  return "?";
-}
+const char* lora_target_hf(LoraTarget target) { return adapter_target_hf(static_cast<AdapterTarget>(target)); }
 
-bool lora_rows_permuted(const ModelConfig& config) {
-  return config.architecture == "llama" && config.rope_style == RopeStyle::interleaved;
-}
+bool lora_rows_permuted(const ModelConfig& config) { return adapter_rows_permuted(config); }
 
 void save_peft_adapter(const Lora& lora, const ModelConfig& config, const std::string& dir,
                        const std::string& base_model) {
@@ -195,79 +145,22 @@ void save_peft_adapter(const Lora& lora, const ModelConfig& config, const std::s
   write_text_atomically(dir + "/adapter_config.json", j.dump(2) + "\n");
 }
 
+// The one PEFT parser is the model layer's (model/adapter_impl.h), which inference also uses; the
+// trainer's reading differs only where the trainer cannot follow (float32 files, alpha / r).
 Lora load_peft_adapter(const std::string& dir, const ModelConfig& config) {
-  const std::string config_path = dir + "/adapter_config.json";
-  const std::string weights_path = dir + "/adapter_model.safetensors";
-  if (!file_exists(config_path)) fail(dir, ": no adapter_config.json in this folder");
-  if (!file_exists(weights_path)) fail(dir, ": no adapter_model.safetensors in this folder");
-  const nlohmann::json j = parse_json(read_text_file(config_path, kMaxJsonFileBytes), config_path);
-  if (!j.is_object()) fail(config_path, ": expected a JSON object");
-  if (!j.contains("peft_type") || j["peft_type"] != "LORA")
-    fail(config_path, ": peft_type must be \"LORA\"", j.contains("peft_type") ? " (is " + j["peft_type"].dump() + ")" : "");
-  if (!j.contains("r") || !j["r"].is_number_integer() || j["r"].get<int64_t>() < 1 || j["r"].get<int64_t>() > 65536)
-    fail(config_path, ": field 'r' must be an integer in [1, 65536]");
-  if (!j.contains("lora_alpha") || !j["lora_alpha"].is_number() || !(j["lora_alpha"].get<double>() > 0))
-    fail(config_path, ": field 'lora_alpha' must be a number > 0");
-  if (!j.contains("target_modules") || !j["target_modules"].is_array() || j["target_modules"].empty())
-    fail(config_path, ": field 'target_modules' must be a non-empty list of module names",
-         j.contains("target_modules") && j["target_modules"].is_string() ? " (a regular expression is not supported)"
-                                                                          : "");
-  refuse_peft_options(j, config_path);
-
+  const AdapterFile file = read_peft_adapter(dir, config, PeftReadOptions{.trainer = true});
   Lora lora;
-  lora.config.rank = j["r"].get<int64_t>();
-  lora.config.alpha = j["lora_alpha"].get<double>();
+  lora.config.rank = file.rank;
+  lora.config.alpha = file.alpha;
   lora.config.targets.clear();
-  for (const auto& m : j["target_modules"]) {
-    if (!m.is_string()) fail(config_path, ": target_modules holds ", m.dump(), ", not a module name");
-    const LoraTarget t = target_from_hf(m.get<std::string>(), config_path);
-    if (std::find(lora.config.targets.begin(), lora.config.targets.end(), t) != lora.config.targets.end())
-      fail(config_path, ": target module '", m.get<std::string>(), "' is listed twice");
-    lora.config.targets.push_back(t);
-  }
-
-  SafetensorsSet set;
-  read_safetensors(map_file(weights_path), set);
-  std::map<std::string, const TensorRef*> by_name;
-  for (const TensorRef& t : set.tensors) by_name.emplace(t.name, &t);
-  const int64_t r = lora.config.rank;
-  const bool permuted = lora_rows_permuted(config);
-  // The tensor `name` as [rows, cols] doubles, refused unless float32 of exactly that shape.
-  auto take = [&](const std::string& name, int64_t rows, int64_t cols) {
-    auto it = by_name.find(name);
-    if (it == by_name.end()) fail(weights_path, ": missing tensor ", name);
-    const TensorRef& t = *it->second;
-    if (t.type != DType::F32)
-      fail(weights_path, ": tensor ", name, " is ", dtype_name(t.type), "; Orchard reads float32 (F32) adapters");
-    if (t.shape != std::vector<int64_t>{cols, rows})
-      fail(weights_path, ": tensor ", name, " has shape [", t.shape.size() == 2 ? std::to_string(t.shape[1]) : "?", ", ",
-           t.shape.empty() ? "?" : std::to_string(t.shape[0]), t.shape.size() > 2 ? ", ..." : "",
-           "] but this model needs [", rows, ", ", cols, "] (r = ", r, ")");
-    std::vector<double> v(static_cast<size_t>(rows * cols));
-    for (size_t i = 0; i < v.size(); ++i) {
-      float f;
-      std::memcpy(&f, t.data + i * sizeof(float), sizeof f);
-      // A NaN or infinity would pass into every merged weight and every output unnoticed.
-      if (!std::isfinite(f))
-        fail(weights_path, ": tensor ", name, " holds ", f, " at element ", i, " (adapter values must be finite)");
-      v[i] = f;
-    }
-    by_name.erase(it);
-    return v;
-  };
-  for (int64_t l = 0; l < config.n_layers; ++l)
-    for (LoraTarget t : lora.config.targets) {
-      LoraAdapter a{.layer = l, .target = t, .in = 0, .out = 0, .a = {}, .b = {}};
-      target_dims(config, t, a.in, a.out);
-      const std::string module = peft_module(l, t);
-      a.a = take(module + ".lora_A.weight", r, a.in);
-      a.b = take(module + ".lora_B.weight", a.out, r);
-      if (permuted && rows_move(config, t)) a.b = move_rows(a.b, a.out, r, config.head_dim, false);
-      lora.adapters.push_back(std::move(a));
-    }
-  if (!by_name.empty())
-    fail(weights_path, ": unexpected tensor ", by_name.begin()->first, " (not a lora_A/lora_B of the listed targets in ",
-         config.n_layers, " layers)");
+  for (AdapterTarget t : file.targets) lora.config.targets.push_back(static_cast<LoraTarget>(t));
+  for (const AdapterMatrices& m : file.matrices)
+    lora.adapters.push_back(LoraAdapter{.layer = m.layer,
+                                        .target = static_cast<LoraTarget>(m.target),
+                                        .in = m.in,
+                                        .out = m.out,
+                                        .a = std::vector<double>(m.a.begin(), m.a.end()),
+                                        .b = std::vector<double>(m.b.begin(), m.b.end())});
   return lora;
 }
 
