@@ -5,16 +5,19 @@
 //                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]
 //                [--token-issuer-key PUB --token-issuer-name NAME --token-store FILE [--token-origin-info T]]]
 //               [--cloud-relay URL [--cloud-ca-file PEM]] [--router-config FILE] [--router-audit FILE]
+//               [--lora NAME=PATH[:SCALE] ...] [--lora-merge] [--allow-adapter-updates]
 // An OpenAI-compatible HTTP server (see src/server/); with --private, the private cloud node: the
 // same API reachable only through Oblivious HTTP (src/cloud/, docs/cloud.md); with --cloud-relay or
 // --router-config, the hybrid router's device endpoint: each request answered here or by the
-// private cloud node behind the relay (src/router/endpoint.h, docs/router.md).
+// private cloud node behind the relay (src/router/endpoint.h, docs/router.md). --lora offers LoRA
+// adapters beside the model, chosen per request by "model" (docs/server.md, "Adapters").
 #include <chrono>
 #include <csignal>
 #include <memory>
 #include <optional>
 #include <cstdio>
 
+#include "adapter_options.h"
 #include "base/error.h"
 #include "cloud/node.h"
 #include "command.h"
@@ -87,15 +90,44 @@ ServeConfig parse_serve_config(Args& args) {
   if (options.threads < 0 || options.threads > 256) fail("orchard serve: --threads must be between 0 and 256");
   if (interval_ms < 0 || interval_ms > 1000) fail("orchard serve: --stream-interval-ms must be between 0 and 1000");
   options.stream_interval_us = interval_ms * 1000;
+  options.allow_adapter_updates = args.flag("allow-adapter-updates");
+  if (c.private_node && options.allow_adapter_updates)
+    fail("orchard serve: --allow-adapter-updates does not go with --private (a node serves exactly its measured model)");
   return c;
+}
+
+void set_serve_adapters(ServeConfig& c, const LoraArgs& lora) {
+  server::ServerOptions& options = c.server;
+  if (lora.adapters.empty()) return;
+  if (c.private_node) fail("orchard serve: --lora does not go with --private (a node serves exactly its measured model)");
+  if (lora.merge && options.allow_adapter_updates)
+    fail("orchard serve: --lora-merge and --allow-adapter-updates do not go together (merged adapters cannot be unloaded)");
+  for (const LoraSpec& spec : lora.adapters) {
+    if (!server::valid_adapter_name(spec.name))
+      fail("orchard serve: --lora ", spec.name, "=", spec.path, ": an adapter's name must be 1 to 64 characters of A-Z, a-z, "
+           "0-9, '.', '_' and '-' (requests choose it by \"model\")");
+    options.adapters.push_back({.name = spec.name, .path = spec.path, .scale = spec.scale});
+  }
+  options.merge_adapters = lora.merge;
 }
 
 namespace {
 
 volatile std::sig_atomic_t stop_requested = 0;
 
+// --lora as Args holds it: one value, since Args refuses an option given twice (the repeatable
+// form is take_lora_args on the words before Args sees them).
+LoraArgs lora_of(Args& args) {
+  LoraArgs lora;
+  if (std::optional<std::string> value = args.get("lora")) lora.adapters.push_back(parse_lora_spec(*value));
+  lora.merge = args.flag("lora-merge");
+  if (lora.merge && lora.adapters.empty()) fail("orchard serve: --lora-merge needs at least one --lora");
+  return lora;
+}
+
 int run_serve(Args& args) {
   ServeConfig config = parse_serve_config(args);
+  set_serve_adapters(config, lora_of(args));
   args.finish();
   const std::string& model = config.model;
   const server::ServerOptions& options = config.server;
@@ -135,6 +167,11 @@ int run_serve(Args& args) {
         std::fprintf(stderr, "orchard: serving %s on http://%s:%d (%d parallel)\n", model.c_str(),
                      options.host.c_str(), port, options.parallel);
         if (admin_port >= 0) std::fprintf(stderr, "orchard: admin (/metrics, /health) on http://127.0.0.1:%d\n", admin_port);
+        for (const server::AdapterSpec& a : options.adapters)
+          std::fprintf(stderr, "orchard: adapter %s from %s (scale %g%s)\n", a.name.c_str(), a.path.c_str(), a.scale,
+                       options.merge_adapters ? ", merged into the weights" : "");
+        if (options.allow_adapter_updates)
+          std::fprintf(stderr, "orchard: adapters may be loaded and unloaded at /v1/adapters\n");
         if (routed)
           std::fprintf(stderr, "orchard: routing requests between this device and %s\n",
                        config.cloud_relay.empty() ? "no cloud (no --cloud-relay)" : config.cloud_relay.c_str());
@@ -148,7 +185,7 @@ int run_serve(Args& args) {
 }
 
 const RegisterCommand kServe("serve", "serve a model over the OpenAI HTTP API (--private: as a private cloud node)", run_serve,
-                           {"private", "no-prefix-reuse"});
+                           {"private", "no-prefix-reuse", "allow-adapter-updates", "lora-merge"});
 
 }  // namespace
 }  // namespace orchard::cli

@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 
+#include "adapter_options.h"
 #include "args.h"
 #include "cloud/node_options.h"
 #include "server/http_server.h"
@@ -21,5 +22,9 @@ struct ServeConfig {
 
 // Reads serve's options from `args` (the caller calls args.finish()); throws on a bad value.
 ServeConfig parse_serve_config(Args& args);
+// Adds --lora's adapters (and --lora-merge) to `config`; throws for names a request could not
+// choose and for combinations that do not go together (--private, --allow-adapter-updates with
+// --lora-merge).
+void set_serve_adapters(ServeConfig& config, const LoraArgs& lora);
 
 }  // namespace orchard::cli
