@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -169,7 +170,8 @@ TEST(Speculation, GreedyIsExactOnStories260K) {
 }
 
 // 50 random prompts on golden models: the model in one quantization drafts for another, and
-// prompt lookup drafts from the (repetitive) output of random weights.
+// prompt lookup drafts from the (repetitive) output of random weights. The reference kernels
+// (plain loops, some twenty times slower) take the first 10 prompts.
 TEST(Speculation, GreedyIsExactOnGoldenModels) {
   struct Pair {
     const char* target;
@@ -191,7 +193,8 @@ TEST(Speculation, GreedyIsExactOnGoldenModels) {
       Engine by_lookup(model, tokenizer,
                        {.n_ctx = 128, .kernels = kernels, .n_threads = 1, .speculation = {.mode = SpeculationMode::ngram}});
       int64_t drafted = 0, accepted = 0;
-      for (int p = 0; p < 50; ++p) {
+      const int prompts = kernels == KernelChoice::reference ? 10 : 50;
+      for (int p = 0; p < prompts; ++p) {
         std::vector<int32_t> prompt(2 + next() % 30);
         for (int32_t& t : prompt) t = static_cast<int32_t>(next() % 1021);
         const Generation want = generate(plain, prompt, greedy(24));
@@ -207,6 +210,57 @@ TEST(Speculation, GreedyIsExactOnGoldenModels) {
                   kernels == KernelChoice::fast ? "fast" : "reference", (long long)drafted, (long long)accepted);
     }
   }
+}
+
+// Continuous batching with per-slot drafts: 16 jobs on 8 slots of one lane, each with its own
+// prompt, drafts of different lengths verified in shared passes beside other slots' prompts and
+// drafts; each job's tokens are those it gets alone without speculation.
+TEST(Speculation, SlotsDraftAndVerifyInSharedPasses) {
+  auto model = Model::load(test::shared_path("models/stories260K/stories260K.bin"));
+  auto tokenizer = load_model_tokenizer(*model, test::shared_path("models/stories260K/tok512.bin"));
+  Engine plain(model, tokenizer, {.n_ctx = 160, .n_threads = 1});
+  struct PassObserver : EngineObserver {
+    std::atomic<int64_t> shared{0};
+    void on_pass(int64_t sequences, int64_t) override { shared += sequences > 1; }
+  } observer;
+  for (const SpeculationOptions& speculation :
+       {SpeculationOptions{.mode = SpeculationMode::ngram},
+        SpeculationOptions{.mode = SpeculationMode::draft_model, .draft_model = perturbed_stories(0.05, 5)}}) {
+    Engine batched(model, tokenizer,
+                   {.slots = 8, .n_ctx = 160, .n_threads = 1, .observer = &observer, .speculation = speculation});
+    ASSERT_EQ(batched.lanes(), 1);
+    const char* starts[] = {"Once upon a time", "The cat", "Lily and Ben", "A big dog", "One day, Tom",
+                            "The sun was", "Sue had a", "In the park"};
+    std::vector<std::vector<int32_t>> prompts, expected;
+    for (int i = 0; i < 16; ++i) {
+      prompts.push_back(tokenizer->encode(std::string(starts[i % 8]) + (i >= 8 ? " and" : ""), true));
+      expected.push_back(generate(plain, prompts.back(), greedy(40 + 7 * i)).tokens);
+    }
+    std::vector<std::vector<int32_t>> got(16);
+    std::mutex mutex;
+    std::condition_variable done;
+    int finished = 0;
+    for (int i = 0; i < 16; ++i) {
+      auto job = std::make_shared<GenerationJob>();
+      job->prompt = prompts[i];
+      job->options = greedy(40 + 7 * i);
+      job->on_step = [&, i](const TokenStep& step) {
+        if (step.token >= 0 && step.stop != StopReason::end_of_sequence) got[i].push_back(step.token);
+        return true;
+      };
+      job->on_done = [&](const JobSummary& summary) {
+        EXPECT_EQ(summary.error, "");
+        std::lock_guard<std::mutex> lock(mutex);
+        ++finished;
+        done.notify_all();
+      };
+      batched.submit(job);
+    }
+    std::unique_lock<std::mutex> lock(mutex);
+    done.wait(lock, [&] { return finished == 16; });
+    for (int i = 0; i < 16; ++i) EXPECT_EQ(got[i], expected[i]) << "job " << i;
+  }
+  EXPECT_GT(observer.shared.load(), 0);
 }
 
 // The regularized upper incomplete gamma Q(a, x): the chi-square survival function is
