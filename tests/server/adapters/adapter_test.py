@@ -15,7 +15,8 @@ LoRA), independently of Orchard's writers, and served beside the base:
   5. POST /v1/adapters and DELETE /v1/adapters/NAME are refused (403) without
      --allow-adapter-updates and work with it; a deleted adapter then 404s;
   6. a bad adapter file (another model's shapes, a missing folder, a broken file) is a 4xx
-     naming it, at run time, and an error naming it at start.
+     naming it, at run time, and an error naming it at start;
+  7. chat completions (the tiny chat model, a Q8_0 base) with an adapter, streamed and not.
 
     python3 adapter_test.py ORCHARD_BINARY SHARED_DIR
 """
@@ -49,12 +50,20 @@ PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom went to the park"
            "Ben wanted a cake", "The boat", "She looked at the sky and", "Every morning the old man"]
 
 
-def random_lora(seed, rank=RANK, dims=None):
+# The tiny chat model (a qwen2 GGUF in Q8_0, with a chat template): width 256, feed-forward 512,
+# 2 KV heads of 64, 2 layers.
+CHAT_MODEL_REL = os.path.join("models", "tiny-chat", "tiny-qwen2-chat-q8_0.gguf")
+CHAT_TARGETS = [("q_proj", "attn_q", 256, 256), ("k_proj", "attn_k", 256, 128), ("v_proj", "attn_v", 256, 128),
+                ("o_proj", "attn_output", 256, 256), ("gate_proj", "ffn_gate", 256, 512),
+                ("up_proj", "ffn_up", 256, 512), ("down_proj", "ffn_down", 512, 256)]
+
+
+def random_lora(seed, rank=RANK, dims=None, layers=LAYERS, targets=TARGETS):
     """{(layer, module): (A [rank][in], B [out][rank])}: A uniform like PEFT's init, B nonzero."""
     rng = random.Random(seed)
     out = {}
-    for layer in range(LAYERS):
-        for module, _, n_in, n_out in TARGETS:
+    for layer in range(layers):
+        for module, _, n_in, n_out in targets:
             if dims:
                 n_in, n_out = dims.get(module, (n_in, n_out))
             a = [[rng.uniform(-1, 1) / n_in ** 0.5 for _ in range(n_in)] for _ in range(rank)]
@@ -127,9 +136,9 @@ def write_gguf_lora(path, lora):
 class Serve:
     """`orchard serve` on stories260K on a free port, with extra flags; stopped on exit."""
 
-    def __init__(self, orchard, shared, *flags):
+    def __init__(self, orchard, shared, *flags, model=MODEL_REL):
         self.log = tempfile.NamedTemporaryFile(prefix="orchard-adapters-", suffix=".log", delete=False)
-        cmd = [orchard, "serve", "--model", os.path.join(shared, MODEL_REL), "--port", "0", *flags]
+        cmd = [orchard, "serve", "--model", os.path.join(shared, model), "--port", "0", *flags]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
         self.port = None
         for _ in range(1200):
@@ -181,10 +190,10 @@ class Serve:
         return False
 
 
-def started(checks, what, orchard, shared, *flags):
+def started(checks, what, orchard, shared, *flags, model=MODEL_REL):
     """A Serve, or None after a failed check naming what did not start."""
     try:
-        return Serve(orchard, shared, *flags)
+        return Serve(orchard, shared, *flags, model=model)
     except RuntimeError as e:
         with checks.check(f"orchard serve {what} starts"):
             raise AssertionError(str(e)[-2000:]) from None
@@ -333,6 +342,36 @@ def adapters_at_start(checks, srv, t):
                      "gpt-4o-mini", "model_not_found")
 
 
+def chat_server(checks, srv):
+    with checks.check("(7) chat completions over a Q8_0 base: an adapter changes the greedy reply, streamed and "
+                      "not, and the chunks name the adapter"):
+        def chat(model, stream):
+            body = {"messages": [{"role": "user", "content": "Tell me about the sea."}], "max_tokens": 16,
+                    "temperature": 0, "stream": stream}
+            if model:
+                body["model"] = model
+            status, raw = srv.request("POST", "/v1/chat/completions", body)
+            assert status == 200, f"{model}: {status} {raw[:300]!r}"
+            if not stream:
+                answer = json.loads(raw)
+                return answer["model"], answer["choices"][0]["message"]["content"]
+            names, text = set(), ""
+            for line in raw.decode().splitlines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    chunk = json.loads(line[6:])
+                    names.add(chunk["model"])
+                    for choice in chunk["choices"]:
+                        text += choice["delta"].get("content") or ""
+            assert len(names) == 1, names
+            return names.pop(), text
+
+        base = chat(None, False)
+        adapted = chat("tone", False)
+        assert base[0] == "tiny-qwen2-chat-q8_0.gguf" and adapted[0] == "tone", (base[0], adapted[0])
+        assert adapted[1] != base[1], f"the adapter gives the base's reply {base[1]!r}"
+        assert chat("tone", True) == adapted and chat(None, True) == base
+
+
 def plain_server(checks, srv):
     with checks.check("(4) a server without adapters answers any model name with the base; BASE:NAME is a 404"):
         base = srv.complete(PROMPTS[0])[1]
@@ -404,6 +443,14 @@ def main():
         if srv:
             with srv:
                 run(srv)
+
+    chat_lora = os.path.join(work.name, "tone")
+    write_peft(chat_lora, random_lora(106, layers=2, targets=CHAT_TARGETS))
+    srv = started(checks, "on the tiny chat model with --lora", orchard, shared, "--lora", f"tone={chat_lora}",
+                  model=CHAT_MODEL_REL)
+    if srv:
+        with srv:
+            chat_server(checks, srv)
 
     with checks.check("(6) `orchard serve --lora` with a bad adapter exits naming the file"):
         result = subprocess.run([orchard, "serve", "--model", os.path.join(shared, MODEL_REL), "--port", "0",
