@@ -316,34 +316,39 @@ AdapterFile read_adapter(const std::string& path, const ModelConfig& config) {
   return read_gguf_adapter(path, config);
 }
 
+float lora_a_dot(const AdapterMatrices& m, int64_t k, const float* x) {
+  const float* a = m.a.data() + k * m.in;
+  float lanes[kLoraLanes] = {};
+  int64_t i = 0;
+  for (; i + kLoraLanes <= m.in; i += kLoraLanes)
+    for (int64_t j = 0; j < kLoraLanes; ++j) lanes[j] += a[i + j] * x[i + j];
+  float sum = 0;
+  for (int64_t j = 0; j < kLoraLanes; ++j) sum += lanes[j];
+  for (; i < m.in; ++i) sum += a[i] * x[i];
+  return sum;
+}
+
+void lora_add_b(const AdapterMatrices& m, const float* u, float scale, int64_t o_begin, int64_t o_end, float* y) {
+  const int64_t r = static_cast<int64_t>(m.bt.size()) / std::max<int64_t>(1, m.out);
+  constexpr int64_t kBlock = 256;
+  float acc[kBlock];
+  for (int64_t b = o_begin; b < o_end; b += kBlock) {
+    const int64_t n = std::min(kBlock, o_end - b);
+    std::fill_n(acc, n, 0.0f);
+    for (int64_t k = 0; k < r; ++k) {
+      const float* bt = m.bt.data() + k * m.out + b;
+      const float uk = u[k];
+      for (int64_t o = 0; o < n; ++o) acc[o] += bt[o] * uk;
+    }
+    for (int64_t o = 0; o < n; ++o) y[b + o] += scale * acc[o];
+  }
+}
+
 void add_lora_delta_row(const AdapterMatrices& m, float scale, const float* x, float* y) {
   const int64_t r = static_cast<int64_t>(m.a.size()) / std::max<int64_t>(1, m.in);
-  constexpr int64_t kLanes = 16;
-  thread_local std::vector<float> u;
-  u.resize(static_cast<size_t>(r));
-  float* const ur = u.data();
-  // u = A x: each row's dot product in kLanes interleaved partial sums (lane j takes the
-  // elements j, j + kLanes, ...), then the lanes summed in order and the tail after them.
-  for (int64_t k = 0; k < r; ++k) {
-    const float* a = m.a.data() + k * m.in;
-    float lanes[kLanes] = {};
-    int64_t i = 0;
-    for (; i + kLanes <= m.in; i += kLanes)
-      for (int64_t j = 0; j < kLanes; ++j) lanes[j] += a[i + j] * x[i + j];
-    float sum = 0;
-    for (int64_t j = 0; j < kLanes; ++j) sum += lanes[j];
-    for (; i < m.in; ++i) sum += a[i] * x[i];
-    ur[k] = sum;
-  }
-  // y += scale * (B u): B^T [rank, out] row by row, so each output sums its rank terms in order.
-  thread_local std::vector<float> acc;
-  acc.assign(static_cast<size_t>(m.out), 0.0f);
-  for (int64_t k = 0; k < r; ++k) {
-    const float* bt = m.bt.data() + k * m.out;
-    const float uk = ur[k];
-    for (int64_t o = 0; o < m.out; ++o) acc[o] += bt[o] * uk;
-  }
-  for (int64_t o = 0; o < m.out; ++o) y[o] += scale * acc[o];
+  std::vector<float> u(static_cast<size_t>(r));
+  for (int64_t k = 0; k < r; ++k) u[static_cast<size_t>(k)] = lora_a_dot(m, k, x);
+  lora_add_b(m, u.data(), scale, 0, m.out, y);
 }
 
 Adapter::Adapter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

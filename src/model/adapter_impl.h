@@ -91,9 +91,18 @@ struct Adapter::Impl {
   }
 };
 
-// y[out] += scale * B (A x) for one row x[in]: first the rank values u = A x, each a dot product
-// summed in index order in float, then each output adds scale * (B u), summed in rank order. The
-// order depends on nothing but the shapes, so a row's result is the same in any batch.
+// The delta y[out] += scale * B (A x) of one row x[in], in two steps that a caller may spread
+// over threads (by k, then by ranges of outputs) without changing any value: the order of every
+// sum is fixed by the shapes alone, so a row's result is the same in any batch and on any split.
+//
+// u_k = (A x)_k: A's row k dotted with x in kLoraLanes interleaved partial sums (lane j takes the
+// elements j, j + kLoraLanes, ...), the lanes then summed in order, then the tail.
+constexpr int64_t kLoraLanes = 16;
+float lora_a_dot(const AdapterMatrices& m, int64_t k, const float* x);
+// y[o] += scale * sum_k B[o, k] u[k] for o in [o_begin, o_end), the k terms added in order (read
+// from B transposed, so that the loop runs across outputs).
+void lora_add_b(const AdapterMatrices& m, const float* u, float scale, int64_t o_begin, int64_t o_end, float* y);
+// Both steps for one row on this thread.
 void add_lora_delta_row(const AdapterMatrices& m, float scale, const float* x, float* y);
 
 }  // namespace orchard

@@ -112,22 +112,43 @@ void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y
 }
 
 // LoRA: after the base matmul, y += scale * (x A^T) B^T for the rows whose sequence has an adapter
-// for this projection (orchard/adapter.h). Each row's delta is computed by add_lora_delta_row
-// alone, in an order fixed by the shapes, so a row's output does not depend on its batch; rows
-// are spread over the workers, which changes who computes a row, never how.
+// for this projection (orchard/adapter.h). Two steps over the workers: every u = A x value of
+// every such row, then B u added to ranges of each row's outputs. Which worker computes a value
+// changes with the batch; how it is computed (lora_a_dot, lora_add_b: orders fixed by the shapes)
+// does not, so a row's output is the same alone or in any batch.
 void Transformer::add_adapter_deltas(int64_t layer, AdapterTarget target, const float* x, float* y, int64_t first,
                                      int64_t m) {
   if (!any_adapter_) return;
-  const AdapterMatrices* probe = nullptr;
-  for (int64_t t = first; t < first + m && !probe; ++t)
-    if (const Adapter::Impl* a = row_adapters_[static_cast<size_t>(t)]) probe = a->find(layer, target);
-  if (!probe) return;
-  const int64_t in = probe->in, out = probe->out;
-  pool_.parallel_for(m, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const Adapter::Impl* a = row_adapters_[static_cast<size_t>(first + t)];
-      if (!a) continue;
-      if (const AdapterMatrices* mats = a->find(layer, target)) add_lora_delta_row(*mats, a->scale, x + t * in, y + t * out);
+  lora_rows_.clear();
+  int64_t u_size = 0;
+  for (int64_t t = 0; t < m; ++t) {
+    const Adapter::Impl* a = row_adapters_[static_cast<size_t>(first + t)];
+    const AdapterMatrices* mats = a ? a->find(layer, target) : nullptr;
+    if (!mats) continue;
+    const int64_t rank = static_cast<int64_t>(mats->a.size()) / mats->in;
+    lora_rows_.push_back({t, mats, a->scale, u_size, rank});
+    u_size += rank;
+  }
+  if (lora_rows_.empty()) return;
+  lora_u_.resize(static_cast<size_t>(u_size));
+  // Step 1: u for every (row, k), the flat index walking rows in order.
+  pool_.parallel_for(u_size, [&](int64_t b, int64_t e) {
+    size_t w = 0;
+    for (int64_t i = b; i < e; ++i) {
+      while (lora_rows_[w].u_offset + lora_rows_[w].rank <= i) ++w;
+      const LoraRow& row = lora_rows_[w];
+      lora_u_[static_cast<size_t>(i)] = lora_a_dot(*row.mats, i - row.u_offset, x + row.row * row.mats->in);
+    }
+  });
+  // Step 2: each row's outputs in blocks.
+  constexpr int64_t kBlock = 256;
+  const int64_t out = lora_rows_.front().mats->out, blocks = (out + kBlock - 1) / kBlock;
+  pool_.parallel_for(static_cast<int64_t>(lora_rows_.size()) * blocks, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const LoraRow& row = lora_rows_[static_cast<size_t>(i / blocks)];
+      const int64_t o = (i % blocks) * kBlock;
+      lora_add_b(*row.mats, &lora_u_[static_cast<size_t>(row.u_offset)], row.scale, o, std::min(out, o + kBlock),
+                 y + row.row * out);
     }
   });
 }
@@ -221,7 +242,8 @@ void Transformer::feed_forward(int64_t l, const LayerWeights& w, int64_t n) {
 static void check_adapter_fits(const Adapter& adapter, const ModelConfig& c) {
   const ModelConfig& a = adapter.impl().model;
   if (a.n_layers != c.n_layers || a.dim != c.dim || a.n_heads != c.n_heads || a.n_kv_heads != c.n_kv_heads ||
-      a.head_dim != c.head_dim || a.ffn_dim != c.ffn_dim || a.architecture != c.architecture)
+      a.head_dim != c.head_dim || a.ffn_dim != c.ffn_dim || a.architecture != c.architecture ||
+      a.rope_style != c.rope_style)
     fail("transformer: adapter ", adapter.path(), " was loaded for a model of another shape");
 }
 

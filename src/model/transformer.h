@@ -122,6 +122,16 @@ class Transformer {
   // Each row's adapter in this pass (null: the base), and whether any row has one.
   std::vector<const Adapter::Impl*> row_adapters_;
   bool any_adapter_ = false;
+  // add_adapter_deltas' scratch: the rows with a delta for the current projection, and their
+  // u = A x values, row after row.
+  struct LoraRow {
+    int64_t row;  // within the call's rows
+    const AdapterMatrices* mats;
+    float scale;
+    int64_t u_offset, rank;
+  };
+  std::vector<LoraRow> lora_rows_;
+  std::vector<float> lora_u_;
 };
 
 }  // namespace orchard

@@ -119,7 +119,9 @@ TEST(Adapter, UnmergedEqualsTrainerMergedPeftAndGguf) {
     SCOPED_TRACE(model_path);
     const ModelConfig c = load(model_path, KernelChoice::reference)->config();
     for (const TensorSummary& t : load(model_path, KernelChoice::reference)->tensors())
-      if (t.name.find("attn_q.weight") != std::string::npos) ASSERT_EQ(t.type, "F32") << "the oracle merges float bases";
+      if (t.name.find("attn_q.weight") != std::string::npos) {
+        ASSERT_EQ(t.type, "F32") << "the oracle merges float bases";
+      }
     const Lora lora = random_lora(c, 4, 6.0, kAll, 11);
     test::TempDir dir;
     train::save_peft_adapter(lora, c, dir.file("peft"));
@@ -263,7 +265,9 @@ TEST(Adapter, QuantizedBaseMatchesMergedCopy) {
       const std::shared_ptr<const Adapter> list[] = {adapter};
       auto merged = merge_adapters(model, list, k);
       for (const TensorSummary& t : merged->tensors())
-        if (t.name.find("ffn_up.weight") != std::string::npos) EXPECT_EQ(t.type, "F32");
+        if (t.name.find("ffn_up.weight") != std::string::npos) {
+          EXPECT_EQ(t.type, "F32");
+        }
       const std::vector<int32_t> tokens = tokens_for(c, 9);
       const std::vector<float> expected = logits(*merged, kernels_of(k), tokens, nullptr);
       const std::vector<float> actual = logits(*model, kernels_of(k), tokens, adapter.get());
