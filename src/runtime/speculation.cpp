@@ -10,13 +10,19 @@ std::vector<int32_t> prompt_lookup(std::span<const int32_t> context, int64_t k, 
   const int64_t length = static_cast<int64_t>(context.size());
   for (int64_t n = std::min<int64_t>(ngram_max, length - 1); n >= std::max(1, ngram_min); --n) {
     const std::span<const int32_t> suffix = context.subspan(static_cast<size_t>(length - n));
-    // Latest first: the most recent occurrence is the likeliest to continue the same way. A
-    // match must end before the suffix itself does, so that something follows it.
+    // Latest first: the most recent occurrence is the likeliest to continue the same way. But
+    // in a repetition the latest ones end just before the suffix, with a token or two after
+    // them: take the latest followed by k tokens, else the one followed by most. A match must
+    // end before the suffix does, so that something follows it.
+    int64_t best_from = -1, best_count = 0;
     for (int64_t start = length - n - 1; start >= 0; --start) {
       if (!std::equal(suffix.begin(), suffix.end(), context.begin() + start)) continue;
       const int64_t from = start + n, count = std::min(k, length - from);
-      return std::vector<int32_t>(context.begin() + from, context.begin() + from + count);
+      if (count > best_count) best_from = from, best_count = count;
+      if (count == k) break;
     }
+    if (best_count > 0)
+      return std::vector<int32_t>(context.begin() + best_from, context.begin() + best_from + best_count);
   }
   return {};
 }

@@ -11,8 +11,9 @@
 namespace orchard {
 
 // Prompt lookup: the up to `k` tokens that followed the latest earlier occurrence of the
-// context's last n tokens, for n from ngram_max down to ngram_min (a longer match predicts
-// better). Empty when no suffix recurs. Summaries, quotes and code edits copy spans of their
+// context's last n tokens that has k tokens after it (else the occurrence with most after it),
+// for n from ngram_max down to ngram_min (a longer match predicts better). Empty when no suffix
+// recurs. Summaries, quotes and code edits copy spans of their
 // input, which this drafts at no cost; so does a model that repeats itself.
 std::vector<int32_t> prompt_lookup(std::span<const int32_t> context, int64_t k, int ngram_max, int ngram_min);
 

@@ -121,6 +121,11 @@ TEST(PromptLookup, CopiesWhatFollowedTheLatestEarlierOccurrence) {
   // What follows the match runs to the end of the context at most.
   const std::vector<int32_t> repeat = {4, 4};
   EXPECT_EQ(prompt_lookup(repeat, 4, 3, 1), (std::vector<int32_t>{4}));
+  // In a repetition the latest matches end just before the suffix: an earlier one with k tokens
+  // after it drafts further. [9, 9, 9] occurs at 1, 2 and 3; only at 1 do four tokens follow.
+  const std::vector<int32_t> run = {2, 9, 9, 9, 9, 9, 9, 9};
+  EXPECT_EQ(prompt_lookup(run, 4, 3, 1), (std::vector<int32_t>{9, 9, 9, 9}));
+  EXPECT_EQ(prompt_lookup(run, 6, 3, 1), (std::vector<int32_t>{9, 9, 9, 9}));  // at most what follows the first
   EXPECT_TRUE(prompt_lookup(std::vector<int32_t>{1}, 4, 3, 1).empty());
 }
 
