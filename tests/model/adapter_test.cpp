@@ -112,6 +112,56 @@ std::shared_ptr<const Model> merged_by_trainer(const std::string& base, const Lo
   return Model::load(path, {.kernels = kernels});
 }
 
+// The delta's two steps on awkward shapes (lengths below, at and past the 16 lanes and the
+// 256-output blocks) against a double-precision sum written here; and the outputs split into
+// arbitrary ranges (as the workers split them) bitwise equal to one call.
+TEST(Adapter, DeltaRowMatchesDoubleOnAwkwardShapes) {
+  std::mt19937 rng(71);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (const int64_t in : {1, 15, 16, 17, 33, 100})
+    for (const int64_t out : {1, 7, 256, 300})
+      for (const int64_t rank : {1, 3, 16}) {
+        AdapterMatrices m{.layer = 0, .target = AdapterTarget::q, .in = in, .out = out, .a = {}, .b = {}};
+        for (int64_t i = 0; i < rank * in; ++i) m.a.push_back(u(rng));
+        for (int64_t i = 0; i < out * rank; ++i) m.b.push_back(u(rng));
+        m.bt.resize(m.b.size());
+        for (int64_t o = 0; o < out; ++o)
+          for (int64_t k = 0; k < rank; ++k) m.bt[static_cast<size_t>(k * out + o)] = m.b[static_cast<size_t>(o * rank + k)];
+        std::vector<float> x(static_cast<size_t>(in)), y0(static_cast<size_t>(out));
+        for (float& v : x) v = u(rng);
+        for (float& v : y0) v = u(rng);
+        const float scale = 0.37f;
+        std::vector<float> y = y0;
+        add_lora_delta_row(m, scale, x.data(), y.data());
+        for (int64_t o = 0; o < out; ++o) {
+          double expected = 0, magnitude = 0;
+          for (int64_t k = 0; k < rank; ++k) {
+            double ax = 0, ax_abs = 0;
+            for (int64_t i = 0; i < in; ++i) {
+              ax += static_cast<double>(m.a[static_cast<size_t>(k * in + i)]) * x[static_cast<size_t>(i)];
+              ax_abs += std::abs(static_cast<double>(m.a[static_cast<size_t>(k * in + i)]) * x[static_cast<size_t>(i)]);
+            }
+            expected += static_cast<double>(m.b[static_cast<size_t>(o * rank + k)]) * ax;
+            magnitude += std::abs(static_cast<double>(m.b[static_cast<size_t>(o * rank + k)])) * ax_abs;
+          }
+          expected = y0[static_cast<size_t>(o)] + scale * expected;
+          // float32 sums: a few ulps of the terms' magnitudes.
+          EXPECT_NEAR(y[static_cast<size_t>(o)], expected, 1e-6 * (in + rank + 4) * (scale * magnitude + 1))
+              << "in " << in << " out " << out << " rank " << rank << " output " << o;
+        }
+        std::vector<float> us(static_cast<size_t>(rank));
+        for (int64_t k = 0; k < rank; ++k) us[static_cast<size_t>(k)] = lora_a_dot(m, k, x.data());
+        std::vector<float> split = y0;
+        for (int64_t o = 0; o < out;) {
+          const int64_t e = std::min(out, o + 1 + static_cast<int64_t>(rng() % 300));
+          lora_add_b(m, us.data(), scale, o, e, split.data());
+          o = e;
+        }
+        EXPECT_EQ(std::memcmp(split.data(), y.data(), y.size() * sizeof(float)), 0)
+            << "in " << in << " out " << out << " rank " << rank;
+      }
+}
+
 // (a) For a llama GGUF (q/k permuted) and a Qwen2 one, all seven targets: the PEFT folder and the
 // GGUF LoRA the trainer writes, applied unmerged, give the merged model's logits.
 TEST(Adapter, UnmergedEqualsTrainerMergedPeftAndGguf) {
