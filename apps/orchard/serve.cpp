@@ -5,6 +5,7 @@
 //                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]
 //                [--token-issuer-key PUB --token-issuer-name NAME --token-store FILE [--token-origin-info T]]]
 //               [--cloud-relay URL [--cloud-ca-file PEM]] [--router-config FILE] [--router-audit FILE]
+//               [--spec ngram | --draft-model PATH] [--draft-max K] [--draft-min N]
 //               [--lora NAME=PATH[:SCALE] ...] [--lora-merge] [--allow-adapter-updates]
 // An OpenAI-compatible HTTP server (see src/server/); with --private, the private cloud node: the
 // same API reachable only through Oblivious HTTP (src/cloud/, docs/cloud.md); with --cloud-relay or
@@ -128,7 +129,12 @@ LoraArgs lora_of(Args& args) {
 int run_serve(Args& args) {
   ServeConfig config = parse_serve_config(args);
   set_serve_adapters(config, lora_of(args));
+  const SpeculationArgs spec = speculation_args(args);
   args.finish();
+  if (config.private_node && spec.mode != SpeculationMode::off)
+    fail("orchard serve: speculation (--spec, --draft-model) does not go with --private: the node's measured "
+         "configuration does not cover a draft model");
+  config.server.speculation = load_speculation(spec, config.server.kernels, config.server.memory_budget);
   const std::string& model = config.model;
   const server::ServerOptions& options = config.server;
   const cloud::NodeOptions& node = config.node;

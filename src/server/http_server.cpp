@@ -188,7 +188,7 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   Engine engine(model, tokenizer,
                 {.slots = options.parallel, .n_ctx = options.n_ctx, .kernels = options.kernels,
                  .n_threads = options.threads, .kv_cache = options.kv_cache, .observer = &metrics,
-                 .share_prefix = options.share_prefix});
+                 .share_prefix = options.share_prefix, .speculation = options.speculation});
   ChatService service(tokenizer, base_id, engine.n_ctx());
   const OpenAIHandler handler(service, engine, waker, metrics, std::chrono::microseconds(options.stream_interval_us),
                               &adapters);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "orchard/engine.h"
 #include "orchard/model.h"
 #include "server/adapter_registry.h"
 
@@ -54,6 +55,8 @@ struct ServerOptions {
   bool merge_adapters = false;
   // POST /v1/adapters and DELETE /v1/adapters/NAME (--allow-adapter-updates); refused (403) without.
   bool allow_adapter_updates = false;
+  // Speculative decoding in every slot (--spec ngram, --draft-model PATH; EngineOptions).
+  SpeculationOptions speculation;
 };
 
 // What serve() hands to the routes of its public port.
