@@ -32,8 +32,7 @@ Args::Args(std::string command, std::vector<std::string> argv, std::set<std::str
       if (i + 1 >= argv.size()) fail("orchard ", command_, ": --", name, " needs a value");
       value = argv[++i];
     }
-    if (values_.count(name)) fail("orchard ", command_, ": --", name, " given twice");
-    values_[name] = value;
+    values_[name].push_back(value);
   }
 }
 
@@ -41,7 +40,14 @@ std::optional<std::string> Args::get(const std::string& name) {
   consumed_.insert(name);
   auto it = values_.find(name);
   if (it == values_.end()) return std::nullopt;
-  return it->second;
+  if (it->second.size() > 1) fail("orchard ", command_, ": --", name, " given twice");
+  return it->second.front();
+}
+
+std::vector<std::string> Args::get_all(const std::string& name) {
+  consumed_.insert(name);
+  auto it = values_.find(name);
+  return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string Args::require(const std::string& name) {

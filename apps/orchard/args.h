@@ -17,7 +17,10 @@ class Args {
   Args(std::string command, std::vector<std::string> argv, std::set<std::string> flags = {});
 
   const std::string& command() const { return command_; }
+  // The option's value; an option given twice is an error here (see get_all).
   std::optional<std::string> get(const std::string& name);
+  // Every value of a repeatable option (--lora A --lora B), in order; empty when absent.
+  std::vector<std::string> get_all(const std::string& name);
   std::string require(const std::string& name);
   std::string get_or(const std::string& name, const std::string& fallback);
   bool flag(const std::string& name);
@@ -28,7 +31,7 @@ class Args {
 
  private:
   std::string command_;
-  std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> values_;  // every value, in order
   std::set<std::string> present_flags_;
   std::set<std::string> consumed_;
 };
