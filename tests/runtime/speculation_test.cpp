@@ -12,8 +12,11 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "orchard/adapter.h"
 #include "orchard/engine.h"
 #include "orchard/error.h"
+#include "temp_dir.h"
+#include "train/adapter_io.h"
 #include "constraint_test_support.h"
 #include "runtime/speculation.h"
 #include "test_paths.h"
@@ -463,6 +466,50 @@ TEST(Speculation, LimitedMemoryModeVerifiesSeveralTokensPerWeightRead) {
   // One prefill pass, then one pass per verification: fewer passes than generated tokens.
   EXPECT_GT(got.summary.accepted_tokens, 0);
   EXPECT_EQ(stats.passes, 1 + got.summary.completion_tokens - 1 - got.summary.accepted_tokens);
+}
+
+// With a LoRA adapter the draft (the base's or its own model) proposes and the adapted model
+// verifies: greedy output is the adapted model's without speculation, which differs from the base's.
+TEST(Speculation, AnAdaptedModelVerifiesTheDrafts) {
+  auto model = Model::load(test::shared_path("models/stories260K/stories260K.bin"));
+  auto tokenizer = load_model_tokenizer(*model, test::shared_path("models/stories260K/tok512.bin"));
+  const ModelConfig& c = model->config();
+  train::Lora lora;
+  lora.config = {.rank = 4, .alpha = 8, .targets = {train::LoraTarget::q, train::LoraTarget::v, train::LoraTarget::up}};
+  uint64_t state = 7;
+  auto uniform = [&] { return static_cast<double>((state = state * 6364136223846793005ull + 1) >> 40) / (1 << 24) - 0.5; };
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (train::LoraTarget t : lora.config.targets) {
+      const int64_t kv = c.n_kv_heads * c.head_dim;
+      const int64_t out = t == train::LoraTarget::v ? kv : t == train::LoraTarget::up ? c.ffn_dim : c.dim;
+      train::LoraAdapter a{.layer = l, .target = t, .in = c.dim, .out = out};
+      for (int64_t i = 0; i < 4 * c.dim; ++i) a.a.push_back(0.3 * uniform());
+      for (int64_t i = 0; i < out * 4; ++i) a.b.push_back(0.3 * uniform());
+      lora.adapters.push_back(std::move(a));
+    }
+  const test::TempDir dir;
+  train::save_gguf_adapter(lora, c, dir.file("tone.gguf"));
+  const std::shared_ptr<const Adapter> adapter = Adapter::load(*model, dir.file("tone.gguf"));
+  Engine plain(model, tokenizer, {.n_ctx = 200, .n_threads = 1});
+  const std::vector<int32_t> prompt = tokenizer->encode("Once upon a time", true);
+  auto run = [&](Engine& engine, std::shared_ptr<const Adapter> with) {
+    std::vector<int32_t> tokens;
+    GenerationJob job{.prompt = prompt, .options = greedy(120), .adapter = std::move(with)};
+    job.on_step = [&](const TokenStep& step) {
+      if (step.token >= 0) tokens.push_back(step.token);
+      return true;
+    };
+    EXPECT_EQ(engine.run(std::move(job)).error, "");
+    return tokens;
+  };
+  const std::vector<int32_t> adapted = run(plain, adapter);
+  EXPECT_NE(adapted, run(plain, nullptr));
+  for (const SpeculationOptions& speculation :
+       {SpeculationOptions{.mode = SpeculationMode::ngram},
+        SpeculationOptions{.mode = SpeculationMode::draft_model, .draft_model = perturbed_stories(0.05, 6)}}) {
+    Engine speculative(model, tokenizer, {.n_ctx = 200, .n_threads = 1, .speculation = speculation});
+    EXPECT_EQ(run(speculative, adapter), adapted);
+  }
 }
 
 TEST(Speculation, ADraftOfAnotherVocabularyIsRefusedNamingIt) {
