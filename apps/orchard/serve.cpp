@@ -16,6 +16,7 @@
 #include <csignal>
 #include <memory>
 #include <optional>
+#include <set>
 #include <cstdio>
 
 #include "adapter_options.h"
@@ -116,11 +117,17 @@ namespace {
 
 volatile std::sig_atomic_t stop_requested = 0;
 
-// --lora as Args holds it: one value, since Args refuses an option given twice (the repeatable
-// form is take_lora_args on the words before Args sees them).
+// Every --lora (repeatable) and --lora-merge. An adapter's name is how requests choose it, so two
+// adapters of one name are refused.
 LoraArgs lora_of(Args& args) {
   LoraArgs lora;
-  if (std::optional<std::string> value = args.get("lora")) lora.adapters.push_back(parse_lora_spec(*value));
+  std::set<std::string> names;
+  for (const std::string& value : args.get_all("lora")) {
+    LoraSpec spec = parse_lora_spec(value);
+    if (!names.insert(spec.name).second)
+      fail("orchard serve: --lora: two adapters are named '", spec.name, "' (give NAME=PATH)");
+    lora.adapters.push_back(std::move(spec));
+  }
   lora.merge = args.flag("lora-merge");
   if (lora.merge && lora.adapters.empty()) fail("orchard serve: --lora-merge needs at least one --lora");
   return lora;
