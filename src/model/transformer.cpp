@@ -116,39 +116,42 @@ void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y
 // every such row, then B u added to ranges of each row's outputs. Which worker computes a value
 // changes with the batch; how it is computed (lora_a_dot, lora_add_b: orders fixed by the shapes)
 // does not, so a row's output is the same alone or in any batch.
-void Transformer::add_adapter_deltas(int64_t layer, AdapterTarget target, const float* x, float* y, int64_t first,
-                                     int64_t m) {
+void Transformer::add_adapter_deltas(int64_t layer, std::initializer_list<LoraOutput> outputs, const float* x,
+                                     int64_t first, int64_t m) {
   if (!any_adapter_) return;
   lora_rows_.clear();
   int64_t u_size = 0;
-  for (int64_t t = 0; t < m; ++t) {
-    const Adapter::Impl* a = row_adapters_[static_cast<size_t>(first + t)];
-    const AdapterMatrices* mats = a ? a->find(layer, target) : nullptr;
-    if (!mats) continue;
-    const int64_t rank = static_cast<int64_t>(mats->a.size()) / mats->in;
-    lora_rows_.push_back({t, mats, a->scale, u_size, rank});
-    u_size += rank;
-  }
+  for (const LoraOutput& output : outputs)
+    for (int64_t t = 0; t < m; ++t) {
+      const Adapter::Impl* a = row_adapters_[static_cast<size_t>(first + t)];
+      const AdapterMatrices* mats = a ? a->find(layer, output.target) : nullptr;
+      if (!mats) continue;
+      const int64_t rank = static_cast<int64_t>(mats->a.size()) / mats->in;
+      lora_rows_.push_back({x + t * mats->in, output.y + t * mats->out, mats, a->scale, u_size, rank});
+      u_size += rank;
+    }
   if (lora_rows_.empty()) return;
   lora_u_.resize(static_cast<size_t>(u_size));
-  // Step 1: u for every (row, k), the flat index walking rows in order.
+  // Step 1: u for every (row, k), the flat index walking the rows in order.
   pool_.parallel_for(u_size, [&](int64_t b, int64_t e) {
     size_t w = 0;
     for (int64_t i = b; i < e; ++i) {
       while (lora_rows_[w].u_offset + lora_rows_[w].rank <= i) ++w;
       const LoraRow& row = lora_rows_[w];
-      lora_u_[static_cast<size_t>(i)] = lora_a_dot(*row.mats, i - row.u_offset, x + row.row * row.mats->in);
+      lora_u_[static_cast<size_t>(i)] = lora_a_dot(*row.mats, i - row.u_offset, row.x);
     }
   });
   // Step 2: each row's outputs in blocks.
   constexpr int64_t kBlock = 256;
-  const int64_t out = lora_rows_.front().mats->out, blocks = (out + kBlock - 1) / kBlock;
-  pool_.parallel_for(static_cast<int64_t>(lora_rows_.size()) * blocks, [&](int64_t b, int64_t e) {
+  lora_blocks_.clear();
+  for (size_t w = 0; w < lora_rows_.size(); ++w)
+    for (int64_t o = 0; o < lora_rows_[w].mats->out; o += kBlock) lora_blocks_.push_back({w, o});
+  pool_.parallel_for(static_cast<int64_t>(lora_blocks_.size()), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      const LoraRow& row = lora_rows_[static_cast<size_t>(i / blocks)];
-      const int64_t o = (i % blocks) * kBlock;
-      lora_add_b(*row.mats, &lora_u_[static_cast<size_t>(row.u_offset)], row.scale, o, std::min(out, o + kBlock),
-                 y + row.row * out);
+      const auto [w, o] = lora_blocks_[static_cast<size_t>(i)];
+      const LoraRow& row = lora_rows_[w];
+      lora_add_b(*row.mats, &lora_u_[static_cast<size_t>(row.u_offset)], row.scale, o,
+                 std::min(row.mats->out, o + kBlock), row.y);
     }
   });
 }
@@ -166,9 +169,8 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
   const MatmulWeight qkv[] = {matmul_weight(w.wq), matmul_weight(w.wk), matmul_weight(w.wv)};
   float* const qkv_out[] = {q_.data(), k_.data(), v_.data()};
   kernels_.matmul_shared_input(qkv, 3, normed_.data(), n, qkv_out, pool_);
-  add_adapter_deltas(l, AdapterTarget::q, normed_.data(), q_.data(), 0, n);
-  add_adapter_deltas(l, AdapterTarget::k, normed_.data(), k_.data(), 0, n);
-  add_adapter_deltas(l, AdapterTarget::v, normed_.data(), v_.data(), 0, n);
+  add_adapter_deltas(l, {{AdapterTarget::q, q_.data()}, {AdapterTarget::k, k_.data()}, {AdapterTarget::v, v_.data()}},
+                     normed_.data(), 0, n);
 
   int64_t t = 0;
   for (const SequenceTokens& entry : batch) {
@@ -211,7 +213,7 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
     t += rows;
   }
   matmul(w.wo, attn_out_.data(), n, proj_.data());  // [n, dim]
-  add_adapter_deltas(l, AdapterTarget::o, attn_out_.data(), proj_.data(), 0, n);
+  add_adapter_deltas(l, {{AdapterTarget::o, proj_.data()}}, attn_out_.data(), 0, n);
   for (int64_t i = 0; i < n * dim; ++i) x_[i] += proj_[i];
 }
 
@@ -229,11 +231,10 @@ void Transformer::feed_forward(int64_t l, const LayerWeights& w, int64_t n) {
     const MatmulWeight gate_up[] = {matmul_weight(w.w_gate, true), matmul_weight(w.w_up, true)};
     float* const gate_up_out[] = {gate_.data(), up_.data()};  // [m, ffn_dim] each
     kernels_.matmul_shared_input(gate_up, 2, in, m, gate_up_out, pool_);
-    add_adapter_deltas(l, AdapterTarget::gate, in, gate_.data(), t0, m);
-    add_adapter_deltas(l, AdapterTarget::up, in, up_.data(), t0, m);
+    add_adapter_deltas(l, {{AdapterTarget::gate, gate_.data()}, {AdapterTarget::up, up_.data()}}, in, t0, m);
     kernels_.swiglu(gate_.data(), up_.data(), m * c.ffn_dim, pool_);
     matmul(w.w_down, gate_.data(), m, &proj_[t0 * c.dim]);  // [m, dim]
-    add_adapter_deltas(l, AdapterTarget::down, gate_.data(), &proj_[t0 * c.dim], t0, m);
+    add_adapter_deltas(l, {{AdapterTarget::down, &proj_[t0 * c.dim]}}, gate_.data(), t0, m);
   }
   for (int64_t i = 0; i < n * c.dim; ++i) x_[i] += proj_[i];
 }

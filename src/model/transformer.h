@@ -1,6 +1,7 @@
 // The decoder-only transformer forward pass shared by llama, qwen2 and qwen3.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -95,10 +96,16 @@ class Transformer {
   void output(int64_t rows, float* logits);
   void ensure_batch(int64_t n);
   MatmulWeight matmul_weight(const TensorRef& w, bool tolerates_int8 = false) const;
-  // y[rows first .. first+m, out] += each row's adapter delta for `target` of `layer` (rows
-  // without an adapter, or whose adapter leaves the target alone, are untouched); x is the
-  // projection's input [m, in]. Row by row in a fixed order, so batch-invariant.
-  void add_adapter_deltas(int64_t layer, AdapterTarget target, const float* x, float* y, int64_t first, int64_t m);
+  // For each output (a target of `layer` and its y [m, out]): y += each row's adapter delta (rows
+  // first .. first+m of the pass; rows without an adapter, or whose adapter leaves the target
+  // alone, are untouched); x [m, in] is the input the outputs share. The projections that share
+  // an input go in one call, so the workers meet twice per call, not twice per projection.
+  struct LoraOutput {
+    AdapterTarget target;
+    float* y;
+  };
+  void add_adapter_deltas(int64_t layer, std::initializer_list<LoraOutput> outputs, const float* x, int64_t first,
+                          int64_t m);
   void matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8 = false);
 
   const Model::Impl& model_;
@@ -125,12 +132,14 @@ class Transformer {
   // add_adapter_deltas' scratch: the rows with a delta for the current projection, and their
   // u = A x values, row after row.
   struct LoraRow {
-    int64_t row;  // within the call's rows
+    const float* x;  // the row's input
+    float* y;        // the row's output
     const AdapterMatrices* mats;
     float scale;
     int64_t u_offset, rank;
   };
   std::vector<LoraRow> lora_rows_;
+  std::vector<std::pair<size_t, int64_t>> lora_blocks_;  // (row, first output) of each block
   std::vector<float> lora_u_;
 };
 
