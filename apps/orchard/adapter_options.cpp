@@ -48,32 +48,17 @@ LoraSpec parse_lora_spec(const std::string& value) {
   return spec;
 }
 
-LoraArgs take_lora_args(std::vector<std::string>& argv, const std::string& command) {
+LoraArgs lora_args(Args& args) {
   LoraArgs out;
-  std::vector<std::string> kept;
   std::set<std::string> names;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& word = argv[i];
-    std::string value;
-    if (word == "--lora-merge") {
-      out.merge = true;
-      continue;
-    } else if (word == "--lora") {
-      if (i + 1 >= argv.size()) fail("orchard ", command, ": --lora needs a value (NAME=PATH[:SCALE])");
-      value = argv[++i];
-    } else if (word.rfind("--lora=", 0) == 0) {
-      value = word.substr(7);
-    } else {
-      kept.push_back(word);
-      continue;
-    }
+  for (const std::string& value : args.get_all("lora")) {
     LoraSpec spec = parse_lora_spec(value);
     if (!names.insert(spec.name).second)
-      fail("orchard ", command, ": --lora: two adapters are named '", spec.name, "' (give NAME=PATH)");
+      fail("orchard ", args.command(), ": --lora: two adapters are named '", spec.name, "' (give NAME=PATH)");
     out.adapters.push_back(std::move(spec));
   }
-  if (out.merge && out.adapters.empty()) fail("orchard ", command, ": --lora-merge needs at least one --lora");
-  argv = std::move(kept);
+  out.merge = args.flag("lora-merge");
+  if (out.merge && out.adapters.empty()) fail("orchard ", args.command(), ": --lora-merge needs at least one --lora");
   return out;
 }
 

@@ -26,10 +26,10 @@ struct LoraArgs {
   bool merge = false;  // --lora-merge: merged into the weights at load
 };
 
-// Takes every `--lora VALUE`, `--lora=VALUE` and `--lora-merge` out of `argv`, before Args sees
-// it (Args refuses an option given twice, and --lora is repeatable). Errors (exit 2) name the
-// option: a missing value, a name given twice, --lora-merge without --lora.
-LoraArgs take_lora_args(std::vector<std::string>& argv, const std::string& command);
+// Every --lora (repeatable: Args::get_all) and the --lora-merge flag (list "lora-merge" among the
+// Args flags). Errors (exit 2) name the option: two adapters of one name, --lora-merge without
+// --lora, a malformed value.
+LoraArgs lora_args(Args& args);
 
 // The adapters of `lora` loaded for `model`. With --lora-merge: `model` is replaced by the model
 // with every adapter merged into its float32 weights (prepared for `kernels`) and no named
