@@ -19,21 +19,13 @@ struct ActivationBuffer {
   std::vector<int8_t> qs, lo;
   std::vector<ActivationBlock> info;
 
-  static constexpr int64_t kSpareRows = 7;
-
   QuantizedActivations prepare(int64_t n, int64_t in, bool residual) {
     const int64_t blocks = in / kBlock;
-    const size_t rows = static_cast<size_t>(n * blocks), spare = static_cast<size_t>(kSpareRows);
-    // quantize() fills the rows; the spare ones only need to hold numbers.
-    qs.resize((rows + spare) * kBlock);
-    std::fill(qs.begin() + static_cast<long>(rows * kBlock), qs.end(), 0);
-    if (residual) {
-      lo.resize(qs.size());
-      std::fill(lo.begin() + static_cast<long>(rows * kBlock), lo.end(), 0);
-    }
-    info.resize(rows + spare);
-    std::fill(info.begin() + static_cast<long>(rows), info.end(), ActivationBlock{});
-    return {n, in, blocks, qs.data(), residual ? lo.data() : nullptr, info.data(), kSpareRows};
+    const size_t rows = static_cast<size_t>(n * blocks);  // quantize() fills them
+    qs.resize(rows * kBlock);
+    if (residual) lo.resize(qs.size());
+    info.resize(rows);
+    return {n, in, blocks, qs.data(), residual ? lo.data() : nullptr, info.data()};
   }
 };
 

@@ -34,9 +34,6 @@ struct QuantizedActivations {
   int8_t* qs = nullptr;           // [blocks, n, 32]
   int8_t* lo = nullptr;           // [blocks, n, 32] when residual, else null
   ActivationBlock* info = nullptr;  // [blocks, n]
-  // Rows after the last block's last token that may be read (qs, lo and info): with 7, a
-  // micro-kernel may run 5-7 tokens as a group of 8, the extra ones discarded.
-  int64_t spare_rows = 0;
 
   int64_t at(int64_t t, int64_t b) const { return b * n + t; }
 };

@@ -41,12 +41,9 @@ struct TokenView {
 
 // The groups [begin, end) of the tile one call covers; `accumulate`: y already holds the sum over
 // the groups before `begin` (the matmul runs long rows in chunks, see matmul_packed_tiles).
-// `tokens`: how many of the micro-kernel's T tokens are real (a group of 5-7 runs as 8 over spare
-// activation rows, see QuantizedActivations::spare_rows); the others' sums are not stored.
 struct GroupSpan {
   int64_t begin, end;
   bool accumulate;
-  int tokens = 1 << 30;
 };
 
 // dot[t] = sum over v in [first, last) of w[v] . a[4v .. 4v+3], a the integer activation of
@@ -122,19 +119,18 @@ ORCHARD_INLINE void load_rows(typename V::F* acc, const float* y, int64_t out, i
   ORCHARD_UNROLL
   for (int t = 0; t < T; ++t) {
     acc[t] = V::fzero();
-    if (!span.accumulate || valid <= 0 || t >= span.tokens) continue;
+    if (!span.accumulate || valid <= 0) continue;
     const float* src = y + (t0 + t) * out + row0;
     acc[t] = valid == V::L ? V::fload(src) : V::fload_n(src, static_cast<int>(valid));
   }
 }
 
 template <typename V, int T>
-ORCHARD_INLINE void store_rows(const typename V::F* acc, float* y, int64_t out, int64_t t0, int64_t row0, int tokens) {
+ORCHARD_INLINE void store_rows(const typename V::F* acc, float* y, int64_t out, int64_t t0, int64_t row0) {
   const int64_t valid = std::min<int64_t>(V::L, out - row0);
   if (valid <= 0) return;
   ORCHARD_UNROLL
   for (int t = 0; t < T; ++t) {
-    if (t >= tokens) break;
     float* dst = y + (t0 + t) * out + row0;
     if (valid == V::L) V::fstore(dst, acc[t]);
     else V::fstore_n(dst, acc[t], static_cast<int>(valid));
@@ -171,7 +167,7 @@ void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
         acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(info[t].d)), acc[t]);
       }
     }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span.tokens);
+    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
   }
 }
 
@@ -197,7 +193,7 @@ void tile_q8_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
         acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(info[t].d)), acc[t]);
       }
     }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span.tokens);
+    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
   }
 }
 
@@ -227,7 +223,7 @@ void tile_q4_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
         }
       }
     }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span.tokens);
+    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
   }
 }
 
@@ -275,7 +271,7 @@ void tile_q6_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x
         }
       }
     }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span.tokens);
+    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
   }
 }
 
@@ -327,14 +323,13 @@ void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, i
         for (; t + V::kMaxTokens <= te; t += V::kMaxTokens) run_panel<V, V::kMaxTokens, R>(w, p0, pe, x, t, span, y);
         // The rest (< kMaxTokens <= 16) in micro-kernels of 8, 4, 2 and 1 tokens.
         if constexpr (V::kMaxTokens > 8) if (t + 8 <= te) { run_panel<V, 8, R>(w, p0, pe, x, t, span, y); t += 8; }
-        // 5-7 tokens cost more as 4 + 2 + 1 than as one group of 8 over spare rows.
-        if constexpr (V::kMaxTokens >= 8)
-          if (te - t >= 5 && te - t < 8 && x.x.spare_rows >= 8 - (te - t)) {
-            GroupSpan padded = span;
-            padded.tokens = static_cast<int>(te - t);
-            run_panel<V, 8, R>(w, p0, pe, x, t, padded, y);
-            t = te;
-          }
+        // 5-7 tokens in micro-kernels of their own: as 4 + 2 + 1 the weights are unpacked three
+        // times, and as a group of 8 over spare rows a compute-bound pass does 8 tokens' work.
+        if constexpr (V::kMaxTokens >= 8) {
+          if (te - t == 7) run_panel<V, 7, R>(w, p0, pe, x, t, span, y), t = te;
+          else if (te - t == 6) run_panel<V, 6, R>(w, p0, pe, x, t, span, y), t = te;
+          else if (te - t == 5) run_panel<V, 5, R>(w, p0, pe, x, t, span, y), t = te;
+        }
         if constexpr (V::kMaxTokens > 4) if (t + 4 <= te) { run_panel<V, 4, R>(w, p0, pe, x, t, span, y); t += 4; }
         if (t + 2 <= te) { run_panel<V, 2, R>(w, p0, pe, x, t, span, y); t += 2; }
         if (t < te) run_panel<V, 1, R>(w, p0, pe, x, t, span, y);
