@@ -33,8 +33,10 @@ void save_peft_adapter(const Lora& lora, const ModelConfig& config, const std::s
                        const std::string& base_model = "");
 
 // The inverse of save_peft_adapter: the adapter in the model's row order, adapters layer by layer
-// in adapter_config.json's target order. Refused with an orchard::Error naming the file and the
-// problem: missing files, bad JSON, PEFT options Orchard does not apply (rsLoRA, DoRA, biases,
+// in adapter_config.json's target order. Read by the model layer's parser (model/adapter_impl.h,
+// the one inference uses), with the trainer's limits: float32 tensors, no rsLoRA. Refused with an
+// orchard::Error naming the file and the problem: missing files, bad JSON, PEFT options Orchard
+// does not apply (rsLoRA here, DoRA, biases,
 // fan_in_fan_out, per-module ranks, some layers only), unknown target names, missing, extra or
 // non-float32 tensors, shapes that do not fit the model.
 Lora load_peft_adapter(const std::string& dir, const ModelConfig& config);
