@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "command.h"
+#include "adapter_options.h"
 #include "model_options.h"
 #include "orchard/engine.h"
 #include "orchard/model.h"
@@ -83,6 +84,7 @@ int run_chat(Args& args) {
   const int64_t n_ctx = context_size(args);
   const bool verbose = args.flag("verbose");
   const SpeculationArgs spec = speculation_args(args);
+  const LoraArgs lora = lora_args(args);
   const std::optional<int64_t> max_tokens = args.get_int("max-tokens");
   StreamOptions options;
   options.sampling.temperature = static_cast<float>(args.get_double("temperature").value_or(0.7));
@@ -93,11 +95,14 @@ int run_chat(Args& args) {
   const SpeculationOptions speculation = load_speculation(spec, kernels, budget);
   LoadOptions load{.kernels = kernels, .memory_budget = budget};
   if (isatty(STDERR_FILENO)) load.on_progress = draw_progress;
-  auto model = Model::load(path, load);
+  std::shared_ptr<const Model> model = Model::load(path, load);
   if (load.on_progress) std::fputs("\n", stderr);
+  const std::vector<NamedAdapter> adapters = load_lora(lora, model, kernels);
+  if (adapters.size() > 1) fail("orchard chat: a conversation applies one --lora (several together: --lora-merge)");
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path);
   Session session(model, tokenizer,
                   {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache, .speculation = speculation});
+  if (!adapters.empty()) session.set_adapter(adapters.front().adapter);
   const bool has_template = !tokenizer->chat_template().empty();
   const std::string bos = tokenizer->bos_id() ? tokenizer->token_text(*tokenizer->bos_id()) : "";
   const std::string eos = tokenizer->eos_ids().empty() ? "" : tokenizer->token_text(tokenizer->eos_ids().front());
@@ -166,7 +171,7 @@ int run_chat(Args& args) {
   return 0;
 }
 
-const RegisterCommand kChat("chat", "talk with a model in the terminal", run_chat, {"verbose"});
+const RegisterCommand kChat("chat", "talk with a model in the terminal", run_chat, {"verbose", "lora-merge"});
 
 }  // namespace
 }  // namespace orchard::cli

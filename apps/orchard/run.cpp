@@ -1,11 +1,13 @@
 // orchard run --model PATH --prompt TEXT [--raw] [sampling options] [--max-tokens N]
 //             [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]
 //             [--spec ngram | --draft-model PATH] [--draft-max K] [--draft-min N]
+//             [--lora NAME=PATH[:SCALE] [--lora-merge]]
 // Streams exactly the generated text to stdout; everything else goes to stderr.
 #include <cstdio>
 
 #include "base/error.h"
 #include "command.h"
+#include "adapter_options.h"
 #include "model_options.h"
 #include "orchard/engine.h"
 #include "orchard/model.h"
@@ -40,18 +42,22 @@ int run_generation(Args& args) {
   const KvCacheType kv_cache = kv_cache_type(args);
   const bool verbose = args.flag("verbose");
   const SpeculationArgs spec = speculation_args(args);
+  const LoraArgs lora = lora_args(args);
   StreamOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
   args.finish();
   if (max_tokens && *max_tokens < 0) fail("orchard run: --max-tokens must be >= 0");
 
   const SpeculationOptions speculation = load_speculation(spec, kernels, budget);
-  auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
+  std::shared_ptr<const Model> model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
+  const std::vector<NamedAdapter> adapters = load_lora(lora, model, kernels);
+  if (adapters.size() > 1) fail("orchard run: a generation applies one --lora (several together: --lora-merge)");
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));
   const std::vector<int32_t> prompt_ids = raw ? tokenizer->encode(prompt, tokenizer->adds_bos())
                                               : chat_prompt_ids(*tokenizer, prompt);
   Engine engine(model, tokenizer,
                 {.n_ctx = n_ctx, .kernels = kernels, .kv_cache = kv_cache, .speculation = speculation});
   GenerationJob job{.prompt = prompt_ids, .options = options};
+  if (!adapters.empty()) job.adapter = adapters.front().adapter;
   job.on_step = [](const TokenStep& step) {
     std::fwrite(step.text.data(), 1, step.text.size(), stdout);
     std::fflush(stdout);
@@ -68,7 +74,7 @@ int run_generation(Args& args) {
 }
 
 const RegisterCommand kRun("run", "generate text from a prompt (chat template applied unless --raw)",
-                           run_generation, {"raw", "verbose"});
+                           run_generation, {"raw", "verbose", "lora-merge"});
 
 }  // namespace
 }  // namespace orchard::cli

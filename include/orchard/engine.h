@@ -232,11 +232,14 @@ class Session {
   // How many prompt tokens the last reply took from the cache instead of prefilling.
   int64_t last_reused_tokens() const { return last_reused_; }
   void reset() { engine_.clear_cache(); }
+  // A LoRA adapter (orchard/adapter.h) for the replies from now on; null: the base.
+  void set_adapter(std::shared_ptr<const Adapter> adapter) { adapter_ = std::move(adapter); }
   const Tokenizer& tokenizer() const { return engine_.tokenizer(); }
   Engine& engine() { return engine_; }
 
  private:
   Engine engine_;
+  std::shared_ptr<const Adapter> adapter_;
   int64_t last_reused_ = 0;
 };
 

@@ -19,6 +19,7 @@ GenerateResult Session::reply(std::span<const int32_t> prompt, const StreamOptio
   GenerationJob job;
   job.prompt.assign(prompt.begin(), prompt.end());
   job.options = options;
+  job.adapter = adapter_;
   job.on_step = [&](const TokenStep& step) {
     if (cancel && cancel->load()) return false;
     if (step.token >= 0 && step.stop != StopReason::end_of_sequence) result.tokens.push_back(step.token);
