@@ -16,7 +16,6 @@
 #include <csignal>
 #include <memory>
 #include <optional>
-#include <set>
 #include <cstdio>
 
 #include "adapter_options.h"
@@ -117,25 +116,9 @@ namespace {
 
 volatile std::sig_atomic_t stop_requested = 0;
 
-// Every --lora (repeatable) and --lora-merge. An adapter's name is how requests choose it, so two
-// adapters of one name are refused.
-LoraArgs lora_of(Args& args) {
-  LoraArgs lora;
-  std::set<std::string> names;
-  for (const std::string& value : args.get_all("lora")) {
-    LoraSpec spec = parse_lora_spec(value);
-    if (!names.insert(spec.name).second)
-      fail("orchard serve: --lora: two adapters are named '", spec.name, "' (give NAME=PATH)");
-    lora.adapters.push_back(std::move(spec));
-  }
-  lora.merge = args.flag("lora-merge");
-  if (lora.merge && lora.adapters.empty()) fail("orchard serve: --lora-merge needs at least one --lora");
-  return lora;
-}
-
 int run_serve(Args& args) {
   ServeConfig config = parse_serve_config(args);
-  set_serve_adapters(config, lora_of(args));
+  set_serve_adapters(config, lora_args(args));
   const SpeculationArgs spec = speculation_args(args);
   args.finish();
   if (config.private_node && spec.mode != SpeculationMode::off)
