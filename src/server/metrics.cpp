@@ -126,6 +126,12 @@ std::string Metrics::render() const {
   out += "# HELP orchard_speculative_accepted_tokens_total Draft tokens accepted by speculative decoding.\n"
          "# TYPE orchard_speculative_accepted_tokens_total counter\n";
   out += "orchard_speculative_accepted_tokens_total " + std::to_string(accepted_tokens_.load()) + "\n";
+  // The rate since start, for a glance (a dashboard divides the counters' increases instead).
+  const int64_t drafted = drafted_tokens_.load(), accepted = accepted_tokens_.load();
+  out += "# HELP orchard_speculative_acceptance_ratio Accepted draft tokens / drafted tokens since start (0 before any draft).\n"
+         "# TYPE orchard_speculative_acceptance_ratio gauge\n";
+  out += "orchard_speculative_acceptance_ratio " +
+         std::to_string(drafted > 0 ? static_cast<double>(accepted) / static_cast<double>(drafted) : 0.0) + "\n";
   ttft_.render("orchard_time_to_first_token_seconds", "Time from request to its first generated token.", out);
   token_latency_.render("orchard_token_latency_seconds", "Time between consecutive generated tokens.", out);
   std::lock_guard<std::mutex> lock(mutex_);

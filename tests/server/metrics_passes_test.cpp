@@ -43,6 +43,7 @@ TEST(MetricsPasses, CountsSpeculativeTokens) {
   std::string text = metrics.render();
   EXPECT_TRUE(has_line(text, "orchard_speculative_drafted_tokens_total 0")) << text;
   EXPECT_TRUE(has_line(text, "orchard_speculative_accepted_tokens_total 0")) << text;
+  EXPECT_TRUE(has_line(text, "orchard_speculative_acceptance_ratio 0.000000")) << text;
   metrics.on_speculation(4, 3);
   metrics.on_speculation(4, 0);
   metrics.on_speculation(2, 2);
@@ -50,6 +51,7 @@ TEST(MetricsPasses, CountsSpeculativeTokens) {
   EXPECT_TRUE(has_line(text, "# TYPE orchard_speculative_drafted_tokens_total counter")) << text;
   EXPECT_TRUE(has_line(text, "orchard_speculative_drafted_tokens_total 10")) << text;
   EXPECT_TRUE(has_line(text, "orchard_speculative_accepted_tokens_total 5")) << text;
+  EXPECT_TRUE(has_line(text, "orchard_speculative_acceptance_ratio 0.500000")) << text;
 }
 
 TEST(MetricsPasses, AdapterRoutesShareOneEndpointLabel) {
