@@ -44,6 +44,7 @@ PUBLIC_HEADERS = {
     "error.h": "base",
     "types.h": "base",  # enums the kernels need beneath model.h
     "model.h": "model",
+    "adapter.h": "model",
     "tokenizer.h": "tokenizer",
     "chat_template.h": "template",
     "engine.h": "runtime",

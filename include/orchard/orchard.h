@@ -2,5 +2,6 @@
 #pragma once
 #include "orchard/chat_template.h"
 #include "orchard/error.h"
+#include "orchard/adapter.h"
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
