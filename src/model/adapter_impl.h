@@ -97,7 +97,7 @@ struct Adapter::Impl {
 //
 // u_k = (A x)_k: A's row k dotted with x in kLoraLanes interleaved partial sums (lane j takes the
 // elements j, j + kLoraLanes, ...), the lanes then summed in order, then the tail.
-constexpr int64_t kLoraLanes = 16;
+constexpr int64_t kLoraLanes = 64;
 float lora_a_dot(const AdapterMatrices& m, int64_t k, const float* x);
 // y[o] += scale * sum_k B[o, k] u[k] for o in [o_begin, o_end), the k terms added in order (read
 // from B transposed, so that the loop runs across outputs).
