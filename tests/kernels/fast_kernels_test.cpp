@@ -144,6 +144,9 @@ TEST_P(FastKernels, MatmulMatchesReference) {
       {DType::Q6_K, 256, 7, 1},  {DType::Q6_K, 512, 31, 5}, {DType::Q6_K, 256, 16, 66},
       {DType::F16, 40, 9, 3},    {DType::F32, 33, 5, 2},    {DType::Q5_K, 256, 3, 4},
       {DType::Q4_1, 64, 5, 2},   {DType::Q2_K, 256, 2, 1},  {DType::Q3_K, 256, 3, 2},
+      // 5, 6 and 7 tokens: the micro-kernels of a speculative pass of 1 + 4, 5 or 6 drafts.
+      {DType::Q4_0, 96, 20, 5},  {DType::Q8_0, 64, 33, 6},  {DType::Q4_K, 256, 9, 7},
+      {DType::Q6_K, 256, 17, 5}, {DType::Q4_0, 64, 3, 7},   {DType::Q8_0, 32, 40, 13},
       // Rows long enough to run in several input chunks, more tiles than one weight panel,
       // several token blocks, and token counts that leave every tail micro-kernel.
       {DType::Q4_0, 4160, 350, 13}, {DType::Q4_K, 2560, 40, 203}, {DType::Q6_K, 2304, 17, 25},
