@@ -28,20 +28,6 @@ bool rows_move(const ModelConfig& c, AdapterTarget t) {
   return (t == AdapterTarget::q || t == AdapterTarget::k) && c.architecture == "llama";
 }
 
-// B [rows, cols] with its rows from Hugging Face order to the GGUF's (to_gguf) or back.
-std::vector<float> move_rows(const std::vector<float>& m, int64_t rows, int64_t cols, int64_t head_dim, bool to_gguf,
-                             const std::string& what) {
-  if (head_dim <= 0 || head_dim % 2 != 0 || rows % head_dim != 0)
-    fail(what, ": q/k rows (", rows, ") are not whole heads of an even head_dim (", head_dim, ")");
-  std::vector<float> out(m.size());
-  for (int64_t g = 0; g < rows; ++g) {
-    const int64_t h = hf_row_of_gguf_row(g, head_dim);
-    const int64_t from = to_gguf ? h : g, to = to_gguf ? g : h;
-    std::copy_n(m.begin() + from * cols, cols, out.begin() + to * cols);
-  }
-  return out;
-}
-
 std::string peft_module(int64_t layer, AdapterTarget t) {
   return "base_model.model.model.layers." + std::to_string(layer) + (is_attention(t) ? ".self_attn." : ".mlp.") +
          adapter_target_hf(t);
@@ -212,7 +198,7 @@ AdapterFile read_peft_adapter(const std::string& dir, const ModelConfig& config,
       const std::string module = peft_module(l, t);
       m.a = take(module + ".lora_A.weight", r, m.in);
       m.b = take(module + ".lora_B.weight", m.out, r);
-      if (permuted && rows_move(config, t)) m.b = move_rows(m.b, m.out, r, config.head_dim, true, weights_path);
+      if (permuted && rows_move(config, t)) m.b = move_qk_rows(m.b, m.out, r, config.head_dim, true, weights_path);
       file.matrices.push_back(std::move(m));
     }
   if (!by_name.empty())
@@ -298,7 +284,7 @@ AdapterFile read_gguf_adapter(const std::string& path, const ModelConfig& config
     AdapterMatrices m{.layer = layer, .target = target, .in = in, .out = out, .a = {}, .b = {}};
     m.a = finite_floats(p.a->type, p.a->data, ra * in, path, p.a->name);
     m.b = finite_floats(p.b->type, p.b->data, out * ra, path, p.b->name);
-    if (to_hf && rows_move(config, target)) m.b = move_rows(m.b, out, ra, config.head_dim, false, path);
+    if (to_hf && rows_move(config, target)) m.b = move_qk_rows(m.b, out, ra, config.head_dim, false, path);
     if (std::find(file.targets.begin(), file.targets.end(), target) == file.targets.end()) file.targets.push_back(target);
     file.matrices.push_back(std::move(m));
   }

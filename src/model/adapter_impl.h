@@ -7,11 +7,13 @@
 // rows of llama.cpp's llama GGUFs, so for a llama model read from a Hugging Face folder its q/k
 // rows are un-permuted. Qwen models are never permuted.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "orchard/adapter.h"
 #include "orchard/model.h"
 
@@ -36,6 +38,22 @@ bool adapter_rows_permuted(const ModelConfig& config);
 // llama.cpp's converter stores Hugging Face's q/k rows per head with the two halves of each head
 // interleaved: GGUF row h*hd + 2j + s (pair j, member s) is Hugging Face row h*hd + s*hd/2 + j.
 int64_t hf_row_of_gguf_row(int64_t row, int64_t head_dim);
+
+// The rows of a q/k matrix [rows, cols] from Hugging Face's order to the GGUF's (to_gguf) or
+// back; `what` names the file in the error for rows that are not whole heads.
+template <typename T>
+std::vector<T> move_qk_rows(const std::vector<T>& m, int64_t rows, int64_t cols, int64_t head_dim, bool to_gguf,
+                            const std::string& what) {
+  if (head_dim <= 0 || head_dim % 2 != 0 || rows % head_dim != 0)
+    fail(what, ": q/k rows (", rows, ") are not whole heads of an even head_dim (", head_dim, ")");
+  std::vector<T> out(m.size());
+  for (int64_t g = 0; g < rows; ++g) {
+    const int64_t h = hf_row_of_gguf_row(g, head_dim);
+    const int64_t from = to_gguf ? h : g, to = to_gguf ? g : h;
+    std::copy_n(m.begin() + from * cols, cols, out.begin() + to * cols);
+  }
+  return out;
+}
 
 // One target of one layer: A [rank, in] and B [out, rank], row-major float32, B's rows in the
 // model's order.

@@ -40,22 +40,9 @@ bool rows_move(const ModelConfig& c, LoraTarget t) {
   return (t == LoraTarget::q || t == LoraTarget::k) && c.architecture == "llama";
 }
 
-// hf_row_of_gguf_row (model/adapter_impl.h) maps the rows; the quantizer's
+// move_qk_rows (model/adapter_impl.h) moves the rows; the quantizer's
 // SourceTensor::source_row (quant/model_tensors.cpp) is the same mapping, held by tests against
 // the golden llama pair.
-// Rows [rows, cols] from GGUF order to Hugging Face order (to_hf) or back.
-std::vector<double> move_rows(const std::vector<double>& m, int64_t rows, int64_t cols, int64_t head_dim, bool to_hf) {
-  if (head_dim <= 0 || head_dim % 2 != 0 || rows % head_dim != 0)
-    fail("lora: q/k rows (", rows, ") are not whole heads of an even head_dim (", head_dim, ")");
-  std::vector<double> out(m.size());
-  for (int64_t g = 0; g < rows; ++g) {
-    const int64_t h = hf_row_of_gguf_row(g, head_dim);
-    const int64_t from = to_hf ? g : h, to = to_hf ? h : g;
-    std::copy_n(m.begin() + from * cols, cols, out.begin() + to * cols);
-  }
-  return out;
-}
-
 std::string layer_prefix(int64_t layer) { return "blk." + std::to_string(layer) + "."; }
 
 std::string peft_module(int64_t layer, LoraTarget t) {
@@ -111,7 +98,7 @@ void save_peft_adapter(const Lora& lora, const ModelConfig& config, const std::s
     tensors.push_back({module + ".lora_A.weight", {r, a.in}, to_floats(a.a)});
     const bool move = permuted && rows_move(config, a.target);
     tensors.push_back({module + ".lora_B.weight", {a.out, r},
-                       to_floats(move ? move_rows(a.b, a.out, r, config.head_dim, true) : a.b)});
+                       to_floats(move ? move_qk_rows(a.b, a.out, r, config.head_dim, false, "lora") : a.b)});
   }
 
   nlohmann::ordered_json j;
@@ -184,7 +171,7 @@ void save_gguf_adapter(const Lora& lora, const ModelConfig& config, const std::s
   for (const LoraAdapter& a : lora.adapters) {
     const std::vector<float> fa = to_floats(a.a);
     const bool move = to_gguf && rows_move(config, a.target);
-    const std::vector<float> fb = to_floats(move ? move_rows(a.b, a.out, r, config.head_dim, false) : a.b);
+    const std::vector<float> fb = to_floats(move ? move_qk_rows(a.b, a.out, r, config.head_dim, true, "lora") : a.b);
     w.write(fa.data(), fa.size() * sizeof(float));
     w.write(fb.data(), fb.size() * sizeof(float));
   }
