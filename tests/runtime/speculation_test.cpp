@@ -336,7 +336,7 @@ double homogeneity_p(const std::map<int32_t, int64_t>& a, const std::map<int32_t
 std::array<std::map<int32_t, int64_t>, 3> sample_positions(std::shared_ptr<const Model> model,
                                                            std::shared_ptr<const Tokenizer> tokenizer,
                                                            const SpeculationOptions& speculation, int runs,
-                                                           uint64_t first_seed) {
+                                                           uint64_t first_seed, SamplingParams sampling) {
   std::array<std::map<int32_t, int64_t>, 3> counts;
   std::mutex mutex;
   Engine engine(model, tokenizer, {.slots = 8, .n_ctx = 64, .n_threads = 2, .speculation = speculation});
@@ -346,8 +346,8 @@ std::array<std::map<int32_t, int64_t>, 3> sample_positions(std::shared_ptr<const
   for (int r = 0; r < runs; ++r) {
     auto job = std::make_shared<GenerationJob>();
     job->prompt = prompt;
-    job->options.sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
-                             .seed = first_seed + static_cast<uint64_t>(r)};
+    job->options.sampling = sampling;
+    job->options.sampling.seed = first_seed + static_cast<uint64_t>(r);
     // Beyond the three positions counted, so that drafts of several tokens are verified.
     job->options.max_tokens = 4;
     auto generated = std::make_shared<int>(0);
@@ -384,7 +384,8 @@ TEST(Speculation, SampledTokensKeepTheModelsDistribution) {
 #endif
   auto model = Model::load(test::shared_path("models/stories260K/stories260K.bin"));
   auto tokenizer = load_model_tokenizer(*model, test::shared_path("models/stories260K/tok512.bin"));
-  const auto plain = sample_positions(model, tokenizer, {}, kRuns, 1);
+  const SamplingParams pure{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f};
+  const auto plain = sample_positions(model, tokenizer, {}, kRuns, 1, pure);
   struct Case {
     std::string name;
     SpeculationOptions options;
@@ -399,7 +400,7 @@ TEST(Speculation, SampledTokensKeepTheModelsDistribution) {
        {.mode = SpeculationMode::draft_model, .draft_model = rarely, .accept_every_draft_for_testing = true}, false},
   };
   for (const Case& c : cases) {
-    const auto speculative = sample_positions(model, tokenizer, c.options, kRuns, 1'000'000);
+    const auto speculative = sample_positions(model, tokenizer, c.options, kRuns, 1'000'000, pure);
     double smallest = 1;
     for (size_t position = 0; position < 3; ++position) {
       const double p = homogeneity_p(plain[position], speculative[position]);
@@ -408,6 +409,19 @@ TEST(Speculation, SampledTokensKeepTheModelsDistribution) {
       if (c.correct) EXPECT_GT(p, 0.001) << c.name << ", position " << position;
     }
     if (!c.correct) EXPECT_LT(smallest, 0.001) << c.name << ": the test cannot tell a wrong acceptance rule";
+  }
+  // Every other sampler option on too, applied to the draft's q as to the model's p: top-k,
+  // top-p, min-p, a temperature, and the repeat, presence and frequency penalties (which see the
+  // drafted tokens as they would see generated ones).
+  const SamplingParams filtered{.temperature = 0.8f, .top_k = 30, .top_p = 0.9f, .min_p = 0.02f,
+                                .repeat_penalty = 1.3f, .presence_penalty = 0.4f, .frequency_penalty = 0.3f};
+  const auto plain_filtered = sample_positions(model, tokenizer, {}, kRuns, 1, filtered);
+  const auto speculative_filtered = sample_positions(
+      model, tokenizer, {.mode = SpeculationMode::draft_model, .draft_model = often}, kRuns, 1'000'000, filtered);
+  for (size_t position = 0; position < 3; ++position) {
+    const double p = homogeneity_p(plain_filtered[position], speculative_filtered[position]);
+    std::printf("[ every sampler option, draft agreeing often ] position %zu: p = %.4g\n", position, p);
+    EXPECT_GT(p, 0.001) << "every sampler option, position " << position;
   }
 }
 
