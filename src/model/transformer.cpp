@@ -127,10 +127,15 @@ void Transformer::add_adapter_deltas(int64_t layer, std::initializer_list<LoraOu
       const AdapterMatrices* mats = a ? a->find(layer, output.target) : nullptr;
       if (!mats) continue;
       const int64_t rank = static_cast<int64_t>(mats->a.size()) / mats->in;
-      lora_rows_.push_back({x + t * mats->in, output.y + t * mats->out, mats, a->scale, u_size, rank});
-      u_size += rank;
+      lora_rows_.push_back({x + t * mats->in, output.y + t * mats->out, mats, a->scale, 0, rank});
     }
   if (lora_rows_.empty()) return;
+  // The rows of one adapter together, so that its A and B stay in cache from one row to the
+  // next: a batch's rows interleave adapters (16 streams over 4 adapters: a down projection's 4
+  // A matrices, 1.2 MB, do not fit in L2 together). Which rows run next to which changes no value.
+  std::stable_sort(lora_rows_.begin(), lora_rows_.end(),
+                   [](const LoraRow& p, const LoraRow& q) { return std::less<>()(p.mats, q.mats); });
+  for (LoraRow& row : lora_rows_) row.u_offset = u_size, u_size += row.rank;
   lora_u_.resize(static_cast<size_t>(u_size));
   // Step 1: u for every (row, k), the flat index walking the rows in order.
   pool_.parallel_for(u_size, [&](int64_t b, int64_t e) {
