@@ -86,14 +86,30 @@ TokenStep TokenStream::verify(std::span<float> logits, int32_t draft, const Toke
       // Rejected (p < q here, or p = 0): draw from the part of p that q did not cover.
       residual_.ids.clear();
       residual_.probs.clear();
+      // q by token id, so that the pass over p looks each one up at once: a draft sampled at a
+      // temperature alone covers the whole vocabulary, and TokenDistribution::prob per token of
+      // p would scan it 150k times.
+      thread_local std::vector<double> q_by_id;
+      if (q)
+        for (size_t i = 0; i < q->ids.size(); ++i) {
+          const size_t id = static_cast<size_t>(q->ids[i]);
+          if (id >= q_by_id.size()) q_by_id.resize(id + 1, 0.0);
+          q_by_id[id] = q->probs[i];
+        }
+      auto q_of = [&](int32_t id) {
+        if (!q) return id == draft ? 1.0 : 0.0;
+        return static_cast<size_t>(id) < q_by_id.size() ? q_by_id[static_cast<size_t>(id)] : 0.0;
+      };
       double total = 0;
       for (size_t i = 0; i < p_.ids.size(); ++i) {
-        const double rest = p_.probs[i] - (q ? q->prob(p_.ids[i]) : (p_.ids[i] == draft ? 1.0 : 0.0));
+        const double rest = p_.probs[i] - q_of(p_.ids[i]);
         if (rest <= 0) continue;
         residual_.ids.push_back(p_.ids[i]);
         residual_.probs.push_back(rest);
         total += rest;
       }
+      if (q)
+        for (int32_t id : q->ids) q_by_id[static_cast<size_t>(id)] = 0.0;  // clean for the next call
       if (total > 0) {
         for (double& r : residual_.probs) r /= total;
         token = sampler_.draw(residual_);
