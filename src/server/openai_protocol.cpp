@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <string_view>
 
 #include "base/json_depth.h"
 
@@ -35,6 +36,14 @@ std::optional<int64_t> integer_in(const json& body, const char* name, int64_t lo
   const int64_t x = v->get<int64_t>();
   if (x < lo || x > hi) bad(name, std::string("'") + name + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi));
   return x;
+}
+
+// Whether `obj` is an object whose "type" is the string `type`. (json::value("type", "") would
+// throw a type_error, a 500, when a client sends a "type" that is not a string.)
+bool has_type(const json& obj, std::string_view type) {
+  if (!obj.is_object()) return false;
+  auto it = obj.find("type");
+  return it != obj.end() && it->is_string() && it->get_ref<const std::string&>() == type;
 }
 
 bool boolean(const json& body, const char* name, bool fallback) {
@@ -108,7 +117,7 @@ void check_message(const json& m, size_t index) {
     bad(where + ".content", where + ".content must be a string or an array of content parts");
   if (content && content->is_array()) {
     for (const json& part : *content)
-      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+      if (!has_type(part, "text") || !part.contains("text") || !part["text"].is_string())
         bad(where + ".content", where + ".content parts must be {\"type\": \"text\", \"text\": ...} (only text is supported)");
   }
   if (!content && r != "assistant") bad(where + ".content", where + ".content is required");
@@ -195,7 +204,7 @@ ChatRequest parse_chat_request(const json& body) {
     for (size_t i = 0; i < tools->size(); ++i) {
       const json& t = (*tools)[i];
       const std::string where = "tools[" + std::to_string(i) + "]";
-      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") ||
+      if (!has_type(t, "function") || !t.contains("function") ||
           !t["function"].is_object() || !t["function"].contains("name") || !t["function"]["name"].is_string())
         bad(where, where + " must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
       if (t["function"].contains("parameters") && !t["function"]["parameters"].is_object())
@@ -210,7 +219,7 @@ ChatRequest parse_chat_request(const json& body) {
       else if (c == "auto") r.tool_choice = ToolChoiceMode::auto_;
       else if (c == "required") r.tool_choice = ToolChoiceMode::required;
       else bad("tool_choice", "'tool_choice' must be none, auto, required or a function");
-    } else if (choice->is_object() && choice->value("type", "") == "function" && choice->contains("function") &&
+    } else if (has_type(*choice, "function") && choice->contains("function") &&
                (*choice)["function"].is_object() && (*choice)["function"].contains("name") &&
                (*choice)["function"]["name"].is_string()) {
       r.tool_choice = ToolChoiceMode::function;

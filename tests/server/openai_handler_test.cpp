@@ -283,6 +283,11 @@ std::vector<ErrorCase> error_cases() {
       with_messages("content a number", json::array({{{"role", "user"}, {"content", 5}}}), "messages[0].content", "must be a string or an array"),
       with_messages("an image part", json::array({{{"role", "user"}, {"content", json::array({{{"type", "image_url"}, {"image_url", "x"}}})}}}),
                     "messages[0].content", "only text is supported"),
+      // (json::value("type", "") threw on these: a 500; found by fuzz_openai_request)
+      with_messages("a part whose type is a number", json::array({{{"role", "user"}, {"content", json::array({{{"type", 1}}})}}}),
+                    "messages[0].content", "only text is supported"),
+      c("a tool whose type is a number", {{"tools", json::array({{{"type", 3}}})}}, "tools[0]", "must be {\"type\": \"function\""),
+      c("a tool_choice whose type is an array", {{"tool_choice", {{"type", json::array()}}}}, "tool_choice", "must be none, auto"),
       with_messages("a user message without content", json::array({{{"role", "user"}}}), "messages[0].content", "is required"),
       with_messages("tool_calls not an array", json::array({kUser, {{"role", "assistant"}, {"content", ""}, {"tool_calls", 1}}}),
                     "messages[1].tool_calls", "must be an array"),
