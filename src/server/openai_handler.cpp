@@ -1,8 +1,6 @@
 #include "server/openai_handler.h"
 
-#include <atomic>
 #include <cmath>
-#include <cstdio>
 #include <exception>
 #include <memory>
 #include <string_view>
@@ -12,6 +10,7 @@
 #include "server/adapter_registry.h"
 #include "server/chat_service.h"
 #include "server/chunk_template.h"
+#include "server/handler_support.h"
 #include "server/metrics.h"
 #include "server/request_channel.h"
 
@@ -19,112 +18,6 @@ namespace orchard::server {
 namespace {
 
 using Clock = OpenAIHandler::Clock;
-
-int64_t unix_time() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string new_id(const char* prefix) {
-  static std::atomic<uint64_t> counter{0};
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s-%llx%06llx", prefix, static_cast<unsigned long long>(unix_time()),
-                static_cast<unsigned long long>(counter.fetch_add(1)));
-  return buf;
-}
-
-// Generated text may end in the middle of nothing worse than a replaced character, but token
-// strings in logprobs can be partial UTF-8: never let dump() throw on them.
-std::string to_text(const json& j) { return to_json_text(j); }
-
-ApiResponse json_response(int status, const json& body) {
-  ApiResponse response;
-  response.status = status;
-  response.content_type = "application/json";
-  response.body = to_text(body);
-  return response;
-}
-
-// Writes the gathered server-sent events in one write (one send for every token the engine
-// produced since the last write) and empties `events`; false once the client is gone. With
-// nothing to write (text held back while it may be a tool call) the connection is looked at.
-bool send_events(ClientConnection& out, std::string& events, bool open) {
-  const bool ok = open && (events.empty() ? out.client_present(":\n") : out.write(events));
-  events.clear();
-  return ok;
-}
-
-json usage_json(const JobSummary& s) {
-  return json{{"prompt_tokens", s.prompt_tokens},
-              {"completion_tokens", s.completion_tokens},
-              {"total_tokens", s.prompt_tokens + s.completion_tokens},
-              {"prompt_tokens_details", {{"cached_tokens", s.cached_prompt_tokens}}}};
-}
-
-json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
-  json out = json::array();
-  for (size_t i = 0; i < calls.size(); ++i) {
-    json call = {{"id", new_id("call")}, {"type", "function"},
-                 {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments_json}}}};
-    if (with_index) call["index"] = i;
-    out.push_back(std::move(call));
-  }
-  return out;
-}
-
-// Written while a client that finished sending waits (ClientConnection::client_present): what
-// each kind of answer ignores before or between its events.
-constexpr std::string_view kJsonProbe = " ", kSseProbe = ":\n";
-
-std::shared_ptr<RequestChannel> submit(Engine& engine, ChannelWaker& waker, const PreparedJob& prepared,
-                                       std::shared_ptr<const Adapter> adapter, Clock::duration write_interval) {
-  auto channel = std::make_shared<RequestChannel>(waker, write_interval);
-  auto job = std::make_shared<GenerationJob>();
-  job->prompt = prepared.prompt;
-  job->options = prepared.options;
-  job->adapter = std::move(adapter);
-  job->on_step = [channel](const TokenStep& step) { return channel->push(step); };
-  job->abandoned = [channel] { return channel->cancelled(); };
-  job->on_done = [channel](const JobSummary& summary) { channel->close(summary); };
-  engine.submit(job);
-  return channel;
-}
-
-// A response that is not streamed. Its status is known once the job has started: a job the
-// engine refuses ends before its first token, with its error. A job still running then finishes
-// in a deferred body, which watches the connection: a client that leaves before the end cancels
-// its generation.
-using Answer = std::function<json(const std::vector<TokenStep>&, const JobSummary&)>;
-ApiResponse answer_when_done(std::shared_ptr<RequestChannel> channel, Answer answer) {
-  channel->wait_started();
-  std::vector<TokenStep> steps;
-  if (channel->take_all(steps, Clock::duration::zero())) {
-    const JobSummary summary = channel->summary();
-    if (!summary.error.empty()) throw RequestError(500, summary.error);
-    return json_response(200, answer(steps, summary));
-  }
-  ApiResponse response;
-  response.content_type = "application/json";
-  response.write_body = [channel, answer](ClientConnection& out) {
-    std::vector<TokenStep> steps;
-    while (!channel->take_all(steps, std::chrono::milliseconds(10)))
-      if (!out.client_present(kJsonProbe)) {
-        channel->cancel();
-        return false;
-      }
-    const JobSummary summary = channel->summary();
-    if (!summary.error.empty()) return false;  // the status is out: only a cut connection tells
-    out.write(to_text(answer(steps, summary)));
-    return true;
-  };
-  return response;
-}
-
-ApiResponse event_stream(std::function<bool(ClientConnection&)> write_body) {
-  ApiResponse response;
-  response.content_type = "text/event-stream";
-  response.write_body = std::move(write_body);
-  return response;
-}
 
 json adapter_model_json(const AdapterEntry& e, const std::string& parent) {
   return json{{"id", e.name}, {"object", "model"}, {"created", e.created}, {"owned_by", "orchard"}, {"parent", parent}};
@@ -144,12 +37,12 @@ ApiResponse error_response(int status, const std::string& message, const std::st
 ApiResponse error_response(const RequestError& e) { return error_response(e.status, e.what(), e.param, e.code); }
 
 OpenAIHandler::OpenAIHandler(ChatService& service, Engine& engine, ChannelWaker& waker, const Metrics& metrics,
-                             Clock::duration stream_interval, AdapterRegistry* adapters)
+                             HandlerOptions options, AdapterRegistry* adapters)
     : service_(service),
       engine_(engine),
       waker_(waker),
       metrics_(metrics),
-      stream_interval_(stream_interval),
+      options_(std::move(options)),
       no_adapters_(adapters ? nullptr : std::make_unique<AdapterRegistry>(nullptr, service.model_name(), false, false)),
       adapters_(adapters ? *adapters : *no_adapters_) {}
 
@@ -193,7 +86,7 @@ ApiResponse OpenAIHandler::chat(const ApiRequest& http) const {
   // its messages (a template that cannot render them, a schema that does not compile).
   const ModelChoice choice = adapters_.resolve(request.model);
   const PreparedJob prepared = service_.prepare(request, http.client_left);
-  auto channel = submit(engine_, waker_, prepared, choice.adapter, request.stream ? stream_interval_ : Clock::duration{});
+  auto channel = submit(engine_, waker_, prepared, choice.adapter, request.stream ? options_.stream_interval : Clock::duration{});
   const std::string id = new_id("chatcmpl");
   const int64_t created = unix_time();  // one time for every chunk of the completion
   const bool tools = prepared.tools_enabled, logprobs = request.logprobs;
@@ -333,7 +226,7 @@ ApiResponse OpenAIHandler::completion(const ApiRequest& http) const {
   const CompletionRequest request = parse_completion_request(parse_body(http.body));
   const ModelChoice chosen = adapters_.resolve(request.model);
   const PreparedJob prepared = service_.prepare(request);
-  auto channel = submit(engine_, waker_, prepared, chosen.adapter, request.stream ? stream_interval_ : Clock::duration{});
+  auto channel = submit(engine_, waker_, prepared, chosen.adapter, request.stream ? options_.stream_interval : Clock::duration{});
   const std::string id = new_id("cmpl"), echo = request.echo ? request.prompt : "";
   const int64_t created = unix_time();  // one time for every chunk of the completion
   const auto model = std::make_shared<const std::string>(chosen.id);  // the base's id or the adapter's name

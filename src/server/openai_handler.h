@@ -76,17 +76,22 @@ struct ApiResponse {
   std::function<bool(ClientConnection&)> write_body;
 };
 
+// How the handler answers (ServerOptions fills it for `orchard serve`).
+struct HandlerOptions {
+  // The least time between two writes of one stream (ServerOptions::stream_interval_us).
+  std::chrono::steady_clock::duration stream_interval = std::chrono::milliseconds(10);
+};
+
 class OpenAIHandler {
  public:
   using Clock = std::chrono::steady_clock;
 
   // `engine` runs the jobs, `service` turns requests into them; `waker` wakes the threads that
   // wait on streams (it must outlive the engine); `metrics` is rendered at /metrics.
-  // `stream_interval`: the least time between two writes of one stream (ServerOptions).
   // `adapters`: the LoRA adapters requests may choose by "model" (/v1/models lists them,
   // /v1/adapters loads and unloads them); null: none, and any model name means the base.
   OpenAIHandler(ChatService& service, Engine& engine, ChannelWaker& waker, const Metrics& metrics,
-                Clock::duration stream_interval, AdapterRegistry* adapters = nullptr);
+                HandlerOptions options, AdapterRegistry* adapters = nullptr);
   ~OpenAIHandler();
 
   // Thread-safe. Never throws: a client mistake is an OpenAI error object with its 4xx status,
@@ -116,7 +121,7 @@ class OpenAIHandler {
   Engine& engine_;
   ChannelWaker& waker_;
   const Metrics& metrics_;
-  const Clock::duration stream_interval_;
+  const HandlerOptions options_;
   std::unique_ptr<AdapterRegistry> no_adapters_;  // when none is given: the base under any name
   AdapterRegistry& adapters_;
 };

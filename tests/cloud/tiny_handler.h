@@ -19,7 +19,7 @@ struct TinyHandler {
         tokenizer(load_model_tokenizer(*model)),
         engine(model, tokenizer, {.slots = 2, .n_ctx = 512, .n_threads = 1, .observer = &metrics, .share_prefix = false}),
         service(tokenizer, "tiny", engine.n_ctx()),
-        handler(service, engine, waker, metrics, std::chrono::milliseconds(10)) {}
+        handler(service, engine, waker, metrics, {.stream_interval = std::chrono::milliseconds(10)}) {}
 
   server::Metrics metrics;
   server::ChannelWaker waker;

@@ -46,7 +46,7 @@ struct Server {
         tokenizer(load_model_tokenizer(*model)),
         engine(model, tokenizer, {.slots = 2, .n_ctx = n_ctx, .kernels = KernelChoice::reference, .n_threads = 1, .observer = &metrics}),
         service(tokenizer, "test-model", engine.n_ctx()),
-        handler(service, engine, waker, metrics, std::chrono::milliseconds(10)) {}
+        handler(service, engine, waker, metrics, {.stream_interval = std::chrono::milliseconds(10)}) {}
 
   Reply post(const std::string& path, const json& body) const {
     Recorder out;

@@ -83,7 +83,7 @@ struct TestServer {
         engine(model, tokenizer, {.slots = 2, .n_ctx = n_ctx, .n_threads = 1, .observer = &metrics}),
         service(tokenizer, base_name(path), engine.n_ctx()),
         // ServerOptions' default interval.
-        handler(service, engine, waker, metrics, milliseconds(10)) {}
+        handler(service, engine, waker, metrics, {.stream_interval = milliseconds(10)}) {}
 
   Answer request(const std::string& method, const std::string& path, const std::string& body,
                  RecordingConnection& connection, std::function<bool()> client_left = {}) const {
