@@ -9,9 +9,11 @@ model="$shared/models/tiny-chat/tiny-qwen2-chat-q8_0.gguf"
 
 mkdir -p "$npm_dir"
 cp "$here/package.json" "$here/openai_client.mjs" "$npm_dir/"
-[ -f "$here/package-lock.json" ] && cp "$here/package-lock.json" "$npm_dir/"
-if [ ! -d "$npm_dir/node_modules/openai" ]; then
-  (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+# Installed again whenever the pinned versions change (the lock file kept beside node_modules).
+if ! cmp -s "$here/package-lock.json" "$npm_dir/node_modules/.installed-lock.json"; then
+  cp "$here/package-lock.json" "$npm_dir/"
+  (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$here/package-lock.json" "$npm_dir/node_modules/.installed-lock.json"
 fi
 
 log=$(mktemp)
