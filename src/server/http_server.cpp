@@ -103,7 +103,10 @@ void install_openai_routes(FrontServer& http, const ServedModel& served) {
         send(handler.handle(api_request(req, "")), res);
       });
     } else {
-      http.Get(route.path, [&handler](const httplib::Request& req, httplib::Response& res) {
+      // A route that takes a name (GET /web/NAME, the web chat page's files) as a pattern; the
+      // handler looks the name up.
+      const std::string pattern = std::string(route.path) + (route.takes_name ? "[^/]+" : "");
+      http.Get(pattern, [&handler](const httplib::Request& req, httplib::Response& res) {
         send(handler.handle(api_request(req, req.body)), res);
       });
     }

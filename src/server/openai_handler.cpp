@@ -13,6 +13,7 @@
 #include "server/handler_support.h"
 #include "server/metrics.h"
 #include "server/request_channel.h"
+#include "server/web_chat.h"
 
 namespace orchard::server {
 namespace {
@@ -51,7 +52,8 @@ OpenAIHandler::~OpenAIHandler() = default;
 const std::vector<OpenAIHandler::Route>& OpenAIHandler::routes() {
   static const std::vector<Route> all = {{"POST", "/v1/chat/completions"}, {"POST", "/v1/completions"},
                                          {"GET", "/v1/models"}, {"GET", "/health"}, {"GET", "/metrics"},
-                                         {"POST", "/v1/adapters"}, {"DELETE", "/v1/adapters/", true}};
+                                         {"POST", "/v1/adapters"}, {"DELETE", "/v1/adapters/", true},
+                                         {"GET", "/"}, {"GET", "/web/", true}};
   return all;
 }
 
@@ -72,6 +74,7 @@ ApiResponse OpenAIHandler::handle(const ApiRequest& request) const {
       response.body = metrics_.render();
       return response;
     }
+    if (method == "GET" && is_web_chat_path(path)) return web_chat_response(path);  // the web chat page
     return error_response(404, str_cat("no route ", request.method, " ", request.path));
   } catch (const RequestError& e) {
     return error_response(e);
