@@ -326,13 +326,36 @@ ORCHARD_WIDEST_VECTORS float lora_a_dot(const AdapterMatrices& m, int64_t k, con
   return sum;
 }
 
+// lora_a_dot of four rows, each element of A's row read once for the four: each row's lanes take
+// the same products in the same order as lora_a_dot's.
+ORCHARD_WIDEST_VECTORS void lora_a_dot4(const AdapterMatrices& m, int64_t k, const float* const x[4], float* u,
+                                        int64_t u_stride) {
+  const float* a = m.a.data() + k * m.in;
+  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+  float l0[kLoraLanes] = {}, l1[kLoraLanes] = {}, l2[kLoraLanes] = {}, l3[kLoraLanes] = {};
+  int64_t i = 0;
+  for (; i + kLoraLanes <= m.in; i += kLoraLanes)
+    for (int64_t j = 0; j < kLoraLanes; ++j) {
+      const float aj = a[i + j];
+      l0[j] += aj * x0[i + j], l1[j] += aj * x1[i + j], l2[j] += aj * x2[i + j], l3[j] += aj * x3[i + j];
+    }
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int64_t j = 0; j < kLoraLanes; ++j) s0 += l0[j], s1 += l1[j], s2 += l2[j], s3 += l3[j];
+  for (; i < m.in; ++i) s0 += a[i] * x0[i], s1 += a[i] * x1[i], s2 += a[i] * x2[i], s3 += a[i] * x3[i];
+  u[0] = s0, u[u_stride] = s1, u[2 * u_stride] = s2, u[3 * u_stride] = s3;
+}
+
+namespace {
+constexpr int64_t kLoraBlock = 256;  // outputs summed in one block of accumulators
+int64_t rank_of(const AdapterMatrices& m) { return static_cast<int64_t>(m.bt.size()) / std::max<int64_t>(1, m.out); }
+}  // namespace
+
 ORCHARD_WIDEST_VECTORS void lora_add_b(const AdapterMatrices& m, const float* u, float scale, int64_t o_begin,
                                        int64_t o_end, float* y) {
-  const int64_t r = static_cast<int64_t>(m.bt.size()) / std::max<int64_t>(1, m.out);
-  constexpr int64_t kBlock = 256;
-  float acc[kBlock];
-  for (int64_t b = o_begin; b < o_end; b += kBlock) {
-    const int64_t n = std::min(kBlock, o_end - b);
+  const int64_t r = rank_of(m);
+  float acc[kLoraBlock];
+  for (int64_t b = o_begin; b < o_end; b += kLoraBlock) {
+    const int64_t n = std::min(kLoraBlock, o_end - b);
     std::fill_n(acc, n, 0.0f);
     for (int64_t k = 0; k < r; ++k) {
       const float* bt = m.bt.data() + k * m.out + b;
@@ -340,6 +363,29 @@ ORCHARD_WIDEST_VECTORS void lora_add_b(const AdapterMatrices& m, const float* u,
       for (int64_t o = 0; o < n; ++o) acc[o] += bt[o] * uk;
     }
     for (int64_t o = 0; o < n; ++o) y[b + o] += scale * acc[o];
+  }
+}
+
+// lora_add_b of four rows, each element of B read once for the four; each row's sums in
+// lora_add_b's order.
+ORCHARD_WIDEST_VECTORS void lora_add_b4(const AdapterMatrices& m, const float* u, int64_t u_stride, float scale,
+                                        int64_t o_begin, int64_t o_end, float* const y[4]) {
+  const int64_t r = rank_of(m);
+  float a0[kLoraBlock], a1[kLoraBlock], a2[kLoraBlock], a3[kLoraBlock];
+  for (int64_t b = o_begin; b < o_end; b += kLoraBlock) {
+    const int64_t n = std::min(kLoraBlock, o_end - b);
+    std::fill_n(a0, n, 0.0f), std::fill_n(a1, n, 0.0f), std::fill_n(a2, n, 0.0f), std::fill_n(a3, n, 0.0f);
+    for (int64_t k = 0; k < r; ++k) {
+      const float* bt = m.bt.data() + k * m.out + b;
+      const float u0 = u[k], u1 = u[u_stride + k], u2 = u[2 * u_stride + k], u3 = u[3 * u_stride + k];
+      for (int64_t o = 0; o < n; ++o) {
+        const float v = bt[o];
+        a0[o] += v * u0, a1[o] += v * u1, a2[o] += v * u2, a3[o] += v * u3;
+      }
+    }
+    float *y0 = y[0] + b, *y1 = y[1] + b, *y2 = y[2] + b, *y3 = y[3] + b;
+    for (int64_t o = 0; o < n; ++o)
+      y0[o] += scale * a0[o], y1[o] += scale * a1[o], y2[o] += scale * a2[o], y3[o] += scale * a3[o];
   }
 }
 

@@ -117,9 +117,15 @@ struct Adapter::Impl {
 // elements j, j + kLoraLanes, ...), the lanes then summed in order, then the tail.
 constexpr int64_t kLoraLanes = 64;
 float lora_a_dot(const AdapterMatrices& m, int64_t k, const float* x);
+// The same for four rows at once (u of row i at u[i * u_stride]), bitwise lora_a_dot's values: A
+// is read once for the four, which halves the step's time when requests share an adapter.
+void lora_a_dot4(const AdapterMatrices& m, int64_t k, const float* const x[4], float* u, int64_t u_stride);
 // y[o] += scale * sum_k B[o, k] u[k] for o in [o_begin, o_end), the k terms added in order (read
 // from B transposed, so that the loop runs across outputs).
 void lora_add_b(const AdapterMatrices& m, const float* u, float scale, int64_t o_begin, int64_t o_end, float* y);
+// The same for four rows (their u at u + i * u_stride, outputs y[i]), bitwise lora_add_b's values.
+void lora_add_b4(const AdapterMatrices& m, const float* u, int64_t u_stride, float scale, int64_t o_begin,
+                 int64_t o_end, float* const y[4]);
 // Both steps for one row on this thread.
 void add_lora_delta_row(const AdapterMatrices& m, float scale, const float* x, float* y);
 

@@ -114,20 +114,20 @@ void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y
 // LoRA: after the base matmul, y += scale * (x A^T) B^T for the rows whose sequence has an adapter
 // for this projection (orchard/adapter.h). Two steps over the workers: every u = A x value of
 // every such row, then B u added to ranges of each row's outputs. Which worker computes a value
-// changes with the batch; how it is computed (lora_a_dot, lora_add_b: orders fixed by the shapes)
-// does not, so a row's output is the same alone or in any batch.
+// changes with the batch; how it is computed (lora_a_dot, lora_add_b: orders fixed by the shapes,
+// the same in their four-row versions) does not, so a row's output is the same alone or in any
+// batch.
 void Transformer::add_adapter_deltas(int64_t layer, std::initializer_list<LoraOutput> outputs, const float* x,
                                      int64_t first, int64_t m) {
   if (!any_adapter_) return;
   lora_rows_.clear();
-  int64_t u_size = 0;
   for (const LoraOutput& output : outputs)
     for (int64_t t = 0; t < m; ++t) {
       const Adapter::Impl* a = row_adapters_[static_cast<size_t>(first + t)];
       const AdapterMatrices* mats = a ? a->find(layer, output.target) : nullptr;
       if (!mats) continue;
       const int64_t rank = static_cast<int64_t>(mats->a.size()) / mats->in;
-      lora_rows_.push_back({x + t * mats->in, output.y + t * mats->out, mats, a->scale, 0, rank});
+      lora_rows_.push_back({x + t * mats->in, output.y + t * mats->out, mats, a->scale, rank});
     }
   if (lora_rows_.empty()) return;
   // The rows of one adapter together, so that its A and B stay in cache from one row to the
@@ -135,28 +135,55 @@ void Transformer::add_adapter_deltas(int64_t layer, std::initializer_list<LoraOu
   // A matrices, 1.2 MB, do not fit in L2 together). Which rows run next to which changes no value.
   std::stable_sort(lora_rows_.begin(), lora_rows_.end(),
                    [](const LoraRow& p, const LoraRow& q) { return std::less<>()(p.mats, q.mats); });
-  for (LoraRow& row : lora_rows_) row.u_offset = u_size, u_size += row.rank;
+  // Then four rows of one adapter at a time (lora_a_dot4, lora_add_b4: its A and B read once for
+  // the four), the rest alone; their u values row after row.
+  lora_groups_.clear();
+  int64_t u_size = 0;
+  for (size_t w = 0; w < lora_rows_.size();) {
+    size_t same = 1;
+    while (same < 4 && w + same < lora_rows_.size() && lora_rows_[w + same].mats == lora_rows_[w].mats) ++same;
+    const size_t rows = same == 4 ? 4 : 1;
+    lora_groups_.push_back({w, rows, u_size});
+    u_size += static_cast<int64_t>(rows) * lora_rows_[w].rank;
+    w += rows;
+  }
   lora_u_.resize(static_cast<size_t>(u_size));
-  // Step 1: u for every (row, k), the flat index walking the rows in order.
-  pool_.parallel_for(u_size, [&](int64_t b, int64_t e) {
-    size_t w = 0;
+  // Step 1: u for every (group, k).
+  lora_items_.clear();
+  for (size_t g = 0; g < lora_groups_.size(); ++g)
+    for (int64_t k = 0; k < lora_rows_[lora_groups_[g].first].rank; ++k) lora_items_.push_back({g, k});
+  pool_.parallel_for(static_cast<int64_t>(lora_items_.size()), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      while (lora_rows_[w].u_offset + lora_rows_[w].rank <= i) ++w;
-      const LoraRow& row = lora_rows_[w];
-      lora_u_[static_cast<size_t>(i)] = lora_a_dot(*row.mats, i - row.u_offset, row.x);
+      const auto [g, k] = lora_items_[static_cast<size_t>(i)];
+      const LoraGroup& group = lora_groups_[g];
+      const LoraRow* row = &lora_rows_[group.first];
+      float* u = &lora_u_[static_cast<size_t>(group.u_offset + k)];
+      if (group.rows == 4) {
+        const float* const x[4] = {row[0].x, row[1].x, row[2].x, row[3].x};
+        lora_a_dot4(*row->mats, k, x, u, row->rank);
+      } else {
+        *u = lora_a_dot(*row->mats, k, row->x);
+      }
     }
   });
-  // Step 2: each row's outputs in blocks.
+  // Step 2: each group's outputs in blocks.
   constexpr int64_t kBlock = 256;
-  lora_blocks_.clear();
-  for (size_t w = 0; w < lora_rows_.size(); ++w)
-    for (int64_t o = 0; o < lora_rows_[w].mats->out; o += kBlock) lora_blocks_.push_back({w, o});
-  pool_.parallel_for(static_cast<int64_t>(lora_blocks_.size()), [&](int64_t b, int64_t e) {
+  lora_items_.clear();
+  for (size_t g = 0; g < lora_groups_.size(); ++g)
+    for (int64_t o = 0; o < lora_rows_[lora_groups_[g].first].mats->out; o += kBlock) lora_items_.push_back({g, o});
+  pool_.parallel_for(static_cast<int64_t>(lora_items_.size()), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      const auto [w, o] = lora_blocks_[static_cast<size_t>(i)];
-      const LoraRow& row = lora_rows_[w];
-      lora_add_b(*row.mats, &lora_u_[static_cast<size_t>(row.u_offset)], row.scale, o,
-                 std::min(row.mats->out, o + kBlock), row.y);
+      const auto [g, o] = lora_items_[static_cast<size_t>(i)];
+      const LoraGroup& group = lora_groups_[g];
+      const LoraRow* row = &lora_rows_[group.first];
+      const float* u = &lora_u_[static_cast<size_t>(group.u_offset)];
+      const int64_t o_end = std::min(row->mats->out, o + kBlock);
+      if (group.rows == 4) {
+        float* const y[4] = {row[0].y, row[1].y, row[2].y, row[3].y};
+        lora_add_b4(*row->mats, u, row->rank, row->scale, o, o_end, y);
+      } else {
+        lora_add_b(*row->mats, u, row->scale, o, o_end, row->y);
+      }
     }
   });
 }
@@ -277,6 +304,8 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
         entry.start < 0 || entry.start + static_cast<int64_t>(entry.tokens.size()) > n_ctx())
       fail("transformer: batch entry for sequence ", entry.sequence, " is empty or outside its cache");
     entry.rows_with_logits();  // checked before the pass writes any cache
+    if (!entry.wants_logits && !entry.hidden)
+      fail("transformer: batch entry for sequence ", entry.sequence, " wants neither logits nor hidden states");
     if (entry.adapter) check_adapter_fits(*entry.adapter, c);
     n += static_cast<int64_t>(entry.tokens.size());
     for (size_t i = 0; i < entry.tokens.size(); ++i) positions_.push_back(entry.start + static_cast<int64_t>(i));
@@ -304,17 +333,23 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
     feed_forward(l, w, n);
   }
 
-  // Normalize only the rows whose logits are wanted, packed together for one output matmul.
+  // Normalize only the rows whose logits (or hidden states) are wanted, those with logits packed
+  // together for one output matmul. A hidden row is the normed row itself, whatever the batch.
   int64_t rows_out = 0;
   t = 0;
   for (const SequenceTokens& entry : batch) {
-    const int64_t rows = static_cast<int64_t>(entry.tokens.size());
-    for (int64_t i = rows - entry.rows_with_logits(); i < rows; ++i, ++rows_out)
-      kernels_.rmsnorm(&x_[(t + i) * c.dim], model_.weights.output_norm.data(), c.dim, c.rms_norm_eps,
-                       &normed_[rows_out * c.dim]);
+    const int64_t rows = static_cast<int64_t>(entry.tokens.size()), first = rows - entry.rows_with_logits();
+    for (int64_t i = first; i < rows; ++i) {
+      float* normed = entry.wants_logits ? &normed_[rows_out * c.dim] : entry.hidden + (i - first) * c.dim;
+      kernels_.rmsnorm(&x_[(t + i) * c.dim], model_.weights.output_norm.data(), c.dim, c.rms_norm_eps, normed);
+      if (!entry.wants_logits) std::memcpy(normed, &x_[(t + i) * c.dim], static_cast<size_t>(c.dim) * sizeof(float));  // MUTATION
+      if (entry.wants_logits && entry.hidden)
+        std::memcpy(entry.hidden + (i - first) * c.dim, normed, static_cast<size_t>(c.dim) * sizeof(float));
+      if (entry.wants_logits) ++rows_out;
+    }
     t += rows;
   }
-  output(rows_out, logits);
+  if (rows_out > 0) output(rows_out, logits);
   weights_->end_pass(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count());
 }
 

@@ -39,6 +39,12 @@ struct SequenceTokens {
   int64_t logit_rows = 1;
   // A LoRA adapter applied to this sequence's projections (orchard/adapter.h); null: the base.
   const Adapter* adapter = nullptr;
+  // Embeddings: the final hidden states of the entry's rows_with_logits() rows after the output
+  // norm (the vectors the output matrix multiplies) are written here, [rows, dim]; null: none.
+  float* hidden = nullptr;
+  // false: only `hidden` is wanted; the entry's rows skip the output matmul and take no rows of
+  // the pass's logits.
+  bool wants_logits = true;
 
   // The rows of logits this entry gives; throws orchard::Error for a logit_rows out of range.
   int64_t rows_with_logits() const;
@@ -77,7 +83,8 @@ class Transformer {
   void forward(std::span<const int32_t> tokens, int64_t start, bool all_logits, float* logits);
 
   // Runs every entry of `batch` in one pass. logits: the entries' rows in order
-  // ([rows_with_logits(), n_vocab] each: the entry's last rows, in order of position).
+  // ([rows_with_logits(), n_vocab] each: the entry's last rows, in order of position; none for an
+  // entry without wants_logits). May be null when no entry wants logits.
   void forward(std::span<const SequenceTokens> batch, float* logits);
 
   int64_t n_ctx() const { return caches_.front().n_ctx(); }
@@ -136,10 +143,16 @@ class Transformer {
     float* y;        // the row's output
     const AdapterMatrices* mats;
     float scale;
-    int64_t u_offset, rank;
+    int64_t rank;
   };
   std::vector<LoraRow> lora_rows_;
-  std::vector<std::pair<size_t, int64_t>> lora_blocks_;  // (row, first output) of each block
+  // Rows computed together: 4 of one adapter, or one; their u values at u_offset, row after row.
+  struct LoraGroup {
+    size_t first, rows;
+    int64_t u_offset;
+  };
+  std::vector<LoraGroup> lora_groups_;
+  std::vector<std::pair<size_t, int64_t>> lora_items_;  // (group, k) in step 1, (group, first output) in step 2
   std::vector<float> lora_u_;
 };
 

@@ -113,8 +113,9 @@ std::shared_ptr<const Model> merged_by_trainer(const std::string& base, const Lo
 }
 
 // The delta's two steps on awkward shapes (lengths below, at and past the 16 lanes and the
-// 256-output blocks) against a double-precision sum written here; and the outputs split into
-// arbitrary ranges (as the workers split them) bitwise equal to one call.
+// 256-output blocks) against a double-precision sum written here; the outputs split into
+// arbitrary ranges (as the workers split them) bitwise equal to one call; four rows at once
+// bitwise each row alone.
 TEST(Adapter, DeltaRowMatchesDoubleOnAwkwardShapes) {
   std::mt19937 rng(71);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -159,6 +160,22 @@ TEST(Adapter, DeltaRowMatchesDoubleOnAwkwardShapes) {
         }
         EXPECT_EQ(std::memcmp(split.data(), y.data(), y.size() * sizeof(float)), 0)
             << "in " << in << " out " << out << " rank " << rank;
+        // Four rows at once (lora_a_dot4, lora_add_b4): bitwise each row alone.
+        std::vector<std::vector<float>> xs(4, std::vector<float>(static_cast<size_t>(in))), ys(4, y0), alone(4, y0);
+        for (auto& row : xs)
+          for (float& v : row) v = u(rng);
+        const float* const x4[4] = {xs[0].data(), xs[1].data(), xs[2].data(), xs[3].data()};
+        float* const y4[4] = {ys[0].data(), ys[1].data(), ys[2].data(), ys[3].data()};
+        std::vector<float> u4(static_cast<size_t>(4 * rank));
+        for (int64_t k = 0; k < rank; ++k) lora_a_dot4(m, k, x4, &u4[static_cast<size_t>(k)], rank);
+        lora_add_b4(m, u4.data(), rank, scale, 0, out, y4);
+        for (size_t r = 0; r < 4; ++r) {
+          add_lora_delta_row(m, scale, xs[r].data(), alone[r].data());
+          for (int64_t k = 0; k < rank; ++k)
+            EXPECT_EQ(u4[r * static_cast<size_t>(rank) + static_cast<size_t>(k)], lora_a_dot(m, k, xs[r].data()));
+          EXPECT_EQ(std::memcmp(ys[r].data(), alone[r].data(), y0.size() * sizeof(float)), 0)
+              << "four rows: in " << in << " out " << out << " rank " << rank << " row " << r;
+        }
       }
 }
 
