@@ -305,6 +305,7 @@ async function showModel() {
       return;
     }
     const body = await response.json();
+    showError('');
     ui.model.textContent = (body.data && body.data[0] && body.data[0].id) || '';
   } catch (e) {
     showError(`Cannot reach the server: ${e.message}`);
