@@ -20,6 +20,17 @@ namespace orchard::server {
 
 class ChannelWaker;
 
+// What an API answered through OpenAIHandler (Responses, Ollama's) needs of it: OpenAIHandler
+// passes its own objects, so that every API turns requests into jobs, picks adapters and streams
+// the same way.
+struct HandlerContext {
+  ChatService& service;
+  Engine& engine;
+  ChannelWaker& waker;
+  AdapterRegistry& adapters;
+  const HandlerOptions& options;
+};
+
 int64_t unix_time();
 // "PREFIX-<hex time><hex counter>": unique within the process.
 std::string new_id(const char* prefix);

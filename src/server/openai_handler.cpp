@@ -12,7 +12,9 @@
 #include "server/chunk_template.h"
 #include "server/handler_support.h"
 #include "server/metrics.h"
+#include "server/ollama_api.h"
 #include "server/request_channel.h"
+#include "server/responses_api.h"
 #include "server/web_chat.h"
 
 namespace orchard::server {
@@ -53,7 +55,9 @@ const std::vector<OpenAIHandler::Route>& OpenAIHandler::routes() {
   static const std::vector<Route> all = {{"POST", "/v1/chat/completions"}, {"POST", "/v1/completions"},
                                          {"GET", "/v1/models"}, {"GET", "/health"}, {"GET", "/metrics"},
                                          {"POST", "/v1/adapters"}, {"DELETE", "/v1/adapters/", true},
-                                         {"GET", "/"}, {"GET", "/web/", true}};
+                                         {"GET", "/"}, {"GET", "/web/", true},
+                                         {"POST", "/v1/responses"}, {"POST", "/api/chat"}, {"POST", "/api/generate"}, {"GET", "/api/tags"},
+                                         {"GET", "/api/ps"}, {"POST", "/api/show"}, {"GET", "/api/version"}};
   return all;
 }
 
@@ -63,6 +67,8 @@ ApiResponse OpenAIHandler::handle(const ApiRequest& request) const {
   try {
     if (method == "POST" && path == "/v1/chat/completions") return chat(request);
     if (method == "POST" && path == "/v1/completions") return completion(request);
+    if (method == "POST" && path == "/v1/responses") return create_response(request, {service_, engine_, waker_, adapters_, options_});
+    if (is_ollama_path(path)) return ollama_api(request, {service_, engine_, waker_, adapters_, options_});  // errors in Ollama's shape
     if (method == "GET" && path == "/v1/models") return models();
     if (method == "POST" && path == "/v1/adapters") return load_adapter(request);
     if (constexpr std::string_view kAdapters = "/v1/adapters/"; method == "DELETE" && path.starts_with(kAdapters))
