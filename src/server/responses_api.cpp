@@ -256,9 +256,12 @@ Reply reply_of(const std::string& full, bool tools, bool cut) {
   if (!tools) return {full, {}};
   ParsedReply parsed = parse_tool_calls(full);
   Reply reply{std::move(parsed.content), std::move(parsed.tool_calls)};
-  if (cut)
-    if (size_t open = reply.text.rfind(kToolCallOpen); open != std::string::npos && reply.text.find(kToolCallClose, open) == std::string::npos)
-      reply.text.erase(open);
+  if (!cut) return reply;
+  // Cut inside a call's block, or inside its opening tag itself ("<tool_ca").
+  if (size_t open = reply.text.rfind(kToolCallOpen); open != std::string::npos && reply.text.find(kToolCallClose, open) == std::string::npos)
+    reply.text.erase(open);
+  else if (size_t lt = reply.text.rfind('<'); lt != std::string::npos && kToolCallOpen.starts_with(std::string_view(reply.text).substr(lt)))
+    reply.text.erase(lt);
   return reply;
 }
 

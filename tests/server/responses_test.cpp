@@ -442,6 +442,31 @@ TEST_F(ResponsesTest, AFunctionToolCallRoundTrip) {
   EXPECT_EQ(output_text(answer), chat["choices"][0]["message"]["content"]);
 }
 
+// A forced call cut off by the token limit: incomplete, and none of its markup in the text,
+// streamed or not.
+TEST_F(ResponsesTest, AToolCallCutOffLeavesNoMarkup) {
+  const json body = {{"input", "What is the weather in Paris?"}, {"tools", json::array({kWeather})}, {"max_output_tokens", 5},
+                     {"tool_choice", "required"}, {"seed", 3}};
+  const Received a = server_->post("/v1/responses", body);
+  ASSERT_EQ(a.status, 200) << a.body;
+  const json r = a.parsed();
+  EXPECT_EQ(r["status"], "incomplete");
+  EXPECT_EQ(r["incomplete_details"]["reason"], "max_output_tokens");
+  EXPECT_EQ(r["usage"]["output_tokens"], 5);
+  ASSERT_EQ(r["output"].size(), 1u) << r.dump();
+  EXPECT_EQ(r["output"][0]["type"], "message");
+  EXPECT_EQ(output_text(r).find('<'), std::string::npos) << output_text(r);
+
+  json streamed = body;
+  streamed["stream"] = true;
+  const Received s = server_->post("/v1/responses", streamed);
+  EXPECT_EQ(s.body.find("<tool"), std::string::npos) << s.body;
+  const std::vector<json> events = events_of(s.body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["type"], "response.incomplete");
+  EXPECT_EQ(output_text(events.back()["response"]), output_text(r));
+}
+
 // text.format json_schema: the output parses and fits the schema (checked here, not by the server).
 TEST_F(ResponsesTest, TextFormatJsonSchemaConstrainsTheOutput) {
   const json schema = {{"type", "object"},
