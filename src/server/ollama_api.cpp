@@ -410,6 +410,19 @@ json tool_calls_ollama(const std::vector<ToolCall>& calls) {
 
 const char* done_reason(StopReason stop) { return finish_reason_of(stop) == FinishReason::length ? "length" : "stop"; }
 
+// A reply with tools, split into its text and calls. Cut by the token limit inside a call's block
+// (or its opening tag, "<tool_ca"), the unfinished call is dropped: none of its markup is content.
+ParsedReply reply_with_tools(const std::string& full, StopReason stop) {
+  ParsedReply reply = parse_tool_calls(full);
+  if (finish_reason_of(stop) != FinishReason::length) return reply;
+  std::string& text = reply.content;
+  if (size_t open = text.rfind(kToolCallOpen); open != std::string::npos && text.find(kToolCallClose, open) == std::string::npos)
+    text.erase(open);
+  else if (size_t lt = text.rfind('<'); lt != std::string::npos && kToolCallOpen.starts_with(std::string_view(text).substr(lt)))
+    text.erase(lt);
+  return reply;
+}
+
 // Writes the gathered lines in one write and empties them; false once the client is gone. With
 // nothing to write the connection is looked at (a space: JSON ignores it before the next line).
 bool send_lines(ClientConnection& out, std::string& lines, bool open) {
@@ -455,8 +468,8 @@ ApiResponse generate(const Prepared& p, const HandlerContext& c, Api api, Times 
       for (const TokenStep& step : steps) text += step.text;
       std::vector<ToolCall> calls;
       if (tools) {
-        ParsedReply reply = parse_tool_calls(text);
-        if (!reply.tool_calls.empty()) text = std::move(reply.content), calls = std::move(reply.tool_calls);
+        ParsedReply reply = reply_with_tools(text, summary.stop);
+        text = std::move(reply.content), calls = std::move(reply.tool_calls);
       }
       json body = final_chunk(api, *model, text, calls.empty() ? done_reason(summary.stop) : "stop", summary, t);
       if (!calls.empty()) body["message"]["tool_calls"] = tool_calls_ollama(calls);
@@ -491,14 +504,14 @@ ApiResponse generate(const Prepared& p, const HandlerContext& c, Api api, Times 
     const JobSummary summary = channel->summary();
     const char* reason = done_reason(summary.stop);
     if (holding && !held.empty()) {
-      ParsedReply reply = parse_tool_calls(full);
+      ParsedReply reply = reply_with_tools(full, summary.stop);
       if (!reply.tool_calls.empty()) {
         json calls = chunk(api, *model, reply.content);
         calls["message"]["tool_calls"] = tool_calls_ollama(reply.tool_calls);
         append_line(lines, calls);
         reason = "stop";
-      } else {
-        append_line(lines, chunk(api, *model, held));
+      } else if (!reply.content.empty()) {
+        append_line(lines, chunk(api, *model, reply.content));
       }
     }
     // The status is out: a failed job is told in the stream, as Ollama does.
