@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -99,6 +100,16 @@ struct JobSummary {
   // Speculative decoding: draft tokens verified, and how many of them were kept.
   int64_t drafted_tokens = 0, accepted_tokens = 0;
   std::string error;  // set when the job failed inside the engine (a prompt that does not fit, ...)
+  // An embedding job's vector (GenerationJob::embedding): [model dim], unit length (all zeros
+  // only if the pooled state was zero). Empty for a generation job, or one that failed.
+  std::vector<float> embedding;
+};
+
+// Embeddings: how the final hidden states of a prompt's tokens, after the output norm (the
+// vectors the output matrix multiplies), become one vector, which is then L2-normalised.
+enum class Pooling {
+  last,  // the last token's: in a causal model the only one that has seen every token (Qwen3-Embedding's)
+  mean,  // the mean over the prompt's tokens (the whole prompt is prefilled: no cached prefix)
 };
 
 class Adapter;
@@ -114,6 +125,12 @@ struct GenerationJob {
   // Asked when the job reaches its slot: true when the client left while the job was queued (the
   // job then ends there, before its prefill). May be empty.
   std::function<bool()> abandoned;
+  // Set: an embedding job, not a generation. It prefills its prompt in the batched passes beside
+  // the other jobs (its rows skip the output matmul) and ends without sampling, with
+  // StopReason::none and the pooled vector in JobSummary::embedding. on_step is never called
+  // (may be empty) and `options` are ignored. The prompt may fill the whole context. Its keys and
+  // values stay in the slot's cache like any prompt's, so a later job on the same prefix reuses them.
+  std::optional<Pooling> embedding;
   // Called once, last, on an engine thread (or on the caller's, for a job refused at submit).
   std::function<void(const JobSummary&)> on_done;
 };
@@ -187,6 +204,14 @@ class Engine {
   void submit(std::shared_ptr<GenerationJob> job);
   // Runs one job to its end and returns its summary; `job.on_step` is called on an engine thread.
   JobSummary run(GenerationJob job);
+  // Embeds each input (token ids) as an embedding job, all submitted at once so that they share
+  // passes, and waits for them all: one unit vector [model dim] per input, in order. `abandoned`
+  // (may be empty) is each job's (GenerationJob::abandoned). Throws orchard::Error with the first
+  // failed job's error (an empty input, a token outside the vocabulary, more tokens than n_ctx(),
+  // the client gone).
+  std::vector<std::vector<float>> embed(const std::vector<std::vector<int32_t>>& inputs, Pooling pooling,
+                                        std::shared_ptr<const Adapter> adapter = nullptr,
+                                        std::function<bool()> abandoned = {});
 
   // Throws orchard::Error when `prompt_tokens` leave no room to generate in a slot's context.
   void check_prompt_fits(int64_t prompt_tokens) const;

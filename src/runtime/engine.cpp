@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -72,6 +73,7 @@ struct Slot {
   // prompt tokens' steps wait here to go to the job before its first generated one.
   int64_t prefill_logit_rows = 1;
   std::vector<TokenStep> prompt_steps;
+  std::vector<float> embedding;  // an embedding job's pooled vector, from its prefill's pass
   // The logits of the last cached position, kept from a prefill whose job ends at it (a scoring
   // job's, max_tokens 0 or 1; copied before any sampler reads the row): a next job whose prompt is exactly `cached` picks its first
   // token from them instead of recomputing its last prompt token. The router's pre mode scores a
@@ -93,6 +95,7 @@ struct Lane {
   std::vector<float> draft_logits;
   std::vector<Slot*> slots;
   std::vector<float> logits;  // [slots in the last pass, n_vocab]: the next tokens' logits
+  std::vector<float> hidden;  // [rows, dim]: the embedding jobs' normed final hidden states of the last pass
   std::atomic<int64_t> active{0};
   std::thread thread;
 };
@@ -127,6 +130,7 @@ struct Engine::Impl {
   void propose(Lane& lane, const std::vector<Slot*>& slots);
   void draft_with_model(Lane& lane, const std::vector<std::pair<Slot*, int64_t>>& drafting);
   void finish(Slot& slot, StopReason reason, const std::string& error = "");
+  void pool_embedding(Slot& slot, const float* hidden, int64_t rows);
   void run(Lane& lane);
 
   std::shared_ptr<const Model> model;
@@ -240,7 +244,10 @@ void Engine::Impl::admit(Slot& slot) {
   }
   try {
     if (prompt.empty()) fail("the prompt has no tokens");
-    orchard::check_prompt_fits(static_cast<int64_t>(prompt.size()), n_ctx);
+    const bool embedding = slot.job->embedding.has_value();
+    if (!embedding) orchard::check_prompt_fits(static_cast<int64_t>(prompt.size()), n_ctx);
+    else if (static_cast<int64_t>(prompt.size()) > n_ctx)  // nothing is generated: the prompt may fill the context
+      fail("the input has ", prompt.size(), " tokens; the context holds ", n_ctx);
     const int64_t vocab = model->config().n_vocab;
     for (int32_t t : prompt)
       if (t < 0 || t >= vocab) fail("token id ", t, " is outside the vocabulary");
@@ -249,7 +256,10 @@ void Engine::Impl::admit(Slot& slot) {
     size_t first_with_logits = prompt.size() - 1;
     slot.prefill_logit_rows = 1;
     slot.prompt_steps.clear();
-    if (slot.job->options.prompt_logprobs >= 0) {
+    if (embedding && *slot.job->embedding == Pooling::mean) {  // every position's hidden state
+      first_with_logits = 0;
+      slot.prefill_logit_rows = static_cast<int64_t>(prompt.size());
+    } else if (!embedding && slot.job->options.prompt_logprobs >= 0) {
       // Token i's logprobs come from position i - 1's logits: scoring the last `scored` tokens
       // needs the positions from n - 1 - scored on, and only a prefix before them may be cached.
       const int64_t last = slot.job->options.prompt_logprobs_last;
@@ -261,13 +271,18 @@ void Engine::Impl::admit(Slot& slot) {
     }
     size_t common = std::min(common_prefix(slot.cached, prompt), first_with_logits);
     // The whole prompt is cached with its last position's logits: nothing to recompute.
-    if (kept && slot.job->options.prompt_logprobs < 0 && slot.cached.size() == prompt.size() &&
+    if (!embedding && kept && slot.job->options.prompt_logprobs < 0 && slot.cached.size() == prompt.size() &&
         common_prefix(slot.cached, prompt) == prompt.size()) {
       common = prompt.size();
       slot.sample_from_kept = true;
     }
     slot.cached.resize(common);
     slot.summary.cached_prompt_tokens = static_cast<int64_t>(common);
+    slot.prefill.assign(prompt.begin() + static_cast<long>(common), prompt.end());
+    if (embedding) {  // no stream: nothing is sampled
+      observer.on_prefill(static_cast<int64_t>(slot.prefill.size()));
+      return;
+    }
     StreamOptions options = slot.job->options;
     options.sampling.kernels = kernels;
     // What the context leaves is the budget when none is set, so that a constraint steers to a
@@ -277,7 +292,6 @@ void Engine::Impl::admit(Slot& slot) {
     slot.stream = std::make_unique<TokenStream>(*tokenizer, prompt, std::move(options));
     if (speculation.accept_every_draft_for_testing) slot.stream->accept_every_draft_for_testing();
     // The new prompt tokens go into the next batched pass beside the other jobs' decode.
-    slot.prefill.assign(prompt.begin() + static_cast<long>(common), prompt.end());
     observer.on_prefill(static_cast<int64_t>(slot.prefill.size()));
   } catch (const std::exception& e) {
     finish(slot, StopReason::cancelled, e.what());
@@ -308,6 +322,7 @@ void Engine::Impl::finish(Slot& slot, StopReason reason, const std::string& erro
   slot.draft_q.clear();
   slot.drafted = 0;
   slot.prompt_steps.clear();
+  slot.embedding.clear();
   slot.sample_from_kept = false;
   if (job && job->on_done) job->on_done(slot.summary);
 }
@@ -346,13 +361,30 @@ bool Engine::Impl::deliver(Slot& slot) {
   return true;
 }
 
+// Pools an embedding job's `rows` normed hidden states [rows, dim] (the last position's, or every
+// position's) into its unit vector, in double: the vector depends on the rows alone, not on the
+// batch or the order of a sum spread over threads.
+void Engine::Impl::pool_embedding(Slot& slot, const float* hidden, int64_t rows) {
+  const size_t dim = static_cast<size_t>(model->config().dim);
+  std::vector<double> sum(dim, 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (size_t i = 0; i < dim; ++i) sum[i] += hidden[static_cast<size_t>(r) * dim + i];
+  double norm2 = 0;
+  for (double v : sum) norm2 += v * v;
+  // The mean's 1/rows cancels in the normalisation.
+  const double scale = norm2 > 0 ? 1.0 / std::sqrt(norm2) : 0.0;
+  slot.embedding.resize(dim);
+  for (size_t i = 0; i < dim; ++i) slot.embedding[i] = static_cast<float>(sum[i] * scale);
+}
+
 // One forward pass for every slot: decoding slots add their picked token, newly admitted ones
 // their prompt; the weights are read once for the whole batch.
 void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   if (batch_slots.empty()) return;
   const size_t vocab = static_cast<size_t>(model->config().n_vocab);
+  const size_t dim = static_cast<size_t>(model->config().dim);
   std::vector<SequenceTokens> batch;
-  size_t rows = 0;
+  size_t rows = 0, hidden_rows = 0;
   for (Slot* s : batch_slots) {
     s->logits_kept = s->sample_from_kept = false;  // the pass changes the cache (or fails)
     const std::span<const int32_t> tokens = s->prefill.empty() ? s->pending : s->prefill;
@@ -363,9 +395,17 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
                      .start = static_cast<int64_t>(s->cached.size()),
                      .tokens = tokens,
                      .logit_rows = logit_rows,
-                     .adapter = s->job->adapter.get()});
-    rows += static_cast<size_t>(logit_rows);
+                     .adapter = s->job->adapter.get(),
+                     .wants_logits = !s->job->embedding});
+    (s->job->embedding ? hidden_rows : rows) += static_cast<size_t>(logit_rows);
   }
+  // An embedding job's rows get their normed hidden states here instead of logits.
+  if (lane.hidden.size() < hidden_rows * dim) lane.hidden.resize(hidden_rows * dim);
+  for (size_t i = 0, at = 0; i < batch.size(); ++i)
+    if (!batch[i].wants_logits) {
+      batch[i].hidden = lane.hidden.data() + at * dim;
+      at += static_cast<size_t>(batch[i].logit_rows);
+    }
   // Kept until the next pass: each slot samples from its row in place (with a 150k vocabulary,
   // copying rows out would move megabytes per step). It only grows: a scoring pass's many rows
   // would otherwise be zero-filled anew (tens of megabytes) every time.
@@ -386,6 +426,12 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
   size_t row = 0;
   for (size_t i = 0; i < batch_slots.size(); ++i) {
     Slot& s = *batch_slots[i];
+    if (s.job->embedding) {
+      pool_embedding(s, batch[i].hidden, batch[i].logit_rows);
+      s.cached.insert(s.cached.end(), s.prefill.begin(), s.prefill.end());
+      s.prefill.clear();
+      continue;
+    }
     if (!s.prefill.empty() && batch[i].logit_rows > 1) {
       // The k rows are those of the prefill's last k positions: row j predicts the prefill's
       // token n - k + j + 1.
@@ -570,7 +616,14 @@ void Engine::Impl::run(Lane& lane) {
     // is not free), then hand the steps to their jobs in order.
     decoding.clear();
     for (Slot* s : lane.slots)
-      if (s->job && s->prefill.empty()) decoding.push_back(s);
+      if (s->job && s->prefill.empty()) {
+        if (s->job->embedding) {  // its pass is done: the vector is its answer
+          s->summary.embedding = std::move(s->embedding);
+          finish(*s, StopReason::none);
+          continue;
+        }
+        decoding.push_back(s);
+      }
     lane.transformer->pool().parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         pick(lane, *decoding[i]);
@@ -620,7 +673,7 @@ Engine::~Engine() = default;
 
 void Engine::submit(std::shared_ptr<GenerationJob> job) {
   if (!job) fail("engine: no job");
-  if (!job->on_step) fail("engine: a job needs on_step");
+  if (!job->on_step && !job->embedding) fail("engine: a job needs on_step");
   bool accepted;
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
@@ -655,6 +708,53 @@ JobSummary Engine::run(GenerationJob job) {
   std::unique_lock<std::mutex> lock(mutex);
   done.wait(lock, [&] { return finished; });
   return summary;
+}
+
+std::vector<std::vector<float>> Engine::embed(const std::vector<std::vector<int32_t>>& inputs, Pooling pooling,
+                                              std::shared_ptr<const Adapter> adapter, std::function<bool()> abandoned) {
+  std::mutex mutex;
+  std::condition_variable done;
+  size_t left = inputs.size();
+  std::vector<JobSummary> summaries(inputs.size());
+  std::vector<std::shared_ptr<GenerationJob>> jobs;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto job = std::make_shared<GenerationJob>();
+    job->prompt = inputs[i];
+    job->adapter = adapter;
+    job->abandoned = abandoned;
+    job->embedding = pooling;
+    job->on_done = [&, i](const JobSummary& s) {
+      std::lock_guard<std::mutex> lock(mutex);
+      summaries[i] = s;
+      if (--left == 0) done.notify_all();
+    };
+    jobs.push_back(std::move(job));
+  }
+  // Queued together, so that free slots of a lane take them all into one pass.
+  bool accepted;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    accepted = !impl_->stopping;
+    if (accepted) {
+      for (auto& job : jobs) impl_->queue.emplace_back(job, Clock::now());
+      impl_->place_queued();
+    }
+  }
+  if (accepted) impl_->wake.notify_all();
+  else
+    for (auto& job : jobs) refuse_for_shutdown(*job);
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    done.wait(lock, [&] { return left == 0; });
+  }
+  std::vector<std::vector<float>> vectors;
+  for (size_t i = 0; i < summaries.size(); ++i) {
+    JobSummary& s = summaries[i];
+    if (!s.error.empty()) fail("input ", i, ": ", s.error);
+    if (s.stop == StopReason::cancelled) fail("input ", i, ": cancelled (the client left)");
+    vectors.push_back(std::move(s.embedding));
+  }
+  return vectors;
 }
 
 void Engine::check_prompt_fits(int64_t prompt_tokens) const { orchard::check_prompt_fits(prompt_tokens, impl_->n_ctx); }
