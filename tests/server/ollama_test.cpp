@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "handler_fixture.h"
+#include "server/adapter_registry.h"
 
 namespace orchard::server {
 namespace {
@@ -315,6 +316,29 @@ TEST_F(OllamaTest, MalformedInputsAre4xxErrorsNamingTheField) {
     EXPECT_NE(body["error"].get<std::string>().find(c.message), std::string::npos) << a.body;
   }
   EXPECT_EQ(server_->get("/api/chat").status, 404);
+}
+
+// On a server that offers adapters an unknown model is a 404 in Ollama's shape; the base's name,
+// with the ":latest" tag Ollama's clients add, is the base.
+TEST_F(OllamaTest, ModelNamesOnAServerWithAdapters) {
+  AdapterRegistry registry(server_->model, kModel, true, false);
+  const OpenAIHandler handler(server_->service, server_->engine, server_->waker, server_->metrics, {}, &registry);
+  auto post = [&](const char* path, const json& body) {
+    RecordingConnection connection;
+    return run(handler.handle({.method = "POST", .path = path, .headers = {}, .body = body.dump(), .client_left = {}}), connection);
+  };
+  const json messages = json::array({{{"role", "user"}, {"content", "Hi"}}});
+  const Received missing = post("/api/chat", {{"model", "nope"}, {"messages", messages}, {"stream", false}});
+  EXPECT_EQ(missing.status, 404);
+  const json error = json::parse(missing.body);
+  ASSERT_EQ(error.size(), 1u);
+  EXPECT_NE(error["error"].get<std::string>().find("'nope'"), std::string::npos) << missing.body;
+  EXPECT_EQ(post("/api/show", {{"model", "nope"}}).status, 404);
+  for (const std::string& name : {std::string(kModel), std::string(kModel) + ":latest"}) {
+    const Received a = post("/api/chat", {{"model", name}, {"messages", messages}, {"stream", false}, {"options", {{"num_predict", 2}}}});
+    ASSERT_EQ(a.status, 200) << a.body;
+    EXPECT_EQ(json::parse(a.body.substr(a.body.find('{')))["model"], kModel);
+  }
 }
 
 // NDJSON streams watch their client too: a client whose second write fails cancels its job.

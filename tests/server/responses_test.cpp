@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "handler_fixture.h"
+#include "server/adapter_registry.h"
 
 namespace orchard::server {
 namespace {
@@ -491,6 +492,24 @@ TEST_F(ResponsesTest, TextFormatJsonSchemaConstrainsTheOutput) {
     EXPECT_GE(value["age"].get<int>(), 0);
     EXPECT_LE(value["age"].get<int>(), 120);
   }
+}
+
+// "model" picks as chat's: on a server that offers adapters an unknown name is a 404 before
+// anything runs; the base's id is the base, and the answer names it.
+TEST_F(ResponsesTest, ModelNamesOnAServerWithAdapters) {
+  AdapterRegistry registry(server_->model, "tiny-qwen2-chat-q8_0.gguf", true, false);
+  const OpenAIHandler handler(server_->service, server_->engine, server_->waker, server_->metrics, {}, &registry);
+  auto post = [&](const json& body) {
+    RecordingConnection connection;
+    return run(handler.handle({.method = "POST", .path = "/v1/responses", .headers = {}, .body = body.dump(), .client_left = {}}), connection);
+  };
+  const Received missing = post({{"model", "nope"}, {"input", "Hi"}});
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(json::parse(missing.body)["error"]["code"], "model_not_found");
+  EXPECT_EQ(json::parse(missing.body)["error"]["param"], "model");
+  const Received base = post({{"model", "tiny-qwen2-chat-q8_0.gguf"}, {"input", "Hi"}, {"max_output_tokens", 2}});
+  ASSERT_EQ(base.status, 200) << base.body;
+  EXPECT_EQ(json::parse(base.body.substr(base.body.find('{')))["model"], "tiny-qwen2-chat-q8_0.gguf");
 }
 
 // The client's second write fails (the created events went out): the job is cancelled at the
