@@ -193,7 +193,8 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
                  .n_threads = options.threads, .kv_cache = options.kv_cache, .observer = &metrics,
                  .share_prefix = options.share_prefix, .speculation = options.speculation});
   ChatService service(tokenizer, base_id, engine.n_ctx());
-  const OpenAIHandler handler(service, engine, waker, metrics, {.stream_interval = std::chrono::microseconds(options.stream_interval_us)},
+  const OpenAIHandler handler(service, engine, waker, metrics, {.stream_interval = std::chrono::microseconds(options.stream_interval_us),
+                                                                      .pooling = options.pooling},
                               &adapters);
 
   http.set_payload_max_length(options.max_body_bytes);

@@ -57,6 +57,8 @@ struct ServerOptions {
   bool allow_adapter_updates = false;
   // Speculative decoding in every slot (--spec ngram, --draft-model PATH; EngineOptions).
   SpeculationOptions speculation;
+  // --pooling last|mean: how POST /v1/embeddings pools an input's final hidden states (HandlerOptions).
+  Pooling pooling = Pooling::last;
 };
 
 // What serve() hands to the routes of its public port.

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "orchard/engine.h"
 #include "server/openai_protocol.h"
 
 namespace orchard {
@@ -80,6 +81,8 @@ struct ApiResponse {
 struct HandlerOptions {
   // The least time between two writes of one stream (ServerOptions::stream_interval_us).
   std::chrono::steady_clock::duration stream_interval = std::chrono::milliseconds(10);
+  // --pooling: how POST /v1/embeddings pools an input's final hidden states (server/embeddings.h).
+  Pooling pooling = Pooling::last;
 };
 
 class OpenAIHandler {

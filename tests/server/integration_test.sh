@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 model="$shared/models/tiny-chat/tiny-qwen2-chat-q8_0.gguf"
 
 mkdir -p "$npm_dir"
-cp "$here/package.json" "$here/openai_client.mjs" "$npm_dir/"
+cp "$here/package.json" "$here/openai_client.mjs" "$here/embeddings_client.mjs" "$npm_dir/"
 cp "$here/responses_client.mjs" "$here/ollama_client.mjs" "$npm_dir/"
 # Installed again whenever the pinned versions change (the lock file kept beside node_modules).
 if ! cmp -s "$here/package-lock.json" "$npm_dir/node_modules/.installed-lock.json"; then
@@ -49,6 +49,7 @@ rm -f "$big"
 curl -fsS "$base/v1/completions" -d '{"prompt":"Once","max_tokens":3}' | grep -q '"text_completion"'
 
 node "$npm_dir/openai_client.mjs" "$base"
+node "$npm_dir/embeddings_client.mjs" "$base"
 node "$npm_dir/responses_client.mjs" "$base"  # the Responses API
 node "$npm_dir/ollama_client.mjs" "$base"  # the Ollama API, with the official ollama client
 kill -0 $server  # still serving after everything above
