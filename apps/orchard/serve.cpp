@@ -7,11 +7,14 @@
 //               [--cloud-relay URL [--cloud-ca-file PEM]] [--router-config FILE] [--router-audit FILE]
 //               [--spec ngram | --draft-model PATH] [--draft-max K] [--draft-min N]
 //               [--lora NAME=PATH[:SCALE] ...] [--lora-merge] [--allow-adapter-updates]
+//               [--api-key KEY ... | --api-key-file F ...] [--cors-origin ORIGIN ...] [--alias NAME]
+//               [--chat-template chatml|llama3|qwen | --chat-template-file F]
 // An OpenAI-compatible HTTP server (see src/server/); with --private, the private cloud node: the
 // same API reachable only through Oblivious HTTP (src/cloud/, docs/cloud.md); with --cloud-relay or
 // --router-config, the hybrid router's device endpoint: each request answered here or by the
 // private cloud node behind the relay (src/router/endpoint.h, docs/router.md). --lora offers LoRA
 // adapters beside the model, chosen per request by "model" (docs/server.md, "Adapters").
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <memory>
@@ -25,9 +28,44 @@
 #include "model_options.h"
 #include "serve_config.h"
 #include "router/endpoint.h"
+#include "server/api_keys.h"
+#include "server/builtin_chat_templates.h"
 #include "server/http_server.h"
 
 namespace orchard::cli {
+
+// --api-key, --api-key-file, --cors-origin, --alias, --chat-template, --chat-template-file
+// (docs/server.md, "Access" and "Chat templates").
+void set_serve_api_surface(ServeConfig& c, Args& args) {
+  server::ServerOptions& options = c.server;
+  for (const std::string& key : args.get_all("api-key")) {
+    server::check_api_key(key, "orchard serve: --api-key");
+    options.api_keys.push_back(key);
+  }
+  for (const std::string& file : args.get_all("api-key-file"))
+    for (std::string& key : server::read_api_key_file(file)) options.api_keys.push_back(std::move(key));
+  for (const std::string& origin : args.get_all("cors-origin")) {
+    // An origin is scheme://host[:port], as a browser sends it in Origin; or * for any.
+    if (origin != "*" && (origin.find("://") == std::string::npos || origin.back() == '/' ||
+                          origin.find_first_of(" \t\r\n,") != std::string::npos))
+      fail("orchard serve: --cors-origin '", origin, "': give an origin as a browser sends it (https://app.example:8443, no "
+           "path or trailing '/') or *");
+    options.cors_origins.push_back(origin);
+  }
+  options.alias = args.get_or("alias", "");
+  if (args.get("alias") &&
+      (options.alias.empty() || options.alias.size() > 256 ||
+       std::any_of(options.alias.begin(), options.alias.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; })))
+    fail("orchard serve: --alias must be 1 to 256 characters without control characters");
+  const std::optional<std::string> name = args.get("chat-template"), file = args.get("chat-template-file");
+  if (name && file) fail("orchard serve: give --chat-template or --chat-template-file, not both");
+  if (name) options.chat_template = server::builtin_chat_template(*name);
+  if (file) options.chat_template = server::read_chat_template_file(*file);
+  if (c.private_node && (!options.api_keys.empty() || !options.cors_origins.empty() || !options.alias.empty() ||
+                         !options.chat_template.empty()))
+    fail("orchard serve: --api-key, --cors-origin, --alias and the chat template options do not go with --private (a node "
+         "serves exactly its measured configuration, to clients that Privacy Pass tokens authorize)");
+}
 
 ServeConfig parse_serve_config(Args& args) {
   ServeConfig c;
@@ -46,8 +84,6 @@ ServeConfig parse_serve_config(Args& args) {
   options.memory_budget = memory_budget(args);
   c.private_node = args.flag("private");
   options.share_prefix = !args.flag("no-prefix-reuse");
-  if (const std::string pooling = args.get_or("pooling", "last"); pooling == "mean") options.pooling = Pooling::mean;
-  else if (pooling != "last") fail("orchard serve: --pooling must be last or mean, got '", pooling, "'");
   options.admin_port = static_cast<int>(args.get_int("admin-port").value_or(c.private_node ? 0 : -1));
   const std::optional<int64_t> rotation = args.get_int("key-rotation-s"), window = args.get_int("replay-window-s");
   const std::optional<int64_t> validity = args.get_int("attestation-validity-s");
@@ -96,6 +132,7 @@ ServeConfig parse_serve_config(Args& args) {
   options.allow_adapter_updates = args.flag("allow-adapter-updates");
   if (c.private_node && options.allow_adapter_updates)
     fail("orchard serve: --allow-adapter-updates does not go with --private (a node serves exactly its measured model)");
+  set_serve_api_surface(c, args);
   return c;
 }
 

@@ -1,5 +1,6 @@
 #include "server/chat_service.h"
 
+#include "base/error.h"
 #include "orchard/error.h"
 #include "runtime/prompt_limits.h"
 #include "template/chat_template.h"
@@ -20,17 +21,21 @@ FinishReason finish_reason_of(StopReason stop) {
   return stop == StopReason::max_tokens || stop == StopReason::context_full ? FinishReason::length : FinishReason::stop;
 }
 
-ChatService::ChatService(std::shared_ptr<const Tokenizer> tokenizer, std::string model_name, int64_t n_ctx)
+ChatService::ChatService(std::shared_ptr<const Tokenizer> tokenizer, std::string model_name, int64_t n_ctx,
+                         std::string chat_template)
     : tokenizer_(std::move(tokenizer)),
       model_name_(std::move(model_name)),
       n_ctx_(n_ctx),
+      template_source_(chat_template.empty() ? tokenizer_->chat_template() : std::move(chat_template)),
       vocabulary_(TokenVocabulary::build(*tokenizer_)),
       schema_cache_(vocabulary_) {
   if (auto bos = tokenizer_->bos_id()) bos_text_ = tokenizer_->token_text(*bos);
   if (!tokenizer_->eos_ids().empty()) eos_text_ = tokenizer_->token_text(tokenizer_->eos_ids().front());
-  if (!tokenizer_->chat_template().empty()) {
+  if (template_source_ != tokenizer_->chat_template()) {
+    chat_template_ = std::make_shared<const JinjaTemplate>(template_source_);  // given: must parse
+  } else if (!template_source_.empty()) {
     try {
-      chat_template_ = std::make_shared<const JinjaTemplate>(tokenizer_->chat_template());
+      chat_template_ = std::make_shared<const JinjaTemplate>(template_source_);
     } catch (const Error&) {
     }
   }
@@ -68,13 +73,14 @@ PreparedJob ChatService::prepare(const ChatRequest& r, const std::function<bool(
   PreparedJob job;
   const bool tools = !r.tools.is_null() && r.tool_choice != ToolChoiceMode::none;
   json extra = r.template_kwargs.is_null() ? json::object() : r.template_kwargs;
-  if (tokenizer_->chat_template().empty())
-    throw RequestError(400, "this model has no chat template; use /v1/completions", "messages", "no_chat_template");
+  if (template_source_.empty())
+    throw RequestError(400, "this model has no chat template; use /v1/completions (or start the server with --chat-template)",
+                       "messages", "no_chat_template");
   std::string text;
   try {
     const json tools_value = tools ? r.tools : json(nullptr);
     text = chat_template_ ? chat_template_->render(chat_template_context(r.messages, tools_value, true, bos_text_, eos_text_, extra))
-                          : render_chat(tokenizer_->chat_template(), r.messages, tools_value, true, bos_text_, eos_text_, extra);
+                          : render_chat(template_source_, r.messages, tools_value, true, bos_text_, eos_text_, extra);
   } catch (const Error& e) {
     throw RequestError(400, std::string("the chat template could not render these messages: ") + e.what(), "messages");
   }
@@ -110,15 +116,62 @@ PreparedJob ChatService::prepare(const ChatRequest& r, const std::function<bool(
 }
 
 PreparedJob ChatService::prepare(const CompletionRequest& r) {
-  PreparedJob job;
-  job.prompt = tokenizer_->encode(r.prompt, tokenizer_->adds_bos());
-  job.options.sampling = r.sampling;
-  job.options.stop = r.stop;
-  job.options.top_logprobs = r.logprobs;
-  // The echoed prompt comes with its own tokens' logprobs (the score of a given text).
-  if (r.echo && r.logprobs >= 0) job.options.prompt_logprobs = r.logprobs;
-  fit_to_context(job, r.max_tokens, "prompt");
-  return job;
+  CompletionRequest one = r;
+  one.prompts.clear();
+  return prepare_all(one).front();
+}
+
+std::vector<PreparedJob> ChatService::prepare_all(const CompletionRequest& r) {
+  const std::vector<CompletionPrompt> given = r.prompts.empty() ? std::vector<CompletionPrompt>{{.text = r.prompt}} : r.prompts;
+  std::vector<PreparedJob> jobs;
+  const int64_t vocabulary = tokenizer_->vocab_size();
+  for (size_t i = 0; i < given.size(); ++i) {
+    const CompletionPrompt& p = given[i];
+    PreparedJob job;
+    const std::string where = given.size() > 1 ? str_cat("prompt[", i, "]") : std::string("the prompt");
+    if (p.is_tokens) {
+      for (const int32_t id : p.tokens)
+        if (id < 0 || id >= vocabulary)
+          throw RequestError(400, str_cat(where, " holds token id ", id, ", outside the vocabulary (0 to ", vocabulary - 1, ")"),
+                             "prompt", "invalid_value");
+      job.prompt = p.tokens;
+      job.prompt_text = tokenizer_->decode(p.tokens);
+    } else {
+      job.prompt = tokenizer_->encode(p.text, tokenizer_->adds_bos());
+      job.prompt_text = p.text;
+    }
+    job.options.sampling = r.sampling;
+    // The same seed for every prompt: a choice is what its prompt alone would get.
+    job.options.stop = r.stop;
+    job.options.top_logprobs = r.logprobs;
+    // The echoed prompt comes with its own tokens' logprobs (the score of a given text).
+    if (r.echo && r.logprobs >= 0) job.options.prompt_logprobs = r.logprobs;
+    if (given.size() > 1 && job.prompt.empty()) throw RequestError(400, where + " is empty", "prompt");
+    fit_to_context(job, r.max_tokens, "prompt");
+    jobs.push_back(std::move(job));
+  }
+  return jobs;
+}
+
+ToolReply parse_tool_reply(std::string_view text, bool cut) {
+  ToolReply out;
+  if (cut) {
+    const size_t open = text.rfind(kToolCallOpen);
+    if (open != std::string_view::npos && text.find(kToolCallClose, open) == std::string_view::npos) {
+      text = text.substr(0, open);
+      out.dropped = true;
+    }
+  }
+  ParsedReply parsed = parse_tool_calls(text);
+  out.content = std::move(parsed.content);
+  out.calls = std::move(parsed.tool_calls);
+  if (out.dropped) {
+    const size_t end = out.content.find_last_not_of(" \t\r\n");
+    out.content.erase(end == std::string::npos ? 0 : end + 1);
+    const size_t begin = out.content.find_first_not_of(" \t\r\n");
+    out.content.erase(0, begin == std::string::npos ? out.content.size() : begin);
+  }
+  return out;
 }
 
 json ChatService::token_logprob_json(const TokenStep& step) const {

@@ -4,6 +4,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "orchard/model.h"
 #include "orchard/tokenizer.h"
@@ -23,18 +25,37 @@ struct PreparedJob {
   std::vector<int32_t> prompt;
   StreamOptions options;
   bool tools_enabled = false;  // the reply may hold tool calls to parse
+  std::string prompt_text;     // a completion's prompt as text (what `echo` repeats)
 };
+
+// A reply of a request with tools: the text outside tool-call blocks and the calls. When the
+// generation was `cut` (it stopped for length), a tool call left open (a `<tool_call>` without
+// its `</tool_call>`) is incomplete: it is dropped, with its markup (`dropped`), and the content
+// is the text before it, trimmed.
+struct ToolReply {
+  std::string content;
+  std::vector<ToolCall> calls;
+  bool dropped = false;
+};
+ToolReply parse_tool_reply(std::string_view text, bool cut);
 
 class ChatService {
  public:
-  // `n_ctx`: the context of each of the engine's slots (Engine::n_ctx).
-  ChatService(std::shared_ptr<const Tokenizer> tokenizer, std::string model_name, int64_t n_ctx);
+  // `n_ctx`: the context of each of the engine's slots (Engine::n_ctx). `chat_template`: Jinja
+  // that replaces the model's own template (--chat-template, --chat-template-file), or gives one
+  // to a model without; empty: the model's. A given template that does not parse throws
+  // orchard::Error (the model's own is reported per request instead, as before).
+  ChatService(std::shared_ptr<const Tokenizer> tokenizer, std::string model_name, int64_t n_ctx,
+              std::string chat_template = "");
 
   // Throw RequestError for requests the model cannot serve (prompt beyond the context, a
   // schema Orchard cannot compile, ...). `cancelled` (may be empty) is asked while a schema
   // compiles: a client that left stops its compilation.
   PreparedJob prepare(const ChatRequest& request, const std::function<bool()>& cancelled = {});
   PreparedJob prepare(const CompletionRequest& request);
+  // One job per prompt of a completion request (`prompts`, else `prompt`), in order, each
+  // checked before any is submitted: a token id outside the vocabulary is a 400 naming its prompt.
+  std::vector<PreparedJob> prepare_all(const CompletionRequest& request);
 
   const std::string& model_name() const { return model_name_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
@@ -71,6 +92,7 @@ class ChatService {
   std::string model_name_;
   int64_t n_ctx_;
   std::string bos_text_, eos_text_;
+  std::string template_source_;  // the override, else the model's; empty: none
   // The chat template parsed once (null when there is none or it does not parse; rendering
   // then reports the error per request).
   std::shared_ptr<const JinjaTemplate> chat_template_;

@@ -80,9 +80,15 @@ ApiRequest api_request(const httplib::Request& req, std::string body) {
 void install_openai_routes(FrontServer& http, const ServedModel& served) {
   const OpenAIHandler& handler = served.handler;
   const size_t max_body = served.options.max_body_bytes;
-  for (const OpenAIHandler::Route& route : OpenAIHandler::routes()) {
+  for (const OpenAIHandler::Route& route : OpenAIHandler::routes())
+   // Each /v1 route also without its "/v1" (the handler maps it back: OpenAIHandler::api_path).
+   for (const std::string_view prefix : {"", "/v1"}) {
+    if (!prefix.empty() && !std::string_view(route.path).starts_with("/v1/")) continue;
+    // A route that takes a name (DELETE /v1/adapters/NAME, GET /v1/models/ID, GET /web/NAME):
+    // the rest of the path, which the handler checks or looks up (a model id may hold '/').
+    const std::string pattern = std::string(route.path).substr(prefix.size()) + (route.takes_name ? ".+" : "");
     if (std::string_view(route.method) == "POST") {
-      http.Post(route.path, [&handler, max_body](const httplib::Request& req, httplib::Response& res,
+      http.Post(pattern, [&handler, max_body](const httplib::Request& req, httplib::Response& res,
                                                  const httplib::ContentReader& reader) {
         std::string body;
         try {
@@ -97,20 +103,20 @@ void install_openai_routes(FrontServer& http, const ServedModel& served) {
         send(handler.handle(api_request(req, std::move(body))), res);
       });
     } else if (std::string_view(route.method) == "DELETE") {
-      // The name's segment as a pattern; the handler checks it (valid_adapter_name).
-      const std::string pattern = std::string(route.path) + (route.takes_name ? "[^/]+" : "");
       http.Delete(pattern, [&handler](const httplib::Request& req, httplib::Response& res) {
         send(handler.handle(api_request(req, "")), res);
       });
     } else {
-      // A route that takes a name (GET /web/NAME, the web chat page's files) as a pattern; the
-      // handler looks the name up.
-      const std::string pattern = std::string(route.path) + (route.takes_name ? "[^/]+" : "");
       http.Get(pattern, [&handler](const httplib::Request& req, httplib::Response& res) {
         send(handler.handle(api_request(req, req.body)), res);
       });
     }
   }
+  // CORS preflights, on any path: the handler answers them when --cors-origin is given, and 404s
+  // them otherwise.
+  http.Options(".*", [&handler](const httplib::Request& req, httplib::Response& res) {
+    send(handler.handle(api_request(req, "")), res);
+  });
   // An unknown route's 404 is the handler's.
   http.set_error_handler([&handler](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -166,7 +172,7 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
   }
 
   std::shared_ptr<const Model> model = Model::load(model_path, {.kernels = options.kernels, .memory_budget = options.memory_budget});
-  const std::string base_id = base_name(model_path);
+  const std::string base_id = options.alias.empty() ? base_name(model_path) : options.alias;
   // --lora-merge: the adapters become part of the weights, and the server is a plain one.
   if (options.merge_adapters) {
     if (options.allow_adapter_updates) fail("--lora-merge and --allow-adapter-updates do not go together");
@@ -192,9 +198,12 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
                 {.slots = options.parallel, .n_ctx = options.n_ctx, .kernels = options.kernels,
                  .n_threads = options.threads, .kv_cache = options.kv_cache, .observer = &metrics,
                  .share_prefix = options.share_prefix, .speculation = options.speculation});
-  ChatService service(tokenizer, base_id, engine.n_ctx());
-  const OpenAIHandler handler(service, engine, waker, metrics, {.stream_interval = std::chrono::microseconds(options.stream_interval_us),
-                                                                      .pooling = options.pooling},
+  ChatService service(tokenizer, base_id, engine.n_ctx(), options.chat_template);
+  const OpenAIHandler handler(service, engine, waker, metrics,
+                              {.stream_interval = std::chrono::microseconds(options.stream_interval_us),
+                               .api_keys = options.api_keys,
+                               .cors_origins = options.cors_origins,
+                               .kernels = options.kernels},
                               &adapters);
 
   http.set_payload_max_length(options.max_body_bytes);

@@ -57,8 +57,15 @@ struct ServerOptions {
   bool allow_adapter_updates = false;
   // Speculative decoding in every slot (--spec ngram, --draft-model PATH; EngineOptions).
   SpeculationOptions speculation;
-  // --pooling last|mean: how POST /v1/embeddings pools an input's final hidden states (HandlerOptions).
-  Pooling pooling = Pooling::last;
+  // API keys (--api-key, --api-key-file) and CORS origins (--cors-origin): HandlerOptions.
+  std::vector<std::string> api_keys;
+  std::vector<std::string> cors_origins;
+  // --alias: the base model's id (in /v1/models, answers' "model", accepted as a request's
+  // "model"); empty: the model file's name.
+  std::string alias;
+  // --chat-template NAME / --chat-template-file F: Jinja that replaces the model's chat template
+  // (ChatService); empty: the model's own.
+  std::string chat_template;
 };
 
 // What serve() hands to the routes of its public port.

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "orchard/engine.h"
+#include "server/api_keys.h"
 #include "server/openai_protocol.h"
 
 namespace orchard {
@@ -81,8 +82,18 @@ struct ApiResponse {
 struct HandlerOptions {
   // The least time between two writes of one stream (ServerOptions::stream_interval_us).
   std::chrono::steady_clock::duration stream_interval = std::chrono::milliseconds(10);
-  // --pooling: how POST /v1/embeddings pools an input's final hidden states (server/embeddings.h).
-  Pooling pooling = Pooling::last;
+  // --api-key, --api-key-file: when any, every request but GET /health, a CORS preflight and a GET
+  // of a path that is no API call (the web page's files) needs "Authorization: Bearer KEY" with
+  // one of them, else 401 (invalid_api_key, WWW-Authenticate: Bearer). Compared in constant time
+  // (api_keys.h).
+  std::vector<std::string> api_keys;
+  // --cors-origin: the origins ("*": any) whose pages may call the API from a browser. Answers to
+  // a request whose Origin is one carry Access-Control-Allow-Origin, and OPTIONS (a preflight) is
+  // answered 204 on any path. Empty: no CORS headers, and OPTIONS is a 404.
+  std::vector<std::string> cors_origins;
+  // The kernels the engine runs: part of system_fingerprint ("orchard-VERSION-ISA", or
+  // "-reference"), which says what decides an answer's numbers besides the model and the seed.
+  KernelChoice kernels = KernelChoice::fast;
 };
 
 class OpenAIHandler {
@@ -112,11 +123,18 @@ class OpenAIHandler {
     bool takes_name = false;
   };
   static const std::vector<Route>& routes();
+  // The path a request means: "/X" is "/v1/X" when that is a route (routes()), so that clients
+  // configured without the "/v1" prefix reach every OpenAI path; any other path is itself.
+  static std::string api_path(const std::string& path);
 
  private:
   ApiResponse chat(const ApiRequest& request) const;
   ApiResponse completion(const ApiRequest& request) const;
   ApiResponse models() const;
+  ApiResponse model(const std::string& id) const;  // GET /v1/models/{id}
+  // The routes, once the key and CORS are settled (`path`: a non-/v1 alias already mapped).
+  ApiResponse route(const ApiRequest& request, std::string_view method, const std::string& path) const;
+  ApiResponse preflight(const ApiRequest& request) const;
   ApiResponse load_adapter(const ApiRequest& request) const;
   ApiResponse unload_adapter(const std::string& name) const;
 
@@ -125,6 +143,8 @@ class OpenAIHandler {
   ChannelWaker& waker_;
   const Metrics& metrics_;
   const HandlerOptions options_;
+  const ApiKeys keys_;
+  const std::string fingerprint_;  // system_fingerprint
   std::unique_ptr<AdapterRegistry> no_adapters_;  // when none is given: the base under any name
   AdapterRegistry& adapters_;
 };

@@ -158,6 +158,47 @@ json normalized_messages(const json& messages) {
   return out;
 }
 
+// A token id as the API sends it: an integer that fits int32 (whether the vocabulary holds it is
+// the tokenizer's to say: ChatService).
+int32_t token_id(const json& v, const std::string& where) {
+  if (!v.is_number_integer()) bad("prompt", where + " must be a token id (an integer)");
+  const int64_t id = v.get<int64_t>();
+  if (id < 0 || id > std::numeric_limits<int32_t>::max())
+    bad("prompt", where + " holds token id " + std::to_string(id) + ", which is outside the vocabulary");
+  return static_cast<int32_t>(id);
+}
+
+// "prompt": a string, an array of strings, an array of token ids, or an array of arrays of
+// token ids; at most kMaxPrompts prompts.
+constexpr size_t kMaxPrompts = 128;
+std::vector<CompletionPrompt> completion_prompts(const json& prompt) {
+  const char* shape = "'prompt' must be a string, an array of strings, an array of token ids or an array of arrays of token ids";
+  if (prompt.is_string()) return {CompletionPrompt{.text = prompt.get<std::string>()}};
+  if (!prompt.is_array() || prompt.empty()) bad("prompt", shape);
+  std::vector<CompletionPrompt> out;
+  if (prompt[0].is_number()) {  // one prompt of token ids
+    CompletionPrompt p{.is_tokens = true};
+    for (size_t i = 0; i < prompt.size(); ++i) p.tokens.push_back(token_id(prompt[i], "prompt[" + std::to_string(i) + "]"));
+    out.push_back(std::move(p));
+    return out;
+  }
+  if (prompt.size() > kMaxPrompts) bad("prompt", "'prompt' holds more than " + std::to_string(kMaxPrompts) + " prompts");
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const json& p = prompt[i];
+    const std::string where = "prompt[" + std::to_string(i) + "]";
+    if (p.is_string()) {
+      out.push_back(CompletionPrompt{.text = p.get<std::string>()});
+    } else if (p.is_array()) {
+      CompletionPrompt tokens{.is_tokens = true};
+      for (size_t j = 0; j < p.size(); ++j) tokens.tokens.push_back(token_id(p[j], where + "[" + std::to_string(j) + "]"));
+      out.push_back(std::move(tokens));
+    } else {
+      bad("prompt", shape + std::string(" (") + where + " is neither)");
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 json error_body(const std::string& message, const std::string& type, const std::string& param,
@@ -259,13 +300,8 @@ CompletionRequest parse_completion_request(const json& body) {
   CompletionRequest r;
   const json* prompt = field(body, "prompt");
   if (!prompt) bad("prompt", "'prompt' is required");
-  if (prompt->is_string()) {
-    r.prompt = prompt->get<std::string>();
-  } else if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string()) {
-    r.prompt = (*prompt)[0].get<std::string>();
-  } else {
-    bad("prompt", "'prompt' must be a string (one prompt per request)");
-  }
+  r.prompts = completion_prompts(*prompt);
+  if (!r.prompts[0].is_tokens) r.prompt = r.prompts[0].text;
   r.model = model_from(body);
   check_n(body);
   r.sampling = sampling_from(body);

@@ -49,9 +49,21 @@ struct ChatRequest {
   json template_kwargs;                  // chat_template_kwargs passed through
 };
 
+// One prompt of /v1/completions: text, or token ids (`is_tokens`).
+struct CompletionPrompt {
+  std::string text;
+  std::vector<int32_t> tokens;
+  bool is_tokens = false;
+};
+
 struct CompletionRequest {
   std::optional<std::string> model;
+  // The prompt when it is one text (what other APIs that build a CompletionRequest set); `prompts`
+  // holds what /v1/completions was sent: a string, an array of strings, an array of token ids or
+  // an array of such arrays, one choice per prompt, in order. ChatService::prepare_all reads
+  // `prompts` when it is not empty, else `prompt`.
   std::string prompt;
+  std::vector<CompletionPrompt> prompts;
   SamplingParams sampling;
   std::optional<int64_t> max_tokens;
   std::vector<std::string> stop;

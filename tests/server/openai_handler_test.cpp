@@ -14,9 +14,11 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "orchard/engine.h"
+#include "server/builtin_chat_templates.h"
 #include "server/channel_waker.h"
 #include "server/chat_service.h"
 #include "server/front_stage.h"
@@ -59,11 +61,18 @@ struct Answer {
   std::string body;
   bool deferred = false;  // written over time
   bool ended = false;     // a deferred body ended properly (write_body returned true)
+  std::vector<std::pair<std::string, std::string>> headers;  // beyond the content type
   json parsed() const { return json::parse(body); }
+  // The header's value; "(none)" when absent (so that a test can tell absent from empty).
+  std::string header(const std::string& name) const {
+    for (const auto& [key, value] : headers)
+      if (key == name) return value;
+    return "(none)";
+  }
 };
 
 Answer run(const ApiResponse& response, RecordingConnection& connection) {
-  Answer a{.status = response.status, .content_type = response.content_type, .body = response.body};
+  Answer a{.status = response.status, .content_type = response.content_type, .body = response.body, .headers = response.headers};
   if (response.write_body) {
     a.deferred = true;
     a.ended = response.write_body(connection);
@@ -77,11 +86,11 @@ std::string base_name(const std::string& path) { return path.substr(path.find_la
 // The server's objects in the order serve() builds them: the metrics and the waker outlive the
 // engine that reports to them and pushes through them.
 struct TestServer {
-  TestServer(const std::string& path, int64_t n_ctx)
+  TestServer(const std::string& path, int64_t n_ctx, const std::string& chat_template = "")
       : model(Model::load(path)),
         tokenizer(load_model_tokenizer(*model)),
         engine(model, tokenizer, {.slots = 2, .n_ctx = n_ctx, .n_threads = 1, .observer = &metrics}),
-        service(tokenizer, base_name(path), engine.n_ctx()),
+        service(tokenizer, base_name(path), engine.n_ctx(), chat_template),
         // ServerOptions' default interval.
         handler(service, engine, waker, metrics, {.stream_interval = milliseconds(10)}) {}
 
@@ -333,7 +342,18 @@ std::vector<ErrorCase> error_cases() {
        "messages", nullptr, "the chat template could not render these messages"},
       p("a completion without a prompt", {{"max_tokens", 4}}, "prompt", "'prompt' is required"),
       p("a prompt that is a number", {{"prompt", 5}}, "prompt", "must be a string"),
-      p("two prompts", {{"prompt", json::array({"a", "b"})}}, "prompt", "one prompt per request"),
+      // Prompts as token ids and arrays of prompts (issue 21): what is not one of the four shapes,
+      // and token ids the vocabulary does not hold, named by their prompt's index.
+      p("a token id beyond the vocabulary", {{"prompt", json::array({json::array({1, 2}), json::array({3, 1 << 24})})}}, "prompt",
+        "prompt[1] holds token id 16777216, outside the vocabulary"),
+      p("a negative token id", {{"prompt", json::array({5, -1})}}, "prompt", "prompt[1] holds token id -1, which is outside"),
+      p("a token id beyond int32", {{"prompt", json::array({int64_t{1} << 40})}}, "prompt", "outside the vocabulary"),
+      p("a token id that is not an integer", {{"prompt", json::array({1.5})}}, "prompt", "prompt[0] must be a token id"),
+      p("prompts of strings and numbers", {{"prompt", json::array({"a", 5})}}, "prompt", "(prompt[1] is neither)"),
+      p("an empty prompt array", {{"prompt", json::array()}}, "prompt", "'prompt' must be a string, an array of strings"),
+      p("an empty prompt among several", {{"prompt", json::array({"a", ""})}}, "prompt", "prompt[1] is empty", nullptr),
+      p("an empty token prompt", {{"prompt", json::array({json::array()})}}, "prompt", "the prompt is empty", nullptr),
+      p("129 prompts", {{"prompt", json::array_t(129, "a")}}, "prompt", "more than 128 prompts"),
       p("completion n = 2", {{"prompt", "a"}, {"n", 2}}, "n", "only n = 1", "unsupported_value"),
       p("completion logprobs 21", {{"prompt", "a"}, {"logprobs", 21}}, "logprobs", "must be between"),
       p("completion echo a string", {{"prompt", "a"}, {"echo", "x"}}, "echo", "must be a boolean"),
@@ -780,6 +800,314 @@ TEST_F(OpenAIHandlerTest, ChatServicePreparesJobs) {
   EXPECT_EQ(finish_reason_name(finish_reason_of(StopReason::context_full)), "length");
   EXPECT_EQ(finish_reason_name(finish_reason_of(StopReason::end_of_sequence)), "stop");
   EXPECT_EQ(finish_reason_name(finish_reason_of(StopReason::stop_string)), "stop");
+}
+
+// ---- issue 21: API keys, CORS, model lookups and aliases, several prompts, cut tool calls ----
+
+// A handler with other options over the suite's engine and service.
+struct OtherHandler {
+  OtherHandler(TestServer& server, HandlerOptions options, ChatService* service = nullptr)
+      : handler(service ? *service : server.service, server.engine, server.waker, server.metrics, std::move(options)) {}
+  Answer request(const std::string& method, const std::string& path, const std::string& body,
+                 std::vector<std::pair<std::string, std::string>> headers = {}) const {
+    RecordingConnection connection;
+    return run(handler.handle({.method = method, .path = path, .headers = std::move(headers), .body = body, .client_left = {}}),
+               connection);
+  }
+  OpenAIHandler handler;
+};
+
+class ApiSurfaceTest : public OpenAIHandlerTest {};
+
+std::pair<std::string, std::string> bearer(const std::string& key) { return {"Authorization", "Bearer " + key}; }
+
+TEST_F(ApiSurfaceTest, ApiKeysGuardEveryApiRouteButHealth) {
+  const OtherHandler guarded(*server_, {.api_keys = {"first-key", "second-key"}});
+  const std::string chat = chat_body().dump();
+  const int64_t generated = server_->metric("orchard_generated_tokens_total");
+  // Without a key, with a wrong one, with another scheme: 401, an error object, WWW-Authenticate.
+  for (const auto& headers : std::vector<std::vector<std::pair<std::string, std::string>>>{
+           {}, {bearer("first-keyx")}, {bearer("first-ke")}, {bearer("")}, {{"Authorization", "Basic first-key"}},
+           {{"Authorization", "first-key"}}, {{"X-Api-Key", "first-key"}}}) {
+    SCOPED_TRACE(headers.empty() ? "no header" : headers[0].first + ": " + headers[0].second);
+    for (const auto& [method, path, body] : std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"POST", "/v1/chat/completions", chat}, {"POST", "/chat/completions", chat},
+             {"POST", "/v1/completions", R"({"prompt": "Once", "max_tokens": 2})"}, {"GET", "/v1/models", ""},
+             {"GET", "/models", ""}, {"GET", "/v1/models/tiny-qwen2-chat-q8_0.gguf", ""}, {"GET", "/metrics", ""},
+             {"GET", "/v1/nothing", ""}, {"POST", "/v1/adapters", "{}"}, {"DELETE", "/v1/adapters/x", ""}, {"GET", "/api/tags", ""},
+             {"POST", "/anything", "{}"}}) {
+      SCOPED_TRACE(method + " " + path);
+      const Answer a = guarded.request(method, path, body, headers);
+      const bool sent = !headers.empty() && headers[0].first == "Authorization";
+      expect_error(a, 401, nullptr, "invalid_api_key", sent ? "not valid" : "needs an API key");
+      EXPECT_EQ(a.header("WWW-Authenticate"), "Bearer");
+      EXPECT_EQ(a.header("Access-Control-Allow-Origin"), "(none)");  // no CORS unless asked
+    }
+  }
+  EXPECT_EQ(server_->metric("orchard_generated_tokens_total"), generated);  // nothing ran
+  // Either key, the scheme in any case; /health and pages that are no API call need none.
+  EXPECT_EQ(guarded.request("POST", "/v1/chat/completions", chat, {bearer("first-key")}).status, 200);
+  EXPECT_EQ(guarded.request("POST", "/v1/chat/completions", chat, {{"authorization", "bearer second-key"}}).status, 200);
+  EXPECT_EQ(guarded.request("GET", "/v1/models", "", {{"AUTHORIZATION", "BEARER  second-key "}}).status, 200);
+  EXPECT_EQ(guarded.request("GET", "/health", "").status, 200);
+  EXPECT_EQ(guarded.request("HEAD", "/health", "").status, 200);
+  EXPECT_EQ(guarded.request("GET", "/nothing-here", "").status, 404);
+  // Without keys nothing is asked.
+  EXPECT_EQ(server_->get("/v1/models").status, 200);
+}
+
+TEST_F(ApiSurfaceTest, CorsAnswersPreflightsAndMarksAnswersForAllowedOrigins) {
+  const OtherHandler cors(*server_, {.api_keys = {"k"}, .cors_origins = {"https://app.example", "http://localhost:3000"}});
+  // The preflight: no key (browsers send none), 204, the methods and the headers asked for.
+  Answer a = cors.request("OPTIONS", "/v1/chat/completions", "",
+                          {{"Origin", "https://app.example"}, {"Access-Control-Request-Method", "POST"},
+                           {"Access-Control-Request-Headers", "authorization, content-type, x-stainless-os"}});
+  EXPECT_EQ(a.status, 204);
+  EXPECT_TRUE(a.body.empty());
+  EXPECT_EQ(a.header("Access-Control-Allow-Origin"), "https://app.example");
+  EXPECT_EQ(a.header("Vary"), "Origin");
+  EXPECT_NE(a.header("Access-Control-Allow-Methods").find("POST"), std::string::npos);
+  EXPECT_NE(a.header("Access-Control-Allow-Methods").find("GET"), std::string::npos);
+  EXPECT_EQ(a.header("Access-Control-Allow-Headers"), "authorization, content-type, x-stainless-os");
+  EXPECT_EQ(a.header("Access-Control-Max-Age"), "600");
+  // Headers asked for in a shape that is no list of names: the default list.
+  a = cors.request("OPTIONS", "/v1/models", "", {{"Origin", "http://localhost:3000"}, {"Access-Control-Request-Headers", "a\r\nb: c"}});
+  EXPECT_EQ(a.status, 204);
+  EXPECT_EQ(a.header("Access-Control-Allow-Origin"), "http://localhost:3000");
+  EXPECT_EQ(a.header("Access-Control-Allow-Headers"), "authorization, content-type");
+  // Another origin: answered, but not allowed (the browser then refuses the page the answer).
+  a = cors.request("OPTIONS", "/v1/models", "", {{"Origin", "https://evil.example"}});
+  EXPECT_EQ(a.status, 204);
+  EXPECT_EQ(a.header("Access-Control-Allow-Origin"), "(none)");
+  // Answers, errors included, carry the origin when it is allowed.
+  a = cors.request("GET", "/v1/models", "", {{"Origin", "https://app.example"}, bearer("k")});
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.header("Access-Control-Allow-Origin"), "https://app.example");
+  EXPECT_EQ(a.header("Vary"), "Origin");
+  a = cors.request("GET", "/v1/models", "", {{"Origin", "https://app.example"}});
+  EXPECT_EQ(a.status, 401);
+  EXPECT_EQ(a.header("Access-Control-Allow-Origin"), "https://app.example");
+  a = cors.request("GET", "/v1/models", "", {{"Origin", "https://app.example.evil"}, bearer("k")});
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.header("Access-Control-Allow-Origin"), "(none)");
+  // "*": any origin, echoed.
+  const OtherHandler any(*server_, {.cors_origins = {"*"}});
+  a = any.request("POST", "/v1/completions", R"({"prompt": "Once", "max_tokens": 2})", {{"origin", "https://x.example"}});
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.header("Access-Control-Allow-Origin"), "https://x.example");
+  // Without --cors-origin: OPTIONS is a 404 as before, and no answer carries a CORS header.
+  RecordingConnection connection;
+  a = server_->request("OPTIONS", "/v1/chat/completions", "", connection);
+  expect_error(a, 404, nullptr, nullptr, "no route OPTIONS /v1/chat/completions");
+  const OtherHandler plain(*server_, {});
+  a = plain.request("GET", "/v1/models", "", {{"Origin", "https://app.example"}});
+  EXPECT_EQ(a.header("Access-Control-Allow-Origin"), "(none)");
+  EXPECT_EQ(a.header("Vary"), "(none)");
+}
+
+TEST_F(ApiSurfaceTest, ModelsByIdAndPathsWithoutV1) {
+  Answer a = server_->get("/v1/models/tiny-qwen2-chat-q8_0.gguf");
+  ASSERT_EQ(a.status, 200) << a.body;
+  json m = a.parsed();
+  EXPECT_EQ(m["id"], "tiny-qwen2-chat-q8_0.gguf");
+  EXPECT_EQ(m["object"], "model");
+  EXPECT_EQ(m["owned_by"], "orchard");
+  EXPECT_TRUE(m["created"].is_number_integer());
+  expect_error(server_->get("/v1/models/gpt-4o"), 404, "model", "model_not_found", "'gpt-4o' does not exist");
+  expect_error(server_->get("/models/a/b"), 404, "model", "model_not_found", "'a/b' does not exist");
+  // Every OpenAI path without "/v1".
+  EXPECT_EQ(server_->get("/models").parsed()["data"][0]["id"], "tiny-qwen2-chat-q8_0.gguf");
+  EXPECT_EQ(server_->get("/models/tiny-qwen2-chat-q8_0.gguf").parsed()["id"], "tiny-qwen2-chat-q8_0.gguf");
+  const json greedy = chat_body({{"temperature", 0}});
+  a = server_->post("/chat/completions", greedy);
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.parsed()["choices"][0]["message"]["content"],
+            server_->post("/v1/chat/completions", greedy).parsed()["choices"][0]["message"]["content"]);
+  a = server_->post("/completions", {{"prompt", "Once"}, {"max_tokens", 2}});
+  EXPECT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.parsed()["object"], "text_completion");
+  expect_error(server_->get("/nothing"), 404, nullptr, nullptr, "no route GET /nothing");
+  // The mapping: a path is "/v1" + itself exactly when that is a route.
+  EXPECT_EQ(OpenAIHandler::api_path("/chat/completions"), "/v1/chat/completions");
+  EXPECT_EQ(OpenAIHandler::api_path("/models/x"), "/v1/models/x");
+  EXPECT_EQ(OpenAIHandler::api_path("/models/"), "/models/");  // a route that takes a name needs one
+  EXPECT_EQ(OpenAIHandler::api_path("/v1/completions"), "/v1/completions");
+  EXPECT_EQ(OpenAIHandler::api_path("/health"), "/health");
+  EXPECT_EQ(OpenAIHandler::api_path("/"), "/");
+  EXPECT_EQ(OpenAIHandler::api_path("/nothing"), "/nothing");
+  for (const OpenAIHandler::Route& r : OpenAIHandler::routes())
+    if (std::string_view(r.path).starts_with("/v1/") && !r.takes_name) {
+      EXPECT_EQ(OpenAIHandler::api_path(std::string(r.path).substr(3)), r.path);
+    }
+}
+
+// --alias: the id the base goes by everywhere (serve() gives it to the service and the registry).
+TEST_F(ApiSurfaceTest, AnAliasIsTheBaseModelsId) {
+  ChatService aliased(server_->tokenizer, "my-model", server_->engine.n_ctx());
+  const OtherHandler h(*server_, {}, &aliased);
+  json list = h.request("GET", "/v1/models", "").parsed();
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["id"], "my-model");
+  EXPECT_EQ(h.request("GET", "/v1/models/my-model", "").status, 200);
+  EXPECT_EQ(h.request("GET", "/v1/models/tiny-qwen2-chat-q8_0.gguf", "").status, 404);
+  Answer a = h.request("POST", "/v1/chat/completions", chat_body({{"model", "my-model"}}).dump());
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.parsed()["model"], "my-model");
+  a = h.request("POST", "/v1/completions", json{{"prompt", "Once"}, {"max_tokens", 2}, {"model", "my-model"}}.dump());
+  EXPECT_EQ(a.parsed()["model"], "my-model");
+}
+
+TEST_F(ApiSurfaceTest, SystemFingerprintNamesTheVersionAndKernels) {
+  const std::string fast = server_->post("/v1/chat/completions", chat_body()).parsed()["system_fingerprint"];
+  EXPECT_EQ(fast.rfind("orchard-0.1.0-", 0), 0u) << fast;
+  EXPECT_NE(fast, "orchard-0.1.0-reference");
+  EXPECT_EQ(server_->post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}).parsed()["system_fingerprint"], fast);
+  const OtherHandler reference(*server_, {.kernels = KernelChoice::reference});
+  EXPECT_EQ(reference.request("POST", "/v1/completions", R"({"prompt": "Once", "max_tokens": 2})").parsed()["system_fingerprint"],
+            "orchard-0.1.0-reference");
+  const Answer s = server_->post("/v1/chat/completions", chat_body({{"stream", true}}));
+  for (const std::string& event : events_of(s.body))
+    if (event != "[DONE]") {
+      EXPECT_EQ(json::parse(event)["system_fingerprint"], fast);
+    }
+}
+
+// One choice per prompt, each what its prompt alone gets (greedy), usage summed; prompts as token
+// ids are the same prompts.
+TEST_F(ApiSurfaceTest, CompletionsOfSeveralPromptsAndTokenIds) {
+  const std::vector<std::string> prompts = {"Once", "Hello there", "The cat"};
+  auto alone = [&](const json& prompt) {
+    return server_->post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 5}, {"temperature", 0}}).parsed();
+  };
+  std::vector<json> singles;
+  for (const std::string& p : prompts) singles.push_back(alone(p));
+  Answer a = server_->post("/v1/completions", {{"prompt", prompts}, {"max_tokens", 5}, {"temperature", 0}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  json body = a.parsed();
+  ASSERT_EQ(body["choices"].size(), 3u);
+  int64_t prompt_tokens = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(body["choices"][i]["index"], i);
+    EXPECT_EQ(body["choices"][i]["text"], singles[i]["choices"][0]["text"]) << i;
+    EXPECT_EQ(body["choices"][i]["finish_reason"], "length");
+    prompt_tokens += singles[i]["usage"]["prompt_tokens"].get<int64_t>();
+  }
+  EXPECT_EQ(body["usage"]["completion_tokens"], 15);
+  EXPECT_EQ(body["usage"]["prompt_tokens"], prompt_tokens);
+  EXPECT_EQ(body["usage"]["total_tokens"], prompt_tokens + 15);
+
+  // Token ids: the tokenizer's ids of the texts (the tiny model adds no BOS).
+  std::vector<json> ids;
+  for (const std::string& p : prompts) ids.push_back(server_->tokenizer->encode(p, false));
+  json one = alone(ids[1]);
+  EXPECT_EQ(one["choices"][0]["text"], singles[1]["choices"][0]["text"]);
+  EXPECT_EQ(one["usage"]["prompt_tokens"], singles[1]["usage"]["prompt_tokens"]);
+  body = server_->post("/v1/completions", {{"prompt", ids}, {"max_tokens", 5}, {"temperature", 0}}).parsed();
+  ASSERT_EQ(body["choices"].size(), 3u);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(body["choices"][i]["text"], singles[i]["choices"][0]["text"]);
+  // echo repeats a token prompt as its text.
+  body = server_->post("/v1/completions", {{"prompt", ids[2]}, {"max_tokens", 2}, {"echo", true}, {"temperature", 0}}).parsed();
+  EXPECT_EQ(body["choices"][0]["text"].get<std::string>().rfind("The cat", 0), 0u) << body;
+
+  // Streamed: each chunk carries its choice's index; each choice's text is the answer's; usage summed.
+  a = server_->post("/v1/completions", {{"prompt", prompts}, {"max_tokens", 5}, {"temperature", 0}, {"stream", true},
+                                        {"stream_options", {{"include_usage", true}}}});
+  ASSERT_EQ(a.status, 200);
+  std::vector<std::string> texts(3);
+  std::vector<int> finishes(3, 0);
+  json usage;
+  const std::vector<std::string> events = events_of(a.body);
+  ASSERT_EQ(events.back(), "[DONE]");
+  for (size_t e = 0; e + 1 < events.size(); ++e) {
+    const json chunk = json::parse(events[e]);
+    if (chunk.contains("usage")) usage = chunk["usage"];
+    for (const json& c : chunk["choices"]) {
+      const size_t i = c["index"];
+      ASSERT_LT(i, 3u);
+      texts[i] += c["text"].get<std::string>();
+      if (!c["finish_reason"].is_null()) finishes[i]++;
+    }
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(texts[i], singles[i]["choices"][0]["text"]) << i;
+    EXPECT_EQ(finishes[i], 1) << i;
+  }
+  EXPECT_EQ(usage["completion_tokens"], 15);
+  EXPECT_EQ(usage["prompt_tokens"], prompt_tokens);
+}
+
+// A forced call cut off by max_tokens: "length", no markup in content, no tool_calls.
+TEST_F(ApiSurfaceTest, AToolCallCutOffByMaxTokensLeavesNoMarkup) {
+  const json weather = {{"type", "function"},
+                        {"function", {{"name", "get_weather"},
+                                      {"parameters", {{"type", "object"},
+                                                      {"properties", {{"city", {{"type", "string"}}}}},
+                                                      {"required", json::array({"city"})}}}}}};
+  const json cut = chat_body({{"tools", json::array({weather})}, {"tool_choice", "required"}, {"max_tokens", 6}, {"seed", 3}});
+  Answer a = server_->post("/v1/chat/completions", cut);
+  ASSERT_EQ(a.status, 200) << a.body;
+  const json body = a.parsed();
+  const json& choice = body["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "length");
+  EXPECT_TRUE(choice["message"]["content"].is_null()) << choice;
+  EXPECT_FALSE(choice["message"].contains("tool_calls")) << choice;
+  EXPECT_EQ(a.parsed()["usage"]["completion_tokens"], 6);
+  json streamed = cut;
+  streamed["stream"] = true;
+  a = server_->post("/v1/chat/completions", streamed);
+  std::string content, finish;
+  bool calls = false;
+  for (const std::string& event : events_of(a.body)) {
+    if (event == "[DONE]") continue;
+    const json chunk = json::parse(event);
+    for (const json& c : chunk["choices"]) {
+      if (c["delta"].contains("content")) content += c["delta"]["content"].get<std::string>();
+      calls |= c["delta"].contains("tool_calls");
+      if (!c["finish_reason"].is_null()) finish = c["finish_reason"];
+    }
+  }
+  EXPECT_EQ(finish, "length");
+  EXPECT_EQ(content, "");
+  EXPECT_FALSE(calls);
+  // With room, the same request completes its call.
+  json whole = cut;
+  whole["max_tokens"] = 80;
+  EXPECT_EQ(server_->post("/v1/chat/completions", whole).parsed()["choices"][0]["finish_reason"], "tool_calls");
+}
+
+TEST(ToolReply, ACallLeftOpenByACutIsDropped) {
+  ToolReply r = parse_tool_reply("Let me look.\n<tool_call>\n{\"name\": \"f\", \"argu", true);
+  EXPECT_TRUE(r.dropped);
+  EXPECT_EQ(r.content, "Let me look.");
+  EXPECT_TRUE(r.calls.empty());
+  // A closed call before the cut one is kept.
+  r = parse_tool_reply("<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"na", true);
+  EXPECT_TRUE(r.dropped);
+  ASSERT_EQ(r.calls.size(), 1u);
+  EXPECT_EQ(r.calls[0].name, "f");
+  EXPECT_EQ(r.content, "");
+  // A cut after a closed call drops nothing.
+  r = parse_tool_reply("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call> and th", true);
+  EXPECT_FALSE(r.dropped);
+  ASSERT_EQ(r.calls.size(), 1u);
+  EXPECT_EQ(r.calls[0].arguments_json, "{\"a\":1}");
+  // Not cut: as parse_tool_calls (the open block's text stays).
+  r = parse_tool_reply("Hi <tool_call>\n{\"na", false);
+  EXPECT_FALSE(r.dropped);
+  EXPECT_EQ(r.content, "Hi <tool_call>\n{\"na");
+}
+
+// A model without a chat template chats once given one (--chat-template chatml).
+TEST(OpenAIHandler, AModelWithoutAChatTemplateChatsWithABuiltInOne) {
+  TestServer server(test::source_path("models/stories260K/stories260K.gguf"), 256, builtin_chat_template("chatml"));
+  const Answer a = server.post("/v1/chat/completions", chat_body({{"temperature", 0}}));
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.parsed()["usage"]["completion_tokens"], 4);
+  // The prompt is the chatml text of the conversation.
+  const ChatRequest r = parse_chat_request(chat_body());
+  EXPECT_EQ(server.service.prepare(r).prompt, server.tokenizer->encode("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", false));
+  // A given template must parse.
+  EXPECT_THROW(ChatService(server.tokenizer, "m", 256, "{% if %}"), Error);
 }
 
 }  // namespace
