@@ -53,3 +53,17 @@ node "$npm_dir/embeddings_client.mjs" "$base"
 node "$npm_dir/responses_client.mjs" "$base"  # the Responses API
 node "$npm_dir/ollama_client.mjs" "$base"  # the Ollama API, with the official ollama client
 kill -0 $server  # still serving after everything above
+
+# A second server, started with --api-key: 401 without the key, 200 with it (the official client).
+log2=$(mktemp)
+"$orchard" serve --model "$model" --port 0 --parallel 2 --ctx-size 512 --api-key sk-integration 2>"$log2" &
+keyed=$!
+trap 'kill $server $keyed 2>/dev/null || true; wait $server $keyed 2>/dev/null || true; rm -f "$log" "$log2"' EXIT
+for _ in $(seq 1 300); do
+  grep -q "serving" "$log2" && break
+  kill -0 $keyed 2>/dev/null || { cat "$log2"; echo "the server with --api-key exited"; exit 1; }
+  sleep 0.1
+done
+port2=$(sed -n 's/.*http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$log2" | head -1)
+[ -n "$port2" ] || { cat "$log2"; echo "no port"; exit 1; }
+node "$npm_dir/openai_client.mjs" "http://127.0.0.1:$port2" --api-key sk-integration

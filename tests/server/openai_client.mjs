@@ -1,5 +1,8 @@
 // Drives a running `orchard serve` with the official `openai` npm client. Usage:
-//   node openai_client.mjs http://127.0.0.1:PORT
+//   node openai_client.mjs http://127.0.0.1:PORT            every check below
+//   node openai_client.mjs http://127.0.0.1:PORT --api-key KEY
+//                                                           a server started with --api-key KEY:
+//                                                           401 without it, 200 with it
 // Exits non-zero with a message on the first failed check.
 import OpenAI from 'openai';
 import assert from 'node:assert/strict';
@@ -55,12 +58,70 @@ const weatherTool = {
   },
 };
 
+if (process.argv[3] === '--api-key') {
+  const key = process.argv[4];
+  const keyed = new OpenAI({ baseURL: `${base}/v1`, apiKey: key, maxRetries: 0, timeout: 120000 });
+  const wrong = new OpenAI({ baseURL: `${base}/v1`, apiKey: `${key}-not`, maxRetries: 0, timeout: 120000 });
+  // Without /v1: the paths work there too.
+  const bare = new OpenAI({ baseURL: base, apiKey: key, maxRetries: 0, timeout: 120000 });
+  await check('a wrong key is a 401 (AuthenticationError), the right one a 200', async () => {
+    await assert.rejects(wrong.models.list(), (e) => e.status === 401 && e instanceof OpenAI.AuthenticationError &&
+      e.code === 'invalid_api_key');
+    await assert.rejects(wrong.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 }),
+      (e) => e.status === 401);
+    const res = await fetch(`${base}/v1/models`);  // no Authorization at all
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.get('www-authenticate'), 'Bearer');
+    assert.equal((await res.json()).error.code, 'invalid_api_key');
+    assert.equal((await fetch(`${base}/health`)).status, 200);  // open
+    const list = await keyed.models.list();
+    assert.ok(list.data.length >= 1);
+    const r = await keyed.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 });
+    assert.equal(r.choices[0].message.role, 'assistant');
+    const retrieved = await bare.models.retrieve(list.data[0].id);
+    assert.equal(retrieved.id, list.data[0].id);
+    const c = await bare.completions.create({ model: list.data[0].id, prompt: 'Once', max_tokens: 2 });
+    assert.equal(c.object, 'text_completion');
+  });
+  console.log('all checks passed');
+  process.exit(0);
+}
+
 let model;
 await check('model list', async () => {
   const list = await client.models.list();
   assert.ok(list.data.length >= 1);
   model = list.data[0].id;
   assert.match(model, /tiny-qwen2-chat/);
+});
+
+await check('models.retrieve: the base by its id, an unknown id a 404', async () => {
+  const m = await client.models.retrieve(model);
+  assert.equal(m.id, model);
+  assert.equal(m.object, 'model');
+  assert.equal(m.owned_by, 'orchard');
+  await assert.rejects(client.models.retrieve('no-such-model'), (e) => e.status === 404 && e instanceof OpenAI.NotFoundError);
+});
+
+await check('completions: prompts as token ids and as an array (one choice each), system_fingerprint', async () => {
+  const one = await client.completions.create({ model, prompt: 'Once upon', max_tokens: 4, temperature: 0 });
+  const other = await client.completions.create({ model, prompt: 'The cat', max_tokens: 4, temperature: 0 });
+  assert.match(one.system_fingerprint, /^orchard-0\.1\.0-/);
+  const both = await client.completions.create({ model, prompt: ['Once upon', 'The cat'], max_tokens: 4, temperature: 0 });
+  assert.deepEqual(both.choices.map((c) => c.index), [0, 1]);
+  assert.equal(both.choices[0].text, one.choices[0].text);
+  assert.equal(both.choices[1].text, other.choices[0].text);
+  assert.equal(both.usage.completion_tokens, one.usage.completion_tokens + other.usage.completion_tokens);
+  assert.equal(both.usage.prompt_tokens, one.usage.prompt_tokens + other.usage.prompt_tokens);
+  // Streamed: each chunk names its choice.
+  const stream = await client.completions.create({ model, prompt: ['Once upon', 'The cat'], max_tokens: 4, temperature: 0,
+    stream: true });
+  const texts = ['', ''];
+  for await (const chunk of stream) for (const c of chunk.choices) texts[c.index] += c.text;
+  assert.deepEqual(texts, [one.choices[0].text, other.choices[0].text]);
+  // Token ids outside the vocabulary: a 400 naming the prompt.
+  await assert.rejects(client.completions.create({ model, prompt: [[1, 2], [3, 99999999]], max_tokens: 2 }),
+    (e) => e.status === 400 && /prompt\[1\]/.test(e.message));
 });
 
 await check('plain chat', async () => {
