@@ -2,12 +2,14 @@
 // model (tests/server/webchat_test.sh starts both): the answer streams into the page, Stop
 // cancels the generation on the server (its /metrics), the conversation survives a reload (it
 // lives in localStorage), and neither the user's text nor the model's can run a script or add
-// markup.
-//   node webchat_test.mjs BASE_URL [SCREENSHOT.png]
+// markup. A second server, started with --api-key, serves the page without the key and answers
+// the calls that carry the key typed in the page.
+//   node webchat_test.mjs BASE_URL KEYED_BASE_URL [SCREENSHOT.png]
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
-const [base, screenshot] = process.argv.slice(2);
+const [base, keyedBase, screenshot] = process.argv.slice(2);
+const kModel = 'tiny-qwen2-chat-q8_0.gguf';
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function metric(name) {
@@ -37,12 +39,14 @@ function sse(pieces) {
 
 const browser = await chromium.launch({ executablePath: process.env.ORCHARD_CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
 try {
-  const page = await browser.newPage({ viewport: { width: 960, height: 720 } });
   const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => { if (/Content Security Policy|Refused/i.test(m.text())) problems.push(m.text()); });
-  const assistant = page.locator('.message.assistant');
-  const user = page.locator('.message.user');
+  async function open() {
+    const page = await browser.newPage({ viewport: { width: 960, height: 720 } });
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => { if (/Content Security Policy|Refused/i.test(m.text())) problems.push(m.text()); });
+    return page;
+  }
+  let page = await open();
   const idle = () => page.waitForFunction(() => !document.getElementById('send').disabled && document.getElementById('stop').disabled);
   async function setting(selector, value) {
     if (!(await page.isVisible(selector))) await page.click('#settings summary');
@@ -53,6 +57,8 @@ try {
     await page.fill('#input', text);
     await page.click('#send');
   }
+  let assistant = page.locator('.message.assistant');
+  const user = page.locator('.message.user');
 
   // The page and its script load under the Content-Security-Policy (the script fills in the
   // model's name from /v1/models).
@@ -60,7 +66,7 @@ try {
   assert.equal(response.status(), 200);
   assert.match(response.headers()['content-security-policy'], /default-src 'self'/);
   assert.equal(response.headers()['x-content-type-options'], 'nosniff');
-  await page.waitForFunction(() => document.getElementById('model').textContent === 'tiny-qwen2-chat-q8_0.gguf');
+  await page.waitForFunction((m) => document.getElementById('model').textContent === m, kModel);
 
   // Streaming, then Stop halfway. The server's first generation: its counters start at 0.
   await setting('#max-tokens', 8000);
@@ -158,6 +164,29 @@ try {
   assert.ok(await page.isVisible('#error'));
   assert.match(await page.textContent('#error'), /401.*invalid API key/);
   assert.equal(await page.evaluate(() => localStorage.getItem('orchard.apiKey')), 'sk-test-123');
+
+  // With --api-key: the page and its files load without the key (the model list, an API call,
+  // is refused and the page says so); with the key typed under Settings the calls go through.
+  page = await open();
+  assistant = page.locator('.message.assistant');
+  const keyedPage = await page.goto(`${keyedBase}/`);
+  assert.equal(keyedPage.status(), 200);
+  await page.waitForFunction(() => /401/.test(document.getElementById('error').textContent));
+  assert.equal(await page.textContent('#model'), '');
+  await setting('#api-key', 'sk-webchat-test');
+  await page.waitForFunction((m) => document.getElementById('model').textContent === m, kModel);
+  assert.ok(await page.isHidden('#error'));
+  await setting('#max-tokens', 8);
+  await say('Hi');
+  await idle();
+  assert.ok(await page.isHidden('#error'));
+  assert.equal(await assistant.count(), 1);
+  assert.ok(((await assistant.last().textContent()) || '').length > 0, 'the model answered with the key');
+  await setting('#api-key', 'sk-wrong');
+  await say('Hi again');
+  await idle();
+  assert.match(await page.textContent('#error'), /401/);
+  assert.equal(await assistant.count(), 1, 'a refused request leaves no empty answer');
 
   assert.deepEqual(problems, []);
   console.log('webchat: all checks passed');

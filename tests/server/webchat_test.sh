@@ -24,19 +24,31 @@ if ! cmp -s "$here/package-lock.json" "$npm_dir/node_modules/.installed-lock.jso
   cp "$here/package-lock.json" "$npm_dir/node_modules/.installed-lock.json"
 fi
 
+# Starts `orchard serve` with the given options; sets $port, and $servers for the trap.
+servers=() logs=()
+trap 'for p in "${servers[@]}"; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; rm -f "${logs[@]}"' EXIT
+start_server() {
+  local log
+  log=$(mktemp)
+  logs+=("$log")
+  "$orchard" serve --model "$model" --port 0 "$@" 2>"$log" &
+  servers+=($!)
+  for _ in $(seq 1 300); do
+    grep -q "serving" "$log" && break
+    kill -0 "${servers[-1]}" 2>/dev/null || { cat "$log"; echo "server exited"; exit 1; }
+    sleep 0.1
+  done
+  port=$(sed -n 's/.*http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$log" | head -1)
+  [ -n "$port" ] || { cat "$log"; echo "no port"; exit 1; }
+}
+
 # One slot and one thread: the answer (up to 8000 tokens, the tiny model rarely ends sooner)
 # streams for seconds, long enough to watch it grow and stop it halfway.
-log=$(mktemp)
-"$orchard" serve --model "$model" --port 0 --parallel 1 --threads 1 --ctx-size 8192 --stream-interval-ms 30 2>"$log" &
-server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 1 300); do
-  grep -q "serving" "$log" && break
-  kill -0 $server 2>/dev/null || { cat "$log"; echo "server exited"; exit 1; }
-  sleep 0.1
-done
-port=$(sed -n 's/.*http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$log" | head -1)
-[ -n "$port" ] || { cat "$log"; echo "no port"; exit 1; }
+start_server --parallel 1 --threads 1 --ctx-size 8192 --stream-interval-ms 30
+open=$port
+# A server with --api-key: the page loads without it, and the API calls carry it.
+start_server --parallel 1 --api-key sk-webchat-test
+keyed=$port
 
-ORCHARD_CHROMIUM="$chromium" node "$npm_dir/webchat_test.mjs" "http://127.0.0.1:$port" "$screenshot"
-kill -0 $server  # still serving after everything above
+ORCHARD_CHROMIUM="$chromium" node "$npm_dir/webchat_test.mjs" "http://127.0.0.1:$open" "http://127.0.0.1:$keyed" "$screenshot"
+for p in "${servers[@]}"; do kill -0 $p; done  # still serving after everything above
