@@ -135,7 +135,9 @@ namespace {
 void install_admin_routes(FrontServer& http, const OpenAIHandler& handler) {
   for (const char* path : {"/metrics", "/health"})
     http.Get(path, [&handler](const httplib::Request& req, httplib::Response& res) {
-      send(handler.handle(api_request(req, "")), res);
+      ApiRequest request = api_request(req, "");
+      request.admin = true;
+      send(handler.handle(request), res);
     });
 }
 

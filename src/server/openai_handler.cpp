@@ -116,7 +116,8 @@ ApiResponse OpenAIHandler::handle(const ApiRequest& request) const {
   ApiResponse response;
   if (cors && method == "OPTIONS") {
     response = preflight(request);
-  } else if (keys_.enabled() && needs_key(method, path) && !keys_.accepts(header_value(request, "Authorization"))) {
+  } else if (keys_.enabled() && !request.admin && needs_key(method, path) &&
+             !keys_.accepts(header_value(request, "Authorization"))) {
     response = error_response(401,
                               header_value(request, "Authorization")
                                   ? "the API key is not valid"

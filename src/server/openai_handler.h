@@ -50,6 +50,9 @@ struct ApiRequest {
   // probe the client yet, so a transport answers from what it already knows (httplib's: a reset
   // connection, `client_reset`). May be empty: the client is taken to be there.
   std::function<bool()> client_left;
+  // Came through the admin listener (loopback only, for the operator: --admin-port), which no
+  // API key guards.
+  bool admin = false;
 };
 
 // The connection an answer is written to over time.

@@ -852,6 +852,9 @@ TEST_F(ApiSurfaceTest, ApiKeysGuardEveryApiRouteButHealth) {
   EXPECT_EQ(guarded.request("GET", "/health", "").status, 200);
   EXPECT_EQ(guarded.request("HEAD", "/health", "").status, 200);
   EXPECT_EQ(guarded.request("GET", "/nothing-here", "").status, 404);
+  // The admin listener's requests (loopback, the operator's) need none.
+  RecordingConnection connection;
+  EXPECT_EQ(run(guarded.handler.handle({.method = "GET", .path = "/metrics", .admin = true}), connection).status, 200);
   // Without keys nothing is asked.
   EXPECT_EQ(server_->get("/v1/models").status, 200);
 }
