@@ -206,7 +206,9 @@ class Engine {
   JobSummary run(GenerationJob job);
   // Embeds each input (token ids) as an embedding job, all submitted at once so that they share
   // passes, and waits for them all: one unit vector [model dim] per input, in order. `abandoned`
-  // (may be empty) is each job's (GenerationJob::abandoned). Throws orchard::Error with the first
+  // (may be empty) is asked on the calling thread while it waits, about every 50 ms (a server's
+  // check of its client, which only that thread can make): once true, the inputs not yet in a
+  // slot end there, before their prefill. Throws orchard::Error with the first
   // failed job's error (an empty input, a token outside the vocabulary, more tokens than n_ctx(),
   // the client gone).
   std::vector<std::vector<float>> embed(const std::vector<std::vector<int32_t>>& inputs, Pooling pooling,

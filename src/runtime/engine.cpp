@@ -717,11 +717,13 @@ std::vector<std::vector<float>> Engine::embed(const std::vector<std::vector<int3
   size_t left = inputs.size();
   std::vector<JobSummary> summaries(inputs.size());
   std::vector<std::shared_ptr<GenerationJob>> jobs;
+  // Set on this thread, read by the jobs on the engine's as they reach their slots.
+  auto gone = std::make_shared<std::atomic<bool>>(false);
   for (size_t i = 0; i < inputs.size(); ++i) {
     auto job = std::make_shared<GenerationJob>();
     job->prompt = inputs[i];
     job->adapter = adapter;
-    job->abandoned = abandoned;
+    job->abandoned = [gone] { return gone->load(); };
     job->embedding = pooling;
     job->on_done = [&, i](const JobSummary& s) {
       std::lock_guard<std::mutex> lock(mutex);
@@ -745,7 +747,12 @@ std::vector<std::vector<float>> Engine::embed(const std::vector<std::vector<int3
     for (auto& job : jobs) refuse_for_shutdown(*job);
   {
     std::unique_lock<std::mutex> lock(mutex);
-    done.wait(lock, [&] { return left == 0; });
+    while (!done.wait_for(lock, std::chrono::milliseconds(50), [&] { return left == 0; }))
+      if (abandoned && !gone->load()) {
+        lock.unlock();
+        if (abandoned()) gone->store(true);
+        lock.lock();
+      }
   }
   std::vector<std::vector<float>> vectors;
   for (size_t i = 0; i < summaries.size(); ++i) {

@@ -6,9 +6,13 @@
 // vector normalize(mean of the h's).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "base/error.h"
 #include "formats/gguf.h"
@@ -284,8 +288,43 @@ TEST(Embedding, BadInputsFailNamingTheInput) {
   // The context may be filled (nothing is generated), not exceeded.
   EXPECT_EQ(engine.embed({std::vector<int32_t>(16, 3)}, Pooling::mean).size(), 1u);
   EXPECT_THROW(engine.embed({std::vector<int32_t>(17, 3)}, Pooling::last), Error);
-  // Abandoned before its slot: cancelled, an error.
-  EXPECT_THROW(engine.embed({{1, 2}}, Pooling::last, nullptr, [] { return true; }), Error);
+}
+
+// A client that leaves while its inputs wait for a slot: `abandoned` is asked on the waiting
+// thread, and the inputs end at their slot, before their prefill.
+TEST(Embedding, InputsOfAClientThatLeftEndBeforeTheirPrefill) {
+  auto model = Model::load(test::shared_path("golden/qwen2-f32.gguf"), {.kernels = KernelChoice::reference});
+  PassObserver observer;
+  Engine engine(model, load_model_tokenizer(*model),
+                {.slots = 1, .n_ctx = 64, .kernels = KernelChoice::reference, .n_threads = 1, .observer = &observer});
+  // The one slot is busy for a while (20 tokens, 20 ms each) with a generation already running.
+  std::mutex mutex;
+  std::condition_variable started_cv;
+  bool started = false;
+  auto running = std::make_shared<GenerationJob>();
+  running->prompt = {1, 2, 3};
+  running->options = greedy(20);
+  running->on_step = [&](const TokenStep&) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      started = true;
+    }
+    started_cv.notify_all();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return true;
+  };
+  engine.submit(running);
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    started_cv.wait(lock, [&] { return started; });
+  }
+  const int64_t prefilled = observer.prefilled;
+  std::atomic<int> asked{0};
+  EXPECT_THROW(engine.embed({{4, 5, 6}}, Pooling::last, nullptr, [&] { return ++asked > 0; }), Error);
+  EXPECT_GE(asked.load(), 1);
+  EXPECT_EQ(observer.prefilled, prefilled);  // the input never ran
+  // A client still there gets its vector.
+  EXPECT_EQ(engine.embed({{4, 5, 6}}, Pooling::last, nullptr, [] { return false; }).size(), 1u);
 }
 
 }  // namespace
