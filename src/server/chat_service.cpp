@@ -115,11 +115,7 @@ PreparedJob ChatService::prepare(const ChatRequest& r, const std::function<bool(
   return job;
 }
 
-PreparedJob ChatService::prepare(const CompletionRequest& r) {
-  CompletionRequest one = r;
-  one.prompts.clear();
-  return prepare_all(one).front();
-}
+PreparedJob ChatService::prepare(const CompletionRequest& r) { return prepare_all(r).front(); }
 
 std::vector<PreparedJob> ChatService::prepare_all(const CompletionRequest& r) {
   const std::vector<CompletionPrompt> given = r.prompts.empty() ? std::vector<CompletionPrompt>{{.text = r.prompt}} : r.prompts;

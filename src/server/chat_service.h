@@ -52,6 +52,7 @@ class ChatService {
   // schema Orchard cannot compile, ...). `cancelled` (may be empty) is asked while a schema
   // compiles: a client that left stops its compilation.
   PreparedJob prepare(const ChatRequest& request, const std::function<bool()>& cancelled = {});
+  // A completion's job: its first prompt's (every prompt checked), as prepare_all's first.
   PreparedJob prepare(const CompletionRequest& request);
   // One job per prompt of a completion request (`prompts`, else `prompt`), in order, each
   // checked before any is submitted: a token id outside the vocabulary is a 400 naming its prompt.
