@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <ostream>
 #include <thread>
 
 #include "base/error.h"
@@ -125,6 +126,11 @@ struct Case {
   std::string model;
   KernelChoice kernels;
 };
+
+// gtest prints a parameter with this instead of its bytes (padding included).
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.model << (c.kernels == KernelChoice::reference ? " reference" : " fast");
+}
 
 class EmbeddingOracle : public ::testing::TestWithParam<Case> {};
 
