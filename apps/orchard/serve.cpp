@@ -84,6 +84,8 @@ ServeConfig parse_serve_config(Args& args) {
   options.memory_budget = memory_budget(args);
   c.private_node = args.flag("private");
   options.share_prefix = !args.flag("no-prefix-reuse");
+  if (const std::string pooling = args.get_or("pooling", "last"); pooling == "mean") options.pooling = Pooling::mean;
+  else if (pooling != "last") fail("orchard serve: --pooling must be last or mean, got '", pooling, "'");
   options.admin_port = static_cast<int>(args.get_int("admin-port").value_or(c.private_node ? 0 : -1));
   const std::optional<int64_t> rotation = args.get_int("key-rotation-s"), window = args.get_int("replay-window-s");
   const std::optional<int64_t> validity = args.get_int("attestation-validity-s");

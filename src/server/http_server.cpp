@@ -205,6 +205,7 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
                               {.stream_interval = std::chrono::microseconds(options.stream_interval_us),
                                .api_keys = options.api_keys,
                                .cors_origins = options.cors_origins,
+                               .pooling = options.pooling,
                                .kernels = options.kernels},
                               &adapters);
 

@@ -66,6 +66,8 @@ struct ServerOptions {
   // --chat-template NAME / --chat-template-file F: Jinja that replaces the model's chat template
   // (ChatService); empty: the model's own.
   std::string chat_template;
+  // --pooling last|mean: how POST /v1/embeddings pools an input's final hidden states (HandlerOptions).
+  Pooling pooling = Pooling::last;
 };
 
 // What serve() hands to the routes of its public port.

@@ -14,6 +14,7 @@
 #include "server/adapter_registry.h"
 #include "server/chat_service.h"
 #include "server/chunk_template.h"
+#include "server/embeddings.h"
 #include "server/handler_support.h"
 #include "server/metrics.h"
 #include "server/ollama_api.h"
@@ -91,7 +92,7 @@ OpenAIHandler::OpenAIHandler(ChatService& service, Engine& engine, ChannelWaker&
 OpenAIHandler::~OpenAIHandler() = default;
 
 const std::vector<OpenAIHandler::Route>& OpenAIHandler::routes() {
-  static const std::vector<Route> all = {{"POST", "/v1/chat/completions"}, {"POST", "/v1/completions"},
+  static const std::vector<Route> all = {{"POST", "/v1/chat/completions"}, {"POST", "/v1/completions"}, {"POST", "/v1/embeddings"},
                                          {"GET", "/v1/models"}, {"GET", "/v1/models/", true}, {"GET", "/health"}, {"GET", "/metrics"},
                                          {"POST", "/v1/adapters"}, {"DELETE", "/v1/adapters/", true},
                                          {"GET", "/"}, {"GET", "/web/", true},
@@ -160,6 +161,8 @@ ApiResponse OpenAIHandler::route(const ApiRequest& request, std::string_view met
     if (method == "POST" && path == "/v1/completions") return completion(request);
     if (method == "POST" && path == "/v1/responses") return create_response(request, {service_, engine_, waker_, adapters_, options_});
     if (is_ollama_path(path)) return ollama_api(request, {service_, engine_, waker_, adapters_, options_});  // errors in Ollama's shape
+    if (method == "POST" && path == "/v1/embeddings")
+      return embeddings_response(request, engine_, service_.tokenizer(), adapters_, options_.pooling);
     if (method == "GET" && path == "/v1/models") return models();
     if (constexpr std::string_view kModels = "/v1/models/"; method == "GET" && path.starts_with(kModels))
       return model(path.substr(kModels.size()));

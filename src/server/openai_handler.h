@@ -94,6 +94,8 @@ struct HandlerOptions {
   // a request whose Origin is one carry Access-Control-Allow-Origin, and OPTIONS (a preflight) is
   // answered 204 on any path. Empty: no CORS headers, and OPTIONS is a 404.
   std::vector<std::string> cors_origins;
+  // --pooling: how POST /v1/embeddings pools an input's final hidden states (server/embeddings.h).
+  Pooling pooling = Pooling::last;
   // The kernels the engine runs: part of system_fingerprint ("orchard-VERSION-ISA", or
   // "-reference"), which says what decides an answer's numbers besides the model and the seed.
   KernelChoice kernels = KernelChoice::fast;
