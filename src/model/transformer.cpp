@@ -342,7 +342,6 @@ void Transformer::forward(std::span<const SequenceTokens> batch, float* logits) 
     for (int64_t i = first; i < rows; ++i) {
       float* normed = entry.wants_logits ? &normed_[rows_out * c.dim] : entry.hidden + (i - first) * c.dim;
       kernels_.rmsnorm(&x_[(t + i) * c.dim], model_.weights.output_norm.data(), c.dim, c.rms_norm_eps, normed);
-      if (!entry.wants_logits) std::memcpy(normed, &x_[(t + i) * c.dim], static_cast<size_t>(c.dim) * sizeof(float));  // MUTATION
       if (entry.wants_logits && entry.hidden)
         std::memcpy(entry.hidden + (i - first) * c.dim, normed, static_cast<size_t>(c.dim) * sizeof(float));
       if (entry.wants_logits) ++rows_out;
