@@ -587,7 +587,6 @@ void Engine::Impl::draft_with_model(Lane& lane, const std::vector<std::pair<Slot
 
 void Engine::Impl::run(Lane& lane) {
   std::vector<Slot*> admitted, decoding, continuing;
-  const size_t vocab = static_cast<size_t>(model->config().n_vocab);
   while (true) {
     admitted.clear();
     {
