@@ -1,5 +1,5 @@
-// The OpenAI request parser: the input is the body of a POST to /v1/chat/completions and to
-// /v1/completions. Every refusal must be a RequestError (it becomes a 4xx OpenAI error object)
+// The OpenAI request parsers: the input is the body of a POST to /v1/chat/completions, to
+// /v1/completions and to /v1/responses (translated into a chat request). Every refusal must be a RequestError (it becomes a 4xx OpenAI error object)
 // or an orchard::Error.
 #include <cstdint>
 #include <string>
@@ -7,6 +7,7 @@
 #include "fuzz_support.h"
 #include "orchard/error.h"
 #include "server/openai_protocol.h"
+#include "server/responses_api.h"
 
 using namespace orchard;
 
@@ -26,6 +27,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     try {
       (void)server::parse_completion_request(parsed);
+    } catch (const server::RequestError&) {
+    } catch (const Error&) {
+    }
+    try {
+      const server::ResponsesRequest r = server::parse_responses_request(parsed);
+      (void)r.chat.messages.dump();
+      (void)r.chat.tools.dump();
+      (void)r.chat.response_schema.dump();
+      (void)r.tools.dump();
     } catch (const server::RequestError&) {
     } catch (const Error&) {
     }
