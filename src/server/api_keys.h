@@ -2,11 +2,10 @@
 // "Authorization: Bearer KEY" against the keys the server started with, in time that does not
 // depend on where a guess first differs from a key, nor on the key's length.
 //
-// The server layer does not link OpenSSL (only the cloud node does), so there is no
-// CRYPTO_memcmp here: each key is kept as its SHA-256 digest, the presented key is hashed the same
-// way, and the two 32-byte digests are compared with every byte looked at (an OR of XORs). The
-// time then depends only on the presented key's length (hashing it), which the client knows
-// anyway, and every key is compared, so neither which key matched nor how many there are shows.
+// Each key is kept as its SHA-256 digest (OpenSSL's), the presented key is hashed the same way,
+// and the two 32-byte digests are compared with CRYPTO_memcmp. The time then depends only on the
+// presented key's length (hashing it), which the client knows anyway, and every key is compared,
+// so neither which key matched nor how many there are shows.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -19,10 +18,10 @@ namespace orchard::server {
 
 using Sha256Digest = std::array<uint8_t, 32>;
 
-// FIPS 180-4 SHA-256 of `bytes`.
+// SHA-256 of `bytes` (OpenSSL).
 Sha256Digest sha256(std::string_view bytes);
 
-// True when a and b hold the same bytes; looks at every byte whatever they hold.
+// True when a and b hold the same bytes; looks at every byte whatever they hold (CRYPTO_memcmp).
 bool digests_equal(const Sha256Digest& a, const Sha256Digest& b);
 
 class ApiKeys {

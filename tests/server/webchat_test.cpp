@@ -153,8 +153,12 @@ TEST_F(WebChatServer, ThePagesFilesAreServedWithTheirTypes) {
     EXPECT_EQ(r->status, 200) << path;
     EXPECT_EQ(r->body, read_file(test::source_path("web/chat/" + path.substr(5)))) << path;
     const std::string type = r->get_header_value("Content-Type");
-    if (path.ends_with(".js")) EXPECT_EQ(type, "text/javascript; charset=utf-8");
-    if (path.ends_with(".css")) EXPECT_EQ(type, "text/css; charset=utf-8");
+    if (path.ends_with(".js")) {
+      EXPECT_EQ(type, "text/javascript; charset=utf-8");
+    }
+    if (path.ends_with(".css")) {
+      EXPECT_EQ(type, "text/css; charset=utf-8");
+    }
     expect_page_headers(r);
     ++files;
   }
