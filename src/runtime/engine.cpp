@@ -131,6 +131,9 @@ struct Engine::Impl {
   void draft_with_model(Lane& lane, const std::vector<std::pair<Slot*, int64_t>>& drafting);
   void finish(Slot& slot, StopReason reason, const std::string& error = "");
   void pool_embedding(Slot& slot, const float* hidden, int64_t rows);
+  // Queues `jobs` together (placed in slots under one lock) and wakes the lanes; after a stop,
+  // each is refused instead.
+  void enqueue(std::span<const std::shared_ptr<GenerationJob>> jobs);
   void run(Lane& lane);
 
   std::shared_ptr<const Model> model;
@@ -359,6 +362,23 @@ bool Engine::Impl::deliver(Slot& slot) {
   slot.pending.assign(1, slot.steps.back().token);
   slot.draft_q.clear();
   return true;
+}
+
+void Engine::Impl::enqueue(std::span<const std::shared_ptr<GenerationJob>> jobs) {
+  bool accepted;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    accepted = !stopping;
+    if (accepted) {
+      for (const auto& job : jobs) queue.emplace_back(job, Clock::now());
+      place_queued();
+    }
+  }
+  if (accepted) {
+    wake.notify_all();
+    return;
+  }
+  for (const auto& job : jobs) refuse_for_shutdown(*job);
 }
 
 // Pools an embedding job's `rows` normed hidden states [rows, dim] (the last position's, or every
@@ -673,20 +693,7 @@ Engine::~Engine() = default;
 void Engine::submit(std::shared_ptr<GenerationJob> job) {
   if (!job) fail("engine: no job");
   if (!job->on_step && !job->embedding) fail("engine: a job needs on_step");
-  bool accepted;
-  {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    accepted = !impl_->stopping;
-    if (accepted) {
-      impl_->queue.emplace_back(job, Clock::now());
-      impl_->place_queued();
-    }
-  }
-  if (accepted) {
-    impl_->wake.notify_all();
-    return;
-  }
-  refuse_for_shutdown(*job);
+  impl_->enqueue({&job, 1});
 }
 
 JobSummary Engine::run(GenerationJob job) {
@@ -732,18 +739,7 @@ std::vector<std::vector<float>> Engine::embed(const std::vector<std::vector<int3
     jobs.push_back(std::move(job));
   }
   // Queued together, so that free slots of a lane take them all into one pass.
-  bool accepted;
-  {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    accepted = !impl_->stopping;
-    if (accepted) {
-      for (auto& job : jobs) impl_->queue.emplace_back(job, Clock::now());
-      impl_->place_queued();
-    }
-  }
-  if (accepted) impl_->wake.notify_all();
-  else
-    for (auto& job : jobs) refuse_for_shutdown(*job);
+  impl_->enqueue(jobs);
   {
     std::unique_lock<std::mutex> lock(mutex);
     while (!done.wait_for(lock, std::chrono::milliseconds(50), [&] { return left == 0; }))

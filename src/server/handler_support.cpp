@@ -101,6 +101,20 @@ ApiResponse answer_when_done(std::shared_ptr<RequestChannel> channel, Answer ans
   return response;
 }
 
+std::string ToolCallHold::release(const std::vector<TokenStep>& steps) {
+  std::string text;
+  for (const TokenStep& step : steps) {
+    full += step.text;
+    if (!holding) {
+      text += step.text;
+      continue;
+    }
+    held += step.text;
+    if (!may_start_tool_call(held)) text += held, held.clear(), holding = false;
+  }
+  return text;
+}
+
 ApiResponse event_stream(std::function<bool(ClientConnection&)> write_body) {
   ApiResponse response;
   response.content_type = "text/event-stream";

@@ -63,6 +63,16 @@ std::shared_ptr<RequestChannel> submit(Engine& engine, ChannelWaker& waker, cons
 using Answer = std::function<json(const std::vector<TokenStep>&, const JobSummary&)>;
 ApiResponse answer_when_done(std::shared_ptr<RequestChannel> channel, Answer answer);
 
+// A stream's text when the request has tools: text that may be the start of a tool call is held
+// back until that is decided (the Responses and Ollama streams).
+struct ToolCallHold {
+  explicit ToolCallHold(bool tools) : holding(tools) {}
+  // The text of `steps` that may go out now.
+  std::string release(const std::vector<TokenStep>& steps);
+  std::string held, full;  // held back so far; everything generated
+  bool holding;
+};
+
 // A text/event-stream response written by `write_body`.
 ApiResponse event_stream(std::function<bool(ClientConnection&)> write_body);
 

@@ -480,22 +480,11 @@ ApiResponse generate(const Prepared& p, const HandlerContext& c, Api api, Times 
   return ndjson([=](ClientConnection& out) mutable {
     std::string lines;
     bool open = true, started = false;
-    // With tools, text that may be the start of a tool call is held until that is decided (as chat's).
-    std::string held, full;
-    bool holding = tools;
+    ToolCallHold hold(tools);
     std::vector<TokenStep> steps;
     while (channel->take(steps, [&out] { return out.client_present(kJsonProbe); })) {
       if (!started) started = true, t.first = Clock::now();
-      std::string text;
-      for (const TokenStep& step : steps) {
-        full += step.text;
-        if (!holding) {
-          text += step.text;
-          continue;
-        }
-        held += step.text;
-        if (!may_start_tool_call(held)) text += held, held.clear(), holding = false;
-      }
+      const std::string text = hold.release(steps);
       if (!text.empty()) append_line(lines, chunk(api, *model, text));
       open = send_lines(out, lines, open);
       if (!open) channel->cancel();
@@ -503,8 +492,8 @@ ApiResponse generate(const Prepared& p, const HandlerContext& c, Api api, Times 
     if (!started) t.first = Clock::now();
     const JobSummary summary = channel->summary();
     const char* reason = done_reason(summary.stop);
-    if (holding && !held.empty()) {
-      ParsedReply reply = reply_with_tools(full, summary.stop);
+    if (hold.holding && !hold.held.empty()) {
+      ParsedReply reply = reply_with_tools(hold.full, summary.stop);
       if (!reply.tool_calls.empty()) {
         json calls = chunk(api, *model, reply.content);
         calls["message"]["tool_calls"] = tool_calls_ollama(reply.tool_calls);

@@ -406,21 +406,10 @@ ApiResponse create_response(const ApiRequest& http, const HandlerContext& contex
                                              {"delta", delta}, {"logprobs", json::array()}});
     };
 
-    // With tools, text that may be the start of a tool call is held until that is decided (as chat's).
-    std::string held, full;
-    bool holding = tools;
+    ToolCallHold hold(tools);
     std::vector<TokenStep> steps;
     while (channel->take(steps, [&out] { return out.client_present(kSseProbe); })) {
-      std::string text;
-      for (const TokenStep& step : steps) {
-        full += step.text;
-        if (!holding) {
-          text += step.text;
-          continue;
-        }
-        held += step.text;
-        if (!may_start_tool_call(held)) text += held, held.clear(), holding = false;
-      }
+      const std::string text = hold.release(steps);
       text_delta(text);
       open = send_events(out, w.events(), open);
       if (!open) channel->cancel();
@@ -429,9 +418,9 @@ ApiResponse create_response(const ApiRequest& http, const HandlerContext& contex
     const bool cut = finish_reason_of(summary.stop) == FinishReason::length;
     const char* status = cut ? "incomplete" : "completed";
     // Text released as it came stays text; a reply held from its start is parsed for calls.
-    const Reply reply = holding ? reply_of(full, tools, cut) : Reply{message_text, {}};
+    const Reply reply = hold.holding ? reply_of(hold.full, tools, cut) : Reply{message_text, {}};
     json output = json::array();
-    if (holding) text_delta(reply.text);
+    if (hold.holding) text_delta(reply.text);
     if (message_index >= 0 || reply.calls.empty()) {
       if (message_index < 0) open_message();
       w.emit("response.output_text.done", {{"item_id", message_id}, {"output_index", message_index}, {"content_index", 0},
