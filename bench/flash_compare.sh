@@ -8,7 +8,7 @@
 # in-memory speed the 120% run is compared with).
 #
 #   LLAMA_BENCH   llama-bench built beside the project (default ../bench-work/llama.cpp/build/bin/
-#                 llama-bench, as bench/compare_llamacpp.sh builds it); NO_LLAMA=1 skips it
+#                 llama-bench, as bench/limits_report.sh builds it); NO_LLAMA=1 skips it
 #   RESERVE_MIB   memory left for everything but the weights: KV cache, activations, code
 #                 (default 64); orchard's --memory-budget is the limit minus this
 #   PROMPT GEN    llama-bench style prompt and decode lengths (default 16 16)

@@ -1,6 +1,7 @@
 // orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]
 //               [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]
 //               [--spec ngram | --draft-model PATH [--draft-max K] [--draft-min N] [--prompt-file F]]
+//               [--batch B [--temperature T] [--top-k K] [--top-p P] [--min-p P]] [--activations measured|two]
 // Prefill and decode speed in the manner of llama-bench: a prompt of random tokens, an empty
 // cache before each repetition, tokens per second as mean +- sd over the repetitions.
 // pp: one batch of p tokens; tg: n tokens decoded one at a time from an empty cache.
@@ -8,13 +9,19 @@
 // --prompt-file, else p random tokens) through the engine, without and with speculation in
 // alternate repetitions, with the acceptance rate and the tokens per pass (per read of the
 // weights, which is what limited-memory mode pays for).
+// With --batch B: the engine's decode step for one job and for B jobs decoding together (B jobs of
+// p random tokens, n tokens each, the OpenAI API's default sampling unless --temperature, --top-k,
+// --top-p, --min-p say otherwise), in medians over the steps:
+// its sampling, its forward pass and the rest, and the tokens/s of both.
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <random>
 #include <vector>
 
@@ -136,6 +143,114 @@ int run_speculation_bench(const std::string& path, std::shared_ptr<const Model> 
   return 0;
 }
 
+// Medians of the engine's decode steps in which all of `batch` jobs decoded one token each.
+struct StepTimes {
+  double step = 0, pick = 0, pass = 0;  // seconds: the whole step, its sampling, its forward pass
+  int64_t steps = 0;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// `batch` jobs of `n_prompt` random tokens each, decoding `n_gen` tokens together in an engine of
+// `batch` slots, as a server's clients would, sampling with `sampling` (a seed of its own each).
+StepTimes time_batch(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+                     EngineOptions options, const SamplingParams& sampling, int64_t batch, int64_t n_prompt,
+                     int64_t n_gen, uint32_t seed) {
+  struct StepLog : EngineObserver {
+    int64_t batch = 0;
+    std::chrono::steady_clock::time_point last{};
+    std::vector<double> step, pick, pass;
+    void on_step(int64_t picked, int64_t sequences, int64_t tokens, double pick_s, double pass_s) override {
+      const auto now = std::chrono::steady_clock::now();
+      // A step is timed from the end of the one before, both pure decode steps of the whole batch.
+      const bool full = picked == batch && sequences == batch && tokens == batch;
+      if (full && last.time_since_epoch().count() != 0) {
+        step.push_back(std::chrono::duration<double>(now - last).count());
+        pick.push_back(pick_s);
+        pass.push_back(pass_s);
+      }
+      last = full ? now : std::chrono::steady_clock::time_point{};
+    }
+  } log;
+  log.batch = batch;
+  options.slots = static_cast<int>(batch);
+  options.n_ctx = n_prompt + n_gen + 1;
+  options.observer = &log;
+  {
+    Engine engine(std::move(model), std::move(tokenizer), options);
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(engine.model().config().n_vocab - 1));
+    std::vector<std::shared_ptr<GenerationJob>> jobs;
+    std::atomic<int64_t> left{batch};
+    std::mutex mutex;
+    std::condition_variable done;
+    for (int64_t i = 0; i < batch; ++i) {
+      auto job = std::make_shared<GenerationJob>();
+      job->prompt.resize(static_cast<size_t>(std::max<int64_t>(1, n_prompt)));
+      for (int32_t& t : job->prompt) t = token(rng);
+      job->options.max_tokens = n_gen;
+      job->options.sampling = sampling;
+      job->options.sampling.seed = rng();
+      job->on_step = [](const TokenStep&) { return true; };
+      job->on_done = [&](const JobSummary& summary) {
+        if (!summary.error.empty()) std::fprintf(stderr, "orchard bench: %s\n", summary.error.c_str());
+        std::lock_guard<std::mutex> lock(mutex);
+        if (--left == 0) done.notify_all();
+      };
+      jobs.push_back(std::move(job));
+    }
+    for (auto& job : jobs) engine.submit(job);
+    std::unique_lock<std::mutex> lock(mutex);
+    done.wait(lock, [&] { return left == 0; });
+  }
+  return {median(log.step), median(log.pick), median(log.pass), static_cast<int64_t>(log.step.size())};
+}
+
+// --batch B: the engine's decode step for 1 and for B jobs at once (repetitions alternated), and
+// where each step's time goes.
+int run_batch_bench(const std::string& path, std::shared_ptr<const Model> model, int64_t batch, int64_t n_prompt,
+                    int64_t n_gen, int64_t reps, const EngineOptions& options, const SamplingParams& sampling,
+                    bool json) {
+  auto tokenizer = load_model_tokenizer(*model);
+  std::vector<StepTimes> one, many;
+  for (int64_t r = 0; r < reps; ++r) {
+    one.push_back(time_batch(model, tokenizer, options, sampling, 1, n_prompt, n_gen, static_cast<uint32_t>(2 * r + 1)));
+    many.push_back(
+        time_batch(model, tokenizer, options, sampling, batch, n_prompt, n_gen, static_cast<uint32_t>(2 * r + 2)));
+  }
+  auto med = [](const std::vector<StepTimes>& runs, double StepTimes::*field) {
+    std::vector<double> v;
+    for (const StepTimes& t : runs) v.push_back(t.*field);
+    return median(v);
+  };
+  const double s1 = med(one, &StepTimes::step), sb = med(many, &StepTimes::step);
+  const double b = static_cast<double>(batch);
+  if (json) {
+    std::printf("{\"model\": \"%s\", \"batch\": %lld, \"n_prompt\": %lld, \"n_gen\": %lld, \"repetitions\": %lld, "
+                "\"step_1_s\": %.6f, \"pick_1_s\": %.6f, \"pass_1_s\": %.6f, \"step_batch_s\": %.6f, "
+                "\"pick_batch_s\": %.6f, \"pass_batch_s\": %.6f, \"tps_1\": %.3f, \"tps_batch\": %.3f}\n",
+                path.c_str(), (long long)batch, (long long)n_prompt, (long long)n_gen, (long long)reps, s1,
+                med(one, &StepTimes::pick), med(one, &StepTimes::pass), sb, med(many, &StepTimes::pick),
+                med(many, &StepTimes::pass), 1.0 / s1, b / sb);
+    return 0;
+  }
+  std::printf("model: %s, %lld-token prompts, %lld tokens each, medians over %lld repetitions\n", path.c_str(),
+              (long long)n_prompt, (long long)n_gen, (long long)reps);
+  for (const auto* runs : {&one, &many}) {
+    const double n = runs == &one ? 1 : b, step = med(*runs, &StepTimes::step);
+    const double pick = med(*runs, &StepTimes::pick), pass = med(*runs, &StepTimes::pass);
+    std::printf("%3.0f sequences: step %7.2f ms (sampling %.2f, forward pass %.2f, rest %.2f), %8.1f tokens/s\n", n,
+                1e3 * step, 1e3 * pick, 1e3 * pass, 1e3 * (step - pick - pass), n / step);
+  }
+  std::printf("%lld sequences: step %.2fx one sequence's, %.2fx its tokens/s\n", (long long)batch, sb / s1,
+              b / sb * s1);
+  return 0;
+}
+
 int run_bench(Args& args) {
   const std::string path = args.require("model");
   const int64_t n_prompt = option(args, "p", "n-prompt", 512);
@@ -149,14 +264,24 @@ int run_bench(Args& args) {
   const bool verbose = args.flag("verbose");
   const SpeculationArgs spec = speculation_args(args);
   const std::string prompt_file = args.get_or("prompt-file", "");
+  const int64_t batch = args.get_int("batch").value_or(0);
+  // The OpenAI API's defaults (what a server's clients mostly send), unless given.
+  const SamplingParams sampling =
+      sampling_params(args, SamplingParams{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f});
+  const bool measure_levels = measure_activation_levels(args);
   args.finish();
+  if (batch < 0 || batch > 256) fail("orchard bench: --batch must be between 1 and 256");
+  if (batch > 0 && spec.mode != SpeculationMode::off) fail("orchard bench: --batch does not go with speculation");
   if (!prompt_file.empty() && spec.mode == SpeculationMode::off)
     fail("orchard bench: --prompt-file goes with --spec ngram or --draft-model");
 
   const SpeculationOptions speculation = load_speculation(spec, kernels, budget);
   const auto load_start = std::chrono::steady_clock::now();
-  auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
+  auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget, .measure_activation_levels = measure_levels});
   const double load_seconds = seconds_since(load_start);
+  if (batch > 0)
+    return run_batch_bench(path, model, batch, n_prompt, n_gen, reps,
+                           {.kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache}, sampling, json);
   if (speculation.mode != SpeculationMode::off)
     return run_speculation_bench(path, model, speculation, prompt_file, n_prompt, n_gen, reps,
                                  {.kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache});
@@ -204,6 +329,7 @@ int run_bench(Args& args) {
   const double peak_rss = static_cast<double>(usage.ru_maxrss) * 1024.0;
   const char* kernel_name = select_kernels(kernels).name;
   const FlashStats flash = context.flash_stats();
+  const Model::MatmulWork work = model->matmul_work();
   const double decode_tokens = static_cast<double>(std::max<int64_t>(1, decode_flash.tokens));
   if (json) {
     // Limited-memory figures per decoded token (zeros when the weights are mapped).
@@ -218,10 +344,14 @@ int run_bench(Args& args) {
     std::printf(
         "{%s\"model\": \"%s\", \"file_bytes\": %llu, \"kernels\": \"%s\", \"threads\": %d, \"n_prompt\": %lld, "
         "\"n_gen\": %lld, \"repetitions\": %lld, \"pp_tps\": %.3f, \"pp_tps_sd\": %.3f, \"tg_tps\": %.3f, "
-        "\"tg_tps_sd\": %.3f, \"load_seconds\": %.3f, \"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %.0f}\n",
+        "\"tg_tps_sd\": %.3f, \"load_seconds\": %.3f, \"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %.0f, "
+        "\"layer_macs\": %lld, \"layer_single_level_macs\": %lld, \"output_macs\": %lld, "
+        "\"output_single_level_macs\": %lld, \"layer_bytes\": %llu, \"output_bytes\": %llu}\n",
         flash_json.c_str(), path.c_str(), (unsigned long long)model->file_bytes(), kernel_name, context_threads(n_threads),
         (long long)n_prompt, (long long)n_gen, (long long)reps, p.mean, p.sd, g.mean, g.sd, load_seconds,
-        peak_rss, kv_bytes);
+        peak_rss, kv_bytes, (long long)work.layer_macs, (long long)work.layer_single_level_macs,
+        (long long)work.output_macs, (long long)work.output_single_level_macs,
+        (unsigned long long)work.layer_bytes, (unsigned long long)work.output_bytes);
   } else {
     std::printf("model: %s (%.0f MiB), kernels %s, %d threads, load %.2f s\n", path.c_str(),
                 static_cast<double>(model->file_bytes()) / 1048576.0, kernel_name, context_threads(n_threads),
@@ -230,6 +360,10 @@ int run_bench(Args& args) {
     if (n_gen > 0) std::printf("tg%-6lld %10.2f +- %.2f t/s\n", (long long)n_gen, g.mean, g.sd);
     std::printf("peak RSS %.0f MiB (file %.0f MiB + KV cache %.0f MiB)\n", peak_rss / 1048576.0,
                 static_cast<double>(model->file_bytes()) / 1048576.0, kv_bytes / 1048576.0);
+    if (work.layer_macs > 0)
+      std::printf("single-level int8 activations: %.1f%% of the layers' multiply-adds, %s output matrix\n",
+                  100.0 * static_cast<double>(work.layer_single_level_macs) / static_cast<double>(work.layer_macs),
+                  work.output_single_level_macs > 0 ? "and the" : "not the");
     if (flash.active)
       std::printf("flash: %.2f MiB read, I/O wait %.4f s, compute %.4f s per decoded token\n",
                   static_cast<double>(decode_flash.bytes_read) / decode_tokens / 1048576.0,

@@ -90,10 +90,11 @@ int run_chat(Args& args) {
   options.sampling.temperature = static_cast<float>(args.get_double("temperature").value_or(0.7));
   options.sampling.seed = static_cast<uint64_t>(args.get_int("seed").value_or(static_cast<int64_t>(::getpid())));
   options.max_tokens = max_tokens.value_or(-1);
+  const bool measure_levels = measure_activation_levels(args);
   args.finish();
 
   const SpeculationOptions speculation = load_speculation(spec, kernels, budget);
-  LoadOptions load{.kernels = kernels, .memory_budget = budget};
+  LoadOptions load{.kernels = kernels, .memory_budget = budget, .measure_activation_levels = measure_levels};
   if (isatty(STDERR_FILENO)) load.on_progress = draw_progress;
   std::shared_ptr<const Model> model = Model::load(path, load);
   if (load.on_progress) std::fputs("\n", stderr);

@@ -23,9 +23,10 @@ int run_logits(Args& args) {
   const bool verbose = args.flag("verbose");
   const int64_t n_ctx = context_size(args);
   const int n_threads = static_cast<int>(args.get_int("threads").value_or(0));
+  const bool measure_levels = measure_activation_levels(args);
   args.finish();
 
-  auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
+  auto model = Model::load(path, {.kernels = kernels, .memory_budget = budget, .measure_activation_levels = measure_levels});
   ContextOptions options{.n_ctx = n_ctx, .kernels = kernels, .n_threads = n_threads, .kv_cache = kv_cache};
   // More tokens than the default context holds: the model's whole trained context.
   if (options.n_ctx == 0 && static_cast<int64_t>(tokens.size()) > default_context_size(model->config()))

@@ -33,24 +33,27 @@ const char* usage_of(const std::string& name) {
   static const std::map<std::string, const char*> usage = {
       {"info", "orchard info --model PATH [--tensors]"},
       {"logits", "orchard logits --model PATH --tokens 1,2,3 --out FILE [--kernels reference|fast] [--ctx-size N]\n"
+                 "               [--activations measured|two]\n"
                  "               [--kv-type f16|int8|f32] [--threads N] [--memory-budget SIZE] [--verbose]"},
       {"run", "orchard run --model PATH --prompt TEXT [--raw] [--temperature T] [--top-k K] [--top-p P]\n"
               "            [--min-p P] [--repeat-penalty R] [--max-tokens N] [--seed S] [--tokenizer PATH]\n"
               "            [--ctx-size N] [--kernels reference|fast] [--kv-type f16|int8|f32] [--memory-budget SIZE]\n"
-              "            [--verbose]"},
+              "            [--activations measured|two] [--verbose]"},
       {"tokenize", "orchard tokenize (--tokenizer PATH | --model PATH) --text-file F"},
       {"detokenize", "orchard detokenize (--tokenizer PATH | --model PATH) (--ids 1,2,3 | --ids-file F)"},
       {"template", "orchard template --tokenizer-config PATH --input-json F [--template-name NAME]"},
       {"chat", "orchard chat --model PATH [--system TEXT] [--temperature T] [--max-tokens N] [--ctx-size N]"},
       {"serve", "orchard serve --model PATH [--host H] [--port N] [--parallel K] [--ctx-size N] [--threads N]\n"
                 "              [--kv-type f32|f16|int8] [--stream-interval-ms MS] [--memory-budget SIZE]\n"
-                "              [--kernels reference|fast] [--tokenizer PATH] [--admin-port N] [--no-prefix-reuse]\n"
+                "              [--kernels reference|fast] [--activations measured|two] [--tokenizer PATH] [--admin-port N]\n"
+                "              [--no-prefix-reuse]\n"
                 "              [--private [--key-rotation-s S] [--replay-window-s S] [--node-name N]\n"
                 "                [--release NOTE --attester software|tpm:TCTI [--attester-key F] --log-url URL\n"
                 "                 --log-token-file F [--log-ca-file PEM] [--attestation-validity-s S] [--binary PATH]]\n"
                 "                [--token-issuer-key PUB --token-issuer-name NAME --token-store FILE [--token-origin-info T]]]"},
       {"bench", "orchard bench --model PATH [-p 512] [-n 128] [-r 3] [-t 2] [--kernels fast] [--json]\n"
-                "              [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]"},
+                "              [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose] [--batch B]\n"
+                "              [--activations measured|two]"},
       {"quantize", "orchard quantize --model IN --out OUT.gguf --type q4_os|q4_om|q4_0|q4_k_m|q6_k|q8_0|f16|bf16|f32\n"
                    "                 [--calibration TEXT | --calibration-tokens-file IDS] [--calibration-tokens N]\n"
                    "                 [--calibration-chunk N] [--tokenizer PATH] [--threads N]"},

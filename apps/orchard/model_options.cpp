@@ -44,6 +44,24 @@ uint64_t memory_budget(Args& args) {
   return text ? parse_memory_budget(*text) : 0;
 }
 
+SamplingParams sampling_params(Args& args, SamplingParams p) {
+  p.temperature = static_cast<float>(args.get_double("temperature").value_or(p.temperature));
+  p.top_k = static_cast<int32_t>(args.get_int("top-k").value_or(p.top_k));
+  p.top_p = static_cast<float>(args.get_double("top-p").value_or(p.top_p));
+  p.min_p = static_cast<float>(args.get_double("min-p").value_or(p.min_p));
+  p.repeat_penalty = static_cast<float>(args.get_double("repeat-penalty").value_or(p.repeat_penalty));
+  p.seed = static_cast<uint64_t>(args.get_int("seed").value_or(static_cast<int64_t>(p.seed)));
+  p.presence_penalty = static_cast<float>(args.get_double("presence-penalty").value_or(p.presence_penalty));
+  p.frequency_penalty = static_cast<float>(args.get_double("frequency-penalty").value_or(p.frequency_penalty));
+  return p;
+}
+
+bool measure_activation_levels(Args& args) {
+  const std::string v = args.get_or("activations", "measured");
+  if (v != "measured" && v != "two") fail("orchard ", args.command(), ": --activations must be measured or two, got '", v, "'");
+  return v == "measured";
+}
+
 void print_flash_stats(const FlashStats& s) {
   if (!s.active) return;
   const double tokens = static_cast<double>(std::max<int64_t>(1, s.tokens));

@@ -23,6 +23,13 @@ int64_t context_size(Args& args);
 // --memory-budget SIZE (e.g. 800M, 1.5G): limited-memory mode; 0 when absent.
 uint64_t memory_budget(Args& args);
 
+// --temperature, --top-k, --top-p, --min-p, --repeat-penalty, --seed, --presence-penalty and
+// --frequency-penalty over `base` (default: the engine's defaults).
+SamplingParams sampling_params(Args& args, SamplingParams base = {});
+
+// --activations measured|two: LoadOptions::measure_activation_levels (default measured).
+bool measure_activation_levels(Args& args);
+
 // Limited-memory mode's figures of `context` on stderr, per token (nothing when inactive).
 void print_flash_stats(const FlashStats& stats);
 

@@ -17,19 +17,6 @@
 namespace orchard::cli {
 namespace {
 
-SamplingParams sampling_params(Args& args) {
-  SamplingParams p;
-  p.temperature = static_cast<float>(args.get_double("temperature").value_or(p.temperature));
-  p.top_k = static_cast<int32_t>(args.get_int("top-k").value_or(p.top_k));
-  p.top_p = static_cast<float>(args.get_double("top-p").value_or(p.top_p));
-  p.min_p = static_cast<float>(args.get_double("min-p").value_or(p.min_p));
-  p.repeat_penalty = static_cast<float>(args.get_double("repeat-penalty").value_or(p.repeat_penalty));
-  p.seed = static_cast<uint64_t>(args.get_int("seed").value_or(0));
-  p.presence_penalty = static_cast<float>(args.get_double("presence-penalty").value_or(p.presence_penalty));
-  p.frequency_penalty = static_cast<float>(args.get_double("frequency-penalty").value_or(p.frequency_penalty));
-  return p;
-}
-
 int run_generation(Args& args) {
   const std::string path = args.require("model");
   const std::string prompt = args.require("prompt");
@@ -44,11 +31,13 @@ int run_generation(Args& args) {
   const SpeculationArgs spec = speculation_args(args);
   const LoraArgs lora = lora_args(args);
   StreamOptions options{.sampling = sampling_params(args), .max_tokens = max_tokens.value_or(-1)};
+  const bool measure_levels = measure_activation_levels(args);
   args.finish();
   if (max_tokens && *max_tokens < 0) fail("orchard run: --max-tokens must be >= 0");
 
   const SpeculationOptions speculation = load_speculation(spec, kernels, budget);
-  std::shared_ptr<const Model> model = Model::load(path, {.kernels = kernels, .memory_budget = budget});
+  std::shared_ptr<const Model> model =
+      Model::load(path, {.kernels = kernels, .memory_budget = budget, .measure_activation_levels = measure_levels});
   const std::vector<NamedAdapter> adapters = load_lora(lora, model, kernels);
   if (adapters.size() > 1) fail("orchard run: a generation applies one --lora (several together: --lora-merge)");
   auto tokenizer = load_model_tokenizer(*model, tokenizer_path.value_or(""));

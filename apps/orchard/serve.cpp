@@ -82,6 +82,7 @@ ServeConfig parse_serve_config(Args& args) {
   const int64_t interval_ms = args.get_int("stream-interval-ms").value_or(options.stream_interval_us / 1000);
   options.kernels = kernel_choice(args);
   options.memory_budget = memory_budget(args);
+  options.measure_activation_levels = measure_activation_levels(args);
   c.private_node = args.flag("private");
   options.share_prefix = !args.flag("no-prefix-reuse");
   if (const std::string pooling = args.get_or("pooling", "last"); pooling == "mean") options.pooling = Pooling::mean;

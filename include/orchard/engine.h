@@ -148,6 +148,11 @@ class EngineObserver {
   // A batched forward pass of `sequences` jobs, of which `adapters` distinct LoRA adapters (the
   // base counts as none): requests for different adapters share passes.
   virtual void on_pass(int64_t sequences, int64_t adapters) {}
+  // One step of a lane: picking the next token of each of `picked` decoding jobs (sampling, on
+  // the lane's threads) took `pick_seconds`, then the forward pass of `sequences` jobs and
+  // `tokens` tokens took `pass_seconds` (0 0 when no job continued). What a step costs beyond
+  // the two is the jobs' own (their on_step callbacks: detokenizing, a server's writes).
+  virtual void on_step(int64_t picked, int64_t sequences, int64_t tokens, double pick_seconds, double pass_seconds) {}
   // Speculative decoding verified `drafted` tokens of one job's draft and kept `accepted`.
   virtual void on_speculation(int64_t drafted, int64_t accepted) {}
 };

@@ -54,6 +54,12 @@ struct LoadOptions {
   // packed as they are read.
   bool flash_layout = true;
   std::string flash_layout_dir;
+  // The fast kernels quantize each matrix's activations in one int8 level where a measurement at
+  // load shows the logits hardly move, two elsewhere (docs/performance.md, "Activation levels").
+  // false: two levels everywhere, as limited-memory mode always has (measuring would stream the
+  // whole file ten times, and its passes wait on storage, not on int8 work); a mapped model loaded
+  // so gives bitwise the logits of the same model in limited-memory mode.
+  bool measure_activation_levels = true;
 };
 
 // What limited-memory mode did in a context, summed over its forward passes.
@@ -87,6 +93,16 @@ class Model {
   std::vector<TensorSummary> tensors() const;
   int64_t parameter_count() const;
   uint64_t file_bytes() const;  // total size of the files that hold the weights
+  // Multiply-adds per token of the layers' matrices and of the output matrix, and how many of each
+  // the fast kernels run with single-level int8 activations (chosen at load from measurements,
+  // docs/performance.md "Activation levels"; none with the reference kernels or in limited-memory
+  // mode): the int8 work of a token is 2 ops per multiply-add, twice over on two levels. And the
+  // bytes of those matrices, which a decoded token reads once each.
+  struct MatmulWork {
+    int64_t layer_macs = 0, layer_single_level_macs = 0, output_macs = 0, output_single_level_macs = 0;
+    uint64_t layer_bytes = 0, output_bytes = 0;
+  };
+  MatmulWork matmul_work() const;
   // The llama3 RoPE frequency divisors per rotated pair (empty when the model has none).
   const std::vector<float>& rope_freq_factors() const;
 

@@ -20,7 +20,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
                                                             : options.flash_layout_dir,
                          options.on_progress);
     else if (options.kernels == KernelChoice::fast)
-      pack_weights(*impl, options.on_progress);
+      pack_weights(*impl, options.on_progress, options.measure_activation_levels);
     if (options.on_progress) options.on_progress(1.0);
     return std::shared_ptr<const Model>(new Model(std::move(impl)));
   };

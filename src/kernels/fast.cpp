@@ -29,25 +29,25 @@ struct ActivationBuffer {
   }
 };
 
-// ORCHARD_ACTIVATIONS: residual (two-level int8, the default), int8 (single level everywhere:
-// faster and coarser, see QuantizedActivations), mixed (single level only for the matrices marked
-// MatmulWeight::tolerates_int8).
-enum class ActivationMode { residual, int8, mixed };
+// ORCHARD_ACTIVATIONS: measured (the default: one level for the matrices the load measured precise
+// enough so, PackedMatrix::single_level, two elsewhere), residual (two-level int8 everywhere), int8
+// (single level everywhere: faster and coarser, see QuantizedActivations).
+enum class ActivationMode { measured, residual, int8 };
 
 ActivationMode activation_mode() {
   static const ActivationMode mode = [] {
     const char* env = std::getenv("ORCHARD_ACTIVATIONS");
     const std::string_view v = env ? env : "";
-    return v == "int8" ? ActivationMode::int8 : v == "mixed" ? ActivationMode::mixed : ActivationMode::residual;
+    return v == "int8" ? ActivationMode::int8 : v == "residual" ? ActivationMode::residual : ActivationMode::measured;
   }();
   return mode;
 }
 
 bool residual_activations(const MatmulWeight& w) {
   switch (activation_mode()) {
+    case ActivationMode::measured: return !(w.packed && w.packed->single_level);
     case ActivationMode::residual: return true;
     case ActivationMode::int8: return false;
-    case ActivationMode::mixed: return !w.tolerates_int8;
   }
   return true;
 }
@@ -95,18 +95,38 @@ void matmul_shared_input(const IsaKernels& k, const MatmulWeight* ws, int count,
   });
 }
 
-void attention(const IsaKernels& k, const AttentionBatch& a, ThreadPool& pool) {
-  // Heads are independent; with few tokens (decode) split heads, else also split query rows so
-  // that both threads get work when heads do not divide evenly.
-  if (a.n_tokens < 32 || a.n_heads % pool.size() == 0) {
-    pool.parallel_for(a.n_heads, [&](int64_t b, int64_t e) { k.attention(a, b, e, 0, a.n_tokens); });
-    return;
+// Heads (and rows) are independent: every sequence's heads go to the threads in one parallel_for.
+// A sequence of few rows (decode) gives one task per head; a longer one a task per head and tile
+// of 16 query rows, so that both threads get work when heads do not divide evenly. Consecutive
+// tasks of one sequence run in one call where they cover whole heads.
+void attention(const IsaKernels& k, std::span<const AttentionBatch> batches, ThreadPool& pool) {
+  constexpr int64_t kRows = 16;
+  struct Task {
+    int32_t batch;
+    int32_t head;
+    int64_t t0, t1;
+  };
+  thread_local std::vector<Task> task_list;  // the calling thread's; the workers read it through `tasks`
+  std::vector<Task>& tasks = task_list;
+  tasks.clear();
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const AttentionBatch& a = batches[b];
+    const int64_t step = a.n_tokens < 32 ? a.n_tokens : kRows;
+    for (int64_t h = 0; h < a.n_heads; ++h)
+      for (int64_t t0 = 0; t0 < a.n_tokens; t0 += step)
+        tasks.push_back({static_cast<int32_t>(b), static_cast<int32_t>(h), t0, std::min(a.n_tokens, t0 + step)});
   }
-  const int64_t tiles = (a.n_tokens + 15) / 16;
-  pool.parallel_for(a.n_heads * tiles, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t h = i / tiles, t0 = (i % tiles) * 16;
-      k.attention(a, h, h + 1, t0, std::min(a.n_tokens, t0 + 16));
+  pool.parallel_for(static_cast<int64_t>(tasks.size()), [&tasks, &batches, &k](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e;) {
+      const Task& t = tasks[static_cast<size_t>(i)];
+      const AttentionBatch& a = batches[static_cast<size_t>(t.batch)];
+      // Whole-head tasks of one sequence in a row: one call over those heads.
+      int64_t j = i + 1;
+      if (t.t0 == 0 && t.t1 == a.n_tokens)
+        while (j < e && tasks[static_cast<size_t>(j)].batch == t.batch) ++j;
+      const int64_t heads = j - i;
+      k.attention(a, t.head, t.head + heads, t.t0, t.t1);
+      i = j;
     }
   });
 }
@@ -134,7 +154,9 @@ struct FastTable {
   static void rmsnorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
     k().rmsnorm(x, weight, n, eps, out);
   }
-  static void attention(const AttentionBatch& a, ThreadPool& pool) { orchard::attention(k(), a, pool); }
+  static void attention(std::span<const AttentionBatch> batches, ThreadPool& pool) {
+    orchard::attention(k(), batches, pool);
+  }
   static void swiglu(float* gate, const float* up, int64_t n, ThreadPool& pool) {
     orchard::swiglu(k(), gate, up, n, pool);
   }

@@ -2,6 +2,7 @@
 // either the scalar reference kernels (which define correctness) or the fast ones.
 #pragma once
 #include <cstdint>
+#include <span>
 
 #include "kernels/cpu_features.h"
 #include "orchard/types.h"
@@ -12,14 +13,11 @@ namespace orchard {
 struct PackedMatrix;
 class ThreadPool;
 
-// A weight matrix {in, out} as stored, and its repacked form when the model has one.
+// A weight matrix {in, out} as stored, and its repacked form when the model has one (which says
+// how many levels of int8 its activations take: PackedMatrix::single_level).
 struct MatmulWeight {
   const TensorRef& ref;
   const PackedMatrix* packed = nullptr;
-  // The model's output tolerates single-level int8 activations for this matrix (measured on the
-  // golden cases: the feed-forward gate and up projections); the fast kernels use them here when
-  // ORCHARD_ACTIVATIONS=mixed (see QuantizedActivations).
-  bool tolerates_int8 = false;
 };
 
 // What the KV cache stores: float32, float16, or int8 per (position, KV head) row with one
@@ -84,7 +82,10 @@ struct Kernels {
   // and sine are cos[i], sin[i] (see rope_angles in transformer.h).
   void (*rope)(float* head, int64_t rope_dims, RopeStyle style, const float* cos, const float* sin);
 
-  void (*attention)(const AttentionBatch& batch, ThreadPool& pool);
+  // Each batch is one sequence's rows; the sequences of a batched pass are given together so that
+  // the fast kernels spread all their heads over the threads in one go (16 decoding sequences
+  // would otherwise hand the pool 16 tasks of one token each, per layer).
+  void (*attention)(std::span<const AttentionBatch> batches, ThreadPool& pool);
 
   // gate[i] = silu(gate[i]) * up[i], n elements.
   void (*swiglu)(float* gate, const float* up, int64_t n, ThreadPool& pool);

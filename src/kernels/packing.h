@@ -44,6 +44,10 @@ struct PackedMatrix {
   size_t group_bytes = 0;    // bytes of one group of one tile
   size_t tile_bytes = 0;     // groups * group_bytes
   std::shared_ptr<uint8_t> memory;  // anonymous, 64-byte aligned: tiles * tile_bytes
+  // Its activations are quantized in one int8 level instead of two (QuantizedActivations in
+  // isa_kernels.h): set at load for the matrices whose products measured precise enough so
+  // (model/activation_levels.h); ORCHARD_ACTIVATIONS=residual|int8 overrides it.
+  bool single_level = false;
 
   const uint8_t* tile(int64_t t) const { return memory.get() + static_cast<size_t>(t) * tile_bytes; }
 };
@@ -69,6 +73,10 @@ class PackedWeights {
  public:
   void add(const TensorRef& w, PackedMatrix p) { by_data_.emplace(w.data, std::move(p)); }
   const PackedMatrix* find(const TensorRef& w) const {
+    auto it = by_data_.find(w.data);
+    return it == by_data_.end() ? nullptr : &it->second;
+  }
+  PackedMatrix* find(const TensorRef& w) {
     auto it = by_data_.find(w.data);
     return it == by_data_.end() ? nullptr : &it->second;
   }

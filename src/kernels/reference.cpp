@@ -77,7 +77,7 @@ std::vector<float> kv_rows_f32(const AttentionBatch& a, const void* base, const 
   return rows;
 }
 
-void attention_reference(const AttentionBatch& a, ThreadPool&) {
+void attention_reference_one(const AttentionBatch& a) {
   const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd;
   const int64_t group = a.n_heads / a.n_kv_heads;
   const std::vector<float> key_rows = kv_rows_f32(a, a.keys, a.key_scales, a.start + a.n_tokens);
@@ -91,6 +91,10 @@ void attention_reference(const AttentionBatch& a, ThreadPool&) {
       attend_one(a.q + t * q_dim + h * hd, keys + kv_head * hd, values + kv_head * hd,
                  a.start + t + 1, kv_dim, hd, a.scale, scores.data(), a.out + t * q_dim + h * hd);
     }
+}
+
+void attention_reference(std::span<const AttentionBatch> batches, ThreadPool&) {
+  for (const AttentionBatch& a : batches) attention_reference_one(a);
 }
 
 void swiglu_reference(float* gate, const float* up, int64_t n, ThreadPool&) {

@@ -62,7 +62,7 @@ std::shared_ptr<const Model> Model::load_from_memory(std::vector<uint8_t> bytes,
   TensorTable tensors = load_single_file(name, blob_from_bytes(std::move(bytes), name), *impl);
   bind_weights(tensors, *impl);
   // As Model::load does for mapped weights: the fast kernels read the matrices repacked.
-  if (options.kernels == KernelChoice::fast) pack_weights(*impl, options.on_progress);
+  if (options.kernels == KernelChoice::fast) pack_weights(*impl, options.on_progress, options.measure_activation_levels);
   if (options.on_progress) options.on_progress(1.0);
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
@@ -83,6 +83,21 @@ int64_t Model::parameter_count() const {
   int64_t n = 0;
   for (const TensorRef& t : impl_->tensors) n += t.element_count();
   return n;
+}
+
+Model::MatmulWork Model::matmul_work() const {
+  MatmulWork work;
+  auto add = [&](const TensorRef& t, int64_t& macs, int64_t& single, uint64_t& bytes) {
+    macs += t.element_count();
+    bytes += t.nbytes;
+    const PackedMatrix* p = impl_->packed.find(t);
+    if (p && p->single_level) single += t.element_count();
+  };
+  for (const LayerWeights& l : impl_->weights.layers)
+    for (const TensorRef* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      add(*t, work.layer_macs, work.layer_single_level_macs, work.layer_bytes);
+  add(impl_->weights.output, work.output_macs, work.output_single_level_macs, work.output_bytes);
+  return work;
 }
 
 struct Context::Impl {

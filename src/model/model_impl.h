@@ -63,8 +63,9 @@ struct Model::Impl {
 std::unique_ptr<Model::Impl> read_model(const std::string& path);
 
 // Repacks every matrix the fast kernels have a packed format for (see kernels/packing.h) and
-// releases the mapped pages they came from.
-void pack_weights(Model::Impl& impl, const std::function<void(double)>& on_progress = {});
+// releases the mapped pages they came from; then, with measure_levels, chooses each matrix's
+// activation levels (model/activation_levels.h).
+void pack_weights(Model::Impl& impl, const std::function<void(double)>& on_progress = {}, bool measure_levels = true);
 
 // Loaders: each fills config, files and tensors of `impl` and returns the tensors by GGUF name.
 TensorTable load_gguf_model(const std::string& path, std::shared_ptr<const Blob> blob, Model::Impl& impl);

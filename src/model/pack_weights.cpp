@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "kernels/thread_pool.h"
+#include "model/activation_levels.h"
 #include "model/model_impl.h"
 
 namespace orchard {
@@ -23,7 +24,7 @@ void release_mapped_range(const uint8_t* data, uint64_t bytes) {
 
 }  // namespace
 
-void pack_weights(Model::Impl& impl, const std::function<void(double)>& on_progress) {
+void pack_weights(Model::Impl& impl, const std::function<void(double)>& on_progress, bool measure_levels) {
   std::vector<const TensorRef*> matrices;
   ModelWeights& w = impl.weights;
   for (const LayerWeights& l : w.layers)
@@ -58,6 +59,7 @@ void pack_weights(Model::Impl& impl, const std::function<void(double)>& on_progr
     }
     impl.packed.add(*t, std::move(p));
   }
+  if (measure_levels) choose_activation_levels(impl);
 }
 
 }  // namespace orchard

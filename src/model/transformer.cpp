@@ -103,12 +103,29 @@ void Transformer::extend_rope_table(int64_t positions) {
   rope_sin_.insert(rope_sin_.end(), sin.begin(), sin.end());
 }
 
-MatmulWeight Transformer::matmul_weight(const TensorRef& w, bool tolerates_int8) const {
-  return MatmulWeight{w, weights_->find_packed(w), tolerates_int8};
+MatmulWeight Transformer::matmul_weight(const TensorRef& w) const { return MatmulWeight{w, weights_->find_packed(w)}; }
+
+void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y) {
+  const MatmulWeight weight = matmul_weight(w);
+  kernels_.matmul(weight, x, n, y, pool_);
+  if (probe_) probe_->on_matmul(weight, x, n, y);
 }
 
-void Transformer::matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8) {
-  kernels_.matmul(matmul_weight(w, tolerates_int8), x, n, y, pool_);
+void Transformer::matmul_shared_input(std::initializer_list<const TensorRef*> ws, const float* x, int64_t n,
+                                      std::initializer_list<float*> ys) {
+  constexpr int kMax = 3;
+  const int count = static_cast<int>(ws.size());
+  if (count > kMax || ys.size() != ws.size()) fail("transformer: matmul_shared_input of ", count, " matrices");
+  // MatmulWeight holds a reference: built in place, one per matrix.
+  const TensorRef* refs[kMax];
+  std::copy(ws.begin(), ws.end(), refs);
+  float* outs[kMax];
+  std::copy(ys.begin(), ys.end(), outs);
+  const MatmulWeight weights[kMax] = {matmul_weight(*refs[0]), matmul_weight(*refs[count > 1 ? 1 : 0]),
+                                      matmul_weight(*refs[count > 2 ? 2 : 0])};
+  kernels_.matmul_shared_input(weights, count, x, n, outs, pool_);
+  if (probe_)
+    for (int i = 0; i < count; ++i) probe_->on_matmul(weights[i], x, n, outs[i]);
 }
 
 // LoRA: after the base matmul, y += scale * (x A^T) B^T for the rows whose sequence has an adapter
@@ -198,9 +215,7 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
   for (int64_t t = 0; t < n; ++t)
     kernels_.rmsnorm(&x_[t * dim], w.attn_norm.data(), dim, c.rms_norm_eps, &normed_[t * dim]);
   // q [n, q_dim], k and v [n, kv_dim]
-  const MatmulWeight qkv[] = {matmul_weight(w.wq), matmul_weight(w.wk), matmul_weight(w.wv)};
-  float* const qkv_out[] = {q_.data(), k_.data(), v_.data()};
-  kernels_.matmul_shared_input(qkv, 3, normed_.data(), n, qkv_out, pool_);
+  matmul_shared_input({&w.wq, &w.wk, &w.wv}, normed_.data(), n, {q_.data(), k_.data(), v_.data()});
   add_adapter_deltas(l, {{AdapterTarget::q, q_.data()}, {AdapterTarget::k, k_.data()}, {AdapterTarget::v, v_.data()}},
                      normed_.data(), 0, n);
 
@@ -231,19 +246,19 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
     }
   }
 
-  // Query heads share KV heads in groups (grouped-query attention).
+  // Query heads share KV heads in groups (grouped-query attention); every entry's rows against its
+  // own cache, all entries in one call.
+  attention_rows_.clear();
   t = 0;
   for (const SequenceTokens& entry : batch) {
     const KvCache& cache = caches_[static_cast<size_t>(entry.sequence)];
     const int64_t rows = static_cast<int64_t>(entry.tokens.size());
-    const AttentionBatch rows_of_entry{&q_[t * q_dim], cache.keys(l), cache.values(l), cache.type(),
-                                       rows,           entry.start,   c.n_heads,       c.n_kv_heads,
-                                       hd,             1.0f / std::sqrt(static_cast<float>(hd)),
-                                       &attn_out_[t * q_dim],
-                                       cache.key_scales(l), cache.value_scales(l)};
-    kernels_.attention(rows_of_entry, pool_);
+    attention_rows_.push_back({&q_[t * q_dim], cache.keys(l), cache.values(l), cache.type(), rows, entry.start,
+                               c.n_heads, c.n_kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd)),
+                               &attn_out_[t * q_dim], cache.key_scales(l), cache.value_scales(l)});
     t += rows;
   }
+  kernels_.attention(attention_rows_, pool_);
   matmul(w.wo, attn_out_.data(), n, proj_.data());  // [n, dim]
   add_adapter_deltas(l, {{AdapterTarget::o, proj_.data()}}, attn_out_.data(), 0, n);
   for (int64_t i = 0; i < n * dim; ++i) x_[i] += proj_[i];
@@ -259,10 +274,7 @@ void Transformer::feed_forward(int64_t l, const LayerWeights& w, int64_t n) {
   for (int64_t t0 = 0; t0 < n; t0 += kFfnChunk) {
     const int64_t m = std::min(kFfnChunk, n - t0);
     const float* in = &normed_[t0 * c.dim];
-    // Single-level int8 activations are precise enough here (MatmulWeight::tolerates_int8).
-    const MatmulWeight gate_up[] = {matmul_weight(w.w_gate, true), matmul_weight(w.w_up, true)};
-    float* const gate_up_out[] = {gate_.data(), up_.data()};  // [m, ffn_dim] each
-    kernels_.matmul_shared_input(gate_up, 2, in, m, gate_up_out, pool_);
+    matmul_shared_input({&w.w_gate, &w.w_up}, in, m, {gate_.data(), up_.data()});  // [m, ffn_dim] each
     add_adapter_deltas(l, {{AdapterTarget::gate, gate_.data()}, {AdapterTarget::up, up_.data()}}, in, t0, m);
     kernels_.swiglu(gate_.data(), up_.data(), m * c.ffn_dim, pool_);
     matmul(w.w_down, gate_.data(), m, &proj_[t0 * c.dim]);  // [m, dim]

@@ -63,6 +63,14 @@ constexpr int64_t kMaxContextTokens = int64_t{1} << 24;
 // std::bad_alloc or the OOM killer.
 void check_kv_cache_fits(const ModelConfig& config, int64_t n_ctx, int64_t n_caches, KvType type);
 
+// Sees every matrix product of a forward pass as the kernels computed it, before any adapter
+// delta: the weight, its input x [n, in] and its output y [n, out] (model/activation_levels.h).
+class MatmulProbe {
+ public:
+  virtual ~MatmulProbe() = default;
+  virtual void on_matmul(const MatmulWeight& w, const float* x, int64_t n, const float* y) = 0;
+};
+
 class Transformer {
  public:
   static constexpr int64_t kFfnChunk = 256;  // tokens per feed-forward pass in prefill
@@ -96,13 +104,15 @@ class Transformer {
   ThreadPool& pool() { return pool_; }
   // Limited-memory mode's figures (inactive when the model's weights are mapped).
   FlashStats flash_stats() const;
+  // null: none (the default).
+  void set_probe(MatmulProbe* probe) { probe_ = probe; }
 
  private:
   void attention(int64_t layer, const LayerWeights& w, std::span<const SequenceTokens> batch, int64_t n);
   void feed_forward(int64_t layer, const LayerWeights& w, int64_t n);
   void output(int64_t rows, float* logits);
   void ensure_batch(int64_t n);
-  MatmulWeight matmul_weight(const TensorRef& w, bool tolerates_int8 = false) const;
+  MatmulWeight matmul_weight(const TensorRef& w) const;
   // For each output (a target of `layer` and its y [m, out]): y += each row's adapter delta (rows
   // first .. first+m of the pass; rows without an adapter, or whose adapter leaves the target
   // alone, are untouched); x [m, in] is the input the outputs share. The projections that share
@@ -113,7 +123,10 @@ class Transformer {
   };
   void add_adapter_deltas(int64_t layer, std::initializer_list<LoraOutput> outputs, const float* x, int64_t first,
                           int64_t m);
-  void matmul(const TensorRef& w, const float* x, int64_t n, float* y, bool tolerates_int8 = false);
+  void matmul(const TensorRef& w, const float* x, int64_t n, float* y);
+  // ys[i] = ws[i] x for the matrices that read one input (q, k, v; gate, up), through the probe.
+  void matmul_shared_input(std::initializer_list<const TensorRef*> ws, const float* x, int64_t n,
+                           std::initializer_list<float*> ys);
 
   const Model::Impl& model_;
   const ModelConfig& config_;
@@ -123,6 +136,8 @@ class Transformer {
   std::vector<KvCache> caches_;
   std::vector<double> rope_freq_;
   std::vector<int64_t> positions_;
+  std::vector<AttentionBatch> attention_rows_;  // one per batch entry, for the layer at hand
+  MatmulProbe* probe_ = nullptr;
   // cos and sin of every rope angle, [position, pair], for the positions reached so far: a
   // decode step looks its rows up instead of computing them.
   std::vector<float> rope_cos_, rope_sin_;

@@ -21,6 +21,10 @@ namespace orchard {
 
 using Clock = std::chrono::steady_clock;
 
+static double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 // How the forward-pass threads are arranged. Below some tens of millions of parameters each
 // matrix product of a decode step takes a few microseconds, less than handing half of it to a
 // second thread and waiting for that thread costs (measured with bench/load_test.py: 1.4M
@@ -122,7 +126,7 @@ struct Engine::Impl {
   void admit(Slot& slot);
   // Hands the slot's picked step to its job; true when the slot goes on to the next decode step.
   bool deliver(Slot& slot);
-  void decode(Lane& lane, const std::vector<Slot*>& slots);
+  int64_t decode(Lane& lane, const std::vector<Slot*>& slots);  // the pass's tokens
   // Picks a decoding slot's next tokens from the last pass: one, or the kept part of its draft
   // and the token after it.
   void pick(Lane& lane, Slot& slot);
@@ -399,8 +403,8 @@ void Engine::Impl::pool_embedding(Slot& slot, const float* hidden, int64_t rows)
 
 // One forward pass for every slot: decoding slots add their picked token, newly admitted ones
 // their prompt; the weights are read once for the whole batch.
-void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
-  if (batch_slots.empty()) return;
+int64_t Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
+  if (batch_slots.empty()) return 0;
   const size_t vocab = static_cast<size_t>(model->config().n_vocab);
   const size_t dim = static_cast<size_t>(model->config().dim);
   std::vector<SequenceTokens> batch;
@@ -498,6 +502,9 @@ void Engine::Impl::decode(Lane& lane, const std::vector<Slot*>& batch_slots) {
       }
     });
   }
+  int64_t tokens = 0;
+  for (const SequenceTokens& entry : batch) tokens += static_cast<int64_t>(entry.tokens.size());
+  return tokens;
 }
 
 void Engine::Impl::pick(Lane& lane, Slot& s) {
@@ -643,11 +650,13 @@ void Engine::Impl::run(Lane& lane) {
         }
         decoding.push_back(s);
       }
+    const Clock::time_point pick_start = Clock::now();
     lane.transformer->pool().parallel_for(static_cast<int64_t>(decoding.size()), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         pick(lane, *decoding[i]);
       }
     });
+    const double pick_seconds = seconds_since(pick_start);
     for (Slot* s : decoding)
       if (s->drafted > 0) {
         observer.on_speculation(s->drafted, s->accepted);
@@ -662,7 +671,10 @@ void Engine::Impl::run(Lane& lane) {
     }
     try {
       propose(lane, continuing);
-      decode(lane, continuing);
+      const Clock::time_point pass_start = Clock::now();
+      const int64_t tokens = decode(lane, continuing);
+      observer.on_step(static_cast<int64_t>(decoding.size()), static_cast<int64_t>(continuing.size()), tokens,
+                       pick_seconds, tokens > 0 ? seconds_since(pass_start) : 0.0);
     } catch (const std::exception& e) {
       // The caches of a failed pass hold nothing to reuse.
       for (Slot* s : continuing) {

@@ -20,6 +20,12 @@ struct DrawBuffers {
   std::vector<size_t> partition_scratch;
 };
 
+// Candidates ranked as the sampler ranks them: the higher logit first, the lower id on ties.
+template <typename C>
+bool by_logit(const C& a, const C& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+}
+
 DrawBuffers& draw_buffers() {
   thread_local DrawBuffers buffers;
   return buffers;
@@ -126,40 +132,90 @@ bool Sampler::temperature_only(int32_t n) const {
          params_.min_p <= 0.0f && (params_.repeat_penalty == 1.0f || recent_.empty()) && generated_counts_.empty();
 }
 
+void Sampler::penalized(std::span<const float> logits, std::vector<Candidate>& out) const {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  out.clear();
+  if (params_.repeat_penalty != 1.0f)
+    for (int32_t id : recent_)
+      if (id >= 0 && id < n) out.push_back({id, logits[id]});
+  for (const auto& [id, count] : generated_counts_)
+    if (id >= 0 && id < n) out.push_back({id, logits[id]});
+  std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+  out.erase(std::unique(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) { return a.id == b.id; }),
+            out.end());
+  const std::unordered_set<int32_t> recent = params_.repeat_penalty != 1.0f
+                                                 ? std::unordered_set<int32_t>(recent_.begin(), recent_.end())
+                                                 : std::unordered_set<int32_t>();
+  for (Candidate& c : out) {
+    // Each distinct recent token once: shrink positive logits, push negative ones down.
+    if (recent.count(c.id)) c.logit = c.logit > 0 ? c.logit / params_.repeat_penalty : c.logit * params_.repeat_penalty;
+    // OpenAI's presence and frequency penalties, on the tokens generated so far.
+    if (auto it = generated_counts_.find(c.id); it != generated_counts_.end())
+      c.logit -= static_cast<float>(it->second) * params_.frequency_penalty + params_.presence_penalty;
+  }
+}
+
 void Sampler::penalized_candidates(std::span<const float> logits) {
   const int32_t n = static_cast<int32_t>(logits.size());
   candidates_.resize(static_cast<size_t>(n));
   for (int32_t i = 0; i < n; ++i) candidates_[i] = {i, logits[i]};
-  // Penalize each distinct recent token once: shrink positive logits, push negative ones down.
-  if (params_.repeat_penalty != 1.0f) {
-    std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
-    for (int32_t id : seen) {
-      if (id < 0 || id >= n) continue;
-      float& l = candidates_[id].logit;
-      l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
+  thread_local std::vector<Candidate> changed;
+  penalized(logits, changed);
+  for (const Candidate& c : changed) candidates_[static_cast<size_t>(c.id)].logit = c.logit;
+}
+
+// One pass over the logits keeps a buffer of the tokens that may still be among the k best: when
+// it fills, it is cut to its k best and the k-th's logit becomes the bar (a later token, of a
+// higher id, must beat it; blocks of 64 whose maximum does not are skipped whole). The penalized
+// tokens join at the end with their penalized logits. The k best of a total order are one set,
+// so this is exactly the sort's top k: a 150k vocabulary costs one vectorizable pass instead of
+// a 1.2 MB candidate list and a heap over it.
+void Sampler::top_candidates(std::span<const float> logits, size_t k) {
+  thread_local std::vector<Candidate> changed;
+  penalized(logits, changed);
+  std::vector<Candidate>& kept = candidates_;
+  kept.clear();
+  const size_t capacity = std::max<size_t>(4 * k, 256);
+  float bar = -INFINITY;
+  bool cut = false;  // until the first cut every token enters (masked ones too)
+  const int32_t n = static_cast<int32_t>(logits.size());
+  for (int32_t i = 0; i < n;) {
+    if (cut && i + 64 <= n && max_logit(logits.subspan(static_cast<size_t>(i), 64)) <= bar) {
+      i += 64;
+      continue;
+    }
+    for (const int32_t end = std::min(n, i + 64); i < end; ++i) {
+      const float l = logits[static_cast<size_t>(i)];
+      if (cut ? !(l > bar) : !(l >= bar)) continue;
+      if (std::binary_search(changed.begin(), changed.end(), Candidate{i, 0},
+                             [](const Candidate& a, const Candidate& b) { return a.id < b.id; }))
+        continue;
+      kept.push_back({i, l});
+      if (kept.size() >= capacity) {
+        std::nth_element(kept.begin(), kept.begin() + static_cast<ptrdiff_t>(k - 1), kept.end(), by_logit<Candidate>);
+        kept.resize(k);
+        bar = kept[k - 1].logit;  // the k-th best: nth_element put it there
+        cut = true;
+      }
     }
   }
-  // OpenAI's presence and frequency penalties, on the tokens generated so far.
-  for (const auto& [id, count] : generated_counts_)
-    if (id >= 0 && id < n) candidates_[id].logit -= static_cast<float>(count) * params_.frequency_penalty + params_.presence_penalty;
+  kept.insert(kept.end(), changed.begin(), changed.end());
+  const size_t m = std::min(k, kept.size());
+  std::partial_sort(kept.begin(), kept.begin() + static_cast<ptrdiff_t>(m), kept.end(), by_logit<Candidate>);
+  kept.resize(m);
 }
 
-int32_t Sampler::best_candidate() const {
-  int32_t chosen = 0;
-  for (int32_t i = 1; i < static_cast<int32_t>(candidates_.size()); ++i)
-    if (candidates_[i].logit > candidates_[chosen].logit) chosen = i;
-  return chosen;
+void Sampler::gather_candidates(std::span<const float> logits) {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  if (params_.temperature <= 0.0f) top_candidates(logits, 1);
+  else if (cuts_top_k(n)) top_candidates(logits, static_cast<size_t>(params_.top_k));
+  else penalized_candidates(logits);
 }
 
-size_t Sampler::filter_candidates() {
-  auto by_logit = [](const Candidate& a, const Candidate& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-  };
+size_t Sampler::filter_candidates(int32_t n) {
+  const auto by_logit = orchard::by_logit<Candidate>;
   size_t kept = candidates_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < kept) {
-    kept = static_cast<size_t>(params_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + kept, candidates_.end(), by_logit);
-  } else {
+  if (!cuts_top_k(n)) {
     // Sorting a 150k vocabulary every token would cost more than the rest of sampling: first
     // drop what cannot matter (weight below e^-30 of the best even after the temperature),
     // and sort only when top-p needs the order.
@@ -211,12 +267,12 @@ int32_t Sampler::sample(std::span<const float> logits) {
     remember_generated(chosen);
     return chosen;
   }
-  penalized_candidates(logits);
+  gather_candidates(logits);
   int32_t chosen;
   if (params_.temperature <= 0.0f) {
-    chosen = best_candidate();
+    chosen = candidates_[0].id;
   } else {
-    const size_t kept = filter_candidates();
+    const size_t kept = filter_candidates(n);
     // Temperature reshapes what survived; then one draw.
     const double max_logit = candidates_[0].logit;
     std::vector<double>& weight = draw_buffers().weight;
@@ -265,11 +321,11 @@ void Sampler::distribution(std::span<const float> logits, TokenDistribution& out
     for (int32_t i = 0; i < n; ++i)
       if (logits[i] != -INFINITY) add(i, weight[i]);
   } else {
-    penalized_candidates(logits);
+    gather_candidates(logits);
     if (params_.temperature <= 0.0f) {
-      add(candidates_[best_candidate()].id, 1.0);
+      add(candidates_[0].id, 1.0);
     } else {
-      const size_t kept = filter_candidates();
+      const size_t kept = filter_candidates(n);
       const double max_logit = candidates_[0].logit;
       for (size_t i = 0; i < kept; ++i)
         add(candidates_[i].id, std::exp((candidates_[i].logit - max_logit) / params_.temperature));

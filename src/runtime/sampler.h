@@ -56,16 +56,24 @@ class Sampler {
 
  private:
   bool temperature_only(int32_t n) const;  // no filter or penalty: one pass over the logits
-  // The vocabulary as candidates with the repeat, presence and frequency penalties applied.
-  void penalized_candidates(std::span<const float> logits);
-  int32_t best_candidate() const;  // greedy's pick (the lowest id on ties)
-  // top-k, top-p and min-p on the candidates: they keep candidates_[0, kept), the best first.
-  size_t filter_candidates();
-
   struct Candidate {
     int32_t id;
     float logit;
   };
+  // The tokens the repeat, presence and frequency penalties change, with their penalized logits,
+  // by id.
+  void penalized(std::span<const float> logits, std::vector<Candidate>& out) const;
+  // The vocabulary as candidates with the penalties applied.
+  void penalized_candidates(std::span<const float> logits);
+  // The k best candidates (penalties applied; the lowest id first on ties), best first, without
+  // building the whole vocabulary's: top-k's survivors, greedy's pick (k = 1).
+  void top_candidates(std::span<const float> logits, size_t k);
+  // What the filters start from: greedy's pick alone, top-k's k best, or the whole vocabulary.
+  void gather_candidates(std::span<const float> logits);
+  // top-p and min-p on the candidates (after top-k, which gather_candidates applied): they keep
+  // candidates_[0, kept), the best first.
+  size_t filter_candidates(int32_t n);
+  bool cuts_top_k(int32_t n) const { return params_.top_k > 0 && params_.top_k < n; }
   SamplingParams params_;
   const Kernels* kernels_;
   Rng rng_;

@@ -173,7 +173,9 @@ void serve(const std::string& model_path, const ServerOptions& options, const st
     admin_port = bind(*admin, "127.0.0.1", options.admin_port);
   }
 
-  std::shared_ptr<const Model> model = Model::load(model_path, {.kernels = options.kernels, .memory_budget = options.memory_budget});
+  std::shared_ptr<const Model> model = Model::load(model_path, {.kernels = options.kernels,
+                                                                   .memory_budget = options.memory_budget,
+                                                                   .measure_activation_levels = options.measure_activation_levels});
   const std::string base_id = options.alias.empty() ? base_name(model_path) : options.alias;
   // --lora-merge: the adapters become part of the weights, and the server is a plain one.
   if (options.merge_adapters) {

@@ -36,6 +36,7 @@ struct ServerOptions {
   size_t max_body_bytes = 4u << 20;
   KernelChoice kernels = KernelChoice::fast;
   uint64_t memory_budget = 0;  // limited-memory mode (docs/flash.md); stream buffers per slot
+  bool measure_activation_levels = true;  // LoadOptions'
   std::string tokenizer_path;  // override
   int threads = 0;             // forward-pass threads; 0: chosen from the model's size (runtime/engine.cpp)
   KvCacheType kv_cache = KvCacheType::automatic;

@@ -93,7 +93,8 @@ class FlashStreaming : public ::testing::TestWithParam<StreamCase> {};
 TEST_P(FlashStreaming, LogitsBitwiseIdenticalToMapped) {
   const StreamCase& c = GetParam();
   const std::string path = test::shared_path("golden/" + c.model);
-  auto mapped = Model::load(path, {.kernels = c.kernels});
+  // Two activation levels everywhere, as limited-memory mode has (LoadOptions::measure_activation_levels).
+  auto mapped = Model::load(path, {.kernels = c.kernels, .measure_activation_levels = false});
   const std::vector<float> expected = run(mapped, c.kernels);
   const ModelWeights& w = mapped->impl().weights;
   const bool pack = c.kernels == KernelChoice::fast;
@@ -147,7 +148,7 @@ INSTANTIATE_TEST_SUITE_P(Golden, FlashStreaming,
 TEST(FlashStreaming, OutputInChunks) {
   for (const KernelChoice kernels : {KernelChoice::reference, KernelChoice::fast}) {
     const std::string path = test::shared_path("golden/qwen2-q4_0.gguf");
-    auto mapped = Model::load(path, {.kernels = kernels});
+    auto mapped = Model::load(path, {.kernels = kernels, .measure_activation_levels = false});
     const std::vector<float> expected = run(mapped, kernels);
     ::setenv("ORCHARD_FLASH_CHUNK_ROWS", "48", 1);
     const uint64_t minimum = minimum_memory_budget(mapped->impl().weights, mapped->impl().files.front()->data(),
@@ -177,7 +178,7 @@ uint64_t minimum_budget(const std::string& path) {
 // (cut short, or a header that does not match): every time with the mapped model's logits.
 TEST(FlashLayout, BuiltOnceReusedAndRebuiltWhenDamaged) {
   const std::string path = test::shared_path("golden/llama-q4_0.gguf");
-  const std::vector<float> expected = run(Model::load(path), KernelChoice::fast);
+  const std::vector<float> expected = run(Model::load(path, {.measure_activation_levels = false}), KernelChoice::fast);
   const test::TempDir cache;
   const auto load = [&] {
     auto model = Model::load(path, {.memory_budget = minimum_budget(path), .flash_layout_dir = cache.path()});
@@ -213,7 +214,7 @@ TEST(FlashLayout, BuiltOnceReusedAndRebuiltWhenDamaged) {
 // from damaged bytes.
 TEST(FlashLayout, FlippedTileBytesAreFoundAndNeverUsed) {
   const std::string path = test::shared_path("golden/llama-q4_0.gguf");
-  const std::vector<float> expected = run(Model::load(path), KernelChoice::fast);
+  const std::vector<float> expected = run(Model::load(path, {.measure_activation_levels = false}), KernelChoice::fast);
   const test::TempDir cache;
   const uint64_t budget = minimum_budget(path);
   const auto load = [&] { return Model::load(path, {.memory_budget = budget, .flash_layout_dir = cache.path()}); };
@@ -276,7 +277,7 @@ TEST(FlashLayout, TileHashIsFastAndSensitive) {
 
 TEST(FlashLayout, UnwritableFolderFallsBackToPackingOnRead) {
   const std::string path = test::shared_path("golden/llama-q4_0.gguf");
-  const std::vector<float> expected = run(Model::load(path), KernelChoice::fast);
+  const std::vector<float> expected = run(Model::load(path, {.measure_activation_levels = false}), KernelChoice::fast);
   const test::TempDir cache;
   const std::string not_a_folder = cache.write("file", "x");
   auto model = Model::load(path, {.memory_budget = minimum_budget(path), .flash_layout_dir = not_a_folder + "/cache"});

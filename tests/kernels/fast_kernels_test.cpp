@@ -240,7 +240,7 @@ TEST_P(FastKernels, AttentionMatchesReference) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     AttentionBatch a{q.data(), k.data(), v.data(), KvType::f32, c.n_tokens, c.start, n_heads, n_kv,
                      c.head_dim, scale, expect.data()};
-    reference_kernels().attention(a, pool);
+    reference_kernels().attention({&a, 1}, pool);
     for (const KvType type : {KvType::f16, KvType::f32}) {
       SCOPED_TRACE(type == KvType::f16 ? "f16 cache" : "f32 cache");
       std::vector<float> got(q.size(), NAN);
@@ -248,8 +248,57 @@ TEST_P(FastKernels, AttentionMatchesReference) {
       a.values = type == KvType::f16 ? static_cast<const void*>(v16.data()) : v.data();
       a.kv_type = type;
       a.out = got.data();
-      fast.attention(a, pool);
+      fast.attention({&a, 1}, pool);
       for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f) << i;
+    }
+  }
+}
+
+// The sequences of a batched pass go to the kernel together (one task list over every sequence's
+// heads and row tiles): each sequence's output is bitwise what it gets alone, whatever the mix of
+// decode rows and prompts, and matches the reference.
+TEST_P(FastKernels, AttentionOfSeveralSequencesInOneCallIsEachAlone) {
+  const Kernels& fast = fast_kernels(GetParam());
+  ThreadPool pool(2);
+  std::mt19937 rng(11);
+  const int64_t n_heads = 7, n_kv = 1, hd = 24, kv_dim = n_kv * hd;  // 7 heads: no even split over 2 threads
+  struct Seq { int64_t n_tokens, start; };
+  const std::vector<Seq> seqs = {{1, 0}, {1, 37}, {45, 0}, {3, 9}, {1, 100}, {33, 20}};
+  std::vector<std::vector<float>> q, k, v, alone, together, expect;
+  std::vector<std::vector<uint16_t>> k16, v16;
+  std::vector<AttentionBatch> batches;
+  for (const Seq& s : seqs) {
+    const int64_t n_ctx = s.start + s.n_tokens;
+    q.push_back(random_floats(s.n_tokens * n_heads * hd, rng, 2.0f));
+    k.push_back(random_floats(n_ctx * kv_dim, rng, 2.0f));
+    v.push_back(random_floats(n_ctx * kv_dim, rng));
+    k16.emplace_back(k.back().size());
+    v16.emplace_back(v.back().size());
+    for (size_t i = 0; i < k.back().size(); ++i) {
+      k16.back()[i] = f32_to_f16(k.back()[i]), v16.back()[i] = f32_to_f16(v.back()[i]);
+      k.back()[i] = f16_to_f32(k16.back()[i]), v.back()[i] = f16_to_f32(v16.back()[i]);
+    }
+    alone.emplace_back(q.back().size(), NAN);
+    together.emplace_back(q.back().size(), NAN);
+    expect.emplace_back(q.back().size(), NAN);
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    AttentionBatch a{q[i].data(), k16[i].data(), v16[i].data(), KvType::f16, seqs[i].n_tokens, seqs[i].start,
+                     n_heads, n_kv, hd, scale, alone[i].data()};
+    fast.attention({&a, 1}, pool);
+    a.out = together[i].data();
+    batches.push_back(a);
+    AttentionBatch r{q[i].data(), k[i].data(), v[i].data(), KvType::f32, seqs[i].n_tokens, seqs[i].start,
+                     n_heads, n_kv, hd, scale, expect[i].data()};
+    reference_kernels().attention({&r, 1}, pool);
+  }
+  fast.attention(batches, pool);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    SCOPED_TRACE("sequence " + std::to_string(i));
+    for (size_t j = 0; j < alone[i].size(); ++j) {
+      ASSERT_EQ(std::memcmp(&together[i][j], &alone[i][j], sizeof(float)), 0) << j;
+      ASSERT_NEAR(together[i][j], expect[i][j], 1e-5f) << j;
     }
   }
 }
@@ -281,9 +330,9 @@ TEST_P(FastKernels, AttentionOverInt8CacheMatchesReference) {
     AttentionBatch a{q.data(), cache.keys(0), cache.values(0), KvType::q8, c.n_tokens, c.start, n_heads, n_kv,
                      c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), expect.data(),
                      cache.key_scales(0), cache.value_scales(0)};
-    reference_kernels().attention(a, pool);
+    reference_kernels().attention({&a, 1}, pool);
     a.out = got.data();
-    fast.attention(a, pool);
+    fast.attention({&a, 1}, pool);
     for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f) << i;
   }
 }

@@ -29,7 +29,8 @@ void expect_same_bits(const std::vector<float>& a, const std::vector<float>& b, 
 // Every field of LoadOptions, named: a new option makes this fail to compile until
 // load_from_memory handles it and a test here covers it.
 TEST(LoadFromMemory, TheOptionsCoveredHereAreAllTheOptions) {
-  [[maybe_unused]] const auto& [kernels, on_progress, memory_budget, flash_layout, flash_layout_dir] = LoadOptions{};
+  [[maybe_unused]] const auto& [kernels, on_progress, memory_budget, flash_layout, flash_layout_dir,
+                                 measure_activation_levels] = LoadOptions{};
   SUCCEED();
 }
 
@@ -50,6 +51,23 @@ TEST(LoadFromMemory, KernelsAreHonouredAsModelLoadHonoursThem) {
                          what + (run == KernelChoice::fast ? ", run fast" : ", run reference"));
     }
   }
+}
+
+// The activation levels: measured (the default) or two everywhere, as Model::load chooses them; on
+// qwen3-q4_0 the measured choice is a mix, so the two loads differ.
+TEST(LoadFromMemory, ActivationLevelsAreChosenAsModelLoadChoosesThem) {
+  const std::string path = test::shared_path("golden/qwen3-q4_0.gguf");
+  std::vector<float> measured, two;
+  for (const bool measure : {true, false}) {
+    const auto from_file = Model::load(path, {.measure_activation_levels = measure});
+    const auto from_memory = Model::load_from_memory(test::read_bytes(path), path, {.measure_activation_levels = measure});
+    const Model::MatmulWork work = from_memory->matmul_work();
+    EXPECT_EQ(work.layer_single_level_macs > 0, measure);
+    EXPECT_EQ(from_file->matmul_work().layer_single_level_macs, work.layer_single_level_macs);
+    (measure ? measured : two) = logits(from_memory, KernelChoice::fast);
+    expect_same_bits(logits(from_file, KernelChoice::fast), measure ? measured : two, measure ? "measured" : "two");
+  }
+  EXPECT_NE(measured, two);
 }
 
 TEST(LoadFromMemory, ProgressIsReportedUpToOne) {

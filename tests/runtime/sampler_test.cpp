@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
+#include <set>
 
 namespace orchard {
 namespace {
@@ -130,6 +132,71 @@ TEST(Sampler, TopKTopPAndMinPCutTheTail) {
   counts = histogram(min_p, logits, 5000);
   EXPECT_EQ(counts.count(2) + counts.count(3), 0u);
   EXPECT_GT(counts[1], 0);
+}
+
+// Top-k and greedy pick their candidates in one pass with a rising bar instead of sorting the
+// vocabulary: over a 151,936-token vocabulary with many tied logits, masked tokens and penalized
+// ones (whose penalty moves them in or out of the top k), the candidates are exactly the k best of
+// a full sort by (penalized logit desc, id asc), and their probabilities the softmax of those.
+TEST(Sampler, TopKOfALargeVocabularyIsTheFullSortsTopK) {
+  const int32_t n = 151936;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (const int32_t k : {1, 2, 40, 1000, 5000}) {
+    for (const bool ascending : {false, true}) {  // rising logits make the bar move all the way
+      SCOPED_TRACE("k " + std::to_string(k) + (ascending ? " ascending" : ""));
+      std::vector<float> logits(static_cast<size_t>(n));
+      for (int32_t i = 0; i < n; ++i) {
+        logits[i] = std::round(normal(rng) * 4.0f) / 4.0f;  // quarter steps: many ties
+        if (ascending) logits[i] = static_cast<float>(i / 64) * 0.001f + std::round(normal(rng)) * 0.25f;
+        if (i % 97 == 5) logits[i] = -INFINITY;  // masked by a constraint
+      }
+      SamplingParams params = unfiltered(0.7f);
+      params.top_k = k;
+      params.repeat_penalty = 1.3f;
+      params.presence_penalty = 0.5f;
+      params.frequency_penalty = -0.75f;  // negative: a generated token can rise into the top k
+      Sampler sampler(params);
+      std::vector<int32_t> recent, generated;
+      for (int i = 0; i < 30; ++i) recent.push_back(static_cast<int32_t>(rng() % n));
+      // The best tokens penalized too, so that the penalty changes who is in the top k.
+      const int32_t best = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      recent.push_back(best);
+      for (int32_t id : recent) sampler.remember(id);
+      for (int i = 0; i < 10; ++i) generated.push_back(static_cast<int32_t>(rng() % n));
+      for (int32_t id : generated) sampler.remember_generated(id);
+      // The full sort, independently: penalties as documented in SamplingParams.
+      std::vector<float> penalized = logits;
+      std::map<int32_t, int> counts;
+      for (int32_t id : generated) counts[id]++;
+      for (int32_t id : std::set<int32_t>(recent.begin(), recent.end()))
+        penalized[id] = penalized[id] > 0 ? penalized[id] / 1.3f : penalized[id] * 1.3f;
+      for (int32_t id : generated)  // remember_generated adds them to the recent tokens too
+        if (!std::count(recent.begin(), recent.end(), id))
+          penalized[id] = penalized[id] > 0 ? penalized[id] / 1.3f : penalized[id] * 1.3f, recent.push_back(id);
+      for (const auto& [id, c] : counts) penalized[id] -= static_cast<float>(c) * -0.75f + 0.5f;
+      std::vector<int32_t> order(static_cast<size_t>(n));
+      for (int32_t i = 0; i < n; ++i) order[i] = i;
+      std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return penalized[a] > penalized[b]; });
+      TokenDistribution d;
+      sampler.distribution(logits, d);
+      std::vector<int32_t> expected;
+      for (int32_t i = 0; i < k; ++i)
+        if (penalized[order[i]] != -INFINITY) expected.push_back(order[i]);
+      ASSERT_EQ(d.ids, expected);
+      double total = 0;
+      auto weight = [&](int32_t id) { return std::exp((static_cast<double>(penalized[id]) - penalized[expected[0]]) / 0.7f); };
+      for (int32_t id : expected) total += weight(id);
+      for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(d.probs[i], weight(expected[i]) / total, 1e-12);
+      SamplingParams greedy = params;
+      greedy.temperature = 0.0f;
+      Sampler g(greedy);
+      for (int32_t id : recent) g.remember(id);
+      for (const auto& [id, c] : counts)
+        for (int i = 0; i < c; ++i) g.remember_generated(id);
+      EXPECT_EQ(g.sample(logits), order[0]);
+    }
+  }
 }
 
 TEST(Sampler, RepeatPenaltyDiscouragesRecentTokens) {

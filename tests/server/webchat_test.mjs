@@ -70,7 +70,7 @@ try {
 
   // Streaming, then Stop halfway. The server's first generation: its counters start at 0.
   await setting('#max-tokens', 8000);
-  await setting('#temperature', 0);  // greedy: the tiny model's answer to this runs to max tokens
+  await setting('#temperature', 0);  // greedy: the tiny model's answer to this runs to max tokens (webchat_test.sh)
   const abandoned = await metric('orchard_abandoned_requests_total');
   await say('Tell me a long story.');
   const seen = [];
