@@ -162,20 +162,26 @@ TEST_P(FastKernels, MatmulMatchesReference) {
       packed = allocate_packed(w.ref, *format);
       pack_tiles(w.ref, *packed, 0, packed->tiles);
     }
-    // Packed paths quantize activations: the reference gets the same quantized activations, so
+    // Packed paths quantize activations, on two levels or, for a matrix measured to take it
+    // (PackedMatrix::single_level), one: the reference gets the same quantized activations, so
     // the two differ only by float summation order.
-    const std::vector<float> x_ref = packed ? quantize_dequantize(x, /*residual=*/true) : x;
-    std::vector<float> expect(c.n * c.out), got(c.n * c.out, NAN), magnitude(c.n * c.out);
-    reference_kernels().matmul({w.ref, nullptr}, x_ref.data(), c.n, expect.data(), pool);
-    fast.matmul({w.ref, packed ? &*packed : nullptr}, x.data(), c.n, got.data(), pool);
-    std::vector<float> row(c.in);
-    for (int64_t o = 0; o < c.out; ++o) {
-      dequantize_row(c.type, w.ref.row(o), row.data(), c.in);
-      for (int64_t t = 0; t < c.n; ++t)
-        for (int64_t i = 0; i < c.in; ++i) magnitude[t * c.out + o] += std::fabs(row[i] * x_ref[t * c.in + i]);
+    for (const bool single_level : {false, true}) {
+      if (single_level && !packed) continue;
+      SCOPED_TRACE(single_level ? "one level" : "two levels");
+      if (packed) packed->single_level = single_level;
+      const std::vector<float> x_ref = packed ? quantize_dequantize(x, /*residual=*/!single_level) : x;
+      std::vector<float> expect(c.n * c.out), got(c.n * c.out, NAN), magnitude(c.n * c.out);
+      reference_kernels().matmul({w.ref, nullptr}, x_ref.data(), c.n, expect.data(), pool);
+      fast.matmul({w.ref, packed ? &*packed : nullptr}, x.data(), c.n, got.data(), pool);
+      std::vector<float> row(c.in);
+      for (int64_t o = 0; o < c.out; ++o) {
+        dequantize_row(c.type, w.ref.row(o), row.data(), c.in);
+        for (int64_t t = 0; t < c.n; ++t)
+          for (int64_t i = 0; i < c.in; ++i) magnitude[t * c.out + o] += std::fabs(row[i] * x_ref[t * c.in + i]);
+      }
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], expect[i], 2e-5f * magnitude[i] + 1e-6f) << "output " << i;
     }
-    for (size_t i = 0; i < got.size(); ++i)
-      ASSERT_NEAR(got[i], expect[i], 2e-5f * magnitude[i] + 1e-6f) << "output " << i;
   }
 }
 
