@@ -6,6 +6,7 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "base/half.h"
@@ -95,12 +96,23 @@ void quantize(const float* x, int64_t t_begin, int64_t t_end, QuantizedActivatio
     for (int64_t b = 0; b < q.blocks; ++b) {
       const float* src = x + t * q.in + b * kBlock;
       typename V::F v[kVectors];
-      typename V::F amax = V::fzero();
+      typename V::F amax = V::fzero(), zero_times = V::fzero();  // x * 0: NaN where x is inf or NaN
       for (int k = 0; k < kVectors; ++k) {
         v[k] = V::fload(src + k * V::L);
         amax = V::fmax(amax, V::fabs(v[k]));
+        zero_times = V::fadd(zero_times, V::fmul(v[k], V::fzero()));
       }
       const float m = V::freduce_max(amax);
+      if (std::isnan(V::freduce(zero_times))) {
+        // An inf or NaN in the block (a corrupt model's activations): no integer stands for it.
+        // The block's integers are zero and its step is NaN, so every output that reads it is
+        // NaN, as a float product would be.
+        const int64_t at = q.at(t, b) * kBlock;
+        std::fill_n(q.qs + at, kBlock, int8_t{0});
+        if (q.lo) std::fill_n(q.lo + at, kBlock, int8_t{0});
+        q.info[q.at(t, b)] = {std::numeric_limits<float>::quiet_NaN(), 0, 0, std::numeric_limits<float>::quiet_NaN()};
+        continue;
+      }
       const float d = m / 127.0f;
       const typename V::F inv = V::fset1(d > 0.0f ? 127.0f / m : 0.0f);
       const int64_t at = q.at(t, b) * kBlock;

@@ -59,6 +59,29 @@ ORCHARD_INLINE void block_dots(const Weights& weight, const TokenView<V>& x, int
   ORCHARD_UNROLL
   for (int t = 0; t < T; ++t) dot[t] = V::izero();
   const int8_t* quants = x.quants(t0, b);
+  if constexpr (!kResidual && T <= 4) {
+    // Few tokens on one level (decode): each token's sum in two chains, the block's first and
+    // second halves, added at the end (integers: the same sum). One chain would make a decoded
+    // token wait on the dpbusd latency eight times in a row per block; the two-level form has
+    // its second level's chain beside the first for the same reason.
+    constexpr int mid = (first + last) / 2;
+    typename V::I second[T];
+    ORCHARD_UNROLL
+    for (int t = 0; t < T; ++t) second[t] = V::izero();
+    ORCHARD_UNROLL
+    for (int v = first; v < mid; ++v)
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) {
+        dot[t] = V::dpbusd_bcast4(dot[t], weight(v), quants + kBlock * t + 4 * v);
+        second[t] = V::dpbusd_bcast4(second[t], weight(v + mid - first), quants + kBlock * t + 4 * (v + mid - first));
+      }
+    if constexpr ((last - first) % 2 == 1)
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) second[t] = V::dpbusd_bcast4(second[t], weight(last - 1), quants + kBlock * t + 4 * (last - 1));
+    ORCHARD_UNROLL
+    for (int t = 0; t < T; ++t) dot[t] = V::add(dot[t], second[t]);
+    return;
+  }
   ORCHARD_UNROLL
   for (int v = first; v < last; ++v)
     ORCHARD_UNROLL

@@ -185,6 +185,34 @@ TEST_P(FastKernels, MatmulMatchesReference) {
   }
 }
 
+// An inf or NaN among a token's activations (a corrupt model's) has no int8 form: that token's
+// outputs are NaN, on one level and on two, and the other tokens' are untouched.
+TEST_P(FastKernels, NonFiniteActivationsGiveNaNOutputs) {
+  const Kernels& fast = fast_kernels(GetParam());
+  ThreadPool pool(2);
+  std::mt19937 rng(12);
+  for (const DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K}) {
+    const int64_t in = 256, out = 21, n = 3;
+    RandomMatrix w = random_matrix(type, in, out, rng);
+    PackedMatrix packed = allocate_packed(w.ref, *packed_format_for(type));
+    pack_tiles(w.ref, packed, 0, packed.tiles);
+    std::vector<float> x = random_floats(n * in, rng);
+    x[1 * in + 5] = INFINITY;
+    x[2 * in + 200] = NAN;
+    for (const bool single_level : {false, true}) {
+      SCOPED_TRACE(std::string(dtype_name(type)) + (single_level ? " one level" : " two levels"));
+      packed.single_level = single_level;
+      std::vector<float> y(n * out, 0.0f);
+      fast.matmul({w.ref, &packed}, x.data(), n, y.data(), pool);
+      for (int64_t o = 0; o < out; ++o) {
+        EXPECT_TRUE(std::isfinite(y[o])) << o;
+        EXPECT_TRUE(std::isnan(y[out + o])) << o;
+        EXPECT_TRUE(std::isnan(y[2 * out + o])) << o;
+      }
+    }
+  }
+}
+
 // Weights that read one input (q, k, v) quantize it once and split their tiles together: the
 // same outputs as one matmul each, bit for bit, with two threads splitting the tiles unevenly
 // across the matrices; and with one matrix not packed (F16), each on its own path.
