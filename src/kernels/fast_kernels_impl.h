@@ -132,9 +132,10 @@ void quantize(const float* x, int64_t t_begin, int64_t t_end, QuantizedActivatio
       }
       ActivationBlock& info = q.info[q.at(t, b)];
       info.d = q.lo ? d / 256.0f : d;
-      info.sum = half_sums[0] + half_sums[1];
-      info.first_half = half_sums[0];
-      info.d_sum = info.d * static_cast<float>(info.sum);
+      const int32_t sum = half_sums[0] + half_sums[1];
+      info.minus_8_sum = -8 * sum;
+      info.minus_8_second_half = -8 * half_sums[1];
+      info.d_sum = info.d * static_cast<float>(sum);
     }
   }
 }

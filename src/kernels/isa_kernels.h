@@ -22,11 +22,18 @@ namespace orchard {
 // Block-major layout: block b of tokens t, t+1, ... lies at consecutive addresses, so that a
 // micro-kernel reaches a group of tokens' activations (and their ActivationBlock) from one
 // pointer with constant displacements instead of one pointer register per token.
+//
+// The weight formats store u = q + offset (unsigned, as dpbusd wants), so a block's integer dot
+// product is sum u * a - offset * sum a. The kernels start each dot product's chain at
+// -offset * sum a, kept here as -8 * sum (8 is Q4_0's offset; Q8_0's 128 and Q6_K's 32 are
+// shifts of it): one broadcast load, where subtracting at the end cost a broadcast, a shift and
+// a subtraction per token and block (measured: those and the step's multiply were a sixth of a
+// Q4_0 prefill matmul's time).
 struct ActivationBlock {
-  float d;             // the step
-  int32_t sum;         // sum of the block's 32 integer activations (qs, or 256 * qs + lo)
-  int32_t first_half;  // sum of its first 16
-  float d_sum;         // d * sum
+  float d;                       // the step
+  int32_t minus_8_sum;           // -8 * the sum of the block's 32 integer activations (qs, or 256 * qs + lo)
+  int32_t minus_8_second_half;   // -8 * the sum of its last 16
+  float d_sum;                   // d * sum
 };
 
 struct QuantizedActivations {

@@ -1,10 +1,11 @@
 // The packed int8 matmul (weights repacked by packing.h, activations quantized by quantize<V>) as
 // templates over vector traits V; included by fast_kernels_impl.h inside each ISA file.
 //
-// A micro-kernel computes V::L rows (the s-th sub-tile of a 16-row tile) for T tokens from t0
-// over a range of the tile's groups. The weights of one 32-input block are 8 vectors w[v] (lane
-// r: inputs 4v..4v+3 of row r), each unpacked once per level and multiplied with every token's
-// activations, so unpacking is paid once per T tokens.
+// A micro-kernel computes P row vectors of V::L rows each (a row vector: the s-th sub-tile of a
+// 16-row tile) for T tokens from t0 over a range of the tile's groups. The weights of one
+// 32-input block are 8 vectors w[v] (lane r: inputs 4v..4v+3 of row r), each unpacked once per
+// level and multiplied with every token's activations, so unpacking is paid once per T tokens;
+// each token's broadcast activations are multiplied with every row vector's weights.
 #pragma once
 #include <algorithm>
 
@@ -46,82 +47,140 @@ struct GroupSpan {
   bool accumulate;
 };
 
-// dot[t] = sum over v in [first, last) of w[v] . a[4v .. 4v+3], a the integer activation of
-// token t0 + t in block b (qs, or 256 * qs + lo when kResidual). Weight vector outer, token
-// inner: every step issues T independent dpbusd, so their latency is covered by the other
-// tokens' chains instead of by out-of-order reach across T serial chains.
-//
-// weight(v) gives w[v]; the nibble formats unpack it there, just in time, so that few weight
-// vectors are live and the registers go to more tokens (the residual pass unpacks again: an L1
-// load and two ALU operations, against T dpbusd).
-template <typename V, int T, int first, int last, bool kResidual, typename Weights>
-ORCHARD_INLINE void block_dots(const Weights& weight, const TokenView<V>& x, int64_t t0, int64_t b, typename V::I* dot) {
+// One step of the dot products: dot[p][t] += w[p] . (token t's 4 activations at a), for
+// P row vectors and T tokens (a: token 0's; the next token's lie kBlock bytes on).
+template <typename V, int P, int T>
+ORCHARD_INLINE void dots_step(typename V::I (&dot)[P][T], const typename V::I* w, const int8_t* a) {
   ORCHARD_UNROLL
-  for (int t = 0; t < T; ++t) dot[t] = V::izero();
-  const int8_t* quants = x.quants(t0, b);
-  if constexpr (!kResidual && T <= 4) {
-    // Few tokens on one level (decode): each token's sum in two chains, the block's first and
-    // second halves, added at the end (integers: the same sum). One chain would make a decoded
-    // token wait on the dpbusd latency eight times in a row per block; the two-level form has
-    // its second level's chain beside the first for the same reason.
-    constexpr int mid = (first + last) / 2;
-    typename V::I second[T];
-    ORCHARD_UNROLL
-    for (int t = 0; t < T; ++t) second[t] = V::izero();
-    ORCHARD_UNROLL
-    for (int v = first; v < mid; ++v)
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) {
-        dot[t] = V::dpbusd_bcast4(dot[t], weight(v), quants + kBlock * t + 4 * v);
-        second[t] = V::dpbusd_bcast4(second[t], weight(v + mid - first), quants + kBlock * t + 4 * (v + mid - first));
-      }
-    if constexpr ((last - first) % 2 == 1)
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) second[t] = V::dpbusd_bcast4(second[t], weight(last - 1), quants + kBlock * t + 4 * (last - 1));
-    ORCHARD_UNROLL
-    for (int t = 0; t < T; ++t) dot[t] = V::add(dot[t], second[t]);
-    return;
-  }
-  ORCHARD_UNROLL
-  for (int v = first; v < last; ++v)
-    ORCHARD_UNROLL
-    for (int t = 0; t < T; ++t) dot[t] = V::dpbusd_bcast4(dot[t], weight(v), quants + kBlock * t + 4 * v);
-  if constexpr (kResidual) {
-    // (sum w . qs) * 256 + sum w . lo: the same integer as sum w . (256 qs + lo), exactly.
-    const int8_t* low = x.low(t0, b);
-    typename V::I lo[T];
-    if constexpr (T <= 4) {
-      // Few tokens (decode): the low level in chains of its own, beside the first level's, so
-      // that the dpbusd latency is not paid twice in a row.
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) lo[t] = V::izero();
+  for (int t = 0; t < T; ++t) {
+    if constexpr (P == 1) {
+      dot[0][t] = V::dpbusd_bcast4(dot[0][t], w[0], a + kBlock * t);
     } else {
-      // Enough tokens for independent chains: continue in the same accumulators.
+      // The broadcast activation serves every row vector from a register: the micro-kernels
+      // were bound by loads (one broadcast per dpbusd). Measured on Q4_0 and one core
+      // (bench/gemm_bench.cpp, one level, 512 tokens): 12 tokens x 1 row vector 480 int8 GOPS,
+      // 6 x 2 630; 4 x 3 and 3 x 4 were slower than 6 x 2.
+      const typename V::I at = V::bcast4(a + kBlock * t);
       ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) dot[t] = V::template slli<8>(dot[t]);
-    }
-    typename V::I* acc = T <= 4 ? lo : dot;
-    ORCHARD_UNROLL
-    for (int v = first; v < last; ++v)
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) acc[t] = V::dpbusd_bcast4(acc[t], weight(v), low + kBlock * t + 4 * v);
-    if constexpr (T <= 4) {
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) dot[t] = V::add(V::template slli<8>(dot[t]), lo[t]);
+      for (int p = 0; p < P; ++p) dot[p][t] = V::dpbusd(dot[p][t], w[p], at);
     }
   }
 }
 
+// dot[p][t] = start(t) + sum over v in [first, last) of w[p][v] . a[4v .. 4v+3], for P row
+// vectors p and T tokens t0 + t, a the integer activations of block b (qs, or 256 * qs + lo when
+// kResidual); start(t) is the format's offset correction (ActivationBlock). Weight vector outer,
+// token inner: every step issues P * T independent dpbusd, so their latency is covered by the
+// other chains instead of by out-of-order reach across serial chains.
+//
+// weight(p, v) gives w[p][v]; the nibble formats unpack it there, just in time, so that few
+// weight vectors are live and the registers go to more tokens (the residual pass unpacks again:
+// an L1 load and two ALU operations, against T dpbusd).
+template <typename V, int P, int T, int first, int last, bool kResidual, typename Weights, typename Start>
+ORCHARD_INLINE void block_dots(const Weights& weight, const Start& start, const TokenView<V>& x, int64_t t0,
+                               int64_t b, typename V::I (&dot)[P][T]) {
+  using I = typename V::I;
+  const auto weights = [&](int v, I* w) {
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) w[p] = weight(p, v);
+  };
+  ORCHARD_UNROLL
+  for (int t = 0; t < T; ++t) {
+    const I s = kResidual ? V::izero() : start(t);
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) dot[p][t] = s;
+  }
+  const int8_t* quants = x.quants(t0, b);
+  if constexpr (!kResidual && P * T <= 4) {
+    // Few chains on one level (decode): each sum in two chains, the block's first and second
+    // halves, added at the end (integers: the same sum). One chain would make a decoded token
+    // wait on the dpbusd latency eight times in a row per block; the two-level form has its
+    // second level's chain beside the first for the same reason.
+    constexpr int mid = (first + last) / 2;
+    I second[P][T];
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p)
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) second[p][t] = V::izero();
+    ORCHARD_UNROLL
+    for (int v = first; v < mid; ++v) {
+      I w[P];
+      weights(v, w);
+      dots_step<V, P, T>(dot, w, quants + 4 * v);
+      weights(v + mid - first, w);
+      dots_step<V, P, T>(second, w, quants + 4 * (v + mid - first));
+    }
+    if constexpr ((last - first) % 2 == 1) {
+      I w[P];
+      weights(last - 1, w);
+      dots_step<V, P, T>(second, w, quants + 4 * (last - 1));
+    }
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p)
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) dot[p][t] = V::add(dot[p][t], second[p][t]);
+    return;
+  }
+  ORCHARD_UNROLL
+  for (int v = first; v < last; ++v) {
+    I w[P];
+    weights(v, w);
+    dots_step<V, P, T>(dot, w, quants + 4 * v);
+  }
+  if constexpr (kResidual) {
+    // (sum w . qs) * 256 + sum w . lo: the same integer as sum w . (256 qs + lo), exactly.
+    const int8_t* low = x.low(t0, b);
+    I lo[P][T];
+    constexpr bool kOwnChains = P * T <= 4;
+    ORCHARD_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const I s = start(t);
+      ORCHARD_UNROLL
+      for (int p = 0; p < P; ++p) {
+        // Few chains (decode): the low level in chains of its own, beside the first level's,
+        // so that the dpbusd latency is not paid twice in a row. Enough for independent
+        // chains: continue in the same accumulators.
+        if constexpr (kOwnChains) lo[p][t] = s;
+        else dot[p][t] = V::add(V::template slli<8>(dot[p][t]), s);
+      }
+    }
+    I (&acc)[P][T] = kOwnChains ? lo : dot;
+    ORCHARD_UNROLL
+    for (int v = first; v < last; ++v) {
+      I w[P];
+      weights(v, w);
+      dots_step<V, P, T>(acc, w, low + 4 * v);
+    }
+    if constexpr (kOwnChains)
+      ORCHARD_UNROLL
+      for (int p = 0; p < P; ++p)
+        ORCHARD_UNROLL
+        for (int t = 0; t < T; ++t) dot[p][t] = V::add(V::template slli<8>(dot[p][t]), lo[p][t]);
+  }
+}
+
+// The chain starts of block b's tokens for weights stored with offset 8 << shift (shift 0:
+// Q4_0, 4: Q8_0's 128, 2: Q6_K's 32 over a half block), and for formats without one (Q4_K).
+template <typename V, int shift, int32_t ActivationBlock::*minus_8_sum>
+struct OffsetStart {
+  const ActivationBlock* info;  // of the first token; the next tokens' follow
+  typename V::I operator()(int t) const {
+    const typename V::I start = V::bcast4(&(info[t].*minus_8_sum));
+    return shift == 0 ? start : V::template slli<shift>(start);
+  }
+};
+template <typename V>
+struct ZeroStart {
+  typename V::I operator()(int) const { return V::izero(); }
+};
+
 // w[v] of 32 nibble-packed inputs (4 chunks of 64 bytes): low nibbles of chunk v for v < 4, high
 // nibbles of chunk v - 4 after.
 template <typename V>
-struct NibbleWeights {
-  const uint8_t* chunks;  // already offset to sub-tile s
-  typename V::I operator()(int v) const {
-    const typename V::I raw = V::load(chunks + 64 * (v % 4));
-    return V::and_(v < 4 ? raw : V::template srli<4>(raw), V::set1_8(0x0f));
-  }
-};
+ORCHARD_INLINE typename V::I nibble_weights(const uint8_t* chunks, int v) {
+  const typename V::I raw = V::load(chunks + 64 * (v % 4));
+  return V::and_(v < 4 ? raw : V::template srli<4>(raw), V::set1_8(0x0f));
+}
 
 // Splits 32 nibble-packed inputs (4 chunks of 64 bytes) into 8 vectors in input order.
 template <typename V>
@@ -134,6 +193,26 @@ ORCHARD_INLINE void unpack_nibbles(const uint8_t* chunks, int s, typename V::I* 
     w[c + 4] = V::and_(V::template srli<4>(raw), low4);
   }
 }
+
+// P consecutive row vectors (V::L output rows each) from row vector rv0: row vector r is sub-tile
+// r % S of tile r / S, S = kTileRows / V::L. A field of a group is addressed as
+// group(p, b) + field offset + (bytes per row) * V::L * s[p].
+template <typename V, int P>
+struct RowVectors {
+  static constexpr int64_t S = kTileRows / V::L;
+  const uint8_t* tile[P];
+  int64_t row0[P];
+  int64_t rv0;
+  ORCHARD_INLINE RowVectors(const PackedMatrix& w, int64_t first) : rv0(first) {
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      tile[p] = w.tile((rv0 + p) / S);
+      row0[p] = (rv0 + p) * V::L;
+    }
+  }
+  // The sub-tile of row vector p (a constant 0 where a row vector is a whole tile).
+  ORCHARD_INLINE int64_t s(int p) const { return S == 1 ? 0 : (rv0 + p) % S; }
+};
 
 // The accumulators of rows row0 .. row0 + V::L for T tokens: zero, or what y holds.
 template <typename V, int T>
@@ -170,156 +249,180 @@ ORCHARD_INLINE void prefetch_group_ahead(const uint8_t* group, int64_t group_byt
   for (int64_t at = 0; at < group_bytes; at += 64) __builtin_prefetch(group + kAhead + at);
 }
 
-template <typename V, int T, bool R>
-void tile_q4_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
-               int64_t row0, GroupSpan span, float* y) {
-  for (int s = 0; s < kTileRows / V::L; ++s) {
-    typename V::F acc[T];
-    load_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span);
-    for (int64_t b = span.begin; b < span.end; ++b) {
-      const uint8_t* blk = tile + b * w.group_bytes;
-      prefetch_group_ahead(blk, w.group_bytes);
-      typename V::I dot[T];
-      const typename V::F scale = V::load_f16(blk + 256 + 2 * V::L * s);
-      block_dots<V, T, 0, 8, R>(NibbleWeights<V>{blk + 4 * V::L * s}, x, t0, b, dot);
-      const ActivationBlock* info = x.info(t0, b);
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) {
-        // weight = d * (u - 8): subtract 8 * sum(x) once per block.
-        const typename V::I dotv = V::sub(dot[t], V::template slli<3>(V::set1(info[t].sum)));
-        acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(info[t].d)), acc[t]);
-      }
+// The micro-kernels: P row vectors (RowVectors) x T tokens from t0, over the groups of `span`.
+// A group's prefetch is asked by its sub-tile 0, for the whole tile.
+template <typename V, int P, int T, bool R>
+void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
+  typename V::F acc[P][T];
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
+  for (int64_t b = span.begin; b < span.end; ++b) {
+    const uint8_t* blk[P];
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      blk[p] = r.tile[p] + b * w.group_bytes;
+      if (r.s(p) == 0) prefetch_group_ahead(blk[p], w.group_bytes);
     }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
+    const ActivationBlock* info = x.info(t0, b);
+    typename V::I dot[P][T];
+    // weight = d * (u - 8)
+    block_dots<V, P, T, 0, 8, R>([&](int p, int v) { return nibble_weights<V>(blk[p] + 4 * V::L * r.s(p), v); },
+                                 OffsetStart<V, 0, &ActivationBlock::minus_8_sum>{info}, x, t0, b, dot);
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      const typename V::F scale = V::load_f16(blk[p] + 256 + 2 * V::L * r.s(p));
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(scale, V::fset1(info[t].d)), acc[p][t]);
+    }
   }
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
 }
 
-template <typename V, int T, bool R>
-void tile_q8_0(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
-               int64_t row0, GroupSpan span, float* y) {
-  for (int s = 0; s < kTileRows / V::L; ++s) {
-    typename V::F acc[T];
-    load_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span);
-    for (int64_t b = span.begin; b < span.end; ++b) {
-      const uint8_t* blk = tile + b * w.group_bytes;
-      prefetch_group_ahead(blk, w.group_bytes);
-      typename V::I wv[8], dot[T];
-      ORCHARD_UNROLL
-      for (int v = 0; v < 8; ++v) wv[v] = V::load(blk + 64 * v + 4 * V::L * s);
-      const typename V::F scale = V::load_f16(blk + 512 + 2 * V::L * s);
-      block_dots<V, T, 0, 8, R>([&](int v) { return wv[v]; }, x, t0, b, dot);
-      const ActivationBlock* info = x.info(t0, b);
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) {
-        // weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
-        const typename V::I dotv = V::sub(dot[t], V::template slli<7>(V::set1(info[t].sum)));
-        acc[t] = V::fma(V::cvt(dotv), V::fmul(scale, V::fset1(info[t].d)), acc[t]);
-      }
+template <typename V, int P, int T, bool R>
+void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
+  typename V::F acc[P][T];
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
+  for (int64_t b = span.begin; b < span.end; ++b) {
+    const uint8_t* blk[P];
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      blk[p] = r.tile[p] + b * w.group_bytes;
+      if (r.s(p) == 0) prefetch_group_ahead(blk[p], w.group_bytes);
     }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
+    const ActivationBlock* info = x.info(t0, b);
+    typename V::I dot[P][T];
+    // weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
+    block_dots<V, P, T, 0, 8, R>([&](int p, int v) { return V::load(blk[p] + 64 * v + 4 * V::L * r.s(p)); },
+                                 OffsetStart<V, 4, &ActivationBlock::minus_8_sum>{info}, x, t0, b, dot);
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      const typename V::F scale = V::load_f16(blk[p] + 512 + 2 * V::L * r.s(p));
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(scale, V::fset1(info[t].d)), acc[p][t]);
+    }
   }
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
 }
 
-template <typename V, int T, bool R>
-void tile_q4_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
-               int64_t row0, GroupSpan span, float* y) {
-  for (int s = 0; s < kTileRows / V::L; ++s) {
-    typename V::F acc[T];
-    load_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span);
-    for (int64_t g = span.begin; g < span.end; ++g) {
-      const uint8_t* sb = tile + g * w.group_bytes;
-      prefetch_group_ahead(sb, w.group_bytes);
-      const typename V::F d = V::load_f16(sb + 2 * V::L * s);
-      const typename V::F dmin = V::load_f16(sb + 32 + 2 * V::L * s);
-      for (int j = 0; j < 8; ++j) {
-        const int64_t b = g * 8 + j;
+template <typename V, int P, int T, bool R>
+void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
+  using F = typename V::F;
+  F acc[P][T];
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
+  for (int64_t g = span.begin; g < span.end; ++g) {
+    const uint8_t* sb[P];
+    F d[P], dmin[P];
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      sb[p] = r.tile[p] + g * w.group_bytes;
+      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes);
+      d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
+      dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
+    }
+    for (int j = 0; j < 8; ++j) {
+      const int64_t b = g * 8 + j;
+      typename V::I dot[P][T];
+      block_dots<V, P, T, 0, 8, R>(
+          [&](int p, int v) { return nibble_weights<V>(sb[p] + 320 + 256 * j + 4 * V::L * r.s(p), v); }, ZeroStart<V>{},
+          x, t0, b, dot);
+      const ActivationBlock* info = x.info(t0, b);
+      ORCHARD_UNROLL
+      for (int p = 0; p < P; ++p) {
         // weight = (d * scale) * u - (dmin * min), rounded as dequantize_row rounds them.
-        const typename V::F step = V::fmul(d, V::load_u8(sb + 64 + 16 * j + V::L * s));
-        const typename V::F offset = V::fmul(dmin, V::load_u8(sb + 192 + 16 * j + V::L * s));
-        typename V::I dot[T];
-        block_dots<V, T, 0, 8, R>(NibbleWeights<V>{sb + 320 + 256 * j + 4 * V::L * s}, x, t0, b, dot);
-        const ActivationBlock* info = x.info(t0, b);
+        const F step = V::fmul(d[p], V::load_u8(sb[p] + 64 + 16 * j + V::L * r.s(p)));
+        const F offset = V::fmul(dmin[p], V::load_u8(sb[p] + 192 + 16 * j + V::L * r.s(p)));
         ORCHARD_UNROLL
         for (int t = 0; t < T; ++t) {
-          acc[t] = V::fma(V::cvt(dot[t]), V::fmul(step, V::fset1(info[t].d)), acc[t]);
-          acc[t] = V::fnmadd(offset, V::fset1(info[t].d_sum), acc[t]);
+          acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
+          acc[p][t] = V::fnmadd(offset, V::fset1(info[t].d_sum), acc[p][t]);
         }
       }
     }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
   }
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
 }
 
+// Q6_K unpacks a block's 8 weight vectors at once (the high bits of four of them share a load):
+// one row vector per call, its registers are taken.
 template <typename V, int T, bool R>
-void tile_q6_k(const PackedMatrix& w, const uint8_t* tile, const TokenView<V>& x, int64_t t0,
-               int64_t row0, GroupSpan span, float* y) {
+void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
   using I = typename V::I;
-  for (int s = 0; s < kTileRows / V::L; ++s) {
-    typename V::F acc[T];
-    load_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L, span);
-    for (int64_t g = span.begin; g < span.end; ++g) {
-      const uint8_t* sb = tile + g * w.group_bytes;
-      prefetch_group_ahead(sb, w.group_bytes);
-      const typename V::F d = V::load_f16(sb + 2 * V::L * s);
-      const I bits45 = V::set1_8(0x30);
-      for (int j = 0; j < 8; ++j) {
-        const int64_t b = g * 8 + j;
-        // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
-        const typename V::F step0 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j) + V::L * s));
-        const typename V::F step1 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j + 1) + V::L * s));
-        const uint8_t* blk = sb + 288 + 384 * j;
-        I wv[8], dot[T];
-        unpack_nibbles<V>(blk, s, wv);
-        ORCHARD_UNROLL
-        for (int h = 0; h < 2; ++h) {
-          const I high = V::load(blk + 256 + 64 * h + 4 * V::L * s);
-          wv[4 * h + 0] = V::or_(wv[4 * h + 0], V::and_(V::template slli<4>(high), bits45));
-          wv[4 * h + 1] = V::or_(wv[4 * h + 1], V::and_(V::template slli<2>(high), bits45));
-          wv[4 * h + 2] = V::or_(wv[4 * h + 2], V::and_(high, bits45));
-          wv[4 * h + 3] = V::or_(wv[4 * h + 3], V::and_(V::template srli<2>(high), bits45));
-        }
-        const ActivationBlock* info = x.info(t0, b);
-        const auto weight = [&](int v) { return wv[v]; };
-        block_dots<V, T, 0, 4, R>(weight, x, t0, b, dot);
-        ORCHARD_UNROLL
-        for (int t = 0; t < T; ++t) {
-          const I dot0 = V::sub(dot[t], V::template slli<5>(V::set1(info[t].first_half)));
-          acc[t] = V::fma(V::cvt(dot0), V::fmul(step0, V::fset1(info[t].d)), acc[t]);
-        }
-        block_dots<V, T, 4, 8, R>(weight, x, t0, b, dot);
-        ORCHARD_UNROLL
-        for (int t = 0; t < T; ++t) {
-          const I dot1 = V::sub(dot[t], V::template slli<5>(V::set1(info[t].sum - info[t].first_half)));
-          acc[t] = V::fma(V::cvt(dot1), V::fmul(step1, V::fset1(info[t].d)), acc[t]);
-        }
+  const int64_t s = r.s(0);
+  typename V::F acc[1][T];
+  load_rows<V, T>(acc[0], y, w.out, t0, r.row0[0], span);
+  for (int64_t g = span.begin; g < span.end; ++g) {
+    const uint8_t* sb = r.tile[0] + g * w.group_bytes;
+    if (s == 0) prefetch_group_ahead(sb, w.group_bytes);
+    const typename V::F d = V::load_f16(sb + 2 * V::L * s);
+    const I bits45 = V::set1_8(0x30);
+    for (int j = 0; j < 8; ++j) {
+      const int64_t b = g * 8 + j;
+      // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
+      const typename V::F step0 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j) + V::L * s));
+      const typename V::F step1 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j + 1) + V::L * s));
+      const uint8_t* blk = sb + 288 + 384 * j;
+      I wv[8], dot[1][T];
+      unpack_nibbles<V>(blk, s, wv);
+      ORCHARD_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        const I high = V::load(blk + 256 + 64 * h + 4 * V::L * s);
+        wv[4 * h + 0] = V::or_(wv[4 * h + 0], V::and_(V::template slli<4>(high), bits45));
+        wv[4 * h + 1] = V::or_(wv[4 * h + 1], V::and_(V::template slli<2>(high), bits45));
+        wv[4 * h + 2] = V::or_(wv[4 * h + 2], V::and_(high, bits45));
+        wv[4 * h + 3] = V::or_(wv[4 * h + 3], V::and_(V::template srli<2>(high), bits45));
       }
+      const ActivationBlock* info = x.info(t0, b);
+      const auto weight = [&](int, int v) { return wv[v]; };
+      // -32 * the first half's sum: -8 * (sum - second half), times 4.
+      const auto first_half_start = [&](int t) {
+        return V::template slli<2>(V::sub(V::set1(info[t].minus_8_sum), V::set1(info[t].minus_8_second_half)));
+      };
+      block_dots<V, 1, T, 0, 4, R>(weight, first_half_start, x, t0, b, dot);
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) acc[0][t] = V::fma(V::cvt(dot[0][t]), V::fmul(step0, V::fset1(info[t].d)), acc[0][t]);
+      block_dots<V, 1, T, 4, 8, R>(weight, OffsetStart<V, 2, &ActivationBlock::minus_8_second_half>{info}, x, t0, b, dot);
+      ORCHARD_UNROLL
+      for (int t = 0; t < T; ++t) acc[0][t] = V::fma(V::cvt(dot[0][t]), V::fmul(step1, V::fset1(info[t].d)), acc[0][t]);
     }
-    store_rows<V, T>(acc, y, w.out, t0, row0 + s * V::L);
   }
+  store_rows<V, T>(acc[0], y, w.out, t0, r.row0[0]);
 }
 
-template <typename V, int T, bool R>
-void run_tile(const PackedMatrix& w, int64_t tile, const TokenView<V>& x, int64_t t0, GroupSpan span,
-              float* y) {
-  const uint8_t* data = w.tile(tile);
-  const int64_t row0 = tile * kTileRows;
+template <typename V, int P, int T, bool R>
+void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t t0, GroupSpan span, float* y) {
+  const RowVectors<V, P> r(w, rv0);
   switch (w.format) {
-    case PackedFormat::q4_0: return tile_q4_0<V, T, R>(w, data, x, t0, row0, span, y);
-    case PackedFormat::q8_0: return tile_q8_0<V, T, R>(w, data, x, t0, row0, span, y);
-    case PackedFormat::q4_k: return tile_q4_k<V, T, R>(w, data, x, t0, row0, span, y);
-    case PackedFormat::q6_k: return tile_q6_k<V, T, R>(w, data, x, t0, row0, span, y);
+    case PackedFormat::q4_0: return rows_q4_0<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::q8_0: return rows_q8_0<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::q4_k: return rows_q4_k<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::q6_k:
+      if constexpr (P == 1) return rows_q6_k<V, T, R>(w, r, x, t0, span, y);
+      break;  // matmul_packed sends Q6_K to P = 1
   }
 }
 
-// Tokens [t, t + T) against tiles [tile_begin, tile_end): the tokens' activations stay in L1
-// while the tiles' weights stream past from L2.
-template <typename V, int T, bool R>
+// Tokens [t, t + T) against the row vectors of tiles [tile_begin, tile_end), P at a time: the
+// tokens' activations stay in L1 while the tiles' weights stream past from L2.
+template <typename V, int P, int T, bool R>
 void run_panel(const PackedMatrix& w, int64_t tile_begin, int64_t tile_end, const TokenView<V>& x,
                int64_t t, GroupSpan span, float* y) {
-  for (int64_t tile = tile_begin; tile < tile_end; ++tile) run_tile<V, T, R>(w, tile, x, t, span, y);
+  constexpr int64_t S = kTileRows / V::L;
+  int64_t rv = tile_begin * S;
+  for (; rv + P <= tile_end * S; rv += P) run_rows<V, P, T, R>(w, rv, x, t, span, y);
+  for (; rv < tile_end * S; ++rv) run_rows<V, 1, T, R>(w, rv, x, t, span, y);
 }
 
-template <typename V, bool R>
+// kMaxTokens tokens x P row vectors per micro-kernel: the format's register tile.
+template <typename V, int P, int kMaxTokens, bool R>
 void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
                          int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
   const TokenView<V> x{q};
@@ -332,7 +435,7 @@ void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, i
   constexpr int64_t kTokenBlock = 8 * V::kMaxTokens, kChunkInputs = 2048, kPanelBytes = 256 << 10;
   // Chunks only pay when several micro-kernels reuse a chunk of weights; with one (decode) the
   // weights stream once, best in memory order.
-  const int64_t chunks = t_end - t_begin > V::kMaxTokens ? (w.in + kChunkInputs - 1) / kChunkInputs : 1;
+  const int64_t chunks = t_end - t_begin > kMaxTokens ? (w.in + kChunkInputs - 1) / kChunkInputs : 1;
   const int64_t chunk_groups = (w.groups + chunks - 1) / chunks;
   const int64_t panel_tiles =
       std::max<int64_t>(1, kPanelBytes / (chunk_groups * static_cast<int64_t>(w.group_bytes)));
@@ -343,19 +446,17 @@ void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, i
       for (int64_t p0 = tile_begin; p0 < tile_end; p0 += panel_tiles) {
         const int64_t pe = std::min(tile_end, p0 + panel_tiles);
         int64_t t = tb;
-        for (; t + V::kMaxTokens <= te; t += V::kMaxTokens) run_panel<V, V::kMaxTokens, R>(w, p0, pe, x, t, span, y);
+        for (; t + kMaxTokens <= te; t += kMaxTokens) run_panel<V, P, kMaxTokens, R>(w, p0, pe, x, t, span, y);
         // The rest (< kMaxTokens <= 16) in micro-kernels of 8, 4, 2 and 1 tokens.
-        if constexpr (V::kMaxTokens > 8) if (t + 8 <= te) { run_panel<V, 8, R>(w, p0, pe, x, t, span, y); t += 8; }
+        if constexpr (kMaxTokens > 8) if (t + 8 <= te) { run_panel<V, P, 8, R>(w, p0, pe, x, t, span, y); t += 8; }
         // 5-7 tokens in micro-kernels of their own: as 4 + 2 + 1 the weights are unpacked three
         // times, and as a group of 8 over spare rows a compute-bound pass does 8 tokens' work.
-        if constexpr (V::kMaxTokens >= 8) {
-          if (te - t == 7) run_panel<V, 7, R>(w, p0, pe, x, t, span, y), t = te;
-          else if (te - t == 6) run_panel<V, 6, R>(w, p0, pe, x, t, span, y), t = te;
-          else if (te - t == 5) run_panel<V, 5, R>(w, p0, pe, x, t, span, y), t = te;
-        }
-        if constexpr (V::kMaxTokens > 4) if (t + 4 <= te) { run_panel<V, 4, R>(w, p0, pe, x, t, span, y); t += 4; }
-        if (t + 2 <= te) { run_panel<V, 2, R>(w, p0, pe, x, t, span, y); t += 2; }
-        if (t < te) run_panel<V, 1, R>(w, p0, pe, x, t, span, y);
+        if constexpr (kMaxTokens > 7) if (te - t == 7) run_panel<V, P, 7, R>(w, p0, pe, x, t, span, y), t = te;
+        if constexpr (kMaxTokens > 6) if (te - t == 6) run_panel<V, P, 6, R>(w, p0, pe, x, t, span, y), t = te;
+        if constexpr (kMaxTokens > 5) if (te - t == 5) run_panel<V, P, 5, R>(w, p0, pe, x, t, span, y), t = te;
+        if constexpr (kMaxTokens > 4) if (t + 4 <= te) { run_panel<V, P, 4, R>(w, p0, pe, x, t, span, y); t += 4; }
+        if (t + 2 <= te) { run_panel<V, P, 2, R>(w, p0, pe, x, t, span, y); t += 2; }
+        if (t < te) run_panel<V, P, 1, R>(w, p0, pe, x, t, span, y);
       }
     }
   }
@@ -364,8 +465,18 @@ void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, i
 template <typename V>
 void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
                    int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
-  if (q.lo) matmul_packed_tiles<V, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
-  else matmul_packed_tiles<V, false>(w, q, t_begin, t_end, tile_begin, tile_end, y);
+  // K-quants keep one row vector per micro-kernel: Q6_K's unpacking takes the registers
+  // (rows_q6_k), and Q4_K measured slower on two (its four float operations per block and
+  // token against Q4_0's two: 475 int8 GOPS on one core against 490 on one row vector).
+  constexpr int P = V::kRowVectors, kPairTokens = V::kMaxTokens / V::kRowVectors;
+  const bool one = w.format == PackedFormat::q6_k || w.format == PackedFormat::q4_k || P == 1;
+  if (q.lo) {
+    if (one) matmul_packed_tiles<V, 1, V::kMaxTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
+    else matmul_packed_tiles<V, P, kPairTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
+  } else {
+    if (one) matmul_packed_tiles<V, 1, V::kMaxTokens, false>(w, q, t_begin, t_end, tile_begin, tile_end, y);
+    else matmul_packed_tiles<V, P, kPairTokens, false>(w, q, t_begin, t_end, tile_begin, tile_end, y);
+  }
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ struct Avx512 {
   // Tokens per micro-kernel: the 16-bit emulation of dpbusd needs registers of its own (measured:
   // 4 tokens beat 6 and 8 here).
   static constexpr int kMaxTokens = 4;
+  static constexpr int kRowVectors = 1;
   using I = __m512i;
   using F = __m512;
 
@@ -100,8 +101,12 @@ struct Avx512 {
 };
 
 struct Avx512Vnni : Avx512 {
-  // 12 int32 + 12 float accumulators: enough independent dpbusd chains to cover its latency.
+  // 12 int32 + 12 float accumulators: enough independent dpbusd chains to cover its latency,
+  // as 6 tokens x 2 row vectors (each broadcast activation feeds two dpbusd from a register;
+  // 12 x 1 was bound by the loads of one broadcast per dpbusd) for the formats that can
+  // (Q6_K: 12 x 1). kMaxTokens counts the chains: tokens x row vectors.
   static constexpr int kMaxTokens = 12;
+  static constexpr int kRowVectors = 2;
   static I dpbusd(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
   // The embedded-broadcast form (m32bcst): GCC does not fold set1 of a loaded int into it, and
   // the separate vpbroadcastd per dpbusd doubles the instructions of the micro-kernels.

@@ -15,6 +15,7 @@ namespace {
 struct NeonDotprod {
   static constexpr int L = 4;
   static constexpr int kMaxTokens = 8;  // 32 vector registers: 8 int32 + 8 float accumulators and the weights
+  static constexpr int kRowVectors = 1;
   using I = int32x4_t;
   using F = float32x4_t;
 

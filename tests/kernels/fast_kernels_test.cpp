@@ -121,9 +121,9 @@ TEST_P(FastKernels, ActivationQuantizationMatchesScalar) {
         int32_t halves[2] = {0, 0};
         for (int i = 0; i < 32; ++i) halves[i / 16] += value(t, b * 32 + i);
         const ActivationBlock& a = info[q.at(t, b)];
-        EXPECT_EQ(a.first_half, halves[0]);
-        EXPECT_EQ(a.sum, halves[0] + halves[1]);
-        EXPECT_EQ(a.d_sum, a.d * static_cast<float>(a.sum));
+        EXPECT_EQ(a.minus_8_second_half, -8 * halves[1]);
+        EXPECT_EQ(a.minus_8_sum, -8 * (halves[0] + halves[1]));
+        EXPECT_EQ(a.d_sum, a.d * static_cast<float>(halves[0] + halves[1]));
       }
   }
 }
@@ -452,11 +452,16 @@ TEST(ThreadPool, EveryIndexOnceAcrossManyRuns) {
   ThreadPool pool(3);
   for (int run = 0; run < 200; ++run) {
     const int64_t n = run % 17;
+    const int pieces = run % 3 == 0 ? 1 : run % 3 == 1 ? 4 : 8;  // per thread
     std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    std::atomic<int> calls{0};
     pool.parallel_for(n, [&](int64_t b, int64_t e) {
+      ASSERT_LT(b, e);
+      ++calls;
       for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
-    });
+    }, pieces);
     for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+    EXPECT_LE(calls.load(), std::min<int64_t>(n, 3 * pieces)) << "n " << n << " pieces " << pieces;
   }
 }
 
