@@ -223,112 +223,143 @@ void kv_rows_to_f32(const AttentionBatch& a, const void* base, const float* scal
   }
 }
 
-// out[d] = out[d] * correction + sum over j < n of p[j] * values[j][d]. Keys inner, up to eight
-// vectors of d held in registers across them: out is read and written once per tile. Each
-// vector's sum over the keys is a chain of dependent FMAs: eight chains where head_dim allows
-// (measured: with four, the FMAs waited on each other's latency, 40% of a 512-token prefill's
-// attention time); the order of each element's sum is the same whatever the width.
-template <typename V, typename Rows>
-void accumulate_values(float* out, float correction, const float* p, const Rows& values, int64_t n, int64_t hd) {
+// out_r[d] = out_r[d] * correction_r + sum over j < n of p_r[j] * values[j][d], for R query rows
+// r that see the same n keys. Keys inner, up to eight vectors of d per row held in registers
+// across them: out is read and written once per tile, and each value vector loaded serves the R
+// rows. Each vector's sum over the keys is a chain of dependent FMAs: eight chains where
+// head_dim allows (measured: with four, the FMAs waited on each other's latency, 40% of a
+// 512-token prefill's attention time). The order of each element's sum is the same whatever the
+// width and R, so a row's output does not depend on the rows beside it.
+template <typename V, int R, typename Rows>
+void accumulate_values(float* const* out, const float* correction, const float* const* p, const Rows& values,
+                       int64_t n, int64_t hd) {
   using F = typename V::F;
-  const F c = V::fset1(correction);
-  int64_t d = 0;
-  for (; d + 8 * V::L <= hd; d += 8 * V::L) {
-    F a[8];
+  const auto pass = [&]<int W>(int64_t d) {
+    F a[R][W];
     ORCHARD_UNROLL
-    for (int i = 0; i < 8; ++i) a[i] = V::fmul(c, V::fload(out + d + i * V::L));
-    for (int64_t j = 0; j < n; ++j) {
-      const F pj = V::fset1(p[j]);
+    for (int r = 0; r < R; ++r)
       ORCHARD_UNROLL
-      for (int i = 0; i < 8; ++i) a[i] = V::fma(pj, values.load(j, d + i * V::L), a[i]);
+      for (int i = 0; i < W; ++i) a[r][i] = V::fmul(V::fset1(correction[r]), V::fload(out[r] + d + i * V::L));
+    for (int64_t j = 0; j < n; ++j) {
+      F v[W];
+      ORCHARD_UNROLL
+      for (int i = 0; i < W; ++i) v[i] = values.load(j, d + i * V::L);
+      ORCHARD_UNROLL
+      for (int r = 0; r < R; ++r) {
+        const F pj = V::fset1(p[r][j]);
+        ORCHARD_UNROLL
+        for (int i = 0; i < W; ++i) a[r][i] = V::fma(pj, v[i], a[r][i]);
+      }
     }
     ORCHARD_UNROLL
-    for (int i = 0; i < 8; ++i) V::fstore(out + d + i * V::L, a[i]);
-  }
-  for (; d + 4 * V::L <= hd; d += 4 * V::L) {
-    F a0 = V::fmul(c, V::fload(out + d)), a1 = V::fmul(c, V::fload(out + d + V::L));
-    F a2 = V::fmul(c, V::fload(out + d + 2 * V::L)), a3 = V::fmul(c, V::fload(out + d + 3 * V::L));
-    for (int64_t j = 0; j < n; ++j) {
-      const F pj = V::fset1(p[j]);
-      a0 = V::fma(pj, values.load(j, d), a0);
-      a1 = V::fma(pj, values.load(j, d + V::L), a1);
-      a2 = V::fma(pj, values.load(j, d + 2 * V::L), a2);
-      a3 = V::fma(pj, values.load(j, d + 3 * V::L), a3);
+    for (int r = 0; r < R; ++r)
+      ORCHARD_UNROLL
+      for (int i = 0; i < W; ++i) V::fstore(out[r] + d + i * V::L, a[r][i]);
+  };
+  int64_t d = 0;
+  for (; d + 8 * V::L <= hd; d += 8 * V::L) pass.template operator()<8>(d);
+  for (; d + 4 * V::L <= hd; d += 4 * V::L) pass.template operator()<4>(d);
+  for (; d + V::L <= hd; d += V::L) pass.template operator()<1>(d);
+  for (; d < hd; ++d)
+    for (int r = 0; r < R; ++r) {
+      float a = out[r][d] * correction[r];
+      for (int64_t j = 0; j < n; ++j) a = std::fma(p[r][j], values.at(j, d), a);  // explicit: see attend_tile
+      out[r][d] = a;
     }
-    V::fstore(out + d, a0);
-    V::fstore(out + d + V::L, a1);
-    V::fstore(out + d + 2 * V::L, a2);
-    V::fstore(out + d + 3 * V::L, a3);
-  }
-  for (; d + V::L <= hd; d += V::L) {
-    F a = V::fmul(c, V::fload(out + d));
-    for (int64_t j = 0; j < n; ++j) a = V::fma(V::fset1(p[j]), values.load(j, d), a);
-    V::fstore(out + d, a);
-  }
-  for (; d < hd; ++d) {
-    float a = out[d] * correction;
-    for (int64_t j = 0; j < n; ++j) a = std::fma(p[j], values.at(j, d), a);  // explicit: see attend_tile
-    out[d] = a;
-  }
 }
 
-// p[j] = scale * (q . keys[j]) for j < visible; returns their maximum. V::L keys at a time where
-// head_dim allows: each key's products summed along d in one vector, then the V::L vectors
-// reduced together (V::freduce_each), not one horizontal sum per key. p is written up to the next
-// multiple of V::L with copies of real scores, which attend_tile reads but does not weigh.
-template <typename V, typename Rows>
-ORCHARD_INLINE float scores(const float* q, const Rows& keys, int64_t visible, int64_t hd, float scale, float* p) {
+// p_r[j] = scale * (q_r . keys[j]) for j < visible, for R query rows; tile_max[r]: their maximum.
+// V::L keys at a time where head_dim allows: each key's products summed along d in one vector,
+// then the V::L vectors reduced together (V::freduce_each), not one horizontal sum per key; the
+// keys in halves of V::L / 2 when two rows share the key loads (their accumulators would not fit
+// the registers), each key's vector computed the same way. p is written up to the next multiple
+// of V::L with copies of real scores, which attend_tile reads but does not weigh.
+template <typename V, int R, typename Rows>
+ORCHARD_INLINE void scores(const float* const* q, const Rows& keys, int64_t visible, int64_t hd, float scale,
+                           float* const* p, float* tile_max) {
   using F = typename V::F;
-  F best = V::fset1(-INFINITY);
-  int64_t j = 0;
   if (hd % V::L == 0) {
-    for (; j < visible; j += V::L) {
+    constexpr int kKeys = R == 1 ? V::L : V::L / 2;  // keys per pass
+    F best[R];
+    ORCHARD_UNROLL
+    for (int r = 0; r < R; ++r) best[r] = V::fset1(-INFINITY);
+    for (int64_t j = 0; j < visible; j += V::L) {
       // A last, partial chunk repeats its last key in the lanes past `visible`.
       int64_t key[V::L];
       for (int k = 0; k < V::L; ++k) key[k] = std::min<int64_t>(j + k, visible - 1);
-      F dots[V::L];
-      for (int k = 0; k < V::L; ++k) dots[k] = V::fmul(V::fload(q), keys.load(key[k], 0));
-      for (int64_t d = V::L; d < hd; d += V::L) {
-        const F qd = V::fload(q + d);
-        for (int k = 0; k < V::L; ++k) dots[k] = V::fma(qd, keys.load(key[k], d), dots[k]);
+      F dots[R][V::L];
+      for (int k0 = 0; k0 < V::L; k0 += kKeys) {
+        F acc[R][kKeys];
+        ORCHARD_UNROLL
+        for (int k = 0; k < kKeys; ++k) {
+          const F kv = keys.load(key[k0 + k], 0);
+          ORCHARD_UNROLL
+          for (int r = 0; r < R; ++r) acc[r][k] = V::fmul(V::fload(q[r]), kv);
+        }
+        for (int64_t d = V::L; d < hd; d += V::L) {
+          F qd[R];
+          ORCHARD_UNROLL
+          for (int r = 0; r < R; ++r) qd[r] = V::fload(q[r] + d);
+          ORCHARD_UNROLL
+          for (int k = 0; k < kKeys; ++k) {
+            const F kv = keys.load(key[k0 + k], d);
+            ORCHARD_UNROLL
+            for (int r = 0; r < R; ++r) acc[r][k] = V::fma(qd[r], kv, acc[r][k]);
+          }
+        }
+        ORCHARD_UNROLL
+        for (int r = 0; r < R; ++r)
+          ORCHARD_UNROLL
+          for (int k = 0; k < kKeys; ++k) dots[r][k0 + k] = acc[r][k];
       }
-      const F s = V::fmul(V::freduce_each(dots), V::fset1(scale));
-      V::fstore(p + j, s);
-      best = V::fmax(best, s);
+      ORCHARD_UNROLL
+      for (int r = 0; r < R; ++r) {
+        const F s = V::fmul(V::freduce_each(dots[r]), V::fset1(scale));
+        V::fstore(p[r] + j, s);
+        best[r] = V::fmax(best[r], s);
+      }
     }
-    return V::freduce_max(best);
+    ORCHARD_UNROLL
+    for (int r = 0; r < R; ++r) tile_max[r] = V::freduce_max(best[r]);
+    return;
   }
-  float tile_max = -INFINITY;
-  for (; j < visible; ++j) {
-    p[j] = score<V>(q, keys, j, hd) * scale;
-    tile_max = std::max(tile_max, p[j]);
+  for (int r = 0; r < R; ++r) {
+    tile_max[r] = -INFINITY;
+    int64_t j = 0;
+    for (; j < visible; ++j) {
+      p[r][j] = score<V>(q[r], keys, j, hd) * scale;
+      tile_max[r] = std::max(tile_max[r], p[r][j]);
+    }
+    for (; j % V::L != 0; ++j) p[r][j] = p[r][visible - 1];
   }
-  for (; j % V::L != 0; ++j) p[j] = p[visible - 1];
-  return tile_max;
 }
 
-// One query row against `visible` keys of a tile: scores, the online softmax update, values.
-// p: [kKeyTile] scratch.
-template <typename V, typename Rows>
-ORCHARD_INLINE void attend_tile(const float* q, const Rows& keys, const Rows& values, int64_t visible, int64_t hd,
-                                float scale, float* p, float& running_max, float& running_sum, float* acc) {
-  const float tile_max = scores<V>(q, keys, visible, hd, scale, p);
-  const float new_max = std::max(running_max, tile_max);
-  const float correction = std::exp(running_max - new_max);
-  typename V::F sum = V::fzero();
-  const typename V::F m = V::fset1(new_max);
-  for (int64_t j = 0; j < visible; j += V::L) {
-    typename V::F e = vexp<V>(V::fsub(V::fload(p + j), m));
-    V::fstore(p + j, e);
-    if (visible - j < V::L) e = V::fload_n(p + j, static_cast<int>(visible - j));  // the real keys only
-    sum = V::fadd(sum, e);
+// R query rows that see the same `visible` keys of a tile: scores, the online softmax update,
+// values. p: [R][kKeyTile] scratch.
+template <typename V, int R, typename Rows>
+ORCHARD_INLINE void attend_tile(const float* const* q, const Rows& keys, const Rows& values, int64_t visible,
+                                int64_t hd, float scale, float* const* p, float* running_max, float* running_sum,
+                                float* const* acc) {
+  float tile_max[R], correction[R];
+  scores<V, R>(q, keys, visible, hd, scale, p, tile_max);
+  for (int r = 0; r < R; ++r) {
+    const float new_max = std::max(running_max[r], tile_max[r]);
+    correction[r] = std::exp(running_max[r] - new_max);
+    typename V::F sum = V::fzero();
+    const typename V::F m = V::fset1(new_max);
+    for (int64_t j = 0; j < visible; j += V::L) {
+      typename V::F e = vexp<V>(V::fsub(V::fload(p[r] + j), m));
+      V::fstore(p[r] + j, e);
+      if (visible - j < V::L) e = V::fload_n(p[r] + j, static_cast<int>(visible - j));  // the real keys only
+      sum = V::fadd(sum, e);
+    }
+    // One rounding, written out: as a * b + c the compiler fused it in some inlined copies of
+    // this function and not in others (the rows reading an f16 cache directly, the rows reading
+    // a converted tile), so a row's sum depended on how many rows shared its tile (issue 20).
+    running_sum[r] = std::fma(running_sum[r], correction[r], V::freduce(sum));
+    running_max[r] = new_max;
   }
-  // One rounding, written out: as a * b + c the compiler fused it in some inlined copies of this
-  // function and not in others (the rows reading an f16 cache directly, the rows reading a
-  // converted tile), so a row's sum depended on how many rows shared its tile (issue 20).
-  running_sum = std::fma(running_sum, correction, V::freduce(sum));
-  running_max = new_max;
-  accumulate_values<V>(acc, correction, p, values, visible, hd);
+  accumulate_values<V, R>(acc, correction, p, values, visible, hd);
 }
 
 // Query rows: tokens t_begin .. t_end of heads head_begin .. head_end.
@@ -337,14 +368,14 @@ void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, in
                int64_t t_end) {
   const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd, group = a.n_heads / a.n_kv_heads;
   thread_local std::vector<float> scratch;
-  const size_t need = static_cast<size_t>(2 * kKeyTile * hd + kQueryRows * hd + 2 * kQueryRows + kKeyTile);
+  const size_t need = static_cast<size_t>(2 * kKeyTile * hd + kQueryRows * hd + 2 * kQueryRows + 2 * kKeyTile);
   if (scratch.size() < need) scratch.resize(need);
   float* key_scratch = scratch.data();
   float* value_scratch = key_scratch + kKeyTile * hd;
   float* acc = value_scratch + kKeyTile * hd;  // [kQueryRows, hd]
   float* running_max = acc + kQueryRows * hd;
   float* running_sum = running_max + kQueryRows;
-  float* p = running_sum + kQueryRows;  // [kKeyTile]
+  float* p = running_sum + kQueryRows;  // [2][kKeyTile]
 
   for (int64_t kv_head = head_begin / group; kv_head * group < head_end; ++kv_head) {
     const int64_t h0 = std::max(head_begin, kv_head * group), h1 = std::min(head_end, (kv_head + 1) * group);
@@ -364,13 +395,27 @@ void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, in
         const int64_t n_keys = a.start + t0 + nt;  // keys the tile's last token sees
         for (int64_t k0 = 0; k0 < n_keys; k0 += kKeyTile) {
           const int64_t nk = std::min(kKeyTile, n_keys - k0);
+          // Rows in pairs where two see the same keys: each key and value vector loaded serves
+          // both (the tile's rows otherwise read it from L2 once each).
           auto attend_rows = [&](const auto& keys, const auto& values) {
-            for (int64_t r = 0; r < nr; ++r) {
-              const int64_t token = token_of(r);
-              const int64_t visible = std::min(nk, a.start + token + 1 - k0);  // causal limit
-              if (visible <= 0) continue;
-              attend_tile<V>(a.q + token * q_dim + head_of(r) * hd, keys, values, visible, hd, a.scale, p,
-                             running_max[r], running_sum[r], acc + r * hd);
+            const auto visible = [&](int64_t r) { return std::min(nk, a.start + token_of(r) + 1 - k0); };  // causal
+            const auto query = [&](int64_t r) { return a.q + token_of(r) * q_dim + head_of(r) * hd; };
+            for (int64_t r = 0; r < nr;) {
+              const int64_t seen = visible(r);
+              if (r + 1 < nr && visible(r + 1) == seen && seen > 0) {
+                const float* qs[2] = {query(r), query(r + 1)};
+                float* ps[2] = {p, p + kKeyTile};
+                float* accs[2] = {acc + r * hd, acc + (r + 1) * hd};
+                attend_tile<V, 2>(qs, keys, values, seen, hd, a.scale, ps, running_max + r, running_sum + r, accs);
+                r += 2;
+                continue;
+              }
+              if (seen > 0) {
+                const float* qs[1] = {query(r)};
+                float* accs[1] = {acc + r * hd};
+                attend_tile<V, 1>(qs, keys, values, seen, hd, a.scale, &p, running_max + r, running_sum + r, accs);
+              }
+              ++r;
             }
           };
           const int64_t offset = k0 * kv_dim + kv_head * hd;
