@@ -251,9 +251,13 @@ ORCHARD_INLINE void prefetch_group_ahead(const uint8_t* group, int64_t group_byt
 
 // The micro-kernels: P row vectors (RowVectors) x T tokens from t0, over the groups of `span`.
 // A group's prefetch is asked by its sub-tile 0, for the whole tile.
-template <typename V, int P, int T, bool R>
-void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+//
+// Q4_0 and Q8_0: per 32-input block and row, one f16 scale at `scale_at` bytes into the group
+// and weight = scale * (u - (8 << offset_shift)); weight(group of row vector p, its sub-tile, v)
+// gives w[v].
+template <typename V, int P, int T, bool R, int offset_shift, int scale_at, typename Weight>
+ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                       int64_t t0, GroupSpan span, float* y, const Weight& weight) {
   typename V::F acc[P][T];
   ORCHARD_UNROLL
   for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
@@ -266,12 +270,11 @@ void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
     }
     const ActivationBlock* info = x.info(t0, b);
     typename V::I dot[P][T];
-    // weight = d * (u - 8)
-    block_dots<V, P, T, 0, 8, R>([&](int p, int v) { return nibble_weights<V>(blk[p] + 4 * V::L * r.s(p), v); },
-                                 OffsetStart<V, 0, &ActivationBlock::minus_8_sum>{info}, x, t0, b, dot);
+    block_dots<V, P, T, 0, 8, R>([&](int p, int v) { return weight(blk[p], r.s(p), v); },
+                                 OffsetStart<V, offset_shift, &ActivationBlock::minus_8_sum>{info}, x, t0, b, dot);
     ORCHARD_UNROLL
     for (int p = 0; p < P; ++p) {
-      const typename V::F scale = V::load_f16(blk[p] + 256 + 2 * V::L * r.s(p));
+      const typename V::F scale = V::load_f16(blk[p] + scale_at + 2 * V::L * r.s(p));
       ORCHARD_UNROLL
       for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(scale, V::fset1(info[t].d)), acc[p][t]);
     }
@@ -280,33 +283,22 @@ void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
 }
 
+// weight = d * (u - 8), nibbles.
+template <typename V, int P, int T, bool R>
+void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
+  rows_scaled_blocks<V, P, T, R, 0, 256>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
+    return nibble_weights<V>(blk + 4 * V::L * s, v);
+  });
+}
+
+// weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
 template <typename V, int P, int T, bool R>
 void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
-  typename V::F acc[P][T];
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
-  for (int64_t b = span.begin; b < span.end; ++b) {
-    const uint8_t* blk[P];
-    ORCHARD_UNROLL
-    for (int p = 0; p < P; ++p) {
-      blk[p] = r.tile[p] + b * w.group_bytes;
-      if (r.s(p) == 0) prefetch_group_ahead(blk[p], w.group_bytes);
-    }
-    const ActivationBlock* info = x.info(t0, b);
-    typename V::I dot[P][T];
-    // weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
-    block_dots<V, P, T, 0, 8, R>([&](int p, int v) { return V::load(blk[p] + 64 * v + 4 * V::L * r.s(p)); },
-                                 OffsetStart<V, 4, &ActivationBlock::minus_8_sum>{info}, x, t0, b, dot);
-    ORCHARD_UNROLL
-    for (int p = 0; p < P; ++p) {
-      const typename V::F scale = V::load_f16(blk[p] + 512 + 2 * V::L * r.s(p));
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(scale, V::fset1(info[t].d)), acc[p][t]);
-    }
-  }
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
+  rows_scaled_blocks<V, P, T, R, 4, 512>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
+    return V::load(blk + 64 * v + 4 * V::L * s);
+  });
 }
 
 template <typename V, int P, int T, bool R>
