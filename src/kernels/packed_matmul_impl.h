@@ -196,7 +196,7 @@ ORCHARD_INLINE void unpack_nibbles(const uint8_t* chunks, int s, typename V::I* 
 
 // P consecutive row vectors (V::L output rows each) from row vector rv0: row vector r is sub-tile
 // r % S of tile r / S, S = kTileRows / V::L. A field of a group is addressed as
-// group(p, b) + field offset + (bytes per row) * V::L * s[p].
+// group(p, b) + field offset + (bytes per row) * V::L * s(p).
 template <typename V, int P>
 struct RowVectors {
   static constexpr int64_t S = kTileRows / V::L;
