@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -30,11 +31,12 @@ class ThreadPool {
   }
 
   // Splits [0, n) into contiguous ranges and calls fn(begin, end) for each non-empty one: one
-  // range per thread, or with pieces_per_thread > 1 that many per thread, which the threads
-  // claim in order as they finish the last. Claimed pieces even out the threads when one is
-  // slowed (another process on its core, a page fault): long operations such as a prefill's
-  // matmuls take them; short ones (a decode step's) keep one range per thread, which streams
-  // the weights in two sequential halves.
+  // range per thread, or with pieces_per_thread > 1 each thread's range in that many pieces. A
+  // thread takes its own pieces from the front, in order, and when they are done takes the
+  // other threads' pieces from the back. So each thread streams its own part of the data in
+  // order, as with one range each, but a thread slowed by another process on its core (or by a
+  // page fault) does not leave the others waiting: measured, both threads were 7-15% idle in a
+  // 512-token prefill with one range each.
   template <typename Fn>
   void parallel_for(int64_t n, Fn&& fn, int pieces_per_thread = 1) {
     if (n_threads_ == 1 || n <= 1) {
@@ -49,12 +51,13 @@ class ThreadPool {
       return;
     }
     const int64_t pieces = std::min<int64_t>(n, int64_t{n_threads_} * pieces_per_thread);
-    std::atomic<int64_t> next{0};
-    run([&](int, int) {
-      for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < pieces;) {
-        const int64_t begin = n * i / pieces, end = n * (i + 1) / pieces;
-        if (begin < end) fn(begin, end);
-      }
+    for (int t = 0; t < n_threads_; ++t)
+      pieces_[t].set(pieces * t / n_threads_, pieces * (t + 1) / n_threads_);
+    run([&](int thread, int n_threads) {
+      const auto piece = [&](int64_t i) { fn(n * i / pieces, n * (i + 1) / pieces); };
+      for (int64_t i; (i = pieces_[thread].take(true)) >= 0;) piece(i);
+      for (int other = 1; other < n_threads; ++other)
+        for (int64_t i; (i = pieces_[(thread + other) % n_threads].take(false)) >= 0;) piece(i);
     });
   }
 
@@ -63,7 +66,28 @@ class ThreadPool {
   void run_raw(RawFn fn, void* ctx);
   void worker_loop(int thread);
 
+  // The pieces [front, back) of one thread's range not yet taken, in one word so that the owner
+  // (from the front) and the others (from the back) never take the same one.
+  struct alignas(64) Pieces {
+    std::atomic<uint64_t> range{0};
+    void set(int64_t front, int64_t back) {
+      range.store(static_cast<uint64_t>(front) | static_cast<uint64_t>(back) << 32, std::memory_order_relaxed);
+    }
+    // The index of the piece taken, or -1 when none is left.
+    int64_t take(bool from_front) {
+      uint64_t seen = range.load(std::memory_order_relaxed);
+      for (;;) {
+        const uint64_t front = seen & 0xffffffffu, back = seen >> 32;
+        if (front >= back) return -1;
+        const uint64_t next = from_front ? (front + 1) | back << 32 : front | (back - 1) << 32;
+        if (range.compare_exchange_weak(seen, next, std::memory_order_relaxed))
+          return static_cast<int64_t>(from_front ? front : back - 1);
+      }
+    }
+  };
+
   int n_threads_;
+  std::unique_ptr<Pieces[]> pieces_;
   std::vector<std::thread> workers_;
   RawFn fn_ = nullptr;
   void* ctx_ = nullptr;

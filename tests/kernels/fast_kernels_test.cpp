@@ -3,10 +3,13 @@
 // token counts past the micro-kernel and token-block widths, contexts longer than a key tile.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/half.h"
@@ -463,6 +466,37 @@ TEST(ThreadPool, EveryIndexOnceAcrossManyRuns) {
     for (auto& h : hits) ASSERT_EQ(h.load(), 1);
     EXPECT_LE(calls.load(), std::min<int64_t>(n, 3 * pieces)) << "n " << n << " pieces " << pieces;
   }
+}
+
+// A thread held up in its first piece (as by another process on its core) does not hold up the
+// rest of its range: another thread takes those pieces from the back, and a thread's own
+// pieces run in order.
+TEST(ThreadPool, PiecesOfAHeldUpThreadAreTakenByTheOthers) {
+  ThreadPool pool(2);
+  constexpr int64_t n = 16;  // 8 pieces per thread: thread 0 owns [0, 8), thread 1 [8, 16)
+  std::atomic<bool> taken_by_other{false};
+  std::vector<int64_t> order_on_caller, taken_from_caller;
+  const std::thread::id caller = std::this_thread::get_id();
+  pool.parallel_for(n, [&](int64_t b, int64_t e) {
+    ASSERT_EQ(e, b + 1);
+    if (std::this_thread::get_id() == caller) {
+      order_on_caller.push_back(b);
+      // Wait (at most 10 s) for the other thread to take one of this range's pieces.
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (b == 0 && !taken_by_other && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    } else if (b < 8) {
+      taken_from_caller.push_back(b);
+      taken_by_other = true;
+    }
+  }, 8);
+  EXPECT_TRUE(taken_by_other) << "the other thread never took a piece of the held-up thread's range";
+  ASSERT_FALSE(taken_from_caller.empty());
+  for (size_t i = 0; i < taken_from_caller.size(); ++i)
+    EXPECT_EQ(taken_from_caller[i], 7 - static_cast<int64_t>(i)) << "taken from the back of the range";
+  ASSERT_FALSE(order_on_caller.empty());
+  EXPECT_EQ(order_on_caller.front(), 0);
+  for (size_t i = 1; i < order_on_caller.size(); ++i)
+    if (order_on_caller[i] < 8) EXPECT_EQ(order_on_caller[i], order_on_caller[i - 1] + 1) << "own pieces in order";
 }
 
 }  // namespace
