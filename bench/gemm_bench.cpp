@@ -3,9 +3,15 @@
 // shared machine disturb the figure less.
 //
 //   gemm_bench [--isa avx512vnni] [--type q4_0|q4_k|q8_0|q6_k] [--tokens 512] [--reps 3]
-//              [--activations residual|int8] [--shape INxOUT ...]
+//              [--activations residual|int8] [--shape INxOUT ...] [--copies N]
+//
+// --copies N: N packed copies of each matrix, one per repetition in turn, so that with enough
+// of them (their bytes well past the L3 cache) every repetition reads its weights from memory.
+// Each line then also gives the weights' bytes per second, and those of a plain read of the
+// same bytes (vector loads and nothing else: what one core can stream).
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -46,12 +52,33 @@ std::vector<uint8_t> random_weights(DType type, int64_t in, int64_t out, std::mt
   return bytes;
 }
 
+// Reads n bytes with 64-byte vector loads into 4 independent chains (as ../shared/tools/limits.c
+// does for its bandwidth), nothing else.
+void plain_read(const uint8_t* bytes, size_t n) {
+  using Line = uint64_t __attribute__((vector_size(64)));
+  const auto load = [&](size_t at) {
+    Line line;
+    std::memcpy(&line, bytes + at, 64);
+    return line;
+  };
+  Line a = {}, b = {}, c = {}, d = {};
+  for (size_t at = 0; at + 256 <= n; at += 256) {
+    a ^= load(at);
+    b ^= load(at + 64);
+    c ^= load(at + 128);
+    d ^= load(at + 192);
+  }
+  const Line all = a ^ b ^ c ^ d;
+  volatile uint64_t sink = all[0] ^ all[7];
+  (void)sink;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string isa_arg = "avx512vnni", type_arg = "q4_0", act = "residual";
   int64_t tokens = 512;
-  int reps = 3;
+  int reps = 3, copies = 1;
   std::vector<std::pair<int64_t, int64_t>> shapes;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
@@ -59,6 +86,7 @@ int main(int argc, char** argv) {
     else if (a == "--type") type_arg = v;
     else if (a == "--tokens") tokens = std::stoll(v);
     else if (a == "--reps") reps = std::stoi(v);
+    else if (a == "--copies") copies = std::max(1, std::stoi(v));
     else if (a == "--activations") act = v;
     else if (a == "--shape") {
       const size_t x = v.find('x');
@@ -81,8 +109,12 @@ int main(int argc, char** argv) {
   for (auto [in, out] : shapes) {
     std::vector<uint8_t> bytes = random_weights(type, in, out, rng);
     const TensorRef ref{"w", type, {in, out}, bytes.data(), bytes.size()};
-    PackedMatrix p = allocate_packed(ref, *packed_format_for(type));
-    pack_tiles(ref, p, 0, p.tiles);
+    std::vector<PackedMatrix> packed;
+    for (int c = 0; c < copies; ++c) {
+      packed.push_back(allocate_packed(ref, *packed_format_for(type)));
+      pack_tiles(ref, packed.back(), 0, packed.back().tiles);
+    }
+    const size_t weight_bytes = static_cast<size_t>(packed[0].tiles) * packed[0].tile_bytes;
 
     std::vector<float> x(static_cast<size_t>(tokens * in)), y(static_cast<size_t>(tokens * out));
     std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -92,12 +124,19 @@ int main(int argc, char** argv) {
     std::vector<ActivationBlock> info(static_cast<size_t>(tokens * in / kBlock));
     QuantizedActivations q{tokens, in, in / kBlock, qs.data(), residual ? lo.data() : nullptr, info.data()};
 
-    double best = 1e30;
+    double best = 1e30, best_read = 1e30;
     for (int r = 0; r < reps; ++r) {
+      const PackedMatrix& p = packed[static_cast<size_t>(r % copies)];
       const double t0 = thread_seconds();
       k.quantize(x.data(), 0, tokens, q);
       k.matmul_packed(p, q, 0, tokens, 0, p.tiles, y.data());
       best = std::min(best, thread_seconds() - t0);
+      if (copies > 1) {
+        const PackedMatrix& other = packed[static_cast<size_t>((r + copies / 2) % copies)];
+        const double t1 = thread_seconds();
+        plain_read(other.memory.get(), weight_bytes);
+        best_read = std::min(best_read, thread_seconds() - t1);
+      }
     }
     const double ops = 2.0 * static_cast<double>(in * out * tokens);
     total_ops += ops;
@@ -105,6 +144,9 @@ int main(int argc, char** argv) {
     std::printf("%s %s %-9s %5lldx%-5lld n=%lld  %8.2f ms  %6.1f GOPS\n", std::string(isa_name(isa)).c_str(), type_arg.c_str(),
                 act.c_str(), static_cast<long long>(in), static_cast<long long>(out),
                 static_cast<long long>(tokens), best * 1e3, ops / best * 1e-9);
+    if (copies > 1)
+      std::printf("  from memory: weights %.1f GB/s, a plain read of them %.1f GB/s\n", weight_bytes / best * 1e-9,
+                  weight_bytes / best_read * 1e-9);
   }
   std::printf("total %.2f ms  %.1f GOPS\n", total_seconds * 1e3, total_ops / total_seconds * 1e-9);
   return 0;
