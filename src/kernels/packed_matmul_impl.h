@@ -407,7 +407,7 @@ void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t
 template <typename V, int P, int T, bool R>
 void run_panel(const PackedMatrix& w, int64_t tile_begin, int64_t tile_end, const TokenView<V>& x,
                int64_t t, GroupSpan span, float* y) {
-  constexpr int64_t S = kTileRows / V::L;
+  constexpr int64_t S = RowVectors<V, P>::S;
   int64_t rv = tile_begin * S;
   for (; rv + P <= tile_end * S; rv += P) run_rows<V, P, T, R>(w, rv, x, t, span, y);
   for (; rv < tile_end * S; ++rv) run_rows<V, 1, T, R>(w, rv, x, t, span, y);
