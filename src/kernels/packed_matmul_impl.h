@@ -31,13 +31,26 @@
 namespace orchard {
 namespace {
 
+// The activations of tokens t, t + 1, ... in one block (consecutive: the layout is block-major).
+struct BlockActivations {
+  const int8_t* quants;         // kBlock per token
+  const int8_t* low;            // the second level's, or null
+  const ActivationBlock* info;  // one per token
+};
+
 template <typename V>
 struct TokenView {
   const QuantizedActivations& x;
-  const int8_t* quants(int64_t t, int64_t block) const { return x.qs + x.at(t, block) * kBlock; }
-  const int8_t* low(int64_t t, int64_t block) const { return x.lo + x.at(t, block) * kBlock; }
-  // Of tokens t, t + 1, ... (consecutive: the layout is block-major).
-  const ActivationBlock* info(int64_t t, int64_t block) const { return x.info + x.at(t, block); }
+  BlockActivations block(int64_t t, int64_t b) const {
+    return {x.qs + x.at(t, b) * kBlock, x.lo ? x.lo + x.at(t, b) * kBlock : nullptr, x.info + x.at(t, b)};
+  }
+  // The same tokens' next block: a pointer step, where block() multiplies (measured: Q4_0 one
+  // token from memory, 8960x1536, 25 against 27 GB/s, see rows_scaled_blocks).
+  void next(BlockActivations& a) const {
+    a.quants += x.n * kBlock;
+    if (a.low) a.low += x.n * kBlock;
+    a.info += x.n;
+  }
 };
 
 // The groups [begin, end) of the tile one call covers; `accumulate`: y already holds the sum over
@@ -68,17 +81,17 @@ ORCHARD_INLINE void dots_step(typename V::I (&dot)[P][T], const typename V::I* w
 }
 
 // dot[p][t] = start(t) + sum over v in [first, last) of w[p][v] . a[4v .. 4v+3], for P row
-// vectors p and T tokens t0 + t, a the integer activations of block b (qs, or 256 * qs + lo when
-// kResidual); start(t) is the format's offset correction (ActivationBlock). Weight vector outer,
-// token inner: every step issues P * T independent dpbusd, so their latency is covered by the
-// other chains instead of by out-of-order reach across serial chains.
+// vectors p and the T tokens of a, a's integer activations (qs, or 256 * qs + lo when kResidual);
+// start(t) is the format's offset correction (ActivationBlock). Weight vector outer, token inner:
+// every step issues P * T independent dpbusd, so their latency is covered by the other chains
+// instead of by out-of-order reach across serial chains.
 //
 // weight(p, v) gives w[p][v]; the nibble formats unpack it there, just in time, so that few
 // weight vectors are live and the registers go to more tokens (the residual pass unpacks again:
 // an L1 load and two ALU operations, against T dpbusd).
 template <typename V, int P, int T, int first, int last, bool kResidual, typename Weights, typename Start>
-ORCHARD_INLINE void block_dots(const Weights& weight, const Start& start, const TokenView<V>& x, int64_t t0,
-                               int64_t b, typename V::I (&dot)[P][T]) {
+ORCHARD_INLINE void block_dots(const Weights& weight, const Start& start, const BlockActivations& a,
+                               typename V::I (&dot)[P][T]) {
   using I = typename V::I;
   const auto weights = [&](int v, I* w) {
     ORCHARD_UNROLL
@@ -90,7 +103,7 @@ ORCHARD_INLINE void block_dots(const Weights& weight, const Start& start, const 
     ORCHARD_UNROLL
     for (int p = 0; p < P; ++p) dot[p][t] = s;
   }
-  const int8_t* quants = x.quants(t0, b);
+  const int8_t* quants = a.quants;
   if constexpr (!kResidual && P * T <= 4) {
     // Few chains on one level (decode): each sum in two chains, the block's first and second
     // halves, added at the end (integers: the same sum). One chain would make a decoded token
@@ -129,7 +142,7 @@ ORCHARD_INLINE void block_dots(const Weights& weight, const Start& start, const 
   }
   if constexpr (kResidual) {
     // (sum w . qs) * 256 + sum w . lo: the same integer as sum w . (256 qs + lo), exactly.
-    const int8_t* low = x.low(t0, b);
+    const int8_t* low = a.low;
     I lo[P][T];
     constexpr bool kOwnChains = P * T <= 4;
     ORCHARD_UNROLL
@@ -261,22 +274,32 @@ ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V
   typename V::F acc[P][T];
   ORCHARD_UNROLL
   for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
-  for (int64_t b = span.begin; b < span.end; ++b) {
-    const uint8_t* blk[P];
+  // With few tokens (decode: the pass waits on memory) the weights are asked for 8 groups at a
+  // time, not group by group. Measured on one core, one token, weights from memory
+  // (bench/gemm_bench.cpp --tokens 1 --copies 64), 1536x8960 and 8960x1536: Q4_0 26/24 ->
+  // 30/27 GB/s, Q8_0 24/23 -> 29/30; 1.5B decode, tg128, 3 interleaved runs: Q4_0 44.3 -> 48.3
+  // t/s, Q8_0 24.6 -> 28.2. With more tokens the bursts cost more than they gain (512 tokens from
+  // cache, Q4_0: 555 against 600 int8 GOPS), so those keep one group at a time.
+  constexpr int64_t kPrefetchBlocks = P * T <= 4 ? 8 : 1;
+  const uint8_t* blk[P];  // block b's group, of row vector p's tile
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) blk[p] = r.tile[p] + span.begin * w.group_bytes;
+  BlockActivations a = x.block(t0, span.begin);
+  for (int64_t b = span.begin; b < span.end; ++b, x.next(a)) {
     ORCHARD_UNROLL
-    for (int p = 0; p < P; ++p) {
-      blk[p] = r.tile[p] + b * w.group_bytes;
-      if (r.s(p) == 0) prefetch_group_ahead(blk[p], w.group_bytes);
-    }
-    const ActivationBlock* info = x.info(t0, b);
+    for (int p = 0; p < P; ++p)
+      if (r.s(p) == 0 && (b - span.begin) % kPrefetchBlocks == 0)
+        prefetch_group_ahead(blk[p], kPrefetchBlocks * w.group_bytes);
+    const ActivationBlock* info = a.info;
     typename V::I dot[P][T];
     block_dots<V, P, T, 0, 8, R>([&](int p, int v) { return weight(blk[p], r.s(p), v); },
-                                 OffsetStart<V, offset_shift, &ActivationBlock::minus_8_sum>{info}, x, t0, b, dot);
+                                 OffsetStart<V, offset_shift, &ActivationBlock::minus_8_sum>{info}, a, dot);
     ORCHARD_UNROLL
     for (int p = 0; p < P; ++p) {
       const typename V::F scale = V::load_f16(blk[p] + scale_at + 2 * V::L * r.s(p));
       ORCHARD_UNROLL
       for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(scale, V::fset1(info[t].d)), acc[p][t]);
+      blk[p] += w.group_bytes;
     }
   }
   ORCHARD_UNROLL
@@ -319,12 +342,12 @@ void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
       dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
     }
     for (int j = 0; j < 8; ++j) {
-      const int64_t b = g * 8 + j;
+      const BlockActivations a = x.block(t0, g * 8 + j);
       typename V::I dot[P][T];
       block_dots<V, P, T, 0, 8, R>(
           [&](int p, int v) { return nibble_weights<V>(sb[p] + 320 + 256 * j + 4 * V::L * r.s(p), v); }, ZeroStart<V>{},
-          x, t0, b, dot);
-      const ActivationBlock* info = x.info(t0, b);
+          a, dot);
+      const ActivationBlock* info = a.info;
       ORCHARD_UNROLL
       for (int p = 0; p < P; ++p) {
         // weight = (d * scale) * u - (dmin * min), rounded as dequantize_row rounds them.
@@ -357,7 +380,7 @@ void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView
     const typename V::F d = V::load_f16(sb + 2 * V::L * s);
     const I bits45 = V::set1_8(0x30);
     for (int j = 0; j < 8; ++j) {
-      const int64_t b = g * 8 + j;
+      const BlockActivations a = x.block(t0, g * 8 + j);
       // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
       const typename V::F step0 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j) + V::L * s));
       const typename V::F step1 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j + 1) + V::L * s));
@@ -372,16 +395,16 @@ void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView
         wv[4 * h + 2] = V::or_(wv[4 * h + 2], V::and_(high, bits45));
         wv[4 * h + 3] = V::or_(wv[4 * h + 3], V::and_(V::template srli<2>(high), bits45));
       }
-      const ActivationBlock* info = x.info(t0, b);
+      const ActivationBlock* info = a.info;
       const auto weight = [&](int, int v) { return wv[v]; };
       // -32 * the first half's sum: -8 * (sum - second half), times 4.
       const auto first_half_start = [&](int t) {
         return V::template slli<2>(V::sub(V::set1(info[t].minus_8_sum), V::set1(info[t].minus_8_second_half)));
       };
-      block_dots<V, 1, T, 0, 4, R>(weight, first_half_start, x, t0, b, dot);
+      block_dots<V, 1, T, 0, 4, R>(weight, first_half_start, a, dot);
       ORCHARD_UNROLL
       for (int t = 0; t < T; ++t) acc[0][t] = V::fma(V::cvt(dot[0][t]), V::fmul(step0, V::fset1(info[t].d)), acc[0][t]);
-      block_dots<V, 1, T, 4, 8, R>(weight, OffsetStart<V, 2, &ActivationBlock::minus_8_second_half>{info}, x, t0, b, dot);
+      block_dots<V, 1, T, 4, 8, R>(weight, OffsetStart<V, 2, &ActivationBlock::minus_8_second_half>{info}, a, dot);
       ORCHARD_UNROLL
       for (int t = 0; t < T; ++t) acc[0][t] = V::fma(V::cvt(dot[0][t]), V::fmul(step1, V::fset1(info[t].d)), acc[0][t]);
     }
