@@ -154,6 +154,9 @@ TEST_P(FastKernels, MatmulMatchesReference) {
       // several token blocks, and token counts that leave every tail micro-kernel.
       {DType::Q4_0, 4160, 350, 13}, {DType::Q4_K, 2560, 40, 203}, {DType::Q6_K, 2304, 17, 25},
       {DType::Q8_0, 2080, 20, 100},
+      // Decode over long rows: the weights asked for in bursts of 8 blocks, 130 and 65 blocks
+      // leaving a partial last burst.
+      {DType::Q4_0, 4160, 35, 1},   {DType::Q8_0, 2080, 33, 2},
   };
   for (const MatmulCase& c : cases) {
     SCOPED_TRACE(std::string(dtype_name(c.type)) + " in " + std::to_string(c.in) + " out " +
