@@ -269,6 +269,12 @@ int run_bench(Args& args) {
   const SamplingParams sampling =
       sampling_params(args, SamplingParams{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f});
   const bool measure_levels = measure_activation_levels(args);
+  // Only the --batch steps sample; pp and tg decode greedily, so a sampling option there would
+  // be silently ignored.
+  if (batch == 0)
+    for (const char* name : {"temperature", "top-k", "top-p", "min-p", "repeat-penalty", "seed", "presence-penalty",
+                             "frequency-penalty"})
+      if (args.get(name)) fail("orchard bench: --", name, " goes with --batch (pp and tg decode greedily)");
   args.finish();
   if (batch < 0 || batch > 256) fail("orchard bench: --batch must be between 1 and 256");
   if (batch > 0 && spec.mode != SpeculationMode::off) fail("orchard bench: --batch does not go with speculation");

@@ -71,6 +71,14 @@ TEST(CliFiles, NegativeContextSizeIsRefused) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("l.f32")));
 }
 
+// bench's pp and tg decode greedily: a sampling option without --batch would be ignored.
+TEST(CliFiles, BenchRefusesSamplingWithoutBatch) {
+  expect_one_line_error(run_cli({"bench", "--model", kQwen, "-p", "1", "-n", "1", "--temperature", "0.5"}),
+                        "--temperature goes with --batch");
+  expect_one_line_error(run_cli({"bench", "--model", kQwen, "-p", "1", "-n", "1", "--top-k", "5"}),
+                        "--top-k goes with --batch");
+}
+
 // A context whose KV cache cannot fit is refused before allocating, naming --ctx-size and the
 // bytes it needs (it was "out of memory", exit 3, or the OOM killer).
 TEST(CliFiles, HugeContextIsRefusedNamingTheOptionAndTheBytes) {
