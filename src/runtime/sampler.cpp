@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_set>
 
 #include "base/error.h"
 #include "kernels/kernels.h"
@@ -140,15 +139,16 @@ void Sampler::penalized(std::span<const float> logits, std::vector<Candidate>& o
       if (id >= 0 && id < n) out.push_back({id, logits[id]});
   for (const auto& [id, count] : generated_counts_)
     if (id >= 0 && id < n) out.push_back({id, logits[id]});
-  std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+  std::sort(out.begin(), out.end(), by_id);
   out.erase(std::unique(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) { return a.id == b.id; }),
             out.end());
-  const std::unordered_set<int32_t> recent = params_.repeat_penalty != 1.0f
-                                                 ? std::unordered_set<int32_t>(recent_.begin(), recent_.end())
-                                                 : std::unordered_set<int32_t>();
+  thread_local std::vector<int32_t> recent;  // sorted
+  recent.clear();
+  if (params_.repeat_penalty != 1.0f) recent.assign(recent_.begin(), recent_.end());
+  std::sort(recent.begin(), recent.end());
   for (Candidate& c : out) {
     // Each distinct recent token once: shrink positive logits, push negative ones down.
-    if (recent.count(c.id)) c.logit = c.logit > 0 ? c.logit / params_.repeat_penalty : c.logit * params_.repeat_penalty;
+    if (std::binary_search(recent.begin(), recent.end(), c.id)) c.logit = c.logit > 0 ? c.logit / params_.repeat_penalty : c.logit * params_.repeat_penalty;
     // OpenAI's presence and frequency penalties, on the tokens generated so far.
     if (auto it = generated_counts_.find(c.id); it != generated_counts_.end())
       c.logit -= static_cast<float>(it->second) * params_.frequency_penalty + params_.presence_penalty;
@@ -187,9 +187,7 @@ void Sampler::top_candidates(std::span<const float> logits, size_t k) {
     for (const int32_t end = std::min(n, i + 64); i < end; ++i) {
       const float l = logits[static_cast<size_t>(i)];
       if (cut ? !(l > bar) : !(l >= bar)) continue;
-      if (std::binary_search(changed.begin(), changed.end(), Candidate{i, 0},
-                             [](const Candidate& a, const Candidate& b) { return a.id < b.id; }))
-        continue;
+      if (std::binary_search(changed.begin(), changed.end(), Candidate{i, 0}, by_id)) continue;
       kept.push_back({i, l});
       if (kept.size() >= capacity) {
         std::nth_element(kept.begin(), kept.begin() + static_cast<ptrdiff_t>(k - 1), kept.end(), by_logit<Candidate>);

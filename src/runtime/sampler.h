@@ -60,6 +60,7 @@ class Sampler {
     int32_t id;
     float logit;
   };
+  static bool by_id(const Candidate& a, const Candidate& b) { return a.id < b.id; }
   // The tokens the repeat, presence and frequency penalties change, with their penalized logits,
   // by id.
   void penalized(std::span<const float> logits, std::vector<Candidate>& out) const;
