@@ -277,9 +277,9 @@ ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V
   // With few tokens (decode: the pass waits on memory) the weights are asked for 8 groups at a
   // time, not group by group. Measured on one core, one token, weights from memory
   // (bench/gemm_bench.cpp --tokens 1 --copies 64), 1536x8960 and 8960x1536: Q4_0 26/24 ->
-  // 30/27 GB/s, Q8_0 24/23 -> 29/30; 1.5B decode, tg128, 3 interleaved runs: Q4_0 44.3 -> 48.3
-  // t/s, Q8_0 24.6 -> 28.2. With more tokens the bursts cost more than they gain (512 tokens from
-  // cache, Q4_0: 555 against 600 int8 GOPS), so those keep one group at a time.
+  // 30/27 GB/s, Q8_0 24/23 -> 29/30; 1.5B decode, tg128, medians of 3 interleaved runs in four
+  // sets: Q4_0 +2 to +12%, Q8_0 +4 to +15%. With more tokens the bursts cost more than they gain
+  // (512 tokens from cache, Q4_0: 555 against 600 int8 GOPS), so those keep one group at a time.
   constexpr int64_t kPrefetchBlocks = P * T <= 4 ? 8 : 1;
   const uint8_t* blk[P];  // block b's group, of row vector p's tile
   ORCHARD_UNROLL
