@@ -148,7 +148,8 @@ void Sampler::penalized(std::span<const float> logits, std::vector<Candidate>& o
   std::sort(recent.begin(), recent.end());
   for (Candidate& c : out) {
     // Each distinct recent token once: shrink positive logits, push negative ones down.
-    if (std::binary_search(recent.begin(), recent.end(), c.id)) c.logit = c.logit > 0 ? c.logit / params_.repeat_penalty : c.logit * params_.repeat_penalty;
+    if (std::binary_search(recent.begin(), recent.end(), c.id))
+      c.logit = c.logit > 0 ? c.logit / params_.repeat_penalty : c.logit * params_.repeat_penalty;
     // OpenAI's presence and frequency penalties, on the tokens generated so far.
     if (auto it = generated_counts_.find(c.id); it != generated_counts_.end())
       c.logit -= static_cast<float>(it->second) * params_.frequency_penalty + params_.presence_penalty;
