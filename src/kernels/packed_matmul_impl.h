@@ -257,9 +257,20 @@ ORCHARD_INLINE void store_rows(const typename V::F* acc, float* y, int64_t out, 
 // memory's bandwidth once the micro-kernels read it for several tokens (the 151936-row output
 // matrix of a 0.5B model, 12 tokens: 26.5 ms without, 9.5 ms with). Prefetches never fault, so
 // running past the matrix's end is harmless.
+//
+// Then it reads one byte of the group itself, at once. With the prefetches alone a one-token pass
+// streamed Q4_0 at 30 GB/s on one core where Q4_K, whose kernel loads its group's scales first,
+// streamed at 42; the read closed that gap (gemm_bench --tokens 1 --copies 64, 1536x8960 and
+// 8960x1536, medians of 3: Q4_0 30/26 -> 44/43 GB/s, Q8_0 31/31 -> 41/41; 1.5B decode on two
+// threads, Q4_0 55 -> 71 t/s). A throwaway microbenchmark showed the same: any early demand load
+// of each group's first line, even a scalar one whose value is unused, took a Q4_0-shaped loop
+// from 25 to 44 GB/s, and a dependence on such a load is what made the Q4_K-shaped loop fast. This
+// VM exposes no performance counters, so the mechanism is a guess: the hardware prefetchers train
+// on demand loads that wait for memory, and software prefetches alone leave them idle.
 ORCHARD_INLINE void prefetch_group_ahead(const uint8_t* group, int64_t group_bytes) {
   constexpr int64_t kAhead = 4096;
   for (int64_t at = 0; at < group_bytes; at += 64) __builtin_prefetch(group + kAhead + at);
+  (void)*static_cast<const volatile uint8_t*>(group);
 }
 
 // The micro-kernels: P row vectors (RowVectors) x T tokens from t0, over the groups of `span`.
