@@ -73,7 +73,11 @@ class MatmulProbe {
 
 class Transformer {
  public:
-  static constexpr int64_t kFfnChunk = 256;  // tokens per feed-forward pass in prefill
+  // Tokens per feed-forward pass in prefill: the [tokens, ffn_dim] intermediates are the largest
+  // activations. 128 rather than 256 keeps a 512-token prefill of the 1.5B shape's q4_os file
+  // within issue 22's memory limit (peak RSS 946 -> 935 MiB, limit 942); pp512 did not move
+  // (Q4_0 329.5 against 328, q4_os 120.9 against 123.1 t/s, medians of 3 interleaved runs).
+  static constexpr int64_t kFfnChunk = 128;
 
   // n_threads <= 0: one per available CPU. Each of `n_sequences` sequences has its own KV
   // cache of n_ctx positions; one forward pass can advance several of them together, reading
