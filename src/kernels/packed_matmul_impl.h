@@ -291,6 +291,8 @@ ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V
   // 30/27 GB/s, Q8_0 24/23 -> 29/30; 1.5B decode, tg128, medians of 3 interleaved runs in four
   // sets: Q4_0 +2 to +12%, Q8_0 +4 to +15%. With more tokens the bursts cost more than they gain
   // (512 tokens from cache, Q4_0: 555 against 600 int8 GOPS), so those keep one group at a time.
+  // Since prefetch_group_ahead also reads its group's first byte, the bursts matter more: group by
+  // group, one token, the same shapes streamed at 30/21 GB/s against 43/42 (bursts of 16: 42/39).
   constexpr int64_t kPrefetchBlocks = P * T <= 4 ? 8 : 1;
   const uint8_t* blk[P];  // block b's group, of row vector p's tile
   ORCHARD_UNROLL
