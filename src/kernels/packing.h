@@ -58,6 +58,11 @@ std::optional<PackedFormat> packed_format_for(DType type);
 // Repacks `w` (any type packed_format_for accepts, `in` a multiple of its block). Rows of tile
 // ranges are independent: `pack_tiles` fills tiles [begin, end) so that loading can run in parallel.
 PackedMatrix allocate_packed(const TensorRef& w, PackedFormat format);
+// Anonymous memory for packed weights, zeroed: pages of its own (not the heap), returned to the
+// OS when the last owner goes; from 2 MiB up, 2 MiB-aligned and asked for in transparent huge
+// pages (packing.cpp says why). A model's matrices share one (pack_weights), each
+// PackedMatrix::memory pointing into it.
+std::shared_ptr<uint8_t> allocate_weight_memory(size_t bytes);
 // The layout allocate_packed would give `w`, without memory: limited-memory mode packs into
 // buffers of its own (bytes: tiles * tile_bytes).
 PackedMatrix describe_packed(const TensorRef& w, PackedFormat format);

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <unordered_set>
 
 #include "kernels/thread_pool.h"
 #include "model/activation_levels.h"
@@ -32,16 +34,32 @@ void pack_weights(Model::Impl& impl, const std::function<void(double)>& on_progr
       matrices.push_back(t);
   matrices.push_back(&w.output);
 
+  // The packed matrices end to end in one allocation (allocate_weight_memory: huge pages), in
+  // the order a forward pass reads them, each 64-byte aligned.
+  std::vector<PackedMatrix> packed(matrices.size());
+  std::vector<size_t> offsets(matrices.size(), SIZE_MAX);  // SIZE_MAX: not packed here
+  std::unordered_set<const void*> seen;  // PackedWeights' key: a tied or shared matrix once
+  size_t arena_bytes = 0;
+  for (size_t i = 0; i < matrices.size(); ++i) {
+    const TensorRef& t = *matrices[i];
+    const auto format = packed_format_for(t.type);
+    if (!format || impl.packed.find(t) || !seen.insert(t.data).second) continue;
+    packed[i] = describe_packed(t, *format);
+    offsets[i] = (arena_bytes + 63) / 64 * 64;
+    arena_bytes = offsets[i] + static_cast<size_t>(packed[i].tiles) * packed[i].tile_bytes;
+  }
+  const std::shared_ptr<uint8_t> arena = allocate_weight_memory(arena_bytes);
+
   ThreadPool pool(0);
   uint64_t total_bytes = 0, done_bytes = 0;
   for (const TensorRef* t : matrices) total_bytes += t->nbytes;
-  for (const TensorRef* t : matrices) {
+  for (size_t i = 0; i < matrices.size(); ++i) {
+    const TensorRef* t = matrices[i];
     done_bytes += t->nbytes;
     if (on_progress && total_bytes > 0) on_progress(static_cast<double>(done_bytes) / static_cast<double>(total_bytes));
-    if (impl.packed.find(*t)) continue;  // tied or shared
-    auto format = packed_format_for(t->type);
-    if (!format) continue;
-    PackedMatrix p = allocate_packed(*t, *format);
+    if (offsets[i] == SIZE_MAX) continue;
+    PackedMatrix& p = packed[i];
+    p.memory = std::shared_ptr<uint8_t>(arena, arena.get() + offsets[i]);  // owns the arena with the others
     // In slices of rows, releasing each slice's file pages once packed, so that a large matrix
     // (the 150k-row embedding) never sits in memory twice. Only file mappings can be released:
     // GGUF tensors live in the mapped file, unless the model was loaded from bytes in memory

@@ -456,6 +456,28 @@ TEST(Packing, RowsDecodeBitIdenticalToDequantize) {
   }
 }
 
+// Weight memory comes zeroed and writable to its last byte; from 2 MiB up it starts on a 2 MiB
+// boundary (huge pages cover whole aligned 2 MiB ranges only), and a slice of it kept alone
+// keeps the whole allocation alive.
+TEST(Packing, WeightMemoryIsZeroedAndAlignedForHugePages) {
+  for (size_t bytes : {size_t{1}, size_t{4096}, size_t{3} << 20, (size_t{5} << 20) + 123}) {
+    std::shared_ptr<uint8_t> slice;
+    {
+      const std::shared_ptr<uint8_t> memory = allocate_weight_memory(bytes);
+      ASSERT_NE(memory.get(), nullptr);
+      if (bytes >= (size_t{2} << 20)) {
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(memory.get()) % (size_t{2} << 20), 0u) << bytes;
+      }
+      EXPECT_EQ(memory.get()[0], 0);
+      EXPECT_EQ(memory.get()[bytes - 1], 0);
+      EXPECT_EQ(memory.get()[bytes / 2], 0);
+      memory.get()[bytes - 1] = 7;
+      slice = std::shared_ptr<uint8_t>(memory, memory.get() + bytes - 1);
+    }
+    EXPECT_EQ(*slice, 7) << bytes;
+  }
+}
+
 TEST(ThreadPool, EveryIndexOnceAcrossManyRuns) {
   ThreadPool pool(3);
   for (int run = 0; run < 200; ++run) {
