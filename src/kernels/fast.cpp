@@ -146,9 +146,11 @@ void attention(const IsaKernels& k, std::span<const AttentionBatch> batches, Thr
   });
 }
 
+// A decode's (one token, 8960 values) on the calling thread: 1.8 us alone, against 3.3 us on the
+// pool (each thread's half and the hand-off, in a 1.5B decode).
 void swiglu(const IsaKernels& k, float* gate, const float* up, int64_t n, ThreadPool& pool) {
   constexpr int64_t kChunk = 4096;
-  if (n < 2 * kChunk) return k.swiglu(gate, up, n);
+  if (n < 4 * kChunk) return k.swiglu(gate, up, n);
   pool.parallel_for((n + kChunk - 1) / kChunk, [&](int64_t b, int64_t e) {
     const int64_t first = b * kChunk, last = std::min(n, e * kChunk);
     k.swiglu(gate + first, up + first, last - first);
