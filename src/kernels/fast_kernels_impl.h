@@ -204,9 +204,9 @@ struct F16Rows {
 template <typename V>
 void kv_rows_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t kv_head, int64_t first,
                     int64_t count, float* scratch) {
-  const int64_t hd = a.head_dim, kv_dim = a.n_kv_heads * hd;
+  const int64_t hd = a.head_dim;
   for (int64_t j = 0; j < count; ++j) {
-    const int64_t offset = (first + j) * kv_dim + kv_head * hd;
+    const int64_t offset = a.kv_offset(first + j, kv_head);
     float* row = scratch + j * hd;
     int64_t d = 0;
     if (a.kv_type == KvType::f16) {
@@ -366,7 +366,8 @@ ORCHARD_INLINE void attend_tile(const float* const* q, const Rows& keys, const R
 template <typename V>
 void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, int64_t t_begin,
                int64_t t_end) {
-  const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd, group = a.n_heads / a.n_kv_heads;
+  const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, group = a.n_heads / a.n_kv_heads;
+  const int64_t kv_stride = a.kv_position_stride();
   thread_local std::vector<float> scratch;
   const size_t need = static_cast<size_t>(2 * kKeyTile * hd + kQueryRows * hd + 2 * kQueryRows + 2 * kKeyTile);
   if (scratch.size() < need) scratch.resize(need);
@@ -418,13 +419,13 @@ void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, in
               ++r;
             }
           };
-          const int64_t offset = k0 * kv_dim + kv_head * hd;
+          const int64_t offset = a.kv_offset(k0, kv_head);
           if (a.kv_type == KvType::f32) {
-            attend_rows(F32Rows<V>{static_cast<const float*>(a.keys) + offset, kv_dim},
-                        F32Rows<V>{static_cast<const float*>(a.values) + offset, kv_dim});
+            attend_rows(F32Rows<V>{static_cast<const float*>(a.keys) + offset, kv_stride},
+                        F32Rows<V>{static_cast<const float*>(a.values) + offset, kv_stride});
           } else if (read_f16) {
-            attend_rows(F16Rows<V>{static_cast<const uint16_t*>(a.keys) + offset, kv_dim},
-                        F16Rows<V>{static_cast<const uint16_t*>(a.values) + offset, kv_dim});
+            attend_rows(F16Rows<V>{static_cast<const uint16_t*>(a.keys) + offset, kv_stride},
+                        F16Rows<V>{static_cast<const uint16_t*>(a.values) + offset, kv_stride});
           } else {
             kv_rows_to_f32<V>(a, a.keys, a.key_scales, kv_head, k0, nk, key_scratch);
             kv_rows_to_f32<V>(a, a.values, a.value_scales, kv_head, k0, nk, value_scratch);

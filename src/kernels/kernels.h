@@ -37,12 +37,21 @@ struct AttentionBatch {
   float* out;              // [n_tokens, n_heads * head_dim]
   const float* key_scales = nullptr;    // q8: [n_ctx, n_kv_heads]
   const float* value_scales = nullptr;  // q8: same
+  // Row (position, KV head) of keys and values starts at position * position_stride + kv_head *
+  // head_stride elements. 0, the default, lays them [position][KV head]: n_kv_heads * head_dim
+  // and head_dim. KvCache keeps each KV head's positions together (kv_cache.h says why).
+  int64_t position_stride = 0, head_stride = 0;
+
+  int64_t kv_position_stride() const { return position_stride ? position_stride : n_kv_heads * head_dim; }
+  int64_t kv_offset(int64_t position, int64_t kv_head) const {
+    return position * kv_position_stride() + kv_head * (head_stride ? head_stride : head_dim);
+  }
 };
 
 // Row `position` of KV head `kv_head` of a cache of type `type` as float32 (head_dim values): the
 // conversion every attention kernel applies, scalar.
-void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t position, int64_t kv_head,
-                   int64_t n_kv_heads, int64_t head_dim, float* out);
+void kv_row_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t position, int64_t kv_head,
+                   float* out);
 
 // A float32 matrix product, the trainer's workhorse (forward, input and weight gradients):
 //   C[M, N] = (accumulate ? C : 0) + op(A) · op(B)

@@ -73,7 +73,7 @@ std::vector<float> kv_rows_f32(const AttentionBatch& a, const void* base, const 
   std::vector<float> rows(static_cast<size_t>(n * kv_dim));
   for (int64_t p = 0; p < n; ++p)
     for (int64_t h = 0; h < a.n_kv_heads; ++h)
-      kv_row_to_f32(a.kv_type, base, scales, p, h, a.n_kv_heads, hd, &rows[static_cast<size_t>(p * kv_dim + h * hd)]);
+      kv_row_to_f32(a, base, scales, p, h, &rows[static_cast<size_t>(p * kv_dim + h * hd)]);
   return rows;
 }
 
@@ -134,10 +134,10 @@ void gemm_f32_reference(const GemmF32& g, ThreadPool*) {
 
 }  // namespace
 
-void kv_row_to_f32(KvType type, const void* base, const float* scales, int64_t position, int64_t kv_head,
-                   int64_t n_kv_heads, int64_t head_dim, float* out) {
-  const int64_t offset = (position * n_kv_heads + kv_head) * head_dim;
-  switch (type) {
+void kv_row_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t position, int64_t kv_head,
+                   float* out) {
+  const int64_t offset = a.kv_offset(position, kv_head), head_dim = a.head_dim, n_kv_heads = a.n_kv_heads;
+  switch (a.kv_type) {
     case KvType::f32:
       std::copy_n(static_cast<const float*>(base) + offset, head_dim, out);
       return;

@@ -2,6 +2,12 @@
 // reference kernels), float16 (the fast kernels: half the memory and half the bytes that
 // attention reads per decoded token), or int8 with a scale per position and KV head (a quarter
 // of float32's; an option for long contexts).
+//
+// Each KV head's positions lie together ([layer][KV head][position][head_dim]), not each
+// position's heads: attention reads one KV head's rows at a time, so its reads run in one
+// sequential stream instead of a row every n_kv_heads rows. Measured, one thread's 6 query heads
+// of a 1.5B decode step, f16 cache from memory: 3.4 -> 2.25 us at position 64, 17.5 -> 11.7 at
+// position 256 (from cache both take 1.7 and 6.3).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -28,9 +34,12 @@ class KvCache {
   KvType type() const { return type_; }
   size_t bytes() const { return keys_.size() + values_.size() + (key_scales_.size() + value_scales_.size()) * sizeof(float); }
 
-  // Rows of `kv_dim` elements of layer `layer` from position 0, contiguous.
-  const void* keys(int64_t layer) const { return keys_.data() + offset(layer, 0); }
-  const void* values(int64_t layer) const { return values_.data() + offset(layer, 0); }
+  // Layer `layer`'s rows of head_dim elements: (position, KV head) at position *
+  // position_stride() + kv_head * head_stride() elements (AttentionBatch's fields).
+  const void* keys(int64_t layer) const { return keys_.data() + offset(layer, 0, 0); }
+  const void* values(int64_t layer) const { return values_.data() + offset(layer, 0, 0); }
+  int64_t position_stride() const { return head_dim_; }
+  int64_t head_stride() const { return n_ctx_ * head_dim_; }
   // q8: the scales of layer `layer`, [n_ctx, n_kv_heads]; null for the other types.
   const float* key_scales(int64_t layer) const { return scales_of(key_scales_, layer); }
   const float* value_scales(int64_t layer) const { return scales_of(value_scales_, layer); }
@@ -39,19 +48,24 @@ class KvCache {
   // `to_f16` (the kernels' conversion, Kernels::to_f16) when given.
   void store(int64_t layer, int64_t position, const float* key, const float* value,
              void (*to_f16)(const float*, int64_t, uint16_t*) = nullptr) {
-    put(keys_.data() + offset(layer, position), key, key_scales_, layer, position, to_f16);
-    put(values_.data() + offset(layer, position), value, value_scales_, layer, position, to_f16);
+    for (int64_t head = 0; head < n_kv_heads_; ++head) {
+      put(keys_.data() + offset(layer, head, position), key + head * head_dim_, key_scales_, layer, position, head, to_f16);
+      put(values_.data() + offset(layer, head, position), value + head * head_dim_, value_scales_, layer, position, head,
+          to_f16);
+    }
   }
 
   // Zeroes positions 0 .. positions-1 of every layer: a job's keys and values do not outlive it
   // where the engine shares nothing between jobs (EngineOptions::share_prefix).
   void erase(int64_t positions) {
     positions = std::clamp<int64_t>(positions, 0, n_ctx_);
-    const size_t row = static_cast<size_t>(kv_dim_) * element_bytes(type_);
-    const int64_t n_layers = static_cast<int64_t>(keys_.size() / (row * static_cast<size_t>(n_ctx_)));
+    const size_t row = static_cast<size_t>(head_dim_) * element_bytes(type_);
+    const int64_t n_layers = static_cast<int64_t>(keys_.size() / (row * static_cast<size_t>(n_kv_heads_ * n_ctx_)));
     for (int64_t layer = 0; layer < n_layers; ++layer) {
-      std::fill_n(keys_.data() + offset(layer, 0), row * static_cast<size_t>(positions), uint8_t{0});
-      std::fill_n(values_.data() + offset(layer, 0), row * static_cast<size_t>(positions), uint8_t{0});
+      for (int64_t head = 0; head < n_kv_heads_; ++head) {
+        std::fill_n(keys_.data() + offset(layer, head, 0), row * static_cast<size_t>(positions), uint8_t{0});
+        std::fill_n(values_.data() + offset(layer, head, 0), row * static_cast<size_t>(positions), uint8_t{0});
+      }
       if (!key_scales_.empty()) {
         const size_t at = static_cast<size_t>(layer * n_ctx_ * n_kv_heads_), count = static_cast<size_t>(positions * n_kv_heads_);
         std::fill_n(key_scales_.data() + at, count, 0.0f);
@@ -75,31 +89,29 @@ class KvCache {
   }
 
  private:
-  size_t offset(int64_t layer, int64_t position) const {
-    return static_cast<size_t>((layer * n_ctx_ + position) * kv_dim_) * element_bytes(type_);
+  size_t offset(int64_t layer, int64_t head, int64_t position) const {
+    return static_cast<size_t>(((layer * n_kv_heads_ + head) * n_ctx_ + position) * head_dim_) * element_bytes(type_);
   }
   const float* scales_of(const std::vector<float>& scales, int64_t layer) const {
     return scales.empty() ? nullptr : scales.data() + layer * n_ctx_ * n_kv_heads_;
   }
-  void put(uint8_t* dst, const float* src, std::vector<float>& scales, int64_t layer, int64_t position,
+  // One KV head's row of head_dim values.
+  void put(uint8_t* dst, const float* src, std::vector<float>& scales, int64_t layer, int64_t position, int64_t head,
            void (*to_f16)(const float*, int64_t, uint16_t*)) const {
     if (type_ == KvType::f32) {
-      std::copy(src, src + kv_dim_, reinterpret_cast<float*>(dst));
+      std::copy(src, src + head_dim_, reinterpret_cast<float*>(dst));
     } else if (type_ == KvType::f16) {
       auto* h = reinterpret_cast<uint16_t*>(dst);
-      if (to_f16) to_f16(src, kv_dim_, h);
-      else for (int64_t i = 0; i < kv_dim_; ++i) h[i] = f32_to_f16(src[i]);
+      if (to_f16) to_f16(src, head_dim_, h);
+      else for (int64_t i = 0; i < head_dim_; ++i) h[i] = f32_to_f16(src[i]);
     } else {
-      for (int64_t head = 0; head < n_kv_heads_; ++head) {
-        const float* x = src + head * head_dim_;
-        float amax = 0.0f;
-        for (int64_t i = 0; i < head_dim_; ++i) amax = std::max(amax, std::fabs(x[i]));
-        const float scale = amax / 127.0f;
-        const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
-        auto* q = reinterpret_cast<int8_t*>(dst) + head * head_dim_;
-        for (int64_t i = 0; i < head_dim_; ++i) q[i] = static_cast<int8_t>(std::nearbyint(x[i] * inverse));
-        scales[static_cast<size_t>((layer * n_ctx_ + position) * n_kv_heads_ + head)] = scale;
-      }
+      float amax = 0.0f;
+      for (int64_t i = 0; i < head_dim_; ++i) amax = std::max(amax, std::fabs(src[i]));
+      const float scale = amax / 127.0f;
+      const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+      auto* q = reinterpret_cast<int8_t*>(dst);
+      for (int64_t i = 0; i < head_dim_; ++i) q[i] = static_cast<int8_t>(std::nearbyint(src[i] * inverse));
+      scales[static_cast<size_t>((layer * n_ctx_ + position) * n_kv_heads_ + head)] = scale;
     }
   }
 

@@ -361,17 +361,17 @@ TEST_P(FastKernels, AttentionOverInt8CacheMatchesReference) {
     KvCache cache(1, n_ctx, n_kv, c.head_dim, KvType::q8);
     for (int64_t p = 0; p < n_ctx; ++p) cache.store(0, p, &k[p * kv_dim], &v[p * kv_dim]);
     EXPECT_EQ(cache.bytes(), static_cast<size_t>(2 * n_ctx * (kv_dim + n_kv * 4)));
-    std::vector<float> row(c.head_dim);
-    for (int64_t p = 0; p < n_ctx; ++p)
-      for (int64_t h = 0; h < n_kv; ++h) {
-        kv_row_to_f32(KvType::q8, cache.keys(0), cache.key_scales(0), p, h, n_kv, c.head_dim, row.data());
-        const float step = cache.key_scales(0)[p * n_kv + h];
-        for (int64_t d = 0; d < c.head_dim; ++d) ASSERT_LE(std::fabs(row[d] - k[p * kv_dim + h * c.head_dim + d]), 0.5f * step * 1.0001f);
-      }
     std::vector<float> expect(q.size()), got(q.size(), NAN);
     AttentionBatch a{q.data(), cache.keys(0), cache.values(0), KvType::q8, c.n_tokens, c.start, n_heads, n_kv,
                      c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), expect.data(),
-                     cache.key_scales(0), cache.value_scales(0)};
+                     cache.key_scales(0), cache.value_scales(0), cache.position_stride(), cache.head_stride()};
+    std::vector<float> row(c.head_dim);
+    for (int64_t p = 0; p < n_ctx; ++p)
+      for (int64_t h = 0; h < n_kv; ++h) {
+        kv_row_to_f32(a, cache.keys(0), cache.key_scales(0), p, h, row.data());
+        const float step = cache.key_scales(0)[p * n_kv + h];
+        for (int64_t d = 0; d < c.head_dim; ++d) ASSERT_LE(std::fabs(row[d] - k[p * kv_dim + h * c.head_dim + d]), 0.5f * step * 1.0001f);
+      }
     reference_kernels().attention({&a, 1}, pool);
     a.out = got.data();
     fast.attention({&a, 1}, pool);

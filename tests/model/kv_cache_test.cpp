@@ -17,13 +17,16 @@ TEST(KvCache, EraseZeroesThePositionsOfEveryLayerAndNoMore) {
     for (int64_t l = 0; l < layers; ++l)
       for (int64_t p = 0; p < n_ctx; ++p) cache.store(l, p, key.data(), value.data());
     cache.erase(3);
-    const size_t row = static_cast<size_t>(kv_dim) * KvCache::element_bytes(type);
+    const size_t element = KvCache::element_bytes(type), row = static_cast<size_t>(head_dim) * element;
     for (int64_t l = 0; l < layers; ++l)
       for (int64_t p = 0; p < n_ctx; ++p)
         for (const void* base : {cache.keys(l), cache.values(l)}) {
-          const auto* bytes = static_cast<const uint8_t*>(base) + static_cast<size_t>(p) * row;
           bool zero = true;
-          for (size_t i = 0; i < row; ++i) zero &= bytes[i] == 0;
+          for (int64_t h = 0; h < heads; ++h) {
+            const auto* bytes = static_cast<const uint8_t*>(base) +
+                                static_cast<size_t>(p * cache.position_stride() + h * cache.head_stride()) * element;
+            for (size_t i = 0; i < row; ++i) zero &= bytes[i] == 0;
+          }
           EXPECT_EQ(zero, p < 3) << "type " << static_cast<int>(type) << " layer " << l << " position " << p;
           if (type == KvType::q8) {
             EXPECT_EQ(cache.key_scales(l)[p * heads] == 0.0f, p < 3);
