@@ -48,8 +48,8 @@ struct AttentionBatch {
   }
 };
 
-// Row `position` of KV head `kv_head` of a cache of type `type` as float32 (head_dim values): the
-// conversion every attention kernel applies, scalar.
+// Row `position` of KV head `kv_head` of `base` (a's keys or values, laid out and typed as `a`
+// says) as float32, head_dim values: the conversion every attention kernel applies, scalar.
 void kv_row_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t position, int64_t kv_head,
                    float* out);
 
