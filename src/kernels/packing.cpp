@@ -194,9 +194,9 @@ std::shared_ptr<uint8_t> allocate_weight_memory(size_t bytes) {
     // Keep the 2 MiB-aligned `length` bytes, give back the rest.
     const uintptr_t at = reinterpret_cast<uintptr_t>(mem);
     auto* aligned = reinterpret_cast<uint8_t*>((at + kHuge - 1) / kHuge * kHuge);
-    if (aligned > begin) ::munmap(begin, static_cast<size_t>(aligned - begin));
-    if (const size_t after = static_cast<size_t>(begin + length + slack - (aligned + length)); after > 0)
-      ::munmap(aligned + length, after);
+    const size_t before = static_cast<size_t>(aligned - begin), after = slack - before;
+    if (before > 0) ::munmap(begin, before);
+    if (after > 0) ::munmap(aligned + length, after);
     begin = aligned;
     ::madvise(begin, length, MADV_HUGEPAGE);  // a hint: without THP the pages stay 4 KiB
   }
