@@ -16,7 +16,9 @@
 #      the int8 operations of a prompt token at the activation levels orchard chose: 2 per
 #      multiply-add, twice over on two levels; the output matrix counted for the last token only);
 #    - decode: t/s, the ratio to llama.cpp, the bytes read per token (every matrix, and the
-#      KV cache at the mean position of the run), and the fraction of the bandwidth bound.
+#      KV cache at the mean position of the run), and the fraction of the bandwidth bound; and
+#      "paired": the median over the runs of each run's fraction of the bandwidth limits.c
+#      measured just before it (limits.c runs before every orchard run).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${1:-$REPO/../bench-work}"
@@ -77,6 +79,7 @@ for rep in $(seq 1 "$REPS"); do
     model="$WORK/models/$SHAPE-$type.gguf"
     "$LLAMA/build/bin/llama-bench" -m "$model" -p "$PROMPT" -n "$GEN" -r 1 -t "$THREADS" -o json \
       > "$WORK/runs/llama.$type.$rep"
+    "$WORK/limits" > "$WORK/runs/limits.$type.$rep"
     "$ORCHARD" bench --model "$model" -p "$PROMPT" -n "$GEN" -r 1 -t "$THREADS" --json \
       > "$WORK/runs/orchard.$type.$rep"
   done
@@ -87,17 +90,17 @@ python3 - "$WORK/runs" "$SHAPE" "$TYPES" "$REPS" "$PROMPT" "$GEN" <<'PY'
 import json, os, re, statistics, sys
 runs, shape, types, reps, prompt, gen = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 med = statistics.median
-bw, peak = [], []
-for name in ("limits.0", "limits.1"):
+def limits(name):  # (read bandwidth B/s, int8 peak ops/s) of one limits.c run
     text = open(os.path.join(runs, name)).read()
-    bw.append(float(re.search(r"read bandwidth.*?: ([0-9.]+) GB/s", text).group(1)) * 1e9)
-    peak.append(float(re.search(r"peak.*?: ([0-9.]+) TOPS", text).group(1)) * 1e12)
+    return (float(re.search(r"read bandwidth.*?: ([0-9.]+) GB/s", text).group(1)) * 1e9,
+            float(re.search(r"peak.*?: ([0-9.]+) TOPS", text).group(1)) * 1e12)
+bw, peak = zip(*(limits(name) for name in ("limits.0", "limits.1")))
 bandwidth, int8_peak = max(bw), max(peak)  # the best of the two: what the machine can do
 print(f"machine: read bandwidth {bandwidth / 1e9:.1f} GB/s (runs {bw[0] / 1e9:.1f}, {bw[1] / 1e9:.1f}), "
       f"int8 vpdpbusd peak {int8_peak / 1e12:.2f} T ops/s (runs {peak[0] / 1e12:.2f}, {peak[1] / 1e12:.2f}); "
       f"medians of {reps} interleaved runs, pp{prompt} and tg{gen}, 2 threads")
 print(f"{'file':22s} {'MiB':>6s} | {'llama pp':>9s} {'orchard pp':>10s} {'ratio':>6s} {'1-level':>7s} {'Gops/tok':>8s} {'bound':>6s} {'of bound':>8s} | "
-      f"{'llama tg':>8s} {'orchard tg':>10s} {'ratio':>6s} {'MB/tok':>7s} {'bound':>6s} {'of bound':>8s} | {'RSS MiB':>7s}")
+      f"{'llama tg':>8s} {'orchard tg':>10s} {'ratio':>6s} {'MB/tok':>7s} {'bound':>6s} {'of bound':>8s} {'paired':>6s} | {'RSS MiB':>7s}")
 for t in types:
     ll = [json.load(open(os.path.join(runs, f"llama.{t}.{r}"))) for r in range(1, reps + 1)]
     oo = [json.load(open(os.path.join(runs, f"orchard.{t}.{r}"))) for r in range(1, reps + 1)]
@@ -114,7 +117,10 @@ for t in types:
     kv_per_position = o["kv_cache_bytes"] / (prompt + gen)
     bytes_per_token = o["layer_bytes"] + o["output_bytes"] + kv_per_position * gen / 2
     tg_bound = bandwidth / bytes_per_token
+    # Each run against the bandwidth limits.c measured just before it: the neighbours' load moves
+    # both, so this ratio is steadier than one against the best of the outer two runs.
+    paired = med(o["tg_tps"] * bytes_per_token / limits(f"limits.{t}.{r}")[0] for r, o in enumerate(oo, 1))
     print(f"{shape + '-' + t:22s} {o['file_bytes'] / 2**20:6.0f} | {l_pp:9.1f} {o_pp:10.1f} {o_pp / l_pp:5.2f}x {100 * single_share:6.0f}% "
           f"{ops / 1e9:8.2f} {pp_bound:6.0f} {100 * o_pp / pp_bound:7.0f}% | {l_tg:8.1f} {o_tg:10.1f} {o_tg / l_tg:5.2f}x "
-          f"{bytes_per_token / 1e6:7.0f} {tg_bound:6.1f} {100 * o_tg / tg_bound:7.0f}% | {med(x['peak_rss_bytes'] for x in oo) / 2**20:7.0f}")
+          f"{bytes_per_token / 1e6:7.0f} {tg_bound:6.1f} {100 * o_tg / tg_bound:7.0f}% {100 * paired:5.0f}% | {med(x['peak_rss_bytes'] for x in oo) / 2**20:7.0f}")
 PY
