@@ -5,20 +5,10 @@
 // told otherwise and decodes it itself: both encodings are exercised.)
 import OpenAI from 'openai';
 import assert from 'node:assert/strict';
+import { check } from './check.mjs';
 
 const base = process.argv[2];
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
-
-async function check(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    console.error(`FAIL ${name}: ${e.stack || e}`);
-    process.exit(1);
-  }
-}
 
 const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 const model = (await client.models.list()).data[0].id;

@@ -9,7 +9,7 @@ model="$shared/models/tiny-chat/tiny-qwen2-chat-q8_0.gguf"
 
 mkdir -p "$npm_dir"
 cp "$here/package.json" "$here/openai_client.mjs" "$here/embeddings_client.mjs" "$npm_dir/"
-cp "$here/responses_client.mjs" "$here/ollama_client.mjs" "$npm_dir/"
+cp "$here/responses_client.mjs" "$here/ollama_client.mjs" "$here/check.mjs" "$npm_dir/"
 # Installed again whenever the pinned versions change (the lock file kept beside node_modules).
 if ! cmp -s "$here/package-lock.json" "$npm_dir/node_modules/.installed-lock.json"; then
   cp "$here/package-lock.json" "$npm_dir/"

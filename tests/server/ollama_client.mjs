@@ -4,20 +4,10 @@
 // Exits non-zero with a message on the first failed check.
 import { Ollama } from 'ollama';
 import assert from 'node:assert/strict';
+import { check } from './check.mjs';
 
 const host = process.argv[2];
 const ollama = new Ollama({ host });
-
-async function check(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    console.error(`FAIL ${name}: ${e.stack || e}`);
-    process.exit(1);
-  }
-}
 
 function expectStats(r, maxTokens) {
   assert.equal(r.done, true);

@@ -6,20 +6,10 @@
 // Exits non-zero with a message on the first failed check.
 import OpenAI from 'openai';
 import assert from 'node:assert/strict';
+import { check } from './check.mjs';
 
 const base = process.argv[2];
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
-
-async function check(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    console.error(`FAIL ${name}: ${e.stack || e}`);
-    process.exit(1);
-  }
-}
 
 // A validator for the schema used below, written apart from the server's compiler.
 function validatePerson(value) {
