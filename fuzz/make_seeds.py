@@ -284,6 +284,17 @@ def request_seeds():
         "completion": {"model": "m", "prompt": "Once upon a time", "max_tokens": 8, "echo": True, "logprobs": 2,
                        "stop": "\n", "temperature": 0},
         "completion-list": {"prompt": ["one"], "stream": True},
+        "embeddings-text": {"model": "m", "input": ["Once upon a time", "a cat"], "dimensions": 32,
+                            "encoding_format": "base64"},
+        "embeddings-tokens": {"input": [[1, 2, 3], [4]], "encoding_format": "float"},
+        "ollama-chat": {"model": "m:latest", "stream": False, "format": {"type": "object"},
+                        "messages": [{"role": "user", "content": "hi", "images": []},
+                                     {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
+                                     {"role": "tool", "tool_name": "f", "content": "1"}],
+                        "options": {"num_predict": 8, "repeat_penalty": 1.1, "top_k": 20, "stop": ["x"]}},
+        "ollama-generate": {"model": "m", "prompt": "Once", "system": "s", "raw": False, "format": "json",
+                            "options": {"num_predict": -1, "temperature": 0}},
+        "ollama-generate-raw": {"prompt": "Once", "raw": True, "context": [], "options": {"num_predict": -2}},
     }
     for name, body in bodies.items():
         put("openai_request", name, json.dumps(body))

@@ -1,15 +1,34 @@
-// The OpenAI request parsers: the input is the body of a POST to /v1/chat/completions, to
-// /v1/completions and to /v1/responses (translated into a chat request). Every refusal must be a RequestError (it becomes a 4xx OpenAI error object)
-// or an orchard::Error.
+// The request parsers of the server's routes: the input is the body of a POST to
+// /v1/chat/completions, /v1/completions, /v1/responses (translated into a chat request),
+// /v1/embeddings (against stories260K's tokenizer and shape), and Ollama's /api/chat and
+// /api/generate (translated into chat and completion requests). Every refusal must be a
+// RequestError (it becomes a 4xx error object) or an orchard::Error.
 #include <cstdint>
 #include <string>
 
 #include "fuzz_support.h"
 #include "orchard/error.h"
+#include "orchard/tokenizer.h"
+#include "server/embeddings.h"
+#include "server/ollama_api.h"
 #include "server/openai_protocol.h"
 #include "server/responses_api.h"
 
 using namespace orchard;
+
+namespace {
+
+// Calls parse(body), accepting the refusals the server turns into 4xx answers.
+template <typename Parse>
+void refused_or_parsed(Parse&& parse) {
+  try {
+    parse();
+  } catch (const server::RequestError&) {
+  } catch (const Error&) {
+  }
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string body(fuzz::as_text(data, size));
@@ -39,6 +58,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const server::RequestError&) {
     } catch (const Error&) {
     }
+    refused_or_parsed([&] {
+      static const std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::load(ORCHARD_FUZZ_TOKENIZER);
+      const server::EmbeddingLimits limits{*tokenizer, tokenizer->vocab_size(), 64, 512};
+      (void)server::parse_embedding_request(parsed, limits);
+    });
+    for (auto parse : {server::parse_ollama_chat, server::parse_ollama_generate})
+      refused_or_parsed([&] {
+        const server::OllamaRequest r = parse(parsed);
+        if (r.chat) (void)r.chat->messages.dump();
+      });
   } catch (const server::RequestError&) {
   } catch (const Error&) {
   }

@@ -267,13 +267,6 @@ json chat_messages(const json& messages) {
   return out;
 }
 
-struct Prepared {
-  PreparedJob job;
-  ModelChoice choice;
-  bool stream = true;
-  bool load_only = false;  // nothing to generate: Ollama's "load the model" request
-};
-
 template <class Request>
 Request parsed(const json& chat, Request (*parse)(const json&)) {
   try {
@@ -283,37 +276,26 @@ Request parsed(const json& chat, Request (*parse)(const json&)) {
   }
 }
 
-Prepared prepare_chat(const ApiRequest& http, const HandlerContext& c) {
-  const json body = parse_body(http.body);
-  Prepared p;
-  p.stream = boolean(body, "stream", true);  // Ollama streams unless told not to
-  const std::optional<std::string> model = model_name(body);
+}  // namespace
+
+OllamaRequest parse_ollama_chat(const json& body) {
+  OllamaRequest r;
+  r.stream = boolean(body, "stream", true);  // Ollama streams unless told not to
+  r.model = model_name(body);
   const json* messages = field(body, "messages");
   if (messages && !messages->is_array()) bad("'messages' must be an array");
   json chat = {{"messages", messages ? chat_messages(*messages) : json::array()}};
   if (const json* tools = field(body, "tools")) chat["tools"] = *tools;
   add_format(body, chat);
   add_options(body, chat);
-  if (chat["messages"].empty()) {
-    p.choice = c.adapters.resolve(model);
-    p.load_only = true;
-    return p;
-  }
-  const ChatRequest request = parsed<ChatRequest>(chat, parse_chat_request);
-  p.choice = c.adapters.resolve(model);
-  try {
-    p.job = c.service.prepare(request, http.client_left);
-  } catch (const RequestError& e) {
-    throw ollama_names(e);
-  }
-  return p;
+  if (!chat["messages"].empty()) r.chat = parsed<ChatRequest>(chat, parse_chat_request);
+  return r;
 }
 
-Prepared prepare_generate(const ApiRequest& http, const HandlerContext& c) {
-  const json body = parse_body(http.body);
-  Prepared p;
-  p.stream = boolean(body, "stream", true);
-  const std::optional<std::string> model = model_name(body);
+OllamaRequest parse_ollama_generate(const json& body) {
+  OllamaRequest r;
+  r.stream = boolean(body, "stream", true);
+  r.model = model_name(body);
   auto text = [&](const char* name) {
     const json* v = field(body, name);
     if (v && !v->is_string()) bad(std::string("'") + name + "' must be a string");
@@ -329,34 +311,42 @@ Prepared prepare_generate(const ApiRequest& http, const HandlerContext& c) {
   const bool raw = boolean(body, "raw", false);
   json request = json::object();
   add_options(body, request);
-  if (prompt.empty()) {
-    p.choice = c.adapters.resolve(model);
-    p.load_only = true;
-    return p;
-  }
+  if (prompt.empty()) return r;
   if (raw) {
     if (field(body, "format")) bad("'format' is not supported with 'raw': the constraint needs the chat template");
     request["prompt"] = prompt;
     // Until the context is full unless num_predict says otherwise (the completions API's default is 16).
     if (!request.contains("max_tokens")) request["max_tokens"] = int64_t{1} << 30;
-    const CompletionRequest completion = parsed<CompletionRequest>(request, parse_completion_request);
-    p.choice = c.adapters.resolve(model);
-    try {
-      p.job = c.service.prepare(completion);
-    } catch (const RequestError& e) {
-      throw ollama_names(e);
-    }
-    return p;
+    r.completion = parsed<CompletionRequest>(request, parse_completion_request);
+    return r;
   }
   json messages = json::array();
   if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
   messages.push_back({{"role", "user"}, {"content", prompt}});
   request["messages"] = std::move(messages);
   add_format(body, request);
-  const ChatRequest chat = parsed<ChatRequest>(request, parse_chat_request);
-  p.choice = c.adapters.resolve(model);
+  r.chat = parsed<ChatRequest>(request, parse_chat_request);
+  return r;
+}
+
+namespace {
+
+struct Prepared {
+  PreparedJob job;
+  ModelChoice choice;
+  bool stream = true;
+  bool load_only = false;  // nothing to generate: Ollama's "load the model" request
+};
+
+// The job of a parsed request, for the model (or adapter) it names.
+Prepared prepare(const OllamaRequest& r, const ApiRequest& http, const HandlerContext& c) {
+  Prepared p;
+  p.stream = r.stream;
+  p.choice = c.adapters.resolve(r.model);
+  p.load_only = !r.chat && !r.completion;
   try {
-    p.job = c.service.prepare(chat, http.client_left);
+    if (r.chat) p.job = c.service.prepare(*r.chat, http.client_left);
+    else if (r.completion) p.job = c.service.prepare(*r.completion);
   } catch (const RequestError& e) {
     throw ollama_names(e);
   }
@@ -520,8 +510,12 @@ ApiResponse ollama_api(const ApiRequest& request, const HandlerContext& c) {
   const std::string& path = request.path;
   try {
     Times t{.received = Clock::now()};
-    if (method == "POST" && path == "/api/chat") return generate(prepare_chat(request, c), c, Api::chat, t);
-    if (method == "POST" && path == "/api/generate") return generate(prepare_generate(request, c), c, Api::generate, t);
+    if (method == "POST" && (path == "/api/chat" || path == "/api/generate")) {
+      const json body = parse_body(request.body);
+      const Api api = path == "/api/chat" ? Api::chat : Api::generate;
+      const OllamaRequest parsed = api == Api::chat ? parse_ollama_chat(body) : parse_ollama_generate(body);
+      return generate(prepare(parsed, request, c), c, api, t);
+    }
     if (method == "GET" && path == "/api/tags") return json_response(200, model_list(c, false));
     if (method == "GET" && path == "/api/ps") return json_response(200, model_list(c, true));
     if (method == "POST" && path == "/api/show") return show(request, c);

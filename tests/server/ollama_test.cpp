@@ -356,5 +356,74 @@ TEST_F(OllamaTest, AClientThatLeavesAStreamCancelsItsGeneration) {
   EXPECT_LT(server_->metric("orchard_generated_tokens_total") - generated, 2000);
 }
 
+// The translation alone (what the fuzz target openai_request also drives): Ollama's documented
+// fields and defaults (github.com/ollama/ollama docs/api.md) mapped onto the OpenAI requests.
+TEST(OllamaParse, ChatMapsOllamasFieldsOntoAChatRequest) {
+  const OllamaRequest r = parse_ollama_chat(json::parse(R"({"model": "tiny:latest",
+      "messages": [{"role": "user", "content": "hi"}],
+      "options": {"num_predict": 5, "repeat_penalty": 1.3, "temperature": 0, "stop": ["x"]}})"));
+  EXPECT_EQ(r.model, "tiny");  // a bare name's ":latest" is the name
+  EXPECT_TRUE(r.stream);       // Ollama streams unless "stream": false
+  ASSERT_TRUE(r.chat);
+  EXPECT_FALSE(r.completion);
+  EXPECT_EQ(r.chat->messages, json::parse(R"([{"role": "user", "content": "hi"}])"));
+  EXPECT_EQ(r.chat->max_tokens, 5);
+  EXPECT_FLOAT_EQ(r.chat->sampling.repeat_penalty, 1.3f);
+  EXPECT_FLOAT_EQ(r.chat->sampling.temperature, 0.0f);
+  EXPECT_EQ(r.chat->stop, std::vector<std::string>{"x"});
+  // Ollama's sampling defaults where "options" says nothing.
+  const OllamaRequest d = parse_ollama_chat(json::parse(R"({"messages": [{"role": "user", "content": "hi"}], "stream": false})"));
+  EXPECT_FALSE(d.stream);
+  EXPECT_FALSE(d.model);
+  ASSERT_TRUE(d.chat);
+  EXPECT_FLOAT_EQ(d.chat->sampling.temperature, 0.8f);
+  EXPECT_EQ(d.chat->sampling.top_k, 40);
+  EXPECT_FLOAT_EQ(d.chat->sampling.top_p, 0.9f);
+  // No messages: Ollama's request that only loads the model.
+  const OllamaRequest load = parse_ollama_chat(json::parse(R"({"model": "tiny"})"));
+  EXPECT_FALSE(load.chat);
+  EXPECT_FALSE(load.completion);
+}
+
+TEST(OllamaParse, GenerateIsAChatTurnOrWithRawACompletion) {
+  const OllamaRequest chat = parse_ollama_generate(json::parse(R"({"prompt": "Why?", "system": "Be brief."})"));
+  ASSERT_TRUE(chat.chat);
+  EXPECT_EQ(chat.chat->messages, json::parse(R"([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why?"}])"));
+  const OllamaRequest raw = parse_ollama_generate(json::parse(R"({"prompt": "Once", "raw": true, "options": {"num_predict": 7}})"));
+  ASSERT_TRUE(raw.completion);
+  EXPECT_FALSE(raw.chat);
+  EXPECT_EQ(raw.completion->max_tokens, 7);
+  // Without num_predict a raw generation runs until the context is full, as Ollama's does.
+  const OllamaRequest open = parse_ollama_generate(json::parse(R"({"prompt": "Once", "raw": true})"));
+  ASSERT_TRUE(open.completion && open.completion->max_tokens);
+  EXPECT_GT(*open.completion->max_tokens, 1 << 20);
+  const OllamaRequest load = parse_ollama_generate(json::parse(R"({"model": "tiny", "prompt": ""})"));
+  EXPECT_FALSE(load.chat || load.completion);
+}
+
+// Each refusal is a 400 whose message names the field as an Ollama client wrote it.
+TEST(OllamaParse, RefusalsNameOllamasField) {
+  const auto refusal = [](OllamaRequest (*parse)(const json&), const char* body) {
+    try {
+      parse(json::parse(body));
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.status, 400) << body;
+      return std::string(e.what());
+    }
+    ADD_FAILURE() << "accepted: " << body;
+    return std::string();
+  };
+  const std::string hi = R"("messages": [{"role": "user", "content": "hi"}])";
+  EXPECT_NE(refusal(parse_ollama_chat, ("{" + hi + R"(, "options": {"num_predict": 0}})").c_str()).find("options.num_predict"), std::string::npos);
+  EXPECT_NE(refusal(parse_ollama_chat, ("{" + hi + R"(, "options": {"temperature": "hot"}})").c_str()).find("options.temperature"), std::string::npos);
+  EXPECT_NE(refusal(parse_ollama_chat, ("{" + hi + R"(, "format": 5})").c_str()).find("format"), std::string::npos);
+  EXPECT_NE(refusal(parse_ollama_chat, R"({"messages": [{"role": "user", "content": "hi", "images": ["aGk="]}]})").find("messages[0].images"), std::string::npos);
+  EXPECT_NE(refusal(parse_ollama_chat, R"({"messages": {"role": "user"}})").find("messages"), std::string::npos);
+  EXPECT_NE(refusal(parse_ollama_chat, ("{" + hi + R"(, "stream": "yes"})").c_str()).find("stream"), std::string::npos);
+  EXPECT_NE(refusal(parse_ollama_generate, R"({"prompt": "a", "context": [1, 2]})").find("context"), std::string::npos);
+  EXPECT_NE(refusal(parse_ollama_generate, R"({"prompt": "a", "raw": true, "format": "json"})").find("format"), std::string::npos);
+  EXPECT_NE(refusal(parse_ollama_generate, R"({"prompt": 3})").find("prompt"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace orchard::server
