@@ -31,45 +31,39 @@ void refused_or_parsed(Parse&& parse) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // Outside the accepted refusals: a tokenizer that fails to load stops the target.
+  static const std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::load(ORCHARD_FUZZ_TOKENIZER);
   const std::string body(fuzz::as_text(data, size));
+  server::json parsed;
   try {
-    const server::json parsed = server::parse_body(body);
-    try {
-      const server::ChatRequest chat = server::parse_chat_request(parsed);
-      // What the server then hands to the chat template and the schema compiler.
-      (void)chat.messages.dump();
-      (void)chat.tools.dump();
-      (void)chat.response_schema.dump();
-      (void)chat.template_kwargs.dump();
-    } catch (const server::RequestError&) {
-    } catch (const Error&) {
-    }
-    try {
-      (void)server::parse_completion_request(parsed);
-    } catch (const server::RequestError&) {
-    } catch (const Error&) {
-    }
-    try {
-      const server::ResponsesRequest r = server::parse_responses_request(parsed);
-      (void)r.chat.messages.dump();
-      (void)r.chat.tools.dump();
-      (void)r.chat.response_schema.dump();
-      (void)r.tools.dump();
-    } catch (const server::RequestError&) {
-    } catch (const Error&) {
-    }
-    refused_or_parsed([&] {
-      static const std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::load(ORCHARD_FUZZ_TOKENIZER);
-      const server::EmbeddingLimits limits{*tokenizer, tokenizer->vocab_size(), 64, 512};
-      (void)server::parse_embedding_request(parsed, limits);
-    });
-    for (auto parse : {server::parse_ollama_chat, server::parse_ollama_generate})
-      refused_or_parsed([&] {
-        const server::OllamaRequest r = parse(parsed);
-        if (r.chat) (void)r.chat->messages.dump();
-      });
+    parsed = server::parse_body(body);
   } catch (const server::RequestError&) {
+    return 0;
   } catch (const Error&) {
+    return 0;
   }
+  refused_or_parsed([&] {
+    const server::ChatRequest chat = server::parse_chat_request(parsed);
+    // What the server then hands to the chat template and the schema compiler.
+    (void)chat.messages.dump();
+    (void)chat.tools.dump();
+    (void)chat.response_schema.dump();
+    (void)chat.template_kwargs.dump();
+  });
+  refused_or_parsed([&] { (void)server::parse_completion_request(parsed); });
+  refused_or_parsed([&] {
+    const server::ResponsesRequest r = server::parse_responses_request(parsed);
+    (void)r.chat.messages.dump();
+    (void)r.chat.tools.dump();
+    (void)r.chat.response_schema.dump();
+    (void)r.tools.dump();
+  });
+  const server::EmbeddingLimits limits{*tokenizer, tokenizer->vocab_size(), 64, 512};
+  refused_or_parsed([&] { (void)server::parse_embedding_request(parsed, limits); });
+  for (auto parse : {server::parse_ollama_chat, server::parse_ollama_generate})
+    refused_or_parsed([&] {
+      const server::OllamaRequest r = parse(parsed);
+      if (r.chat) (void)r.chat->messages.dump();
+    });
   return 0;
 }
