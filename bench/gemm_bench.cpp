@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/half.h"
+#include "base/plain_read.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/packing.h"
 #include "tensor/dequantize.h"
@@ -50,27 +51,6 @@ std::vector<uint8_t> random_weights(DType type, int64_t in, int64_t out, std::mt
       bytes[at + f + 1] = static_cast<uint8_t>(h >> 8);
     }
   return bytes;
-}
-
-// Reads n bytes with 64-byte vector loads into 4 independent chains (as ../shared/tools/limits.c
-// does for its bandwidth), nothing else.
-void plain_read(const uint8_t* bytes, size_t n) {
-  using Line = uint64_t __attribute__((vector_size(64)));
-  const auto load = [&](size_t at) {
-    Line line;
-    std::memcpy(&line, bytes + at, 64);
-    return line;
-  };
-  Line a = {}, b = {}, c = {}, d = {};
-  for (size_t at = 0; at + 256 <= n; at += 256) {
-    a ^= load(at);
-    b ^= load(at + 64);
-    c ^= load(at + 128);
-    d ^= load(at + 192);
-  }
-  const Line all = a ^ b ^ c ^ d;
-  volatile uint64_t sink = all[0] ^ all[7];
-  (void)sink;
 }
 
 }  // namespace

@@ -18,7 +18,12 @@
 #    - decode: t/s, the ratio to llama.cpp, the bytes read per token (every matrix, and the
 #      KV cache at the mean position of the run), and the fraction of the bandwidth bound, for
 #      the median run and for the best ("best"). limits.c also runs before and after every
-#      orchard run, and the bounds use the best of all its runs.
+#      orchard run, and the bounds use the best of all its runs;
+#    - decode against the memory of the moment ("paired"): a further `orchard bench -p 0 -n N
+#      --plain-read` reads a buffer of the weights' size after each decoded token with the same
+#      threads (64-byte loads, as limits.c) and gives, as a median over the tokens, the read's
+#      time over the token's: the fraction of the memory's rate the decode reached while the
+#      neighbours' load was what it was then ("read GB/s": that read's median rate).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${1:-$REPO/../bench-work}"
@@ -83,6 +88,8 @@ for rep in $(seq 1 "$REPS"); do
     "$ORCHARD" bench --model "$model" -p "$PROMPT" -n "$GEN" -r 1 -t "$THREADS" --json \
       > "$WORK/runs/orchard.$type.$rep"
     "$WORK/limits" > "$WORK/runs/limits.$type.$rep.after"
+    "$ORCHARD" bench --model "$model" -p 0 -n "$GEN" -r 1 -t "$THREADS" --plain-read --json \
+      > "$WORK/runs/paired.$type.$rep"
   done
 done
 "$WORK/limits" > "$WORK/runs/limits.1"
@@ -104,10 +111,11 @@ print(f"machine: read bandwidth {bandwidth / 1e9:.1f} GB/s (best of {len(bw)} ru
       f"int8 vpdpbusd peak {int8_peak / 1e12:.2f} T ops/s (lowest {min(peak) / 1e12:.2f}); "
       f"medians of {reps} interleaved runs, pp{prompt} and tg{gen}, 2 threads")
 print(f"{'file':22s} {'MiB':>6s} | {'llama pp':>9s} {'orchard pp':>10s} {'ratio':>6s} {'1-level':>7s} {'Gops/tok':>8s} {'bound':>6s} {'of bound':>8s} | "
-      f"{'llama tg':>8s} {'orchard tg':>10s} {'ratio':>6s} {'MB/tok':>7s} {'bound':>6s} {'of bound':>8s} {'best':>6s} | {'RSS MiB':>7s}")
+      f"{'llama tg':>8s} {'orchard tg':>10s} {'ratio':>6s} {'MB/tok':>7s} {'bound':>6s} {'of bound':>8s} {'best':>6s} {'read GB/s':>9s} {'paired':>6s} | {'RSS MiB':>7s}")
 for t in types:
     ll = [json.load(open(os.path.join(runs, f"llama.{t}.{r}"))) for r in range(1, reps + 1)]
     oo = [json.load(open(os.path.join(runs, f"orchard.{t}.{r}"))) for r in range(1, reps + 1)]
+    pr = [json.load(open(os.path.join(runs, f"paired.{t}.{r}"))) for r in range(1, reps + 1)]
     l_pp = med(next(x for x in l if x["n_prompt"] > 0 and x["n_gen"] == 0)["avg_ts"] for l in ll)
     l_tg = med(next(x for x in l if x["n_gen"] > 0 and x["n_prompt"] == 0)["avg_ts"] for l in ll)
     o_pp, o_tg = med(o["pp_tps"] for o in oo), med(o["tg_tps"] for o in oo)
@@ -126,5 +134,7 @@ for t in types:
     best = max(o["tg_tps"] for o in oo) / tg_bound
     print(f"{shape + '-' + t:22s} {o['file_bytes'] / 2**20:6.0f} | {l_pp:9.1f} {o_pp:10.1f} {o_pp / l_pp:5.2f}x {100 * single_share:6.0f}% "
           f"{ops / 1e9:8.2f} {pp_bound:6.0f} {100 * o_pp / pp_bound:7.0f}% | {l_tg:8.1f} {o_tg:10.1f} {o_tg / l_tg:5.2f}x "
-          f"{bytes_per_token / 1e6:7.0f} {tg_bound:6.1f} {100 * o_tg / tg_bound:7.0f}% {100 * best:5.0f}% | {med(x['peak_rss_bytes'] for x in oo) / 2**20:7.0f}")
+          f"{bytes_per_token / 1e6:7.0f} {tg_bound:6.1f} {100 * o_tg / tg_bound:7.0f}% {100 * best:5.0f}% "
+          f"{med(x['plain_read_gbs'] for x in pr):9.1f} {100 * med(x['tg_of_plain_read'] for x in pr):5.0f}% | "
+          f"{med(x['peak_rss_bytes'] for x in oo) / 2**20:7.0f}")
 PY

@@ -2,6 +2,7 @@
 //               [--kv-type f32|f16|int8] [--memory-budget SIZE] [--verbose]
 //               [--spec ngram | --draft-model PATH [--draft-max K] [--draft-min N] [--prompt-file F]]
 //               [--batch B [--temperature T] [--top-k K] [--top-p P] [--min-p P]] [--activations measured|two]
+//               [--plain-read]
 // Prefill and decode speed in the manner of llama-bench: a prompt of random tokens, an empty
 // cache before each repetition, tokens per second as mean +- sd over the repetitions.
 // pp: one batch of p tokens; tg: n tokens decoded one at a time from an empty cache.
@@ -13,6 +14,11 @@
 // p random tokens, n tokens each, the OpenAI API's default sampling unless --temperature, --top-k,
 // --top-p, --min-p say otherwise), in medians over the steps:
 // its sampling, its forward pass and the rest, and the tokens/s of both.
+// With --plain-read: after each decoded token, the same threads' plain read (base/plain_read.h)
+// of a buffer as large as the weights a token reads, so that each token is compared with what
+// the memory gives at that moment: this machine's neighbours switch its read bandwidth between
+// about 45 and 80 GB/s within seconds, so a bandwidth measured before or after a run does not
+// say what its tokens had. The buffer adds the weights' size to the peak RSS.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -23,10 +29,12 @@
 #include <cstdio>
 #include <mutex>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "base/error.h"
 #include "base/mapped_file.h"
+#include "base/plain_read.h"
 #include "command.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
@@ -251,6 +259,29 @@ int run_batch_bench(const std::string& path, std::shared_ptr<const Model> model,
   return 0;
 }
 
+// The plain read of `bytes` by `threads` threads, each its contiguous share, started together;
+// seconds from the first start to the last end (thread start-up left out).
+double time_plain_read(std::span<const uint8_t> bytes, int threads) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<Clock::time_point> begin(static_cast<size_t>(threads)), end(begin);
+  std::atomic<int> ready{0};
+  const auto share = [&](int t) {
+    const size_t from = bytes.size() * t / threads / 256 * 256, to = bytes.size() * (t + 1) / threads / 256 * 256;
+    for (++ready; ready.load() < threads;) {
+    }
+    begin[t] = Clock::now();
+    plain_read(bytes.data() + from, to - from);
+    end[t] = Clock::now();
+  };
+  std::vector<std::thread> others;
+  for (int t = 1; t < threads; ++t) others.emplace_back(share, t);
+  share(0);
+  for (std::thread& t : others) t.join();
+  return std::chrono::duration<double>(*std::max_element(end.begin(), end.end()) -
+                                       *std::min_element(begin.begin(), begin.end()))
+      .count();
+}
+
 int run_bench(Args& args) {
   const std::string path = args.require("model");
   const int64_t n_prompt = option(args, "p", "n-prompt", 512);
@@ -262,6 +293,7 @@ int run_bench(Args& args) {
   uint64_t budget = memory_budget(args);
   const KvCacheType kv_cache = kv_cache_type(args);
   const bool verbose = args.flag("verbose");
+  const bool plain_read_check = args.flag("plain-read");
   const SpeculationArgs spec = speculation_args(args);
   const std::string prompt_file = args.get_or("prompt-file", "");
   const int64_t batch = args.get_int("batch").value_or(0);
@@ -278,6 +310,8 @@ int run_bench(Args& args) {
   args.finish();
   if (batch < 0 || batch > 256) fail("orchard bench: --batch must be between 1 and 256");
   if (batch > 0 && spec.mode != SpeculationMode::off) fail("orchard bench: --batch does not go with speculation");
+  if (plain_read_check && (batch > 0 || spec.mode != SpeculationMode::off || n_gen == 0))
+    fail("orchard bench: --plain-read times tg (-n > 0), without --batch or speculation");
   if (!prompt_file.empty() && spec.mode == SpeculationMode::off)
     fail("orchard bench: --prompt-file goes with --spec ngram or --draft-model");
 
@@ -305,6 +339,14 @@ int run_bench(Args& args) {
   context.reset();
   context.eval_last(std::vector<int32_t>{token(rng)});
 
+  const Model::MatmulWork work = model->matmul_work();
+  // --plain-read: the weights' bytes of a token, read after each token (see the top), from a
+  // 64-byte boundary as the weights are (loads across two lines read 10% slower).
+  const size_t read_bytes = plain_read_check ? work.layer_bytes + work.output_bytes : 0;
+  std::vector<uint8_t> read_memory(read_bytes + 64, 1);
+  const std::span<const uint8_t> read_buffer(read_memory.data() + (-reinterpret_cast<uintptr_t>(read_memory.data()) & 63),
+                                             read_bytes);
+  std::vector<double> token_s, read_s;
   std::vector<double> pp, tg;
   FlashStats decode_flash;  // limited-memory figures summed over the decode runs only
   for (int64_t r = 0; r < reps; ++r) {
@@ -318,9 +360,20 @@ int run_bench(Args& args) {
       context.reset();
       int32_t next = token(rng);
       const FlashStats before = context.flash_stats();
-      const auto start = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < n_gen; ++i) context.eval_last(std::span<const int32_t>(&next, 1));
-      tg.push_back(static_cast<double>(n_gen) / seconds_since(start));
+      double decode_s = 0;
+      for (int64_t i = 0; i < n_gen; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        context.eval_last(std::span<const int32_t>(&next, 1));
+        const double token = seconds_since(start);
+        decode_s += token;
+        if (read_buffer.empty()) continue;
+        token_s.push_back(token);
+        // Past the context's workers' spin (thread_pool.cpp, 1 ms), so that they sleep and
+        // leave the cores to the read.
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        read_s.push_back(time_plain_read(read_buffer, context_threads(n_threads)));
+      }
+      tg.push_back(static_cast<double>(n_gen) / decode_s);
       const FlashStats after = context.flash_stats();
       decode_flash.bytes_read += after.bytes_read - before.bytes_read;
       decode_flash.io_wait_s += after.io_wait_s - before.io_wait_s;
@@ -335,8 +388,15 @@ int run_bench(Args& args) {
   const double peak_rss = static_cast<double>(usage.ru_maxrss) * 1024.0;
   const char* kernel_name = select_kernels(kernels).name;
   const FlashStats flash = context.flash_stats();
-  const Model::MatmulWork work = model->matmul_work();
   const double decode_tokens = static_cast<double>(std::max<int64_t>(1, decode_flash.tokens));
+  // --plain-read: each token's time against the read after it, in medians over the tokens.
+  double read_gbs = 0, of_read = 0;
+  if (!read_s.empty()) {
+    std::vector<double> ratio;
+    for (size_t i = 0; i < read_s.size(); ++i) ratio.push_back(read_s[i] / token_s[i]);
+    read_gbs = static_cast<double>(read_buffer.size()) / median(read_s) / 1e9;
+    of_read = median(ratio);
+  }
   if (json) {
     // Limited-memory figures per decoded token (zeros when the weights are mapped).
     std::string flash_json = str_cat(
@@ -352,18 +412,23 @@ int run_bench(Args& args) {
         "\"n_gen\": %lld, \"repetitions\": %lld, \"pp_tps\": %.3f, \"pp_tps_sd\": %.3f, \"tg_tps\": %.3f, "
         "\"tg_tps_sd\": %.3f, \"load_seconds\": %.3f, \"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %.0f, "
         "\"layer_macs\": %lld, \"layer_single_level_macs\": %lld, \"output_macs\": %lld, "
-        "\"output_single_level_macs\": %lld, \"layer_bytes\": %llu, \"output_bytes\": %llu}\n",
+        "\"output_single_level_macs\": %lld, \"layer_bytes\": %llu, \"output_bytes\": %llu%s}\n",
         flash_json.c_str(), path.c_str(), (unsigned long long)model->file_bytes(), kernel_name, context_threads(n_threads),
         (long long)n_prompt, (long long)n_gen, (long long)reps, p.mean, p.sd, g.mean, g.sd, load_seconds,
         peak_rss, kv_bytes, (long long)work.layer_macs, (long long)work.layer_single_level_macs,
         (long long)work.output_macs, (long long)work.output_single_level_macs,
-        (unsigned long long)work.layer_bytes, (unsigned long long)work.output_bytes);
+        (unsigned long long)work.layer_bytes, (unsigned long long)work.output_bytes,
+        read_s.empty() ? "" : str_cat(", \"plain_read_gbs\": ", read_gbs, ", \"tg_of_plain_read\": ", of_read).c_str());
   } else {
     std::printf("model: %s (%.0f MiB), kernels %s, %d threads, load %.2f s\n", path.c_str(),
                 static_cast<double>(model->file_bytes()) / 1048576.0, kernel_name, context_threads(n_threads),
                 load_seconds);
     if (n_prompt > 0) std::printf("pp%-6lld %10.2f +- %.2f t/s\n", (long long)n_prompt, p.mean, p.sd);
     if (n_gen > 0) std::printf("tg%-6lld %10.2f +- %.2f t/s\n", (long long)n_gen, g.mean, g.sd);
+    if (!read_s.empty())
+      std::printf("plain read of the weights' %.0f MB after each token: %.1f GB/s; decode reads them at %.1f%% "
+                  "of its rate (the read's time over the token's, median over %zu tokens)\n",
+                  static_cast<double>(read_buffer.size()) / 1e6, read_gbs, 100.0 * of_read, read_s.size());
     std::printf("peak RSS %.0f MiB (file %.0f MiB + KV cache %.0f MiB)\n", peak_rss / 1048576.0,
                 static_cast<double>(model->file_bytes()) / 1048576.0, kv_bytes / 1048576.0);
     if (work.layer_macs > 0)
@@ -379,7 +444,7 @@ int run_bench(Args& args) {
   return 0;
 }
 
-const RegisterCommand kBench("bench", "prefill and decode speed (llama-bench style)", run_bench, {"json", "verbose"});
+const RegisterCommand kBench("bench", "prefill and decode speed (llama-bench style)", run_bench, {"json", "verbose", "plain-read"});
 
 }  // namespace
 }  // namespace orchard::cli

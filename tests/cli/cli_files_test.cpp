@@ -13,6 +13,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -77,6 +79,21 @@ TEST(CliFiles, BenchRefusesSamplingWithoutBatch) {
                         "--temperature goes with --batch");
   expect_one_line_error(run_cli({"bench", "--model", kQwen, "-p", "1", "-n", "1", "--top-k", "5"}),
                         "--top-k goes with --batch");
+}
+
+// --plain-read pairs each decoded token with a read of the weights' bytes: both figures present,
+// finite and positive; refused where there is no tg to pair it with.
+TEST(CliFiles, BenchPlainReadReportsTheReadBesideTheTokens) {
+  const auto r = run_cli({"bench", "--model", kQwen, "-p", "0", "-n", "3", "-r", "1", "--plain-read", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const std::string key : {"\"plain_read_gbs\": ", "\"tg_of_plain_read\": "}) {
+    const size_t at = r.out.find(key);
+    ASSERT_NE(at, std::string::npos) << key << r.out;
+    const double value = std::strtod(r.out.c_str() + at + key.size(), nullptr);
+    EXPECT_TRUE(std::isfinite(value) && value > 0) << key << value;
+  }
+  expect_one_line_error(run_cli({"bench", "--model", kQwen, "-p", "1", "-n", "0", "--plain-read"}), "--plain-read");
+  expect_one_line_error(run_cli({"bench", "--model", kQwen, "-n", "1", "--batch", "2", "--plain-read"}), "--plain-read");
 }
 
 // A context whose KV cache cannot fit is refused before allocating, naming --ctx-size and the
