@@ -195,17 +195,19 @@ ApiResponse show(const ApiRequest& http, const HandlerContext& c) {
 
 // --- requests into jobs -----------------------------------------------------------------------
 
-// Ollama's option names beside chat's. Ollama's own defaults for temperature, top_k and top_p
-// apply when they are not given (its runner's: 0.8, 40, 0.9).
+// Ollama's option names beside chat's. Ollama's documented defaults apply when they are not
+// given: temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1 over the last 64 tokens
+// (repeat_last_n, the engine's default too), min_p 0 (chat's too).
 constexpr std::pair<const char*, const char*> kOptions[] = {
     {"temperature", "temperature"}, {"top_p", "top_p"}, {"top_k", "top_k"}, {"min_p", "min_p"},
     {"seed", "seed"}, {"presence_penalty", "presence_penalty"}, {"frequency_penalty", "frequency_penalty"},
-    {"repeat_penalty", "repetition_penalty"}, {"stop", "stop"}};
+    {"repeat_penalty", "repetition_penalty"}, {"repeat_last_n", "repeat_last_n"}, {"stop", "stop"}};
 
 void add_options(const json& body, json& chat) {
   chat["temperature"] = 0.8;
   chat["top_k"] = 40;
   chat["top_p"] = 0.9;
+  chat["repetition_penalty"] = 1.1;
   const json* options = field(body, "options");
   if (!options) return;
   if (!options->is_object()) bad("'options' must be an object");

@@ -77,6 +77,9 @@ SamplingParams sampling_from(const json& body) {
   p.presence_penalty = static_cast<float>(number_in(body, "presence_penalty", -2.0, 2.0, 0.0));
   p.frequency_penalty = static_cast<float>(number_in(body, "frequency_penalty", -2.0, 2.0, 0.0));
   p.repeat_penalty = static_cast<float>(number_in(body, "repetition_penalty", 0.01, 10.0, 1.0));
+  // llama.cpp's and Ollama's: the recent tokens the repeat penalty looks at; 0 none, -1 all.
+  const int64_t last_n = integer_in(body, "repeat_last_n", -1, 1 << 30).value_or(p.repeat_last_n);
+  p.repeat_last_n = last_n < 0 ? std::numeric_limits<int32_t>::max() : static_cast<int32_t>(last_n);
   const std::optional<int64_t> seed = integer_in(body, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
   // Unseeded requests still differ from each other.
   static std::atomic<uint64_t> unseeded{0x9e3779b97f4a7c15ull};

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <limits>
 #include <regex>
 #include <string>
 #include <vector>
@@ -120,7 +121,7 @@ TEST_F(OllamaTest, VersionTagsPsAndShowDescribeTheModel) {
 // the same token counts, the final statistics.
 TEST_F(OllamaTest, ChatStreamedAndNotIsChatsAnswer) {
   const json messages = json::array({{{"role", "system"}, {"content", "You are terse."}}, {{"role", "user"}, {"content", "Tell me a story."}}});
-  const json oracle = server_->post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 7}, {"temperature", 0}}).parsed();
+  const json oracle = server_->post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 7}, {"temperature", 0}, {"repetition_penalty", 1.1}}).parsed();
   const std::string expected = oracle["choices"][0]["message"]["content"];
   const std::string reason = oracle["choices"][0]["finish_reason"];
   const json body = {{"model", kModel}, {"messages", messages}, {"options", {{"temperature", 0}, {"num_predict", 7}}}};
@@ -165,9 +166,9 @@ TEST_F(OllamaTest, OptionsMapOntoTheSampler) {
                                                {"options", {{"temperature", 1.3}, {"top_p", 0.95}, {"top_k", 20}, {"seed", 42}, {"repeat_penalty", 1.2}, {"num_predict", 10}}}});
   ASSERT_EQ(a.status, 200) << a.body;
   EXPECT_EQ(a.parsed()["message"]["content"], oracle["choices"][0]["message"]["content"]);
-  // Ollama's defaults (0.8, 40, 0.9) apply when options say nothing.
+  // Ollama's defaults (0.8, 40, 0.9, repeat penalty 1.1) apply when options say nothing.
   const json defaults = server_->post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 10}, {"temperature", 0.8}, {"top_p", 0.9},
-                                                               {"top_k", 40}, {"seed", 9}}).parsed();
+                                                               {"top_k", 40}, {"repetition_penalty", 1.1}, {"seed", 9}}).parsed();
   const Received d = server_->post("/api/chat", {{"messages", messages}, {"stream", false}, {"options", {{"seed", 9}, {"num_predict", 10}}}});
   EXPECT_EQ(d.parsed()["message"]["content"], defaults["choices"][0]["message"]["content"]);
 }
@@ -175,7 +176,7 @@ TEST_F(OllamaTest, OptionsMapOntoTheSampler) {
 // generate: the chat template around prompt and system; raw: the prompt as it is, as completions.
 TEST_F(OllamaTest, GenerateWithTheTemplateAndRaw) {
   const json oracle = server_->post("/v1/chat/completions", {{"messages", json::array({{{"role", "system"}, {"content", "Be kind."}}, {{"role", "user"}, {"content", "Hello"}}})},
-                                                             {"max_tokens", 6}, {"temperature", 0}}).parsed();
+                                                             {"max_tokens", 6}, {"temperature", 0}, {"repetition_penalty", 1.1}}).parsed();
   const Received a = server_->post("/api/generate", {{"model", kModel}, {"prompt", "Hello"}, {"system", "Be kind."}, {"stream", false},
                                                    {"options", {{"temperature", 0}, {"num_predict", 6}}}});
   ASSERT_EQ(a.status, 200) << a.body;
@@ -184,7 +185,7 @@ TEST_F(OllamaTest, GenerateWithTheTemplateAndRaw) {
   EXPECT_FALSE(r.contains("message"));
   expect_final(r, oracle["usage"]["prompt_tokens"], oracle["usage"]["completion_tokens"], oracle["choices"][0]["finish_reason"]);
 
-  const json raw_oracle = server_->post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 6}, {"temperature", 0}}).parsed();
+  const json raw_oracle = server_->post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 6}, {"temperature", 0}, {"repetition_penalty", 1.1}}).parsed();
   const Received raw = server_->post("/api/generate", {{"prompt", "Once upon a time"}, {"raw", true}, {"options", {{"temperature", 0}, {"num_predict", 6}}}});
   ASSERT_EQ(raw.status, 200) << raw.body;
   EXPECT_EQ(raw.content_type, "application/x-ndjson");
@@ -246,7 +247,7 @@ TEST_F(OllamaTest, ToolMessagesRenderAsChatsDo) {
   const json openai_messages = json::array({{{"role", "user"}, {"content", "Weather in Paris?"}},
                                             {{"role", "assistant"}, {"content", ""}, {"tool_calls", json::array({{{"id", "c1"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Paris\"}"}}}}})}},
                                             {{"role", "tool"}, {"tool_call_id", "c1"}, {"name", "get_weather"}, {"content", "sunny"}}});
-  const json oracle = server_->post("/v1/chat/completions", {{"messages", openai_messages}, {"tools", json::array({tool})}, {"max_tokens", 3}, {"temperature", 0}}).parsed();
+  const json oracle = server_->post("/v1/chat/completions", {{"messages", openai_messages}, {"tools", json::array({tool})}, {"max_tokens", 3}, {"temperature", 0}, {"repetition_penalty", 1.1}}).parsed();
   const Received a = server_->post("/api/chat", {{"messages", ollama_messages}, {"tools", json::array({tool})}, {"stream", false}, {"options", {{"temperature", 0}, {"num_predict", 3}}}});
   ASSERT_EQ(a.status, 200) << a.body;
   EXPECT_EQ(a.parsed()["prompt_eval_count"], oracle["usage"]["prompt_tokens"]);
@@ -288,6 +289,7 @@ TEST_F(OllamaTest, MalformedInputsAre4xxErrorsNamingTheField) {
       {"temperature a string", "/api/chat", chat({{"options", {{"temperature", "hot"}}}}), 400, "options.temperature"},
       {"temperature 5", "/api/chat", chat({{"options", {{"temperature", 5}}}}), 400, "options.temperature"},
       {"repeat_penalty 0", "/api/chat", chat({{"options", {{"repeat_penalty", 0}}}}), 400, "options.repeat_penalty"},
+      {"repeat_last_n -2", "/api/chat", chat({{"options", {{"repeat_last_n", -2}}}}), 400, "options.repeat_last_n"},
       {"seed a float", "/api/chat", chat({{"options", {{"seed", 1.5}}}}), 400, "options.seed"},
       {"stop a number", "/api/chat", chat({{"options", {{"stop", 3}}}}), 400, "options.stop"},
       {"num_predict 0", "/api/chat", chat({{"options", {{"num_predict", 0}}}}), 400, "options.num_predict"},
@@ -379,6 +381,15 @@ TEST(OllamaParse, ChatMapsOllamasFieldsOntoAChatRequest) {
   EXPECT_FLOAT_EQ(d.chat->sampling.temperature, 0.8f);
   EXPECT_EQ(d.chat->sampling.top_k, 40);
   EXPECT_FLOAT_EQ(d.chat->sampling.top_p, 0.9f);
+  EXPECT_FLOAT_EQ(d.chat->sampling.min_p, 0.0f);
+  EXPECT_FLOAT_EQ(d.chat->sampling.repeat_penalty, 1.1f);
+  EXPECT_EQ(d.chat->sampling.repeat_last_n, 64);
+  // repeat_last_n: 0 looks at no token, -1 at all of them.
+  for (const auto& [given, expected] : {std::pair{16, 16}, {0, 0}, {-1, std::numeric_limits<int32_t>::max()}}) {
+    const OllamaRequest n = parse_ollama_chat(
+        json{{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}, {"options", {{"repeat_last_n", given}}}});
+    EXPECT_EQ(n.chat->sampling.repeat_last_n, expected) << given;
+  }
   // No messages: Ollama's request that only loads the model.
   const OllamaRequest load = parse_ollama_chat(json::parse(R"({"model": "tiny"})"));
   EXPECT_FALSE(load.chat);
@@ -416,6 +427,7 @@ TEST(OllamaParse, RefusalsNameOllamasField) {
   const std::string hi = R"("messages": [{"role": "user", "content": "hi"}])";
   EXPECT_NE(refusal(parse_ollama_chat, ("{" + hi + R"(, "options": {"num_predict": 0}})").c_str()).find("options.num_predict"), std::string::npos);
   EXPECT_NE(refusal(parse_ollama_chat, ("{" + hi + R"(, "options": {"temperature": "hot"}})").c_str()).find("options.temperature"), std::string::npos);
+  EXPECT_NE(refusal(parse_ollama_chat, ("{" + hi + R"(, "options": {"repeat_last_n": -2}})").c_str()).find("options.repeat_last_n"), std::string::npos);
   EXPECT_NE(refusal(parse_ollama_chat, ("{" + hi + R"(, "format": 5})").c_str()).find("format"), std::string::npos);
   EXPECT_NE(refusal(parse_ollama_chat, R"({"messages": [{"role": "user", "content": "hi", "images": ["aGk="]}]})").find("messages[0].images"), std::string::npos);
   EXPECT_NE(refusal(parse_ollama_chat, R"({"messages": {"role": "user"}})").find("messages"), std::string::npos);
