@@ -26,10 +26,17 @@ std::string pii_label(const PiiMatch& m) {
   return m.type == PiiType::custom ? "custom:" + m.name : std::string(pii_type_name(m.type));
 }
 
-// All texts redacted as one, so that placeholders are numbered across them: the texts joined by a
+bool names_cloud_model(const RouteRequest& request, const RouterConfig& config) {
+  return !request.model.empty() &&
+         std::find(config.cloud_models.begin(), config.cloud_models.end(), request.model) != config.cloud_models.end();
+}
+
+// What would leave for the cloud: the texts and the model name (Decision::outgoing_model). All
+// texts are redacted as one, so that placeholders are numbered across them: the texts joined by a
 // byte that none of them contains (placeholders are "[A-Z0-9_]", never a control byte), redacted,
 // then split at that byte again.
-void redact_all(Decision& d, const RouteRequest& request) {
+void prepare_outgoing(Decision& d, const RouteRequest& request, const RouterConfig& config) {
+  if (names_cloud_model(request, config)) d.outgoing_model = request.model;
   char separator = 0;
   for (char c : std::string_view("\x1e\x1f\x1d\x1c\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f")) {
     bool used = false;
@@ -97,9 +104,7 @@ Decision decide(const RouteRequest& request, const RouterConfig& config, const P
   if (context > 0 && needed > context) incapable.push_back("context-exceeds-device");
   if (request.tools && !config.device_tools) incapable.push_back("tools-unsupported");
   if (request.json_schema && !config.device_json_schema) incapable.push_back("json-schema-unsupported");
-  if (!request.model.empty() &&
-      std::find(config.cloud_models.begin(), config.cloud_models.end(), request.model) != config.cloud_models.end())
-    incapable.push_back("cloud-model-requested");
+  if (names_cloud_model(request, config)) incapable.push_back("cloud-model-requested");
 
   if (pinned) {
     // Pinned to the device: answered there, or refused. Never the cloud.
@@ -118,7 +123,7 @@ Decision decide(const RouteRequest& request, const RouterConfig& config, const P
   if (!incapable.empty()) {
     d.route = Route::cloud;
     for (std::string& r : incapable) add_reason(d, std::move(r));
-    redact_all(d, request);
+    prepare_outgoing(d, request, config);
     return d;
   }
 
@@ -134,7 +139,7 @@ Decision decide(const RouteRequest& request, const RouterConfig& config, const P
       if (*d.pre_score > config.pre_threshold) {
         d.route = Route::cloud;
         add_reason(d, "low-confidence-pre");
-        redact_all(d, request);
+        prepare_outgoing(d, request, config);
       } else {
         d.route = Route::device;
         add_reason(d, "confident-pre");
@@ -144,7 +149,7 @@ Decision decide(const RouteRequest& request, const RouterConfig& config, const P
       d.route = Route::device;
       d.cascade_pending = true;
       add_reason(d, "cascade-pending");
-      redact_all(d, request);
+      prepare_outgoing(d, request, config);
       break;
   }
   return d;

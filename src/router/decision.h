@@ -58,6 +58,10 @@ struct Decision {
   // across the texts: one value gets one placeholder everywhere).
   bool cascade_pending = false;
   std::vector<std::string> outgoing_texts;
+  // ... and the "model" it would carry: the request's when it names one of cloud_models, none
+  // otherwise (the cloud answers with its own). A name the device serves, such as a LoRA
+  // adapter's, is the device's business and could tell the cloud who asks.
+  std::optional<std::string> outgoing_model;
   Redaction redaction;
   std::optional<PreSignals> signals;
   // `pre` mode: the score compared with pre.threshold (pre_score: minus the fitted model's

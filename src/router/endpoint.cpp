@@ -544,6 +544,8 @@ struct DeviceRouter::Impl : std::enable_shared_from_this<DeviceRouter::Impl> {
       return r;
     }
     for (size_t i = 0; i < strings.size() && i < d->outgoing_texts.size(); ++i) *strings[i] = d->outgoing_texts[i];
+    if (d->outgoing_model) body["model"] = *d->outgoing_model;
+    else body.erase("model");
     const std::string cloud_body = body.dump();
     if (d->route == Route::cloud) return to_cloud(req, path, cloud_body, device_body, d, d->reasons, stream, {});
     if (!d->cascade_pending) {

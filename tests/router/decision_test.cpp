@@ -186,6 +186,34 @@ TEST(RouterDecision, CapabilityRules) {
   EXPECT_EQ(decide(r, c, &s).route, Route::device);
 }
 
+// The cloud gets a "model" only when the request names one of cloud_models: the device's own
+// model name, or an adapter's (which may name its user), stays on the device.
+TEST(RouterDecision, OnlyACloudModelsNameLeaves) {
+  RouterConfig c = cloud_allowed_pre(100.0);
+  c.device_tools = false;
+  c.cloud_models = {"qwen-72b"};
+  const PreSignals s = surprisal(1.0);
+  RouteRequest r = request({"hi"});
+  r.model = "qwen-72b";
+  Decision d = decide(r, c, &s);
+  ASSERT_EQ(d.route, Route::cloud);
+  EXPECT_EQ(d.outgoing_model, std::optional<std::string>("qwen-72b"));
+  for (const std::string local : {"tiny:alice-style", "tiny", ""}) {
+    r.model = local;
+    r.tools = true;  // to the cloud for another reason
+    d = decide(r, c, &s);
+    ASSERT_EQ(d.route, Route::cloud) << local;
+    EXPECT_EQ(d.outgoing_model, std::nullopt) << local;
+  }
+  // Cascade: prepared to leave, without the device's model name.
+  c = parse_router_config(R"({"default_class": "private-cloud-allowed", "mode": "cascade", "cascade": {"threshold": -1.5}})");
+  r = request({"hi"});
+  r.model = "tiny:alice-style";
+  d = decide(r, c, nullptr);
+  ASSERT_TRUE(d.cascade_pending);
+  EXPECT_EQ(d.outgoing_model, std::nullopt);
+}
+
 TEST(RouterDecision, ModeOffAndCascade) {
   RouterConfig c = parse_router_config(R"({"default_class": "private-cloud-allowed"})");
   Decision d = decide(request({"mail bob@example.org"}), c, nullptr);
