@@ -310,8 +310,10 @@ int run_bench(Args& args) {
   args.finish();
   if (batch < 0 || batch > 256) fail("orchard bench: --batch must be between 1 and 256");
   if (batch > 0 && spec.mode != SpeculationMode::off) fail("orchard bench: --batch does not go with speculation");
-  if (plain_read_check && (batch > 0 || spec.mode != SpeculationMode::off || n_gen == 0))
-    fail("orchard bench: --plain-read times tg (-n > 0), without --batch or speculation");
+  // With --memory-budget the weights may stream from storage: no memory read to pair them with,
+  // and a buffer of their size would defeat the budget.
+  if (plain_read_check && (batch > 0 || spec.mode != SpeculationMode::off || n_gen == 0 || budget > 0))
+    fail("orchard bench: --plain-read times tg (-n > 0) from memory, without --batch, speculation or --memory-budget");
   if (!prompt_file.empty() && spec.mode == SpeculationMode::off)
     fail("orchard bench: --prompt-file goes with --spec ngram or --draft-model");
 

@@ -82,7 +82,7 @@ TEST(CliFiles, BenchRefusesSamplingWithoutBatch) {
 }
 
 // --plain-read pairs each decoded token with a read of the weights' bytes: both figures present,
-// finite and positive; refused where there is no tg to pair it with.
+// finite and positive; refused where there is no tg from memory to pair it with.
 TEST(CliFiles, BenchPlainReadReportsTheReadBesideTheTokens) {
   const auto r = run_cli({"bench", "--model", kQwen, "-p", "0", "-n", "3", "-r", "1", "--plain-read", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -94,6 +94,8 @@ TEST(CliFiles, BenchPlainReadReportsTheReadBesideTheTokens) {
   }
   expect_one_line_error(run_cli({"bench", "--model", kQwen, "-p", "1", "-n", "0", "--plain-read"}), "--plain-read");
   expect_one_line_error(run_cli({"bench", "--model", kQwen, "-n", "1", "--batch", "2", "--plain-read"}), "--plain-read");
+  expect_one_line_error(run_cli({"bench", "--model", kQwen, "-n", "1", "--memory-budget", "1M", "--plain-read"}),
+                        "--plain-read");
 }
 
 // A context whose KV cache cannot fit is refused before allocating, naming --ctx-size and the
