@@ -311,6 +311,8 @@ std::vector<ErrorCase> error_cases() {
       c("presence_penalty above 2", {{"presence_penalty", 3}}, "presence_penalty", "must be between"),
       c("frequency_penalty below -2", {{"frequency_penalty", -3}}, "frequency_penalty", "must be between"),
       c("repetition_penalty 0", {{"repetition_penalty", 0}}, "repetition_penalty", "must be between"),
+      c("repeat_last_n below -1", {{"repeat_last_n", -2}}, "repeat_last_n", "must be between"),
+      c("repeat_last_n not an integer", {{"repeat_last_n", 1.5}}, "repeat_last_n", "must be an integer"),
       c("seed a string", {{"seed", "x"}}, "seed", "must be an integer"),
       c("max_tokens 0", {{"max_tokens", 0}}, "max_tokens", "must be between"),
       c("max_completion_tokens a string", {{"max_completion_tokens", "8"}}, "max_completion_tokens", "must be an integer"),
