@@ -54,10 +54,12 @@ struct TokenView {
 };
 
 // The groups [begin, end) of the tile one call covers; `accumulate`: y already holds the sum over
-// the groups before `begin` (the matmul runs long rows in chunks, see matmul_packed_tiles).
+// the groups before `begin` (the matmul runs long rows in chunks, see matmul_packed_tiles);
+// `next_call`: bytes from a group to the same group of the tiles the next micro-kernel takes.
 struct GroupSpan {
   int64_t begin, end;
   bool accumulate;
+  int64_t next_call;
 };
 
 // One step of the dot products: dot[p][t] += w[p] . (token t's 4 activations at a), for
@@ -267,9 +269,20 @@ ORCHARD_INLINE void store_rows(const typename V::F* acc, float* y, int64_t out, 
 // from 25 to 44 GB/s, and a dependence on such a load is what made the Q4_K-shaped loop fast. This
 // VM exposes no performance counters, so the mechanism is a guess: the hardware prefetchers train
 // on demand loads that wait for memory, and software prefetches alone leave them idle.
-ORCHARD_INLINE void prefetch_group_ahead(const uint8_t* group, int64_t group_bytes) {
-  constexpr int64_t kAhead = 4096;
-  for (int64_t at = 0; at < group_bytes; at += 64) __builtin_prefetch(group + kAhead + at);
+//
+// A micro-kernel of several tokens asks for the weights of the next one's tiles instead, at the
+// same group (GroupSpan::next_call, at least 4 KiB on): with more tokens than one micro-kernel
+// takes, the first pass over a panel streams from memory and the next ones from L2, and 4 KiB
+// ahead left that first pass waiting; in the chunks of a long row, 4 KiB ahead also lands in the
+// next chunk, read much later. Measured, `orchard bench --batch 16 -p 16 -n 64 -r 3` on the 0.5B
+// Q4_0 shape, 3 interleaved runs: 16-sequence step 18.0-19.6 -> 16.6-16.7 ms (a fixed 16 KiB:
+// 16.7-17.4; 8 and 32 KiB were slower than 16; two calls ahead no better than one); 8 sequences
+// 13.2-14.8 -> 10.1-11.3 ms; pp512 of the 1.5B shape unchanged (a panel is reused by 16 passes).
+// A one-token pass keeps 4 KiB: one tile ahead measured slower (1.5B Q4_0 decode, 76.5% of a
+// plain read against 83-85%).
+constexpr int64_t kPrefetchAhead = 4096;
+ORCHARD_INLINE void prefetch_group_ahead(const uint8_t* group, int64_t group_bytes, int64_t ahead = kPrefetchAhead) {
+  for (int64_t at = 0; at < group_bytes; at += 64) __builtin_prefetch(group + ahead + at);
   (void)*static_cast<const volatile uint8_t*>(group);
 }
 
@@ -302,7 +315,7 @@ ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V
     ORCHARD_UNROLL
     for (int p = 0; p < P; ++p)
       if (r.s(p) == 0 && (b - span.begin) % kPrefetchBlocks == 0)
-        prefetch_group_ahead(blk[p], kPrefetchBlocks * w.group_bytes);
+        prefetch_group_ahead(blk[p], kPrefetchBlocks * w.group_bytes, P * T <= 4 ? kPrefetchAhead : span.next_call);
     const ActivationBlock* info = a.info;
     typename V::I dot[P][T];
     block_dots<V, P, T, 0, 8, R>([&](int p, int v) { return weight(blk[p], r.s(p), v); },
@@ -350,7 +363,7 @@ void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
     ORCHARD_UNROLL
     for (int p = 0; p < P; ++p) {
       sb[p] = r.tile[p] + g * w.group_bytes;
-      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes);
+      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, P * T <= 4 ? kPrefetchAhead : span.next_call);
       d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
       dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
     }
@@ -389,7 +402,7 @@ void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView
   load_rows<V, T>(acc[0], y, w.out, t0, r.row0[0], span);
   for (int64_t g = span.begin; g < span.end; ++g) {
     const uint8_t* sb = r.tile[0] + g * w.group_bytes;
-    if (s == 0) prefetch_group_ahead(sb, w.group_bytes);
+    if (s == 0) prefetch_group_ahead(sb, w.group_bytes, T <= 4 ? kPrefetchAhead : span.next_call);
     const typename V::F d = V::load_f16(sb + 2 * V::L * s);
     const I bits45 = V::set1_8(0x30);
     for (int j = 0; j < 8; ++j) {
@@ -467,10 +480,12 @@ void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, i
   const int64_t chunk_groups = (w.groups + chunks - 1) / chunks;
   const int64_t panel_tiles =
       std::max<int64_t>(1, kPanelBytes / (chunk_groups * static_cast<int64_t>(w.group_bytes)));
+  const int64_t next_call =
+      std::max<int64_t>(kPrefetchAhead, std::max<int64_t>(1, P * V::L / kTileRows) * static_cast<int64_t>(w.tile_bytes));
   for (int64_t tb = t_begin; tb < t_end; tb += kTokenBlock) {
     const int64_t te = std::min(t_end, tb + kTokenBlock);
     for (int64_t g0 = 0; g0 < w.groups; g0 += chunk_groups) {
-      const GroupSpan span{g0, std::min(w.groups, g0 + chunk_groups), g0 > 0};
+      const GroupSpan span{g0, std::min(w.groups, g0 + chunk_groups), g0 > 0, next_call};
       for (int64_t p0 = tile_begin; p0 < tile_end; p0 += panel_tiles) {
         const int64_t pe = std::min(tile_end, p0 + panel_tiles);
         int64_t t = tb;
