@@ -341,6 +341,34 @@ void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   });
 }
 
+// weight = d * (u - 16): Q4_0's nibbles, and the fifth bit of weight vector v from bit v of each
+// byte of the fifth-bit chunk, moved to bit 4 (a 32-bit lane shift keeps it in its byte).
+template <typename V>
+ORCHARD_INLINE typename V::I fifth_bits(const uint8_t* chunk, int v) {
+  using I = typename V::I;
+  const I raw = V::load(chunk);
+  I at4;
+  switch (v) {
+    case 0: at4 = V::template slli<4>(raw); break;
+    case 1: at4 = V::template slli<3>(raw); break;
+    case 2: at4 = V::template slli<2>(raw); break;
+    case 3: at4 = V::template slli<1>(raw); break;
+    case 4: at4 = raw; break;
+    case 5: at4 = V::template srli<1>(raw); break;
+    case 6: at4 = V::template srli<2>(raw); break;
+    default: at4 = V::template srli<3>(raw); break;
+  }
+  return V::and_(at4, V::set1_8(0x10));
+}
+
+template <typename V, int P, int T, bool R>
+void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
+  rows_scaled_blocks<V, P, T, R, 1, 320>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
+    return V::or_(nibble_weights<V>(blk + 4 * V::L * s, v), fifth_bits<V>(blk + 256 + 4 * V::L * s, v));
+  });
+}
+
 // weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
 template <typename V, int P, int T, bool R>
 void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
@@ -444,6 +472,7 @@ void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t
   switch (w.format) {
     case PackedFormat::q4_0: return rows_q4_0<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q8_0: return rows_q8_0<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::q5_0: return rows_q5_0<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q4_k: return rows_q4_k<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q6_k:
       if constexpr (P == 1) return rows_q6_k<V, T, R>(w, r, x, t0, span, y);

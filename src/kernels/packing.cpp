@@ -34,6 +34,7 @@ int64_t group_elements(PackedFormat f) {
 size_t group_bytes(PackedFormat f) {
   switch (f) {
     case PackedFormat::q4_0: return 288;
+    case PackedFormat::q5_0: return 352;
     case PackedFormat::q8_0: return 544;
     case PackedFormat::q4_k: return 2368;
     case PackedFormat::q6_k: return 3360;
@@ -44,6 +45,7 @@ size_t group_bytes(PackedFormat f) {
 size_t file_block_bytes(PackedFormat f) {
   switch (f) {
     case PackedFormat::q4_0: return 18;
+    case PackedFormat::q5_0: return 22;
     case PackedFormat::q8_0: return 34;
     case PackedFormat::q4_k: return 144;
     case PackedFormat::q6_k: return 210;
@@ -61,6 +63,15 @@ void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
         g.u[j + 16] = b[2 + j] >> 4;
       }
       return;
+    case PackedFormat::q5_0: {
+      g.d = load_u16(b);
+      const uint32_t qh = static_cast<uint32_t>(load_u16(b + 2)) | static_cast<uint32_t>(load_u16(b + 4)) << 16;
+      for (int j = 0; j < 16; ++j) {
+        g.u[j] = static_cast<uint8_t>((b[6 + j] & 0x0f) | ((qh >> j) & 1) << 4);
+        g.u[j + 16] = static_cast<uint8_t>((b[6 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
+      }
+      return;
+    }
     case PackedFormat::q8_0:
       g.d = load_u16(b);
       for (int j = 0; j < 32; ++j) g.u[j] = static_cast<uint8_t>(b[2 + j] ^ 0x80);  // q + 128
@@ -112,6 +123,15 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
       put_nibbles(dst, r, g.u);
       store_u16(dst + 256 + 2 * r, g.d);
       return;
+    case PackedFormat::q5_0:
+      put_nibbles(dst, r, g.u);
+      for (int i = 0; i < 4; ++i) {
+        uint8_t bits = 0;
+        for (int v = 0; v < 8; ++v) bits |= static_cast<uint8_t>((g.u[4 * v + i] >> 4) << v);
+        dst[256 + 4 * r + i] = bits;
+      }
+      store_u16(dst + 320 + 2 * r, g.d);
+      return;
     case PackedFormat::q8_0:
       for (int c = 0; c < 8; ++c)
         for (int i = 0; i < 4; ++i) dst[64 * c + 4 * r + i] = g.u[4 * c + i];
@@ -149,6 +169,7 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
 std::optional<PackedFormat> packed_format_for(DType type) {
   switch (type) {
     case DType::Q4_0: return PackedFormat::q4_0;
+    case DType::Q5_0: return PackedFormat::q5_0;
     case DType::Q8_0: return PackedFormat::q8_0;
     case DType::Q4_K: return PackedFormat::q4_k;
     case DType::Q6_K: return PackedFormat::q6_k;
@@ -238,6 +259,14 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
       case PackedFormat::q4_0: {
         const float d = f16_to_f32(load_u16(grp + 256 + 2 * r));
         for (int e = 0; e < 32; ++e) *out++ = static_cast<float>(nibble(grp, e) - 8) * d;
+        break;
+      }
+      case PackedFormat::q5_0: {
+        const float d = f16_to_f32(load_u16(grp + 320 + 2 * r));
+        for (int e = 0; e < 32; ++e) {
+          const int fifth = (grp[256 + 4 * r + e % 4] >> (e / 4)) & 1;
+          *out++ = static_cast<float>((nibble(grp, e) | fifth << 4) - 16) * d;
+        }
         break;
       }
       case PackedFormat::q8_0: {
