@@ -3,10 +3,11 @@
 
     bench/make_models.py --shape qwen2.5-1.5b --type q4_0 --out /tmp/models/qwen2.5-1.5b-q4_0.gguf
 
-Shapes: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, llama3.2-1b. Types: f16, q8_0, q4_0, q4_k_m.
+Shapes: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, llama3.2-1b. Types: f16, q8_0, q4_0, q4_k_m, q5_k_m.
 The weights are random bytes with finite, moderate scales: speed does not depend on their values,
 and every engine reads the same file. Q4_K_M uses llama.cpp's mix of Q4_K and Q6_K (output /
-tied embedding, and attn_v / ffn_down on the layers it gives more bits), written directly.
+tied embedding, and attn_v / ffn_down on the layers it gives more bits), written directly; Q5_K_M
+the same with Q5_K in Q4_K's place.
 The tokenizer (needed by llama.cpp to load the file) comes from ../shared/tokenizers.
 Standard library only, so it runs anywhere Python 3 does.
 """
@@ -28,7 +29,8 @@ SHAPES = {
 # GGUF type ids and block geometry: (id, elements per block, bytes per block, byte offsets of f16 scales)
 TYPES = {
     "F32": (0, 1, 4, None), "F16": (1, 1, 2, None), "Q4_0": (2, 32, 18, [0]), "Q5_0": (6, 32, 22, [0]),
-    "Q8_0": (8, 32, 34, [0]), "Q4_K": (12, 256, 144, [0, 2]), "Q6_K": (14, 256, 210, [208]),
+    "Q5_1": (7, 32, 24, [0, 2]), "Q8_0": (8, 32, 34, [0]), "Q4_K": (12, 256, 144, [0, 2]),
+    "Q5_K": (13, 256, 176, [0, 2]), "Q6_K": (14, 256, 210, [208]),
 }
 ALIGN = 32
 
@@ -68,13 +70,13 @@ def matrix_type(ftype, name, layer, n_layers, n_in):
     if ftype == "f16": t = "F16"
     elif ftype == "q8_0": t = "Q8_0"
     elif ftype == "q4_0": t = "Q6_K" if name in ("output", "token_embd") else "Q4_0"
-    else:  # q4_k_m
-        t = "Q4_K"
+    else:  # q4_k_m, q5_k_m
+        t = "Q4_K" if ftype == "q4_k_m" else "Q5_K"
         if name in ("output", "token_embd"): t = "Q6_K"
         elif name in ("attn_v", "ffn_down") and use_more_bits(layer, n_layers): t = "Q6_K"
     # K-quants need rows of whole 256-element super-blocks; llama.cpp falls back like this.
     if t in ("Q4_K", "Q6_K") and n_in % 256 != 0:
-        t = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}[t]
+        t = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}[t]
     return t
 
 def tokenizer_metadata(name, n_vocab, shared):
@@ -137,7 +139,7 @@ def llama3_rope_factors(theta, dims, factor=32.0, low=1.0, high=4.0, orig=8192.0
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", required=True, choices=sorted(SHAPES))
-    ap.add_argument("--type", required=True, choices=["f16", "q8_0", "q4_0", "q4_k_m"])
+    ap.add_argument("--type", required=True, choices=["f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
     ap.add_argument("--seed", type=int, default=1)

@@ -378,7 +378,9 @@ void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   });
 }
 
-template <typename V, int P, int T, bool R>
+// weight = (d * scale) * u - dmin * min per 32-input sub-block; kFifth: Q5_K, u's bit 4 from the
+// sub-block's fifth-bit chunk.
+template <typename V, int P, int T, bool R, bool kFifth>
 void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   using F = typename V::F;
@@ -399,7 +401,12 @@ void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
       const BlockActivations a = x.block(t0, g * 8 + j);
       typename V::I dot[P][T];
       block_dots<V, P, T, 0, 8, R>(
-          [&](int p, int v) { return nibble_weights<V>(sb[p] + 320 + 256 * j + 4 * V::L * r.s(p), v); }, ZeroStart<V>{},
+          [&](int p, int v) {
+            const typename V::I low = nibble_weights<V>(sb[p] + 320 + 256 * j + 4 * V::L * r.s(p), v);
+            if constexpr (!kFifth) return low;
+            else return V::or_(low, fifth_bits<V>(sb[p] + 2368 + 64 * j + 4 * V::L * r.s(p), v));
+          },
+          ZeroStart<V>{},
           a, dot);
       const ActivationBlock* info = a.info;
       ORCHARD_UNROLL
@@ -473,7 +480,8 @@ void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t
     case PackedFormat::q4_0: return rows_q4_0<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q8_0: return rows_q8_0<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q5_0: return rows_q5_0<V, P, T, R>(w, r, x, t0, span, y);
-    case PackedFormat::q4_k: return rows_q4_k<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::q4_k: return rows_q4_k<V, P, T, R, false>(w, r, x, t0, span, y);
+    case PackedFormat::q5_k: return rows_q4_k<V, P, T, R, true>(w, r, x, t0, span, y);
     case PackedFormat::q6_k:
       if constexpr (P == 1) return rows_q6_k<V, T, R>(w, r, x, t0, span, y);
       break;  // matmul_packed sends Q6_K to P = 1
@@ -543,7 +551,8 @@ void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t
   // than 4 tokens (decode) keep one too: those passes wait on memory, not on loads, and two row
   // vectors measured no faster there (Q4_0 1.5B tg64: 33.7 against 34.4 t/s, noisy).
   constexpr int P = V::kRowVectors, kPairTokens = V::kMaxTokens / V::kRowVectors;
-  const bool one = w.format == PackedFormat::q6_k || w.format == PackedFormat::q4_k || P == 1 || t_end - t_begin < 4;
+  const bool one = w.format == PackedFormat::q6_k || w.format == PackedFormat::q4_k || w.format == PackedFormat::q5_k ||
+                   P == 1 || t_end - t_begin < 4;
   if (q.lo) {
     if (one) matmul_packed_tiles<V, 1, V::kMaxTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
     else matmul_packed_tiles<V, P, kPairTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);

@@ -28,7 +28,7 @@ struct GroupQuants {
 };
 
 int64_t group_elements(PackedFormat f) {
-  return f == PackedFormat::q4_k || f == PackedFormat::q6_k ? 256 : 32;
+  return f == PackedFormat::q4_k || f == PackedFormat::q5_k || f == PackedFormat::q6_k ? 256 : 32;
 }
 
 size_t group_bytes(PackedFormat f) {
@@ -37,6 +37,7 @@ size_t group_bytes(PackedFormat f) {
     case PackedFormat::q5_0: return 352;
     case PackedFormat::q8_0: return 544;
     case PackedFormat::q4_k: return 2368;
+    case PackedFormat::q5_k: return 2880;
     case PackedFormat::q6_k: return 3360;
   }
   return 0;
@@ -48,6 +49,7 @@ size_t file_block_bytes(PackedFormat f) {
     case PackedFormat::q5_0: return 22;
     case PackedFormat::q8_0: return 34;
     case PackedFormat::q4_k: return 144;
+    case PackedFormat::q5_k: return 176;
     case PackedFormat::q6_k: return 210;
   }
   return 0;
@@ -76,10 +78,15 @@ void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
       g.d = load_u16(b);
       for (int j = 0; j < 32; ++j) g.u[j] = static_cast<uint8_t>(b[2 + j] ^ 0x80);  // q + 128
       return;
-    case PackedFormat::q4_k: {
+    case PackedFormat::q4_k:
+    case PackedFormat::q5_k: {
+      // Q5_K is Q4_K with 32 bytes of fifth bits before the nibbles (qh: bit j of byte l is
+      // bit 4 of element 32j + l).
+      const bool fifth = f == PackedFormat::q5_k;
       g.d = load_u16(b);
       g.dmin = load_u16(b + 2);
       const uint8_t* sc = b + 4;
+      const uint8_t* qh = b + 16;
       for (int j = 0; j < 8; ++j) {
         if (j < 4) {
           g.scale[j] = sc[j] & 0x3f;
@@ -88,8 +95,10 @@ void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
           g.scale[j] = static_cast<uint8_t>((sc[j + 4] & 0x0f) | ((sc[j - 4] >> 6) << 4));
           g.min[j] = static_cast<uint8_t>((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4));
         }
-        const uint8_t* q = b + 16 + 32 * (j / 2);
-        for (int l = 0; l < 32; ++l) g.u[32 * j + l] = (q[l] >> (4 * (j % 2))) & 0x0f;
+        const uint8_t* q = b + (fifth ? 48 : 16) + 32 * (j / 2);
+        for (int l = 0; l < 32; ++l)
+          g.u[32 * j + l] =
+              static_cast<uint8_t>(((q[l] >> (4 * (j % 2))) & 0x0f) | (fifth ? ((qh[l] >> j) & 1) << 4 : 0));
       }
       return;
     }
@@ -117,6 +126,16 @@ void put_nibbles(uint8_t* dst, int r, const uint8_t* u) {
       dst[64 * c + 4 * r + i] = static_cast<uint8_t>((u[4 * c + i] & 0x0f) | ((u[16 + 4 * c + i] & 0x0f) << 4));
 }
 
+// Bit 4 of 32 quants u[0..32) for row r into a 64-byte chunk: bit v of byte 4r + i is that of
+// element 4v + i.
+void put_fifth_bits(uint8_t* dst, int r, const uint8_t* u) {
+  for (int i = 0; i < 4; ++i) {
+    uint8_t bits = 0;
+    for (int v = 0; v < 8; ++v) bits |= static_cast<uint8_t>(((u[4 * v + i] >> 4) & 1) << v);
+    dst[4 * r + i] = bits;
+  }
+}
+
 void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
   switch (f) {
     case PackedFormat::q4_0:
@@ -125,11 +144,7 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
       return;
     case PackedFormat::q5_0:
       put_nibbles(dst, r, g.u);
-      for (int i = 0; i < 4; ++i) {
-        uint8_t bits = 0;
-        for (int v = 0; v < 8; ++v) bits |= static_cast<uint8_t>((g.u[4 * v + i] >> 4) << v);
-        dst[256 + 4 * r + i] = bits;
-      }
+      put_fifth_bits(dst + 256, r, g.u);
       store_u16(dst + 320 + 2 * r, g.d);
       return;
     case PackedFormat::q8_0:
@@ -138,12 +153,14 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
       store_u16(dst + 512 + 2 * r, g.d);
       return;
     case PackedFormat::q4_k:
+    case PackedFormat::q5_k:
       store_u16(dst + 2 * r, g.d);
       store_u16(dst + 32 + 2 * r, g.dmin);
       for (int j = 0; j < 8; ++j) {
         dst[64 + 16 * j + r] = g.scale[j];
         dst[192 + 16 * j + r] = g.min[j];
         put_nibbles(dst + 320 + 256 * j, r, g.u + 32 * j);
+        if (f == PackedFormat::q5_k) put_fifth_bits(dst + 2368 + 64 * j, r, g.u + 32 * j);
       }
       return;
     case PackedFormat::q6_k:
@@ -172,6 +189,7 @@ std::optional<PackedFormat> packed_format_for(DType type) {
     case DType::Q5_0: return PackedFormat::q5_0;
     case DType::Q8_0: return PackedFormat::q8_0;
     case DType::Q4_K: return PackedFormat::q4_k;
+    case DType::Q5_K: return PackedFormat::q5_k;
     case DType::Q6_K: return PackedFormat::q6_k;
     default: return std::nullopt;
   }
@@ -253,6 +271,8 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
     const uint8_t byte = blk[64 * ((e % 16) / 4) + 4 * r + e % 4];
     return e < 16 ? byte & 0x0f : byte >> 4;
   };
+  // Bit 4 of element e from a fifth-bit chunk (put_fifth_bits).
+  auto fifth = [&](const uint8_t* chunk, int e) { return ((chunk[4 * r + e % 4] >> (e / 4)) & 1) << 4; };
   for (int64_t g = 0; g < p.groups; ++g) {
     const uint8_t* grp = tile + g * p.group_bytes;
     switch (p.format) {
@@ -263,10 +283,7 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
       }
       case PackedFormat::q5_0: {
         const float d = f16_to_f32(load_u16(grp + 320 + 2 * r));
-        for (int e = 0; e < 32; ++e) {
-          const int fifth = (grp[256 + 4 * r + e % 4] >> (e / 4)) & 1;
-          *out++ = static_cast<float>((nibble(grp, e) | fifth << 4) - 16) * d;
-        }
+        for (int e = 0; e < 32; ++e) *out++ = static_cast<float>((nibble(grp, e) | fifth(grp + 256, e)) - 16) * d;
         break;
       }
       case PackedFormat::q8_0: {
@@ -275,12 +292,17 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
           *out++ = static_cast<float>(static_cast<int>(grp[64 * (e / 4) + 4 * r + e % 4]) - 128) * d;
         break;
       }
-      case PackedFormat::q4_k: {
+      case PackedFormat::q4_k:
+      case PackedFormat::q5_k: {
         const float d = f16_to_f32(load_u16(grp + 2 * r)), dmin = f16_to_f32(load_u16(grp + 32 + 2 * r));
         for (int j = 0; j < 8; ++j) {
           const float step = d * static_cast<float>(grp[64 + 16 * j + r]);
           const float offset = dmin * static_cast<float>(grp[192 + 16 * j + r]);
-          for (int e = 0; e < 32; ++e) *out++ = step * static_cast<float>(nibble(grp + 320 + 256 * j, e)) - offset;
+          const uint8_t* high = grp + 2368 + 64 * j;
+          for (int e = 0; e < 32; ++e) {
+            const int q = nibble(grp + 320 + 256 * j, e) | (p.format == PackedFormat::q5_k ? fifth(high, e) : 0);
+            *out++ = step * static_cast<float>(q) - offset;
+          }
         }
         break;
       }

@@ -5,7 +5,7 @@
 // Every packed format is lossless: the kernels compute exactly the weights that
 // dequantize_row() defines, as unsigned integers u with a per-group scale and offset:
 //   weight = scale * (u - offset)      (offset: 8 for Q4_0, 16 for Q5_0, 128 for Q8_0, 32 for Q6_K)
-//   weight = scale * u - min           (Q4_K)
+//   weight = scale * u - min           (Q4_K, Q5_K)
 // and each format keeps the size of the file's blocks, so that the packed copy replaces the
 // mapped weights in memory instead of adding to them.
 #pragma once
@@ -19,7 +19,7 @@
 
 namespace orchard {
 
-enum class PackedFormat { q4_0, q8_0, q4_k, q6_k, q5_0 };
+enum class PackedFormat { q4_0, q8_0, q4_k, q6_k, q5_0, q5_k };
 
 constexpr int64_t kTileRows = 16;   // output rows per tile
 constexpr int64_t kBlock = 32;      // inputs per activation block (and per 4/8-bit weight block)
@@ -34,6 +34,8 @@ constexpr int64_t kBlock = 32;      // inputs per activation block (and per 4/8-
 //   Q4_K, per super-block, 2368 bytes: [0,32) f16 d per row; [32,64) f16 dmin per row;
 //        [64,192) u8 scale of sub-block j for row r at 16j + r; [192,320) u8 min likewise;
 //        [320,2368) 8 sub-blocks of 256 bytes laid out as Q4_0's nibbles.
+//   Q5_K, per super-block, 2880 bytes: [0,2368) as Q4_K (the low 4 bits); [2368,2880) 8
+//        fifth-bit chunks as Q5_0's, one per sub-block.
 //   Q6_K, per super-block, 3360 bytes: [0,32) f16 d per row; [32,288) i8 scale of 16-element
 //        sub-block s for row r at 16s + r; [288,3360) 8 blocks of 384 bytes: 256 bytes of low
 //        nibbles as Q4_0, then 2 chunks of high 2-bit pairs: chunk h byte 4r + i holds, in bits

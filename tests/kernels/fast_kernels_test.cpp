@@ -162,6 +162,8 @@ TEST_P(FastKernels, MatmulMatchesReference) {
       // Q5_0 (the fallback of K-quant files for rows of 896: Qwen2.5-0.5B): every micro-kernel.
       {DType::Q5_0, 32, 1, 1},      {DType::Q5_0, 96, 17, 3},     {DType::Q5_0, 64, 40, 75},
       {DType::Q5_0, 2080, 35, 1},   {DType::Q5_0, 4160, 33, 13},  {DType::Q5_0, 96, 20, 7},
+      // Q5_K (Q5_K_M files): one token, a speculative pass, several token blocks and chunks.
+      {DType::Q5_K, 512, 23, 1},    {DType::Q5_K, 256, 17, 7},    {DType::Q5_K, 2560, 40, 203},
   };
   for (const MatmulCase& c : cases) {
     SCOPED_TRACE(std::string(dtype_name(c.type)) + " in " + std::to_string(c.in) + " out " +
@@ -202,7 +204,7 @@ TEST_P(FastKernels, NonFiniteActivationsGiveNaNOutputs) {
   const Kernels& fast = fast_kernels(GetParam());
   ThreadPool pool(2);
   std::mt19937 rng(12);
-  for (const DType type : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K}) {
+  for (const DType type : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K}) {
     const int64_t in = 256, out = 21, n = 3;
     RandomMatrix w = random_matrix(type, in, out, rng);
     PackedMatrix packed = allocate_packed(w.ref, *packed_format_for(type));
@@ -445,7 +447,7 @@ INSTANTIATE_TEST_SUITE_P(Isa, FastKernels, ::testing::ValuesIn(supported_isas())
 
 TEST(Packing, RowsDecodeBitIdenticalToDequantize) {
   std::mt19937 rng(5);
-  for (DType type : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType type : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     const int64_t in = 512, out = 21;
     RandomMatrix w = random_matrix(type, in, out, rng);
     PackedMatrix p = allocate_packed(w.ref, *packed_format_for(type));
