@@ -75,7 +75,7 @@ def matrix_type(ftype, name, layer, n_layers, n_in):
         if name in ("output", "token_embd"): t = "Q6_K"
         elif name in ("attn_v", "ffn_down") and use_more_bits(layer, n_layers): t = "Q6_K"
     # K-quants need rows of whole 256-element super-blocks; llama.cpp falls back like this.
-    if t in ("Q4_K", "Q6_K") and n_in % 256 != 0:
+    if t in ("Q4_K", "Q5_K", "Q6_K") and n_in % 256 != 0:
         t = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}[t]
     return t
 

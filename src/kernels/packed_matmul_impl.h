@@ -277,7 +277,8 @@ ORCHARD_INLINE void store_rows(const typename V::F* acc, float* y, int64_t out, 
 // next chunk, read much later. Measured, `orchard bench --batch 16 -p 16 -n 64 -r 3` on the 0.5B
 // Q4_0 shape, 3 interleaved runs: 16-sequence step 18.0-19.6 -> 16.6-16.7 ms (a fixed 16 KiB:
 // 16.7-17.4; 8 and 32 KiB were slower than 16; two calls ahead no better than one); 8 sequences
-// 13.2-14.8 -> 10.1-11.3 ms; pp512 of the 1.5B shape unchanged (a panel is reused by 16 passes).
+// 13.2-14.8 -> 10.1-11.3 ms; 1.5B Q4_K_M, 16 sequences, 51.2-51.7 -> 48.3-50.6 ms; pp512 of the
+// 1.5B shape unchanged (a panel is reused by 16 passes).
 // A one-token pass keeps 4 KiB: one tile ahead measured slower (1.5B Q4_0 decode, 76.5% of a
 // plain read against 83-85%).
 constexpr int64_t kPrefetchAhead = 4096;
@@ -289,10 +290,11 @@ ORCHARD_INLINE void prefetch_group_ahead(const uint8_t* group, int64_t group_byt
 // The micro-kernels: P row vectors (RowVectors) x T tokens from t0, over the groups of `span`.
 // A group's prefetch is asked by its sub-tile 0, for the whole tile.
 //
-// Q4_0 and Q8_0: per 32-input block and row, one f16 scale at `scale_at` bytes into the group
-// and weight = scale * (u - (8 << offset_shift)); weight(group of row vector p, its sub-tile, v)
-// gives w[v].
-template <typename V, int P, int T, bool R, int offset_shift, int scale_at, typename Weight>
+// Q4_0, Q5_0 and Q8_0: per 32-input block and row, one f16 scale at `scale_at` bytes into the
+// group and weight = scale * (u - (8 << offset_shift)); Q4_1 and Q5_1 (min_at >= 0): weight =
+// scale * u + min, the f16 min at `min_at`, whose products sum to min * (the activations' sum).
+// weight(group of row vector p, its sub-tile, v) gives w[v].
+template <typename V, int P, int T, bool R, int offset_shift, int scale_at, int min_at, typename Weight>
 ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
                                        int64_t t0, GroupSpan span, float* y, const Weight& weight) {
   typename V::F acc[P][T];
@@ -318,13 +320,21 @@ ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V
         prefetch_group_ahead(blk[p], kPrefetchBlocks * w.group_bytes, P * T <= 4 ? kPrefetchAhead : span.next_call);
     const ActivationBlock* info = a.info;
     typename V::I dot[P][T];
-    block_dots<V, P, T, 0, 8, R>([&](int p, int v) { return weight(blk[p], r.s(p), v); },
-                                 OffsetStart<V, offset_shift, &ActivationBlock::minus_8_sum>{info}, a, dot);
+    const auto weights = [&](int p, int v) { return weight(blk[p], r.s(p), v); };
+    if constexpr (min_at < 0)
+      block_dots<V, P, T, 0, 8, R>(weights, OffsetStart<V, offset_shift, &ActivationBlock::minus_8_sum>{info}, a, dot);
+    else
+      block_dots<V, P, T, 0, 8, R>(weights, ZeroStart<V>{}, a, dot);
     ORCHARD_UNROLL
     for (int p = 0; p < P; ++p) {
       const typename V::F scale = V::load_f16(blk[p] + scale_at + 2 * V::L * r.s(p));
       ORCHARD_UNROLL
       for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(scale, V::fset1(info[t].d)), acc[p][t]);
+      if constexpr (min_at >= 0) {
+        const typename V::F min = V::load_f16(blk[p] + min_at + 2 * V::L * r.s(p));
+        ORCHARD_UNROLL
+        for (int t = 0; t < T; ++t) acc[p][t] = V::fma(min, V::fset1(info[t].d_sum), acc[p][t]);
+      }
       blk[p] += w.group_bytes;
     }
   }
@@ -336,7 +346,16 @@ ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V
 template <typename V, int P, int T, bool R>
 void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
-  rows_scaled_blocks<V, P, T, R, 0, 256>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
+  rows_scaled_blocks<V, P, T, R, 0, 256, -1>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
+    return nibble_weights<V>(blk + 4 * V::L * s, v);
+  });
+}
+
+// weight = d * u + m, nibbles.
+template <typename V, int P, int T, bool R>
+void rows_q4_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
+  rows_scaled_blocks<V, P, T, R, 0, 256, 288>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return nibble_weights<V>(blk + 4 * V::L * s, v);
   });
 }
@@ -364,7 +383,16 @@ ORCHARD_INLINE typename V::I fifth_bits(const uint8_t* chunk, int v) {
 template <typename V, int P, int T, bool R>
 void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
-  rows_scaled_blocks<V, P, T, R, 1, 320>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
+  rows_scaled_blocks<V, P, T, R, 1, 320, -1>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
+    return V::or_(nibble_weights<V>(blk + 4 * V::L * s, v), fifth_bits<V>(blk + 256 + 4 * V::L * s, v));
+  });
+}
+
+// weight = d * u + m, u of 5 bits as Q5_0's.
+template <typename V, int P, int T, bool R>
+void rows_q5_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
+  rows_scaled_blocks<V, P, T, R, 0, 320, 352>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return V::or_(nibble_weights<V>(blk + 4 * V::L * s, v), fifth_bits<V>(blk + 256 + 4 * V::L * s, v));
   });
 }
@@ -373,7 +401,7 @@ void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
 template <typename V, int P, int T, bool R>
 void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
-  rows_scaled_blocks<V, P, T, R, 4, 512>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
+  rows_scaled_blocks<V, P, T, R, 4, 512, -1>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return V::load(blk + 64 * v + 4 * V::L * s);
   });
 }
@@ -480,6 +508,8 @@ void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t
     case PackedFormat::q4_0: return rows_q4_0<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q8_0: return rows_q8_0<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q5_0: return rows_q5_0<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::q4_1: return rows_q4_1<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::q5_1: return rows_q5_1<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q4_k: return rows_q4_k<V, P, T, R, false>(w, r, x, t0, span, y);
     case PackedFormat::q5_k: return rows_q4_k<V, P, T, R, true>(w, r, x, t0, span, y);
     case PackedFormat::q6_k:

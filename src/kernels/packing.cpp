@@ -34,7 +34,9 @@ int64_t group_elements(PackedFormat f) {
 size_t group_bytes(PackedFormat f) {
   switch (f) {
     case PackedFormat::q4_0: return 288;
+    case PackedFormat::q4_1: return 320;
     case PackedFormat::q5_0: return 352;
+    case PackedFormat::q5_1: return 384;
     case PackedFormat::q8_0: return 544;
     case PackedFormat::q4_k: return 2368;
     case PackedFormat::q5_k: return 2880;
@@ -46,7 +48,9 @@ size_t group_bytes(PackedFormat f) {
 size_t file_block_bytes(PackedFormat f) {
   switch (f) {
     case PackedFormat::q4_0: return 18;
+    case PackedFormat::q4_1: return 20;
     case PackedFormat::q5_0: return 22;
+    case PackedFormat::q5_1: return 24;
     case PackedFormat::q8_0: return 34;
     case PackedFormat::q4_k: return 144;
     case PackedFormat::q5_k: return 176;
@@ -59,18 +63,27 @@ size_t file_block_bytes(PackedFormat f) {
 void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
   switch (f) {
     case PackedFormat::q4_0:
+    case PackedFormat::q4_1: {
+      // Q4_1 has its min (kept in dmin) after the scale.
+      const uint8_t* qs = b + (f == PackedFormat::q4_1 ? 4 : 2);
       g.d = load_u16(b);
+      g.dmin = load_u16(b + 2);
       for (int j = 0; j < 16; ++j) {
-        g.u[j] = b[2 + j] & 0x0f;
-        g.u[j + 16] = b[2 + j] >> 4;
+        g.u[j] = qs[j] & 0x0f;
+        g.u[j + 16] = qs[j] >> 4;
       }
       return;
-    case PackedFormat::q5_0: {
+    }
+    case PackedFormat::q5_0:
+    case PackedFormat::q5_1: {
+      const uint8_t* qh = b + (f == PackedFormat::q5_1 ? 4 : 2);
+      const uint8_t* qs = qh + 4;
       g.d = load_u16(b);
-      const uint32_t qh = static_cast<uint32_t>(load_u16(b + 2)) | static_cast<uint32_t>(load_u16(b + 4)) << 16;
+      g.dmin = load_u16(b + 2);
+      const uint32_t high = static_cast<uint32_t>(load_u16(qh)) | static_cast<uint32_t>(load_u16(qh + 2)) << 16;
       for (int j = 0; j < 16; ++j) {
-        g.u[j] = static_cast<uint8_t>((b[6 + j] & 0x0f) | ((qh >> j) & 1) << 4);
-        g.u[j + 16] = static_cast<uint8_t>((b[6 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
+        g.u[j] = static_cast<uint8_t>((qs[j] & 0x0f) | ((high >> j) & 1) << 4);
+        g.u[j + 16] = static_cast<uint8_t>((qs[j] >> 4) | ((high >> (j + 16)) & 1) << 4);
       }
       return;
     }
@@ -139,13 +152,17 @@ void put_fifth_bits(uint8_t* dst, int r, const uint8_t* u) {
 void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
   switch (f) {
     case PackedFormat::q4_0:
+    case PackedFormat::q4_1:
       put_nibbles(dst, r, g.u);
       store_u16(dst + 256 + 2 * r, g.d);
+      if (f == PackedFormat::q4_1) store_u16(dst + 288 + 2 * r, g.dmin);
       return;
     case PackedFormat::q5_0:
+    case PackedFormat::q5_1:
       put_nibbles(dst, r, g.u);
       put_fifth_bits(dst + 256, r, g.u);
       store_u16(dst + 320 + 2 * r, g.d);
+      if (f == PackedFormat::q5_1) store_u16(dst + 352 + 2 * r, g.dmin);
       return;
     case PackedFormat::q8_0:
       for (int c = 0; c < 8; ++c)
@@ -186,7 +203,9 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
 std::optional<PackedFormat> packed_format_for(DType type) {
   switch (type) {
     case DType::Q4_0: return PackedFormat::q4_0;
+    case DType::Q4_1: return PackedFormat::q4_1;
     case DType::Q5_0: return PackedFormat::q5_0;
+    case DType::Q5_1: return PackedFormat::q5_1;
     case DType::Q8_0: return PackedFormat::q8_0;
     case DType::Q4_K: return PackedFormat::q4_k;
     case DType::Q5_K: return PackedFormat::q5_k;
@@ -284,6 +303,16 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
       case PackedFormat::q5_0: {
         const float d = f16_to_f32(load_u16(grp + 320 + 2 * r));
         for (int e = 0; e < 32; ++e) *out++ = static_cast<float>((nibble(grp, e) | fifth(grp + 256, e)) - 16) * d;
+        break;
+      }
+      case PackedFormat::q4_1: {
+        const float d = f16_to_f32(load_u16(grp + 256 + 2 * r)), m = f16_to_f32(load_u16(grp + 288 + 2 * r));
+        for (int e = 0; e < 32; ++e) *out++ = static_cast<float>(nibble(grp, e)) * d + m;
+        break;
+      }
+      case PackedFormat::q5_1: {
+        const float d = f16_to_f32(load_u16(grp + 320 + 2 * r)), m = f16_to_f32(load_u16(grp + 352 + 2 * r));
+        for (int e = 0; e < 32; ++e) *out++ = static_cast<float>(nibble(grp, e) | fifth(grp + 256, e)) * d + m;
         break;
       }
       case PackedFormat::q8_0: {

@@ -6,6 +6,7 @@
 // dequantize_row() defines, as unsigned integers u with a per-group scale and offset:
 //   weight = scale * (u - offset)      (offset: 8 for Q4_0, 16 for Q5_0, 128 for Q8_0, 32 for Q6_K)
 //   weight = scale * u - min           (Q4_K, Q5_K)
+//   weight = scale * u + min           (Q4_1, Q5_1)
 // and each format keeps the size of the file's blocks, so that the packed copy replaces the
 // mapped weights in memory instead of adding to them.
 #pragma once
@@ -19,7 +20,7 @@
 
 namespace orchard {
 
-enum class PackedFormat { q4_0, q8_0, q4_k, q6_k, q5_0, q5_k };
+enum class PackedFormat { q4_0, q8_0, q4_k, q6_k, q5_0, q5_k, q4_1, q5_1 };
 
 constexpr int64_t kTileRows = 16;   // output rows per tile
 constexpr int64_t kBlock = 32;      // inputs per activation block (and per 4/8-bit weight block)
@@ -30,6 +31,8 @@ constexpr int64_t kBlock = 32;      // inputs per activation block (and per 4/8-
 //        nibbles and 16+4c+i in its high nibbles; [256,288) f16 scale per row.
 //   Q5_0, per block, 352 bytes: [0,256) the low 4 bits as Q4_0's nibbles; [256,320) one chunk
 //        of fifth bits: byte 4r + i holds in bit v that of element 4v + i; [320,352) f16 scale.
+//   Q4_1, per block, 320 bytes: Q4_0's, then [288,320) the f16 min per row.
+//   Q5_1, per block, 384 bytes: Q5_0's, then [352,384) the f16 min per row.
 //   Q8_0, per block, 544 bytes: [0,512) 8 chunks of u = q + 128; [512,544) f16 scale per row.
 //   Q4_K, per super-block, 2368 bytes: [0,32) f16 d per row; [32,64) f16 dmin per row;
 //        [64,192) u8 scale of sub-block j for row r at 16j + r; [192,320) u8 min likewise;

@@ -164,6 +164,9 @@ TEST_P(FastKernels, MatmulMatchesReference) {
       {DType::Q5_0, 2080, 35, 1},   {DType::Q5_0, 4160, 33, 13},  {DType::Q5_0, 96, 20, 7},
       // Q5_K (Q5_K_M files): one token, a speculative pass, several token blocks and chunks.
       {DType::Q5_K, 512, 23, 1},    {DType::Q5_K, 256, 17, 7},    {DType::Q5_K, 2560, 40, 203},
+      // Q4_1 and Q5_1 (a per-block min): one token, a speculative pass, token blocks and chunks.
+      {DType::Q4_1, 2080, 35, 1},   {DType::Q4_1, 96, 20, 7},     {DType::Q4_1, 4160, 33, 13},
+      {DType::Q5_1, 96, 17, 1},     {DType::Q5_1, 64, 40, 75},    {DType::Q5_1, 2080, 20, 100},
   };
   for (const MatmulCase& c : cases) {
     SCOPED_TRACE(std::string(dtype_name(c.type)) + " in " + std::to_string(c.in) + " out " +
@@ -204,7 +207,7 @@ TEST_P(FastKernels, NonFiniteActivationsGiveNaNOutputs) {
   const Kernels& fast = fast_kernels(GetParam());
   ThreadPool pool(2);
   std::mt19937 rng(12);
-  for (const DType type : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K}) {
+  for (const DType type : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K}) {
     const int64_t in = 256, out = 21, n = 3;
     RandomMatrix w = random_matrix(type, in, out, rng);
     PackedMatrix packed = allocate_packed(w.ref, *packed_format_for(type));
@@ -447,7 +450,8 @@ INSTANTIATE_TEST_SUITE_P(Isa, FastKernels, ::testing::ValuesIn(supported_isas())
 
 TEST(Packing, RowsDecodeBitIdenticalToDequantize) {
   std::mt19937 rng(5);
-  for (DType type : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+  for (DType type : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K,
+                     DType::Q6_K}) {
     const int64_t in = 512, out = 21;
     RandomMatrix w = random_matrix(type, in, out, rng);
     PackedMatrix p = allocate_packed(w.ref, *packed_format_for(type));
