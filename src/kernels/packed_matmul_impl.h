@@ -360,8 +360,8 @@ void rows_q4_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   });
 }
 
-// weight = d * (u - 16): Q4_0's nibbles, and the fifth bit of weight vector v from bit v of each
-// byte of the fifth-bit chunk, moved to bit 4 (a 32-bit lane shift keeps it in its byte).
+// Bit 4 of weight vector v's u (Q5_0, Q5_1, Q5_K): bit v of each byte of the block's fifth-bit
+// chunk, moved to bit 4 (a 32-bit lane shift of under 8 keeps it in its byte) and masked.
 template <typename V>
 ORCHARD_INLINE typename V::I fifth_bits(const uint8_t* chunk, int v) {
   using I = typename V::I;
@@ -380,6 +380,7 @@ ORCHARD_INLINE typename V::I fifth_bits(const uint8_t* chunk, int v) {
   return V::and_(at4, V::set1_8(0x10));
 }
 
+// weight = d * (u - 16), u: Q4_0's nibbles and the fifth bits.
 template <typename V, int P, int T, bool R>
 void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
