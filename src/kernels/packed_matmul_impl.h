@@ -282,9 +282,15 @@ ORCHARD_INLINE void store_rows(const typename V::F* acc, float* y, int64_t out, 
 // A one-token pass keeps 4 KiB: one tile ahead measured slower (1.5B Q4_0 decode, 76.5% of a
 // plain read against 83-85%).
 constexpr int64_t kPrefetchAhead = 4096;
-ORCHARD_INLINE void prefetch_group_ahead(const uint8_t* group, int64_t group_bytes, int64_t ahead = kPrefetchAhead) {
+ORCHARD_INLINE void prefetch_group_ahead(const uint8_t* group, int64_t group_bytes, int64_t ahead) {
   for (int64_t at = 0; at < group_bytes; at += 64) __builtin_prefetch(group + ahead + at);
   (void)*static_cast<const volatile uint8_t*>(group);
+}
+// How far ahead a micro-kernel of P row vectors x T tokens asks: a one-token pass (at most 4
+// chains) keeps 4 KiB, several tokens the next micro-kernel's tiles.
+template <int P, int T>
+ORCHARD_INLINE int64_t prefetch_ahead(const GroupSpan& span) {
+  return P * T <= 4 ? kPrefetchAhead : span.next_call;
 }
 
 // The micro-kernels: P row vectors (RowVectors) x T tokens from t0, over the groups of `span`.
@@ -317,7 +323,7 @@ ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V
     ORCHARD_UNROLL
     for (int p = 0; p < P; ++p)
       if (r.s(p) == 0 && (b - span.begin) % kPrefetchBlocks == 0)
-        prefetch_group_ahead(blk[p], kPrefetchBlocks * w.group_bytes, P * T <= 4 ? kPrefetchAhead : span.next_call);
+        prefetch_group_ahead(blk[p], kPrefetchBlocks * w.group_bytes, prefetch_ahead<P, T>(span));
     const ActivationBlock* info = a.info;
     typename V::I dot[P][T];
     const auto weights = [&](int p, int v) { return weight(blk[p], r.s(p), v); };
@@ -422,7 +428,7 @@ void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
     ORCHARD_UNROLL
     for (int p = 0; p < P; ++p) {
       sb[p] = r.tile[p] + g * w.group_bytes;
-      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, P * T <= 4 ? kPrefetchAhead : span.next_call);
+      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, prefetch_ahead<P, T>(span));
       d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
       dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
     }
@@ -466,7 +472,7 @@ void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView
   load_rows<V, T>(acc[0], y, w.out, t0, r.row0[0], span);
   for (int64_t g = span.begin; g < span.end; ++g) {
     const uint8_t* sb = r.tile[0] + g * w.group_bytes;
-    if (s == 0) prefetch_group_ahead(sb, w.group_bytes, T <= 4 ? kPrefetchAhead : span.next_call);
+    if (s == 0) prefetch_group_ahead(sb, w.group_bytes, prefetch_ahead<1, T>(span));
     const typename V::F d = V::load_f16(sb + 2 * V::L * s);
     const I bits45 = V::set1_8(0x30);
     for (int j = 0; j < 8; ++j) {

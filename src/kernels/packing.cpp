@@ -64,10 +64,10 @@ void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
   switch (f) {
     case PackedFormat::q4_0:
     case PackedFormat::q4_1: {
-      // Q4_1 has its min (kept in dmin) after the scale.
+      // Q4_1 (and Q5_1 below) have a min after the scale, kept in dmin.
       const uint8_t* qs = b + (f == PackedFormat::q4_1 ? 4 : 2);
       g.d = load_u16(b);
-      g.dmin = load_u16(b + 2);
+      if (f == PackedFormat::q4_1) g.dmin = load_u16(b + 2);
       for (int j = 0; j < 16; ++j) {
         g.u[j] = qs[j] & 0x0f;
         g.u[j + 16] = qs[j] >> 4;
@@ -79,7 +79,7 @@ void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
       const uint8_t* qh = b + (f == PackedFormat::q5_1 ? 4 : 2);
       const uint8_t* qs = qh + 4;
       g.d = load_u16(b);
-      g.dmin = load_u16(b + 2);
+      if (f == PackedFormat::q5_1) g.dmin = load_u16(b + 2);
       const uint32_t high = static_cast<uint32_t>(load_u16(qh)) | static_cast<uint32_t>(load_u16(qh + 2)) << 16;
       for (int j = 0; j < 16; ++j) {
         g.u[j] = static_cast<uint8_t>((qs[j] & 0x0f) | ((high >> j) & 1) << 4);
