@@ -366,24 +366,53 @@ void rows_q4_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   });
 }
 
-// Bit 4 of weight vector v's u (Q5_0, Q5_1, Q5_K): bit v of each byte of the block's fifth-bit
-// chunk, moved to bit 4 (a 32-bit lane shift of under 8 keeps it in its byte) and masked.
-template <typename V>
-ORCHARD_INLINE typename V::I fifth_bits(const uint8_t* chunk, int v) {
+// Bit `to` of weight vector v's u from a bit-plane chunk (packing.h): bit v of each byte, moved to
+// bit `to` (a 32-bit lane shift of under 8 keeps it in its byte) and masked.
+template <typename V, int to>
+ORCHARD_INLINE typename V::I bit_plane(const uint8_t* chunk, int v) {
   using I = typename V::I;
   const I raw = V::load(chunk);
-  I at4;
-  switch (v) {
-    case 0: at4 = V::template slli<4>(raw); break;
-    case 1: at4 = V::template slli<3>(raw); break;
-    case 2: at4 = V::template slli<2>(raw); break;
-    case 3: at4 = V::template slli<1>(raw); break;
-    case 4: at4 = raw; break;
-    case 5: at4 = V::template srli<1>(raw); break;
-    case 6: at4 = V::template srli<2>(raw); break;
-    default: at4 = V::template srli<3>(raw); break;
+  I at;
+  switch (to - v) {
+    case 7: at = V::template slli<7>(raw); break;
+    case 6: at = V::template slli<6>(raw); break;
+    case 5: at = V::template slli<5>(raw); break;
+    case 4: at = V::template slli<4>(raw); break;
+    case 3: at = V::template slli<3>(raw); break;
+    case 2: at = V::template slli<2>(raw); break;
+    case 1: at = V::template slli<1>(raw); break;
+    case 0: at = raw; break;
+    case -1: at = V::template srli<1>(raw); break;
+    case -2: at = V::template srli<2>(raw); break;
+    case -3: at = V::template srli<3>(raw); break;
+    case -4: at = V::template srli<4>(raw); break;
+    case -5: at = V::template srli<5>(raw); break;
+    case -6: at = V::template srli<6>(raw); break;
+    default: at = V::template srli<7>(raw); break;
   }
-  return V::and_(at4, V::set1_8(0x10));
+  return V::and_(at, V::set1_8(1 << to));
+}
+
+// Bit 4 of weight vector v's u (Q5_0, Q5_1, Q5_K).
+template <typename V>
+ORCHARD_INLINE typename V::I fifth_bits(const uint8_t* chunk, int v) {
+  return bit_plane<V, 4>(chunk, v);
+}
+
+// The low 2 bits of weight vector v's u from 2 chunks of bit pairs (Q3_K): bits 2(v % 4).. of
+// chunk v / 4.
+template <typename V>
+ORCHARD_INLINE typename V::I low_pairs(const uint8_t* chunks, int v) {
+  using I = typename V::I;
+  const I raw = V::load(chunks + 64 * (v / 4));
+  I at;
+  switch (v % 4) {
+    case 0: at = raw; break;
+    case 1: at = V::template srli<2>(raw); break;
+    case 2: at = V::template srli<4>(raw); break;
+    default: at = V::template srli<6>(raw); break;
+  }
+  return V::and_(at, V::set1_8(0x03));
 }
 
 // weight = d * (u - 16), u: Q4_0's nibbles and the fifth bits.
@@ -508,6 +537,54 @@ void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView
   store_rows<V, T>(acc[0], y, w.out, t0, r.row0[0]);
 }
 
+// Q3_K: weight = (d * scale) * (u - 4) per 16-input sub-block, u = the low 2 bits | the third
+// bit << 2, unpacked just in time as Q4_0's nibbles are.
+template <typename V, int P, int T, bool R>
+void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
+  using F = typename V::F;
+  F acc[P][T];
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
+  for (int64_t g = span.begin; g < span.end; ++g) {
+    const uint8_t* sb[P];
+    F d[P];
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      sb[p] = r.tile[p] + g * w.group_bytes;
+      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, prefetch_ahead<P, T>(span));
+      d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
+    }
+    for (int j = 0; j < 8; ++j) {
+      const BlockActivations a = x.block(t0, g * 8 + j);
+      const ActivationBlock* info = a.info;
+      const auto weight = [&](int p, int v) {
+        const uint8_t* blk = sb[p] + 288 + 192 * j + 4 * V::L * r.s(p);
+        return V::or_(low_pairs<V>(blk, v), bit_plane<V, 2>(blk + 128, v));
+      };
+      // -4 * each half's activation sum: half of -8 times it.
+      const auto first_half_start = [&](int t) {
+        return V::set1((info[t].minus_8_sum - info[t].minus_8_second_half) / 2);
+      };
+      const auto second_half_start = [&](int t) { return V::set1(info[t].minus_8_second_half / 2); };
+      typename V::I dot[P][T];
+      ORCHARD_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        if (h == 0) block_dots<V, P, T, 0, 4, R>(weight, first_half_start, a, dot);
+        else block_dots<V, P, T, 4, 8, R>(weight, second_half_start, a, dot);
+        ORCHARD_UNROLL
+        for (int p = 0; p < P; ++p) {
+          const F step = V::fmul(d[p], V::load_s8(sb[p] + 32 + 16 * (2 * j + h) + V::L * r.s(p)));
+          ORCHARD_UNROLL
+          for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
+        }
+      }
+    }
+  }
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
+}
+
 template <typename V, int P, int T, bool R>
 void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t t0, GroupSpan span, float* y) {
   const RowVectors<V, P> r(w, rv0);
@@ -519,6 +596,7 @@ void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t
     case PackedFormat::q5_1: return rows_q5_1<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q4_k: return rows_q4_k<V, P, T, R, false>(w, r, x, t0, span, y);
     case PackedFormat::q5_k: return rows_q4_k<V, P, T, R, true>(w, r, x, t0, span, y);
+    case PackedFormat::q3_k: return rows_q3_k<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q6_k:
       if constexpr (P == 1) return rows_q6_k<V, T, R>(w, r, x, t0, span, y);
       break;  // matmul_packed sends Q6_K to P = 1
@@ -589,7 +667,7 @@ void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t
   // vectors measured no faster there (Q4_0 1.5B tg64: 33.7 against 34.4 t/s, noisy).
   constexpr int P = V::kRowVectors, kPairTokens = V::kMaxTokens / V::kRowVectors;
   const bool one = w.format == PackedFormat::q6_k || w.format == PackedFormat::q4_k || w.format == PackedFormat::q5_k ||
-                   P == 1 || t_end - t_begin < 4;
+                   w.format == PackedFormat::q3_k || P == 1 || t_end - t_begin < 4;
   if (q.lo) {
     if (one) matmul_packed_tiles<V, 1, V::kMaxTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
     else matmul_packed_tiles<V, P, kPairTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);

@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/half.h"
+#include "tensor/dequantize.h"
 
 namespace orchard {
 namespace {
@@ -24,11 +25,12 @@ void store_u16(uint8_t* p, uint16_t v) {
 struct GroupQuants {
   uint8_t u[256];          // unsigned quants, in element order
   uint16_t d = 0, dmin = 0;  // f16 bits
-  uint8_t scale[16] = {}, min[16] = {};  // K-quant sub-block scales (i8 bits for Q6_K)
+  uint8_t scale[16] = {}, min[16] = {};  // K-quant sub-block scales (i8 bits for Q6_K, Q3_K)
 };
 
 int64_t group_elements(PackedFormat f) {
-  return f == PackedFormat::q4_k || f == PackedFormat::q5_k || f == PackedFormat::q6_k ? 256 : 32;
+  return f == PackedFormat::q4_k || f == PackedFormat::q5_k || f == PackedFormat::q6_k || f == PackedFormat::q3_k ? 256
+                                                                                                               : 32;
 }
 
 size_t group_bytes(PackedFormat f) {
@@ -41,6 +43,7 @@ size_t group_bytes(PackedFormat f) {
     case PackedFormat::q4_k: return 2368;
     case PackedFormat::q5_k: return 2880;
     case PackedFormat::q6_k: return 3360;
+    case PackedFormat::q3_k: return 1824;
   }
   return 0;
 }
@@ -55,6 +58,7 @@ size_t file_block_bytes(PackedFormat f) {
     case PackedFormat::q4_k: return 144;
     case PackedFormat::q5_k: return 176;
     case PackedFormat::q6_k: return 210;
+    case PackedFormat::q3_k: return 110;
   }
   return 0;
 }
@@ -129,6 +133,19 @@ void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
           }
       return;
     }
+    case PackedFormat::q3_k: {
+      // u = the low 2 bits (laid out as Q2_K's, see tensor/dequantize.cpp) | the hmask bit << 2.
+      const uint8_t* hmask = b;
+      const uint8_t* qs = b + 32;
+      for (int s = 0; s < 16; ++s) g.scale[s] = static_cast<uint8_t>(static_cast<int8_t>(q3_k_scale(b + 96, s)));
+      g.d = load_u16(b + 108);
+      for (int e = 0; e < 256; ++e) {
+        const int low2 = (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+        const int high = (hmask[e % 32] >> (e / 32)) & 1;
+        g.u[e] = static_cast<uint8_t>(low2 | (high << 2));
+      }
+      return;
+    }
   }
 }
 
@@ -139,12 +156,23 @@ void put_nibbles(uint8_t* dst, int r, const uint8_t* u) {
       dst[64 * c + 4 * r + i] = static_cast<uint8_t>((u[4 * c + i] & 0x0f) | ((u[16 + 4 * c + i] & 0x0f) << 4));
 }
 
-// Bit 4 of 32 quants u[0..32) for row r into a 64-byte chunk: bit v of byte 4r + i is that of
+// Bits 2k..2k+1 of 32 quants u[0..32) for row r into 2 chunks of 64 bytes: chunk h byte 4r + i
+// holds in bits 2j..2j+1 those of element 16h + 4j + i.
+void put_bit_pairs(uint8_t* dst, int r, const uint8_t* u, int k) {
+  for (int h = 0; h < 2; ++h)
+    for (int i = 0; i < 4; ++i) {
+      uint8_t bits = 0;
+      for (int j = 0; j < 4; ++j) bits |= static_cast<uint8_t>(((u[16 * h + 4 * j + i] >> (2 * k)) & 3) << (2 * j));
+      dst[64 * h + 4 * r + i] = bits;
+    }
+}
+
+// Bit `k` of 32 quants u[0..32) for row r into a 64-byte chunk: bit v of byte 4r + i is that of
 // element 4v + i.
-void put_fifth_bits(uint8_t* dst, int r, const uint8_t* u) {
+void put_bit_plane(uint8_t* dst, int r, const uint8_t* u, int k) {
   for (int i = 0; i < 4; ++i) {
     uint8_t bits = 0;
-    for (int v = 0; v < 8; ++v) bits |= static_cast<uint8_t>(((u[4 * v + i] >> 4) & 1) << v);
+    for (int v = 0; v < 8; ++v) bits |= static_cast<uint8_t>(((u[4 * v + i] >> k) & 1) << v);
     dst[4 * r + i] = bits;
   }
 }
@@ -160,7 +188,7 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
     case PackedFormat::q5_0:
     case PackedFormat::q5_1:
       put_nibbles(dst, r, g.u);
-      put_fifth_bits(dst + 256, r, g.u);
+      put_bit_plane(dst + 256, r, g.u, 4);
       store_u16(dst + 320 + 2 * r, g.d);
       if (f == PackedFormat::q5_1) store_u16(dst + 352 + 2 * r, g.dmin);
       return;
@@ -177,7 +205,7 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
         dst[64 + 16 * j + r] = g.scale[j];
         dst[192 + 16 * j + r] = g.min[j];
         put_nibbles(dst + 320 + 256 * j, r, g.u + 32 * j);
-        if (f == PackedFormat::q5_k) put_fifth_bits(dst + 2368 + 64 * j, r, g.u + 32 * j);
+        if (f == PackedFormat::q5_k) put_bit_plane(dst + 2368 + 64 * j, r, g.u + 32 * j, 4);
       }
       return;
     case PackedFormat::q6_k:
@@ -187,12 +215,15 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
         uint8_t* blk = dst + 288 + 384 * j;
         const uint8_t* u = g.u + 32 * j;
         put_nibbles(blk, r, u);
-        for (int h = 0; h < 2; ++h)
-          for (int i = 0; i < 4; ++i) {
-            uint8_t bits = 0;
-            for (int jj = 0; jj < 4; ++jj) bits |= static_cast<uint8_t>((u[16 * h + 4 * jj + i] >> 4) << (2 * jj));
-            blk[256 + 64 * h + 4 * r + i] = bits;
-          }
+        put_bit_pairs(blk + 256, r, u, 2);
+      }
+      return;
+    case PackedFormat::q3_k:
+      store_u16(dst + 2 * r, g.d);
+      for (int s = 0; s < 16; ++s) dst[32 + 16 * s + r] = g.scale[s];
+      for (int j = 0; j < 8; ++j) {
+        put_bit_pairs(dst + 288 + 192 * j, r, g.u + 32 * j, 0);
+        put_bit_plane(dst + 288 + 192 * j + 128, r, g.u + 32 * j, 2);
       }
       return;
   }
@@ -210,6 +241,7 @@ std::optional<PackedFormat> packed_format_for(DType type) {
     case DType::Q4_K: return PackedFormat::q4_k;
     case DType::Q5_K: return PackedFormat::q5_k;
     case DType::Q6_K: return PackedFormat::q6_k;
+    case DType::Q3_K: return PackedFormat::q3_k;
     default: return std::nullopt;
   }
 }
@@ -290,8 +322,13 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
     const uint8_t byte = blk[64 * ((e % 16) / 4) + 4 * r + e % 4];
     return e < 16 ? byte & 0x0f : byte >> 4;
   };
-  // Bit 4 of element e from a fifth-bit chunk (put_fifth_bits).
-  auto fifth = [&](const uint8_t* chunk, int e) { return ((chunk[4 * r + e % 4] >> (e / 4)) & 1) << 4; };
+  // Bit k of element e from a bit-plane chunk (put_bit_plane), and its 2 bits 2k..2k+1 from a
+  // pair of chunks (put_bit_pairs).
+  auto plane = [&](const uint8_t* chunk, int e, int k) { return ((chunk[4 * r + e % 4] >> (e / 4)) & 1) << k; };
+  auto fifth = [&](const uint8_t* chunk, int e) { return plane(chunk, e, 4); };
+  auto pair = [&](const uint8_t* chunks, int e, int k) {
+    return ((chunks[64 * (e / 16) + 4 * r + e % 4] >> (2 * ((e % 16) / 4))) & 3) << (2 * k);
+  };
   for (int64_t g = 0; g < p.groups; ++g) {
     const uint8_t* grp = tile + g * p.group_bytes;
     switch (p.format) {
@@ -342,8 +379,18 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
           for (int e = 0; e < 32; ++e) {
             const int s = 2 * j + e / 16;
             const float scale = static_cast<float>(static_cast<int8_t>(grp[32 + 16 * s + r]));
-            const int high = (blk[256 + 64 * (e / 16) + 4 * r + e % 4] >> (2 * ((e % 16) / 4))) & 3;
-            *out++ = d * scale * static_cast<float>((nibble(blk, e) | (high << 4)) - 32);
+            *out++ = d * scale * static_cast<float>((nibble(blk, e) | pair(blk + 256, e, 2)) - 32);
+          }
+        }
+        break;
+      }
+      case PackedFormat::q3_k: {
+        const float d = f16_to_f32(load_u16(grp + 2 * r));
+        for (int j = 0; j < 8; ++j) {
+          const uint8_t* blk = grp + 288 + 192 * j;
+          for (int e = 0; e < 32; ++e) {
+            const float step = d * static_cast<float>(static_cast<int8_t>(grp[32 + 16 * (2 * j + e / 16) + r]));
+            *out++ = step * static_cast<float>((pair(blk, e, 0) | plane(blk + 128, e, 2)) - 4);
           }
         }
         break;

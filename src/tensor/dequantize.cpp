@@ -122,15 +122,6 @@ void decode_q2_k(const uint8_t* block, float* out) {
   }
 }
 
-// The 16 six-bit scales of Q3_K, packed in 12 bytes: scale k keeps its low 4 bits in byte k % 8
-// (low nibble for k < 8, high nibble otherwise) and its high 2 bits in byte 8 + k % 4 at bits
-// 2 * (k / 4). Stored with a bias of 32.
-int q3_k_scale(const uint8_t* packed, int k) {
-  const int low = (packed[k % 8] >> (4 * (k / 8))) & 0x0f;
-  const int high = (packed[8 + k % 4] >> (2 * (k / 4))) & 0x03;
-  return (low | (high << 4)) - 32;
-}
-
 // Q3_K, 110 bytes, 16 sub-blocks of 16 elements:
 //   [0, 32)    u8 hmask[32]   bit b of byte l: high bit of element 32b + l
 //   [32, 96)   u8 qs[64]      low 2 bits of the quants, laid out as in Q2_K
@@ -261,6 +252,15 @@ void decode_blocks(const uint8_t* src, float* dst, int64_t blocks, const DTypeTr
 }
 
 }  // namespace
+
+// The 16 six-bit scales of Q3_K, packed in 12 bytes: scale k keeps its low 4 bits in byte k % 8
+// (low nibble for k < 8, high nibble otherwise) and its high 2 bits in byte 8 + k % 4 at bits
+// 2 * (k / 4). Stored with a bias of 32.
+int q3_k_scale(const uint8_t* packed, int k) {
+  const int low = (packed[k % 8] >> (4 * (k / 8))) & 0x0f;
+  const int high = (packed[8 + k % 4] >> (2 * (k / 4))) & 0x03;
+  return (low | (high << 4)) - 32;
+}
 
 void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
   const DTypeTraits t = traits(type);
