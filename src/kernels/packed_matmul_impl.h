@@ -585,6 +585,60 @@ void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
 }
 
+// Q2_K: weight = (d * scale) * u - (dmin * min) per 16-input sub-block, u the 2-bit quant; the
+// scale and min 4-bit halves of the file's byte, split here (once per sub-block, not per token).
+template <typename V, int P, int T, bool R>
+void rows_q2_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+               float* y) {
+  using F = typename V::F;
+  using I = typename V::I;
+  F acc[P][T];
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
+  for (int64_t g = span.begin; g < span.end; ++g) {
+    const uint8_t* sb[P];
+    F d[P], dmin[P];
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      sb[p] = r.tile[p] + g * w.group_bytes;
+      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, prefetch_ahead<P, T>(span));
+      d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
+      dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
+    }
+    for (int j = 0; j < 8; ++j) {
+      const BlockActivations a = x.block(t0, g * 8 + j);
+      const ActivationBlock* info = a.info;
+      const auto weight = [&](int p, int v) { return low_pairs<V>(sb[p] + 320 + 128 * j + 4 * V::L * r.s(p), v); };
+      typename V::I dot[P][T];
+      ORCHARD_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        if (h == 0) block_dots<V, P, T, 0, 4, R>(weight, ZeroStart<V>{}, a, dot);
+        else block_dots<V, P, T, 4, 8, R>(weight, ZeroStart<V>{}, a, dot);
+        // The half block's activation sum times its step: -1/8 of the recorded -8 * sums.
+        F half_d_sum[T];
+        ORCHARD_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const int32_t minus_8 = h == 0 ? info[t].minus_8_sum - info[t].minus_8_second_half : info[t].minus_8_second_half;
+          half_d_sum[t] = V::fset1(info[t].d * static_cast<float>(-minus_8 / 8));
+        }
+        ORCHARD_UNROLL
+        for (int p = 0; p < P; ++p) {
+          const I packed = V::cvt_round(V::load_u8(sb[p] + 64 + 16 * (2 * j + h) + V::L * r.s(p)));
+          const F step = V::fmul(d[p], V::cvt(V::and_(packed, V::set1(0x0f))));
+          const F offset = V::fmul(dmin[p], V::cvt(V::template srli<4>(packed)));
+          ORCHARD_UNROLL
+          for (int t = 0; t < T; ++t) {
+            acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
+            acc[p][t] = V::fnmadd(offset, half_d_sum[t], acc[p][t]);
+          }
+        }
+      }
+    }
+  }
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
+}
+
 template <typename V, int P, int T, bool R>
 void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t t0, GroupSpan span, float* y) {
   const RowVectors<V, P> r(w, rv0);
@@ -597,6 +651,7 @@ void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t
     case PackedFormat::q4_k: return rows_q4_k<V, P, T, R, false>(w, r, x, t0, span, y);
     case PackedFormat::q5_k: return rows_q4_k<V, P, T, R, true>(w, r, x, t0, span, y);
     case PackedFormat::q3_k: return rows_q3_k<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::q2_k: return rows_q2_k<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q6_k:
       if constexpr (P == 1) return rows_q6_k<V, T, R>(w, r, x, t0, span, y);
       break;  // matmul_packed sends Q6_K to P = 1
@@ -661,13 +716,13 @@ template <typename V>
 void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
                    int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
   // K-quants keep one row vector per micro-kernel: Q6_K's unpacking takes the registers
-  // (rows_q6_k), and Q4_K measured slower on two (its four float operations per block and
+  // (rows_q6_k), and Q4_K measured slower on two (Q2_K and Q3_K have as many float operations) (its four float operations per block and
   // token against Q4_0's two: 475 int8 GOPS on one core against 490 on one row vector). Fewer
   // than 4 tokens (decode) keep one too: those passes wait on memory, not on loads, and two row
   // vectors measured no faster there (Q4_0 1.5B tg64: 33.7 against 34.4 t/s, noisy).
   constexpr int P = V::kRowVectors, kPairTokens = V::kMaxTokens / V::kRowVectors;
   const bool one = w.format == PackedFormat::q6_k || w.format == PackedFormat::q4_k || w.format == PackedFormat::q5_k ||
-                   w.format == PackedFormat::q3_k || P == 1 || t_end - t_begin < 4;
+                   w.format == PackedFormat::q3_k || w.format == PackedFormat::q2_k || P == 1 || t_end - t_begin < 4;
   if (q.lo) {
     if (one) matmul_packed_tiles<V, 1, V::kMaxTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
     else matmul_packed_tiles<V, P, kPairTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);

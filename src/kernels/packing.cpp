@@ -29,8 +29,14 @@ struct GroupQuants {
 };
 
 int64_t group_elements(PackedFormat f) {
-  return f == PackedFormat::q4_k || f == PackedFormat::q5_k || f == PackedFormat::q6_k || f == PackedFormat::q3_k ? 256
-                                                                                                               : 32;
+  switch (f) {
+    case PackedFormat::q4_k:
+    case PackedFormat::q5_k:
+    case PackedFormat::q6_k:
+    case PackedFormat::q3_k:
+    case PackedFormat::q2_k: return 256;
+    default: return 32;
+  }
 }
 
 size_t group_bytes(PackedFormat f) {
@@ -44,6 +50,7 @@ size_t group_bytes(PackedFormat f) {
     case PackedFormat::q5_k: return 2880;
     case PackedFormat::q6_k: return 3360;
     case PackedFormat::q3_k: return 1824;
+    case PackedFormat::q2_k: return 1344;
   }
   return 0;
 }
@@ -59,6 +66,7 @@ size_t file_block_bytes(PackedFormat f) {
     case PackedFormat::q5_k: return 176;
     case PackedFormat::q6_k: return 210;
     case PackedFormat::q3_k: return 110;
+    case PackedFormat::q2_k: return 84;
   }
   return 0;
 }
@@ -146,6 +154,14 @@ void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
       }
       return;
     }
+    case PackedFormat::q2_k: {
+      // The scale bytes kept whole (split by the kernel); u the 2-bit quant, laid out as Q3_K's.
+      for (int s = 0; s < 16; ++s) g.scale[s] = b[s];
+      g.d = load_u16(b + 80);
+      g.dmin = load_u16(b + 82);
+      for (int e = 0; e < 256; ++e) g.u[e] = static_cast<uint8_t>((b[16 + 32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3);
+      return;
+    }
   }
 }
 
@@ -226,6 +242,12 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
         put_bit_plane(dst + 288 + 192 * j + 128, r, g.u + 32 * j, 2);
       }
       return;
+    case PackedFormat::q2_k:
+      store_u16(dst + 2 * r, g.d);
+      store_u16(dst + 32 + 2 * r, g.dmin);
+      for (int s = 0; s < 16; ++s) dst[64 + 16 * s + r] = g.scale[s];
+      for (int j = 0; j < 8; ++j) put_bit_pairs(dst + 320 + 128 * j, r, g.u + 32 * j, 0);
+      return;
   }
 }
 
@@ -242,6 +264,7 @@ std::optional<PackedFormat> packed_format_for(DType type) {
     case DType::Q5_K: return PackedFormat::q5_k;
     case DType::Q6_K: return PackedFormat::q6_k;
     case DType::Q3_K: return PackedFormat::q3_k;
+    case DType::Q2_K: return PackedFormat::q2_k;
     default: return std::nullopt;
   }
 }
@@ -393,6 +416,16 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
             *out++ = step * static_cast<float>((pair(blk, e, 0) | plane(blk + 128, e, 2)) - 4);
           }
         }
+        break;
+      }
+      case PackedFormat::q2_k: {
+        const float d = f16_to_f32(load_u16(grp + 2 * r)), dmin = f16_to_f32(load_u16(grp + 32 + 2 * r));
+        for (int j = 0; j < 8; ++j)
+          for (int e = 0; e < 32; ++e) {
+            const uint8_t scale_min = grp[64 + 16 * (2 * j + e / 16) + r];
+            const float step = d * static_cast<float>(scale_min & 0x0f), offset = dmin * static_cast<float>(scale_min >> 4);
+            *out++ = step * static_cast<float>(pair(grp + 320 + 128 * j, e, 0)) - offset;
+          }
         break;
       }
     }

@@ -6,7 +6,7 @@
 // dequantize_row() defines, as unsigned integers u with a per-group scale and offset:
 //   weight = scale * (u - offset)      (offset: 8 for Q4_0, 16 for Q5_0, 128 for Q8_0, 32 for Q6_K,
 //                                       4 for Q3_K)
-//   weight = scale * u - min           (Q4_K, Q5_K)
+//   weight = scale * u - min           (Q4_K, Q5_K, Q2_K)
 //   weight = scale * u + min           (Q4_1, Q5_1)
 // and each format keeps the size of the file's blocks, so that the packed copy replaces the
 // mapped weights in memory instead of adding to them; Q3_K alone takes 114 bytes per 110 (its
@@ -22,7 +22,7 @@
 
 namespace orchard {
 
-enum class PackedFormat { q4_0, q8_0, q4_k, q6_k, q5_0, q5_k, q4_1, q5_1, q3_k };
+enum class PackedFormat { q4_0, q8_0, q4_k, q6_k, q5_0, q5_k, q4_1, q5_1, q3_k, q2_k };
 
 constexpr int64_t kTileRows = 16;   // output rows per tile
 constexpr int64_t kBlock = 32;      // inputs per activation block (and per 4/8-bit weight block)
@@ -48,6 +48,9 @@ constexpr int64_t kBlock = 32;      // inputs per activation block (and per 4/8-
 //   Q3_K, per super-block, 1824 bytes: [0,288) as Q6_K's (d, then i8 scales, bias removed);
 //        [288,1824) 8 blocks of 192 bytes: 2 chunks of the low 2-bit pairs laid out as Q6_K's
 //        high pairs, then one chunk of the third bits laid out as Q5_0's fifth bits.
+//   Q2_K, per super-block, 1344 bytes: [0,32) f16 d per row; [32,64) f16 dmin per row;
+//        [64,320) the file's byte of 16-element sub-block s (scale: low nibble, min: high) for
+//        row r at 16s + r; [320,1344) 8 blocks of 2 chunks of bit pairs, as Q3_K's low bits.
 struct PackedMatrix {
   PackedFormat format;
   int64_t in = 0, out = 0;   // {in, out} as the TensorRef

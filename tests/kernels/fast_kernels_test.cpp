@@ -169,6 +169,8 @@ TEST_P(FastKernels, MatmulMatchesReference) {
       {DType::Q5_1, 96, 17, 1},     {DType::Q5_1, 64, 40, 75},    {DType::Q5_1, 2080, 20, 100},
       // Q3_K (Q3_K_M files): one token over long rows, a speculative pass, token blocks and chunks.
       {DType::Q3_K, 2560, 35, 1},   {DType::Q3_K, 256, 17, 7},    {DType::Q3_K, 2304, 40, 203},
+      // Q2_K (Q2_K files): likewise.
+      {DType::Q2_K, 2560, 35, 1},   {DType::Q2_K, 256, 17, 7},    {DType::Q2_K, 2304, 40, 203},
   };
   for (const MatmulCase& c : cases) {
     SCOPED_TRACE(std::string(dtype_name(c.type)) + " in " + std::to_string(c.in) + " out " +
@@ -210,7 +212,7 @@ TEST_P(FastKernels, NonFiniteActivationsGiveNaNOutputs) {
   ThreadPool pool(2);
   std::mt19937 rng(12);
   for (const DType type :
-       {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q3_K}) {
+       {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q3_K, DType::Q2_K}) {
     const int64_t in = 256, out = 21, n = 3;
     RandomMatrix w = random_matrix(type, in, out, rng);
     PackedMatrix packed = allocate_packed(w.ref, *packed_format_for(type));
@@ -454,7 +456,7 @@ INSTANTIATE_TEST_SUITE_P(Isa, FastKernels, ::testing::ValuesIn(supported_isas())
 TEST(Packing, RowsDecodeBitIdenticalToDequantize) {
   std::mt19937 rng(5);
   for (DType type : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K,
-                     DType::Q6_K, DType::Q3_K}) {
+                     DType::Q6_K, DType::Q3_K, DType::Q2_K}) {
     const int64_t in = 512, out = 21;
     RandomMatrix w = random_matrix(type, in, out, rng);
     PackedMatrix p = allocate_packed(w.ref, *packed_format_for(type));
