@@ -3,11 +3,13 @@
 
     bench/make_models.py --shape qwen2.5-1.5b --type q4_0 --out /tmp/models/qwen2.5-1.5b-q4_0.gguf
 
-Shapes: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, llama3.2-1b. Types: f16, q8_0, q4_0, q4_k_m, q5_k_m.
+Shapes: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, llama3.2-1b. Types: f16, q8_0, q4_0, q4_k_m, q5_k_m,
+q3_k_m, q2_k.
 The weights are random bytes with finite, moderate scales: speed does not depend on their values,
 and every engine reads the same file. Q4_K_M uses llama.cpp's mix of Q4_K and Q6_K (output /
 tied embedding, and attn_v / ffn_down on the layers it gives more bits), written directly; Q5_K_M
-the same with Q5_K in Q4_K's place.
+the same with Q5_K in Q4_K's place; Q3_K_M and Q2_K llama.cpp's mixes of Q3_K or Q2_K with Q4_K, Q5_K
+and Q6_K (not for rows that are not whole super-blocks: llama.cpp writes IQ4_NL there).
 The tokenizer (needed by llama.cpp to load the file) comes from ../shared/tokenizers.
 Standard library only, so it runs anywhere Python 3 does.
 """
@@ -31,6 +33,7 @@ TYPES = {
     "F32": (0, 1, 4, None), "F16": (1, 1, 2, None), "Q4_0": (2, 32, 18, [0]), "Q5_0": (6, 32, 22, [0]),
     "Q5_1": (7, 32, 24, [0, 2]), "Q8_0": (8, 32, 34, [0]), "Q4_K": (12, 256, 144, [0, 2]),
     "Q5_K": (13, 256, 176, [0, 2]), "Q6_K": (14, 256, 210, [208]), "Q3_K": (11, 256, 110, [108]),
+    "Q2_K": (10, 256, 84, [80, 82]),
 }
 ALIGN = 32
 
@@ -76,13 +79,18 @@ def matrix_type(ftype, name, layer, n_layers, n_in):
         elif name == "attn_v": t = "Q5_K" if layer < 2 else "Q4_K"
         elif name == "ffn_down": t = "Q5_K" if layer < n_layers // 16 else "Q4_K"
         elif name == "attn_output": t = "Q4_K"
+    elif ftype == "q2_k":  # llama.cpp's mix for a model that is not Falcon, with 4+ query heads per KV head
+        t = "Q2_K"
+        if name in ("output", "token_embd"): t = "Q6_K"
+        elif name == "attn_v": t = "Q4_K"
+        elif name in ("ffn_down", "attn_output"): t = "Q3_K"
     else:  # q4_k_m, q5_k_m
         t = "Q4_K" if ftype == "q4_k_m" else "Q5_K"
         if name in ("output", "token_embd"): t = "Q6_K"
         elif name in ("attn_v", "ffn_down") and use_more_bits(layer, n_layers): t = "Q6_K"
     # K-quants need rows of whole 256-element super-blocks; llama.cpp falls back like this.
-    if t == "Q3_K" and n_in % 256 != 0:
-        sys.exit("make_models: llama.cpp falls back to IQ4_NL for Q3_K rows of this shape, which Orchard does not read")
+    if t in ("Q2_K", "Q3_K") and n_in % 256 != 0:
+        sys.exit(f"make_models: llama.cpp falls back to IQ4_NL for {t} rows of this shape, which Orchard does not read")
     if t in ("Q4_K", "Q5_K", "Q6_K") and n_in % 256 != 0:
         t = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}[t]
     return t
@@ -147,7 +155,7 @@ def llama3_rope_factors(theta, dims, factor=32.0, low=1.0, high=4.0, orig=8192.0
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", required=True, choices=sorted(SHAPES))
-    ap.add_argument("--type", required=True, choices=["f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q3_k_m"])
+    ap.add_argument("--type", required=True, choices=["f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q3_k_m", "q2_k"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
     ap.add_argument("--seed", type=int, default=1)

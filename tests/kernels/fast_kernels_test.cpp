@@ -543,19 +543,25 @@ TEST(ThreadPool, PiecesShrinkToOneIndexAtTheEndOfEachRange) {
 TEST(ThreadPool, PiecesOfAHeldUpThreadAreTakenByTheOthers) {
   ThreadPool pool(2);
   constexpr int64_t n = 16;  // 8 pieces per thread: thread 0 owns [0, 8), thread 1 [8, 16)
-  std::atomic<bool> taken_by_other{false};
+  std::atomic<bool> taken_by_other{false}, caller_started{false};
   std::vector<int64_t> order_on_caller, taken_from_caller;
   const std::thread::id caller = std::this_thread::get_id();
   pool.parallel_for(n, [&](int64_t b, int64_t e) {
     ASSERT_EQ(e, b + 1);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     if (std::this_thread::get_id() == caller) {
       order_on_caller.push_back(b);
+      caller_started = true;
       // Wait (at most 10 s) for the other thread to take one of this range's pieces.
-      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
       while (b == 0 && !taken_by_other && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
-    } else if (b < 8) {
-      taken_from_caller.push_back(b);
-      taken_by_other = true;
+    } else {
+      // The caller takes its first piece before the other thread starts: a caller descheduled
+      // that long (seen under qemu) would otherwise find every piece of its range taken.
+      while (!caller_started && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+      if (b < 8) {
+        taken_from_caller.push_back(b);
+        taken_by_other = true;
+      }
     }
   }, 8);
   EXPECT_TRUE(taken_by_other) << "the other thread never took a piece of the held-up thread's range";
