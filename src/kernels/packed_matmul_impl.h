@@ -442,6 +442,20 @@ void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   });
 }
 
+// Super-block g of each row vector's tile (K-quants): its address, asked for ahead (by sub-tile
+// 0, for the whole tile), its f16 d per row, and the f16 dmin 32 bytes on where `dmin` is given.
+template <typename V, int P, int T>
+ORCHARD_INLINE void super_block_heads(const PackedMatrix& w, const RowVectors<V, P>& r, int64_t g, const GroupSpan& span,
+                                      const uint8_t* (&sb)[P], typename V::F (&d)[P], typename V::F* dmin) {
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) {
+    sb[p] = r.tile[p] + g * w.group_bytes;
+    if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, prefetch_ahead<P, T>(span));
+    d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
+    if (dmin) dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
+  }
+}
+
 // weight = (d * scale) * u - dmin * min per 32-input sub-block; kFifth: Q5_K, u's bit 4 from the
 // sub-block's fifth-bit chunk.
 template <typename V, int P, int T, bool R, bool kFifth>
@@ -454,13 +468,7 @@ void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   for (int64_t g = span.begin; g < span.end; ++g) {
     const uint8_t* sb[P];
     F d[P], dmin[P];
-    ORCHARD_UNROLL
-    for (int p = 0; p < P; ++p) {
-      sb[p] = r.tile[p] + g * w.group_bytes;
-      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, prefetch_ahead<P, T>(span));
-      d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
-      dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
-    }
+    super_block_heads<V, P, T>(w, r, g, span, sb, d, dmin);
     for (int j = 0; j < 8; ++j) {
       const BlockActivations a = x.block(t0, g * 8 + j);
       typename V::I dot[P][T];
@@ -549,12 +557,7 @@ void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   for (int64_t g = span.begin; g < span.end; ++g) {
     const uint8_t* sb[P];
     F d[P];
-    ORCHARD_UNROLL
-    for (int p = 0; p < P; ++p) {
-      sb[p] = r.tile[p] + g * w.group_bytes;
-      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, prefetch_ahead<P, T>(span));
-      d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
-    }
+    super_block_heads<V, P, T>(w, r, g, span, sb, d, nullptr);
     for (int j = 0; j < 8; ++j) {
       const BlockActivations a = x.block(t0, g * 8 + j);
       const ActivationBlock* info = a.info;
@@ -598,13 +601,7 @@ void rows_q2_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   for (int64_t g = span.begin; g < span.end; ++g) {
     const uint8_t* sb[P];
     F d[P], dmin[P];
-    ORCHARD_UNROLL
-    for (int p = 0; p < P; ++p) {
-      sb[p] = r.tile[p] + g * w.group_bytes;
-      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, prefetch_ahead<P, T>(span));
-      d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
-      dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
-    }
+    super_block_heads<V, P, T>(w, r, g, span, sb, d, dmin);
     for (int j = 0; j < 8; ++j) {
       const BlockActivations a = x.block(t0, g * 8 + j);
       const ActivationBlock* info = a.info;
