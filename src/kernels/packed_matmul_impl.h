@@ -399,7 +399,7 @@ ORCHARD_INLINE typename V::I fifth_bits(const uint8_t* chunk, int v) {
   return bit_plane<V, 4>(chunk, v);
 }
 
-// The low 2 bits of weight vector v's u from 2 chunks of bit pairs (Q3_K): bits 2(v % 4).. of
+// The low 2 bits of weight vector v's u from 2 chunks of bit pairs (Q3_K, Q2_K): bits 2(v % 4).. of
 // chunk v / 4.
 template <typename V>
 ORCHARD_INLINE typename V::I low_pairs(const uint8_t* chunks, int v) {

@@ -71,6 +71,10 @@ size_t file_block_bytes(PackedFormat f) {
   return 0;
 }
 
+// The 2-bit field of element e (0..255) in Q2_K's and Q3_K's 64 quant bytes: the super-block is
+// two halves of 128, each four groups of 32 in bit pairs 2g..2g+1 of 32 bytes.
+int k_quant_low2(const uint8_t* qs, int e) { return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3; }
+
 // The file's block layouts are documented in tensor/dequantize.cpp; these read the same bits.
 void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
   switch (f) {
@@ -142,24 +146,21 @@ void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
       return;
     }
     case PackedFormat::q3_k: {
-      // u = the low 2 bits (laid out as Q2_K's, see tensor/dequantize.cpp) | the hmask bit << 2.
+      // u = the low 2 bits | the hmask bit << 2.
       const uint8_t* hmask = b;
       const uint8_t* qs = b + 32;
       for (int s = 0; s < 16; ++s) g.scale[s] = static_cast<uint8_t>(static_cast<int8_t>(q3_k_scale(b + 96, s)));
       g.d = load_u16(b + 108);
-      for (int e = 0; e < 256; ++e) {
-        const int low2 = (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-        const int high = (hmask[e % 32] >> (e / 32)) & 1;
-        g.u[e] = static_cast<uint8_t>(low2 | (high << 2));
-      }
+      for (int e = 0; e < 256; ++e)
+        g.u[e] = static_cast<uint8_t>(k_quant_low2(qs, e) | ((hmask[e % 32] >> (e / 32)) & 1) << 2);
       return;
     }
     case PackedFormat::q2_k: {
-      // The scale bytes kept whole (split by the kernel); u the 2-bit quant, laid out as Q3_K's.
+      // The scale bytes kept whole (split by the kernel); u the 2-bit quant.
       for (int s = 0; s < 16; ++s) g.scale[s] = b[s];
       g.d = load_u16(b + 80);
       g.dmin = load_u16(b + 82);
-      for (int e = 0; e < 256; ++e) g.u[e] = static_cast<uint8_t>((b[16 + 32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3);
+      for (int e = 0; e < 256; ++e) g.u[e] = static_cast<uint8_t>(k_quant_low2(b + 16, e));
       return;
     }
   }
