@@ -22,7 +22,7 @@ constexpr char kMagic[8] = {'O', 'R', 'C', 'H', 'F', 'L', 'S', 'H'};
 // Bump when a packed format or this file's layout changes: old files then no longer match.
 // Version 2: a checksum per tile (a table after the header page, hashed in the header).
 // Version 3: Q4_1, Q5_0, Q5_1 and Q5_K matrices packed too.
-// Version 4: Q3_K and Q2_K matrices packed too.
+// Version 4: Q3_K, Q2_K, IQ4_NL and IQ4_XS matrices packed too.
 constexpr uint32_t kLayoutVersion = 4;
 constexpr uint64_t kHeaderBytes = WeightStore::kAlignment;
 

@@ -636,6 +636,54 @@ void rows_q2_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
 }
 
+// IQ4_NL's and IQ4_XS's grid (kIq4Values, tensor/dequantize.h) plus 128: unsigned for dpbusd,
+// the offset taken off as Q8_0's is.
+alignas(16) constexpr uint8_t kIq4Unsigned[16] = {1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241};
+
+// weight = d * (grid[nibble] + 128 - 128): Q4_0's layout, the nibbles looked up.
+template <typename V, int P, int T, bool R>
+void rows_iq4_nl(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+                 float* y) {
+  const typename V::I grid = V::table16(kIq4Unsigned);
+  rows_scaled_blocks<V, P, T, R, 4, 256, -1>(w, r, x, t0, span, y, [grid](const uint8_t* blk, int64_t s, int v) {
+    return V::lookup16(grid, nibble_weights<V>(blk + 4 * V::L * s, v));
+  });
+}
+
+// IQ4_XS: weight = (d * scale) * (grid[nibble] + 128 - 128) per 32-input sub-block.
+template <typename V, int P, int T, bool R>
+void rows_iq4_xs(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+                 float* y) {
+  using F = typename V::F;
+  const typename V::I grid = V::table16(kIq4Unsigned);
+  F acc[P][T];
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
+  for (int64_t g = span.begin; g < span.end; ++g) {
+    const uint8_t* sb[P];
+    F d[P];
+    super_block_heads<V, P, T>(w, r, g, span, sb, d, nullptr);
+    for (int j = 0; j < 8; ++j) {
+      const BlockActivations a = x.block(t0, g * 8 + j);
+      const ActivationBlock* info = a.info;
+      typename V::I dot[P][T];
+      block_dots<V, P, T, 0, 8, R>(
+          [&](int p, int v) {
+            return V::lookup16(grid, nibble_weights<V>(sb[p] + 160 + 256 * j + 4 * V::L * r.s(p), v));
+          },
+          OffsetStart<V, 4, &ActivationBlock::minus_8_sum>{info}, a, dot);
+      ORCHARD_UNROLL
+      for (int p = 0; p < P; ++p) {
+        const F step = V::fmul(d[p], V::load_s8(sb[p] + 32 + 16 * j + V::L * r.s(p)));
+        ORCHARD_UNROLL
+        for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
+      }
+    }
+  }
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
+}
+
 template <typename V, int P, int T, bool R>
 void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t t0, GroupSpan span, float* y) {
   const RowVectors<V, P> r(w, rv0);
@@ -649,6 +697,8 @@ void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t
     case PackedFormat::q5_k: return rows_q4_k<V, P, T, R, true>(w, r, x, t0, span, y);
     case PackedFormat::q3_k: return rows_q3_k<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q2_k: return rows_q2_k<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::iq4_nl: return rows_iq4_nl<V, P, T, R>(w, r, x, t0, span, y);
+    case PackedFormat::iq4_xs: return rows_iq4_xs<V, P, T, R>(w, r, x, t0, span, y);
     case PackedFormat::q6_k:
       if constexpr (P == 1) return rows_q6_k<V, T, R>(w, r, x, t0, span, y);
       break;  // matmul_packed sends Q6_K to P = 1
@@ -719,7 +769,8 @@ void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t
   // vectors measured no faster there (Q4_0 1.5B tg64: 33.7 against 34.4 t/s, noisy).
   constexpr int P = V::kRowVectors, kPairTokens = V::kMaxTokens / V::kRowVectors;
   const bool one = w.format == PackedFormat::q6_k || w.format == PackedFormat::q4_k || w.format == PackedFormat::q5_k ||
-                   w.format == PackedFormat::q3_k || w.format == PackedFormat::q2_k || P == 1 || t_end - t_begin < 4;
+                   w.format == PackedFormat::q3_k || w.format == PackedFormat::q2_k || w.format == PackedFormat::iq4_xs ||
+                   P == 1 || t_end - t_begin < 4;
   if (q.lo) {
     if (one) matmul_packed_tiles<V, 1, V::kMaxTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
     else matmul_packed_tiles<V, P, kPairTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);

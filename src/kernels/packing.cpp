@@ -34,7 +34,8 @@ int64_t group_elements(PackedFormat f) {
     case PackedFormat::q5_k:
     case PackedFormat::q6_k:
     case PackedFormat::q3_k:
-    case PackedFormat::q2_k: return 256;
+    case PackedFormat::q2_k:
+    case PackedFormat::iq4_xs: return 256;
     default: return 32;
   }
 }
@@ -51,6 +52,8 @@ size_t group_bytes(PackedFormat f) {
     case PackedFormat::q6_k: return 3360;
     case PackedFormat::q3_k: return 1824;
     case PackedFormat::q2_k: return 1344;
+    case PackedFormat::iq4_nl: return 288;
+    case PackedFormat::iq4_xs: return 2208;
   }
   return 0;
 }
@@ -67,6 +70,8 @@ size_t file_block_bytes(PackedFormat f) {
     case PackedFormat::q6_k: return 210;
     case PackedFormat::q3_k: return 110;
     case PackedFormat::q2_k: return 84;
+    case PackedFormat::iq4_nl: return 18;
+    case PackedFormat::iq4_xs: return 136;
   }
   return 0;
 }
@@ -79,8 +84,10 @@ int k_quant_low2(const uint8_t* qs, int e) { return (qs[32 * (e / 128) + e % 32]
 void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
   switch (f) {
     case PackedFormat::q4_0:
+    case PackedFormat::iq4_nl:
     case PackedFormat::q4_1: {
-      // Q4_1 (and Q5_1 below) have a min after the scale, kept in dmin.
+      // Q4_1 (and Q5_1 below) have a min after the scale, kept in dmin; IQ4_NL's nibbles are
+      // grid indices.
       const uint8_t* qs = b + (f == PackedFormat::q4_1 ? 4 : 2);
       g.d = load_u16(b);
       if (f == PackedFormat::q4_1) g.dmin = load_u16(b + 2);
@@ -155,6 +162,16 @@ void decode_group(PackedFormat f, const uint8_t* b, GroupQuants& g) {
         g.u[e] = static_cast<uint8_t>(k_quant_low2(qs, e) | ((hmask[e % 32] >> (e / 32)) & 1) << 2);
       return;
     }
+    case PackedFormat::iq4_xs:
+      g.d = load_u16(b);
+      for (int k = 0; k < 8; ++k) {
+        g.scale[k] = static_cast<uint8_t>(static_cast<int8_t>(iq4_xs_scale(b, k)));
+        for (int j = 0; j < 16; ++j) {
+          g.u[32 * k + j] = b[8 + 16 * k + j] & 0x0f;
+          g.u[32 * k + 16 + j] = b[8 + 16 * k + j] >> 4;
+        }
+      }
+      return;
     case PackedFormat::q2_k: {
       // The scale bytes kept whole (split by the kernel); u the 2-bit quant.
       for (int s = 0; s < 16; ++s) g.scale[s] = b[s];
@@ -197,6 +214,7 @@ void put_bit_plane(uint8_t* dst, int r, const uint8_t* u, int k) {
 void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
   switch (f) {
     case PackedFormat::q4_0:
+    case PackedFormat::iq4_nl:
     case PackedFormat::q4_1:
       put_nibbles(dst, r, g.u);
       store_u16(dst + 256 + 2 * r, g.d);
@@ -243,6 +261,13 @@ void put_group(PackedFormat f, uint8_t* dst, int r, const GroupQuants& g) {
         put_bit_plane(dst + 288 + 192 * j + 128, r, g.u + 32 * j, 2);
       }
       return;
+    case PackedFormat::iq4_xs:
+      store_u16(dst + 2 * r, g.d);
+      for (int j = 0; j < 8; ++j) {
+        dst[32 + 16 * j + r] = g.scale[j];
+        put_nibbles(dst + 160 + 256 * j, r, g.u + 32 * j);
+      }
+      return;
     case PackedFormat::q2_k:
       store_u16(dst + 2 * r, g.d);
       store_u16(dst + 32 + 2 * r, g.dmin);
@@ -266,6 +291,8 @@ std::optional<PackedFormat> packed_format_for(DType type) {
     case DType::Q6_K: return PackedFormat::q6_k;
     case DType::Q3_K: return PackedFormat::q3_k;
     case DType::Q2_K: return PackedFormat::q2_k;
+    case DType::IQ4_NL: return PackedFormat::iq4_nl;
+    case DType::IQ4_XS: return PackedFormat::iq4_xs;
     default: return std::nullopt;
   }
 }
@@ -416,6 +443,19 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
             const float step = d * static_cast<float>(static_cast<int8_t>(grp[32 + 16 * (2 * j + e / 16) + r]));
             *out++ = step * static_cast<float>((pair(blk, e, 0) | plane(blk + 128, e, 2)) - 4);
           }
+        }
+        break;
+      }
+      case PackedFormat::iq4_nl: {
+        const float d = f16_to_f32(load_u16(grp + 256 + 2 * r));
+        for (int e = 0; e < 32; ++e) *out++ = d * static_cast<float>(kIq4Values[nibble(grp, e)]);
+        break;
+      }
+      case PackedFormat::iq4_xs: {
+        const float d = f16_to_f32(load_u16(grp + 2 * r));
+        for (int j = 0; j < 8; ++j) {
+          const float step = d * static_cast<float>(static_cast<int8_t>(grp[32 + 16 * j + r]));
+          for (int e = 0; e < 32; ++e) *out++ = step * static_cast<float>(kIq4Values[nibble(grp + 160 + 256 * j, e)]);
         }
         break;
       }

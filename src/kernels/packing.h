@@ -8,9 +8,10 @@
 //                                       4 for Q3_K)
 //   weight = scale * u - min           (Q4_K, Q5_K, Q2_K)
 //   weight = scale * u + min           (Q4_1, Q5_1)
+//   weight = scale * grid[u]           (IQ4_NL, IQ4_XS: kIq4Values, tensor/dequantize.h)
 // and each format keeps the size of the file's blocks, so that the packed copy replaces the
-// mapped weights in memory instead of adding to them; Q3_K alone takes 114 bytes per 110 (its
-// 6-bit scales as bytes, as Q6_K's).
+// mapped weights in memory instead of adding to them, but for the K-quants whose 6-bit scales
+// are stored as bytes (Q4_K, Q5_K: 2-3% more; Q3_K: 114 bytes per 110; IQ4_XS: 138 per 136).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -22,7 +23,7 @@
 
 namespace orchard {
 
-enum class PackedFormat { q4_0, q8_0, q4_k, q6_k, q5_0, q5_k, q4_1, q5_1, q3_k, q2_k };
+enum class PackedFormat { q4_0, q8_0, q4_k, q6_k, q5_0, q5_k, q4_1, q5_1, q3_k, q2_k, iq4_nl, iq4_xs };
 
 constexpr int64_t kTileRows = 16;   // output rows per tile
 constexpr int64_t kBlock = 32;      // inputs per activation block (and per 4/8-bit weight block)
@@ -51,6 +52,10 @@ constexpr int64_t kBlock = 32;      // inputs per activation block (and per 4/8-
 //   Q2_K, per super-block, 1344 bytes: [0,32) f16 d per row; [32,64) f16 dmin per row;
 //        [64,320) the file's byte of 16-element sub-block s (scale: low nibble, min: high) for
 //        row r at 16s + r; [320,1344) 8 blocks of 2 chunks of bit pairs, as Q3_K's low bits.
+//   IQ4_NL, per block, 288 bytes: as Q4_0 (the nibbles index the grid).
+//   IQ4_XS, per super-block, 2208 bytes: [0,32) f16 d per row; [32,160) i8 scale (bias removed)
+//        of 32-element sub-block j for row r at 16j + r; [160,2208) 8 sub-blocks as IQ4_NL's
+//        nibbles.
 struct PackedMatrix {
   PackedFormat format;
   int64_t in = 0, out = 0;   // {in, out} as the TensorRef

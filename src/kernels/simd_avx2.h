@@ -31,6 +31,9 @@ struct Avx2 {
   }
   static I add(I a, I b) { return _mm256_add_epi32(a, b); }
   static I sub(I a, I b) { return _mm256_sub_epi32(a, b); }
+  // 16 bytes repeated in every 128-bit lane, and each byte of idx (0..15) looked up in them.
+  static I table16(const void* p) { return _mm256_broadcastsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(p))); }
+  static I lookup16(I table, I idx) { return _mm256_shuffle_epi8(table, idx); }
   static I dpbusd(I acc, I u, I s) {
     const I even_mask = _mm256_set1_epi32(0x00ff00ff);
     const I u_even = _mm256_and_si256(u, even_mask), u_odd = _mm256_srli_epi16(u, 8);

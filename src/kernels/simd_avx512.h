@@ -34,6 +34,9 @@ struct Avx512 {
   }
   static I add(I a, I b) { return _mm512_add_epi32(a, b); }
   static I sub(I a, I b) { return _mm512_sub_epi32(a, b); }
+  // 16 bytes repeated in every 128-bit lane, and each byte of idx (0..15) looked up in them.
+  static I table16(const void* p) { return _mm512_broadcast_i32x4(_mm_loadu_si128(static_cast<const __m128i*>(p))); }
+  static I lookup16(I table, I idx) { return _mm512_shuffle_epi8(table, idx); }
   // acc[l] += sum_{i<4} u8(u.byte[4l+i]) * s8(s.byte[4l+i])
   static I dpbusd(I acc, I u, I s) {
     const I even_mask = _mm512_set1_epi32(0x00ff00ff);

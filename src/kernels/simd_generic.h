@@ -57,6 +57,20 @@ struct Generic {
   }
   static I add(I a, I b) { return imap(a, b, [](int32_t x, int32_t y) { return x + y; }); }
   static I sub(I a, I b) { return imap(a, b, [](int32_t x, int32_t y) { return x - y; }); }
+  // The 16 bytes at p (in the first 4 lanes), and each byte of idx (0..15) looked up in them.
+  static I table16(const void* p) {
+    I r{};
+    std::memcpy(r.v, p, 16);
+    return r;
+  }
+  static I lookup16(I table, I idx) {
+    uint8_t t[sizeof(table.v)], b[sizeof(idx.v)];
+    std::memcpy(t, table.v, sizeof(t));
+    std::memcpy(b, idx.v, sizeof(b));
+    for (uint8_t& x : b) x = t[x & 0x0f];
+    std::memcpy(idx.v, b, sizeof(b));
+    return idx;
+  }
   static I dpbusd(I acc, I u, I s) {
     for (int l = 0; l < L; ++l) {
       uint8_t ub[4];

@@ -33,6 +33,11 @@ struct NeonDotprod {
     return vdupq_n_s32(v);
   }
   static I add(I a, I b) { return vaddq_s32(a, b); }
+  // The 16 bytes at p, and each byte of idx (0..15) looked up in them.
+  static I table16(const void* p) { return load(p); }
+  static I lookup16(I table, I idx) {
+    return vreinterpretq_s32_u8(vqtbl1q_u8(vreinterpretq_u8_s32(table), vreinterpretq_u8_s32(idx)));
+  }
   static I sub(I a, I b) { return vsubq_s32(a, b); }
   // acc[l] += sum_{i<4} u8(u.byte[4l+i]) * s8(s.byte[4l+i])
   static I dpbusd(I acc, I u, I s) {

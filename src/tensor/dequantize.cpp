@@ -96,6 +96,19 @@ void decode_q8_0(const uint8_t* block, float* out) {
   for (int j = 0; j < 32; ++j) out[j] = static_cast<float>(static_cast<int8_t>(qs[j])) * d;
 }
 
+// IQ4_NL, 18 bytes:
+//   [0, 2)   f16 d        step
+//   [2, 18)  u8 qs[16]    4-bit indices into kIq4Values
+// value = d * kIq4Values[q]
+void decode_iq4_nl(const uint8_t* block, float* out) {
+  const float d = load_f16_le(block);
+  const uint8_t* qs = block + 2;
+  for (int j = 0; j < 16; ++j) {
+    out[j] = d * static_cast<float>(kIq4Values[qs[j] & 0x0f]);
+    out[j + 16] = d * static_cast<float>(kIq4Values[qs[j] >> 4]);
+  }
+}
+
 // ---- 256-element super-blocks (K-quants) --------------------------------------------------
 // Q2_K and Q3_K spread 2-bit quants the same way: the super-block is two halves of 128
 // elements; half h uses qs bytes [32h, 32h + 32), and its 32-element group g (0..3) takes bits
@@ -145,6 +158,24 @@ void decode_q3_k(const uint8_t* block, float* out) {
       const int low2 = (q[l] >> shift) & 3;
       const int quant = low2 - (((h[l] >> high_bit) & 1) ? 0 : 4);
       *out++ = step * static_cast<float>(quant);
+    }
+  }
+}
+
+// IQ4_XS, 136 bytes, 8 sub-blocks of 32 elements:
+//   [0, 2)     f16 d          multiplies the scales
+//   [2, 4)     u16 scales_h   bits 2k..2k+1: high 2 bits of sub-block k's scale
+//   [4, 8)     u8 scales_l[4] low 4 bits of sub-block k's scale: byte k / 2, nibble k % 2
+//   [8, 136)   u8 qs[128]     sub-block k: 16 bytes laid out as IQ4_NL's
+// Scales are 6-bit with a bias of 32 (iq4_xs_scale). value = (d * scale) * kIq4Values[q]
+void decode_iq4_xs(const uint8_t* block, float* out) {
+  const float d = load_f16_le(block);
+  for (int k = 0; k < 8; ++k) {
+    const float step = d * static_cast<float>(iq4_xs_scale(block, k));
+    const uint8_t* qs = block + 8 + 16 * k;
+    for (int j = 0; j < 16; ++j) {
+      out[32 * k + j] = step * static_cast<float>(kIq4Values[qs[j] & 0x0f]);
+      out[32 * k + j + 16] = step * static_cast<float>(kIq4Values[qs[j] >> 4]);
     }
   }
 }
@@ -262,6 +293,14 @@ int q3_k_scale(const uint8_t* packed, int k) {
   return (low | (high << 4)) - 32;
 }
 
+const int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+int iq4_xs_scale(const uint8_t* block, int k) {
+  const int low = (block[4 + k / 2] >> (4 * (k % 2))) & 0x0f;
+  const int high = (load_u16_le(block + 2) >> (2 * k)) & 0x03;
+  return (low | (high << 4)) - 32;
+}
+
 void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
   const DTypeTraits t = traits(type);
   if (n < 0 || n % t.block_elements != 0)
@@ -283,6 +322,8 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
     case DType::Q4_K: return decode_blocks<decode_q4_k>(bytes, dst, blocks, t);
     case DType::Q5_K: return decode_blocks<decode_q5_k>(bytes, dst, blocks, t);
     case DType::Q6_K: return decode_blocks<decode_q6_k>(bytes, dst, blocks, t);
+    case DType::IQ4_NL: return decode_blocks<decode_iq4_nl>(bytes, dst, blocks, t);
+    case DType::IQ4_XS: return decode_blocks<decode_iq4_xs>(bytes, dst, blocks, t);
     default: break;
   }
   fail("dequantize_row: tensor type ", t.name, " is not a weight type Orchard can dequantize");

@@ -15,4 +15,9 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n);
 // layout (kernels/packing.h) stores them unpacked.
 int q3_k_scale(const uint8_t* packed, int k);
 
+// The 16 values IQ4_NL's and IQ4_XS's 4-bit quants stand for (a non-linear grid, denser near 0).
+extern const int8_t kIq4Values[16];
+// Scale of 32-element sub-block k (0..7) of an IQ4_XS block, bias removed: -32..31.
+int iq4_xs_scale(const uint8_t* block, int k);
+
 }  // namespace orchard

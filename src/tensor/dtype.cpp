@@ -21,6 +21,8 @@ std::optional<DTypeTraits> dtype_traits(uint32_t id) {
     case DType::Q5_K: return DTypeTraits{"Q5_K", 256, 176, true};
     case DType::Q6_K: return DTypeTraits{"Q6_K", 256, 210, true};
     case DType::Q8_K: return DTypeTraits{"Q8_K", 256, 292, false};
+    case DType::IQ4_NL: return DTypeTraits{"IQ4_NL", 32, 18, true};
+    case DType::IQ4_XS: return DTypeTraits{"IQ4_XS", 256, 136, true};
     case DType::I8: return DTypeTraits{"I8", 1, 1, false};
     case DType::I16: return DTypeTraits{"I16", 1, 2, false};
     case DType::I32: return DTypeTraits{"I32", 1, 4, false};

@@ -31,7 +31,7 @@ std::string isa_label(const ::testing::TestParamInfo<Isa>& info) { return std::s
 // quants, but scales must be finite and moderate.
 std::vector<int> f16_fields(DType type) {
   switch (type) {
-    case DType::Q4_0: case DType::Q8_0: case DType::Q5_0: return {0};
+    case DType::Q4_0: case DType::Q8_0: case DType::Q5_0: case DType::IQ4_NL: case DType::IQ4_XS: return {0};
     case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
     case DType::Q2_K: return {80, 82};
     case DType::Q3_K: return {108};
@@ -101,7 +101,8 @@ class FastKernels : public ::testing::TestWithParam<Isa> {};
 TEST_P(FastKernels, ActivationQuantizationMatchesScalar) {
   std::mt19937 rng(1);
   const IsaKernels& k = isa_kernels(GetParam());
-  const int64_t n = 3, in = 96;
+  // 37 blocks a token: whole groups of V::L blocks (quantize sums them together) and a part one.
+  const int64_t n = 3, in = 37 * 32;
   std::vector<float> x = random_floats(n * in, rng, 3.0f);
   std::fill_n(x.begin() + 32, 32, 0.0f);  // an all-zero block
   for (bool residual : {false, true}) {
@@ -171,6 +172,10 @@ TEST_P(FastKernels, MatmulMatchesReference) {
       {DType::Q3_K, 2560, 35, 1},   {DType::Q3_K, 256, 17, 7},    {DType::Q3_K, 2304, 40, 203},
       // Q2_K (Q2_K files): likewise.
       {DType::Q2_K, 2560, 35, 1},   {DType::Q2_K, 256, 17, 7},    {DType::Q2_K, 2304, 40, 203},
+      // IQ4_NL (the fallback of Q2_K/Q3_K files for rows of 896) and IQ4_XS: likewise.
+      {DType::IQ4_NL, 32, 1, 1},    {DType::IQ4_NL, 2080, 35, 1}, {DType::IQ4_NL, 96, 20, 7},
+      {DType::IQ4_NL, 4160, 33, 13}, {DType::IQ4_NL, 64, 40, 75},
+      {DType::IQ4_XS, 2560, 35, 1}, {DType::IQ4_XS, 256, 17, 7},  {DType::IQ4_XS, 2304, 40, 203},
   };
   for (const MatmulCase& c : cases) {
     SCOPED_TRACE(std::string(dtype_name(c.type)) + " in " + std::to_string(c.in) + " out " +
@@ -212,7 +217,8 @@ TEST_P(FastKernels, NonFiniteActivationsGiveNaNOutputs) {
   ThreadPool pool(2);
   std::mt19937 rng(12);
   for (const DType type :
-       {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q3_K, DType::Q2_K}) {
+       {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q3_K, DType::Q2_K,
+        DType::IQ4_NL, DType::IQ4_XS}) {
     const int64_t in = 256, out = 21, n = 3;
     RandomMatrix w = random_matrix(type, in, out, rng);
     PackedMatrix packed = allocate_packed(w.ref, *packed_format_for(type));
@@ -456,7 +462,7 @@ INSTANTIATE_TEST_SUITE_P(Isa, FastKernels, ::testing::ValuesIn(supported_isas())
 TEST(Packing, RowsDecodeBitIdenticalToDequantize) {
   std::mt19937 rng(5);
   for (DType type : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K,
-                     DType::Q6_K, DType::Q3_K, DType::Q2_K}) {
+                     DType::Q6_K, DType::Q3_K, DType::Q2_K, DType::IQ4_NL, DType::IQ4_XS}) {
     const int64_t in = 512, out = 21;
     RandomMatrix w = random_matrix(type, in, out, rng);
     PackedMatrix p = allocate_packed(w.ref, *packed_format_for(type));

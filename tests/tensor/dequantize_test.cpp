@@ -399,6 +399,48 @@ TEST(DequantizeOneElement, Q3_K) {
   for (int e = 0; e < 256; ++e) EXPECT_EQ(out[e], e == 150 ? -54.0f : 0.0f) << e;
 }
 
+// IQ4_NL and IQ4_XS index one 16-value grid (ggml's kvalues_iq4nl), written here from the
+// format's definition rather than taken from the decoder's table.
+constexpr float kIq4Grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+TEST(DequantizeOneElement, IQ4_NL) {
+  Bytes block(18, 0);
+  put_f16(block, 0, 0.5f);
+  // Every element q = 0 -> -127; element 3 := 12 (low nibble of qs byte 3), element 16 + 9 := 15
+  // (high nibble of qs byte 9).
+  block[2 + 3] = 12;
+  block[2 + 9] = 15 << 4;
+  std::vector<float> out(32);
+  dequantize_row(DType::IQ4_NL, block.data(), out.data(), 32);
+  for (int e = 0; e < 32; ++e) EXPECT_EQ(out[e], 0.5f * (e == 3 ? 53.0f : e == 25 ? 113.0f : -127.0f)) << e;
+  // Each index once: byte j holds j (low) and 15 - j (high).
+  for (int j = 0; j < 16; ++j) block[2 + j] = static_cast<uint8_t>(j | (15 - j) << 4);
+  dequantize_row(DType::IQ4_NL, block.data(), out.data(), 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(out[j], 0.5f * kIq4Grid[j]) << j;
+    EXPECT_EQ(out[16 + j], 0.5f * kIq4Grid[15 - j]) << j;
+  }
+}
+
+TEST(DequantizeOneElement, IQ4_XS) {
+  Bytes block(136, 0);
+  put_f16(block, 0, 0.25f);
+  // Sub-block 5 scale raw 41 = 0b101001 (signed 9): low nibble 9 in the high nibble of scales_l
+  // byte 2, high bits 2 at scales_h bits 10-11. Every other scale raw 0 (signed -32).
+  block[4 + 2] = 9 << 4;
+  block[2 + 1] = 2 << 2;
+  // Element 5 * 32 + 16 + 7 := index 14 (high nibble of sub-block 5's qs byte 7); every other
+  // index 8 (value 1): element 0 of sub-block 0 decodes to 0.25 * -32 * 1.
+  for (int i = 8; i < 136; ++i) block[i] = 0x88;
+  block[8 + 16 * 5 + 7] = 0x08 | 14 << 4;
+  std::vector<float> out(256);
+  dequantize_row(DType::IQ4_XS, block.data(), out.data(), 256);
+  for (int e = 0; e < 256; ++e) {
+    const float scale = e / 32 == 5 ? 9.0f : -32.0f;
+    EXPECT_EQ(out[e], 0.25f * scale * (e == 5 * 32 + 23 ? 89.0f : 1.0f)) << e;
+  }
+}
+
 TEST(DequantizeOneElement, Q4_KAndQ5_K) {
   for (DType type : {DType::Q4_K, DType::Q5_K}) {
     const bool five_bit = type == DType::Q5_K;
