@@ -9,7 +9,7 @@ The weights are random bytes with finite, moderate scales: speed does not depend
 and every engine reads the same file. Q4_K_M uses llama.cpp's mix of Q4_K and Q6_K (output /
 tied embedding, and attn_v / ffn_down on the layers it gives more bits), written directly; Q5_K_M
 the same with Q5_K in Q4_K's place; Q3_K_M and Q2_K llama.cpp's mixes of Q3_K or Q2_K with Q4_K, Q5_K
-and Q6_K (not for rows that are not whole super-blocks: llama.cpp writes IQ4_NL there).
+and Q6_K (IQ4_NL for their rows that are not whole super-blocks, as llama.cpp writes them).
 The tokenizer (needed by llama.cpp to load the file) comes from ../shared/tokenizers.
 Standard library only, so it runs anywhere Python 3 does.
 """
@@ -33,7 +33,7 @@ TYPES = {
     "F32": (0, 1, 4, None), "F16": (1, 1, 2, None), "Q4_0": (2, 32, 18, [0]), "Q5_0": (6, 32, 22, [0]),
     "Q5_1": (7, 32, 24, [0, 2]), "Q8_0": (8, 32, 34, [0]), "Q4_K": (12, 256, 144, [0, 2]),
     "Q5_K": (13, 256, 176, [0, 2]), "Q6_K": (14, 256, 210, [208]), "Q3_K": (11, 256, 110, [108]),
-    "Q2_K": (10, 256, 84, [80, 82]),
+    "Q2_K": (10, 256, 84, [80, 82]), "IQ4_NL": (20, 32, 18, [0]),
 }
 ALIGN = 32
 
@@ -90,7 +90,7 @@ def matrix_type(ftype, name, layer, n_layers, n_in):
         elif name in ("attn_v", "ffn_down") and use_more_bits(layer, n_layers): t = "Q6_K"
     # K-quants need rows of whole 256-element super-blocks; llama.cpp falls back like this.
     if t in ("Q2_K", "Q3_K") and n_in % 256 != 0:
-        sys.exit(f"make_models: llama.cpp falls back to IQ4_NL for {t} rows of this shape, which Orchard does not read")
+        t = "IQ4_NL"
     if t in ("Q4_K", "Q5_K", "Q6_K") and n_in % 256 != 0:
         t = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}[t]
     return t

@@ -154,7 +154,8 @@ void quantize_blocks_checked(const float* row, int64_t t, int64_t b0, int64_t co
 // Rows [t_begin, t_end) of x, V::L blocks at a time: the half-block sums of a group are added
 // lane-wise by two V::freduce_each instead of two horizontal sums per block, and the inf/NaN
 // check is one per group (a group that has one goes again, block by block). Measured on one
-// core (16 tokens of 896 and 4864 values): 0.22 -> 0.xx ns per value.
+// core (tokens of 896 and 4864 values, one level), 3 interleaved runs: 0.224 -> 0.201 and 0.226 ->
+// 0.184 ns per value; the remaining horizontal max per block is most of the rest.
 template <typename V>
 void quantize(const float* x, int64_t t_begin, int64_t t_end, QuantizedActivations& q) {
   constexpr int kVectors = kBlock / V::L;

@@ -113,6 +113,10 @@ class Transformer {
 
  private:
   void attention(int64_t layer, const LayerWeights& w, std::span<const SequenceTokens> batch, int64_t n);
+  // fn(t) for rows 0 .. n-1, which touch only their own rows: split over the pool when there
+  // are several (a batch step, a prompt), on this thread for one (a decode step).
+  template <typename Fn>
+  void for_rows(int64_t n, Fn&& fn);
   void feed_forward(int64_t layer, const LayerWeights& w, int64_t n);
   void output(int64_t rows, float* logits);
   void ensure_batch(int64_t n);
@@ -140,6 +144,7 @@ class Transformer {
   std::vector<KvCache> caches_;
   std::vector<double> rope_freq_;
   std::vector<int64_t> positions_;
+  std::vector<KvCache*> row_caches_;  // each row's sequence cache in this pass
   std::vector<AttentionBatch> attention_rows_;  // one per batch entry, for the layer at hand
   MatmulProbe* probe_ = nullptr;
   // cos and sin of every rope angle, [position, pair], for the positions reached so far: a
