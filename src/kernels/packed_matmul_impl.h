@@ -763,13 +763,14 @@ template <typename V>
 void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t t_begin,
                    int64_t t_end, int64_t tile_begin, int64_t tile_end, float* y) {
   // K-quants keep one row vector per micro-kernel: Q6_K's unpacking takes the registers
-  // (rows_q6_k), and Q4_K measured slower on two (Q2_K and Q3_K have as many float operations) (its four float operations per block and
-  // token against Q4_0's two: 475 int8 GOPS on one core against 490 on one row vector). Fewer
-  // than 4 tokens (decode) keep one too: those passes wait on memory, not on loads, and two row
-  // vectors measured no faster there (Q4_0 1.5B tg64: 33.7 against 34.4 t/s, noisy).
+  // (rows_q6_k), and Q4_K measured slower on two (its four float operations per block and token
+  // against Q4_0's two: 475 int8 GOPS on one core against 490 on one row vector; Q2_K and Q3_K
+  // have as many). IQ4_XS, with Q4_0's two, takes two (1.5B pp512, 3 runs: 178-183 -> 231-240
+  // t/s). Fewer than 4 tokens (decode) keep one too: those passes wait on memory, not on loads,
+  // and two row vectors measured no faster there (Q4_0 1.5B tg64: 33.7 against 34.4 t/s, noisy).
   constexpr int P = V::kRowVectors, kPairTokens = V::kMaxTokens / V::kRowVectors;
   const bool one = w.format == PackedFormat::q6_k || w.format == PackedFormat::q4_k || w.format == PackedFormat::q5_k ||
-                   w.format == PackedFormat::q3_k || w.format == PackedFormat::q2_k || w.format == PackedFormat::iq4_xs ||
+                   w.format == PackedFormat::q3_k || w.format == PackedFormat::q2_k ||
                    P == 1 || t_end - t_begin < 4;
   if (q.lo) {
     if (one) matmul_packed_tiles<V, 1, V::kMaxTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
