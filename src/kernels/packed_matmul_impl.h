@@ -456,6 +456,23 @@ ORCHARD_INLINE void super_block_heads(const PackedMatrix& w, const RowVectors<V,
   }
 }
 
+// The step of sub-block k (d * its scale) for the K-quants whose scales are i8 bytes (Q6_K, Q3_K,
+// IQ4_XS): row r's at byte 32 + 16k + r of the super-block.
+template <typename V>
+ORCHARD_INLINE typename V::F i8_step(typename V::F d, const uint8_t* sb, int k, int64_t s) {
+  return V::fmul(d, V::load_s8(sb + 32 + 16 * k + V::L * s));
+}
+
+// acc[p][t] += dot[p][t] * step[p] * token t's activation step.
+template <typename V, int P, int T>
+ORCHARD_INLINE void add_products(typename V::F (&acc)[P][T], const typename V::I (&dot)[P][T],
+                                 const typename V::F (&step)[P], const ActivationBlock* info) {
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p)
+    ORCHARD_UNROLL
+    for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step[p], V::fset1(info[t].d)), acc[p][t]);
+}
+
 // weight = (d * scale) * u - dmin * min per 32-input sub-block; kFifth: Q5_K, u's bit 4 from the
 // sub-block's fifth-bit chunk.
 template <typename V, int P, int T, bool R, bool kFifth>
@@ -515,8 +532,7 @@ void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView
     for (int j = 0; j < 8; ++j) {
       const BlockActivations a = x.block(t0, g * 8 + j);
       // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
-      const typename V::F step0 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j) + V::L * s));
-      const typename V::F step1 = V::fmul(d, V::load_s8(sb + 32 + 16 * (2 * j + 1) + V::L * s));
+      const typename V::F step0[1] = {i8_step<V>(d, sb, 2 * j, s)}, step1[1] = {i8_step<V>(d, sb, 2 * j + 1, s)};
       const uint8_t* blk = sb + 288 + 384 * j;
       I wv[8], dot[1][T];
       unpack_nibbles<V>(blk, s, wv);
@@ -535,11 +551,9 @@ void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView
         return V::template slli<2>(V::sub(V::set1(info[t].minus_8_sum), V::set1(info[t].minus_8_second_half)));
       };
       block_dots<V, 1, T, 0, 4, R>(weight, first_half_start, a, dot);
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) acc[0][t] = V::fma(V::cvt(dot[0][t]), V::fmul(step0, V::fset1(info[t].d)), acc[0][t]);
+      add_products<V, 1, T>(acc, dot, step0, info);
       block_dots<V, 1, T, 4, 8, R>(weight, OffsetStart<V, 2, &ActivationBlock::minus_8_second_half>{info}, a, dot);
-      ORCHARD_UNROLL
-      for (int t = 0; t < T; ++t) acc[0][t] = V::fma(V::cvt(dot[0][t]), V::fmul(step1, V::fset1(info[t].d)), acc[0][t]);
+      add_products<V, 1, T>(acc, dot, step1, info);
     }
   }
   store_rows<V, T>(acc[0], y, w.out, t0, r.row0[0]);
@@ -575,12 +589,10 @@ void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
       for (int h = 0; h < 2; ++h) {
         if (h == 0) block_dots<V, P, T, 0, 4, R>(weight, first_half_start, a, dot);
         else block_dots<V, P, T, 4, 8, R>(weight, second_half_start, a, dot);
+        F step[P];
         ORCHARD_UNROLL
-        for (int p = 0; p < P; ++p) {
-          const F step = V::fmul(d[p], V::load_s8(sb[p] + 32 + 16 * (2 * j + h) + V::L * r.s(p)));
-          ORCHARD_UNROLL
-          for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
-        }
+        for (int p = 0; p < P; ++p) step[p] = i8_step<V>(d[p], sb[p], 2 * j + h, r.s(p));
+        add_products<V, P, T>(acc, dot, step, info);
       }
     }
   }
@@ -672,12 +684,10 @@ void rows_iq4_xs(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenVi
             return V::lookup16(grid, nibble_weights<V>(sb[p] + 160 + 256 * j + 4 * V::L * r.s(p), v));
           },
           OffsetStart<V, 4, &ActivationBlock::minus_8_sum>{info}, a, dot);
+      F step[P];
       ORCHARD_UNROLL
-      for (int p = 0; p < P; ++p) {
-        const F step = V::fmul(d[p], V::load_s8(sb[p] + 32 + 16 * j + V::L * r.s(p)));
-        ORCHARD_UNROLL
-        for (int t = 0; t < T; ++t) acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
-      }
+      for (int p = 0; p < P; ++p) step[p] = i8_step<V>(d[p], sb[p], j, r.s(p));
+      add_products<V, P, T>(acc, dot, step, info);
     }
   }
   ORCHARD_UNROLL
