@@ -43,12 +43,6 @@ struct Avx2 {
   }
   // dpbusd(acc, u, bcast4(p)): one instruction where the ISA broadcasts from memory.
   static I dpbusd_bcast4(I acc, I u, const void* p) { return dpbusd(acc, u, bcast4(p)); }
-  static int32_t ireduce(I a) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-  }
   static I cvt_round(F a) { return _mm256_cvtps_epi32(a); }
   static void store_i8(int8_t* p, I a) {
     // int32 -> int16 -> int8 with saturation; packs works within 128-bit lanes, so reorder.

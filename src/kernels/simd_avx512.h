@@ -47,7 +47,6 @@ struct Avx512 {
   }
   // dpbusd(acc, u, bcast4(p)): one instruction where the ISA broadcasts from memory.
   static I dpbusd_bcast4(I acc, I u, const void* p) { return dpbusd(acc, u, bcast4(p)); }
-  static int32_t ireduce(I a) { return _mm512_reduce_add_epi32(a); }
   static I cvt_round(F a) { return _mm512_cvtps_epi32(a); }  // nearest, ties to even
   static void store_i8(int8_t* p, I a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtsepi32_epi8(a)); }
   static F as_float(I a) { return _mm512_castsi512_ps(a); }

@@ -83,11 +83,6 @@ struct Generic {
   }
   // dpbusd(acc, u, bcast4(p)): one instruction where the ISA broadcasts from memory.
   static I dpbusd_bcast4(I acc, I u, const void* p) { return dpbusd(acc, u, bcast4(p)); }
-  static int32_t ireduce(I a) {
-    int32_t s = 0;
-    for (int32_t x : a.v) s += x;
-    return s;
-  }
   static I cvt_round(F a) {
     I r;
     for (int l = 0; l < L; ++l) r.v[l] = static_cast<int32_t>(std::nearbyint(a.v[l]));

@@ -48,7 +48,6 @@ struct NeonDotprod {
   }
   // dpbusd(acc, u, bcast4(p)).
   static I dpbusd_bcast4(I acc, I u, const void* p) { return dpbusd(acc, u, bcast4(p)); }
-  static int32_t ireduce(I a) { return vaddvq_s32(a); }
   static I cvt_round(F a) { return vcvtnq_s32_f32(a); }  // nearest, ties to even
   static void store_i8(int8_t* p, I a) {
     const int8x8_t narrow = vqmovn_s16(vcombine_s16(vqmovn_s32(a), vdup_n_s16(0)));
