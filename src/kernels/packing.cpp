@@ -377,6 +377,10 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
   // pair of chunks (put_bit_pairs).
   auto plane = [&](const uint8_t* chunk, int e, int k) { return ((chunk[4 * r + e % 4] >> (e / 4)) & 1) << k; };
   auto fifth = [&](const uint8_t* chunk, int e) { return plane(chunk, e, 4); };
+  // The i8 scale of sub-block k of the K-quants that keep them as bytes (Q6_K, Q3_K, IQ4_XS).
+  auto i8_scale = [&](const uint8_t* group, int k) {
+    return static_cast<float>(static_cast<int8_t>(group[32 + 16 * k + r]));
+  };
   auto pair = [&](const uint8_t* chunks, int e, int k) {
     return ((chunks[64 * (e / 16) + 4 * r + e % 4] >> (2 * ((e % 16) / 4))) & 3) << (2 * k);
   };
@@ -428,9 +432,8 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
         for (int j = 0; j < 8; ++j) {
           const uint8_t* blk = grp + 288 + 384 * j;
           for (int e = 0; e < 32; ++e) {
-            const int s = 2 * j + e / 16;
-            const float scale = static_cast<float>(static_cast<int8_t>(grp[32 + 16 * s + r]));
-            *out++ = d * scale * static_cast<float>((nibble(blk, e) | pair(blk + 256, e, 2)) - 32);
+            const int q = (nibble(blk, e) | pair(blk + 256, e, 2)) - 32;
+            *out++ = d * i8_scale(grp, 2 * j + e / 16) * static_cast<float>(q);
           }
         }
         break;
@@ -440,7 +443,7 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
         for (int j = 0; j < 8; ++j) {
           const uint8_t* blk = grp + 288 + 192 * j;
           for (int e = 0; e < 32; ++e) {
-            const float step = d * static_cast<float>(static_cast<int8_t>(grp[32 + 16 * (2 * j + e / 16) + r]));
+            const float step = d * i8_scale(grp, 2 * j + e / 16);
             *out++ = step * static_cast<float>((pair(blk, e, 0) | plane(blk + 128, e, 2)) - 4);
           }
         }
@@ -454,7 +457,7 @@ void packed_row_to_f32(const PackedMatrix& p, int64_t row, float* out) {
       case PackedFormat::iq4_xs: {
         const float d = f16_to_f32(load_u16(grp + 2 * r));
         for (int j = 0; j < 8; ++j) {
-          const float step = d * static_cast<float>(static_cast<int8_t>(grp[32 + 16 * j + r]));
+          const float step = d * i8_scale(grp, j);
           for (int e = 0; e < 32; ++e) *out++ = step * static_cast<float>(kIq4Values[nibble(grp + 160 + 256 * j, e)]);
         }
         break;
