@@ -2,7 +2,7 @@
 // weights at Qwen2.5-1.5B shapes. Thread CPU time (not wall clock) so that other processes on a
 // shared machine disturb the figure less.
 //
-//   gemm_bench [--isa avx512vnni] [--type q4_0|q4_k|q8_0|q6_k] [--tokens 512] [--reps 3]
+//   gemm_bench [--isa avx512vnni] [--type q4_0|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k|iq4_xs] [--tokens 512] [--reps 3]
 //              [--activations residual|int8] [--shape INxOUT ...] [--copies N]
 //
 // --copies N: N packed copies of each matrix, one per repetition in turn, so that with enough
@@ -41,9 +41,11 @@ std::vector<uint8_t> random_weights(DType type, int64_t in, int64_t out, std::mt
   for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
   const size_t block = traits(type).block_bytes;
   std::vector<size_t> fields;
-  if (type == DType::Q4_0 || type == DType::Q8_0) fields = {0};
-  if (type == DType::Q4_K) fields = {0, 2};
+  if (type == DType::Q4_0 || type == DType::Q8_0 || type == DType::IQ4_XS) fields = {0};
+  if (type == DType::Q4_K || type == DType::Q5_K) fields = {0, 2};
   if (type == DType::Q6_K) fields = {208};
+  if (type == DType::Q3_K) fields = {108};
+  if (type == DType::Q2_K) fields = {80, 82};
   for (size_t at = 0; at < bytes.size(); at += block)
     for (size_t f : fields) {
       const uint16_t h = f32_to_f16(0.01f);
@@ -80,8 +82,12 @@ int main(int argc, char** argv) {
   Isa isa = Isa::generic;
   for (Isa candidate : supported_isas())
     if (isa_arg == isa_name(candidate)) isa = candidate;
-  const DType type = type_arg == "q4_k" ? DType::Q4_K : type_arg == "q8_0" ? DType::Q8_0
-                   : type_arg == "q6_k" ? DType::Q6_K : DType::Q4_0;
+  const std::pair<const char*, DType> types[] = {{"q4_0", DType::Q4_0}, {"q8_0", DType::Q8_0}, {"q2_k", DType::Q2_K},
+                                                 {"q3_k", DType::Q3_K}, {"q4_k", DType::Q4_K}, {"q5_k", DType::Q5_K},
+                                                 {"q6_k", DType::Q6_K}, {"iq4_xs", DType::IQ4_XS}};
+  DType type = DType::Q4_0;
+  for (auto [name, t] : types)
+    if (type_arg == name) type = t;
   const IsaKernels& k = isa_kernels(isa);
   std::mt19937 rng(1);
 
