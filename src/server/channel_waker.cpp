@@ -1,7 +1,5 @@
 #include "server/channel_waker.h"
 
-#include "server/request_channel.h"
-
 namespace orchard::server {
 
 ChannelWaker::ChannelWaker() : thread_([this] { run(); }) {}
@@ -15,7 +13,7 @@ ChannelWaker::~ChannelWaker() {
   thread_.join();
 }
 
-void ChannelWaker::request(std::shared_ptr<RequestChannel> channel) {
+void ChannelWaker::request(std::shared_ptr<Wakeable> channel) {
   bool wake;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -27,7 +25,7 @@ void ChannelWaker::request(std::shared_ptr<RequestChannel> channel) {
 }
 
 void ChannelWaker::run() {
-  std::vector<std::shared_ptr<RequestChannel>> batch;
+  std::vector<std::shared_ptr<Wakeable>> batch;
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     if (pending_.empty()) {

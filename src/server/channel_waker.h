@@ -13,7 +13,12 @@
 
 namespace orchard::server {
 
-class RequestChannel;
+// What the waker wakes: a thread that waits on it (RequestChannel's HTTP thread).
+class Wakeable {
+ public:
+  virtual ~Wakeable() = default;
+  virtual void wake() = 0;
+};
 
 class ChannelWaker {
  public:
@@ -23,14 +28,14 @@ class ChannelWaker {
   ChannelWaker& operator=(const ChannelWaker&) = delete;
 
   // Wakes the thread waiting on `channel` soon (the channel stays alive until then).
-  void request(std::shared_ptr<RequestChannel> channel);
+  void request(std::shared_ptr<Wakeable> channel);
 
  private:
   void run();
 
   std::mutex mutex_;
   std::condition_variable work_;
-  std::vector<std::shared_ptr<RequestChannel>> pending_;
+  std::vector<std::shared_ptr<Wakeable>> pending_;
   bool sleeping_ = false;
   bool stopping_ = false;
   std::thread thread_;

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "orchard/engine.h"
-#include "server/openai_handler.h"
+#include "server/api_message.h"
 #include "server/openai_protocol.h"
 
 namespace orchard::server {

@@ -23,14 +23,6 @@ std::string new_id(const char* prefix) {
 
 std::string to_text(const json& j) { return to_json_text(j); }
 
-ApiResponse json_response(int status, const json& body) {
-  ApiResponse response;
-  response.status = status;
-  response.content_type = "application/json";
-  response.body = to_text(body);
-  return response;
-}
-
 // Writes the gathered server-sent events in one write (one send for every token the engine
 // produced since the last write) and empties `events`; false once the client is gone. With
 // nothing to write (text held back while it may be a tool call) the connection is looked at.

@@ -12,12 +12,13 @@
 #include <vector>
 
 #include "orchard/engine.h"
+#include "server/api_message.h"
 #include "server/chat_service.h"
-#include "server/openai_handler.h"
 #include "server/request_channel.h"
 
 namespace orchard::server {
 
+class AdapterRegistry;
 class ChannelWaker;
 
 // What an API answered through OpenAIHandler (Responses, Ollama's) needs of it: OpenAIHandler
@@ -36,7 +37,6 @@ int64_t unix_time();
 std::string new_id(const char* prefix);
 // JSON text that never throws on partial UTF-8 (token strings in logprobs may be).
 std::string to_text(const json& j);
-ApiResponse json_response(int status, const json& body);
 
 // Written while a client that finished sending waits (ClientConnection::client_present): what
 // each kind of answer ignores before or between its events.

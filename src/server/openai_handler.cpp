@@ -71,12 +71,6 @@ std::string fingerprint_of(KernelChoice kernels) {
 
 }  // namespace
 
-ApiResponse error_response(int status, const std::string& message, const std::string& param, const std::string& code) {
-  return json_response(status, error_body(message, status >= 500 ? "server_error" : "invalid_request_error", param, code));
-}
-
-ApiResponse error_response(const RequestError& e) { return error_response(e.status, e.what(), e.param, e.code); }
-
 OpenAIHandler::OpenAIHandler(ChatService& service, Engine& engine, ChannelWaker& waker, const Metrics& metrics,
                              HandlerOptions options, AdapterRegistry* adapters)
     : service_(service),

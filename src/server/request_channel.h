@@ -14,7 +14,7 @@
 
 namespace orchard::server {
 
-class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
+class RequestChannel : public Wakeable, public std::enable_shared_from_this<RequestChannel> {
  public:
   using Clock = std::chrono::steady_clock;
 
@@ -39,7 +39,7 @@ class RequestChannel : public std::enable_shared_from_this<RequestChannel> {
   }
   // The waker's side. Notified after unlocking: the woken thread would otherwise block at once
   // on the mutex held here.
-  void wake() { ready_.notify_one(); }
+  void wake() override { ready_.notify_one(); }
   void close(const JobSummary& summary) {
     {
       std::lock_guard<std::mutex> lock(mutex_);

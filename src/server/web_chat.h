@@ -7,7 +7,7 @@
 #include <span>
 #include <string_view>
 
-#include "server/openai_handler.h"
+#include "server/api_message.h"
 
 namespace orchard::server {
 

@@ -22,6 +22,7 @@
 #include "server/front_stage.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/openai_handler.h"
 #include "test_paths.h"
 
 namespace orchard::server {
