@@ -422,17 +422,49 @@ void find_ipv6(std::string_view text, std::vector<Candidate>& out) {
 // std::regex compiles groups by recursion: a pattern nested deeper than any real one is refused
 // before it can exhaust the stack.
 constexpr int kMaxPatternNesting = 32;
+// libstdc++ reads a repetition count ("a{n,m}") or a back-reference ("\n") into a long with no
+// overflow check (undefined behaviour at 20 digits, found by fuzz/router_config_fuzz.cpp): a
+// number longer than this is refused first.
+constexpr size_t kMaxPatternNumberDigits = 9;
+
+// Refuses what std::regex cannot be trusted to refuse itself. (Counted repetitions that unroll too
+// far, "((a{1000}){1000}){1000}", libstdc++ does refuse: its NFA is capped at
+// _GLIBCXX_REGEX_STATE_LIMIT states, and find_custom catches the regex_error.)
+void check_custom_pattern(const CustomPattern& pattern) {
+  const std::string& r = pattern.regex;
+  auto check_number_at = [&](size_t i) {
+    size_t digits = 0;
+    while (i + digits < r.size() && is_digit(r[i + digits])) ++digits;
+    if (digits > kMaxPatternNumberDigits)
+      fail("custom PII pattern '", pattern.name, "': a repetition count or back-reference of more than ",
+           kMaxPatternNumberDigits, " digits");
+  };
+  int depth = 0;
+  bool in_class = false, in_count = false;  // inside [...], inside {...}
+  for (size_t i = 0; i < r.size(); ++i) {
+    const char c = r[i];
+    if (c == '\\') {
+      check_number_at(i + 1);
+      ++i;
+    } else if (in_class) {
+      in_class = c != ']';
+    } else if (c == '[') {
+      in_class = true;
+    } else if (c == '{' || (c == ',' && in_count)) {
+      in_count = true;
+      check_number_at(i + 1);
+    } else if (c == '}') {
+      in_count = false;
+    } else if (c == '(' && ++depth > kMaxPatternNesting) {
+      fail("custom PII pattern '", pattern.name, "': groups nested deeper than ", kMaxPatternNesting);
+    } else if (c == ')') {
+      --depth;
+    }
+  }
+}
 
 void find_custom(std::string_view text, const CustomPattern& pattern, std::vector<Candidate>& out) {
-  // (Counted repetitions that unroll too far, "((a{1000}){1000}){1000}", libstdc++ refuses itself:
-  // its NFA is capped at _GLIBCXX_REGEX_STATE_LIMIT states, and the regex_error is caught below.)
-  int depth = 0;
-  for (size_t i = 0; i < pattern.regex.size(); ++i) {
-    if (pattern.regex[i] == '\\') ++i;
-    else if (pattern.regex[i] == '(' && ++depth > kMaxPatternNesting)
-      fail("custom PII pattern '", pattern.name, "': groups nested deeper than ", kMaxPatternNesting);
-    else if (pattern.regex[i] == ')') --depth;
-  }
+  check_custom_pattern(pattern);
   std::regex re;
   try {
     re = std::regex(pattern.regex, std::regex::ECMAScript);

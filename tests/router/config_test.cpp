@@ -100,6 +100,8 @@ TEST(RouterConfig, EveryRefusalNamesTheKey) {
       {R"({"pii": {"custom": [{"name": "x", "pattern": "a", "action": "local", "flags": 1}]}})",
        "unknown key pii.custom[0].flags"},
       {R"({"pii": {"custom": [{"name": "x", "pattern": "(", "action": "local"}]}})", "pii.custom"},
+      {R"({"pii": {"custom": [{"name": "x", "pattern": "a{6922337203685477580}", "action": "local"}]}})",
+       "repetition count or back-reference"},
       {R"({"pii": {"custom": [{"name": "x", "pattern": "a", "action": "local"},
                               {"name": "x", "pattern": "b", "action": "local"}]}})", "pii.custom[1].name"},
       {R"({"device": {"context": -1}})", "device.context"},
