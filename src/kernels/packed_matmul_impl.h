@@ -752,18 +752,23 @@ void matmul_packed_tiles(const PackedMatrix& w, const QuantizedActivations& q, i
       const GroupSpan span{g0, std::min(w.groups, g0 + chunk_groups), g0 > 0, next_call};
       for (int64_t p0 = tile_begin; p0 < tile_end; p0 += panel_tiles) {
         const int64_t pe = std::min(tile_end, p0 + panel_tiles);
+        // The first pass over a panel reads it from memory, the next ones from L2; those ask for
+        // the next panel, whose first pass then finds it in L2 too.
+        GroupSpan later = span;
+        if (pe < tile_end) later.next_call = (pe - p0) * static_cast<int64_t>(w.tile_bytes);
+        const auto pass = [&](int64_t t) -> const GroupSpan& { return t == tb ? span : later; };
         int64_t t = tb;
-        for (; t + kMaxTokens <= te; t += kMaxTokens) run_panel<V, P, kMaxTokens, R>(w, p0, pe, x, t, span, y);
+        for (; t + kMaxTokens <= te; t += kMaxTokens) run_panel<V, P, kMaxTokens, R>(w, p0, pe, x, t, pass(t), y);
         // The rest (< kMaxTokens <= 16) in micro-kernels of 8, 4, 2 and 1 tokens.
-        if constexpr (kMaxTokens > 8) if (t + 8 <= te) { run_panel<V, P, 8, R>(w, p0, pe, x, t, span, y); t += 8; }
+        if constexpr (kMaxTokens > 8) if (t + 8 <= te) { run_panel<V, P, 8, R>(w, p0, pe, x, t, pass(t), y); t += 8; }
         // 5-7 tokens in micro-kernels of their own: as 4 + 2 + 1 the weights are unpacked three
         // times, and as a group of 8 over spare rows a compute-bound pass does 8 tokens' work.
-        if constexpr (kMaxTokens > 7) if (te - t == 7) run_panel<V, P, 7, R>(w, p0, pe, x, t, span, y), t = te;
-        if constexpr (kMaxTokens > 6) if (te - t == 6) run_panel<V, P, 6, R>(w, p0, pe, x, t, span, y), t = te;
-        if constexpr (kMaxTokens > 5) if (te - t == 5) run_panel<V, P, 5, R>(w, p0, pe, x, t, span, y), t = te;
-        if constexpr (kMaxTokens > 4) if (t + 4 <= te) { run_panel<V, P, 4, R>(w, p0, pe, x, t, span, y); t += 4; }
-        if (t + 2 <= te) { run_panel<V, P, 2, R>(w, p0, pe, x, t, span, y); t += 2; }
-        if (t < te) run_panel<V, P, 1, R>(w, p0, pe, x, t, span, y);
+        if constexpr (kMaxTokens > 7) if (te - t == 7) run_panel<V, P, 7, R>(w, p0, pe, x, t, pass(t), y), t = te;
+        if constexpr (kMaxTokens > 6) if (te - t == 6) run_panel<V, P, 6, R>(w, p0, pe, x, t, pass(t), y), t = te;
+        if constexpr (kMaxTokens > 5) if (te - t == 5) run_panel<V, P, 5, R>(w, p0, pe, x, t, pass(t), y), t = te;
+        if constexpr (kMaxTokens > 4) if (t + 4 <= te) { run_panel<V, P, 4, R>(w, p0, pe, x, t, pass(t), y); t += 4; }
+        if (t + 2 <= te) { run_panel<V, P, 2, R>(w, p0, pe, x, t, pass(t), y); t += 2; }
+        if (t < te) run_panel<V, P, 1, R>(w, p0, pe, x, t, pass(t), y);
       }
     }
   }
@@ -778,10 +783,21 @@ void matmul_packed(const PackedMatrix& w, const QuantizedActivations& q, int64_t
   // have as many). IQ4_XS, with Q4_0's two, takes two (1.5B pp512, 3 runs: 178-183 -> 231-240
   // t/s). Fewer than 4 tokens (decode) keep one too: those passes wait on memory, not on loads,
   // and two row vectors measured no faster there (Q4_0 1.5B tg64: 33.7 against 34.4 t/s, noisy).
+  //
+  // Q8_0 up to 16 tokens (a batched decode step) goes on one row vector too. Its passes read
+  // twice Q4_0's bytes per weight, and a pass over weights from memory waits on them: 16 tokens
+  // are 12 + 4 on one row vector against 6 + 6 + 4 on two, 7-12 one pass against two. One core,
+  // the 0.5B shape's output matrix (gemm_bench --type q8_0 --activations int8 --shape 896x151936),
+  // int8 GOPS on two -> one row vector: 4 tokens 245 -> 275, 6 420 -> 502, 7 382 -> 556, 8 428
+  // -> 678, 12 590 -> 702, 16 540 -> 616 (24 tokens: 636 -> 621, kept on two). Q4_0 (896x4864 and
+  // 4864x896, --copies 64) measured no better on one: 8 tokens 698/709 -> 717/712, 10 699/730 ->
+  // 638/646, 12 776/810 -> 752/762, 16 760/766 -> 708/711. With the residual level, whose passes
+  // do twice the work per byte, Q8_0 stops at 12 (8 tokens 348 -> 398, 16 372 -> 344).
   constexpr int P = V::kRowVectors, kPairTokens = V::kMaxTokens / V::kRowVectors;
+  const int64_t n = t_end - t_begin;
   const bool one = w.format == PackedFormat::q6_k || w.format == PackedFormat::q4_k || w.format == PackedFormat::q5_k ||
-                   w.format == PackedFormat::q3_k || w.format == PackedFormat::q2_k ||
-                   P == 1 || t_end - t_begin < 4;
+                   w.format == PackedFormat::q3_k || w.format == PackedFormat::q2_k || P == 1 || n < 4 ||
+                   (w.format == PackedFormat::q8_0 && n <= V::kMaxTokens + (q.lo ? 0 : 4));
   if (q.lo) {
     if (one) matmul_packed_tiles<V, 1, V::kMaxTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);
     else matmul_packed_tiles<V, P, kPairTokens, true>(w, q, t_begin, t_end, tile_begin, tile_end, y);

@@ -160,6 +160,9 @@ TEST_P(FastKernels, MatmulMatchesReference) {
       // Decode over long rows: the weights asked for in bursts of 8 blocks, 130 and 65 blocks
       // leaving a partial last burst.
       {DType::Q4_0, 4160, 35, 1},   {DType::Q8_0, 2080, 33, 2},
+      // A batched step's 16 tokens: Q8_0 on one row vector (12 + 4) on one level, on two (6 + 6 +
+      // 4) with the residual one; Q4_0 on two.
+      {DType::Q8_0, 96, 35, 16},    {DType::Q4_0, 96, 35, 16},
       // Q5_0 (the fallback of K-quant files for rows of 896: Qwen2.5-0.5B): every micro-kernel.
       {DType::Q5_0, 32, 1, 1},      {DType::Q5_0, 96, 17, 3},     {DType::Q5_0, 64, 40, 75},
       {DType::Q5_0, 2080, 35, 1},   {DType::Q5_0, 4160, 33, 13},  {DType::Q5_0, 96, 20, 7},
