@@ -22,10 +22,13 @@
 #endif
 // The helpers of one micro-kernel must inline into it: a call boundary sends its register
 // arrays through memory.
+// ORCHARD_INLINE_LAMBDA: the same for a lambda (written after its parameters).
 #if defined(__GNUC__)
 #define ORCHARD_INLINE inline __attribute__((always_inline))
+#define ORCHARD_INLINE_LAMBDA __attribute__((always_inline))
 #else
 #define ORCHARD_INLINE inline
+#define ORCHARD_INLINE_LAMBDA
 #endif
 
 namespace orchard {
@@ -442,18 +445,31 @@ void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
   });
 }
 
-// Super-block g of each row vector's tile (K-quants): its address, asked for ahead (by sub-tile
-// 0, for the whole tile), its f16 d per row, and the f16 dmin 32 bytes on where `dmin` is given.
-template <typename V, int P, int T>
-ORCHARD_INLINE void super_block_heads(const PackedMatrix& w, const RowVectors<V, P>& r, int64_t g, const GroupSpan& span,
-                                      const uint8_t* (&sb)[P], typename V::F (&d)[P], typename V::F* dmin) {
+// The loop of the super-block formats (K-quants, IQ4_XS): for each super-block g of each row
+// vector's tile, its address (asked for ahead by sub-tile 0, for the whole tile), its f16 d per
+// row and, with kMin, the f16 dmin 32 bytes on; then `block(acc, sb, d, dmin, j, a)` adds the
+// products of its 32-input block j, whose activations are a.
+template <typename V, int P, int T, bool kMin, typename Block>
+ORCHARD_INLINE void super_blocks(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0,
+                                 GroupSpan span, float* y, const Block& block) {
+  using F = typename V::F;
+  F acc[P][T];
   ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) {
-    sb[p] = r.tile[p] + g * w.group_bytes;
-    if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, prefetch_ahead<P, T>(span));
-    d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
-    if (dmin) dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
+  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
+  for (int64_t g = span.begin; g < span.end; ++g) {
+    const uint8_t* sb[P];
+    F d[P], dmin[P];
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      sb[p] = r.tile[p] + g * w.group_bytes;
+      if (r.s(p) == 0) prefetch_group_ahead(sb[p], w.group_bytes, prefetch_ahead<P, T>(span));
+      d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
+      if constexpr (kMin) dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
+    }
+    for (int j = 0; j < 8; ++j) block(acc, sb, d, dmin, j, x.block(t0, g * 8 + j));
   }
+  ORCHARD_UNROLL
+  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
 }
 
 // The step of sub-block k (d * its scale) for the K-quants whose scales are i8 bytes (Q6_K, Q3_K,
@@ -479,40 +495,29 @@ template <typename V, int P, int T, bool R, bool kFifth>
 void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   using F = typename V::F;
-  F acc[P][T];
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
-  for (int64_t g = span.begin; g < span.end; ++g) {
-    const uint8_t* sb[P];
-    F d[P], dmin[P];
-    super_block_heads<V, P, T>(w, r, g, span, sb, d, dmin);
-    for (int j = 0; j < 8; ++j) {
-      const BlockActivations a = x.block(t0, g * 8 + j);
-      typename V::I dot[P][T];
-      block_dots<V, P, T, 0, 8, R>(
-          [&](int p, int v) {
-            const typename V::I low = nibble_weights<V>(sb[p] + 320 + 256 * j + 4 * V::L * r.s(p), v);
-            if constexpr (!kFifth) return low;
-            else return V::or_(low, fifth_bits<V>(sb[p] + 2368 + 64 * j + 4 * V::L * r.s(p), v));
-          },
-          ZeroStart<V>{},
-          a, dot);
-      const ActivationBlock* info = a.info;
+  super_blocks<V, P, T, true>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
+                                                      const F (&dmin)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+    typename V::I dot[P][T];
+    block_dots<V, P, T, 0, 8, R>(
+        [&](int p, int v) {
+          const typename V::I low = nibble_weights<V>(sb[p] + 320 + 256 * j + 4 * V::L * r.s(p), v);
+          if constexpr (!kFifth) return low;
+          else return V::or_(low, fifth_bits<V>(sb[p] + 2368 + 64 * j + 4 * V::L * r.s(p), v));
+        },
+        ZeroStart<V>{}, a, dot);
+    const ActivationBlock* info = a.info;
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) {
+      // weight = (d * scale) * u - (dmin * min), rounded as dequantize_row rounds them.
+      const F step = V::fmul(d[p], V::load_u8(sb[p] + 64 + 16 * j + V::L * r.s(p)));
+      const F offset = V::fmul(dmin[p], V::load_u8(sb[p] + 192 + 16 * j + V::L * r.s(p)));
       ORCHARD_UNROLL
-      for (int p = 0; p < P; ++p) {
-        // weight = (d * scale) * u - (dmin * min), rounded as dequantize_row rounds them.
-        const F step = V::fmul(d[p], V::load_u8(sb[p] + 64 + 16 * j + V::L * r.s(p)));
-        const F offset = V::fmul(dmin[p], V::load_u8(sb[p] + 192 + 16 * j + V::L * r.s(p)));
-        ORCHARD_UNROLL
-        for (int t = 0; t < T; ++t) {
-          acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
-          acc[p][t] = V::fnmadd(offset, V::fset1(info[t].d_sum), acc[p][t]);
-        }
+      for (int t = 0; t < T; ++t) {
+        acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
+        acc[p][t] = V::fnmadd(offset, V::fset1(info[t].d_sum), acc[p][t]);
       }
     }
-  }
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
+  });
 }
 
 // Q6_K unpacks a block's 8 weight vectors at once (the high bits of four of them share a load):
@@ -520,43 +525,37 @@ void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
 template <typename V, int T, bool R>
 void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
+  using F = typename V::F;
   using I = typename V::I;
   const int64_t s = r.s(0);
-  typename V::F acc[1][T];
-  load_rows<V, T>(acc[0], y, w.out, t0, r.row0[0], span);
-  for (int64_t g = span.begin; g < span.end; ++g) {
-    const uint8_t* sb = r.tile[0] + g * w.group_bytes;
-    if (s == 0) prefetch_group_ahead(sb, w.group_bytes, prefetch_ahead<1, T>(span));
-    const typename V::F d = V::load_f16(sb + 2 * V::L * s);
+  super_blocks<V, 1, T, false>(w, r, x, t0, span, y, [&](F (&acc)[1][T], const uint8_t* const (&sbs)[1], const F (&d)[1],
+                                                       const F (&)[1], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+    const uint8_t* sb = sbs[0];
+    // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
+    const F step0[1] = {i8_step<V>(d[0], sb, 2 * j, s)}, step1[1] = {i8_step<V>(d[0], sb, 2 * j + 1, s)};
+    const uint8_t* blk = sb + 288 + 384 * j;
     const I bits45 = V::set1_8(0x30);
-    for (int j = 0; j < 8; ++j) {
-      const BlockActivations a = x.block(t0, g * 8 + j);
-      // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
-      const typename V::F step0[1] = {i8_step<V>(d, sb, 2 * j, s)}, step1[1] = {i8_step<V>(d, sb, 2 * j + 1, s)};
-      const uint8_t* blk = sb + 288 + 384 * j;
-      I wv[8], dot[1][T];
-      unpack_nibbles<V>(blk, s, wv);
-      ORCHARD_UNROLL
-      for (int h = 0; h < 2; ++h) {
-        const I high = V::load(blk + 256 + 64 * h + 4 * V::L * s);
-        wv[4 * h + 0] = V::or_(wv[4 * h + 0], V::and_(V::template slli<4>(high), bits45));
-        wv[4 * h + 1] = V::or_(wv[4 * h + 1], V::and_(V::template slli<2>(high), bits45));
-        wv[4 * h + 2] = V::or_(wv[4 * h + 2], V::and_(high, bits45));
-        wv[4 * h + 3] = V::or_(wv[4 * h + 3], V::and_(V::template srli<2>(high), bits45));
-      }
-      const ActivationBlock* info = a.info;
-      const auto weight = [&](int, int v) { return wv[v]; };
-      // -32 * the first half's sum: -8 * (sum - second half), times 4.
-      const auto first_half_start = [&](int t) {
-        return V::template slli<2>(V::sub(V::set1(info[t].minus_8_sum), V::set1(info[t].minus_8_second_half)));
-      };
-      block_dots<V, 1, T, 0, 4, R>(weight, first_half_start, a, dot);
-      add_products<V, 1, T>(acc, dot, step0, info);
-      block_dots<V, 1, T, 4, 8, R>(weight, OffsetStart<V, 2, &ActivationBlock::minus_8_second_half>{info}, a, dot);
-      add_products<V, 1, T>(acc, dot, step1, info);
+    I wv[8], dot[1][T];
+    unpack_nibbles<V>(blk, s, wv);
+    ORCHARD_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const I high = V::load(blk + 256 + 64 * h + 4 * V::L * s);
+      wv[4 * h + 0] = V::or_(wv[4 * h + 0], V::and_(V::template slli<4>(high), bits45));
+      wv[4 * h + 1] = V::or_(wv[4 * h + 1], V::and_(V::template slli<2>(high), bits45));
+      wv[4 * h + 2] = V::or_(wv[4 * h + 2], V::and_(high, bits45));
+      wv[4 * h + 3] = V::or_(wv[4 * h + 3], V::and_(V::template srli<2>(high), bits45));
     }
-  }
-  store_rows<V, T>(acc[0], y, w.out, t0, r.row0[0]);
+    const ActivationBlock* info = a.info;
+    const auto weight = [&](int, int v) { return wv[v]; };
+    // -32 * the first half's sum: -8 * (sum - second half), times 4.
+    const auto first_half_start = [&](int t) {
+      return V::template slli<2>(V::sub(V::set1(info[t].minus_8_sum), V::set1(info[t].minus_8_second_half)));
+    };
+    block_dots<V, 1, T, 0, 4, R>(weight, first_half_start, a, dot);
+    add_products<V, 1, T>(acc, dot, step0, info);
+    block_dots<V, 1, T, 4, 8, R>(weight, OffsetStart<V, 2, &ActivationBlock::minus_8_second_half>{info}, a, dot);
+    add_products<V, 1, T>(acc, dot, step1, info);
+  });
 }
 
 // Q3_K: weight = (d * scale) * (u - 4) per 16-input sub-block, u = the low 2 bits | the third
@@ -565,39 +564,27 @@ template <typename V, int P, int T, bool R>
 void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   using F = typename V::F;
-  F acc[P][T];
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
-  for (int64_t g = span.begin; g < span.end; ++g) {
-    const uint8_t* sb[P];
-    F d[P];
-    super_block_heads<V, P, T>(w, r, g, span, sb, d, nullptr);
-    for (int j = 0; j < 8; ++j) {
-      const BlockActivations a = x.block(t0, g * 8 + j);
-      const ActivationBlock* info = a.info;
-      const auto weight = [&](int p, int v) {
-        const uint8_t* blk = sb[p] + 288 + 192 * j + 4 * V::L * r.s(p);
-        return V::or_(low_pairs<V>(blk, v), bit_plane<V, 2>(blk + 128, v));
-      };
-      // -4 * each half's activation sum: half of -8 times it.
-      const auto first_half_start = [&](int t) {
-        return V::set1((info[t].minus_8_sum - info[t].minus_8_second_half) / 2);
-      };
-      const auto second_half_start = [&](int t) { return V::set1(info[t].minus_8_second_half / 2); };
-      typename V::I dot[P][T];
+  super_blocks<V, P, T, false>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
+                                                       const F (&)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+    const ActivationBlock* info = a.info;
+    const auto weight = [&](int p, int v) {
+      const uint8_t* blk = sb[p] + 288 + 192 * j + 4 * V::L * r.s(p);
+      return V::or_(low_pairs<V>(blk, v), bit_plane<V, 2>(blk + 128, v));
+    };
+    // -4 * each half's activation sum: half of -8 times it.
+    const auto first_half_start = [&](int t) { return V::set1((info[t].minus_8_sum - info[t].minus_8_second_half) / 2); };
+    const auto second_half_start = [&](int t) { return V::set1(info[t].minus_8_second_half / 2); };
+    typename V::I dot[P][T];
+    ORCHARD_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      if (h == 0) block_dots<V, P, T, 0, 4, R>(weight, first_half_start, a, dot);
+      else block_dots<V, P, T, 4, 8, R>(weight, second_half_start, a, dot);
+      F step[P];
       ORCHARD_UNROLL
-      for (int h = 0; h < 2; ++h) {
-        if (h == 0) block_dots<V, P, T, 0, 4, R>(weight, first_half_start, a, dot);
-        else block_dots<V, P, T, 4, 8, R>(weight, second_half_start, a, dot);
-        F step[P];
-        ORCHARD_UNROLL
-        for (int p = 0; p < P; ++p) step[p] = i8_step<V>(d[p], sb[p], 2 * j + h, r.s(p));
-        add_products<V, P, T>(acc, dot, step, info);
-      }
+      for (int p = 0; p < P; ++p) step[p] = i8_step<V>(d[p], sb[p], 2 * j + h, r.s(p));
+      add_products<V, P, T>(acc, dot, step, info);
     }
-  }
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
+  });
 }
 
 // Q2_K: weight = (d * scale) * u - (dmin * min) per 16-input sub-block, u the 2-bit quant; the
@@ -607,45 +594,35 @@ void rows_q2_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
                float* y) {
   using F = typename V::F;
   using I = typename V::I;
-  F acc[P][T];
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
-  for (int64_t g = span.begin; g < span.end; ++g) {
-    const uint8_t* sb[P];
-    F d[P], dmin[P];
-    super_block_heads<V, P, T>(w, r, g, span, sb, d, dmin);
-    for (int j = 0; j < 8; ++j) {
-      const BlockActivations a = x.block(t0, g * 8 + j);
-      const ActivationBlock* info = a.info;
-      const auto weight = [&](int p, int v) { return low_pairs<V>(sb[p] + 320 + 128 * j + 4 * V::L * r.s(p), v); };
-      typename V::I dot[P][T];
+  super_blocks<V, P, T, true>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
+                                                      const F (&dmin)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+    const ActivationBlock* info = a.info;
+    const auto weight = [&](int p, int v) { return low_pairs<V>(sb[p] + 320 + 128 * j + 4 * V::L * r.s(p), v); };
+    I dot[P][T];
+    ORCHARD_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      if (h == 0) block_dots<V, P, T, 0, 4, R>(weight, ZeroStart<V>{}, a, dot);
+      else block_dots<V, P, T, 4, 8, R>(weight, ZeroStart<V>{}, a, dot);
+      // The half block's activation sum times its step: -1/8 of the recorded -8 * sums.
+      F half_d_sum[T];
       ORCHARD_UNROLL
-      for (int h = 0; h < 2; ++h) {
-        if (h == 0) block_dots<V, P, T, 0, 4, R>(weight, ZeroStart<V>{}, a, dot);
-        else block_dots<V, P, T, 4, 8, R>(weight, ZeroStart<V>{}, a, dot);
-        // The half block's activation sum times its step: -1/8 of the recorded -8 * sums.
-        F half_d_sum[T];
+      for (int t = 0; t < T; ++t) {
+        const int32_t minus_8 = h == 0 ? info[t].minus_8_sum - info[t].minus_8_second_half : info[t].minus_8_second_half;
+        half_d_sum[t] = V::fset1(info[t].d * static_cast<float>(-minus_8 / 8));
+      }
+      ORCHARD_UNROLL
+      for (int p = 0; p < P; ++p) {
+        const I packed = V::cvt_round(V::load_u8(sb[p] + 64 + 16 * (2 * j + h) + V::L * r.s(p)));
+        const F step = V::fmul(d[p], V::cvt(V::and_(packed, V::set1(0x0f))));
+        const F offset = V::fmul(dmin[p], V::cvt(V::template srli<4>(packed)));
         ORCHARD_UNROLL
         for (int t = 0; t < T; ++t) {
-          const int32_t minus_8 = h == 0 ? info[t].minus_8_sum - info[t].minus_8_second_half : info[t].minus_8_second_half;
-          half_d_sum[t] = V::fset1(info[t].d * static_cast<float>(-minus_8 / 8));
-        }
-        ORCHARD_UNROLL
-        for (int p = 0; p < P; ++p) {
-          const I packed = V::cvt_round(V::load_u8(sb[p] + 64 + 16 * (2 * j + h) + V::L * r.s(p)));
-          const F step = V::fmul(d[p], V::cvt(V::and_(packed, V::set1(0x0f))));
-          const F offset = V::fmul(dmin[p], V::cvt(V::template srli<4>(packed)));
-          ORCHARD_UNROLL
-          for (int t = 0; t < T; ++t) {
-            acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
-            acc[p][t] = V::fnmadd(offset, half_d_sum[t], acc[p][t]);
-          }
+          acc[p][t] = V::fma(V::cvt(dot[p][t]), V::fmul(step, V::fset1(info[t].d)), acc[p][t]);
+          acc[p][t] = V::fnmadd(offset, half_d_sum[t], acc[p][t]);
         }
       }
     }
-  }
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
+  });
 }
 
 // IQ4_NL's and IQ4_XS's grid (kIq4Values, tensor/dequantize.h) plus 128: unsigned for dpbusd,
@@ -668,30 +645,18 @@ void rows_iq4_xs(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenVi
                  float* y) {
   using F = typename V::F;
   const typename V::I grid = V::table16(kIq4Unsigned);
-  F acc[P][T];
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
-  for (int64_t g = span.begin; g < span.end; ++g) {
-    const uint8_t* sb[P];
-    F d[P];
-    super_block_heads<V, P, T>(w, r, g, span, sb, d, nullptr);
-    for (int j = 0; j < 8; ++j) {
-      const BlockActivations a = x.block(t0, g * 8 + j);
-      const ActivationBlock* info = a.info;
-      typename V::I dot[P][T];
-      block_dots<V, P, T, 0, 8, R>(
-          [&](int p, int v) {
-            return V::lookup16(grid, nibble_weights<V>(sb[p] + 160 + 256 * j + 4 * V::L * r.s(p), v));
-          },
-          OffsetStart<V, 4, &ActivationBlock::minus_8_sum>{info}, a, dot);
-      F step[P];
-      ORCHARD_UNROLL
-      for (int p = 0; p < P; ++p) step[p] = i8_step<V>(d[p], sb[p], j, r.s(p));
-      add_products<V, P, T>(acc, dot, step, info);
-    }
-  }
-  ORCHARD_UNROLL
-  for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
+  super_blocks<V, P, T, false>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
+                                                       const F (&)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+    const ActivationBlock* info = a.info;
+    typename V::I dot[P][T];
+    block_dots<V, P, T, 0, 8, R>(
+        [&](int p, int v) { return V::lookup16(grid, nibble_weights<V>(sb[p] + 160 + 256 * j + 4 * V::L * r.s(p), v)); },
+        OffsetStart<V, 4, &ActivationBlock::minus_8_sum>{info}, a, dot);
+    F step[P];
+    ORCHARD_UNROLL
+    for (int p = 0; p < P; ++p) step[p] = i8_step<V>(d[p], sb[p], j, r.s(p));
+    add_products<V, P, T>(acc, dot, step, info);
+  });
 }
 
 template <typename V, int P, int T, bool R>
