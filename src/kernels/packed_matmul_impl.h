@@ -22,13 +22,16 @@
 #endif
 // The helpers of one micro-kernel must inline into it: a call boundary sends its register
 // arrays through memory.
-// ORCHARD_INLINE_LAMBDA: the same for a lambda (written after its parameters).
+// ORCHARD_INLINE_LAMBDA: the same for a lambda (written after its parameters). ORCHARD_NOINLINE:
+// a boundary kept on purpose (super_blocks).
 #if defined(__GNUC__)
 #define ORCHARD_INLINE inline __attribute__((always_inline))
 #define ORCHARD_INLINE_LAMBDA __attribute__((always_inline))
+#define ORCHARD_NOINLINE __attribute__((noinline))
 #else
 #define ORCHARD_INLINE inline
 #define ORCHARD_INLINE_LAMBDA
+#define ORCHARD_NOINLINE
 #endif
 
 namespace orchard {
@@ -353,7 +356,7 @@ ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V
 
 // weight = d * (u - 8), nibbles.
 template <typename V, int P, int T, bool R>
-void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   rows_scaled_blocks<V, P, T, R, 0, 256, -1>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return nibble_weights<V>(blk + 4 * V::L * s, v);
@@ -362,7 +365,7 @@ void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
 
 // weight = d * u + m, nibbles.
 template <typename V, int P, int T, bool R>
-void rows_q4_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_q4_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   rows_scaled_blocks<V, P, T, R, 0, 256, 288>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return nibble_weights<V>(blk + 4 * V::L * s, v);
@@ -420,7 +423,7 @@ ORCHARD_INLINE typename V::I low_pairs(const uint8_t* chunks, int v) {
 
 // weight = d * (u - 16), u: Q4_0's nibbles and the fifth bits.
 template <typename V, int P, int T, bool R>
-void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   rows_scaled_blocks<V, P, T, R, 1, 320, -1>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return V::or_(nibble_weights<V>(blk + 4 * V::L * s, v), fifth_bits<V>(blk + 256 + 4 * V::L * s, v));
@@ -429,7 +432,7 @@ void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
 
 // weight = d * u + m, u of 5 bits as Q5_0's.
 template <typename V, int P, int T, bool R>
-void rows_q5_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_q5_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   rows_scaled_blocks<V, P, T, R, 0, 320, 352>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return V::or_(nibble_weights<V>(blk + 4 * V::L * s, v), fifth_bits<V>(blk + 256 + 4 * V::L * s, v));
@@ -438,7 +441,7 @@ void rows_q5_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
 
 // weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
 template <typename V, int P, int T, bool R>
-void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   rows_scaled_blocks<V, P, T, R, 4, 512, -1>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return V::load(blk + 64 * v + 4 * V::L * s);
@@ -449,7 +452,25 @@ void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
 // vector's tile, its address (asked for ahead by sub-tile 0, for the whole tile), its f16 d per
 // row and, with kMin, the f16 dmin 32 bytes on; then `block(acc, sb, d, dmin, j, a)` adds the
 // products of its 32-input block j, whose activations are a.
-template <typename V, int P, int T, bool kMin, typename Block>
+//
+// kApart runs each block's work as a call of its own (call_apart), the float sums in memory
+// across it: one L1 load and store per token and block. On two levels, 9-12 chains, inlined, the
+// float sums, the dot products, the weights and the unpacking's constants need more than the 32
+// vector registers, and GCC 12 spills inside the dpbusd loops, where it likes: the same Q5_K
+// source ran at 270 or 380 int8 GOPS depending on what else was compiled into the function.
+// Measured, ORCHARD_ACTIVATIONS=residual orchard bench -p 512 -n 0 on the 1.5B files, 3
+// interleaved runs, medians, inlined -> apart (with each rows_* a function of its own): Q4_K_M
+// 176.6 -> 214.3 t/s, Q3_K_M 169.6 -> 204.0, Q2_K 158.8 -> 183.9, IQ4_XS 257.2 -> 254.6, Q5_K_M
+// 226.7 -> 215.1 (its lucky inlined allocation above). One level, and fewer chains, stay inline:
+// one token on two levels, from cache, ran 25-40% slower apart (gemm_bench --tokens 1 --shape
+// 1536x8960: Q4_K 225 -> 165 int8 GOPS, Q2_K 201 -> 149).
+template <typename Block, typename... Args>
+ORCHARD_NOINLINE void call_apart(const Block& block, Args&&... args) {
+  block(args...);
+}
+template <bool R, int chains>
+constexpr bool kResidualApart = R && chains > 8;  // the residual level, 9-12 chains
+template <typename V, int P, int T, bool kMin, bool kApart, typename Block>
 ORCHARD_INLINE void super_blocks(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0,
                                  GroupSpan span, float* y, const Block& block) {
   using F = typename V::F;
@@ -466,7 +487,10 @@ ORCHARD_INLINE void super_blocks(const PackedMatrix& w, const RowVectors<V, P>& 
       d[p] = V::load_f16(sb[p] + 2 * V::L * r.s(p));
       if constexpr (kMin) dmin[p] = V::load_f16(sb[p] + 32 + 2 * V::L * r.s(p));
     }
-    for (int j = 0; j < 8; ++j) block(acc, sb, d, dmin, j, x.block(t0, g * 8 + j));
+    for (int j = 0; j < 8; ++j) {
+      if constexpr (kApart) call_apart(block, acc, sb, d, dmin, j, x.block(t0, g * 8 + j));
+      else block(acc, sb, d, dmin, j, x.block(t0, g * 8 + j));
+    }
   }
   ORCHARD_UNROLL
   for (int p = 0; p < P; ++p) store_rows<V, T>(acc[p], y, w.out, t0, r.row0[p]);
@@ -492,10 +516,10 @@ ORCHARD_INLINE void add_products(typename V::F (&acc)[P][T], const typename V::I
 // weight = (d * scale) * u - dmin * min per 32-input sub-block; kFifth: Q5_K, u's bit 4 from the
 // sub-block's fifth-bit chunk.
 template <typename V, int P, int T, bool R, bool kFifth>
-void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   using F = typename V::F;
-  super_blocks<V, P, T, true>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
+  super_blocks<V, P, T, true, kResidualApart<R, P * T>>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
                                                       const F (&dmin)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     typename V::I dot[P][T];
     block_dots<V, P, T, 0, 8, R>(
@@ -523,12 +547,12 @@ void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
 // Q6_K unpacks a block's 8 weight vectors at once (the high bits of four of them share a load):
 // one row vector per call, its registers are taken.
 template <typename V, int T, bool R>
-void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   using F = typename V::F;
   using I = typename V::I;
   const int64_t s = r.s(0);
-  super_blocks<V, 1, T, false>(w, r, x, t0, span, y, [&](F (&acc)[1][T], const uint8_t* const (&sbs)[1], const F (&d)[1],
+  super_blocks<V, 1, T, false, kResidualApart<R, T>>(w, r, x, t0, span, y, [&](F (&acc)[1][T], const uint8_t* const (&sbs)[1], const F (&d)[1],
                                                        const F (&)[1], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     const uint8_t* sb = sbs[0];
     // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
@@ -561,10 +585,10 @@ void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView
 // Q3_K: weight = (d * scale) * (u - 4) per 16-input sub-block, u = the low 2 bits | the third
 // bit << 2, unpacked just in time as Q4_0's nibbles are.
 template <typename V, int P, int T, bool R>
-void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   using F = typename V::F;
-  super_blocks<V, P, T, false>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
+  super_blocks<V, P, T, false, kResidualApart<R, P * T>>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
                                                        const F (&)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     const ActivationBlock* info = a.info;
     const auto weight = [&](int p, int v) {
@@ -590,11 +614,11 @@ void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView
 // Q2_K: weight = (d * scale) * u - (dmin * min) per 16-input sub-block, u the 2-bit quant; the
 // scale and min 4-bit halves of the file's byte, split here (once per sub-block, not per token).
 template <typename V, int P, int T, bool R>
-void rows_q2_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_q2_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                float* y) {
   using F = typename V::F;
   using I = typename V::I;
-  super_blocks<V, P, T, true>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
+  super_blocks<V, P, T, true, kResidualApart<R, P * T>>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
                                                       const F (&dmin)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     const ActivationBlock* info = a.info;
     const auto weight = [&](int p, int v) { return low_pairs<V>(sb[p] + 320 + 128 * j + 4 * V::L * r.s(p), v); };
@@ -631,7 +655,7 @@ alignas(16) constexpr uint8_t kIq4Unsigned[16] = {1, 24, 45, 63, 79, 93, 106, 11
 
 // weight = d * (grid[nibble] + 128 - 128): Q4_0's layout, the nibbles looked up.
 template <typename V, int P, int T, bool R>
-void rows_iq4_nl(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_iq4_nl(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                  float* y) {
   const typename V::I grid = V::table16(kIq4Unsigned);
   rows_scaled_blocks<V, P, T, R, 4, 256, -1>(w, r, x, t0, span, y, [grid](const uint8_t* blk, int64_t s, int v) {
@@ -641,11 +665,11 @@ void rows_iq4_nl(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenVi
 
 // IQ4_XS: weight = (d * scale) * (grid[nibble] + 128 - 128) per 32-input sub-block.
 template <typename V, int P, int T, bool R>
-void rows_iq4_xs(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
+ORCHARD_NOINLINE void rows_iq4_xs(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
                  float* y) {
   using F = typename V::F;
   const typename V::I grid = V::table16(kIq4Unsigned);
-  super_blocks<V, P, T, false>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
+  super_blocks<V, P, T, false, kResidualApart<R, P * T>>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
                                                        const F (&)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     const ActivationBlock* info = a.info;
     typename V::I dot[P][T];
@@ -659,6 +683,9 @@ void rows_iq4_xs(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenVi
   });
 }
 
+// Each rows_* is a function of its own (ORCHARD_NOINLINE): inlined into run_rows, all formats
+// share one function and one register allocation, and a change in one format's kernel moved
+// another's speed (see super_blocks). A call per micro-kernel and span costs nothing measurable.
 template <typename V, int P, int T, bool R>
 void run_rows(const PackedMatrix& w, int64_t rv0, const TokenView<V>& x, int64_t t0, GroupSpan span, float* y) {
   const RowVectors<V, P> r(w, rv0);
