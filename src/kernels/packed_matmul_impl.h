@@ -356,8 +356,8 @@ ORCHARD_INLINE void rows_scaled_blocks(const PackedMatrix& w, const RowVectors<V
 
 // weight = d * (u - 8), nibbles.
 template <typename V, int P, int T, bool R>
-ORCHARD_NOINLINE void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+ORCHARD_NOINLINE void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                int64_t t0, GroupSpan span, float* y) {
   rows_scaled_blocks<V, P, T, R, 0, 256, -1>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return nibble_weights<V>(blk + 4 * V::L * s, v);
   });
@@ -365,8 +365,8 @@ ORCHARD_NOINLINE void rows_q4_0(const PackedMatrix& w, const RowVectors<V, P>& r
 
 // weight = d * u + m, nibbles.
 template <typename V, int P, int T, bool R>
-ORCHARD_NOINLINE void rows_q4_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+ORCHARD_NOINLINE void rows_q4_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                int64_t t0, GroupSpan span, float* y) {
   rows_scaled_blocks<V, P, T, R, 0, 256, 288>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return nibble_weights<V>(blk + 4 * V::L * s, v);
   });
@@ -423,8 +423,8 @@ ORCHARD_INLINE typename V::I low_pairs(const uint8_t* chunks, int v) {
 
 // weight = d * (u - 16), u: Q4_0's nibbles and the fifth bits.
 template <typename V, int P, int T, bool R>
-ORCHARD_NOINLINE void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+ORCHARD_NOINLINE void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                int64_t t0, GroupSpan span, float* y) {
   rows_scaled_blocks<V, P, T, R, 1, 320, -1>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return V::or_(nibble_weights<V>(blk + 4 * V::L * s, v), fifth_bits<V>(blk + 256 + 4 * V::L * s, v));
   });
@@ -432,8 +432,8 @@ ORCHARD_NOINLINE void rows_q5_0(const PackedMatrix& w, const RowVectors<V, P>& r
 
 // weight = d * u + m, u of 5 bits as Q5_0's.
 template <typename V, int P, int T, bool R>
-ORCHARD_NOINLINE void rows_q5_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+ORCHARD_NOINLINE void rows_q5_1(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                int64_t t0, GroupSpan span, float* y) {
   rows_scaled_blocks<V, P, T, R, 0, 320, 352>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return V::or_(nibble_weights<V>(blk + 4 * V::L * s, v), fifth_bits<V>(blk + 256 + 4 * V::L * s, v));
   });
@@ -441,8 +441,8 @@ ORCHARD_NOINLINE void rows_q5_1(const PackedMatrix& w, const RowVectors<V, P>& r
 
 // weight = d * (u - 128), u = q + 128 stored unsigned for dpbusd.
 template <typename V, int P, int T, bool R>
-ORCHARD_NOINLINE void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+ORCHARD_NOINLINE void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                int64_t t0, GroupSpan span, float* y) {
   rows_scaled_blocks<V, P, T, R, 4, 512, -1>(w, r, x, t0, span, y, [](const uint8_t* blk, int64_t s, int v) {
     return V::load(blk + 64 * v + 4 * V::L * s);
   });
@@ -516,11 +516,13 @@ ORCHARD_INLINE void add_products(typename V::F (&acc)[P][T], const typename V::I
 // weight = (d * scale) * u - dmin * min per 32-input sub-block; kFifth: Q5_K, u's bit 4 from the
 // sub-block's fifth-bit chunk.
 template <typename V, int P, int T, bool R, bool kFifth>
-ORCHARD_NOINLINE void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+ORCHARD_NOINLINE void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                int64_t t0, GroupSpan span, float* y) {
   using F = typename V::F;
-  super_blocks<V, P, T, true, kResidualApart<R, P * T>>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
-                                                      const F (&dmin)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+  super_blocks<V, P, T, true, kResidualApart<R, P * T>>(
+      w, r, x, t0, span, y,
+      [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P], const F (&dmin)[P], int j,
+          const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     typename V::I dot[P][T];
     block_dots<V, P, T, 0, 8, R>(
         [&](int p, int v) {
@@ -547,13 +549,15 @@ ORCHARD_NOINLINE void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r
 // Q6_K unpacks a block's 8 weight vectors at once (the high bits of four of them share a load):
 // one row vector per call, its registers are taken.
 template <typename V, int T, bool R>
-ORCHARD_NOINLINE void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+ORCHARD_NOINLINE void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r, const TokenView<V>& x,
+                                int64_t t0, GroupSpan span, float* y) {
   using F = typename V::F;
   using I = typename V::I;
   const int64_t s = r.s(0);
-  super_blocks<V, 1, T, false, kResidualApart<R, T>>(w, r, x, t0, span, y, [&](F (&acc)[1][T], const uint8_t* const (&sbs)[1], const F (&d)[1],
-                                                       const F (&)[1], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+  super_blocks<V, 1, T, false, kResidualApart<R, T>>(
+      w, r, x, t0, span, y,
+      [&](F (&acc)[1][T], const uint8_t* const (&sbs)[1], const F (&d)[1], const F (&)[1], int j,
+          const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     const uint8_t* sb = sbs[0];
     // Two 16-input sub-blocks per block, each with its own scale: weight = d*scale*(u - 32).
     const F step0[1] = {i8_step<V>(d[0], sb, 2 * j, s)}, step1[1] = {i8_step<V>(d[0], sb, 2 * j + 1, s)};
@@ -585,11 +589,13 @@ ORCHARD_NOINLINE void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r
 // Q3_K: weight = (d * scale) * (u - 4) per 16-input sub-block, u = the low 2 bits | the third
 // bit << 2, unpacked just in time as Q4_0's nibbles are.
 template <typename V, int P, int T, bool R>
-ORCHARD_NOINLINE void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+ORCHARD_NOINLINE void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                int64_t t0, GroupSpan span, float* y) {
   using F = typename V::F;
-  super_blocks<V, P, T, false, kResidualApart<R, P * T>>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
-                                                       const F (&)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+  super_blocks<V, P, T, false, kResidualApart<R, P * T>>(
+      w, r, x, t0, span, y,
+      [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P], const F (&)[P], int j,
+          const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     const ActivationBlock* info = a.info;
     const auto weight = [&](int p, int v) {
       const uint8_t* blk = sb[p] + 288 + 192 * j + 4 * V::L * r.s(p);
@@ -614,12 +620,14 @@ ORCHARD_NOINLINE void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r
 // Q2_K: weight = (d * scale) * u - (dmin * min) per 16-input sub-block, u the 2-bit quant; the
 // scale and min 4-bit halves of the file's byte, split here (once per sub-block, not per token).
 template <typename V, int P, int T, bool R>
-ORCHARD_NOINLINE void rows_q2_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-               float* y) {
+ORCHARD_NOINLINE void rows_q2_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                int64_t t0, GroupSpan span, float* y) {
   using F = typename V::F;
   using I = typename V::I;
-  super_blocks<V, P, T, true, kResidualApart<R, P * T>>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
-                                                      const F (&dmin)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+  super_blocks<V, P, T, true, kResidualApart<R, P * T>>(
+      w, r, x, t0, span, y,
+      [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P], const F (&dmin)[P], int j,
+          const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     const ActivationBlock* info = a.info;
     const auto weight = [&](int p, int v) { return low_pairs<V>(sb[p] + 320 + 128 * j + 4 * V::L * r.s(p), v); };
     I dot[P][T];
@@ -655,8 +663,8 @@ alignas(16) constexpr uint8_t kIq4Unsigned[16] = {1, 24, 45, 63, 79, 93, 106, 11
 
 // weight = d * (grid[nibble] + 128 - 128): Q4_0's layout, the nibbles looked up.
 template <typename V, int P, int T, bool R>
-ORCHARD_NOINLINE void rows_iq4_nl(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-                 float* y) {
+ORCHARD_NOINLINE void rows_iq4_nl(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                  int64_t t0, GroupSpan span, float* y) {
   const typename V::I grid = V::table16(kIq4Unsigned);
   rows_scaled_blocks<V, P, T, R, 4, 256, -1>(w, r, x, t0, span, y, [grid](const uint8_t* blk, int64_t s, int v) {
     return V::lookup16(grid, nibble_weights<V>(blk + 4 * V::L * s, v));
@@ -665,12 +673,14 @@ ORCHARD_NOINLINE void rows_iq4_nl(const PackedMatrix& w, const RowVectors<V, P>&
 
 // IQ4_XS: weight = (d * scale) * (grid[nibble] + 128 - 128) per 32-input sub-block.
 template <typename V, int P, int T, bool R>
-ORCHARD_NOINLINE void rows_iq4_xs(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0, GroupSpan span,
-                 float* y) {
+ORCHARD_NOINLINE void rows_iq4_xs(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
+                                  int64_t t0, GroupSpan span, float* y) {
   using F = typename V::F;
   const typename V::I grid = V::table16(kIq4Unsigned);
-  super_blocks<V, P, T, false, kResidualApart<R, P * T>>(w, r, x, t0, span, y, [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P],
-                                                       const F (&)[P], int j, const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
+  super_blocks<V, P, T, false, kResidualApart<R, P * T>>(
+      w, r, x, t0, span, y,
+      [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P], const F (&)[P], int j,
+          const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
     const ActivationBlock* info = a.info;
     typename V::I dot[P][T];
     block_dots<V, P, T, 0, 8, R>(
