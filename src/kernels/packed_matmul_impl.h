@@ -453,10 +453,11 @@ ORCHARD_NOINLINE void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r
 // row and, with kMin, the f16 dmin 32 bytes on; then `block(acc, sb, d, dmin, j, a)` adds the
 // products of its 32-input block j, whose activations are a.
 //
-// kApart runs each block's work as a call of its own (call_apart), the float sums in memory
-// across it: one L1 load and store per token and block. On two levels, 9-12 chains, inlined, the
-// float sums, the dot products, the weights and the unpacking's constants need more than the 32
-// vector registers, and GCC 12 spills inside the dpbusd loops, where it likes: the same Q5_K
+// On two levels (R) with more than 8 chains, each block's work is a call of its own
+// (call_apart), the float sums in memory across it: one L1 load and store per token and block.
+// Inlined there, the float sums, the dot products, the weights and the unpacking's constants
+// need more than the 32 vector registers, and GCC 12 spills inside the dpbusd loops, where it
+// likes: the same Q5_K
 // source ran at 270 or 380 int8 GOPS depending on what else was compiled into the function.
 // Measured, ORCHARD_ACTIVATIONS=residual orchard bench -p 512 -n 0 on the 1.5B files, 3
 // interleaved runs, medians, inlined -> apart (with each rows_* a function of its own): Q4_K_M
@@ -468,12 +469,11 @@ template <typename Block, typename... Args>
 ORCHARD_NOINLINE void call_apart(const Block& block, Args&&... args) {
   block(args...);
 }
-template <bool R, int chains>
-constexpr bool kResidualApart = R && chains > 8;  // the residual level, 9-12 chains
-template <typename V, int P, int T, bool kMin, bool kApart, typename Block>
+template <typename V, int P, int T, bool R, bool kMin, typename Block>
 ORCHARD_INLINE void super_blocks(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x, int64_t t0,
                                  GroupSpan span, float* y, const Block& block) {
   using F = typename V::F;
+  constexpr bool kApart = R && P * T > 8;  // the residual level, 9-12 chains
   F acc[P][T];
   ORCHARD_UNROLL
   for (int p = 0; p < P; ++p) load_rows<V, T>(acc[p], y, w.out, t0, r.row0[p], span);
@@ -519,7 +519,7 @@ template <typename V, int P, int T, bool R, bool kFifth>
 ORCHARD_NOINLINE void rows_q4_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
                                 int64_t t0, GroupSpan span, float* y) {
   using F = typename V::F;
-  super_blocks<V, P, T, true, kResidualApart<R, P * T>>(
+  super_blocks<V, P, T, R, true>(
       w, r, x, t0, span, y,
       [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P], const F (&dmin)[P], int j,
           const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
@@ -554,7 +554,7 @@ ORCHARD_NOINLINE void rows_q6_k(const PackedMatrix& w, const RowVectors<V, 1>& r
   using F = typename V::F;
   using I = typename V::I;
   const int64_t s = r.s(0);
-  super_blocks<V, 1, T, false, kResidualApart<R, T>>(
+  super_blocks<V, 1, T, R, false>(
       w, r, x, t0, span, y,
       [&](F (&acc)[1][T], const uint8_t* const (&sbs)[1], const F (&d)[1], const F (&)[1], int j,
           const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
@@ -592,7 +592,7 @@ template <typename V, int P, int T, bool R>
 ORCHARD_NOINLINE void rows_q3_k(const PackedMatrix& w, const RowVectors<V, P>& r, const TokenView<V>& x,
                                 int64_t t0, GroupSpan span, float* y) {
   using F = typename V::F;
-  super_blocks<V, P, T, false, kResidualApart<R, P * T>>(
+  super_blocks<V, P, T, R, false>(
       w, r, x, t0, span, y,
       [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P], const F (&)[P], int j,
           const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
@@ -624,7 +624,7 @@ ORCHARD_NOINLINE void rows_q2_k(const PackedMatrix& w, const RowVectors<V, P>& r
                                 int64_t t0, GroupSpan span, float* y) {
   using F = typename V::F;
   using I = typename V::I;
-  super_blocks<V, P, T, true, kResidualApart<R, P * T>>(
+  super_blocks<V, P, T, R, true>(
       w, r, x, t0, span, y,
       [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P], const F (&dmin)[P], int j,
           const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
@@ -677,7 +677,7 @@ ORCHARD_NOINLINE void rows_iq4_xs(const PackedMatrix& w, const RowVectors<V, P>&
                                   int64_t t0, GroupSpan span, float* y) {
   using F = typename V::F;
   const typename V::I grid = V::table16(kIq4Unsigned);
-  super_blocks<V, P, T, false, kResidualApart<R, P * T>>(
+  super_blocks<V, P, T, R, false>(
       w, r, x, t0, span, y,
       [&](F (&acc)[P][T], const uint8_t* const (&sb)[P], const F (&d)[P], const F (&)[P], int j,
           const BlockActivations& a) ORCHARD_INLINE_LAMBDA {
