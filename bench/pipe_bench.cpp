@@ -102,6 +102,24 @@ LOOP orchard_pipe_add
   vaddps %zmm30, %zmm31, %zmm28
   vaddps %zmm30, %zmm31, %zmm29
 END
+LOOP orchard_pipe_scalef
+  DPS 1
+  vscalefps %zmm30, %zmm31, %zmm24
+  vscalefps %zmm30, %zmm31, %zmm25
+  vscalefps %zmm30, %zmm31, %zmm26
+  vscalefps %zmm30, %zmm31, %zmm27
+  vscalefps %zmm30, %zmm31, %zmm28
+  vscalefps %zmm30, %zmm31, %zmm29
+END
+LOOP orchard_pipe_mulld
+  DPS 1
+  vpmulld %zmm30, %zmm31, %zmm24
+  vpmulld %zmm30, %zmm31, %zmm25
+  vpmulld %zmm30, %zmm31, %zmm26
+  vpmulld %zmm30, %zmm31, %zmm27
+  vpmulld %zmm30, %zmm31, %zmm28
+  vpmulld %zmm30, %zmm31, %zmm29
+END
 LOOP orchard_pipe_cvt
   DPS 1
   vcvtdq2ps %zmm30, %zmm24
@@ -238,6 +256,8 @@ void orchard_pipe_dp24(long iterations, const void* buffer);
 void orchard_pipe_fma(long iterations, const void* buffer);
 void orchard_pipe_mul(long iterations, const void* buffer);
 void orchard_pipe_add(long iterations, const void* buffer);
+void orchard_pipe_scalef(long iterations, const void* buffer);
+void orchard_pipe_mulld(long iterations, const void* buffer);
 void orchard_pipe_cvt(long iterations, const void* buffer);
 void orchard_pipe_bcast(long iterations, const void* buffer);
 void orchard_pipe_unpack(long iterations, const void* buffer);
@@ -260,6 +280,8 @@ int main() {
       {"12 vpdpbusd + 6 vfmadd231ps", orchard_pipe_fma, 12, 18},
       {"12 vpdpbusd + 6 vmulps", orchard_pipe_mul, 12, 18},
       {"12 vpdpbusd + 6 vaddps", orchard_pipe_add, 12, 18},
+      {"12 vpdpbusd + 6 vscalefps", orchard_pipe_scalef, 12, 18},
+      {"12 vpdpbusd + 6 vpmulld", orchard_pipe_mulld, 12, 18},
       {"12 vpdpbusd + 6 vcvtdq2ps", orchard_pipe_cvt, 12, 18},
       {"12 vpdpbusd + 6 vpbroadcastd m32", orchard_pipe_bcast, 12, 18},
       {"12 vpdpbusd + 6 vpandd/vpsrld (m512)", orchard_pipe_unpack, 12, 18},
