@@ -426,6 +426,16 @@ constexpr int kMaxPatternNesting = 32;
 // overflow check (undefined behaviour at 20 digits, found by fuzz/router_config_fuzz.cpp): a
 // number longer than this is refused first.
 constexpr size_t kMaxPatternNumberDigits = 9;
+// libstdc++ matches by backtracking unless told otherwise, and a pattern of stacked quantifiers
+// ("m*****...", found by fuzz/router_config_fuzz.cpp) then takes time exponential in their number
+// even on a one-byte text. Its Thompson-NFA executor (the __polynomial option) keeps a set of
+// states per position instead: at most quadratic in the window, and no back-references (a pattern
+// with one is refused as not compiling). Other standard libraries have no such option.
+#if defined(__GLIBCXX__)
+constexpr auto kCustomSyntax = std::regex::ECMAScript | std::regex_constants::__polynomial;
+#else
+constexpr auto kCustomSyntax = std::regex::ECMAScript;
+#endif
 
 // Refuses what std::regex cannot be trusted to refuse itself. (Counted repetitions that unroll too
 // far, "((a{1000}){1000}){1000}", libstdc++ does refuse: its NFA is capped at
@@ -467,7 +477,7 @@ void find_custom(std::string_view text, const CustomPattern& pattern, std::vecto
   check_custom_pattern(pattern);
   std::regex re;
   try {
-    re = std::regex(pattern.regex, std::regex::ECMAScript);
+    re = std::regex(pattern.regex, kCustomSyntax);
   } catch (const std::regex_error& e) {
     fail("custom PII pattern '", pattern.name, "': the regular expression does not compile (", e.what(), ")");
   }

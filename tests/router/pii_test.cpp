@@ -304,6 +304,25 @@ TEST(Pii, CustomPatterns) {
     options.custom = {{"fine", fine}};
     EXPECT_NO_THROW(find_pii("text", options)) << fine;
   }
+  // Custom patterns are matched without backtracking, so without back-references: such a pattern
+  // is refused when it is compiled. (Checked first: with a backtracking matcher, the next check
+  // would hang rather than fail.)
+  options.custom = {{"backref", "(a)\\1"}};
+  std::string backref_error;
+  try {
+    find_pii("aa", options);
+  } catch (const Error& e) {
+    backref_error = e.what();
+  }
+  ASSERT_NE(backref_error.find("does not compile"), std::string::npos) << backref_error;
+  // Stacked quantifiers (found by the fuzzer): backtracking takes time exponential in their
+  // number, on any text; without it the run of m's is found at once.
+  options.custom = {{"stacked", "m" + std::string(40, '*') + "$"}};
+  EXPECT_TRUE(find_pii("x", options).empty());
+  const std::vector<PiiMatch> run = find_pii("x mmmm", options);
+  ASSERT_EQ(run.size(), 1u);
+  EXPECT_EQ(run[0].start, 2u);
+  EXPECT_EQ(run[0].end, 6u);
   options.custom = {{"employee id", "EMP-[0-9]{6}"}};
   EXPECT_THROW(find_pii(std::string(options.custom_max_bytes + 1, 'a'), options), Error);
 }
