@@ -37,7 +37,7 @@ inline constexpr size_t kBuiltinPiiTypes = 7;  // PiiType::email .. PiiType::ipv
 
 struct CustomPiiRule {
   std::string name;
-  std::string pattern;  // ECMAScript std::regex (pii.h's custom patterns)
+  std::string pattern;  // ECMAScript std::regex, no back-references (pii.h's custom patterns)
   PiiAction action = PiiAction::local;
 };
 
