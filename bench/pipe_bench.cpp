@@ -26,37 +26,38 @@ double thread_seconds() {
 
 // Every loop: rdi iterations, rsi a 4 KiB buffer for the memory operands; 12 or 24 vpdpbusd
 // chains in zmm0-zmm23, the other instructions writing zmm24-zmm29, sources zmm30/zmm31.
-asm(R"(
+asm(R"asm(
 .text
+/* n x 12 vpdpbusd chains. */
 .macro DPS n
-  .if \n >= 1
-  vpdpbusd %zmm31, %zmm30, %zmm0
-  vpdpbusd %zmm31, %zmm30, %zmm1
-  vpdpbusd %zmm31, %zmm30, %zmm2
-  vpdpbusd %zmm31, %zmm30, %zmm3
-  vpdpbusd %zmm31, %zmm30, %zmm4
-  vpdpbusd %zmm31, %zmm30, %zmm5
-  vpdpbusd %zmm31, %zmm30, %zmm6
-  vpdpbusd %zmm31, %zmm30, %zmm7
-  vpdpbusd %zmm31, %zmm30, %zmm8
-  vpdpbusd %zmm31, %zmm30, %zmm9
-  vpdpbusd %zmm31, %zmm30, %zmm10
-  vpdpbusd %zmm31, %zmm30, %zmm11
-  .endif
+  .irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+  vpdpbusd %zmm31, %zmm30, %zmm\r
+  .endr
   .if \n >= 2
-  vpdpbusd %zmm31, %zmm30, %zmm12
-  vpdpbusd %zmm31, %zmm30, %zmm13
-  vpdpbusd %zmm31, %zmm30, %zmm14
-  vpdpbusd %zmm31, %zmm30, %zmm15
-  vpdpbusd %zmm31, %zmm30, %zmm16
-  vpdpbusd %zmm31, %zmm30, %zmm17
-  vpdpbusd %zmm31, %zmm30, %zmm18
-  vpdpbusd %zmm31, %zmm30, %zmm19
-  vpdpbusd %zmm31, %zmm30, %zmm20
-  vpdpbusd %zmm31, %zmm30, %zmm21
-  vpdpbusd %zmm31, %zmm30, %zmm22
-  vpdpbusd %zmm31, %zmm30, %zmm23
+  .irp r, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23
+  vpdpbusd %zmm31, %zmm30, %zmm\r
+  .endr
   .endif
+.endm
+/* `count` (at most 24) times "op sources, destination", the destinations zmm24-zmm29 in turn. */
+.macro OTHERS count, op, sources
+  .set k, 0
+  .irp r, 24, 25, 26, 27, 28, 29, 24, 25, 26, 27, 28, 29, 24, 25, 26, 27, 28, 29, 24, 25, 26, 27, 28, 29
+  .if k < \count
+  \op \sources, %zmm\r
+  .endif
+  .set k, k + 1
+  .endr
+.endm
+/* `count` vpbroadcastd of consecutive dwords of the buffer from byte `at`. */
+.macro BROADCASTS count, at
+  .set k, 0
+  .irp r, 24, 25, 26, 27, 28, 29, 24, 25, 26, 27, 28, 29, 24, 25, 26, 27, 28, 29, 24, 25, 26, 27, 28, 29
+  .if k < \count
+  vpbroadcastd (\at + 4 * k)(%rsi), %zmm\r
+  .endif
+  .set k, k + 1
+  .endr
 .endm
 .macro LOOP name
   .globl \name
@@ -77,178 +78,74 @@ LOOP orchard_pipe_dp24
 END
 LOOP orchard_pipe_fma
   DPS 1
-  vfmadd231ps %zmm30, %zmm31, %zmm24
-  vfmadd231ps %zmm30, %zmm31, %zmm25
-  vfmadd231ps %zmm30, %zmm31, %zmm26
-  vfmadd231ps %zmm30, %zmm31, %zmm27
-  vfmadd231ps %zmm30, %zmm31, %zmm28
-  vfmadd231ps %zmm30, %zmm31, %zmm29
+  OTHERS 6, vfmadd231ps, "%zmm30, %zmm31"
 END
 LOOP orchard_pipe_mul
   DPS 1
-  vmulps %zmm30, %zmm31, %zmm24
-  vmulps %zmm30, %zmm31, %zmm25
-  vmulps %zmm30, %zmm31, %zmm26
-  vmulps %zmm30, %zmm31, %zmm27
-  vmulps %zmm30, %zmm31, %zmm28
-  vmulps %zmm30, %zmm31, %zmm29
+  OTHERS 6, vmulps, "%zmm30, %zmm31"
 END
 LOOP orchard_pipe_add
   DPS 1
-  vaddps %zmm30, %zmm31, %zmm24
-  vaddps %zmm30, %zmm31, %zmm25
-  vaddps %zmm30, %zmm31, %zmm26
-  vaddps %zmm30, %zmm31, %zmm27
-  vaddps %zmm30, %zmm31, %zmm28
-  vaddps %zmm30, %zmm31, %zmm29
+  OTHERS 6, vaddps, "%zmm30, %zmm31"
 END
 LOOP orchard_pipe_scalef
   DPS 1
-  vscalefps %zmm30, %zmm31, %zmm24
-  vscalefps %zmm30, %zmm31, %zmm25
-  vscalefps %zmm30, %zmm31, %zmm26
-  vscalefps %zmm30, %zmm31, %zmm27
-  vscalefps %zmm30, %zmm31, %zmm28
-  vscalefps %zmm30, %zmm31, %zmm29
+  OTHERS 6, vscalefps, "%zmm30, %zmm31"
 END
 LOOP orchard_pipe_mulld
   DPS 1
-  vpmulld %zmm30, %zmm31, %zmm24
-  vpmulld %zmm30, %zmm31, %zmm25
-  vpmulld %zmm30, %zmm31, %zmm26
-  vpmulld %zmm30, %zmm31, %zmm27
-  vpmulld %zmm30, %zmm31, %zmm28
-  vpmulld %zmm30, %zmm31, %zmm29
+  OTHERS 6, vpmulld, "%zmm30, %zmm31"
 END
 LOOP orchard_pipe_cvt
   DPS 1
-  vcvtdq2ps %zmm30, %zmm24
-  vcvtdq2ps %zmm30, %zmm25
-  vcvtdq2ps %zmm30, %zmm26
-  vcvtdq2ps %zmm30, %zmm27
-  vcvtdq2ps %zmm30, %zmm28
-  vcvtdq2ps %zmm30, %zmm29
+  OTHERS 6, vcvtdq2ps, "%zmm30"
 END
 LOOP orchard_pipe_bcast
   DPS 1
-  vpbroadcastd 0(%rsi), %zmm24
-  vpbroadcastd 4(%rsi), %zmm25
-  vpbroadcastd 8(%rsi), %zmm26
-  vpbroadcastd 12(%rsi), %zmm27
-  vpbroadcastd 16(%rsi), %zmm28
-  vpbroadcastd 20(%rsi), %zmm29
+  BROADCASTS 6, 0
 END
 LOOP orchard_pipe_unpack
   DPS 1
-  vpandd 0(%rsi), %zmm30, %zmm24
-  vpandd 64(%rsi), %zmm30, %zmm25
-  vpandd 128(%rsi), %zmm30, %zmm26
-  vpsrld $4, 192(%rsi), %zmm27
-  vpsrld $4, 256(%rsi), %zmm28
-  vpandd %zmm30, %zmm27, %zmm29
+  OTHERS 3, vpandd, "64(%rsi), %zmm30"
+  OTHERS 3, vpsrld, "$4, 128(%rsi)"
 END
 LOOP orchard_pipe_move
   DPS 1
-  vmovdqa64 %zmm30, %zmm24
-  vmovdqa64 %zmm30, %zmm25
-  vmovdqa64 %zmm30, %zmm26
-  vmovdqa64 %zmm30, %zmm27
-  vmovdqa64 %zmm30, %zmm28
-  vmovdqa64 %zmm30, %zmm29
+  OTHERS 6, vmovdqa64, "%zmm30"
 END
 LOOP orchard_pipe_embedded_bcast
-  vpdpbusd 0(%rsi){1to16}, %zmm30, %zmm0
-  vpdpbusd 4(%rsi){1to16}, %zmm30, %zmm1
-  vpdpbusd 8(%rsi){1to16}, %zmm30, %zmm2
-  vpdpbusd 12(%rsi){1to16}, %zmm30, %zmm3
-  vpdpbusd 16(%rsi){1to16}, %zmm30, %zmm4
-  vpdpbusd 20(%rsi){1to16}, %zmm30, %zmm5
-  vpdpbusd 24(%rsi){1to16}, %zmm30, %zmm6
-  vpdpbusd 28(%rsi){1to16}, %zmm30, %zmm7
-  vpdpbusd 32(%rsi){1to16}, %zmm30, %zmm8
-  vpdpbusd 36(%rsi){1to16}, %zmm30, %zmm9
-  vpdpbusd 40(%rsi){1to16}, %zmm30, %zmm10
-  vpdpbusd 44(%rsi){1to16}, %zmm30, %zmm11
+  .set k, 0
+  .irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+  vpdpbusd (4 * k)(%rsi){1to16}, %zmm30, %zmm\r
+  .set k, k + 1
+  .endr
 END
-// Per 24 vpdpbusd, a quarter of rows_q4_0<2, 6>'s block: 12 broadcasts, 6 unpacking
-// instructions, 3 conversions, 3 multiplies (scale x activation step), 3 FMAs, 1.5 moves (the
-// offset start's copies) and 2 broadcasts
-// of activation steps (1.5, and the scales' conversion).
+/* Per 24 vpdpbusd, a quarter of rows_q4_0<2, 6>'s block: 12 broadcasts, 6 unpacking
+   instructions, 3 conversions, 3 multiplies (scale x activation step), 3 FMAs, 1.5 moves (the
+   offset start's copies) and 2 broadcasts of activation steps (1.5, and the scales' conversion). */
 LOOP orchard_pipe_q4_0_mix
   DPS 2
-  vpbroadcastd 0(%rsi), %zmm24
-  vpbroadcastd 4(%rsi), %zmm25
-  vpbroadcastd 8(%rsi), %zmm26
-  vpbroadcastd 12(%rsi), %zmm27
-  vpbroadcastd 16(%rsi), %zmm28
-  vpbroadcastd 20(%rsi), %zmm29
-  vpbroadcastd 24(%rsi), %zmm24
-  vpbroadcastd 28(%rsi), %zmm25
-  vpbroadcastd 32(%rsi), %zmm26
-  vpbroadcastd 36(%rsi), %zmm27
-  vpbroadcastd 40(%rsi), %zmm28
-  vpbroadcastd 44(%rsi), %zmm29
-  vpandd 64(%rsi), %zmm30, %zmm24
-  vpandd 128(%rsi), %zmm30, %zmm25
-  vpsrld $4, 192(%rsi), %zmm26
-  vpsrld $4, 256(%rsi), %zmm27
-  vpandd %zmm30, %zmm26, %zmm28
-  vpandd %zmm30, %zmm27, %zmm29
-  vcvtdq2ps %zmm30, %zmm24
-  vcvtdq2ps %zmm30, %zmm25
-  vcvtdq2ps %zmm30, %zmm26
-  vmulps %zmm30, %zmm31, %zmm27
-  vmulps %zmm30, %zmm31, %zmm28
-  vmulps %zmm30, %zmm31, %zmm29
-  vfmadd231ps %zmm30, %zmm31, %zmm24
-  vfmadd231ps %zmm30, %zmm31, %zmm25
-  vfmadd231ps %zmm30, %zmm31, %zmm26
-  vmovdqa64 %zmm30, %zmm27
-  vmovdqa64 %zmm30, %zmm28
-  vbroadcastss 48(%rsi), %zmm29
-  vbroadcastss 52(%rsi), %zmm24
+  BROADCASTS 12, 0
+  OTHERS 3, vpandd, "64(%rsi), %zmm30"
+  OTHERS 3, vpsrld, "$4, 192(%rsi)"
+  OTHERS 3, vcvtdq2ps, "%zmm30"
+  OTHERS 3, vmulps, "%zmm30, %zmm31"
+  OTHERS 3, vfmadd231ps, "%zmm30, %zmm31"
+  OTHERS 2, vmovdqa64, "%zmm30"
+  OTHERS 2, vbroadcastss, "48(%rsi)"
 END
-// Per 24 vpdpbusd, a quarter of rows_q8_0<1, 12>'s block: 24 broadcasts (one row vector: one
-// per vpdpbusd), 3 conversions, 3 multiplies, 3 FMAs.
+/* Per 24 vpdpbusd, a quarter of rows_q8_0<1, 12>'s block: 24 broadcasts (one row vector: one
+   per vpdpbusd), 3 conversions, 3 multiplies, 3 FMAs. */
 LOOP orchard_pipe_q8_0_mix
   DPS 2
-  vpbroadcastd 0(%rsi), %zmm24
-  vpbroadcastd 4(%rsi), %zmm25
-  vpbroadcastd 8(%rsi), %zmm26
-  vpbroadcastd 12(%rsi), %zmm27
-  vpbroadcastd 16(%rsi), %zmm28
-  vpbroadcastd 20(%rsi), %zmm29
-  vpbroadcastd 24(%rsi), %zmm24
-  vpbroadcastd 28(%rsi), %zmm25
-  vpbroadcastd 32(%rsi), %zmm26
-  vpbroadcastd 36(%rsi), %zmm27
-  vpbroadcastd 40(%rsi), %zmm28
-  vpbroadcastd 44(%rsi), %zmm29
-  vpbroadcastd 48(%rsi), %zmm24
-  vpbroadcastd 52(%rsi), %zmm25
-  vpbroadcastd 56(%rsi), %zmm26
-  vpbroadcastd 60(%rsi), %zmm27
-  vpbroadcastd 64(%rsi), %zmm28
-  vpbroadcastd 68(%rsi), %zmm29
-  vpbroadcastd 72(%rsi), %zmm24
-  vpbroadcastd 76(%rsi), %zmm25
-  vpbroadcastd 80(%rsi), %zmm26
-  vpbroadcastd 84(%rsi), %zmm27
-  vpbroadcastd 88(%rsi), %zmm28
-  vpbroadcastd 92(%rsi), %zmm29
-  vcvtdq2ps %zmm30, %zmm24
-  vcvtdq2ps %zmm30, %zmm25
-  vcvtdq2ps %zmm30, %zmm26
-  vmulps %zmm30, %zmm31, %zmm27
-  vmulps %zmm30, %zmm31, %zmm28
-  vmulps %zmm30, %zmm31, %zmm29
-  vfmadd231ps %zmm30, %zmm31, %zmm24
-  vfmadd231ps %zmm30, %zmm31, %zmm25
-  vfmadd231ps %zmm30, %zmm31, %zmm26
+  BROADCASTS 24, 0
+  OTHERS 3, vcvtdq2ps, "%zmm30"
+  OTHERS 3, vmulps, "%zmm30, %zmm31"
+  OTHERS 3, vfmadd231ps, "%zmm30, %zmm31"
 END
 .section .note.GNU-stack,"",@progbits
 .text
-)");
+)asm");
 
 extern "C" {
 void orchard_pipe_dp12(long iterations, const void* buffer);
