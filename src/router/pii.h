@@ -43,8 +43,8 @@
 //          which are C++ scopes far more often than addresses) are not reported.
 //   custom the caller's patterns, ECMAScript std::regex without back-references (matched without
 //          backtracking where the standard library allows it), run over windows of kCustomWindow bytes
-//          that overlap by half (std::regex recurses per character and must never see a long text
-//          at once): a custom match is found when it is at most kCustomWindow / 2 bytes long. Its
+//          that overlap by half (a backtracking std::regex recurses per character and must never see
+//          a long text at once): a custom match is found when it is at most kCustomWindow / 2 bytes long. Its
 //          cost is std::regex's, up to quadratic in the window (each start, a set of states per byte), so
 //          a text longer than PiiOptions::custom_max_bytes is refused (an orchard::Error: the
 //          caller cannot clear the text, and keeps it on the device) rather than scanned for long.
