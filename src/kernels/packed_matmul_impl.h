@@ -457,8 +457,8 @@ ORCHARD_NOINLINE void rows_q8_0(const PackedMatrix& w, const RowVectors<V, P>& r
 // (call_apart), the float sums in memory across it: one L1 load and store per token and block.
 // Inlined there, the float sums, the dot products, the weights and the unpacking's constants
 // need more than the 32 vector registers, and GCC 12 spills inside the dpbusd loops, where it
-// likes: the same Q5_K
-// source ran at 270 or 380 int8 GOPS depending on what else was compiled into the function.
+// likes: the same Q5_K source ran at 270 or 380 int8 GOPS depending on what else was compiled
+// into the function.
 // Measured, ORCHARD_ACTIVATIONS=residual orchard bench -p 512 -n 0 on the 1.5B files, 3
 // interleaved runs, medians, inlined -> apart (with each rows_* a function of its own): Q4_K_M
 // 176.6 -> 214.3 t/s, Q3_K_M 169.6 -> 204.0, Q2_K 158.8 -> 183.9, IQ4_XS 257.2 -> 254.6, Q5_K_M
