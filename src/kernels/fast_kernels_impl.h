@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "base/half.h"
@@ -235,42 +236,95 @@ void matmul_float(const TensorRef& w, const float* x, int64_t n, int64_t row_beg
 // KV head (grouped-query attention), against keys and values in tiles of kKeyTile positions.
 // Softmax online: running max m and sum l per row, the row's output rescaled when m grows.
 //
-// How a tile's keys and values are read: an f32 cache in place; an f16 cache converted as each
-// group of rows loads it (converting a tile to float32 once for all its rows, as the int8 cache
-// is, cost more than the conversions it saved: a 1000-token prefill's attention on the 1.5B
-// shape, one thread, 4.5 against 3.5 ns per query row and key); head sizes off the vector width
-// (no partial f16 loads) converted once.
+// How a tile's keys and values are read: keys in blocks (kernels.h), f32 or f16, in place; int8
+// keys, or keys laid out as rows, converted to f32 blocks once per tile (for all its rows). Values
+// are rows: f32 in place; f16 converted as each group of rows loads them (converting a tile to
+// float32 once for all its rows cost more than the conversions it saved: a 1000-token prefill's
+// attention on the 1.5B shape, one thread, 4.5 against 3.5 ns per query row and key); int8 and
+// f16 head sizes off the vector width (no partial f16 loads) converted once per tile.
 
+// The loads of a tile's f16 keys and values each ask for the same element of the next tile
+// (prefetches do not fault past the cache's end): the hardware prefetchers alone left decode
+// attention waiting on memory, where each sequence's keys and values come from (the weights
+// stream through the caches between layers). A throwaway microbenchmark (16 sequences x 24
+// layers of the 0.5B shape at position 1000, caches evicted between steps, 2 threads):
+// 10.0 ms a step with keys as rows, 9.1 with keys in blocks, 8.1 with the keys' prefetch, 6.4
+// with both (keys as rows with both prefetches: 7.6).
 constexpr int64_t kQueryRows = 32;
 constexpr int64_t kKeyTile = 64;
 constexpr int64_t kSharedRows = 4;
+static_assert(kKeyTile % kKeyBlock == 0, "tiles start at a block");
 
 // One KV head's rows as f16, converted when loaded (head_dim a multiple of V::L: no partial loads).
 template <typename V>
 struct F16Rows {
   const uint16_t* base;
   int64_t stride;
-  ORCHARD_INLINE typename V::F load(int64_t j, int64_t d) const { return V::load_f16(base + j * stride + d); }
+  ORCHARD_INLINE typename V::F load(int64_t j, int64_t d) const {
+    __builtin_prefetch(base + (j + kKeyTile) * stride + d);  // see kKeyTile
+    return V::load_f16(base + j * stride + d);
+  }
   ORCHARD_INLINE typename V::F load_n(int64_t, int64_t, int) const { return V::fzero(); }  // never called
   float at(int64_t j, int64_t d) const { return f16_to_f32(base[j * stride + d]); }
 };
 
-// Positions first .. first+count of one KV head converted to float32 rows of head_dim in `scratch`.
+// Keys in blocks of kKeyBlock (kernels.h) from a tile's first key, T float or f16 (uint16_t):
+// load(j, d) is dimension d of keys j .. j + V::L - 1, j a multiple of V::L.
+template <typename V, typename T>
+struct KeyBlocks {
+  static_assert(kKeyBlock % V::L == 0, "a vector of keys lies in one block");
+  const T* base;
+  int64_t hd;
+  ORCHARD_INLINE typename V::F load(int64_t j, int64_t d) const {
+    const T* at = base + key_block_offset(j, d, hd);
+    __builtin_prefetch(at + kKeyTile * hd);  // see kKeyTile
+    if constexpr (std::is_same_v<T, float>) return V::fload(at);
+    else return V::load_f16(at);
+  }
+};
+
+// Keys first .. first+count of one KV head as float32 blocks (KeyBlocks' layout) in `scratch`.
+// Blocked int8 keys a vector at a time (each lane its position's scale; the lanes past `count`
+// scaled by 0), anything else key by key through key_to_f32, the reference's conversion.
 template <typename V>
-void kv_rows_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t kv_head, int64_t first,
-                    int64_t count, float* scratch) {
+void keys_to_f32_blocks(const AttentionBatch& a, int64_t kv_head, int64_t first, int64_t count, float* scratch) {
+  const int64_t hd = a.head_dim;
+  if (a.keys_in_blocks() && a.kv_type == KvType::q8) {
+    const int8_t* src = static_cast<const int8_t*>(a.keys) + a.key_offset(first, kv_head, 0);
+    for (int64_t b = 0; b < count; b += kKeyBlock) {
+      alignas(64) float scale[kKeyBlock] = {};
+      for (int64_t j = b; j < std::min(count, b + kKeyBlock); ++j)
+        scale[j - b] = a.key_scales[(first + j) * a.n_kv_heads + kv_head];
+      for (int64_t d = 0; d < hd; ++d)
+        for (int64_t j = 0; j < kKeyBlock; j += V::L) {
+          const int64_t at = key_block_offset(b + j, d, hd);
+          V::fstore(scratch + at, V::fmul(V::fload(scale + j), V::load_s8(src + at)));
+        }
+    }
+    return;
+  }
+  std::vector<float> row(static_cast<size_t>(hd));
+  for (int64_t j = 0; j < count; ++j) {
+    key_to_f32(a, first + j, kv_head, row.data());
+    for (int64_t d = 0; d < hd; ++d) scratch[key_block_offset(j, d, hd)] = row[d];
+  }
+}
+
+// Values first .. first+count of one KV head converted to float32 rows of head_dim in `scratch`.
+template <typename V>
+void values_to_f32(const AttentionBatch& a, int64_t kv_head, int64_t first, int64_t count, float* scratch) {
   const int64_t hd = a.head_dim;
   for (int64_t j = 0; j < count; ++j) {
     const int64_t offset = a.kv_offset(first + j, kv_head);
     float* row = scratch + j * hd;
     int64_t d = 0;
     if (a.kv_type == KvType::f16) {
-      const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
+      const uint16_t* src = static_cast<const uint16_t*>(a.values) + offset;
       for (; d + V::L <= hd; d += V::L) V::fstore(row + d, V::load_f16(src + d));
       for (; d < hd; ++d) row[d] = f16_to_f32(src[d]);
-    } else {  // q8: scale * q, as kv_row_to_f32
-      const int8_t* src = static_cast<const int8_t*>(base) + offset;
-      const float scale = scales[(first + j) * a.n_kv_heads + kv_head];
+    } else {  // q8: scale * q, as value_to_f32
+      const int8_t* src = static_cast<const int8_t*>(a.values) + offset;
+      const float scale = a.value_scales[(first + j) * a.n_kv_heads + kv_head];
       const typename V::F s = V::fset1(scale);
       for (; d + V::L <= hd; d += V::L) V::fstore(row + d, V::fmul(s, V::load_s8(src + d)));
       for (; d < hd; ++d) row[d] = scale * static_cast<float>(src[d]);
@@ -328,75 +382,54 @@ void accumulate_values(float* const* out, const float* correction, const float* 
 }
 
 // p_r[j] = scale * (q_r . keys[j]) for j < visible, for R query rows; tile_max[r]: their maximum.
-// V::L keys at a time where head_dim allows: each key's products summed along d in one vector,
-// then the V::L vectors reduced together (V::freduce_each), not one horizontal sum per key; the
-// keys in halves of V::L / 2 when two rows share the key loads (their accumulators would not fit
-// the registers), each key's vector computed the same way. p is written up to the next multiple
-// of V::L with copies of real scores, which attend_tile reads but does not weigh.
-template <typename V, int R, typename Rows>
-ORCHARD_INLINE void scores(const float* const* q, const Rows& keys, int64_t visible, int64_t hd, float scale,
+// Keys in blocks (KeyBlocks): each query element, broadcast, multiplies dimension d of V::L keys,
+// J vectors of keys at a time (R x J accumulators). Each score is one chain of FMAs over d in
+// order whatever R and J, so a row's scores do not depend on the rows beside it. p is written up
+// to the next multiple of V::L with copies of a real score, which attend_tile reads but does not
+// weigh (the lanes past `visible` load whatever the last block holds there).
+template <typename V, int R, typename Keys>
+ORCHARD_INLINE void scores(const float* const* q, const Keys& keys, int64_t visible, int64_t hd, float scale,
                            float* const* p, float* tile_max) {
   using F = typename V::F;
-  if (hd % V::L == 0) {
-    constexpr int kKeys = V::L / R > 0 ? V::L / R : 1;  // keys per pass: R x kKeys accumulators
-    F best[R];
+  const auto pass = [&]<int J>(int64_t j) {
+    F acc[R][J];
     ORCHARD_UNROLL
-    for (int r = 0; r < R; ++r) best[r] = V::fset1(-INFINITY);
-    for (int64_t j = 0; j < visible; j += V::L) {
-      // A last, partial chunk repeats its last key in the lanes past `visible`.
-      int64_t key[V::L];
-      for (int k = 0; k < V::L; ++k) key[k] = std::min<int64_t>(j + k, visible - 1);
-      F dots[R][V::L];
-      for (int k0 = 0; k0 < V::L; k0 += kKeys) {
-        F acc[R][kKeys];
-        ORCHARD_UNROLL
-        for (int k = 0; k < kKeys; ++k) {
-          const F kv = keys.load(key[k0 + k], 0);
-          ORCHARD_UNROLL
-          for (int r = 0; r < R; ++r) acc[r][k] = V::fmul(V::fload(q[r]), kv);
-        }
-        for (int64_t d = V::L; d < hd; d += V::L) {
-          F qd[R];
-          ORCHARD_UNROLL
-          for (int r = 0; r < R; ++r) qd[r] = V::fload(q[r] + d);
-          ORCHARD_UNROLL
-          for (int k = 0; k < kKeys; ++k) {
-            const F kv = keys.load(key[k0 + k], d);
-            ORCHARD_UNROLL
-            for (int r = 0; r < R; ++r) acc[r][k] = V::fma(qd[r], kv, acc[r][k]);
-          }
-        }
-        ORCHARD_UNROLL
-        for (int r = 0; r < R; ++r)
-          ORCHARD_UNROLL
-          for (int k = 0; k < kKeys; ++k) dots[r][k0 + k] = acc[r][k];
-      }
+    for (int r = 0; r < R; ++r)
+      ORCHARD_UNROLL
+      for (int i = 0; i < J; ++i) acc[r][i] = V::fzero();
+    for (int64_t d = 0; d < hd; ++d) {
+      F k[J];
+      ORCHARD_UNROLL
+      for (int i = 0; i < J; ++i) k[i] = keys.load(j + i * V::L, d);
       ORCHARD_UNROLL
       for (int r = 0; r < R; ++r) {
-        const F s = V::fmul(V::freduce_each(dots[r]), V::fset1(scale));
-        V::fstore(p[r] + j, s);
-        best[r] = V::fmax(best[r], s);
+        const F qd = V::fset1(q[r][d]);
+        ORCHARD_UNROLL
+        for (int i = 0; i < J; ++i) acc[r][i] = V::fma(qd, k[i], acc[r][i]);
       }
     }
     ORCHARD_UNROLL
-    for (int r = 0; r < R; ++r) tile_max[r] = V::freduce_max(best[r]);
-    return;
-  }
+    for (int r = 0; r < R; ++r)
+      ORCHARD_UNROLL
+      for (int i = 0; i < J; ++i) V::fstore(p[r] + j + i * V::L, V::fmul(acc[r][i], V::fset1(scale)));
+  };
+  // Half the registers for accumulators, the keys and the broadcast beside them.
+  constexpr int kVectors = std::clamp(V::kFloatRegisters / 2 / R, 1, 4);
+  int64_t j = 0;
+  for (; j + kVectors * V::L <= visible; j += kVectors * V::L) pass.template operator()<kVectors>(j);
+  for (; j < visible; j += V::L) pass.template operator()<1>(j);
   for (int r = 0; r < R; ++r) {
-    tile_max[r] = -INFINITY;
-    int64_t j = 0;
-    for (; j < visible; ++j) {
-      p[r][j] = score<V>(q[r], keys, j, hd) * scale;
-      tile_max[r] = std::max(tile_max[r], p[r][j]);
-    }
-    for (; j % V::L != 0; ++j) p[r][j] = p[r][visible - 1];
+    for (int64_t x = visible; x < j; ++x) p[r][x] = p[r][visible - 1];
+    F best = V::fset1(-INFINITY);
+    for (int64_t x = 0; x < j; x += V::L) best = V::fmax(best, V::fload(p[r] + x));
+    tile_max[r] = V::freduce_max(best);
   }
 }
 
 // R query rows that see the same `visible` keys of a tile: scores, the online softmax update,
 // values. p: [R][kKeyTile] scratch.
-template <typename V, int R, typename Rows>
-ORCHARD_INLINE void attend_tile(const float* const* q, const Rows& keys, const Rows& values, int64_t visible,
+template <typename V, int R, typename Keys, typename Rows>
+ORCHARD_INLINE void attend_tile(const float* const* q, const Keys& keys, const Rows& values, int64_t visible,
                                 int64_t hd, float scale, float* const* p, float* running_max, float* running_sum,
                                 float* const* acc) {
   float tile_max[R], correction[R];
@@ -483,17 +516,23 @@ void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, in
               r += same;
             }
           };
-          const int64_t offset = a.kv_offset(k0, kv_head);
-          if (a.kv_type == KvType::f32) {
-            attend_rows(F32Rows<V>{static_cast<const float*>(a.keys) + offset, kv_stride},
-                        F32Rows<V>{static_cast<const float*>(a.values) + offset, kv_stride});
-          } else if (read_f16) {
-            attend_rows(F16Rows<V>{static_cast<const uint16_t*>(a.keys) + offset, kv_stride},
+          const int64_t offset = a.kv_offset(k0, kv_head), key_offset = a.key_offset(k0, kv_head, 0);
+          if (read_f16 && a.keys_in_blocks()) {
+            attend_rows(KeyBlocks<V, uint16_t>{static_cast<const uint16_t*>(a.keys) + key_offset, hd},
                         F16Rows<V>{static_cast<const uint16_t*>(a.values) + offset, kv_stride});
+            continue;
+          }
+          const float* key_blocks = key_scratch;
+          if (a.keys_in_blocks() && a.kv_type == KvType::f32) key_blocks = static_cast<const float*>(a.keys) + key_offset;
+          else keys_to_f32_blocks<V>(a, kv_head, k0, nk, key_scratch);
+          const KeyBlocks<V, float> keys{key_blocks, hd};
+          if (a.kv_type == KvType::f32) {
+            attend_rows(keys, F32Rows<V>{static_cast<const float*>(a.values) + offset, kv_stride});
+          } else if (read_f16) {  // keys laid out as rows
+            attend_rows(keys, F16Rows<V>{static_cast<const uint16_t*>(a.values) + offset, kv_stride});
           } else {
-            kv_rows_to_f32<V>(a, a.keys, a.key_scales, kv_head, k0, nk, key_scratch);
-            kv_rows_to_f32<V>(a, a.values, a.value_scales, kv_head, k0, nk, value_scratch);
-            attend_rows(F32Rows<V>{key_scratch, hd}, F32Rows<V>{value_scratch, hd});
+            values_to_f32<V>(a, kv_head, k0, nk, value_scratch);
+            attend_rows(keys, F32Rows<V>{value_scratch, hd});
           }
         }
         for (int64_t r = 0; r < nr; ++r) {

@@ -24,12 +24,24 @@ struct MatmulWeight {
 // float32 scale per row (x = scale * q, scale = max |x| / 127), half of f16's bytes.
 enum class KvType { f32, f16, q8 };
 
+// Keys in blocks (KvCache's layout): each KV head's positions in blocks of kKeyBlock, a block
+// [head_dim][kKeyBlock], so that one vector load takes dimension d of consecutive keys. The score
+// pass then multiplies a broadcast query element into a vector of keys' scores: no horizontal
+// sums (with keys as rows, summing each key's products across the vector was a third of the
+// score pass's instructions and its 16 accumulators spilled; measured in docs/performance.md).
+constexpr int64_t kKeyBlock = 16;
+
+// Element d of key `position` within its KV head's blocks.
+inline int64_t key_block_offset(int64_t position, int64_t d, int64_t head_dim) {
+  return (position - position % kKeyBlock) * head_dim + d * kKeyBlock + position % kKeyBlock;
+}
+
 // Causal attention of a batch of query tokens over the KV cache of one layer.
 // Token t (position start + t) attends to cached positions 0 .. start + t.
 struct AttentionBatch {
   const float* q;          // [n_tokens, n_heads * head_dim]
-  const void* keys;        // [n_ctx, n_kv_heads * head_dim] of kv_type
-  const void* values;      // same
+  const void* keys;        // [n_ctx, n_kv_heads * head_dim] of kv_type, or in blocks: key_head_stride
+  const void* values;      // [n_ctx, n_kv_heads * head_dim] of kv_type
   KvType kv_type;
   int64_t n_tokens, start;
   int64_t n_heads, n_kv_heads, head_dim;
@@ -37,21 +49,30 @@ struct AttentionBatch {
   float* out;              // [n_tokens, n_heads * head_dim]
   const float* key_scales = nullptr;    // q8: [n_ctx, n_kv_heads]
   const float* value_scales = nullptr;  // q8: same
-  // Row (position, KV head) of keys and values starts at position * position_stride + kv_head *
+  // Row (position, KV head) of values starts at position * position_stride + kv_head *
   // head_stride elements. 0, the default, lays them [position][KV head]: n_kv_heads * head_dim
   // and head_dim. KvCache keeps each KV head's positions together (kv_cache.h says why).
   int64_t position_stride = 0, head_stride = 0;
+  // Nonzero: the keys lie in blocks (kKeyBlock), KV head h's from element h * key_head_stride,
+  // whole blocks (a last partial block is read to its end). 0: the keys lie as the values do.
+  int64_t key_head_stride = 0;
 
   int64_t kv_position_stride() const { return position_stride ? position_stride : n_kv_heads * head_dim; }
   int64_t kv_offset(int64_t position, int64_t kv_head) const {
     return position * kv_position_stride() + kv_head * (head_stride ? head_stride : head_dim);
   }
+  bool keys_in_blocks() const { return key_head_stride != 0; }
+  // Element d of key (position, KV head).
+  int64_t key_offset(int64_t position, int64_t kv_head, int64_t d) const {
+    return keys_in_blocks() ? kv_head * key_head_stride + key_block_offset(position, d, head_dim)
+                            : kv_offset(position, kv_head) + d;
+  }
 };
 
-// Row `position` of KV head `kv_head` of `base` (a's keys or values, laid out and typed as `a`
-// says) as float32, head_dim values: the conversion every attention kernel applies, scalar.
-void kv_row_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t position, int64_t kv_head,
-                   float* out);
+// Key or value (position, KV head) of `a` as float32, head_dim values: the conversion every
+// attention kernel applies, scalar.
+void key_to_f32(const AttentionBatch& a, int64_t position, int64_t kv_head, float* out);
+void value_to_f32(const AttentionBatch& a, int64_t position, int64_t kv_head, float* out);
 
 // A float32 matrix product, the trainer's workhorse (forward, input and weight gradients):
 //   C[M, N] = (accumulate ? C : 0) + op(A) · op(B)

@@ -67,21 +67,23 @@ void attend_one(const float* q, const float* keys, const float* values, int64_t 
   }
 }
 
-// The cache's rows [0, n) as float32 ([n, n_kv_heads * head_dim]).
-std::vector<float> kv_rows_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t n) {
+// The cache's keys or values [0, n) as float32 rows ([n, n_kv_heads * head_dim]).
+std::vector<float> kv_rows_f32(const AttentionBatch& a, bool keys, int64_t n) {
   const int64_t hd = a.head_dim, kv_dim = a.n_kv_heads * hd;
   std::vector<float> rows(static_cast<size_t>(n * kv_dim));
   for (int64_t p = 0; p < n; ++p)
-    for (int64_t h = 0; h < a.n_kv_heads; ++h)
-      kv_row_to_f32(a, base, scales, p, h, &rows[static_cast<size_t>(p * kv_dim + h * hd)]);
+    for (int64_t h = 0; h < a.n_kv_heads; ++h) {
+      float* row = &rows[static_cast<size_t>(p * kv_dim + h * hd)];
+      keys ? key_to_f32(a, p, h, row) : value_to_f32(a, p, h, row);
+    }
   return rows;
 }
 
 void attention_reference_one(const AttentionBatch& a) {
   const int64_t hd = a.head_dim, q_dim = a.n_heads * hd, kv_dim = a.n_kv_heads * hd;
   const int64_t group = a.n_heads / a.n_kv_heads;
-  const std::vector<float> key_rows = kv_rows_f32(a, a.keys, a.key_scales, a.start + a.n_tokens);
-  const std::vector<float> value_rows = kv_rows_f32(a, a.values, a.value_scales, a.start + a.n_tokens);
+  const std::vector<float> key_rows = kv_rows_f32(a, true, a.start + a.n_tokens);
+  const std::vector<float> value_rows = kv_rows_f32(a, false, a.start + a.n_tokens);
   const float* keys = key_rows.data();
   const float* values = value_rows.data();
   std::vector<float> scores(static_cast<size_t>(a.start + a.n_tokens));
@@ -134,22 +136,36 @@ void gemm_f32_reference(const GemmF32& g, ThreadPool*) {
 
 }  // namespace
 
-void kv_row_to_f32(const AttentionBatch& a, const void* base, const float* scales, int64_t position, int64_t kv_head,
-                   float* out) {
-  const int64_t offset = a.kv_offset(position, kv_head), head_dim = a.head_dim, n_kv_heads = a.n_kv_heads;
-  switch (a.kv_type) {
-    case KvType::f32:
-      std::copy_n(static_cast<const float*>(base) + offset, head_dim, out);
-      return;
-    case KvType::f16:
-      for (int64_t d = 0; d < head_dim; ++d) out[d] = f16_to_f32(static_cast<const uint16_t*>(base)[offset + d]);
-      return;
-    case KvType::q8: {
-      const float scale = scales[position * n_kv_heads + kv_head];
-      for (int64_t d = 0; d < head_dim; ++d) out[d] = scale * static_cast<float>(static_cast<const int8_t*>(base)[offset + d]);
-      return;
+namespace {
+
+// Element offset(d) of `base`, converted from a's kv_type (q8: times `scale`).
+template <typename Offset>
+void element_row_to_f32(const AttentionBatch& a, const void* base, float scale, Offset offset, float* out) {
+  for (int64_t d = 0; d < a.head_dim; ++d) {
+    const int64_t i = offset(d);
+    switch (a.kv_type) {
+      case KvType::f32: out[d] = static_cast<const float*>(base)[i]; break;
+      case KvType::f16: out[d] = f16_to_f32(static_cast<const uint16_t*>(base)[i]); break;
+      case KvType::q8: out[d] = scale * static_cast<float>(static_cast<const int8_t*>(base)[i]); break;
     }
   }
+}
+
+float row_scale(const AttentionBatch& a, const float* scales, int64_t position, int64_t kv_head) {
+  return a.kv_type == KvType::q8 ? scales[position * a.n_kv_heads + kv_head] : 1.0f;
+}
+
+}  // namespace
+
+void key_to_f32(const AttentionBatch& a, int64_t position, int64_t kv_head, float* out) {
+  element_row_to_f32(a, a.keys, row_scale(a, a.key_scales, position, kv_head),
+                     [&](int64_t d) { return a.key_offset(position, kv_head, d); }, out);
+}
+
+void value_to_f32(const AttentionBatch& a, int64_t position, int64_t kv_head, float* out) {
+  const int64_t row = a.kv_offset(position, kv_head);
+  element_row_to_f32(a, a.values, row_scale(a, a.value_scales, position, kv_head),
+                     [&](int64_t d) { return row + d; }, out);
 }
 
 const Kernels& reference_kernels() {

@@ -11,6 +11,7 @@ namespace {
 
 struct Avx2 {
   static constexpr int L = 8;
+  static constexpr int kFloatRegisters = 16;  // vector registers of L floats
   static constexpr int kMaxTokens = 4;  // 16 registers: 4 accumulators + 8 weight vectors
   static constexpr int kRowVectors = 1;  // per micro-kernel (packed_matmul_impl.h)
   using I = __m256i;

@@ -12,6 +12,7 @@ namespace {
 
 struct Avx512 {
   static constexpr int L = 16;
+  static constexpr int kFloatRegisters = 32;  // vector registers of L floats
   // Tokens per micro-kernel: the 16-bit emulation of dpbusd needs registers of its own (measured:
   // 4 tokens beat 6 and 8 here).
   static constexpr int kMaxTokens = 4;

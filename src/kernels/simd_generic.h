@@ -12,6 +12,7 @@ namespace {
 
 struct Generic {
   static constexpr int L = 8;
+  static constexpr int kFloatRegisters = 16;  // vector registers of L floats
   static constexpr int kMaxTokens = 4;
   static constexpr int kRowVectors = 1;
   struct I { int32_t v[L]; };

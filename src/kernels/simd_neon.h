@@ -14,6 +14,7 @@ namespace {
 
 struct NeonDotprod {
   static constexpr int L = 4;
+  static constexpr int kFloatRegisters = 32;  // vector registers of L floats
   static constexpr int kMaxTokens = 8;  // 32 vector registers: 8 int32 + 8 float accumulators and the weights
   static constexpr int kRowVectors = 1;
   using I = int32x4_t;

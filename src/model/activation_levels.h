@@ -26,8 +26,9 @@ namespace orchard {
 
 // The mean KL (nats per token) at the logits that single-level activations may add in all, on the
 // calibration tokens. Chosen on the golden cases (docs/performance.md): every golden case stays
-// within its fast tolerance on every ISA path with it.
-inline constexpr double kSingleLevelKlBudget = 3e-4;
+// within its fast tolerance on every ISA path with it (3e-4 did until a change of the attention's
+// rounding moved the estimates of one tiny model by a few percent).
+inline constexpr double kSingleLevelKlBudget = 2.5e-4;
 
 // Tokens of the calibration passes (few enough that the 2 + 8 passes cost a small part of a load),
 // and the last rows whose logits give the KL.

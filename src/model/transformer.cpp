@@ -265,7 +265,7 @@ void Transformer::attention(int64_t l, const LayerWeights& w, std::span<const Se
     attention_rows_.push_back({&q_[t * q_dim], cache.keys(l), cache.values(l), cache.type(), rows, entry.start,
                                c.n_heads, c.n_kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd)),
                                &attn_out_[t * q_dim], cache.key_scales(l), cache.value_scales(l),
-                               cache.position_stride(), cache.head_stride()});
+                               cache.position_stride(), cache.head_stride(), cache.key_head_stride()});
     t += rows;
   }
   kernels_.attention(attention_rows_, pool_);

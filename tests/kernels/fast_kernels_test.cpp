@@ -310,12 +310,23 @@ TEST_P(FastKernels, AttentionMatchesReference) {
     for (const KvType type : {KvType::f16, KvType::f32}) {
       SCOPED_TRACE(type == KvType::f16 ? "f16 cache" : "f32 cache");
       std::vector<float> got(q.size(), NAN);
-      a.keys = type == KvType::f16 ? static_cast<const void*>(k16.data()) : k.data();
-      a.values = type == KvType::f16 ? static_cast<const void*>(v16.data()) : v.data();
-      a.kv_type = type;
-      a.out = got.data();
-      fast.attention({&a, 1}, pool);
+      AttentionBatch rows = a;  // keys laid out as rows
+      rows.keys = type == KvType::f16 ? static_cast<const void*>(k16.data()) : k.data();
+      rows.values = type == KvType::f16 ? static_cast<const void*>(v16.data()) : v.data();
+      rows.kv_type = type;
+      rows.out = got.data();
+      fast.attention({&rows, 1}, pool);
       for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f) << i;
+
+      // KvCache's layout: keys in blocks, read in place (a last block part-filled).
+      KvCache cache(1, n_ctx, n_kv, c.head_dim, type);
+      for (int64_t p = 0; p < n_ctx; ++p) cache.store(0, p, &k[p * kv_dim], &v[p * kv_dim]);
+      const AttentionBatch blocks{q.data(), cache.keys(0), cache.values(0), type, c.n_tokens, c.start, n_heads, n_kv,
+                                  c.head_dim, scale, got.data(), nullptr, nullptr, cache.position_stride(),
+                                  cache.head_stride(), cache.key_head_stride()};
+      std::fill(got.begin(), got.end(), NAN);
+      fast.attention({&blocks, 1}, pool);
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expect[i], 1e-5f) << "in blocks, " << i;
     }
   }
 }
@@ -331,27 +342,28 @@ TEST_P(FastKernels, AttentionOfSeveralSequencesInOneCallIsEachAlone) {
   struct Seq { int64_t n_tokens, start; };
   const std::vector<Seq> seqs = {{1, 0}, {1, 37}, {45, 0}, {3, 9}, {1, 100}, {33, 20}};
   std::vector<std::vector<float>> q, k, v, alone, together, expect;
-  std::vector<std::vector<uint16_t>> k16, v16;
+  std::vector<KvCache> caches;  // f16, keys in blocks: the transformer's layout
   std::vector<AttentionBatch> batches;
   for (const Seq& s : seqs) {
     const int64_t n_ctx = s.start + s.n_tokens;
     q.push_back(random_floats(s.n_tokens * n_heads * hd, rng, 2.0f));
     k.push_back(random_floats(n_ctx * kv_dim, rng, 2.0f));
     v.push_back(random_floats(n_ctx * kv_dim, rng));
-    k16.emplace_back(k.back().size());
-    v16.emplace_back(v.back().size());
-    for (size_t i = 0; i < k.back().size(); ++i) {
-      k16.back()[i] = f32_to_f16(k.back()[i]), v16.back()[i] = f32_to_f16(v.back()[i]);
-      k.back()[i] = f16_to_f32(k16.back()[i]), v.back()[i] = f16_to_f32(v16.back()[i]);
+    for (size_t i = 0; i < k.back().size(); ++i) {  // the reference sees the same rounded cache
+      k.back()[i] = f16_to_f32(f32_to_f16(k.back()[i])), v.back()[i] = f16_to_f32(f32_to_f16(v.back()[i]));
     }
+    caches.emplace_back(1, n_ctx, n_kv, hd, KvType::f16);
+    for (int64_t p = 0; p < n_ctx; ++p) caches.back().store(0, p, &k.back()[p * kv_dim], &v.back()[p * kv_dim]);
     alone.emplace_back(q.back().size(), NAN);
     together.emplace_back(q.back().size(), NAN);
     expect.emplace_back(q.back().size(), NAN);
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   for (size_t i = 0; i < seqs.size(); ++i) {
-    AttentionBatch a{q[i].data(), k16[i].data(), v16[i].data(), KvType::f16, seqs[i].n_tokens, seqs[i].start,
-                     n_heads, n_kv, hd, scale, alone[i].data()};
+    const KvCache& cache = caches[i];
+    AttentionBatch a{q[i].data(), cache.keys(0), cache.values(0), KvType::f16, seqs[i].n_tokens, seqs[i].start,
+                     n_heads, n_kv, hd, scale, alone[i].data(), nullptr, nullptr, cache.position_stride(),
+                     cache.head_stride(), cache.key_head_stride()};
     fast.attention({&a, 1}, pool);
     a.out = together[i].data();
     batches.push_back(a);
@@ -384,15 +396,18 @@ TEST_P(FastKernels, AttentionOverInt8CacheMatchesReference) {
     const std::vector<float> k = random_floats(n_ctx * kv_dim, rng, 2.0f), v = random_floats(n_ctx * kv_dim, rng);
     KvCache cache(1, n_ctx, n_kv, c.head_dim, KvType::q8);
     for (int64_t p = 0; p < n_ctx; ++p) cache.store(0, p, &k[p * kv_dim], &v[p * kv_dim]);
-    EXPECT_EQ(cache.bytes(), static_cast<size_t>(2 * n_ctx * (kv_dim + n_kv * 4)));
+    const int64_t key_positions = (n_ctx + 15) / 16 * 16;  // whole blocks of 16
+    EXPECT_EQ(cache.bytes(), static_cast<size_t>((key_positions + n_ctx) * kv_dim + 2 * n_ctx * n_kv * 4));
+    EXPECT_EQ(cache.bytes(), KvCache::bytes_for(1, n_ctx, n_kv, c.head_dim, KvType::q8));
     std::vector<float> expect(q.size()), got(q.size(), NAN);
     AttentionBatch a{q.data(), cache.keys(0), cache.values(0), KvType::q8, c.n_tokens, c.start, n_heads, n_kv,
                      c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), expect.data(),
-                     cache.key_scales(0), cache.value_scales(0), cache.position_stride(), cache.head_stride()};
+                     cache.key_scales(0), cache.value_scales(0), cache.position_stride(), cache.head_stride(),
+                     cache.key_head_stride()};
     std::vector<float> row(c.head_dim);
     for (int64_t p = 0; p < n_ctx; ++p)
       for (int64_t h = 0; h < n_kv; ++h) {
-        kv_row_to_f32(a, cache.keys(0), cache.key_scales(0), p, h, row.data());
+        key_to_f32(a, p, h, row.data());
         const float step = cache.key_scales(0)[p * n_kv + h];
         for (int64_t d = 0; d < c.head_dim; ++d) ASSERT_LE(std::fabs(row[d] - k[p * kv_dim + h * c.head_dim + d]), 0.5f * step * 1.0001f);
       }
