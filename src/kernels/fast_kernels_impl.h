@@ -298,6 +298,7 @@ void keys_to_f32_blocks(const AttentionBatch& a, int64_t kv_head, int64_t first,
       for (int64_t d = 0; d < hd; ++d)
         for (int64_t j = 0; j < kKeyBlock; j += V::L) {
           const int64_t at = key_block_offset(b + j, d, hd);
+          __builtin_prefetch(src + at + kKeyTile * hd);  // see kKeyTile
           V::fstore(scratch + at, V::fmul(V::fload(scale + j), V::load_s8(src + at)));
         }
     }
@@ -326,7 +327,10 @@ void values_to_f32(const AttentionBatch& a, int64_t kv_head, int64_t first, int6
       const int8_t* src = static_cast<const int8_t*>(a.values) + offset;
       const float scale = a.value_scales[(first + j) * a.n_kv_heads + kv_head];
       const typename V::F s = V::fset1(scale);
-      for (; d + V::L <= hd; d += V::L) V::fstore(row + d, V::fmul(s, V::load_s8(src + d)));
+      for (; d + V::L <= hd; d += V::L) {
+        __builtin_prefetch(src + kKeyTile * a.kv_position_stride() + d);  // see kKeyTile
+        V::fstore(row + d, V::fmul(s, V::load_s8(src + d)));
+      }
       for (; d < hd; ++d) row[d] = scale * static_cast<float>(src[d]);
     }
   }
