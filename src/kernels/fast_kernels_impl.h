@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "base/half.h"
@@ -252,7 +253,7 @@ void matmul_float(const TensorRef& w, const float* x, int64_t n, int64_t row_beg
 // with both (keys as rows with both prefetches: 7.6).
 constexpr int64_t kQueryRows = 32;
 constexpr int64_t kKeyTile = 64;
-constexpr int64_t kSharedRows = 4;
+constexpr int64_t kSharedRows = 8;
 static_assert(kKeyTile % kKeyBlock == 0, "tiles start at a block");
 
 // One KV head's rows as f16, converted when loaded (head_dim a multiple of V::L: no partial loads).
@@ -494,8 +495,9 @@ void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, in
           const int64_t nk = std::min(kKeyTile, n_keys - k0);
           // Rows in groups of up to kSharedRows that see the same keys: each key and value vector
           // loaded serves the group (the tile's rows otherwise read it from L2 once each). Groups
-          // of 4 rather than pairs: a 1.5B 1000-token prefill 413 -> 450 t/s. With 8, the scores
-          // and the values would each load more per FMA than with 4 (16 accumulators at most).
+          // of 4 rather than pairs: a 1.5B 1000-token prefill 413 -> 450 t/s. Up to 8 (with keys
+          // in blocks, 8 rows' scores load one key vector per 8 FMAs): a decode's 7 query heads
+          // of one KV head (0.5B) in one group instead of 4 + 2 + 1, ...
           auto attend_rows = [&](const auto& keys, const auto& values) {
             const auto visible = [&](int64_t r) { return std::min(nk, a.start + token_of(r) + 1 - k0); };  // causal
             const auto attend_group = [&]<int R>(int64_t r, int64_t seen) {
@@ -513,10 +515,11 @@ void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, in
               const int64_t seen = visible(r);
               int64_t same = 1;
               while (same < kSharedRows && r + same < nr && visible(r + same) == seen) ++same;
-              if (seen <= 0) same = 1;  // the row sees no key of this tile
-              else if (same == 4) attend_group.template operator()<4>(r, seen);
-              else if (same >= 2) attend_group.template operator()<2>(r, seen), same = 2;
-              else attend_group.template operator()<1>(r, seen);
+              if (seen > 0)  // else the row sees no key of this tile
+                [&]<int... R>(std::integer_sequence<int, R...>) {  // attend_group<same>
+                  ((same == R + 1 ? attend_group.template operator()<R + 1>(r, seen) : void()), ...);
+                }(std::make_integer_sequence<int, kSharedRows>{});
+              else same = 1;
               r += same;
             }
           };

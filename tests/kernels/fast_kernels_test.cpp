@@ -285,11 +285,13 @@ TEST_P(FastKernels, AttentionMatchesReference) {
   std::mt19937 rng(3);
   // Head counts whose groups the two threads split unevenly (9 of 3), and one KV head shared by
   // more query heads than a tile holds (80 of 1, 40 a thread); head sizes off the vector width;
-  // groups of 7 (Qwen2.5-0.5B's), whose rows share key loads 4, 2 and 1 at a time.
+  // rows that share their key loads 1 to 8 at a time: decode groups of 3, 5, 6 and 7 (Qwen2.5-0.5B's),
+  // and prefill tiles whose tokens all see a whole key tile (groups of 8).
   struct Case { int64_t head_dim, n_tokens, start, n_heads, n_kv; };
   for (const Case& c : {Case{64, 1, 0, 6, 2}, Case{96, 5, 3, 6, 2}, Case{8, 70, 0, 6, 2}, Case{64, 1, 150, 6, 2},
                         Case{16, 40, 90, 6, 2}, Case{200, 3, 70, 9, 3}, Case{24, 37, 5, 9, 3}, Case{64, 2, 80, 80, 1},
-                        Case{64, 1, 100, 14, 2}, Case{96, 9, 20, 14, 2}}) {
+                        Case{64, 1, 100, 14, 2}, Case{96, 9, 20, 14, 2}, Case{32, 1, 40, 10, 2}, Case{64, 1, 100, 12, 2},
+                        Case{64, 5, 150, 14, 2}}) {
     SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " n " + std::to_string(c.n_tokens) + " start " +
                  std::to_string(c.start) + " heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv));
     const int64_t n_heads = c.n_heads, n_kv = c.n_kv, kv_dim = n_kv * c.head_dim, n_ctx = c.start + c.n_tokens;
