@@ -244,13 +244,14 @@ void matmul_float(const TensorRef& w, const float* x, int64_t n, int64_t row_beg
 // attention on the 1.5B shape, one thread, 4.5 against 3.5 ns per query row and key); int8 and
 // f16 head sizes off the vector width (no partial f16 loads) converted once per tile.
 
-// The loads of a tile's f16 keys and values each ask for the same element of the next tile
-// (prefetches do not fault past the cache's end): the hardware prefetchers alone left decode
-// attention waiting on memory, where each sequence's keys and values come from (the weights
-// stream through the caches between layers). A throwaway microbenchmark (16 sequences x 24
-// layers of the 0.5B shape at position 1000, caches evicted between steps, 2 threads):
-// 10.0 ms a step with keys as rows, 9.1 with keys in blocks, 8.1 with the keys' prefetch, 6.4
-// with both (keys as rows with both prefetches: 7.6).
+// The loads of a tile's keys (f16 or f32), its f16 values and its int8 conversions each ask for
+// the same element of the next tile (prefetches do not fault past the cache's end): the hardware
+// prefetchers alone left decode attention waiting on memory, where each sequence's keys and
+// values come from (the weights stream through the caches between layers). A throwaway
+// microbenchmark (16 sequences x 24 layers of the 0.5B shape at position 1000, caches evicted
+// between steps, 2 threads): 10.0 ms a step with keys as rows, 9.1 with keys in blocks, 8.1 with
+// the keys' prefetch, 6.4 with both (keys as rows with both prefetches: 7.6). An int8 cache's
+// conversions: the 16-sequence step at 1000-token contexts 28.5 -> 23.2 ms.
 constexpr int64_t kQueryRows = 32;
 constexpr int64_t kKeyTile = 64;
 constexpr int64_t kSharedRows = 8;
@@ -497,7 +498,8 @@ void attention(const AttentionBatch& a, int64_t head_begin, int64_t head_end, in
           // loaded serves the group (the tile's rows otherwise read it from L2 once each). Groups
           // of 4 rather than pairs: a 1.5B 1000-token prefill 413 -> 450 t/s. Up to 8 (with keys
           // in blocks, 8 rows' scores load one key vector per 8 FMAs): a decode's 7 query heads
-          // of one KV head (0.5B) in one group instead of 4 + 2 + 1, ...
+          // of one KV head (0.5B) in one group instead of 4 + 2 + 1, its attention from cache
+          // 1.22 -> 0.89 ms a step (docs/performance.md, twenty-first session).
           auto attend_rows = [&](const auto& keys, const auto& values) {
             const auto visible = [&](int64_t r) { return std::min(nk, a.start + token_of(r) + 1 - k0); };  // causal
             const auto attend_group = [&]<int R>(int64_t r, int64_t seen) {
